@@ -1,0 +1,412 @@
+//! The versioned JSON contracts: [`Mention`] in, [`Verdict`] and [`Ticket`] out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema string every mention carries.
+pub const MENTION_SCHEMA: &str = "cull.mention/v1";
+/// The schema string every verdict carries.
+pub const VERDICT_SCHEMA: &str = "cull.verdict/v1";
+/// The schema string every ticket carries.
+pub const TICKET_SCHEMA: &str = "cull.ticket/v1";
+
+/// The largest serialized mention accepted by [`Mention::from_json`], in bytes.
+///
+/// Real mentions are a few kilobytes; a bound keeps one hostile record from costing
+/// the matcher seconds. Callers with other needs use [`Mention::from_json_limited`].
+pub const MAX_MENTION_BYTES: usize = 1024 * 1024;
+
+/// Errors raised when bytes cannot become a valid contract value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The record is larger than the configured limit.
+    #[error("record is {size} bytes, over the limit of {limit} bytes")]
+    Oversized {
+        /// Size of the record in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The record is not valid UTF-8.
+    #[error("record is not valid UTF-8: invalid byte at offset {offset}")]
+    InvalidUtf8 {
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The record is not valid JSON for the contract.
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Json {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What serde_json reported.
+        message: String,
+    },
+    /// The record names a schema this version of cull does not read.
+    #[error("unsupported schema {found:?}, expected {expected:?}")]
+    Schema {
+        /// The schema the record carried.
+        found: String,
+        /// The schema this build reads.
+        expected: &'static str,
+    },
+    /// A required field is empty.
+    #[error("field `{field}` must not be empty")]
+    EmptyField {
+        /// The field name.
+        field: &'static str,
+    },
+}
+
+/// The kind of place a mention was found; rules can be restricted to some channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Twitter / X.
+    Twitter,
+    /// Facebook.
+    Facebook,
+    /// A blog.
+    Blog,
+    /// A news site or news alert.
+    News,
+    /// A forum or discussion board.
+    Forum,
+    /// A review site.
+    Review,
+    /// An email, such as an alert digest.
+    Email,
+    /// Anything else.
+    Other,
+}
+
+impl Channel {
+    /// Every channel, in declaration order.
+    pub const ALL: [Channel; 8] = [
+        Channel::Twitter,
+        Channel::Facebook,
+        Channel::Blog,
+        Channel::News,
+        Channel::Forum,
+        Channel::Review,
+        Channel::Email,
+        Channel::Other,
+    ];
+
+    /// Returns the wire name of the channel.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Twitter => "twitter",
+            Channel::Facebook => "facebook",
+            Channel::Blog => "blog",
+            Channel::News => "news",
+            Channel::Forum => "forum",
+            Channel::Review => "review",
+            Channel::Email => "email",
+            Channel::Other => "other",
+        }
+    }
+
+    /// Returns the channel with the given wire name.
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One item found by a source: a tweet, an alert entry, a review, an email.
+///
+/// Only `schema`, `id` and `text` are required on the wire so that any tool can feed
+/// cull; every other field is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Mention {
+    /// Always [`MENTION_SCHEMA`].
+    pub schema: String,
+    /// Stable id, see [`crate::mention_id`].
+    pub id: String,
+    /// The client this mention belongs to, for multi-client contact centers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The configured source name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Where the mention was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    /// Canonical URL of the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Author name or handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Title or headline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Plain text body (HTML stripped and entities decoded at ingest).
+    pub text: String,
+    /// Language code such as `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    /// When the item was published (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
+    /// When cull fetched the item (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<String>,
+    /// Free-form string attributes such as a follower count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Mention {
+    /// Returns a mention with the given id and text and nothing else.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Mention {
+        Mention {
+            schema: MENTION_SCHEMA.to_string(),
+            id: id.into(),
+            text: text.into(),
+            ..Mention::default()
+        }
+    }
+
+    /// Parses one serialized mention, rejecting records over [`MAX_MENTION_BYTES`].
+    pub fn from_json(bytes: &[u8]) -> Result<Mention, ModelError> {
+        Mention::from_json_limited(bytes, MAX_MENTION_BYTES)
+    }
+
+    /// Parses one serialized mention, rejecting records over `limit` bytes, invalid
+    /// UTF-8, malformed JSON, a schema other than [`MENTION_SCHEMA`] and an empty id.
+    pub fn from_json_limited(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
+        if bytes.len() > limit {
+            return Err(ModelError::Oversized { size: bytes.len(), limit });
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
+        let mention: Mention = serde_json::from_str(text).map_err(|e| ModelError::Json {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        if mention.schema != MENTION_SCHEMA {
+            return Err(ModelError::Schema { found: mention.schema, expected: MENTION_SCHEMA });
+        }
+        if mention.id.is_empty() {
+            return Err(ModelError::EmptyField { field: "id" });
+        }
+        Ok(mention)
+    }
+
+    /// Returns the host of the mention's URL, lowercased, without a port.
+    pub fn host(&self) -> Option<String> {
+        let url = self.url.as_deref()?;
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = after_scheme.split(['/', '?', '#']).next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host_port.split(':').next()?;
+        (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_ascii_lowercase())
+    }
+}
+
+/// Priority of a ticket, P1 most urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub enum Priority {
+    /// Answer now.
+    P1,
+    /// Answer soon.
+    P2,
+    /// Normal.
+    #[default]
+    P3,
+    /// When there is time.
+    P4,
+}
+
+impl Priority {
+    /// Returns the score 0..100 a universal queue compares across channels.
+    pub fn base_score(self) -> u8 {
+        match self {
+            Priority::P1 => 90,
+            Priority::P2 => 70,
+            Priority::P3 => 50,
+            Priority::P4 => 25,
+        }
+    }
+}
+
+/// A byte range of a field's text, as the verdict's highlighting contract defines it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span {
+    /// The mention field, `title` or `text`.
+    pub field: String,
+    /// Byte offset of the first byte.
+    pub start: usize,
+    /// Byte offset one past the last byte.
+    pub end: usize,
+}
+
+/// A rule that matched a mention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedRule {
+    /// The rule id.
+    pub rule_id: String,
+    /// Hash of the rule's definition.
+    pub rule_version: String,
+    /// Where the rule's positive clauses matched.
+    pub spans: Vec<Span>,
+}
+
+/// Why a rule whose query matched was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CullReason {
+    /// The rule's `exclude` query matched the mention.
+    Exclude,
+    /// Every occurrence that matched lay inside a `mask` phrase.
+    Mask,
+    /// The mention's channel is not one of the rule's channels.
+    Channel,
+    /// The mention's language is not one of the rule's languages.
+    Lang,
+}
+
+/// A rule whose query matched but which a cull removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Culled {
+    /// The rule id.
+    pub rule_id: String,
+    /// Which cull removed it.
+    pub reason: CullReason,
+    /// The clause that culled: the exclude branch or mask that hit, or the channel or
+    /// language that was not allowed.
+    pub clause: String,
+}
+
+/// The matcher's answer for one mention, emitted whether or not anything matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Always [`VERDICT_SCHEMA`].
+    pub schema: String,
+    /// The mention this verdict is about.
+    pub mention_id: String,
+    /// The version of the rule set that produced the verdict.
+    pub ruleset_version: String,
+    /// Rules that matched.
+    pub matched: Vec<MatchedRule>,
+    /// Rules whose query matched but were culled.
+    pub culled: Vec<Culled>,
+}
+
+/// The rule a ticket was opened for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRule {
+    /// Rule id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Hash of the rule's definition.
+    pub version: String,
+}
+
+/// A true match handed to a contact center.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Always [`TICKET_SCHEMA`].
+    pub schema: String,
+    /// Deterministic id, see [`crate::ticket_id`].
+    pub ticket_id: String,
+    /// Revision, incremented when a later mention updates the same ticket.
+    pub revision: u32,
+    /// When the ticket was created (RFC 3339).
+    pub created_at: String,
+    /// The queue of the rule.
+    pub queue: String,
+    /// Priority class.
+    pub priority: Priority,
+    /// Score 0..100 comparable across channels.
+    pub priority_score: u8,
+    /// When the ticket should be answered (RFC 3339).
+    pub sla_due_at: String,
+    /// The client, for multi-client contact centers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The rule that matched.
+    pub rule: TicketRule,
+    /// The mention itself.
+    pub mention: Mention,
+    /// Highlighted spans.
+    pub spans: Vec<Span>,
+    /// A short snippet around the first span.
+    pub snippet: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_wire_mention_needs_schema_id_and_text() {
+        let m = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m-1","text":"hi"}"#).unwrap();
+        assert_eq!(m.id, "m-1");
+        assert_eq!(m.text, "hi");
+        assert_eq!(m.channel, None);
+    }
+
+    #[test]
+    fn bad_records_get_specific_errors() {
+        let err = Mention::from_json(b"{\"schema\":\"cull.mention/v1\",\"id\":\"m\",\"text\":\"\xff\"}").unwrap_err();
+        assert!(matches!(err, ModelError::InvalidUtf8 { offset: 45 }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v2","id":"m","text":""}"#).unwrap_err();
+        assert!(matches!(err, ModelError::Schema { .. }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `text`"), "{err}");
+        let err = Mention::from_json(b"{\"schema\":\n 1").unwrap_err();
+        assert!(matches!(err, ModelError::Json { line: 2, .. }), "{err}");
+        let err = Mention::from_json_limited(&[b' '; 100], 10).unwrap_err();
+        assert!(matches!(err, ModelError::Oversized { size: 100, limit: 10 }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"","text":"x"}"#).unwrap_err();
+        assert!(matches!(err, ModelError::EmptyField { field: "id" }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m","text":"x","chanel":"blog"}"#).unwrap_err();
+        assert!(err.to_string().contains("chanel"), "{err}");
+    }
+
+    #[test]
+    fn verdict_serializes_to_the_documented_shape() {
+        let verdict = Verdict {
+            schema: VERDICT_SCHEMA.into(),
+            mention_id: "m-42".into(),
+            ruleset_version: "3f9c".into(),
+            matched: vec![MatchedRule {
+                rule_id: "connections-magazine".into(),
+                rule_version: "a1b2".into(),
+                spans: vec![Span { field: "text".into(), start: 12, end: 32 }],
+            }],
+            culled: vec![Culled {
+                rule_id: "slack-company".into(),
+                reason: CullReason::Exclude,
+                clause: "adjuster".into(),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&verdict).unwrap(),
+            r#"{"schema":"cull.verdict/v1","mention_id":"m-42","ruleset_version":"3f9c","matched":[{"rule_id":"connections-magazine","rule_version":"a1b2","spans":[{"field":"text","start":12,"end":32}]}],"culled":[{"rule_id":"slack-company","reason":"exclude","clause":"adjuster"}]}"#
+        );
+    }
+
+    #[test]
+    fn host_is_lowercased_without_port_or_userinfo() {
+        let mut m = Mention::new("m", "");
+        m.url = Some("https://user@WWW.Example.COM:8443/a?b".into());
+        assert_eq!(m.host().as_deref(), Some("www.example.com"));
+        m.url = Some("not a url".into());
+        assert_eq!(m.host(), None);
+    }
+}

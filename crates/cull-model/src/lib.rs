@@ -1,0 +1,22 @@
+//! The data contracts of cull and the text analyzer that every stage shares.
+//!
+//! Everything that crosses a process boundary is defined here: the [`Mention`] that
+//! ingest produces, the [`Verdict`] the matcher emits for every mention and the
+//! [`Ticket`] a contact center consumes. Each carries a `schema` string with a version
+//! so that consumers written in other languages can reject what they do not know.
+//!
+//! The [`analyzer`] lives here too, rather than in the matcher or the index, because
+//! cull promises that a rule means exactly what a search of the analyst index means.
+//! That promise holds only if both sides cut text into the same tokens at the same
+//! positions, so there is one analyzer and both register it.
+#![deny(missing_docs)]
+
+pub mod analyzer;
+mod contract;
+mod id;
+
+pub use contract::{
+    Channel, CullReason, Culled, Mention, MatchedRule, ModelError, Priority, Span, Ticket,
+    TicketRule, Verdict, MAX_MENTION_BYTES, MENTION_SCHEMA, TICKET_SCHEMA, VERDICT_SCHEMA,
+};
+pub use id::{mention_id, short_hash, ticket_id};
