@@ -1,1 +1,11 @@
-//! placeholder
+//! Rule files and the query language of cull.
+#![deny(missing_docs)]
+
+pub mod compiled;
+pub mod plan;
+pub mod rule;
+pub mod tantivy_query;
+
+pub use compiled::{Anchor, Clause, CompiledRule, Mask};
+pub use plan::{Field, Plan, Sequence, TextField, Word};
+pub use rule::{Example, Expect, Rule};

@@ -1,0 +1,1 @@
+//! Native verification of plans.
