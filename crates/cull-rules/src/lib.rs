@@ -9,3 +9,9 @@ pub mod tantivy_query;
 pub use compiled::{Anchor, Clause, CompiledRule, Mask};
 pub use plan::{Field, Plan, Sequence, TextField, Word};
 pub use rule::{Example, Expect, Rule};
+pub mod error;
+pub mod load;
+pub mod query;
+
+pub use error::{Located, RuleError};
+pub use load::{load_dir, load_files, Loaded};
