@@ -109,19 +109,9 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(A
             continue;
         }
         let written = &text[token_start..end];
-        emit(AnalyzedToken {
-            term: spell(written),
-            position,
-            start: token_start,
-            end,
-        });
+        emit(AnalyzedToken { term: spell(written), position, start: token_start, end });
         if mode == Mode::Index && token_start != start {
-            emit(AnalyzedToken {
-                term: spell(segment),
-                position,
-                start,
-                end,
-            });
+            emit(AnalyzedToken { term: spell(segment), position, start, end });
         }
         position += 1;
     }
@@ -193,10 +183,7 @@ mod tests {
     use super::*;
 
     fn terms(text: &str, form: Form, mode: Mode) -> Vec<(String, u32)> {
-        analyze(text, form, mode)
-            .into_iter()
-            .map(|t| (t.term, t.position))
-            .collect()
+        analyze(text, form, mode).into_iter().map(|t| (t.term, t.position)).collect()
     }
 
     fn t(term: &str, position: u32) -> (String, u32) {
@@ -216,23 +203,10 @@ mod tests {
     fn hashtags_and_handles_are_tokens_and_index_their_bare_word() {
         assert_eq!(
             terms("love #Slack via @SlackHQ", Form::Folded, Mode::Index),
-            vec![
-                t("love", 0),
-                t("#slack", 1),
-                t("slack", 1),
-                t("via", 2),
-                t("@slackhq", 3),
-                t("slackhq", 3)
-            ]
+            vec![t("love", 0), t("#slack", 1), t("slack", 1), t("via", 2), t("@slackhq", 3), t("slackhq", 3)]
         );
-        assert_eq!(
-            terms("#Slack", Form::Exact, Mode::Query),
-            vec![t("#Slack", 0)]
-        );
-        assert_eq!(
-            terms("a#b", Form::Folded, Mode::Index),
-            vec![t("a", 0), t("b", 1)]
-        );
+        assert_eq!(terms("#Slack", Form::Exact, Mode::Query), vec![t("#Slack", 0)]);
+        assert_eq!(terms("a#b", Form::Folded, Mode::Index), vec![t("a", 0), t("b", 1)]);
         assert_eq!(terms("# b", Form::Folded, Mode::Index), vec![t("b", 0)]);
     }
 
@@ -247,10 +221,7 @@ mod tests {
     #[test]
     fn overlong_words_are_skipped_but_keep_their_position() {
         let long = "x".repeat(MAX_WORD_BYTES + 1);
-        assert_eq!(
-            terms(&format!("a {long} b"), Form::Folded, Mode::Query),
-            vec![t("a", 0), t("b", 2)]
-        );
+        assert_eq!(terms(&format!("a {long} b"), Form::Folded, Mode::Query), vec![t("a", 0), t("b", 2)]);
     }
 
     #[test]

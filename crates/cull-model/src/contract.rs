@@ -170,12 +170,7 @@ pub struct Mention {
 impl Mention {
     /// Returns a mention with the given id and text and nothing else.
     pub fn new(id: impl Into<String>, text: impl Into<String>) -> Mention {
-        Mention {
-            schema: MENTION_SCHEMA.to_string(),
-            id: id.into(),
-            text: text.into(),
-            ..Mention::default()
-        }
+        Mention { schema: MENTION_SCHEMA.to_string(), id: id.into(), text: text.into(), ..Mention::default() }
     }
 
     /// Parses one serialized mention, rejecting records over [`MAX_MENTION_BYTES`].
@@ -187,24 +182,17 @@ impl Mention {
     /// UTF-8, malformed JSON, a schema other than [`MENTION_SCHEMA`] and an empty id.
     pub fn from_json_limited(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
         if bytes.len() > limit {
-            return Err(ModelError::Oversized {
-                size: bytes.len(),
-                limit,
-            });
+            return Err(ModelError::Oversized { size: bytes.len(), limit });
         }
-        let text = std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 {
-            offset: e.valid_up_to(),
-        })?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
         let mention: Mention = serde_json::from_str(text).map_err(|e| ModelError::Json {
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
         })?;
         if mention.schema != MENTION_SCHEMA {
-            return Err(ModelError::Schema {
-                found: mention.schema,
-                expected: MENTION_SCHEMA,
-            });
+            return Err(ModelError::Schema { found: mention.schema, expected: MENTION_SCHEMA });
         }
         if mention.id.is_empty() {
             return Err(ModelError::EmptyField { field: "id" });
@@ -224,9 +212,7 @@ impl Mention {
 }
 
 /// Priority of a ticket, P1 most urgent.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub enum Priority {
     /// Answer now.
     P1,
@@ -363,8 +349,7 @@ mod tests {
 
     #[test]
     fn minimal_wire_mention_needs_schema_id_and_text() {
-        let m =
-            Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m-1","text":"hi"}"#).unwrap();
+        let m = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m-1","text":"hi"}"#).unwrap();
         assert_eq!(m.id, "m-1");
         assert_eq!(m.text, "hi");
         assert_eq!(m.channel, None);
@@ -372,41 +357,21 @@ mod tests {
 
     #[test]
     fn bad_records_get_specific_errors() {
-        let err =
-            Mention::from_json(b"{\"schema\":\"cull.mention/v1\",\"id\":\"m\",\"text\":\"\xff\"}")
-                .unwrap_err();
-        assert!(
-            matches!(err, ModelError::InvalidUtf8 { offset: 45 }),
-            "{err}"
-        );
-        let err =
-            Mention::from_json(br#"{"schema":"cull.mention/v2","id":"m","text":""}"#).unwrap_err();
+        let err = Mention::from_json(b"{\"schema\":\"cull.mention/v1\",\"id\":\"m\",\"text\":\"\xff\"}")
+            .unwrap_err();
+        assert!(matches!(err, ModelError::InvalidUtf8 { offset: 45 }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v2","id":"m","text":""}"#).unwrap_err();
         assert!(matches!(err, ModelError::Schema { .. }), "{err}");
         let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m"}"#).unwrap_err();
         assert!(err.to_string().contains("missing field `text`"), "{err}");
         let err = Mention::from_json(b"{\"schema\":\n 1").unwrap_err();
         assert!(matches!(err, ModelError::Json { line: 2, .. }), "{err}");
         let err = Mention::from_json_limited(&[b' '; 100], 10).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ModelError::Oversized {
-                    size: 100,
-                    limit: 10
-                }
-            ),
-            "{err}"
-        );
-        let err =
-            Mention::from_json(br#"{"schema":"cull.mention/v1","id":"","text":"x"}"#).unwrap_err();
-        assert!(
-            matches!(err, ModelError::EmptyField { field: "id" }),
-            "{err}"
-        );
-        let err = Mention::from_json(
-            br#"{"schema":"cull.mention/v1","id":"m","text":"x","chanel":"blog"}"#,
-        )
-        .unwrap_err();
+        assert!(matches!(err, ModelError::Oversized { size: 100, limit: 10 }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"","text":"x"}"#).unwrap_err();
+        assert!(matches!(err, ModelError::EmptyField { field: "id" }), "{err}");
+        let err = Mention::from_json(br#"{"schema":"cull.mention/v1","id":"m","text":"x","chanel":"blog"}"#)
+            .unwrap_err();
         assert!(err.to_string().contains("chanel"), "{err}");
     }
 
@@ -419,11 +384,7 @@ mod tests {
             matched: vec![MatchedRule {
                 rule_id: "connections-magazine".into(),
                 rule_version: "a1b2".into(),
-                spans: vec![Span {
-                    field: "text".into(),
-                    start: 12,
-                    end: 32,
-                }],
+                spans: vec![Span { field: "text".into(), start: 12, end: 32 }],
             }],
             culled: vec![Culled {
                 rule_id: "slack-company".into(),

@@ -27,10 +27,7 @@ pub fn short_hash(parts: &[&str], hex_len: usize) -> String {
 /// Returns the stable id of a mention: a hash of its configured source name and its
 /// canonical URL (or the external id the source gave it).
 pub fn mention_id(source: &str, canonical_url_or_external_id: &str) -> String {
-    format!(
-        "m-{}",
-        short_hash(&[source, canonical_url_or_external_id], 20)
-    )
+    format!("m-{}", short_hash(&[source, canonical_url_or_external_id], 20))
 }
 
 /// Returns the deterministic ticket id for a mention matched by a rule.
@@ -47,10 +44,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_separate_their_parts() {
-        assert_eq!(
-            mention_id("alerts", "https://a.example/x"),
-            mention_id("alerts", "https://a.example/x")
-        );
+        assert_eq!(mention_id("alerts", "https://a.example/x"), mention_id("alerts", "https://a.example/x"));
         assert_ne!(short_hash(&["ab", "c"], 16), short_hash(&["a", "bc"], 16));
         assert!(ticket_id("m-1", "r").starts_with("t-"));
         assert_ne!(ticket_id("m-1", "r1"), ticket_id("m-1", "r2"));

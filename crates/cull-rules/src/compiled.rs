@@ -69,11 +69,7 @@ impl CompiledRule {
         let mut must = vec![self.query.clone()];
         must.extend(self.channel_filter.clone());
         must.extend(self.lang_filter.clone());
-        let must_not = self
-            .exclude
-            .iter()
-            .map(|c| c.plan.clone())
-            .collect::<Vec<_>>();
+        let must_not = self.exclude.iter().map(|c| c.plan.clone()).collect::<Vec<_>>();
         if must.len() == 1 && must_not.is_empty() {
             return self.query.clone();
         }
@@ -109,12 +105,8 @@ fn parse_and<T>(
     errors: &mut Vec<(QueryKey, QueryError)>,
     lower: impl FnOnce(&query::Node) -> Result<T, Vec<QueryError>>,
 ) -> Option<T> {
-    let lowered = query::parse(text)
-        .map_err(|e| vec![e])
-        .and_then(|node| lower(&node));
-    lowered
-        .map_err(|es| errors.extend(es.into_iter().map(|e| (key, e))))
-        .ok()
+    let lowered = query::parse(text).map_err(|e| vec![e]).and_then(|node| lower(&node));
+    lowered.map_err(|es| errors.extend(es.into_iter().map(|e| (key, e)))).ok()
 }
 
 impl CompiledRule {
@@ -129,10 +121,9 @@ impl CompiledRule {
                 let mut failures = Vec::new();
                 for branch in query::exclude_clauses(node) {
                     match query::compile(branch) {
-                        Ok(plan) => clauses.push(Clause {
-                            source: text[branch.span.clone()].to_string(),
-                            plan,
-                        }),
+                        Ok(plan) => {
+                            clauses.push(Clause { source: text[branch.span.clone()].to_string(), plan })
+                        }
                         Err(es) => failures.extend(es),
                     }
                 }
@@ -148,35 +139,19 @@ impl CompiledRule {
             .iter()
             .enumerate()
             .map(|(i, text)| {
-                parse_and(QueryKey::Mask(i), text, &mut errors, query::compile_mask).map(
-                    |sequences| Mask {
-                        source: text.clone(),
-                        sequences,
-                    },
-                )
+                parse_and(QueryKey::Mask(i), text, &mut errors, query::compile_mask)
+                    .map(|sequences| Mask { source: text.clone(), sequences })
             })
             .collect();
         let (Some(query), Some(exclude), true) = (query, exclude, errors.is_empty()) else {
             return Err(errors);
         };
         let masks = masks.into_iter().flatten().collect();
-        let channel_filter = allowed(
-            Field::Channel,
-            rule.channels.iter().map(|c| c.as_str().to_string()),
-        );
+        let channel_filter = allowed(Field::Channel, rule.channels.iter().map(|c| c.as_str().to_string()));
         let lang_filter = allowed(Field::Lang, rule.langs.iter().map(|l| keyword_value(l)));
         let version = rule_version(&rule);
         let anchors = anchors(&query);
-        Ok(CompiledRule {
-            rule,
-            version,
-            query,
-            anchors,
-            exclude,
-            masks,
-            channel_filter,
-            lang_filter,
-        })
+        Ok(CompiledRule { rule, version, query, anchors, exclude, masks, channel_filter, lang_filter })
     }
 }
 
@@ -231,11 +206,7 @@ pub fn anchors(plan: &Plan) -> Option<Vec<Anchor>> {
         }
         Plan::Keyword { .. } | Plan::Missing(_) => return None,
         Plan::And { must, .. } => best(must.iter().filter_map(anchors))?,
-        Plan::Or(any) => any
-            .iter()
-            .map(anchors)
-            .collect::<Option<Vec<_>>>()?
-            .concat(),
+        Plan::Or(any) => any.iter().map(anchors).collect::<Option<Vec<_>>>()?.concat(),
     };
     found.sort();
     found.dedup();
@@ -251,13 +222,6 @@ fn best(choices: impl Iterator<Item = Vec<Anchor>>) -> Option<Vec<Anchor>> {
 }
 
 fn sequence_anchor(sequence: &Sequence) -> Anchor {
-    let longest = sequence
-        .words
-        .iter()
-        .max_by_key(|w| w.term.len())
-        .map_or("", |w| w.term.as_str());
-    Anchor {
-        term: fold(longest),
-        prefix: sequence.prefix,
-    }
+    let longest = sequence.words.iter().max_by_key(|w| w.term.len()).map_or("", |w| w.term.as_str());
+    Anchor { term: fold(longest), prefix: sequence.prefix }
 }

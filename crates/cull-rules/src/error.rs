@@ -23,18 +23,11 @@ pub enum RuleError {
 
 impl RuleError {
     /// Returns a located error for byte range `span` of `source`, the text of `path`.
-    pub fn at(
-        path: &Path,
-        source: &str,
-        span: Range<usize>,
-        message: impl Into<String>,
-    ) -> RuleError {
+    pub fn at(path: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> RuleError {
         let start = floor_char_boundary(source, span.start.min(source.len()));
         let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..]
-            .find('\n')
-            .map_or(source.len(), |i| start + i);
+        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
         let caret_end = end.min(line_end).max(start);
@@ -45,9 +38,7 @@ impl RuleError {
             rule: None,
             message: message.into(),
             help: None,
-            excerpt: source[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
+            excerpt: source[line_start..line_end].trim_end_matches('\r').to_string(),
             caret_offset: column - 1,
             caret_len: source[start..caret_end].chars().count().max(1),
         }))
@@ -112,25 +103,14 @@ impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gutter = " ".repeat(self.line.to_string().len());
         writeln!(f, "error: {}", self.message)?;
-        write!(
-            f,
-            "{gutter}--> {}:{}:{}",
-            self.path.display(),
-            self.line,
-            self.column
-        )?;
+        write!(f, "{gutter}--> {}:{}:{}", self.path.display(), self.line, self.column)?;
         if let Some(rule) = &self.rule {
             write!(f, " (rule `{rule}`)")?;
         }
         writeln!(f)?;
         writeln!(f, "{gutter} |")?;
         writeln!(f, "{} | {}", self.line, self.excerpt)?;
-        write!(
-            f,
-            "{gutter} | {}{}",
-            " ".repeat(self.caret_offset),
-            "^".repeat(self.caret_len)
-        )?;
+        write!(f, "{gutter} | {}{}", " ".repeat(self.caret_offset), "^".repeat(self.caret_len))?;
         if let Some(help) = &self.help {
             write!(f, "\n{gutter} = help: {help}")?;
         }
@@ -146,14 +126,10 @@ mod tests {
     fn renders_like_a_compiler() {
         let source = "[[rule]]\nid = 'x'\nquery = 'titel:foo'\n";
         let start = source.find("titel").unwrap();
-        let error = RuleError::at(
-            Path::new("rules/a.toml"),
-            source,
-            start..start + 5,
-            "unknown field `titel`",
-        )
-        .with_help(Some("fields are title, text".into()))
-        .in_rule(Some("x"));
+        let error =
+            RuleError::at(Path::new("rules/a.toml"), source, start..start + 5, "unknown field `titel`")
+                .with_help(Some("fields are title, text".into()))
+                .in_rule(Some("x"));
         assert_eq!(
             error.to_string(),
             "error: unknown field `titel`\n --> rules/a.toml:3:10 (rule `x`)\n  |\n3 | query = 'titel:foo'\n  |          ^^^^^\n  = help: fields are title, text"

@@ -74,10 +74,7 @@ pub fn load_dir(dir: &Path) -> Loaded {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(source) => {
-            loaded.errors.push(RuleError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
+            loaded.errors.push(RuleError::Io { path: dir.to_path_buf(), source });
             return loaded;
         }
     };
@@ -93,11 +90,7 @@ pub fn load_dir(dir: &Path) -> Loaded {
             Err(source) => loaded.errors.push(RuleError::Io { path, source }),
         }
     }
-    let pack = load_files(
-        files
-            .iter()
-            .map(|(path, bytes)| (path.as_path(), bytes.as_slice())),
-    );
+    let pack = load_files(files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())));
     loaded.rules = pack.rules;
     loaded.errors.extend(pack.errors);
     loaded
@@ -113,54 +106,43 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
             Err(e) => {
                 let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned();
                 let at = valid.len();
-                loaded.errors.push(RuleError::at(
-                    path,
-                    &valid,
-                    at..at,
-                    "rule file is not valid UTF-8",
-                ));
+                loaded.errors.push(RuleError::at(path, &valid, at..at, "rule file is not valid UTF-8"));
                 continue;
             }
         };
-        for (rule, id_span) in load_source(path, source, &mut loaded.errors) {
-            match first_seen.get(&rule.rule.id) {
-                Some((first_path, first_line)) => {
-                    let message = format!("duplicate rule id `{}`", rule.rule.id);
-                    let help = format!(
-                        "first defined at {}:{first_line}; ids must be unique across the pack",
-                        first_path.display()
-                    );
-                    loaded
-                        .errors
-                        .push(RuleError::at(path, source, id_span, message).with_help(Some(help)));
-                }
-                None => {
-                    first_seen.insert(rule.rule.id.clone(), (path.to_path_buf(), rule.rule.line));
-                    loaded.rules.push(rule);
-                }
+        for entry in load_source(path, source, &mut loaded.errors) {
+            if let Some((first_path, first_line)) = first_seen.get(&entry.id) {
+                let message = format!("duplicate rule id `{}`", entry.id);
+                let help = format!(
+                    "first defined at {}:{first_line}; ids must be unique across the pack",
+                    first_path.display()
+                );
+                loaded.errors.push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
+                continue;
             }
+            let line = source[..entry.id_span.start].matches('\n').count() + 1;
+            first_seen.insert(entry.id, (path.to_path_buf(), line));
+            loaded.rules.extend(entry.rule);
         }
     }
     loaded
 }
 
-/// Loads the rules of one file; errors are appended to `errors`. Each rule comes with
-/// the span of its id, for duplicate reports.
-fn load_source(
-    path: &Path,
-    source: &str,
-    errors: &mut Vec<RuleError>,
-) -> Vec<(CompiledRule, Range<usize>)> {
+/// A rule of a file, with or without errors: ids are checked for duplicates even
+/// when the rules carrying them are broken.
+struct Entry {
+    id: String,
+    id_span: Range<usize>,
+    rule: Option<CompiledRule>,
+}
+
+/// Loads the rules of one file; errors are appended to `errors`.
+fn load_source(path: &Path, source: &str, errors: &mut Vec<RuleError>) -> Vec<Entry> {
     let (table, syntax_errors) = DeTable::parse_recoverable(source);
     let had_syntax_errors = !syntax_errors.is_empty();
     for error in syntax_errors {
         let span = error.span().unwrap_or(0..0);
-        errors.push(RuleError::at(
-            path,
-            source,
-            span,
-            format!("invalid TOML: {}", error.message().trim()),
-        ));
+        errors.push(RuleError::at(path, source, span, format!("invalid TOML: {}", error.message().trim())));
     }
     if had_syntax_errors {
         return Vec::new();
@@ -186,26 +168,22 @@ fn load_source(
         for item in items.iter() {
             let span = item.span();
             match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
-                Ok(raw) => rules.extend(build_rule(path, source, raw, errors)),
+                Ok(raw) => rules.push(Entry {
+                    id: raw.id.get_ref().clone(),
+                    id_span: raw.id.span(),
+                    rule: build_rule(path, source, raw, errors),
+                }),
                 Err(error) => {
                     let at = error.span().unwrap_or(span);
-                    errors.push(RuleError::at(
-                        path,
-                        source,
-                        at,
-                        error.message().trim().to_string(),
-                    ));
+                    errors.push(RuleError::at(path, source, at, error.message().trim().to_string()));
                 }
             }
         }
     }
     if table.is_empty() {
-        errors.push(
-            RuleError::at(path, source, 0..0, "rule file has no rules").with_help(Some(
-                "add a `[[rule]]` table with at least `id` and `query`, or remove the file"
-                    .to_string(),
-            )),
-        );
+        errors.push(RuleError::at(path, source, 0..0, "rule file has no rules").with_help(Some(
+            "add a `[[rule]]` table with at least `id` and `query`, or remove the file".to_string(),
+        )));
     }
     rules
 }
@@ -218,11 +196,7 @@ fn load_source(
 /// columns; rules are written with literal strings in practice.)
 fn string_content_start(source: &str, value_span: &Range<usize>) -> usize {
     let raw = &source[value_span.start.min(source.len())..];
-    let delimiter = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
-        3
-    } else {
-        1
-    };
+    let delimiter = if raw.starts_with("'''") || raw.starts_with("\"\"\"") { 3 } else { 1 };
     let after = &raw[delimiter.min(raw.len())..];
     let newline = if delimiter == 3 && after.starts_with("\r\n") {
         2
@@ -240,11 +214,8 @@ fn check(ok: bool, errors: &mut Vec<RuleError>, error: impl FnOnce() -> RuleErro
 
 fn is_identifier(value: &str) -> bool {
     let mut chars = value.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 fn is_language(value: &str) -> bool {
@@ -260,24 +231,18 @@ fn build_rule(
     source: &str,
     raw: RawRule,
     errors: &mut Vec<RuleError>,
-) -> Option<(CompiledRule, Range<usize>)> {
+) -> Option<CompiledRule> {
     let before = errors.len();
     let id = raw.id.get_ref().clone();
     let rule_id = Some(id.as_str());
-    let located = |span: Range<usize>, message: String| {
-        RuleError::at(path, source, span, message).in_rule(rule_id)
-    };
+    let located =
+        |span: Range<usize>, message: String| RuleError::at(path, source, span, message).in_rule(rule_id);
     check(is_identifier(&id), errors, || {
         located(raw.id.span(), format!("invalid rule id `{id}`")).with_help(Some(
-            "ids are lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit"
-                .into(),
+            "ids are lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit".into(),
         ))
     });
-    let priority = match raw
-        .priority
-        .as_ref()
-        .map(|p| (p.get_ref().as_str(), p.span()))
-    {
+    let priority = match raw.priority.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
         None => Priority::default(),
         Some(("P1", _)) => Priority::P1,
         Some(("P2", _)) => Priority::P2,
@@ -291,10 +256,7 @@ fn build_rule(
             Priority::default()
         }
     };
-    let queue = raw
-        .queue
-        .as_ref()
-        .map_or_else(|| "default".to_string(), |q| q.get_ref().clone());
+    let queue = raw.queue.as_ref().map_or_else(|| "default".to_string(), |q| q.get_ref().clone());
     if let Some(span) = raw.queue.as_ref().map(Spanned::span) {
         check(is_identifier(&queue), errors, || {
             located(span, format!("invalid queue `{queue}`")).with_help(Some(
@@ -302,22 +264,14 @@ fn build_rule(
             ))
         });
     }
-    let channel_help = || {
-        Some(format!(
-            "channels are {}",
-            Channel::ALL.map(|c| c.as_str()).join(", ")
-        ))
-    };
+    let channel_help = || Some(format!("channels are {}", Channel::ALL.map(|c| c.as_str()).join(", ")));
     let mut channels = Vec::new();
     for channel in &raw.channels {
         match Channel::parse(channel.get_ref()) {
             Some(c) => channels.push(c),
             None => errors.push(
-                located(
-                    channel.span(),
-                    format!("unknown channel `{}`", channel.get_ref()),
-                )
-                .with_help(channel_help()),
+                located(channel.span(), format!("unknown channel `{}`", channel.get_ref()))
+                    .with_help(channel_help()),
             ),
         }
     }
@@ -325,11 +279,8 @@ fn build_rule(
     for lang in &raw.langs {
         let value = lang.get_ref().to_ascii_lowercase();
         check(is_language(&value), errors, || {
-            located(
-                lang.span(),
-                format!("invalid language `{}`", lang.get_ref()),
-            )
-            .with_help(Some("write an ISO 639 code such as `en` or `pt-br`".into()))
+            located(lang.span(), format!("invalid language `{}`", lang.get_ref()))
+                .with_help(Some("write an ISO 639 code such as `en` or `pt-br`".into()))
         });
         langs.push(value);
     }
@@ -341,11 +292,8 @@ fn build_rule(
             "none" => Expect::None,
             other => {
                 errors.push(
-                    located(
-                        example.expect.span(),
-                        format!("unknown expectation `{other}`"),
-                    )
-                    .with_help(Some("write `match`, `cull` or `none`".into())),
+                    located(example.expect.span(), format!("unknown expectation `{other}`"))
+                        .with_help(Some("write `match`, `cull` or `none`".into())),
                 );
                 continue;
             }
@@ -363,10 +311,7 @@ fn build_rule(
                 }
             },
         };
-        let line = source[..example.expect.span().start.min(source.len())]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = source[..example.expect.span().start.min(source.len())].matches('\n').count() + 1;
         examples.push(Example {
             text: example.text,
             title: example.title,
@@ -378,10 +323,7 @@ fn build_rule(
             line,
         });
     }
-    let line = source[..raw.id.span().start.min(source.len())]
-        .matches('\n')
-        .count()
-        + 1;
+    let line = source[..raw.id.span().start.min(source.len())].matches('\n').count() + 1;
     let rule = Rule {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id: id.clone(),
@@ -415,5 +357,97 @@ fn build_rule(
     if errors.len() > before {
         return None;
     }
-    compiled.ok().map(|rule| (rule, raw.id.span()))
+    compiled.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(files: &[(&str, &str)]) -> Loaded {
+        load_files(files.iter().map(|(path, text)| (Path::new(*path), text.as_bytes())))
+    }
+
+    fn messages(loaded: &Loaded) -> Vec<String> {
+        loaded.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_sound_rule_loads_with_defaults() {
+        let loaded = load(&[("a.toml", "[[rule]]\nid = 'slack'\nquery = 'slack'\n")]);
+        assert!(loaded.errors.is_empty(), "{:?}", messages(&loaded));
+        let rule = &loaded.rules[0].rule;
+        assert_eq!(
+            (rule.name.as_str(), rule.queue.as_str(), rule.priority, rule.enabled),
+            ("slack", "default", Priority::P3, true)
+        );
+        assert_eq!(rule.line, 2);
+    }
+
+    #[test]
+    fn every_error_in_a_pack_is_reported_with_its_place() {
+        let first = "[[rule]]\nid = 'one'\nquery = 'titel:x'\n\n[[rule]]\nid = 'two'\nquery = 'ok'\npriorty = 'P1'\n\n[[rule]]\nid = 'three'\nquery = 'NOT x'\nchannels = ['tv']\n";
+        let second = "[[rule]]\nid = 'one'\nquery = 'fine'\n";
+        let loaded = load(&[("rules/a.toml", first), ("rules/b.toml", second)]);
+        let all = messages(&loaded).join("\n\n");
+        assert!(
+            all.contains("error: in `query`: unknown field `titel`\n --> rules/a.toml:3:10 (rule `one`)"),
+            "{all}"
+        );
+        assert!(all.contains("unknown field `priorty`"), "{all}");
+        assert!(all.contains("rules/a.toml:8:1"), "{all}");
+        assert!(
+            all.contains("in `query`: a query cannot be only NOT\n  --> rules/a.toml:12:10 (rule `three`)"),
+            "{all}"
+        );
+        assert!(all.contains("unknown channel `tv`\n  --> rules/a.toml:13:13"), "{all}");
+        assert!(all.contains("duplicate rule id `one`\n --> rules/b.toml:2:6"), "{all}");
+        assert_eq!(loaded.errors.len(), 5, "{all}");
+        assert!(loaded.rules.is_empty());
+    }
+
+    #[test]
+    fn errors_in_multiline_and_mask_strings_point_into_the_file() {
+        let text = "[[rule]]\nid = 'r'\nquery = '''\nslack AND co*'''\nmask = ['ok', '\"a\" NEAR b']\n";
+        let loaded = load(&[("r.toml", text)]);
+        let all = messages(&loaded).join("\n\n");
+        assert!(all.contains("wildcard `co*` is shorter than 3 characters\n --> r.toml:4:11"), "{all}");
+        assert!(all.contains("in `mask[1]`: `NEAR` needs a distance\n --> r.toml:5:20"), "{all}");
+    }
+
+    #[test]
+    fn broken_toml_and_bad_values_are_located() {
+        let loaded = load(&[("x.toml", "[[rule]\nid = 'a'\n")]);
+        assert!(messages(&loaded)[0].contains("invalid TOML"), "{:?}", messages(&loaded));
+        assert!(messages(&loaded)[0].contains("x.toml:1:"), "{:?}", messages(&loaded));
+        let loaded = load(&[("y.toml", "[[rule]]\nid = 'Bad Id'\nquery = 'x'\npriority = 'P9'\nqueue = 'a b'\nlangs = ['english']\n[[rule.example]]\ntext = 'x'\nexpect = 'maybe'\n")]);
+        let all = messages(&loaded).join("\n");
+        for expected in [
+            "invalid rule id `Bad Id`",
+            "unknown priority `P9`",
+            "invalid queue `a b`",
+            "invalid language `english`",
+            "unknown expectation `maybe`",
+        ] {
+            assert!(all.contains(expected), "{expected}: {all}");
+        }
+        let loaded = load(&[("z.toml", "[[rule]]\nid = 'a'\n")]);
+        assert!(messages(&loaded)[0].contains("missing field `query`"), "{:?}", messages(&loaded));
+        let loaded = load(&[("e.toml", "# nothing\n")]);
+        assert!(messages(&loaded)[0].contains("rule file has no rules"), "{:?}", messages(&loaded));
+        let loaded = load_files([(Path::new("u.toml"), &b"[[rule]]\nid = '\xff'\n"[..])]);
+        assert!(
+            loaded.errors[0].to_string().contains("not valid UTF-8\n --> u.toml:2:7"),
+            "{}",
+            loaded.errors[0]
+        );
+        let loaded = load(&[("k.toml", "title = 'x'\n")]);
+        assert!(messages(&loaded)[0].contains("unknown key `title`"), "{:?}", messages(&loaded));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_io_error() {
+        let loaded = load_dir(Path::new("/nonexistent/rules"));
+        assert!(matches!(loaded.errors[0], RuleError::Io { .. }));
+    }
 }

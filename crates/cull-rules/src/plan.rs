@@ -69,10 +69,7 @@ impl Field {
     /// Returns true for fields that are analyzed into positioned words (as opposed to
     /// keyword fields whose whole value is one term).
     pub fn is_text(self) -> bool {
-        matches!(
-            self,
-            Field::Title | Field::Text | Field::Author | Field::Url
-        )
+        matches!(self, Field::Title | Field::Text | Field::Author | Field::Url)
     }
 }
 
@@ -167,9 +164,7 @@ impl Plan {
             Plan::Sequence(s) | Plan::SloppyPhrase { sequence: s, .. } => visit(s),
             Plan::Near { left, right, .. } => left.iter().chain(right).for_each(|s| visit(s)),
             Plan::Keyword { .. } | Plan::Missing(_) => {}
-            Plan::And { must, .. } => must
-                .iter()
-                .for_each(|p| p.for_each_positive_sequence(visit)),
+            Plan::And { must, .. } => must.iter().for_each(|p| p.for_each_positive_sequence(visit)),
             Plan::Or(any) => any.iter().for_each(|p| p.for_each_positive_sequence(visit)),
         }
     }
@@ -192,16 +187,9 @@ pub fn text_value(mention: &cull_model::Mention, field: Field) -> Option<&str> {
 /// Returns the terms a keyword field of a mention holds (none when it has no value).
 pub fn keyword_values(mention: &cull_model::Mention, field: Field) -> Vec<String> {
     match field {
-        Field::Site => mention
-            .host()
-            .map(|host| site_terms(&host))
-            .unwrap_or_default(),
+        Field::Site => mention.host().map(|host| site_terms(&host)).unwrap_or_default(),
         Field::Lang => mention.lang.iter().map(|v| keyword_value(v)).collect(),
-        Field::Channel => mention
-            .channel
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect(),
+        Field::Channel => mention.channel.iter().map(|c| c.as_str().to_string()).collect(),
         Field::Source => mention.source.iter().map(|v| keyword_value(v)).collect(),
         Field::Title | Field::Text | Field::Author | Field::Url => Vec::new(),
     }
@@ -218,11 +206,7 @@ pub fn site_terms(host: &str) -> Vec<String> {
     let host = keyword_value(host);
     let host = host.trim_end_matches('.');
     let mut terms = vec![host.to_string()];
-    terms.extend(
-        host.match_indices('.')
-            .map(|(i, _)| host[i + 1..].to_string())
-            .filter(|s| !s.is_empty()),
-    );
+    terms.extend(host.match_indices('.').map(|(i, _)| host[i + 1..].to_string()).filter(|s| !s.is_empty()));
     terms
 }
 
@@ -232,9 +216,6 @@ mod tests {
 
     #[test]
     fn site_terms_are_label_suffixes() {
-        assert_eq!(
-            site_terms("WWW.Example.com."),
-            vec!["www.example.com", "example.com", "com"]
-        );
+        assert_eq!(site_terms("WWW.Example.com."), vec!["www.example.com", "example.com", "com"]);
     }
 }

@@ -100,13 +100,7 @@ impl fmt::Display for Node {
             }
             NodeKind::Near(near) => {
                 let op = if near.ordered { "ONEAR" } else { "NEAR" };
-                write!(
-                    f,
-                    "{} {op}/{} {}",
-                    Grouped(&near.left),
-                    near.distance,
-                    Grouped(&near.right)
-                )
+                write!(f, "{} {op}/{} {}", Grouped(&near.left), near.distance, Grouped(&near.right))
             }
             NodeKind::And(nodes) => write_joined(f, nodes, " "),
             NodeKind::Or(nodes) => write_joined(f, nodes, " OR "),

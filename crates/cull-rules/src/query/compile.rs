@@ -65,10 +65,7 @@ struct Operand {
 impl Operand {
     fn sequences(&self, field: Field) -> impl Iterator<Item = Sequence> + '_ {
         self.alternatives.iter().map(move |a| Sequence {
-            field: TextField {
-                field,
-                form: a.form,
-            },
+            field: TextField { field, form: a.form },
             words: a.words.clone(),
             prefix: a.prefix,
         })
@@ -92,7 +89,8 @@ fn fields_in(scope: Option<Field>) -> Vec<Field> {
     scope.map_or(Field::DEFAULT.to_vec(), |f| vec![f])
 }
 
-const NOT_ALONE_HELP: &str = "NOT removes mentions from a clause beside it, e.g. `slack -adjuster`; alone it matches nothing";
+const NOT_ALONE_HELP: &str =
+    "NOT removes mentions from a clause beside it, e.g. `slack -adjuster`; alone it matches nothing";
 
 impl Compiler {
     fn finish<T>(self, value: Option<T>) -> Result<T, Vec<QueryError>> {
@@ -117,8 +115,12 @@ impl Compiler {
                 let mut plans = Vec::new();
                 for child in nodes {
                     if let NodeKind::Not(_) = child.kind {
-                        self.error(QueryError::new(child.span.clone(), "NOT cannot be an alternative of OR")
-                            .with_help("`a OR -b` would match almost everything; write `a -b` or `(a OR c) -b`"));
+                        self.error(
+                            QueryError::new(child.span.clone(), "NOT cannot be an alternative of OR")
+                                .with_help(
+                                    "`a OR -b` would match almost everything; write `a -b` or `(a OR c) -b`",
+                                ),
+                        );
                     } else if let Some(plan) = self.node(child, scope) {
                         plans.push(plan);
                     }
@@ -126,8 +128,7 @@ impl Compiler {
                 (plans.len() == nodes.len()).then(|| Plan::Or(plans))
             }
             NodeKind::Not(_) => self.error(
-                QueryError::new(node.span.clone(), "a query cannot be only NOT")
-                    .with_help(NOT_ALONE_HELP),
+                QueryError::new(node.span.clone(), "a query cannot be only NOT").with_help(NOT_ALONE_HELP),
             ),
             NodeKind::Scoped(field, inner) => self.scoped(*field, inner, &node.span, scope),
         }
@@ -141,11 +142,7 @@ impl Compiler {
         scope: Option<Field>,
     ) -> Option<Plan> {
         if let Some(outer) = scope.filter(|outer| *outer != field) {
-            let message = format!(
-                "`{}:` inside `{}:` can never match",
-                field.name(),
-                outer.name()
-            );
+            let message = format!("`{}:` inside `{}:` can never match", field.name(), outer.name());
             return self.error(QueryError::new(span.clone(), message));
         }
         self.node(inner, Some(field))
@@ -164,8 +161,7 @@ impl Compiler {
         }
         if must.is_empty() && !failed {
             return self.error(
-                QueryError::new(span.clone(), "every clause here is negated")
-                    .with_help(NOT_ALONE_HELP),
+                QueryError::new(span.clone(), "every clause here is negated").with_help(NOT_ALONE_HELP),
             );
         }
         if failed {
@@ -186,29 +182,14 @@ impl Compiler {
             );
             return None;
         };
-        Some(
-            tokens
-                .into_iter()
-                .map(|t| Word {
-                    offset: t.position - first,
-                    term: t.term,
-                })
-                .collect(),
-        )
+        Some(tokens.into_iter().map(|t| Word { offset: t.position - first, term: t.term }).collect())
     }
 
     fn keyword(&mut self, field: Field, text: &str, span: &Range<usize>) -> Option<Plan> {
         let value = keyword_value(text);
-        let value = if field == Field::Site {
-            value.trim_end_matches('.').to_string()
-        } else {
-            value
-        };
+        let value = if field == Field::Site { value.trim_end_matches('.').to_string() } else { value };
         if value.is_empty() {
-            return self.error(QueryError::new(
-                span.clone(),
-                format!("`{}:` needs a value", field.name()),
-            ));
+            return self.error(QueryError::new(span.clone(), format!("`{}:` needs a value", field.name())));
         }
         if field == Field::Channel && Channel::parse(&value).is_none() {
             let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
@@ -221,11 +202,7 @@ impl Compiler {
     }
 
     fn alternative_of_term(&mut self, term: &Term, span: &Range<usize>) -> Option<Alternative> {
-        let form = if term.exact {
-            Form::Exact
-        } else {
-            Form::Folded
-        };
+        let form = if term.exact { Form::Exact } else { Form::Folded };
         let words = self.words(&term.text, form, span)?;
         if term.prefix {
             if words.len() > 1 {
@@ -234,83 +211,59 @@ impl Compiler {
                         span.clone(),
                         format!("the wildcard in `{}*` applies to one word", term.text),
                     )
-                    .with_help(
-                        "quote the words before it as a phrase and AND them with the wildcard word",
-                    ),
+                    .with_help("quote the words before it as a phrase and AND them with the wildcard word"),
                 );
                 return None;
             }
             if words[0].term.chars().count() < MIN_PREFIX_CHARS {
                 self.error(
-                    QueryError::new(span.clone(), format!("wildcard `{}*` is shorter than {MIN_PREFIX_CHARS} characters", term.text))
-                        .with_help("a short wildcard matches a large part of the vocabulary; write a longer stem"),
+                    QueryError::new(
+                        span.clone(),
+                        format!("wildcard `{}*` is shorter than {MIN_PREFIX_CHARS} characters", term.text),
+                    )
+                    .with_help(
+                        "a short wildcard matches a large part of the vocabulary; write a longer stem",
+                    ),
                 );
                 return None;
             }
         }
-        Some(Alternative {
-            words,
-            prefix: term.prefix,
-            form,
-        })
+        Some(Alternative { words, prefix: term.prefix, form })
     }
 
     fn term(&mut self, term: &Term, span: &Range<usize>, scope: Option<Field>) -> Option<Plan> {
         if let Some(field) = scope.filter(|f| !f.is_text()) {
             if term.prefix || term.exact {
-                let message = format!(
-                    "`{}:` takes a whole value; wildcards and `{{…}}` apply to words",
-                    field.name()
-                );
+                let message =
+                    format!("`{}:` takes a whole value; wildcards and `{{…}}` apply to words", field.name());
                 return self.error(QueryError::new(span.clone(), message));
             }
             return self.keyword(field, &term.text, span);
         }
         let alternative = self.alternative_of_term(term, span)?;
-        let operand = Operand {
-            field: scope,
-            alternatives: vec![alternative],
-        };
+        let operand = Operand { field: scope, alternatives: vec![alternative] };
         Some(any_of(
-            fields_in(scope)
-                .into_iter()
-                .flat_map(|f| operand.sequences(f))
-                .map(Plan::Sequence)
-                .collect(),
+            fields_in(scope).into_iter().flat_map(|f| operand.sequences(f)).map(Plan::Sequence).collect(),
         ))
     }
 
-    fn phrase(
-        &mut self,
-        phrase: &Phrase,
-        span: &Range<usize>,
-        scope: Option<Field>,
-    ) -> Option<Plan> {
+    fn phrase(&mut self, phrase: &Phrase, span: &Range<usize>, scope: Option<Field>) -> Option<Plan> {
         if let Some(field) = scope.filter(|f| !f.is_text()) {
             if phrase.slop.is_some() || phrase.exact {
-                let message = format!(
-                    "`{}:` takes a whole value; `~n` and `{{…}}` apply to text",
-                    field.name()
-                );
+                let message =
+                    format!("`{}:` takes a whole value; `~n` and `{{…}}` apply to text", field.name());
                 return self.error(QueryError::new(span.clone(), message));
             }
             return self.keyword(field, &phrase.text, span);
         }
-        let form = if phrase.exact {
-            Form::Exact
-        } else {
-            Form::Folded
-        };
+        let form = if phrase.exact { Form::Exact } else { Form::Folded };
         let words = self.words(&phrase.text, form, span)?;
         let slop = phrase.slop.unwrap_or(0);
         let plans = fields_in(scope)
             .into_iter()
             .map(|field| {
-                let sequence = Sequence {
-                    field: TextField { field, form },
-                    words: words.clone(),
-                    prefix: false,
-                };
+                let sequence =
+                    Sequence { field: TextField { field, form }, words: words.clone(), prefix: false };
                 if slop > 0 && words.len() > 1 {
                     Plan::SloppyPhrase { sequence, slop }
                 } else {
@@ -325,11 +278,8 @@ impl Compiler {
     /// optionally under one field.
     fn operand(&mut self, node: &Node, scope: Option<Field>, what: &str) -> Option<Operand> {
         let shape_error = |span: &Range<usize>| {
-            QueryError::new(
-                span.clone(),
-                format!("{what} is a word, a phrase or an OR of them"),
-            )
-            .with_help("move other clauses outside, e.g. `(a NEAR/3 b) AND c`")
+            QueryError::new(span.clone(), format!("{what} is a word, a phrase or an OR of them"))
+                .with_help("move other clauses outside, e.g. `(a NEAR/3 b) AND c`")
         };
         match &node.kind {
             NodeKind::Scoped(field, inner) => {
@@ -353,36 +303,19 @@ impl Compiler {
             }
             NodeKind::Term(term) => {
                 let alternative = self.alternative_of_term(term, &node.span)?;
-                Some(Operand {
-                    field: None,
-                    alternatives: vec![alternative],
-                })
+                Some(Operand { field: None, alternatives: vec![alternative] })
             }
             NodeKind::Phrase(phrase) => {
                 if phrase.slop.is_some_and(|s| s > 0) {
                     self.error(
-                        QueryError::new(
-                            node.span.clone(),
-                            format!("a phrase with `~n` cannot be {what}"),
-                        )
-                        .with_help("use NEAR/n between its words instead"),
+                        QueryError::new(node.span.clone(), format!("a phrase with `~n` cannot be {what}"))
+                            .with_help("use NEAR/n between its words instead"),
                     );
                     return None;
                 }
-                let form = if phrase.exact {
-                    Form::Exact
-                } else {
-                    Form::Folded
-                };
+                let form = if phrase.exact { Form::Exact } else { Form::Folded };
                 let words = self.words(&phrase.text, form, &node.span)?;
-                Some(Operand {
-                    field: None,
-                    alternatives: vec![Alternative {
-                        words,
-                        prefix: false,
-                        form,
-                    }],
-                })
+                Some(Operand { field: None, alternatives: vec![Alternative { words, prefix: false, form }] })
             }
             NodeKind::Or(nodes) => {
                 let mut field = None;
@@ -391,8 +324,7 @@ impl Compiler {
                 for child in nodes {
                     match self.operand(child, scope, what) {
                         Some(operand) => {
-                            if operand.field.is_some() && field.is_some() && operand.field != field
-                            {
+                            if operand.field.is_some() && field.is_some() && operand.field != field {
                                 self.error(QueryError::new(
                                     child.span.clone(),
                                     format!("the alternatives of {what} name different fields"),
@@ -405,10 +337,7 @@ impl Compiler {
                         None => failed = true,
                     }
                 }
-                (!failed).then_some(Operand {
-                    field,
-                    alternatives,
-                })
+                (!failed).then_some(Operand { field, alternatives })
             }
             _ => {
                 self.errors.push(shape_error(&node.span));
@@ -423,11 +352,8 @@ impl Compiler {
         let (left, right) = (left?, right?);
         let field = match (left.field, right.field) {
             (Some(l), Some(r)) if l != r => {
-                let message = format!(
-                    "NEAR compares positions in one field, not `{}:` with `{}:`",
-                    l.name(),
-                    r.name()
-                );
+                let message =
+                    format!("NEAR compares positions in one field, not `{}:` with `{}:`", l.name(), r.name());
                 return self.error(QueryError::new(span.clone(), message));
             }
             (l, r) => l.or(r).or(scope),

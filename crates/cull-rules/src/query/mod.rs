@@ -29,11 +29,7 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn new(span: Range<usize>, message: impl Into<String>) -> QueryError {
-        QueryError {
-            span,
-            message: message.into(),
-            help: None,
-        }
+        QueryError { span, message: message.into(), help: None }
     }
 
     pub(crate) fn with_help(mut self, help: impl Into<String>) -> QueryError {
@@ -44,11 +40,7 @@ impl QueryError {
 
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (at bytes {}..{})",
-            self.message, self.span.start, self.span.end
-        )?;
+        write!(f, "{} (at bytes {}..{})", self.message, self.span.start, self.span.end)?;
         if let Some(help) = &self.help {
             write!(f, "; {help}")?;
         }

@@ -64,10 +64,7 @@ fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
                 chars.next();
                 let text_start = start + 1;
                 let close = input[text_start..].find('"').ok_or_else(|| {
-                    QueryError::new(
-                        start..input.len(),
-                        "unterminated phrase: missing closing `\"`",
-                    )
+                    QueryError::new(start..input.len(), "unterminated phrase: missing closing `\"`")
                 })?;
                 let text = input[text_start..text_start + close].to_string();
                 let mut end = text_start + close + 1;
@@ -76,10 +73,7 @@ fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
                 }
                 let mut slop = None;
                 if input[end..].starts_with('~') {
-                    let digits: String = input[end + 1..]
-                        .chars()
-                        .take_while(char::is_ascii_digit)
-                        .collect();
+                    let digits: String = input[end + 1..].chars().take_while(char::is_ascii_digit).collect();
                     let slop_span = end..end + 1 + digits.len();
                     if digits.is_empty() {
                         return Err(QueryError::new(
@@ -114,20 +108,15 @@ fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
 fn parse_distance(digits: &str, span: Range<usize>) -> Result<u32, QueryError> {
     match digits.parse::<u32>() {
         Ok(n) if n <= MAX_DISTANCE => Ok(n),
-        _ => Err(QueryError::new(
-            span,
-            format!("distance {digits} is too large; the limit is {MAX_DISTANCE}"),
-        )),
+        _ => {
+            Err(QueryError::new(span, format!("distance {digits} is too large; the limit is {MAX_DISTANCE}")))
+        }
     }
 }
 
 /// Splits a run of non-delimiter characters into tokens: operators, a leading `-`, a
 /// field prefix, and the word itself.
-fn lex_word(
-    word: &str,
-    start: usize,
-    tokens: &mut Vec<(Token, Range<usize>)>,
-) -> Result<(), QueryError> {
+fn lex_word(word: &str, start: usize, tokens: &mut Vec<(Token, Range<usize>)>) -> Result<(), QueryError> {
     let span = start..start + word.len();
     match word {
         "AND" | "&&" => return push(tokens, Token::And, span),
@@ -138,10 +127,10 @@ fn lex_word(
     for (keyword, ordered) in [("NEAR", false), ("ONEAR", true)] {
         if let Some(rest) = word.strip_prefix(keyword) {
             if rest.is_empty() {
-                let help = format!("write `{keyword}/n` with the most words allowed between, e.g. `a {keyword}/3 b`");
-                return Err(
-                    QueryError::new(span, format!("`{keyword}` needs a distance")).with_help(help),
+                let help = format!(
+                    "write `{keyword}/n` with the most words allowed between, e.g. `a {keyword}/3 b`"
                 );
+                return Err(QueryError::new(span, format!("`{keyword}` needs a distance")).with_help(help));
             }
             if let Some(digits) = rest.strip_prefix('/') {
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -164,11 +153,9 @@ fn lex_word(
         if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic() || c == '_') {
             let field = Field::parse(name).ok_or_else(|| {
                 let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                QueryError::new(start..start + name.len(), format!("unknown field `{name}`"))
-                    .with_help(format!(
-                        "fields are {}; quote the text to search for it literally",
-                        names.join(", ")
-                    ))
+                QueryError::new(start..start + name.len(), format!("unknown field `{name}`")).with_help(
+                    format!("fields are {}; quote the text to search for it literally", names.join(", ")),
+                )
             })?;
             tokens.push((Token::Field(field), start..start + name.len() + 1));
             if rest.is_empty() {
@@ -180,11 +167,7 @@ fn lex_word(
     push(tokens, Token::Word(word.to_string()), span)
 }
 
-fn push(
-    tokens: &mut Vec<(Token, Range<usize>)>,
-    token: Token,
-    span: Range<usize>,
-) -> Result<(), QueryError> {
+fn push(tokens: &mut Vec<(Token, Range<usize>)>, token: Token, span: Range<usize>) -> Result<(), QueryError> {
     tokens.push((token, span));
     Ok(())
 }
@@ -194,24 +177,16 @@ pub fn parse(input: &str) -> Result<Node, QueryError> {
     if input.len() > MAX_QUERY_BYTES {
         return Err(QueryError::new(
             0..0,
-            format!(
-                "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
-                input.len()
-            ),
+            format!("query is {} bytes; the limit is {MAX_QUERY_BYTES}", input.len()),
         ));
     }
     let tokens = lex(input)?;
     if tokens.is_empty() {
-        return Err(QueryError::new(0..input.len(), "query is empty")
-            .with_help("write at least one word or phrase"));
+        return Err(
+            QueryError::new(0..input.len(), "query is empty").with_help("write at least one word or phrase")
+        );
     }
-    let mut parser = Parser {
-        tokens,
-        next: 0,
-        depth: 0,
-        clauses: 0,
-        input_len: input.len(),
-    };
+    let mut parser = Parser { tokens, next: 0, depth: 0, clauses: 0, input_len: input.len() };
     let node = parser.or()?;
     if let Some((_, span)) = parser.tokens.get(parser.next) {
         let message = match parser.tokens[parser.next].0 {
@@ -238,9 +213,7 @@ impl Parser {
     }
 
     fn span_here(&self) -> Range<usize> {
-        self.tokens
-            .get(self.next)
-            .map_or(self.input_len..self.input_len, |(_, s)| s.clone())
+        self.tokens.get(self.next).map_or(self.input_len..self.input_len, |(_, s)| s.clone())
     }
 
     fn start(&self) -> usize {
@@ -269,10 +242,7 @@ impl Parser {
     }
 
     fn node(&self, kind: NodeKind, start: usize) -> Node {
-        Node {
-            kind,
-            span: start..self.end_of_previous(),
-        }
+        Node { kind, span: start..self.end_of_previous() }
     }
 
     fn or(&mut self) -> Result<Node, QueryError> {
@@ -284,11 +254,7 @@ impl Parser {
             nodes.push(self.and()?);
         }
         self.depth -= 1;
-        Ok(if nodes.len() == 1 {
-            nodes.remove(0)
-        } else {
-            self.node(NodeKind::Or(nodes), start)
-        })
+        Ok(if nodes.len() == 1 { nodes.remove(0) } else { self.node(NodeKind::Or(nodes), start) })
     }
 
     fn and(&mut self) -> Result<Node, QueryError> {
@@ -304,11 +270,7 @@ impl Parser {
             }
             nodes.push(self.unary()?);
         }
-        Ok(if nodes.len() == 1 {
-            nodes.remove(0)
-        } else {
-            self.node(NodeKind::And(nodes), start)
-        })
+        Ok(if nodes.len() == 1 { nodes.remove(0) } else { self.node(NodeKind::And(nodes), start) })
     }
 
     fn unary(&mut self) -> Result<Node, QueryError> {
@@ -332,20 +294,10 @@ impl Parser {
         self.bump();
         let right = self.primary()?;
         if let Some(Token::Near { .. }) = self.peek() {
-            return Err(
-                QueryError::new(self.span_here(), "NEAR clauses cannot be chained")
-                    .with_help("combine them with AND: `(a NEAR/3 b) AND (b NEAR/3 c)`"),
-            );
+            return Err(QueryError::new(self.span_here(), "NEAR clauses cannot be chained")
+                .with_help("combine them with AND: `(a NEAR/3 b) AND (b NEAR/3 c)`"));
         }
-        Ok(self.node(
-            NodeKind::Near(Box::new(Near {
-                left,
-                right,
-                distance,
-                ordered,
-            })),
-            start,
-        ))
+        Ok(self.node(NodeKind::Near(Box::new(Near { left, right, distance, ordered })), start))
     }
 
     fn primary(&mut self) -> Result<Node, QueryError> {
@@ -365,14 +317,8 @@ impl Parser {
             }
             Token::Field(field) => {
                 self.bump();
-                if matches!(
-                    self.peek(),
-                    None | Some(Token::RParen | Token::Or | Token::And)
-                ) {
-                    return Err(QueryError::new(
-                        span,
-                        format!("`{}:` needs a value", field.name()),
-                    ));
+                if matches!(self.peek(), None | Some(Token::RParen | Token::Or | Token::And)) {
+                    return Err(QueryError::new(span, format!("`{}:` needs a value", field.name())));
                 }
                 self.enter()?;
                 let inner = self.primary()?;
@@ -388,20 +334,14 @@ impl Parser {
                     NodeKind::Term(term) => term.exact = true,
                     NodeKind::Phrase(phrase) => phrase.exact = true,
                     _ => {
-                        return Err(QueryError::new(
-                            inner.span,
-                            "`{…}` holds one word or one phrase",
-                        )
-                        .with_help("write `{Word}` or `{\"Exact Phrase\"}`"))
+                        return Err(QueryError::new(inner.span, "`{…}` holds one word or one phrase")
+                            .with_help("write `{Word}` or `{\"Exact Phrase\"}`"))
                     }
                 }
                 if self.peek() != Some(&Token::RBrace) {
                     let at = self.span_here();
-                    return Err(QueryError::new(
-                        span.start..at.end,
-                        "`{…}` holds one word or one phrase",
-                    )
-                    .with_help("write `{Word}` or `{\"Exact Phrase\"}`"));
+                    return Err(QueryError::new(span.start..at.end, "`{…}` holds one word or one phrase")
+                        .with_help("write `{Word}` or `{\"Exact Phrase\"}`"));
                 }
                 self.bump();
                 Ok(self.node(inner.kind, start))
@@ -414,36 +354,21 @@ impl Parser {
                     None => (word.clone(), false),
                 };
                 if text.contains('*') {
-                    return Err(QueryError::new(span, "`*` is only allowed at the end of a word")
-                        .with_help("a wildcard matches words that start with the text before it, e.g. `connect*`"));
+                    return Err(QueryError::new(span, "`*` is only allowed at the end of a word").with_help(
+                        "a wildcard matches words that start with the text before it, e.g. `connect*`",
+                    ));
                 }
-                Ok(self.node(
-                    NodeKind::Term(Term {
-                        text,
-                        prefix,
-                        exact: false,
-                    }),
-                    start,
-                ))
+                Ok(self.node(NodeKind::Term(Term { text, prefix, exact: false }), start))
             }
             Token::Quoted { text, slop } => {
                 self.bump();
                 self.count_clause(&span)?;
-                Ok(self.node(
-                    NodeKind::Phrase(Phrase {
-                        text,
-                        slop,
-                        exact: false,
-                    }),
-                    start,
-                ))
+                Ok(self.node(NodeKind::Phrase(Phrase { text, slop, exact: false }), start))
             }
             Token::RParen => Err(QueryError::new(span, "unmatched `)`")),
             Token::RBrace => Err(QueryError::new(span, "unmatched `}`")),
-            Token::And | Token::Or => {
-                Err(QueryError::new(span, "operator without a clause before it")
-                    .with_help("to search for the word itself, write it in lowercase or in quotes"))
-            }
+            Token::And | Token::Or => Err(QueryError::new(span, "operator without a clause before it")
+                .with_help("to search for the word itself, write it in lowercase or in quotes")),
             Token::Not | Token::Minus => Err(QueryError::new(span, "NOT cannot stand here")),
             Token::Near { .. } => Err(QueryError::new(span, "NEAR without a clause before it")),
         }
@@ -466,9 +391,6 @@ impl Parser {
             self.bump();
             return Ok(());
         }
-        Err(QueryError::new(
-            opened,
-            format!("this is never closed: expected {what}"),
-        ))
+        Err(QueryError::new(opened, format!("this is never closed: expected {what}")))
     }
 }

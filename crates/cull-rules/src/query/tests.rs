@@ -17,18 +17,13 @@ fn plan_of(query: &str) -> Plan {
 #[test]
 fn precedence_is_near_then_not_then_and_then_or() {
     let node = parse(r#"a b OR c NEAR/3 (d OR "e f") -g"#).unwrap();
-    assert_eq!(
-        node.to_string(),
-        r#"(a b) OR ((c NEAR/3 (d OR "e f")) (NOT g))"#
-    );
+    assert_eq!(node.to_string(), r#"(a b) OR ((c NEAR/3 (d OR "e f")) (NOT g))"#);
 }
 
 #[test]
 fn spans_point_at_the_clause() {
     let query = r#"slack title:"slack adjuster""#;
-    let NodeKind::And(nodes) = parse(query).unwrap().kind else {
-        panic!()
-    };
+    let NodeKind::And(nodes) = parse(query).unwrap().kind else { panic!() };
     assert_eq!(&query[nodes[1].span.clone()], r#"title:"slack adjuster""#);
 }
 
@@ -92,14 +87,8 @@ fn validation_rejects_queries_that_cannot_mean_what_they_say() {
         ("title:text:a", "`text:` inside `title:`"),
         ("channel:tv", "unknown channel `tv`"),
         ("site:exa*", "takes a whole value"),
-        (
-            "(a b) NEAR/3 c",
-            "a NEAR operand is a word, a phrase or an OR of them",
-        ),
-        (
-            r#""a b"~2 NEAR/3 c"#,
-            "a phrase with `~n` cannot be a NEAR operand",
-        ),
+        ("(a b) NEAR/3 c", "a NEAR operand is a word, a phrase or an OR of them"),
+        (r#""a b"~2 NEAR/3 c"#, "a phrase with `~n` cannot be a NEAR operand"),
         ("title:a NEAR/3 text:b", "positions in one field"),
         ("lang:en NEAR/3 b", "needs a text field"),
     ];
@@ -120,30 +109,20 @@ fn pathological_queries_get_bounded_errors() {
     let deep = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
     assert!(error_of(&deep).message.contains("nests deeper than 64"));
     let negations = format!("{}a", "-".repeat(10_000));
-    assert!(error_of(&negations)
-        .message
-        .contains("nests deeper than 64"));
+    assert!(error_of(&negations).message.contains("nests deeper than 64"));
     let braces = format!("{}a{}", "{".repeat(10_000), "}".repeat(10_000));
     assert!(error_of(&braces).message.contains("nests deeper than 64"));
-    let wide = (0..5_000)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let wide = (0..5_000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" OR ");
     assert!(error_of(&wide).message.contains("more than 4096 words"));
     let long = "a".repeat(MAX_QUERY_BYTES + 1);
     assert!(error_of(&long).message.contains("the limit is 65536"));
-    let within = (0..4000)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let within = (0..4000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" OR ");
     assert!(matches!(plan_of(&within), Plan::Or(branches) if branches.len() == 4000));
 }
 
 #[test]
 fn default_scope_expands_to_title_and_text() {
-    let Plan::Or(branches) = plan_of("slack") else {
-        panic!()
-    };
+    let Plan::Or(branches) = plan_of("slack") else { panic!() };
     let fields: Vec<Field> = branches
         .iter()
         .map(|b| match b {
@@ -157,42 +136,24 @@ fn default_scope_expands_to_title_and_text() {
 
 #[test]
 fn multi_word_terms_become_phrases_and_keywords_are_normalized() {
-    let Plan::Sequence(sequence) = plan_of("text:e-mail") else {
-        panic!()
-    };
+    let Plan::Sequence(sequence) = plan_of("text:e-mail") else { panic!() };
     let terms: Vec<&str> = sequence.words.iter().map(|w| w.term.as_str()).collect();
     assert_eq!(terms, ["e", "mail"]);
     assert_eq!(
         plan_of("site:WWW.Example.COM."),
-        Plan::Keyword {
-            field: Field::Site,
-            value: "www.example.com".into()
-        }
+        Plan::Keyword { field: Field::Site, value: "www.example.com".into() }
     );
     assert_eq!(
         plan_of(r#"source:"Google Alerts""#),
-        Plan::Keyword {
-            field: Field::Source,
-            value: "google alerts".into()
-        }
+        Plan::Keyword { field: Field::Source, value: "google alerts".into() }
     );
 }
 
 #[test]
 fn near_in_the_default_scope_is_one_near_per_field() {
-    let Plan::Or(branches) = plan_of(r#"connections NEAR/3 (dehaan OR "call center")"#) else {
-        panic!()
-    };
+    let Plan::Or(branches) = plan_of(r#"connections NEAR/3 (dehaan OR "call center")"#) else { panic!() };
     assert_eq!(branches.len(), 2);
-    let Plan::Near {
-        left,
-        right,
-        distance: 3,
-        ordered: false,
-    } = &branches[0]
-    else {
-        panic!()
-    };
+    let Plan::Near { left, right, distance: 3, ordered: false } = &branches[0] else { panic!() };
     assert_eq!(left.len(), 1);
     assert_eq!(right.len(), 2);
     assert_eq!(right[1].words.len(), 2);
@@ -202,11 +163,7 @@ fn near_in_the_default_scope_is_one_near_per_field() {
 fn masks_accept_words_phrases_and_alternatives_only() {
     let node = parse(r#""family connections magazine" OR title:"kingdom connections""#).unwrap();
     let sequences = compile_mask(&node).unwrap();
-    assert_eq!(
-        sequences.len(),
-        3,
-        "two fields for the first alternative, one for the second"
-    );
+    assert_eq!(sequences.len(), 3, "two fields for the first alternative, one for the second");
     let node = parse("a b").unwrap();
     assert!(compile_mask(&node).unwrap_err()[0]
         .message
@@ -214,35 +171,16 @@ fn masks_accept_words_phrases_and_alternatives_only() {
 }
 
 fn word() -> impl Strategy<Value = String> {
-    proptest::string::string_regex("[a-zé#][a-z0-9é]{0,6}")
-        .unwrap()
-        .prop_filter("keyword", |w| {
-            !matches!(w.as_str(), "AND" | "OR" | "NOT")
-                && !w.starts_with("near")
-                && !w.starts_with("onear")
-        })
+    proptest::string::string_regex("[a-zé#][a-z0-9é]{0,6}").unwrap().prop_filter("keyword", |w| {
+        !matches!(w.as_str(), "AND" | "OR" | "NOT") && !w.starts_with("near") && !w.starts_with("onear")
+    })
 }
 
 fn leaf() -> impl Strategy<Value = Node> {
-    let term = (word(), any::<bool>(), any::<bool>()).prop_map(|(text, prefix, exact)| {
-        NodeKind::Term(Term {
-            text,
-            prefix,
-            exact,
-        })
-    });
-    let phrase = (
-        proptest::collection::vec(word(), 1..4),
-        proptest::option::of(0u32..5),
-        any::<bool>(),
-    )
-        .prop_map(|(words, slop, exact)| {
-            NodeKind::Phrase(Phrase {
-                text: words.join(" "),
-                slop,
-                exact,
-            })
-        });
+    let term = (word(), any::<bool>(), any::<bool>())
+        .prop_map(|(text, prefix, exact)| NodeKind::Term(Term { text, prefix, exact }));
+    let phrase = (proptest::collection::vec(word(), 1..4), proptest::option::of(0u32..5), any::<bool>())
+        .prop_map(|(words, slop, exact)| NodeKind::Phrase(Phrase { text: words.join(" "), slop, exact }));
     prop_oneof![term, phrase].prop_map(|kind| Node { kind, span: 0..0 })
 }
 
@@ -250,20 +188,12 @@ fn tree() -> impl Strategy<Value = Node> {
     leaf().prop_recursive(4, 24, 4, |inner| {
         let node = |kind| Node { kind, span: 0..0 };
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 2..4)
-                .prop_map(move |v| node(NodeKind::And(v))),
+            proptest::collection::vec(inner.clone(), 2..4).prop_map(move |v| node(NodeKind::And(v))),
             proptest::collection::vec(inner.clone(), 2..4).prop_map(move |v| node(NodeKind::Or(v))),
-            inner
-                .clone()
-                .prop_map(move |n| node(NodeKind::Not(Box::new(n)))),
+            inner.clone().prop_map(move |n| node(NodeKind::Not(Box::new(n)))),
             (inner.clone(), inner.clone(), 0u32..10, any::<bool>()).prop_map(
                 move |(left, right, distance, ordered)| {
-                    node(NodeKind::Near(Box::new(Near {
-                        left,
-                        right,
-                        distance,
-                        ordered,
-                    })))
+                    node(NodeKind::Near(Box::new(Near { left, right, distance, ordered })))
                 }
             ),
             (proptest::sample::select(Field::ALL.to_vec()), inner)
