@@ -1,4 +1,199 @@
 //! The compiled rule set of cull and the matching of mentions against it.
+//!
+//! Matching a mention is two steps. The [`prefilter`] runs one Aho-Corasick pass over
+//! the mention's folded terms and yields the rules that could match; the [`verify`]
+//! module evaluates only those rules' plans exactly, with the meaning a Tantivy search
+//! would give them. Most mentions are candidates for a handful of rules out of
+//! thousands, so the cost per mention is nearly independent of the rule count.
+//!
+//! A [`RuleSet`] is immutable; [`Matcher`] holds the current one behind an atomic
+//! pointer so that a reload swaps in a new set while batches run on the old one, and
+//! every verdict names the version of the set that produced it.
 #![deny(missing_docs)]
 
+pub mod explain;
+pub mod prefilter;
 pub mod verify;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use cull_model::{CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
+use cull_rules::CompiledRule;
+use rayon::prelude::*;
+
+use crate::prefilter::{Prefilter, Scratch};
+use crate::verify::{first_mask_hit, matches, spans, Document, Hidden};
+
+/// Errors building a rule set.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    /// The anchors could not be compiled into an automaton.
+    #[error("cannot build the prefilter automaton: {0}")]
+    Automaton(String),
+    /// More rules than the matcher can index.
+    #[error("{count} rules is more than the matcher supports (u32::MAX)")]
+    TooManyRules {
+        /// Number of rules given.
+        count: usize,
+    },
+}
+
+/// What one rule did with one mention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The rule's query does not match.
+    NoMatch,
+    /// The rule matches; the spans are where.
+    Matched(Vec<Span>),
+    /// The query matches but a cull removed it.
+    Culled {
+        /// Which cull.
+        reason: CullReason,
+        /// The clause, mask, channel or language responsible.
+        clause: String,
+    },
+}
+
+/// Returns what `rule` does with the document.
+///
+/// The order of the checks is the contract of the verdict: a rule is culled only if
+/// its query matched; channel and language filters come first because they are the
+/// cheapest; then masks (the query must still match with masked occurrences hidden);
+/// then exclusions, which look at the whole mention.
+pub fn evaluate(rule: &CompiledRule, doc: &Document<'_>) -> Outcome {
+    if !matches(&rule.query, doc, &Hidden::NONE) {
+        return Outcome::NoMatch;
+    }
+    let mention = doc.mention();
+    if rule.channel_filter.as_ref().is_some_and(|filter| !matches(filter, doc, &Hidden::NONE)) {
+        let clause = mention.channel.map_or_else(String::new, |c| c.as_str().to_string());
+        return Outcome::Culled { reason: CullReason::Channel, clause };
+    }
+    if rule.lang_filter.as_ref().is_some_and(|filter| !matches(filter, doc, &Hidden::NONE)) {
+        return Outcome::Culled { reason: CullReason::Lang, clause: mention.lang.clone().unwrap_or_default() };
+    }
+    let hidden = if rule.masks.is_empty() {
+        Hidden::NONE
+    } else {
+        doc.hide(rule.masks.iter().flat_map(|mask| &mask.sequences))
+    };
+    if !hidden.is_empty() && !matches(&rule.query, doc, &hidden) {
+        let clause = first_mask_hit(doc, &rule.masks).unwrap_or_default().to_string();
+        return Outcome::Culled { reason: CullReason::Mask, clause };
+    }
+    if let Some(clause) = rule.exclude.iter().find(|clause| matches(&clause.plan, doc, &Hidden::NONE)) {
+        return Outcome::Culled { reason: CullReason::Exclude, clause: clause.source.clone() };
+    }
+    Outcome::Matched(spans(&rule.query, doc, &hidden))
+}
+
+/// An immutable, compiled set of rules with its prefilter.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    prefilter: Prefilter,
+    version: String,
+}
+
+impl RuleSet {
+    /// Builds a rule set from compiled rules (all of them: callers drop disabled rules
+    /// first if they want them dropped).
+    pub fn new(rules: Vec<CompiledRule>) -> Result<RuleSet, MatchError> {
+        let prefilter = Prefilter::new(&rules)?;
+        let mut versions: Vec<&str> = rules.iter().map(|r| r.version.as_str()).collect();
+        versions.sort_unstable();
+        let version = cull_model::short_hash(&versions, 12);
+        Ok(RuleSet { rules, prefilter, version })
+    }
+
+    /// Returns the version: a hash of the versions of all rules, independent of order.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Returns the rules, in the order given to [`RuleSet::new`].
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Returns the prefilter.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+
+    /// Returns the verdict for one mention.
+    pub fn verdict(&self, mention: &Mention) -> Verdict {
+        self.verdict_with(mention, &mut Scratch::default(), &mut Vec::new())
+    }
+
+    /// Returns the verdicts for a batch, in input order, matching on all threads of
+    /// the current rayon pool.
+    pub fn verdicts(&self, mentions: &[Mention]) -> Vec<Verdict> {
+        mentions
+            .par_iter()
+            .map_init(|| (Scratch::default(), Vec::new()), |(scratch, candidates), m| {
+                self.verdict_with(m, scratch, candidates)
+            })
+            .collect()
+    }
+
+    fn verdict_with(&self, mention: &Mention, scratch: &mut Scratch, candidates: &mut Vec<u32>) -> Verdict {
+        let doc = Document::new(mention);
+        self.prefilter.candidates(&doc, scratch, candidates);
+        let mut verdict = Verdict {
+            schema: VERDICT_SCHEMA.to_string(),
+            mention_id: mention.id.clone(),
+            ruleset_version: self.version.clone(),
+            matched: Vec::new(),
+            culled: Vec::new(),
+        };
+        for &index in candidates.iter() {
+            let rule = &self.rules[index as usize];
+            match evaluate(rule, &doc) {
+                Outcome::NoMatch => {}
+                Outcome::Matched(spans) => verdict.matched.push(MatchedRule {
+                    rule_id: rule.rule.id.clone(),
+                    rule_version: rule.version.clone(),
+                    spans,
+                }),
+                Outcome::Culled { reason, clause } => {
+                    verdict.culled.push(Culled { rule_id: rule.rule.id.clone(), reason, clause })
+                }
+            }
+        }
+        verdict
+    }
+}
+
+/// Holds the current [`RuleSet`] and swaps in new ones without pausing matching.
+///
+/// A batch takes a snapshot with [`Matcher::current`] and matches the whole batch
+/// against it, so a batch never mixes two versions; a swap takes effect from the
+/// next batch on.
+#[derive(Debug)]
+pub struct Matcher {
+    current: ArcSwap<RuleSet>,
+}
+
+impl Matcher {
+    /// Returns a matcher using `rules`.
+    pub fn new(rules: RuleSet) -> Matcher {
+        Matcher { current: ArcSwap::from_pointee(rules) }
+    }
+
+    /// Returns the rule set in use now.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.current.load_full()
+    }
+
+    /// Installs a new rule set and returns the previous one.
+    pub fn swap(&self, rules: RuleSet) -> Arc<RuleSet> {
+        self.current.swap(Arc::new(rules))
+    }
+
+    /// Returns the verdicts for a batch against one snapshot of the rule set.
+    pub fn verdicts(&self, mentions: &[Mention]) -> Vec<Verdict> {
+        self.current().verdicts(mentions)
+    }
+}

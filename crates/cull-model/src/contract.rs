@@ -273,6 +273,18 @@ pub enum CullReason {
     Lang,
 }
 
+impl CullReason {
+    /// Returns the wire name of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CullReason::Exclude => "exclude",
+            CullReason::Mask => "mask",
+            CullReason::Channel => "channel",
+            CullReason::Lang => "lang",
+        }
+    }
+}
+
 /// A rule whose query matched but which a cull removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Culled {

@@ -226,12 +226,7 @@ fn is_language(value: &str) -> bool {
         && region.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-fn build_rule(
-    path: &Path,
-    source: &str,
-    raw: RawRule,
-    errors: &mut Vec<RuleError>,
-) -> Option<CompiledRule> {
+fn build_rule(path: &Path, source: &str, raw: RawRule, errors: &mut Vec<RuleError>) -> Option<CompiledRule> {
     let before = errors.len();
     let id = raw.id.get_ref().clone();
     let rule_id = Some(id.as_str());

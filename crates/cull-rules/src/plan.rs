@@ -116,8 +116,10 @@ impl Sequence {
 pub enum Plan {
     /// A word, a prefix or an exact phrase in one field.
     Sequence(Sequence),
-    /// A phrase whose words may stand apart, with Tantivy's slop semantics
-    /// (`"a b"~n`): at least two words.
+    /// A two-word phrase whose words may stand apart, with Tantivy's slop semantics
+    /// (`"a b"~n`): the distance between the word's actual and expected positions is
+    /// at most `slop`, so a swapped pair costs 2. (Phrases of three or more words are
+    /// refused with slop, see [`crate::query::compile`].)
     SloppyPhrase {
         /// The phrase's words.
         sequence: Sequence,
@@ -162,7 +164,7 @@ impl Plan {
     pub fn for_each_positive_sequence<'a>(&'a self, visit: &mut impl FnMut(&'a Sequence)) {
         match self {
             Plan::Sequence(s) | Plan::SloppyPhrase { sequence: s, .. } => visit(s),
-            Plan::Near { left, right, .. } => left.iter().chain(right).for_each(|s| visit(s)),
+            Plan::Near { left, right, .. } => left.iter().chain(right).for_each(&mut *visit),
             Plan::Keyword { .. } | Plan::Missing(_) => {}
             Plan::And { must, .. } => must.iter().for_each(|p| p.for_each_positive_sequence(visit)),
             Plan::Or(any) => any.iter().for_each(|p| p.for_each_positive_sequence(visit)),

@@ -125,7 +125,7 @@ impl Compiler {
                         plans.push(plan);
                     }
                 }
-                (plans.len() == nodes.len()).then(|| Plan::Or(plans))
+                (plans.len() == nodes.len()).then_some(Plan::Or(plans))
             }
             NodeKind::Not(_) => self.error(
                 QueryError::new(node.span.clone(), "a query cannot be only NOT").with_help(NOT_ALONE_HELP),
@@ -259,6 +259,16 @@ impl Compiler {
         let form = if phrase.exact { Form::Exact } else { Form::Folded };
         let words = self.words(&phrase.text, form, span)?;
         let slop = phrase.slop.unwrap_or(0);
+        if slop > 0 && words.len() > 2 {
+            // Tantivy applies the slop of a longer phrase word pair by word pair, in the
+            // order of the words' frequencies in the index segment: the same mention can
+            // match in one index and not in another. A rule must mean one thing, in the
+            // live matcher and in a backtest alike, so only the well-defined case is
+            // accepted.
+            let message = format!("a phrase with `~{slop}` may have two words, not {}", words.len());
+            let help = "write `\"a b\"~n` for two words, or combine them: `(a NEAR/2 b) (b NEAR/2 c)`";
+            return self.error(QueryError::new(span.clone(), message).with_help(help));
+        }
         let plans = fields_in(scope)
             .into_iter()
             .map(|field| {

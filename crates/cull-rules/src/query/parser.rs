@@ -98,7 +98,12 @@ fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
                     end = i + c.len_utf8();
                     chars.next();
                 }
-                lex_word(&input[start..end], start, &mut tokens)?;
+                let word = &input[start..end];
+                if word.bytes().all(|b| b == b'-') && input[end..].starts_with(['(', '"', '{']) {
+                    tokens.extend((start..end).map(|i| (Token::Minus, i..i + 1)));
+                } else {
+                    lex_word(word, start, &mut tokens)?;
+                }
             }
         }
     }

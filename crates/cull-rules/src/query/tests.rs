@@ -91,6 +91,7 @@ fn validation_rejects_queries_that_cannot_mean_what_they_say() {
         (r#""a b"~2 NEAR/3 c"#, "a phrase with `~n` cannot be a NEAR operand"),
         ("title:a NEAR/3 text:b", "positions in one field"),
         ("lang:en NEAR/3 b", "needs a text field"),
+        (r#""a b c"~2"#, "may have two words, not 3"),
     ];
     for (query, message) in cases {
         let error = error_of(query);
