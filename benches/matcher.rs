@@ -1,1 +1,195 @@
-fn main() {}
+//! Matcher throughput against the two baselines DESIGN.md sets, in one run:
+//!
+//! * `cull`: the production path (prefilter + verification) on one core;
+//! * `aho_corasick_scan`: a bare Aho-Corasick scan of the same bytes for the same
+//!   literals (the anchors of the same rules), the ceiling of any matcher that reads
+//!   every byte once;
+//! * `percolator`: every rule's compiled Tantivy query against an in-RAM Tantivy index
+//!   of the batch, the approach of stored-query percolators.
+//!
+//! Rules are generated from the vocabulary of the real corpora in `../shared/data`
+//! (terms, phrases, NEAR, NOT, prefixes, fields), mentions are real text joined to
+//! about 300 bytes. Run with `cargo bench -p cull --bench matcher`; the table at the
+//! end gives mentions/s and the ratios.
+
+#[path = "../tests/corpus.rs"]
+mod corpus;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aho_corasick::AhoCorasick;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use cull_match::RuleSet;
+use cull_model::Mention;
+use cull_rules::tantivy_query::MentionSchema;
+use cull_rules::{load_files, CompiledRule};
+use tantivy::collector::DocSetCollector;
+use tantivy::Index;
+
+use corpus::{generated_pack, real_mentions, Vocabulary};
+
+const RULE_COUNTS: [usize; 4] = [100, 1_000, 10_000, 100_000];
+/// The percolator evaluates every rule for every batch; beyond this it takes minutes.
+const PERCOLATOR_MAX_RULES: usize = 10_000;
+const BATCH: usize = 2_000;
+const PERCOLATOR_BATCH: usize = 500;
+
+/// Joins consecutive real mentions of one corpus until each is about 300 bytes.
+fn mentions_of_about_300_bytes() -> Vec<Mention> {
+    let mut joined = Vec::new();
+    let mut current: Option<Mention> = None;
+    for m in real_mentions(3_000) {
+        let body = match &m.title {
+            Some(title) => format!("{title}. {}", m.text),
+            None => m.text.clone(),
+        };
+        match current.as_mut() {
+            Some(c) if c.text.len() < 280 => {
+                c.text.push(' ');
+                c.text.push_str(&body);
+            }
+            _ => {
+                joined.extend(current.take());
+                let mut next = Mention::new(format!("bench-{}", joined.len()), body);
+                next.channel = m.channel;
+                next.lang = m.lang.clone();
+                next.url = m.url.clone();
+                current = Some(next);
+            }
+        }
+    }
+    joined.extend(current);
+    joined.truncate(BATCH);
+    joined
+}
+
+fn compile(count: usize, vocabulary: &Vocabulary) -> (Vec<CompiledRule>, Duration) {
+    let pack = generated_pack(vocabulary, count, 42);
+    let started = Instant::now();
+    let loaded = load_files([(Path::new("bench.toml"), pack.as_bytes())]);
+    assert!(loaded.errors.is_empty(), "{}", loaded.errors[0]);
+    (loaded.rules, started.elapsed())
+}
+
+fn bare_scan(rules: &[CompiledRule]) -> AhoCorasick {
+    let literals: Vec<&str> =
+        rules.iter().flat_map(|r| r.anchors.iter().flatten()).map(|a| a.term.as_str()).collect();
+    AhoCorasick::builder().ascii_case_insensitive(true).build(literals).expect("automaton")
+}
+
+fn percolate(rules: &[CompiledRule], mentions: &[Mention]) -> usize {
+    let schema = MentionSchema::new();
+    let index = Index::create_in_ram(schema.schema().clone());
+    schema.register_tokenizers(&index);
+    let mut writer = index.writer_with_num_threads(1, 50_000_000).expect("writer");
+    for m in mentions {
+        writer.add_document(schema.document(m)).expect("add");
+    }
+    writer.commit().expect("commit");
+    let searcher = index.reader().expect("reader").searcher();
+    rules
+        .iter()
+        .map(|rule| {
+            searcher.search(&*schema.query(&rule.matching_plan()), &DocSetCollector).expect("search").len()
+        })
+        .sum()
+}
+
+fn main() {
+    let mentions = mentions_of_about_300_bytes();
+    let bytes: usize = mentions.iter().map(|m| m.text.len()).sum();
+    eprintln!("{} mentions, {} bytes on average", mentions.len(), bytes / mentions.len());
+    let vocabulary = Vocabulary::of(&real_mentions(3_000), 300, 30_000);
+    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let mut criterion = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    let mut rows = Vec::new();
+    for count in RULE_COUNTS {
+        let (rules, compile_time) = compile(count, &vocabulary);
+        let started = Instant::now();
+        let set = RuleSet::new(rules.clone()).expect("rule set");
+        let build_time = started.elapsed();
+        let scan = bare_scan(&rules);
+        let mut group = criterion.benchmark_group(format!("rules_{count}"));
+        group.throughput(Throughput::Elements(mentions.len() as u64));
+        let mut timings = Timings::default();
+        group.bench_function(BenchmarkId::new("cull", count), |b| {
+            b.iter_custom(|iters| {
+                timings.cull.measure(iters, || one_core.install(|| set.verdicts(&mentions).len()))
+            })
+        });
+        group.bench_function(BenchmarkId::new("aho_corasick_scan", count), |b| {
+            b.iter_custom(|iters| {
+                timings.scan.measure(iters, || mentions.iter().map(|m| scan.find_iter(&m.text).count()).sum())
+            })
+        });
+        group.finish();
+        if count <= PERCOLATOR_MAX_RULES {
+            let batch = &mentions[..PERCOLATOR_BATCH];
+            let mut group = criterion.benchmark_group(format!("rules_{count}"));
+            group.throughput(Throughput::Elements(batch.len() as u64));
+            group.sample_size(10).measurement_time(Duration::from_secs(2));
+            group.bench_function(BenchmarkId::new("percolator", count), |b| {
+                b.iter_custom(|iters| timings.percolator.measure(iters, || percolate(&rules, batch)))
+            });
+            group.finish();
+        }
+        rows.push((count, compile_time + build_time, timings));
+    }
+    criterion.final_summary();
+    println!("\n| rules | compile | cull mentions/s (1 core) | bare AC scan mentions/s | cull / scan | percolator mentions/s | cull / percolator |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (count, compile_time, t) in rows {
+        let cull = t.cull.per_second(mentions.len());
+        let scan = t.scan.per_second(mentions.len());
+        let percolator = t.percolator.per_second(PERCOLATOR_BATCH);
+        let (percolator_cell, ratio_cell) = match percolator {
+            Some(p) => (format!("{p:.0}"), format!("{:.0}x", cull.unwrap_or(0.0) / p)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        println!(
+            "| {count} | {:.2} s | {:.0} | {:.0} | {:.2} | {percolator_cell} | {ratio_cell} |",
+            compile_time.as_secs_f64(),
+            cull.unwrap_or(0.0),
+            scan.unwrap_or(0.0),
+            cull.unwrap_or(0.0) / scan.unwrap_or(f64::INFINITY),
+        );
+    }
+}
+
+/// Total time and iterations of the measured runs of one benchmark, so the table can
+/// be printed from the same measurements criterion reports.
+#[derive(Default)]
+struct Timing {
+    elapsed: Duration,
+    iterations: u64,
+}
+
+impl Timing {
+    fn measure(&mut self, iters: u64, mut run: impl FnMut() -> usize) -> Duration {
+        let started = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(run());
+        }
+        let elapsed = started.elapsed();
+        self.elapsed += elapsed;
+        self.iterations += iters;
+        elapsed
+    }
+
+    fn per_second(&self, mentions_per_iteration: usize) -> Option<f64> {
+        (self.iterations > 0)
+            .then(|| (self.iterations as f64 * mentions_per_iteration as f64) / self.elapsed.as_secs_f64())
+    }
+}
+
+#[derive(Default)]
+struct Timings {
+    cull: Timing,
+    scan: Timing,
+    percolator: Timing,
+}

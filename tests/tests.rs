@@ -1,1 +1,8 @@
+//! Cross-crate tests of cull: behaviour that spans the model, the rules, the matcher
+//! and the binary.
 
+mod agreement;
+mod cli;
+mod corpus;
+mod google_alerts;
+mod semantics;

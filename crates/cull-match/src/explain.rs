@@ -124,10 +124,18 @@ impl fmt::Display for Explanation {
             writeln!(f, "  [{}] clause {}: {what}", if holds { "x" } else { " " }, clause.source)?;
         }
         for (mask, hit) in &self.masks {
-            writeln!(f, "  mask {mask}: {}", if *hit { "occurs, hidden from the query" } else { "does not occur" })?;
+            writeln!(
+                f,
+                "  mask {mask}: {}",
+                if *hit { "occurs, hidden from the query" } else { "does not occur" }
+            )?;
         }
         for (exclude, hit) in &self.excludes {
-            writeln!(f, "  exclude {exclude}: {}", if *hit { "matches, culls the mention" } else { "does not match" })?;
+            writeln!(
+                f,
+                "  exclude {exclude}: {}",
+                if *hit { "matches, culls the mention" } else { "does not match" }
+            )?;
         }
         Ok(())
     }

@@ -71,7 +71,10 @@ pub fn evaluate(rule: &CompiledRule, doc: &Document<'_>) -> Outcome {
         return Outcome::Culled { reason: CullReason::Channel, clause };
     }
     if rule.lang_filter.as_ref().is_some_and(|filter| !matches(filter, doc, &Hidden::NONE)) {
-        return Outcome::Culled { reason: CullReason::Lang, clause: mention.lang.clone().unwrap_or_default() };
+        return Outcome::Culled {
+            reason: CullReason::Lang,
+            clause: mention.lang.clone().unwrap_or_default(),
+        };
     }
     let hidden = if rule.masks.is_empty() {
         Hidden::NONE
@@ -132,9 +135,10 @@ impl RuleSet {
     pub fn verdicts(&self, mentions: &[Mention]) -> Vec<Verdict> {
         mentions
             .par_iter()
-            .map_init(|| (Scratch::default(), Vec::new()), |(scratch, candidates), m| {
-                self.verdict_with(m, scratch, candidates)
-            })
+            .map_init(
+                || (Scratch::default(), Vec::new()),
+                |(scratch, candidates), m| self.verdict_with(m, scratch, candidates),
+            )
             .collect()
     }
 

@@ -11,6 +11,8 @@ pub const MENTION_SCHEMA: &str = "cull.mention/v1";
 pub const VERDICT_SCHEMA: &str = "cull.verdict/v1";
 /// The schema string every ticket carries.
 pub const TICKET_SCHEMA: &str = "cull.ticket/v1";
+/// The schema string every dead letter carries.
+pub const DEAD_LETTER_SCHEMA: &str = "cull.dead-letter/v1";
 
 /// The largest serialized mention accepted by [`Mention::from_json`], in bytes.
 ///
@@ -417,5 +419,35 @@ mod tests {
         assert_eq!(m.host().as_deref(), Some("www.example.com"));
         m.url = Some("not a url".into());
         assert_eq!(m.host(), None);
+    }
+}
+
+/// Input that a stage could not process, kept with the reason and the original bytes
+/// so that nothing is lost and an operator can replay it once fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Always [`DEAD_LETTER_SCHEMA`].
+    pub schema: String,
+    /// The stage that rejected the input (`ingest`, `match`, `index`).
+    pub stage: String,
+    /// Why, in words.
+    pub error: String,
+    /// Where the input came from: a topic/partition/offset or a file and line.
+    pub origin: String,
+    /// The original bytes, base64-encoded (they may not be UTF-8).
+    pub original_base64: String,
+}
+
+impl DeadLetter {
+    /// Returns a dead letter for `original` rejected by `stage` for `error`.
+    pub fn new(stage: &str, error: &dyn std::fmt::Display, origin: String, original: &[u8]) -> DeadLetter {
+        use base64::Engine as _;
+        DeadLetter {
+            schema: DEAD_LETTER_SCHEMA.to_string(),
+            stage: stage.to_string(),
+            error: error.to_string(),
+            origin,
+            original_base64: base64::engine::general_purpose::STANDARD.encode(original),
+        }
     }
 }

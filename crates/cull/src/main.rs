@@ -1,1 +1,88 @@
-fn main() {}
+//! The `cull` command line.
+
+mod commands;
+mod lines;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cull: culls false matches from media alerts and turns true ones into tickets.
+#[derive(Debug, Parser)]
+#[command(name = "cull", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with rule packs.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Match mentions (JSON lines) against a rule pack and print one verdict per line.
+    Match {
+        /// The rules directory.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// Mention JSONL to read; `-` or nothing for standard input.
+        input: Option<PathBuf>,
+        /// Reject mentions larger than this many bytes.
+        #[arg(long, default_value_t = cull_model::MAX_MENTION_BYTES)]
+        max_bytes: usize,
+        /// Write rejected lines here as dead letters (JSON lines).
+        #[arg(long)]
+        dead_letters: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate every rule file; print compiler-style errors; exit 1 on any error.
+    Check {
+        /// The rules directory.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Run every rule's examples; report each failure; exit 1 on any failure.
+    Test {
+        /// The rules directory.
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Explain which clauses of a rule match a text, which culls apply, and why.
+    Explain {
+        /// The rules directory.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The rule id.
+        rule_id: String,
+        /// The text of the mention.
+        text: String,
+        /// An optional title for the mention.
+        #[arg(long)]
+        title: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rules(RulesCommand::Check { dir }) => commands::check(&dir),
+        Command::Rules(RulesCommand::Test { dir }) => commands::test(&dir),
+        Command::Rules(RulesCommand::Explain { rules, rule_id, text, title }) => {
+            commands::explain(&rules, &rule_id, text, title)
+        }
+        Command::Match { rules, input, max_bytes, dead_letters } => {
+            commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cull: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

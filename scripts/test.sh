@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up what the tests need and runs them all: formatting, lints, every test.
+#
+# Idempotent: each step installs only what is missing. The tests read real
+# third-party data from ../shared/data (see its SOURCES.md) next to the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/test.sh: cargo is required (install Rust with rustup)" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    rustup component add "${component}"
+  fi
+done
+if [ ! -f ../shared/data/SOURCES.md ]; then
+  echo "scripts/test.sh: the shared test data is missing at ../shared/data" >&2
+  exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,185 @@
+//! The `cull` command line, run as a user runs it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use cull_model::{DeadLetter, Verdict};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cull(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cull"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cull runs");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&bytes));
+    let output = child.wait_with_output().expect("cull finishes");
+    writer.join().expect("writer").expect("stdin written");
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn rules_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).expect("write rule file");
+    }
+    dir
+}
+
+#[test]
+fn rules_check_accepts_the_example_packs() {
+    let out = cull(&["rules", "check", "rules"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("3 rule(s) OK"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn rules_check_reports_every_error_like_a_compiler_and_fails() {
+    let dir = rules_dir(&[
+        ("a.toml", "[[rule]]\nid = 'a'\nquery = 'slack OR'\n\n[[rule]]\nid = 'b'\nquery = '\"call center\" NEAR/3 x'\n"),
+        ("b.toml", "[[rule]]\nid = 'a'\nquery = 'fine'\nchanels = ['news']\n"),
+    ]);
+    let out = cull(&["rules", "check", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("a.toml:3:18 (rule `a`)"), "{stderr}");
+    assert!(stderr.contains("query ends where a word, phrase or `(` was expected"), "{stderr}");
+    assert!(stderr.contains("unknown field `chanels`"), "{stderr}");
+    assert!(stderr.contains("b.toml:4:1"), "{stderr}");
+    assert!(stderr.contains("2 error(s)"), "{stderr}");
+}
+
+#[test]
+fn rules_test_passes_the_example_packs_and_reports_failures_with_reasons() {
+    let out = cull(&["rules", "test", "rules"], None);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("0 failed"), "{}", text(&out.stdout));
+
+    let dir = rules_dir(&[(
+        "r.toml",
+        "[[rule]]\nid = 'slack'\nquery = 'slack'\nexclude = 'adjuster'\n\n[[rule.example]]\ntext = 'slack adjuster'\nexpect = 'match'\n",
+    )]);
+    let out = cull(&["rules", "test", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("r.toml:8 rule `slack`: expected match, got cull"), "{stdout}");
+    assert!(stdout.contains("text: \"slack adjuster\""), "{stdout}");
+    assert!(stdout.contains("exclude adjuster: matches, culls the mention"), "{stdout}");
+    assert!(stdout.contains("1 example(s), 0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn match_prints_one_verdict_per_mention_in_input_order() {
+    let out = cull(&["match", "--rules", "rules", "pipelines/demo/mentions.jsonl"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verdicts: Vec<Verdict> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("verdict JSON")).collect();
+    let ids: Vec<&str> = verdicts.iter().map(|v| v.mention_id.as_str()).collect();
+    let expected: Vec<String> = (1..=14).map(|i| format!("demo-{i:02}")).collect();
+    assert_eq!(ids, expected);
+    assert!(verdicts.iter().all(|v| v.schema == "cull.verdict/v1" && !v.ruleset_version.is_empty()));
+    let matched = |i: usize| verdicts[i].matched.iter().map(|m| m.rule_id.as_str()).collect::<Vec<_>>();
+    assert_eq!(matched(0), ["slack-company"]);
+    assert_eq!(matched(5), ["connections-magazine"]);
+    assert_eq!(verdicts[4].culled[0].clause, "\"family connections magazine\"");
+}
+
+#[test]
+fn match_dead_letters_bad_lines_and_keeps_going() {
+    let big_text = "slack ".repeat(2 * 1024 * 1024 / 6);
+    let big = format!(r#"{{"schema":"cull.mention/v1","id":"big","text":"{big_text}"}}"#);
+    let mut input = Vec::new();
+    input.extend_from_slice(
+        b"{\"schema\":\"cull.mention/v1\",\"id\":\"ok-1\",\"text\":\"Slack shares rise\"}\n",
+    );
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"broken\"\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v9\",\"id\":\"future\",\"text\":\"x\"}\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"bytes\",\"text\":\"caf\xe9\"}\n");
+    input.extend_from_slice(big.as_bytes());
+    input.extend_from_slice(b"\n\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"ok-2\",\"text\":\"nothing here\"}");
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let out =
+        cull(&["match", "--rules", "rules", "--dead-letters", dead.to_str().unwrap(), "-"], Some(&input));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let ids: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Verdict>(l).expect("verdict").mention_id)
+        .collect();
+    assert_eq!(ids, ["ok-1", "ok-2"]);
+    let stderr = text(&out.stderr);
+    for expected in [
+        "stdin:2: malformed JSON",
+        "stdin:3: unsupported schema \"cull.mention/v9\"",
+        "stdin:4: record is not valid UTF-8",
+        "4 line(s) rejected",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    let oversized = format!("stdin:5: record is {} bytes, over the limit of 1048576 bytes", big.len());
+    assert!(stderr.contains(&oversized), "{stderr}");
+    let letters: Vec<DeadLetter> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dead letter JSON"))
+        .collect();
+    assert_eq!(letters.len(), 4);
+    let original = base64::engine::general_purpose::STANDARD.decode(&letters[2].original_base64).unwrap();
+    assert_eq!(original, b"{\"schema\":\"cull.mention/v1\",\"id\":\"bytes\",\"text\":\"caf\xe9\"}");
+    assert!(letters.iter().all(|l| l.stage == "match" && l.schema == "cull.dead-letter/v1"));
+    assert_eq!(letters[3].origin, "stdin:5");
+}
+
+#[test]
+fn match_handles_a_ten_megabyte_mention_when_allowed() {
+    let body = "Connections Magazine covers the call center industry. ".repeat(10 * 1024 * 1024 / 55);
+    let line = format!(r#"{{"schema":"cull.mention/v1","id":"huge","text":"{body}"}}"#);
+    let out = cull(&["match", "--rules", "rules", "--max-bytes", "20000000"], Some(line.as_bytes()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verdict: Verdict = serde_json::from_str(text(&out.stdout).trim()).expect("verdict");
+    assert_eq!(verdict.matched[0].rule_id, "connections-magazine");
+}
+
+#[test]
+fn explain_says_which_clauses_matched_and_what_culled() {
+    let out = cull(
+        &[
+            "rules",
+            "explain",
+            "--rules",
+            "rules",
+            "connections-magazine",
+            "Family Connections Magazine: crafts for kids",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("rule connections-magazine: culled by mask: \"family connections magazine\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[ ] clause \"connections magazine\": does not match"), "{stdout}");
+    assert!(
+        stdout.contains("mask \"family connections magazine\": occurs, hidden from the query"),
+        "{stdout}"
+    );
+    let out = cull(&["rules", "explain", "--rules", "rules", "no-such-rule", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no rule `no-such-rule` in rules"), "{}", text(&out.stderr));
+}
