@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use criterion::{BenchmarkId, Criterion, Throughput};
+use cull_match::prefilter::Scratch;
+use cull_match::verify::Document;
 use cull_match::RuleSet;
 use cull_model::Mention;
 use cull_rules::tantivy_query::MentionSchema;
@@ -30,6 +32,15 @@ use tantivy::Index;
 use corpus::{generated_pack, real_mentions, Vocabulary};
 
 const RULE_COUNTS: [usize; 4] = [100, 1_000, 10_000, 100_000];
+
+/// Returns the rule counts to run: all of [`RULE_COUNTS`], or those listed in
+/// `CULL_BENCH_RULES` (comma-separated) for a quicker run.
+fn rule_counts() -> Vec<usize> {
+    match std::env::var("CULL_BENCH_RULES") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse().expect("CULL_BENCH_RULES: numbers")).collect(),
+        Err(_) => RULE_COUNTS.to_vec(),
+    }
+}
 /// The percolator evaluates every rule for every batch; beyond this it takes minutes.
 const PERCOLATOR_MAX_RULES: usize = 10_000;
 const BATCH: usize = 2_000;
@@ -74,7 +85,7 @@ fn compile(count: usize, vocabulary: &Vocabulary) -> (Vec<CompiledRule>, Duratio
 
 fn bare_scan(rules: &[CompiledRule]) -> AhoCorasick {
     let literals: Vec<&str> =
-        rules.iter().flat_map(|r| r.anchors.iter().flatten()).map(|a| a.term.as_str()).collect();
+        rules.iter().flat_map(|r| r.anchors.iter().flatten().flatten()).map(|a| a.term.as_str()).collect();
     AhoCorasick::builder().ascii_case_insensitive(true).build(literals).expect("automaton")
 }
 
@@ -100,20 +111,29 @@ fn main() {
     let mentions = mentions_of_about_300_bytes();
     let bytes: usize = mentions.iter().map(|m| m.text.len()).sum();
     eprintln!("{} mentions, {} bytes on average", mentions.len(), bytes / mentions.len());
-    let vocabulary = Vocabulary::of(&real_mentions(3_000), 300, 30_000);
+    let vocabulary = Vocabulary::of(&real_mentions(3_000), 1_000, 30_000);
     let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
+    let mut analysis = Timing::default();
+    criterion.bench_function("analysis_only", |b| {
+        b.iter_custom(|iters| {
+            analysis.measure(iters, || {
+                mentions.iter().map(|m| Document::new(m).folded_terms().count()).sum::<usize>()
+            })
+        })
+    });
     let mut rows = Vec::new();
-    for count in RULE_COUNTS {
+    for count in rule_counts() {
         let (rules, compile_time) = compile(count, &vocabulary);
         let started = Instant::now();
         let set = RuleSet::new(rules.clone()).expect("rule set");
         let build_time = started.elapsed();
         let scan = bare_scan(&rules);
+        let candidates = candidates_per_mention(&set, &mentions);
         let mut group = criterion.benchmark_group(format!("rules_{count}"));
         group.throughput(Throughput::Elements(mentions.len() as u64));
         let mut timings = Timings::default();
@@ -138,12 +158,16 @@ fn main() {
             });
             group.finish();
         }
-        rows.push((count, compile_time + build_time, timings));
+        rows.push((count, compile_time + build_time, candidates, timings));
     }
     criterion.final_summary();
-    println!("\n| rules | compile | cull mentions/s (1 core) | bare AC scan mentions/s | cull / scan | percolator mentions/s | cull / percolator |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for (count, compile_time, t) in rows {
+    println!(
+        "\nanalysis alone (building the analyzed document, no rules): {:.0} mentions/s on one core",
+        analysis.per_second(mentions.len()).unwrap_or(0.0)
+    );
+    println!("\n| rules | compile | candidates/mention | cull mentions/s (1 core) | bare AC scan mentions/s | cull / scan | percolator mentions/s | cull / percolator |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (count, compile_time, candidates, t) in rows {
         let cull = t.cull.per_second(mentions.len());
         let scan = t.scan.per_second(mentions.len());
         let percolator = t.percolator.per_second(PERCOLATOR_BATCH);
@@ -152,13 +176,28 @@ fn main() {
             None => ("-".to_string(), "-".to_string()),
         };
         println!(
-            "| {count} | {:.2} s | {:.0} | {:.0} | {:.2} | {percolator_cell} | {ratio_cell} |",
+            "| {count} | {:.2} s | {candidates:.1} | {:.0} | {:.0} | {:.2} | {percolator_cell} | {ratio_cell} |",
             compile_time.as_secs_f64(),
             cull.unwrap_or(0.0),
             scan.unwrap_or(0.0),
             cull.unwrap_or(0.0) / scan.unwrap_or(f64::INFINITY),
         );
     }
+}
+
+/// Returns how many rules the prefilter hands to verification per mention, on
+/// average: the work that grows with the rule count.
+fn candidates_per_mention(set: &RuleSet, mentions: &[Mention]) -> f64 {
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let total: usize = mentions
+        .iter()
+        .map(|m| {
+            set.prefilter().candidates(&Document::new(m), &mut scratch, &mut out);
+            out.len()
+        })
+        .sum();
+    total as f64 / mentions.len() as f64
 }
 
 /// Total time and iterations of the measured runs of one benchmark, so the table can

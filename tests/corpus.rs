@@ -126,7 +126,10 @@ impl Rng {
 
 /// Words, word pairs, hashtags and hosts of a corpus, by document frequency.
 pub struct Vocabulary {
+    /// Anchor words: what a brand rule is built on.
     pub words: Vec<String>,
+    /// Common words: the context a rule requires or excludes around its anchor.
+    pub context: Vec<String>,
     pub bigrams: Vec<(String, String)>,
     pub hashtags: Vec<String>,
     pub hosts: Vec<String>,
@@ -134,8 +137,10 @@ pub struct Vocabulary {
 }
 
 impl Vocabulary {
-    /// Collects the vocabulary, dropping the `skip_top` most frequent words (which
-    /// no brand rule is built on) and words shorter than 3 characters or numeric.
+    /// Collects the vocabulary: anchor words are those after the `skip_top` most
+    /// frequent (a high `skip_top` gives the rare names brand rules are built on),
+    /// context words are common ones; words shorter than 3 characters or numeric are
+    /// left out.
     pub fn of(mentions: &[Mention], skip_top: usize, size: usize) -> Vocabulary {
         let mut words: HashMap<String, usize> = HashMap::new();
         let mut bigrams: HashMap<(String, String), usize> = HashMap::new();
@@ -174,12 +179,21 @@ impl Vocabulary {
             all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             all.into_iter().skip(skip).take(size).map(|(w, _)| w).collect::<Vec<_>>()
         };
-        let mut pairs: Vec<((String, String), usize)> =
-            bigrams.into_iter().filter(|((a, b), n)| *n >= 2 && plain(a) && plain(b)).collect();
+        let words: HashMap<String, usize> =
+            words.into_iter().filter(|(w, _)| w.chars().all(char::is_alphanumeric)).collect();
+        let common: std::collections::HashSet<String> =
+            ranked(words.clone(), 0, skip_top).into_iter().collect();
+        let mut pairs: Vec<((String, String), usize)> = bigrams
+            .into_iter()
+            .filter(|((a, b), n)| {
+                *n >= 2 && plain(a) && plain(b) && !(common.contains(a) && common.contains(b))
+            })
+            .collect();
         pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Vocabulary {
+            context: ranked(words.clone(), 10, 1000),
             words: ranked(words, skip_top, size),
-            bigrams: pairs.into_iter().skip(skip_top / 4).take(size).map(|(p, _)| p).collect(),
+            bigrams: pairs.into_iter().take(size).map(|(p, _)| p).collect(),
             hashtags: ranked(hashtags, 0, 200),
             hosts: ranked(hosts, 0, 200),
             authors: ranked(authors, 0, 200),
@@ -200,6 +214,7 @@ fn capitalized(word: &str) -> String {
 /// `langs` lines when it has them. Every operator of the language appears.
 pub fn generated_rule(v: &Vocabulary, rng: &mut Rng, i: usize) -> String {
     let w = |rng: &mut Rng| rng.pick(&v.words).clone();
+    let c = |rng: &mut Rng| rng.pick(&v.context).clone();
     let b = |rng: &mut Rng| {
         let (x, y) = rng.pick(&v.bigrams);
         format!("{x} {y}")
@@ -207,10 +222,10 @@ pub fn generated_rule(v: &Vocabulary, rng: &mut Rng, i: usize) -> String {
     let (query, extra) = match i % 16 {
         0 => (w(rng), String::new()),
         1 => (format!("\"{}\"", b(rng)), String::new()),
-        2 => (format!("{} {}", w(rng), w(rng)), String::new()),
+        2 => (format!("{} {}", w(rng), c(rng)), String::new()),
         3 => (format!("{} OR {} OR \"{}\"", w(rng), w(rng), b(rng)), String::new()),
-        4 => (format!("{} -{}", w(rng), w(rng)), String::new()),
-        5 => (format!("{} NEAR/{} {}", w(rng), rng.below(5), w(rng)), String::new()),
+        4 => (format!("{} -{}", w(rng), c(rng)), String::new()),
+        5 => (format!("{} NEAR/{} {}", w(rng), rng.below(5), c(rng)), String::new()),
         6 => (format!("({} OR {}) ONEAR/{} \"{}\"", w(rng), w(rng), rng.below(4), b(rng)), String::new()),
         7 => {
             let (x, y) = rng.pick(&v.bigrams).clone();
@@ -219,8 +234,8 @@ pub fn generated_rule(v: &Vocabulary, rng: &mut Rng, i: usize) -> String {
         }
         8 => {
             let word = w(rng);
-            let stem: String = word.chars().take(3 + rng.below(3)).collect();
-            (format!("{stem}* {}", w(rng)), String::new())
+            let stem: String = word.chars().take(word.chars().count().saturating_sub(2).max(3)).collect();
+            (format!("{stem}* {}", c(rng)), String::new())
         }
         9 => (format!("{{{}}} OR {{\"{}\"}}", capitalized(&w(rng)), capitalized(&b(rng))), String::new()),
         10 => (format!("title:{} OR text:\"{}\"", w(rng), b(rng)), String::new()),
@@ -228,14 +243,14 @@ pub fn generated_rule(v: &Vocabulary, rng: &mut Rng, i: usize) -> String {
             w(rng),
             format!(
                 "exclude = '{} OR \"{}\"'\nchannels = [\"news\", \"twitter\"]\nlangs = [\"en\"]\n",
-                w(rng),
+                c(rng),
                 b(rng)
             ),
         ),
         12 => (format!("site:{} {}", rng.pick(&v.hosts), w(rng)), String::new()),
         13 => (format!("{} OR {}", rng.pick(&v.hashtags), w(rng)), String::new()),
-        14 => (format!("author:{} OR ({} NEAR/2 {})", rng.pick(&v.authors), w(rng), w(rng)), String::new()),
-        _ => (format!("({} OR \"{}\") -({} OR {})", w(rng), b(rng), w(rng), w(rng)), String::new()),
+        14 => (format!("author:{} OR ({} NEAR/2 {})", rng.pick(&v.authors), w(rng), c(rng)), String::new()),
+        _ => (format!("({} OR \"{}\") -({} OR {})", w(rng), b(rng), c(rng), c(rng)), String::new()),
     };
     format!("[[rule]]\nid = \"gen-{i}\"\nquery = '{query}'\n{extra}\n")
 }

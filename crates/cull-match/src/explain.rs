@@ -26,7 +26,8 @@ pub struct ClauseReport {
 pub struct Explanation {
     /// The rule id.
     pub rule_id: String,
-    /// The rule's anchors (`None`: checked against every mention).
+    /// The rule's anchor groups, each written as `a | b` (`None`: checked against
+    /// every mention).
     pub anchors: Option<Vec<String>>,
     /// Whether the prefilter selected the rule for this mention.
     pub candidate: bool,
@@ -51,8 +52,10 @@ pub fn explain(set: &RuleSet, rule_id: &str, mention: &Mention) -> Option<Explan
     let hidden = doc.hide(rule.masks.iter().flat_map(|m| &m.sequences));
     Some(Explanation {
         rule_id: rule.rule.id.clone(),
-        anchors: rule.anchors.as_ref().map(|anchors| {
-            anchors.iter().map(|a| if a.prefix { format!("{}*", a.term) } else { a.term.clone() }).collect()
+        anchors: rule.anchors.as_ref().map(|groups| {
+            let literal =
+                |a: &cull_rules::Anchor| if a.prefix { format!("{}*", a.term) } else { a.term.clone() };
+            groups.iter().map(|group| group.iter().map(literal).collect::<Vec<_>>().join(" | ")).collect()
         }),
         candidate: candidates.binary_search(&(index as u32)).is_ok(),
         clauses: clause_reports(rule, &doc, &hidden),
@@ -107,9 +110,13 @@ impl fmt::Display for Explanation {
         match &self.anchors {
             Some(anchors) => writeln!(
                 f,
-                "  prefilter: {} (anchors: {})",
-                if self.candidate { "candidate" } else { "not a candidate, no anchor occurs" },
-                anchors.join(", ")
+                "  prefilter: {} (anchor groups: {})",
+                if self.candidate {
+                    "candidate"
+                } else {
+                    "not a candidate: some anchor group does not occur"
+                },
+                anchors.iter().map(|g| format!("[{g}]")).collect::<Vec<_>>().join(" ")
             )?,
             None => writeln!(f, "  prefilter: candidate for every mention (no anchor words)")?,
         }

@@ -1,13 +1,13 @@
 //! Candidate selection: which rules could possibly match a mention.
 //!
-//! Every rule has anchors, folded literals of which any match contains at least one
-//! (see [`cull_rules::compiled::anchors`]). One Aho-Corasick automaton holds the
-//! anchors of all rules; a mention's folded terms are laid out as one haystack,
-//! `\0term\0term\0…\0`, so a whole-word anchor is the pattern `\0term\0` and a prefix
-//! anchor is `\0stem`. One pass over the haystack yields every anchor present, and
-//! so every candidate rule, whatever the number of rules; only candidates are
-//! verified. Rules without anchors (`site:example.com`) are candidates for every
-//! mention.
+//! Every rule has anchor groups: folded literals such that any match contains at
+//! least one literal of every group (see [`cull_rules::compiled::anchors`]). One
+//! Aho-Corasick automaton holds the anchors of all rules; a mention's folded terms are
+//! laid out as one haystack, `\0term\0term\0…\0`, so a whole-word anchor is the
+//! pattern `\0term\0` and a prefix anchor is `\0stem`. One pass over the haystack
+//! yields every anchor present; a rule is a candidate when each of its groups was hit,
+//! and only candidates are verified. Rules without anchors (`site:example.com`) are
+//! candidates for every mention.
 //!
 //! The haystack is built from analyzed terms rather than raw text so that the
 //! prefilter sees exactly the words the verifier sees: no case, accent or word
@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use cull_rules::compiled::MAX_ANCHOR_GROUPS;
 use cull_rules::CompiledRule;
 
 use crate::verify::Document;
@@ -25,19 +26,24 @@ use crate::MatchError;
 #[derive(Debug)]
 pub struct Prefilter {
     automaton: AhoCorasick,
-    /// For each pattern, the indexes of the rules anchored on it.
-    rules_by_pattern: Vec<Vec<u32>>,
+    /// The rules anchored on each pattern with the bit of the group it is in, all
+    /// patterns' lists in one vector (`pattern_ends[p]` ends pattern `p`'s), so that a
+    /// hit reads one contiguous run.
+    rules_by_pattern: Vec<(u32, u8)>,
+    pattern_ends: Vec<u32>,
+    /// For each rule, the bits of all its groups: it is a candidate when all are hit.
+    all_groups: Vec<u8>,
     /// Rules that are candidates for every mention.
     unanchored: Vec<u32>,
-    rule_count: usize,
 }
 
 /// Per-thread buffers reused from one mention to the next.
 #[derive(Debug, Default)]
 pub struct Scratch {
     haystack: Vec<u8>,
-    /// For each rule, the number of the last mention it was a candidate for.
-    seen: Vec<u64>,
+    /// For each rule, the number of the last mention that hit one of its anchors and
+    /// the groups hit in that mention.
+    hits: Vec<(u64, u8)>,
     mention_number: u64,
 }
 
@@ -48,41 +54,55 @@ impl Prefilter {
     pub fn new(rules: &[CompiledRule]) -> Result<Prefilter, MatchError> {
         let mut pattern_ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut rules_by_pattern: Vec<Vec<u32>> = Vec::new();
+        let mut rules_by_pattern: Vec<Vec<(u32, u8)>> = Vec::new();
+        let mut all_groups = Vec::with_capacity(rules.len());
         let mut unanchored = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count: rules.len() })?;
-            let Some(anchors) = &rule.anchors else {
+            let Some(groups) = rule.anchors.as_ref().filter(|groups| !groups.is_empty()) else {
                 unanchored.push(index);
+                all_groups.push(0);
                 continue;
             };
-            for anchor in anchors {
-                let mut pattern = Vec::with_capacity(anchor.term.len() + 2);
-                pattern.push(SEPARATOR);
-                pattern.extend_from_slice(anchor.term.as_bytes());
-                if !anchor.prefix {
+            all_groups.push(u8::MAX >> (8 - groups.len().min(MAX_ANCHOR_GROUPS)));
+            for (group, anchors) in groups.iter().take(MAX_ANCHOR_GROUPS).enumerate() {
+                let bit = 1u8 << group;
+                for anchor in anchors {
+                    let mut pattern = Vec::with_capacity(anchor.term.len() + 2);
                     pattern.push(SEPARATOR);
-                }
-                let id = *pattern_ids.entry(pattern).or_insert_with_key(|pattern| {
-                    patterns.push(pattern.clone());
-                    rules_by_pattern.push(Vec::new());
-                    patterns.len() - 1
-                });
-                if rules_by_pattern[id].last() != Some(&index) {
-                    rules_by_pattern[id].push(index);
+                    pattern.extend_from_slice(anchor.term.as_bytes());
+                    if !anchor.prefix {
+                        pattern.push(SEPARATOR);
+                    }
+                    let id = *pattern_ids.entry(pattern).or_insert_with_key(|pattern| {
+                        patterns.push(pattern.clone());
+                        rules_by_pattern.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    match rules_by_pattern[id].last_mut() {
+                        Some((rule, bits)) if *rule == index => *bits |= bit,
+                        _ => rules_by_pattern[id].push((index, bit)),
+                    }
                 }
             }
+        }
+        let mut pattern_ends = Vec::with_capacity(rules_by_pattern.len());
+        let mut flat = Vec::with_capacity(rules_by_pattern.iter().map(Vec::len).sum());
+        for rules in rules_by_pattern {
+            flat.extend(rules);
+            pattern_ends
+                .push(u32::try_from(flat.len()).map_err(|_| MatchError::TooManyRules { count: flat.len() })?);
         }
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .map_err(|e| MatchError::Automaton(e.to_string()))?;
-        Ok(Prefilter { automaton, rules_by_pattern, unanchored, rule_count: rules.len() })
+        Ok(Prefilter { automaton, rules_by_pattern: flat, pattern_ends, all_groups, unanchored })
     }
 
     /// Returns the number of distinct anchor patterns.
     pub fn pattern_count(&self) -> usize {
-        self.rules_by_pattern.len()
+        self.pattern_ends.len()
     }
 
     /// Returns the number of rules verified against every mention.
@@ -95,7 +115,7 @@ impl Prefilter {
     pub fn candidates(&self, doc: &Document<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.unanchored);
-        if self.rules_by_pattern.is_empty() {
+        if self.pattern_ends.is_empty() {
             return;
         }
         scratch.haystack.clear();
@@ -104,18 +124,33 @@ impl Prefilter {
             scratch.haystack.extend_from_slice(term.as_bytes());
             scratch.haystack.push(SEPARATOR);
         }
-        scratch.seen.resize(self.rule_count, 0);
+        scratch.hits.resize(self.all_groups.len(), (0, 0));
         scratch.mention_number += 1;
         let number = scratch.mention_number;
+        let first_touched = out.len();
         for found in self.automaton.find_overlapping_iter(&scratch.haystack) {
-            for &rule in &self.rules_by_pattern[found.pattern().as_usize()] {
-                let seen = &mut scratch.seen[rule as usize];
-                if *seen != number {
-                    *seen = number;
+            let pattern = found.pattern().as_usize();
+            let start = pattern.checked_sub(1).map_or(0, |p| self.pattern_ends[p] as usize);
+            for &(rule, bits) in &self.rules_by_pattern[start..self.pattern_ends[pattern] as usize] {
+                let hit = &mut scratch.hits[rule as usize];
+                if hit.0 != number {
+                    *hit = (number, 0);
                     out.push(rule);
                 }
+                hit.1 |= bits;
             }
         }
+        // `out` holds every rule touched in this mention after the unanchored ones;
+        // keep those whose groups were all hit.
+        let mut kept = first_touched;
+        for i in first_touched..out.len() {
+            let rule = out[i] as usize;
+            if scratch.hits[rule].1 == self.all_groups[rule] {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
         out.sort_unstable();
         out.dedup();
     }

@@ -49,10 +49,22 @@ fn keyword_slot(field: Field) -> Option<usize> {
     }
 }
 
+/// Returns the ordering key of a term, see [`Entry::key`].
+fn key_of(term: &[u8]) -> u64 {
+    let mut key = [0u8; 8];
+    let len = term.len().min(8);
+    key[..len].copy_from_slice(&term[..len]);
+    u64::from_be_bytes(key)
+}
+
 /// One token of a field: where its term lies in the arena, its position and the bytes
 /// of the field's text it came from.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The first eight bytes of the term, big-endian, zero-padded: comparing keys
+    /// orders terms as their bytes do (terms hold no NUL), so sorting and searching
+    /// compare integers and fall back to the bytes only between equal keys.
+    key: u64,
     term_start: usize,
     term_end: usize,
     position: u32,
@@ -92,10 +104,11 @@ impl Tokens {
             if let Some(text) = text_value(mention, field) {
                 for_each_token(text, form, Mode::Index, |token| {
                     let term_start = tokens.arena.len();
-                    tokens.arena.push_str(&token.term);
+                    tokens.arena.push_str(token.term);
                     let term_end = tokens.arena.len();
                     tokens.term_ends.push(term_end);
                     tokens.entries.push(Entry {
+                        key: key_of(token.term.as_bytes()),
                         term_start,
                         term_end,
                         position: token.position,
@@ -107,8 +120,9 @@ impl Tokens {
             let Tokens { arena, entries, .. } = &mut tokens;
             let arena = arena.as_bytes();
             entries[first..].sort_unstable_by(|a, b| {
-                arena[a.term_start..a.term_end]
-                    .cmp(&arena[b.term_start..b.term_end])
+                a.key
+                    .cmp(&b.key)
+                    .then_with(|| arena[a.term_start..a.term_end].cmp(&arena[b.term_start..b.term_end]))
                     .then(a.position.cmp(&b.position))
             });
             tokens.fields[slot] = (first, tokens.entries.len());
@@ -126,12 +140,13 @@ impl Tokens {
         let (first, end) = self.fields[slot];
         let entries = &self.entries[first..end];
         let term = term.as_bytes();
-        let from = entries.partition_point(|e| self.term(e) < term);
+        let key = key_of(term);
+        let from = entries.partition_point(|e| e.key < key || (e.key == key && self.term(e) < term));
         let rest = &entries[from..];
         let len = if prefix {
             rest.partition_point(|e| self.term(e).starts_with(term))
         } else {
-            rest.partition_point(|e| self.term(e) == term)
+            rest.partition_point(|e| e.key == key && self.term(e) == term)
         };
         &rest[..len]
     }

@@ -68,50 +68,77 @@ pub struct AnalyzedToken {
 /// Returns `word` lowercased and with combining accents removed.
 pub fn fold(word: &str) -> String {
     let mut folded = String::with_capacity(word.len());
-    for c in word.nfkd().filter(|c| !is_combining_mark(*c)) {
-        folded.extend(c.to_lowercase());
-    }
+    fold_into(word, &mut folded);
     folded
 }
 
-fn is_word(segment: &str) -> bool {
-    segment.chars().any(char::is_alphanumeric)
+/// Appends the folded form of `word` to `out`.
+fn fold_into(word: &str, out: &mut String) {
+    if word.is_ascii() {
+        out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        return;
+    }
+    for c in word.nfkd().filter(|c| !is_combining_mark(*c)) {
+        out.extend(c.to_lowercase());
+    }
 }
+
+/// One token of analyzed text, borrowed from the text or from the analyzer's buffer;
+/// see [`AnalyzedToken`] for an owned one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    /// The term in the requested [`Form`].
+    pub term: &'a str,
+    /// Ordinal of the word among the words of the text.
+    pub position: u32,
+    /// Byte offset of the token's first byte in the text.
+    pub start: usize,
+    /// Byte offset one past the token's last byte.
+    pub end: usize,
+}
+
+const SIGILS: [char; 3] = ['#', '@', '＃'];
 
 /// Calls `emit` for each token of `text`, in position order.
 ///
-/// This is the analyzer; [`analyze`] and [`CullTokenizer`] are views of it.
-pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(AnalyzedToken)) {
-    let spell = |s: &str| match form {
-        Form::Folded => fold(s),
-        Form::Exact => s.to_string(),
+/// This is the analyzer; [`analyze`] and [`CullTokenizer`] are views of it. It is on
+/// the matcher's hot path, so it allocates nothing per token: ASCII words that are
+/// already lowercase are handed out as slices of `text`, others are spelled into one
+/// reused buffer. Word segmentation is `unicode-segmentation`'s, which has a fast path
+/// for ASCII text.
+pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(TokenRef<'_>)) {
+    let mut buffer = String::new();
+    let spell = |word: &'_ str, buffer: &mut String| -> bool {
+        // Returns whether the spelling is in `buffer` (true) or is `word` itself.
+        if form == Form::Exact || (word.is_ascii() && !word.bytes().any(|b| b.is_ascii_uppercase())) {
+            return false;
+        }
+        buffer.clear();
+        fold_into(word, buffer);
+        true
     };
     let mut position: u32 = 0;
-    // The end offset of the previous word and the sigil (`#` or `@`) segment that
-    // directly follows it, if any; a sigil glued to a previous word ("a#b") is not one.
     let mut previous_end: Option<usize> = None;
-    let mut sigil_start: Option<usize> = None;
-    for (start, segment) in text.split_word_bound_indices() {
-        if !is_word(segment) {
-            let glued_to_word = previous_end == Some(start);
-            sigil_start = match segment {
-                "#" | "@" | "＃" if !glued_to_word => Some(start),
-                _ => None,
-            };
-            previous_end = None;
-            continue;
-        }
-        let end = start + segment.len();
-        let token_start = sigil_start.take().unwrap_or(start);
+    for (start, word) in text.unicode_word_indices() {
+        let end = start + word.len();
+        // A `#` or `@` right before the word makes a hashtag or handle, unless it is
+        // glued to the previous word ("a#b").
+        let sigil = text[..start].chars().next_back().filter(|c| SIGILS.contains(c));
+        let token_start = match sigil {
+            Some(c) if previous_end != Some(start - c.len_utf8()) => start - c.len_utf8(),
+            _ => start,
+        };
         previous_end = Some(end);
         if end - token_start > MAX_WORD_BYTES {
             position += 1;
             continue;
         }
         let written = &text[token_start..end];
-        emit(AnalyzedToken { term: spell(written), position, start: token_start, end });
+        let in_buffer = spell(written, &mut buffer);
+        emit(TokenRef { term: if in_buffer { &buffer } else { written }, position, start: token_start, end });
         if mode == Mode::Index && token_start != start {
-            emit(AnalyzedToken { term: spell(segment), position, start, end });
+            let in_buffer = spell(word, &mut buffer);
+            emit(TokenRef { term: if in_buffer { &buffer } else { word }, position, start, end });
         }
         position += 1;
     }
@@ -120,7 +147,14 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(A
 /// Returns the tokens of `text`.
 pub fn analyze(text: &str, form: Form, mode: Mode) -> Vec<AnalyzedToken> {
     let mut tokens = Vec::new();
-    for_each_token(text, form, mode, |t| tokens.push(t));
+    for_each_token(text, form, mode, |t| {
+        tokens.push(AnalyzedToken {
+            term: t.term.to_string(),
+            position: t.position,
+            start: t.start,
+            end: t.end,
+        })
+    });
     tokens
 }
 
@@ -155,7 +189,7 @@ impl Tokenizer for CullTokenizer {
                 offset_from: t.start,
                 offset_to: t.end,
                 position: t.position as usize,
-                text: t.term,
+                text: t.term.to_string(),
                 position_length: 1,
             })
         });

@@ -44,10 +44,11 @@ pub struct CompiledRule {
     pub version: String,
     /// The rule's query.
     pub query: Plan,
-    /// Literals of which every match of `query` contains at least one, or `None` when
-    /// the query can match without any word (for example `site:example.com`); such a
-    /// rule is verified against every mention.
-    pub anchors: Option<Vec<Anchor>>,
+    /// Groups of literals: every match of `query` contains at least one literal of
+    /// each group (see [`anchors`]); `None` when the query can match without any word
+    /// (for example `site:example.com`), and such a rule is verified against every
+    /// mention.
+    pub anchors: Option<Vec<Vec<Anchor>>>,
     /// Branches of the `exclude` query; any that matches culls the mention.
     pub exclude: Vec<Clause>,
     /// The `mask` entries.
@@ -188,40 +189,139 @@ fn rule_version(rule: &Rule) -> String {
     cull_model::short_hash(&fields, 12)
 }
 
-/// Returns anchors for a plan: folded literals of which every match contains one, or
-/// `None` when the plan can match without any word.
+/// The most anchor groups kept per rule; the prefilter tracks them in a bit set.
+pub const MAX_ANCHOR_GROUPS: usize = 8;
+
+/// Returns the anchor groups of a plan: every match contains at least one anchor of
+/// each group (a conjunction of disjunctions), or `None` when the plan can match
+/// without any word.
 ///
-/// Where a plan offers a choice (the clauses of an AND, the two sides of a NEAR, the
-/// words of a phrase) the choice with the fewest and longest literals wins: long words
-/// are rarer, so the rule is a candidate for fewer mentions.
-pub fn anchors(plan: &Plan) -> Option<Vec<Anchor>> {
-    let mut found = match plan {
-        Plan::Sequence(sequence) | Plan::SloppyPhrase { sequence, .. } => {
-            vec![sequence_anchor(sequence)]
-        }
-        Plan::Near { left, right, .. } => {
-            let left: Vec<Anchor> = left.iter().map(sequence_anchor).collect();
-            let right: Vec<Anchor> = right.iter().map(sequence_anchor).collect();
-            best([left, right].into_iter())?
-        }
+/// Requiring every group, rather than one anchor, is what keeps the prefilter sharp:
+/// `slack (stock OR shares)` is a candidate only for mentions holding "slack" and one
+/// of "stock" or "shares", and a phrase only for mentions holding all its words. An OR
+/// keeps one group per alternative (its best) and merges them, which stays a necessary
+/// condition. Where there is a choice (an OR's alternatives, more groups than
+/// [`MAX_ANCHOR_GROUPS`]) the most selective groups are kept, see `cost`.
+pub fn anchors(plan: &Plan) -> Option<Vec<Vec<Anchor>>> {
+    let mut groups = match plan {
+        Plan::Sequence(sequence) | Plan::SloppyPhrase { sequence, .. } => sequence_groups(sequence),
+        Plan::Near { left, right, .. } => vec![any_of(left), any_of(right)],
         Plan::Keyword { .. } | Plan::Missing(_) => return None,
-        Plan::And { must, .. } => best(must.iter().filter_map(anchors))?,
-        Plan::Or(any) => any.iter().map(anchors).collect::<Option<Vec<_>>>()?.concat(),
+        Plan::And { must, .. } => {
+            let groups: Vec<Vec<Anchor>> = must.iter().filter_map(anchors).flatten().collect();
+            if groups.is_empty() {
+                return None;
+            }
+            groups
+        }
+        Plan::Or(any) => {
+            let children = any.iter().map(anchors).collect::<Option<Vec<_>>>()?;
+            // The default scope makes `a` an OR of the same words in title and text;
+            // their groups are the same, and the OR keeps them all.
+            if children.windows(2).all(|pair| pair[0] == pair[1]) {
+                children.into_iter().next()?
+            } else {
+                let mut merged = Vec::new();
+                for child in children {
+                    merged.extend(best_group(child)?);
+                }
+                vec![merged]
+            }
+        }
     };
-    found.sort();
-    found.dedup();
-    Some(found)
+    for group in &mut groups {
+        group.sort();
+        group.dedup();
+    }
+    groups.sort_by_key(|g| cost(g));
+    groups.dedup();
+    // A group of common words adds little selectivity but makes the prefilter visit
+    // the rule for most mentions; it is dropped when a better group remains.
+    if groups.iter().any(|g| cost(g).1 == 0) {
+        groups.retain(|g| cost(g).1 == 0);
+    }
+    groups.truncate(MAX_ANCHOR_GROUPS);
+    Some(groups)
 }
 
-fn best(choices: impl Iterator<Item = Vec<Anchor>>) -> Option<Vec<Anchor>> {
-    let cost = |anchors: &Vec<Anchor>| {
-        let shortest = anchors.iter().map(|a| a.term.len()).min().unwrap_or(0);
-        (anchors.len(), usize::MAX - shortest)
-    };
-    choices.min_by_key(cost)
+/// Words so common in English text that a group holding one makes a rule a candidate
+/// for a large share of all mentions. Only the choice of anchors depends on this list,
+/// never whether a rule matches.
+const COMMON_WORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "because", "been",
+    "but", "by", "can", "could", "day", "did", "do", "does", "for", "from", "get", "good", "great", "had",
+    "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just",
+    "like", "make", "many", "me", "more", "most", "my", "new", "no", "not", "now", "of", "on", "one", "only",
+    "or", "other", "our", "out", "over", "people", "said", "say", "says", "see", "she", "so", "some", "than",
+    "that", "the", "their", "them", "then", "there", "these", "they", "this", "time", "to", "two", "up",
+    "us", "very", "was", "way", "we", "well", "were", "what", "when", "which", "who", "will", "with",
+    "would", "year", "you", "your",
+];
+
+/// Orders groups from most to least selective: fewer literals, fewer common words,
+/// then longer literals (long words are rarer).
+fn cost(group: &[Anchor]) -> (usize, usize, usize) {
+    let common =
+        group.iter().filter(|a| !a.prefix && COMMON_WORDS.binary_search(&a.term.as_str()).is_ok()).count();
+    let shortest = group.iter().map(|a| a.term.len()).min().unwrap_or(0);
+    (group.len(), common, usize::MAX - shortest)
 }
 
-fn sequence_anchor(sequence: &Sequence) -> Anchor {
-    let longest = sequence.words.iter().max_by_key(|w| w.term.len()).map_or("", |w| w.term.as_str());
-    Anchor { term: fold(longest), prefix: sequence.prefix }
+fn best_group(groups: Vec<Vec<Anchor>>) -> Option<Vec<Anchor>> {
+    groups.into_iter().min_by_key(|g| cost(g))
+}
+
+fn sequence_groups(sequence: &Sequence) -> Vec<Vec<Anchor>> {
+    let prefix = sequence.prefix && sequence.words.len() == 1;
+    sequence.words.iter().map(|w| vec![Anchor { term: fold(&w.term), prefix }]).collect()
+}
+
+/// Returns one group for a set of alternatives: the best group of each.
+fn any_of(sequences: &[Sequence]) -> Vec<Anchor> {
+    sequences.iter().filter_map(|s| best_group(sequence_groups(s))).flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{compile, parse};
+
+    fn groups(query: &str) -> Option<Vec<Vec<String>>> {
+        let plan = compile(&parse(query).unwrap()).unwrap();
+        anchors(&plan).map(|groups| {
+            groups
+                .into_iter()
+                .map(|g| {
+                    g.into_iter().map(|a| if a.prefix { format!("{}*", a.term) } else { a.term }).collect()
+                })
+                .collect()
+        })
+    }
+
+    fn g(groups: &[&[&str]]) -> Option<Vec<Vec<String>>> {
+        Some(groups.iter().map(|g| g.iter().map(|s| s.to_string()).collect()).collect())
+    }
+
+    #[test]
+    fn common_words_list_is_sorted_for_binary_search() {
+        assert!(COMMON_WORDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn anchor_groups_are_necessary_conditions() {
+        assert_eq!(groups("slack"), g(&[&["slack"]]));
+        assert_eq!(groups("{Slack} (stock OR shares)"), g(&[&["slack"], &["shares", "stock"]]));
+        assert_eq!(groups("\"connections magazine\""), g(&[&["connections"], &["magazine"]]));
+        assert_eq!(
+            groups("connect* NEAR/3 (dehaan OR \"call center\")"),
+            g(&[&["connect*"], &["center", "dehaan"]])
+        );
+        assert_eq!(groups("slack -adjuster"), g(&[&["slack"]]));
+        assert_eq!(groups("site:example.com"), None);
+        assert_eq!(groups("site:example.com slack"), g(&[&["slack"]]));
+        assert_eq!(groups("slack OR site:example.com"), None);
+        assert_eq!(groups("#Slack OR \"the gig\""), g(&[&["#slack", "gig"]]));
+        assert_eq!(groups("\"the gig\""), g(&[&["gig"]]));
+        assert_eq!(groups("\"the of\""), g(&[&["the"], &["of"]]));
+    }
 }

@@ -120,8 +120,7 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
                 loaded.errors.push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
                 continue;
             }
-            let line = source[..entry.id_span.start].matches('\n').count() + 1;
-            first_seen.insert(entry.id, (path.to_path_buf(), line));
+            first_seen.insert(entry.id, (path.to_path_buf(), entry.line));
             loaded.rules.extend(entry.rule);
         }
     }
@@ -133,7 +132,23 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
 struct Entry {
     id: String,
     id_span: Range<usize>,
+    line: usize,
     rule: Option<CompiledRule>,
+}
+
+/// The byte offsets at which the lines of a file start, for turning offsets into line
+/// numbers without rescanning the file for every rule.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(source: &str) -> Lines {
+        Lines(std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// Returns the 1-based line of byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 /// Loads the rules of one file; errors are appended to `errors`.
@@ -148,6 +163,7 @@ fn load_source(path: &Path, source: &str, errors: &mut Vec<RuleError>) -> Vec<En
         return Vec::new();
     }
     let table = table.into_inner();
+    let lines = Lines::of(source);
     let mut rules = Vec::new();
     for (key, value) in table.iter() {
         if key.get_ref().as_ref() != "rule" {
@@ -171,7 +187,8 @@ fn load_source(path: &Path, source: &str, errors: &mut Vec<RuleError>) -> Vec<En
                 Ok(raw) => rules.push(Entry {
                     id: raw.id.get_ref().clone(),
                     id_span: raw.id.span(),
-                    rule: build_rule(path, source, raw, errors),
+                    line: lines.line(raw.id.span().start),
+                    rule: build_rule(path, source, &lines, raw, errors),
                 }),
                 Err(error) => {
                     let at = error.span().unwrap_or(span);
@@ -226,7 +243,13 @@ fn is_language(value: &str) -> bool {
         && region.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-fn build_rule(path: &Path, source: &str, raw: RawRule, errors: &mut Vec<RuleError>) -> Option<CompiledRule> {
+fn build_rule(
+    path: &Path,
+    source: &str,
+    lines: &Lines,
+    raw: RawRule,
+    errors: &mut Vec<RuleError>,
+) -> Option<CompiledRule> {
     let before = errors.len();
     let id = raw.id.get_ref().clone();
     let rule_id = Some(id.as_str());
@@ -306,7 +329,7 @@ fn build_rule(path: &Path, source: &str, raw: RawRule, errors: &mut Vec<RuleErro
                 }
             },
         };
-        let line = source[..example.expect.span().start.min(source.len())].matches('\n').count() + 1;
+        let line = lines.line(example.expect.span().start);
         examples.push(Example {
             text: example.text,
             title: example.title,
@@ -318,7 +341,7 @@ fn build_rule(path: &Path, source: &str, raw: RawRule, errors: &mut Vec<RuleErro
             line,
         });
     }
-    let line = source[..raw.id.span().start.min(source.len())].matches('\n').count() + 1;
+    let line = lines.line(raw.id.span().start);
     let rule = Rule {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id: id.clone(),
