@@ -260,3 +260,26 @@ pub fn generated_pack(v: &Vocabulary, count: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed);
     (0..count).map(|i| generated_rule(v, &mut rng, i)).collect()
 }
+
+/// Returns rules whose operators sit on their boundaries in real text: proximity and
+/// slop between the most common words, which occur near each other at every distance
+/// in thousands of mentions, so an off-by-one shows.
+pub fn boundary_pack(v: &Vocabulary, count: usize, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let common = &v.context[..40.min(v.context.len())];
+    (0..count)
+        .map(|i| {
+            let (a, b, k) = (rng.pick(common).clone(), rng.pick(common).clone(), rng.below(6));
+            let query = match i % 4 {
+                0 => format!("{a} NEAR/{k} {b}"),
+                1 => format!("{a} ONEAR/{k} {b}"),
+                2 => format!("\"{a} {b}\"~{}", k + 1),
+                _ => {
+                    let (x, y) = rng.pick(&v.bigrams);
+                    format!("({a} OR {b}) NEAR/{k} \"{x} {y}\"")
+                }
+            };
+            format!("[[rule]]\nid = \"edge-{i}\"\nquery = '{query}'\n\n")
+        })
+        .collect()
+}

@@ -201,3 +201,99 @@ impl Matcher {
         self.current().verdicts(mentions)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    fn rule_set(toml: &str) -> RuleSet {
+        let loaded = cull_rules::load_files([(Path::new("t.toml"), toml.as_bytes())]);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        RuleSet::new(loaded.rules).expect("rule set")
+    }
+
+    #[test]
+    fn a_swap_takes_effect_between_batches_and_never_within_one() {
+        let first = rule_set("[[rule]]\nid = 'a'\nquery = 'slack'\n");
+        let second = rule_set("[[rule]]\nid = 'b'\nquery = 'slack'\n");
+        let versions = [first.version().to_string(), second.version().to_string()];
+        let matcher = Matcher::new(first);
+        let batch: Vec<Mention> = (0..200).map(|i| Mention::new(format!("m{i}"), "slack news")).collect();
+        let done = AtomicBool::new(false);
+        let seen = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut seen = [0usize; 2];
+                while !done.load(Ordering::Relaxed) {
+                    let verdicts = matcher.verdicts(&batch);
+                    let version = &verdicts[0].ruleset_version;
+                    let which = versions.iter().position(|v| v == version).expect("a known version");
+                    let rule = ["a", "b"][which];
+                    for verdict in &verdicts {
+                        assert_eq!(&verdict.ruleset_version, version, "one batch, one rule set");
+                        assert_eq!(
+                            verdict.matched[0].rule_id, rule,
+                            "the verdict comes from the set it names"
+                        );
+                    }
+                    seen[which] += 1;
+                }
+                seen
+            });
+            for i in 0..200 {
+                let toml = format!("[[rule]]\nid = '{}'\nquery = 'slack'\n", ["a", "b"][(i + 1) % 2]);
+                matcher.swap(rule_set(&toml));
+                std::thread::yield_now();
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().expect("reader")
+        });
+        assert!(seen[0] > 0 && seen[1] > 0, "both versions were used: {seen:?}");
+        assert_eq!(matcher.current().rules()[0].rule.id, "a");
+    }
+
+    #[test]
+    fn verdicts_keep_input_order_and_report_every_mention() {
+        let set = rule_set("[[rule]]\nid = 's'\nquery = 'slack'\nexclude = 'adjuster'\n");
+        let batch: Vec<Mention> = (0..1000)
+            .map(|i| Mention::new(format!("m{i}"), ["slack", "slack adjuster", "nothing"][i % 3]))
+            .collect();
+        let verdicts = set.verdicts(&batch);
+        assert_eq!(verdicts.len(), 1000);
+        for (i, verdict) in verdicts.iter().enumerate() {
+            assert_eq!(verdict.mention_id, format!("m{i}"));
+            assert_eq!((verdict.matched.len(), verdict.culled.len()), [(1, 0), (0, 1), (0, 0)][i % 3]);
+        }
+    }
+
+    #[test]
+    fn culls_apply_in_the_documented_order() {
+        let set = rule_set(
+            "[[rule]]\nid = 'r'\nquery = 'slack'\nexclude = 'wax OR adjuster'\nmask = ['\"slack wax\"']\nchannels = ['news']\nlangs = ['en']\n",
+        );
+        let culled = |text: &str, channel: Option<cull_model::Channel>, lang: Option<&str>| {
+            let mut mention = Mention::new("m", text);
+            mention.channel = channel;
+            mention.lang = lang.map(str::to_string);
+            let verdict = set.verdict(&mention);
+            verdict.culled.first().map(|c| (c.reason, c.clause.clone()))
+        };
+        use cull_model::Channel::{Forum, News};
+        assert_eq!(
+            culled("slack adjuster", Some(Forum), Some("en")),
+            Some((CullReason::Channel, "forum".into()))
+        );
+        assert_eq!(culled("slack adjuster", Some(News), Some("de")), Some((CullReason::Lang, "de".into())));
+        assert_eq!(culled("slack wax", Some(News), None), Some((CullReason::Mask, "\"slack wax\"".into())));
+        assert_eq!(culled("slack and wax", None, None), Some((CullReason::Exclude, "wax".into())));
+        assert_eq!(culled("slack wax and slack", None, None), Some((CullReason::Exclude, "wax".into())));
+        assert_eq!(culled("slack", Some(News), Some("en")), None);
+        assert_eq!(
+            set.verdict(&Mention::new("m", "slack")).matched.len(),
+            1,
+            "no channel, no lang: not culled"
+        );
+    }
+}
