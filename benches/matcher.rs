@@ -24,12 +24,10 @@ use cull_match::prefilter::Scratch;
 use cull_match::verify::Document;
 use cull_match::RuleSet;
 use cull_model::Mention;
-use cull_rules::tantivy_query::MentionSchema;
 use cull_rules::{load_files, CompiledRule};
 use tantivy::collector::DocSetCollector;
-use tantivy::Index;
 
-use corpus::{generated_pack, real_mentions, Vocabulary};
+use corpus::{generated_pack, index_of, real_mentions, Vocabulary};
 
 const RULE_COUNTS: [usize; 4] = [100, 1_000, 10_000, 100_000];
 
@@ -90,14 +88,7 @@ fn bare_scan(rules: &[CompiledRule]) -> AhoCorasick {
 }
 
 fn percolate(rules: &[CompiledRule], mentions: &[Mention]) -> usize {
-    let schema = MentionSchema::new();
-    let index = Index::create_in_ram(schema.schema().clone());
-    schema.register_tokenizers(&index);
-    let mut writer = index.writer_with_num_threads(1, 50_000_000).expect("writer");
-    for m in mentions {
-        writer.add_document(schema.document(m)).expect("add");
-    }
-    writer.commit().expect("commit");
+    let (index, schema) = index_of(mentions);
     let searcher = index.reader().expect("reader").searcher();
     rules
         .iter()

@@ -7,7 +7,7 @@ use cull_rules::query::{compile, parse};
 use cull_rules::tantivy_query::search_ids;
 use proptest::prelude::*;
 
-use crate::semantics::index_of;
+use crate::corpus::index_of;
 
 const WORDS: &[&str] = &[
     "slack",

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use cull_model::analyzer::{analyze, Form, Mode};
 use cull_model::{Channel, Mention};
+use cull_rules::tantivy_query::MentionSchema;
+use tantivy::Index;
 
 /// Returns the directory of the shared test data.
 pub fn data_dir() -> PathBuf {
@@ -282,4 +284,17 @@ pub fn boundary_pack(v: &Vocabulary, count: usize, seed: u64) -> String {
             format!("[[rule]]\nid = \"edge-{i}\"\nquery = '{query}'\n\n")
         })
         .collect()
+}
+
+/// Builds an in-RAM Tantivy index of `mentions` with the shared schema and analyzer.
+pub fn index_of(mentions: &[Mention]) -> (Index, MentionSchema) {
+    let schema = MentionSchema::new();
+    let index = Index::create_in_ram(schema.schema().clone());
+    schema.register_tokenizers(&index);
+    let mut writer = index.writer_with_num_threads(1, 50_000_000).expect("index writer");
+    for mention in mentions {
+        writer.add_document(schema.document(mention)).expect("add document");
+    }
+    writer.commit().expect("commit");
+    (index, schema)
 }

@@ -15,20 +15,7 @@ use cull_rules::tantivy_query::{search_ids, MentionSchema};
 use cull_rules::{load_files, CompiledRule, Plan};
 use tantivy::Index;
 
-use crate::corpus::{boundary_pack, generated_pack, real_mentions, Vocabulary};
-
-/// Builds an in-RAM index of `mentions` with the shared schema and analyzer.
-pub fn index_of(mentions: &[Mention]) -> (Index, MentionSchema) {
-    let schema = MentionSchema::new();
-    let index = Index::create_in_ram(schema.schema().clone());
-    schema.register_tokenizers(&index);
-    let mut writer = index.writer_with_num_threads(1, 50_000_000).expect("index writer");
-    for mention in mentions {
-        writer.add_document(schema.document(mention)).expect("add document");
-    }
-    writer.commit().expect("commit");
-    (index, schema)
-}
+use crate::corpus::{boundary_pack, generated_pack, index_of, real_mentions, Vocabulary};
 
 fn compile_pack(toml: &str) -> Vec<CompiledRule> {
     let loaded = load_files([(Path::new("generated.toml"), toml.as_bytes())]);
