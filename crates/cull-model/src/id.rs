@@ -30,12 +30,14 @@ pub fn mention_id(source: &str, canonical_url_or_external_id: &str) -> String {
     format!("m-{}", short_hash(&[source, canonical_url_or_external_id], 20))
 }
 
-/// Returns the deterministic ticket id for a mention matched by a rule.
+/// Returns the deterministic ticket id for a rule and the subject of a ticket.
 ///
-/// The same mention matched by the same rule always yields the same ticket id, across
-/// restarts, replays and instances.
-pub fn ticket_id(mention_id: &str, rule_id: &str) -> String {
-    format!("t-{}", short_hash(&[mention_id, rule_id], 24))
+/// The subject is what makes mentions "the same issue" for a contact center: the
+/// mention id, or the URL or author that repeated mentions share within a dedupe
+/// window. The same subject matched by the same rule always yields the same ticket id,
+/// across restarts, replays and instances, so consumers can deduplicate.
+pub fn ticket_id(subject: &str, rule_id: &str) -> String {
+    format!("t-{}", short_hash(&[subject, rule_id], 24))
 }
 
 #[cfg(test)]
