@@ -15,6 +15,19 @@ for component in rustfmt clippy; do
     rustup component add "${component}"
   fi
 done
+# A Kafka-protocol broker for the bus and pipeline tests (a 12-minute build, so only
+# when missing).
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  cargo install tansu --version 0.6.0 --features dynostore,libsql
+fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# promtool checks the live /metrics output; kafka-python is the outside Kafka client.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+  python3 -m pip install --quiet kafka-python==2.2.15
+fi
 if [ ! -f ../shared/data/SOURCES.md ]; then
   echo "scripts/test.sh: the shared test data is missing at ../shared/data" >&2
   exit 1

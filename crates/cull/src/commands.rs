@@ -196,3 +196,20 @@ pub fn match_lines(
     eprintln!("cull: {accepted} mention(s) matched against {} rule(s): {matched} with a match, {rejected} line(s) rejected", set.rules().len());
     Ok(if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// `cull run`.
+pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .init();
+    let config = crate::config::load(pipeline)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let summary = runtime.block_on(crate::pipeline::run(config, once))?;
+    println!("cull run: {summary}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,7 +1,12 @@
 //! The `cull` command line.
 
 mod commands;
+mod config;
+mod http;
 mod lines;
+mod metrics;
+mod pipeline;
+mod tickets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +23,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the stages a pipeline file enables: sources, matcher, sinks, HTTP.
+    Run {
+        /// The pipeline file, such as pipelines/local.toml.
+        pipeline: PathBuf,
+        /// Read finite sources to their end, drain the pipeline, print a summary and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Work with rule packs.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -74,6 +87,7 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Explain { rules, rule_id, text, title }) => {
             commands::explain(&rules, &rule_id, text, title)
         }
+        Command::Run { pipeline, once } => commands::run(&pipeline, once),
         Command::Match { rules, input, max_bytes, dead_letters } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())
         }

@@ -1,0 +1,256 @@
+//! The HTTP server of a `cull run` process: `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Liveness and readiness are separate because they answer different questions for an
+//! orchestrator: `/healthz` says the process is running (restart it if not), `/readyz`
+//! says it can do its job now (the bus is connected and a rule set is loaded; route work
+//! to it, or count it as up, only then). Readiness is read from [`Health`], atomics the
+//! pipeline sets, so a probe never waits on the pipeline.
+//!
+//! Binding and serving are split so that a caller (and the tests) can bind port 0 and learn
+//! the port before serving.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::metrics::Metrics;
+
+/// The content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the pipeline tells the readiness probe; every flag starts false.
+#[derive(Debug, Default)]
+pub struct Health {
+    bus_connected: AtomicBool,
+    rules_loaded: AtomicBool,
+}
+
+impl Health {
+    /// Records whether the bus (broker or embedded queues) is connected.
+    pub fn set_bus_connected(&self, connected: bool) {
+        self.bus_connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// Records whether a rule set is loaded and in use.
+    pub fn set_rules_loaded(&self, loaded: bool) {
+        self.rules_loaded.store(loaded, Ordering::Relaxed);
+    }
+
+    /// Returns `Ok` when the process is ready, or the one-line reason it is not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        match (self.bus_connected.load(Ordering::Relaxed), self.rules_loaded.load(Ordering::Relaxed)) {
+            (true, true) => Ok(()),
+            (false, true) => Err("bus not connected"),
+            (true, false) => Err("no rule set loaded"),
+            (false, false) => Err("bus not connected; no rule set loaded"),
+        }
+    }
+}
+
+/// A bound, not yet serving, HTTP listener.
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+/// Binds `listen`; port 0 picks a free port, which [`HttpServer::local_addr`] returns.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<HttpServer> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
+    let local_addr =
+        listener.local_addr().with_context(|| format!("cannot read the address bound for {listen}"))?;
+    Ok(HttpServer { listener, local_addr })
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl HttpServer {
+    /// Returns the address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves the endpoints until `shutdown` completes, then lets open requests finish.
+    pub async fn serve(
+        self,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz_handler))
+            .with_state(AppState { metrics, health });
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .with_context(|| format!("http server on {} failed", self.local_addr))
+    }
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.render())
+}
+
+async fn readyz_handler(State(state): State<AppState>) -> impl IntoResponse {
+    match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{BatchStats, DeadLetterReason, Outcome, Stage};
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+
+    /// A response as the tests need it.
+    #[derive(Debug)]
+    struct Response {
+        status: u16,
+        head: String,
+        body: String,
+    }
+
+    /// Sends `GET path` over a plain socket: a client independent of the server's stack.
+    async fn get(addr: SocketAddr, path: &str) -> Response {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            Response { status, head: head.to_ascii_lowercase(), body: body.to_string() }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts a server on a free loopback port; dropping the sender shuts it down.
+    async fn start(
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let server = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(metrics, health, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_flips_with_health() {
+        let health = Arc::new(Health::default());
+        let (addr, stop, task) = start(Arc::new(Metrics::new().unwrap()), health.clone()).await;
+
+        let live = get(addr, "/healthz").await;
+        assert_eq!((live.status, live.body.as_str()), (200, "ok\n"));
+
+        let response = get(addr, "/readyz").await;
+        assert_eq!(response.status, 503);
+        assert_eq!(response.body, "not ready: bus not connected; no rule set loaded\n");
+        health.set_bus_connected(true);
+        let response = get(addr, "/readyz").await;
+        assert_eq!((response.status, response.body.as_str()), (503, "not ready: no rule set loaded\n"));
+        health.set_rules_loaded(true);
+        assert_eq!(get(addr, "/readyz").await.status, 200);
+        health.set_bus_connected(false);
+        let response = get(addr, "/readyz").await;
+        assert_eq!((response.status, response.body.as_str()), (503, "not ready: bus not connected\n"));
+        assert_eq!(get(addr, "/healthz").await.status, 200);
+        assert_eq!(get(addr, "/nope").await.status, 404);
+
+        drop(stop);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_stops_on_shutdown() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        bind(any_port).await.unwrap().serve(metrics, Arc::new(Health::default()), async {}).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bind_names_the_setting_when_the_port_is_taken() {
+        let taken = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let message = format!("{:#}", bind(taken.local_addr()).await.unwrap_err());
+        assert!(
+            message.contains("http.listen") && message.contains(&taken.local_addr().to_string()),
+            "{message}"
+        );
+    }
+
+    /// The live `/metrics` output passes `promtool check metrics` (the Prometheus
+    /// project's own linter), with every kind of series populated.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_metrics_pass_promtool() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut batch = BatchStats::default();
+        batch.mention(Outcome::Matched);
+        batch.mention(Outcome::Unmatched);
+        batch.ticket("publisher-care", cull_model::Priority::P2);
+        batch.dead_letter(DeadLetterReason::Oversized);
+        metrics.record_batch(&batch, Duration::from_millis(12));
+        metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::Schema, 1);
+        metrics.record_source_mentions("demo", 3);
+        metrics.set_consumer_lag("cull.mentions", 2, 17);
+        metrics.rules_reloaded(4);
+        let (addr, stop, task) = start(metrics, Arc::new(Health::default())).await;
+        let response = get(addr, "/metrics").await;
+        drop(stop);
+        task.await.unwrap().unwrap();
+
+        assert_eq!(response.status, 200);
+        assert!(response.head.contains("content-type: text/plain; version=0.0.4"), "{}", response.head);
+        assert!(response
+            .body
+            .contains(r#"cull_tickets_emitted_total{priority="P2",queue="publisher-care"} 1"#));
+
+        let mut promtool = match std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => panic!(
+                "cannot run promtool ({error}): install the Debian package `prometheus` \
+                 (scripts/test.sh installs it)"
+            ),
+        };
+        promtool.stdin.take().unwrap().write_all(response.body.as_bytes()).unwrap();
+        let output = promtool.wait_with_output().unwrap();
+        let report =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success() && report.trim().is_empty(),
+            "promtool check metrics: {report}\n{}",
+            response.body
+        );
+    }
+}
