@@ -5,4 +5,5 @@ mod agreement;
 mod cli;
 mod corpus;
 mod google_alerts;
+mod pipeline;
 mod semantics;

@@ -417,8 +417,7 @@ async fn run_matcher(
             context.metrics.set_consumer_lag(&topic, partition, lag);
         }
         if records.is_empty() {
-            let drained = consumer.lag().iter().all(|(_, _, lag)| *lag == 0);
-            if context.once && *sources_done.borrow() && drained {
+            if context.once && *sources_done.borrow() && drained(&consumer) {
                 break;
             }
             continue;
@@ -443,6 +442,14 @@ async fn run_matcher(
     }
     consumer.close().await?;
     Ok(summary)
+}
+
+/// Returns true when the consumer knows its lag on every partition it owns and all of
+/// it is zero. A Kafka consumer that has not joined its group yet knows no lag, and is
+/// not drained: it has not started.
+fn drained(consumer: &cull_bus::Consumer) -> bool {
+    let lags = consumer.lag();
+    !lags.is_empty() && lags.iter().all(|(_, _, lag)| *lag == 0)
 }
 
 /// The records a batch produces, grouped by topic.
@@ -564,8 +571,7 @@ async fn run_sink(
         }
         let Some(records) = consumer.next_batch(1024, Duration::from_millis(20), IDLE).await? else { break };
         if records.is_empty() {
-            let drained = consumer.lag().iter().all(|(_, _, lag)| *lag == 0);
-            if context.once && *matcher_done.borrow() && drained {
+            if context.once && *matcher_done.borrow() && drained(&consumer) {
                 break;
             }
             continue;

@@ -1,0 +1,252 @@
+//! `cull run` on the embedded bus, as an operator runs it: a pipeline file, sources,
+//! sinks, metrics and health over HTTP, dead letters, signals.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use cull_model::{DeadLetter, Ticket, Verdict};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Writes a pipeline file into `dir` whose source is `source` and whose sinks are in
+/// `dir`, with the other settings of pipelines/local.toml.
+fn pipeline(dir: &Path, source: &Path, listen: &str, max_bytes: usize) -> PathBuf {
+    let text = format!(
+        r#"[bus]
+kind = "embedded"
+[matcher]
+rules = "rules"
+max_mention_bytes = {max_bytes}
+[[source]]
+kind = "jsonl"
+name = "test"
+path = "{source}"
+[sink.tickets]
+kind = "jsonl"
+path = "{dir}/tickets.jsonl"
+[sink.verdicts]
+kind = "jsonl"
+path = "{dir}/verdicts.jsonl"
+[sink.dead_letter]
+kind = "jsonl"
+path = "{dir}/dead-letter.jsonl"
+[http]
+listen = "{listen}"
+"#,
+        source = source.display(),
+        dir = dir.display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    path
+}
+
+fn cull(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
+    command.args(args).current_dir(repo()).envs(env.iter().copied()).stdin(Stdio::null());
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+#[test]
+fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("mentions.jsonl");
+    let mut input = std::fs::read(repo().join("pipelines/demo/mentions.jsonl")).unwrap();
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"broken\"\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v9\",\"id\":\"future\",\"text\":\"x\"}\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"bytes\",\"text\":\"caf\xe9\"}\n");
+    input.extend_from_slice(
+        format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"big\",\"text\":\"{}\"}}\n", "a".repeat(5000))
+            .as_bytes(),
+    );
+    std::fs::write(&source, &input).unwrap();
+    let file = pipeline(dir.path(), &source, "127.0.0.1:0", 4096);
+    let out: Output = cull(&["run", file.to_str().unwrap(), "--once"], &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "cull run: 17 mention(s) in: 6 matched, 5 culled, 3 unmatched; 6 ticket(s) out; 4 dead letter(s)"
+    );
+
+    let verdicts: Vec<Verdict> = lines(&dir.path().join("verdicts.jsonl"));
+    assert_eq!(verdicts.len(), 14);
+    let tickets: Vec<Ticket> = lines(&dir.path().join("tickets.jsonl"));
+    let mut ticketed: Vec<(String, String)> =
+        tickets.iter().map(|t| (t.rule.id.clone(), t.mention.id.clone())).collect();
+    ticketed.sort();
+    let mut matched: Vec<(String, String)> = verdicts
+        .iter()
+        .flat_map(|v| v.matched.iter().map(move |m| (m.rule_id.clone(), v.mention_id.clone())))
+        .collect();
+    matched.sort();
+    assert_eq!(ticketed, matched, "one ticket per true match");
+    for ticket in &tickets {
+        assert_eq!(ticket.schema, "cull.ticket/v1");
+        assert_eq!(
+            ticket.ticket_id,
+            cull_model::ticket_id(
+                &format!("url:{}@{}", ticket.mention.url.clone().unwrap(), window(ticket)),
+                &ticket.rule.id
+            )
+        );
+        assert!(!ticket.snippet.is_empty() && !ticket.spans.is_empty());
+    }
+
+    let letters: Vec<DeadLetter> = lines(&dir.path().join("dead-letter.jsonl"));
+    let mut errors: Vec<(String, String)> =
+        letters.iter().map(|l| (l.stage.clone(), l.error.clone())).collect();
+    errors.sort();
+    assert_eq!(letters.len(), 4, "{errors:?}");
+    assert!(errors.iter().any(|(s, e)| s == "match" && e.starts_with("malformed JSON")), "{errors:?}");
+    assert!(errors.iter().any(|(s, e)| s == "match" && e.starts_with("unsupported schema")), "{errors:?}");
+    assert!(
+        errors.iter().any(|(s, e)| s == "match" && e.starts_with("record is not valid UTF-8")),
+        "{errors:?}"
+    );
+    let oversized =
+        letters.iter().find(|l| l.error.contains("over the limit of 4096 bytes")).expect("oversized");
+    assert_eq!(oversized.stage, "ingest");
+    assert!(oversized.origin.ends_with("mentions.jsonl:18"), "{}", oversized.origin);
+    let utf8 = letters.iter().find(|l| l.error.contains("UTF-8")).unwrap();
+    let original = base64::engine::general_purpose::STANDARD.decode(&utf8.original_base64).unwrap();
+    assert_eq!(original, b"{\"schema\":\"cull.mention/v1\",\"id\":\"bytes\",\"text\":\"caf\xe9\"}");
+    assert!(utf8.origin.starts_with("cull.mentions/0/"), "{}", utf8.origin);
+}
+
+/// Returns the dedupe window a ticket's mention falls in (demo mentions carry no time,
+/// so it is the window of the ticket's creation).
+fn window(ticket: &Ticket) -> i64 {
+    let created =
+        time::OffsetDateTime::parse(&ticket.created_at, &time::format_description::well_known::Rfc3339)
+            .expect("created_at is RFC 3339");
+    created.unix_timestamp().div_euclid(3600)
+}
+
+/// Sends one HTTP/1.1 GET and returns the status code and body.
+fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Returns the address the server of a running `cull run` listens on, from its log.
+fn listening_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(address) = line.split("listen=").nth(1) {
+                let _ = sender.send(address.trim().to_string());
+            }
+            line.clear();
+        }
+    });
+    receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its listen address")
+}
+
+#[test]
+fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
+    let promtool = which("promtool")
+        .expect("promtool is missing: scripts/test.sh installs it (Debian package prometheus)");
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
+    let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = listening_address(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (ready, _) = get(&address, "/readyz").unwrap();
+        let (_, metrics) = get(&address, "/metrics").unwrap();
+        if ready == 200 && metrics.contains("cull_matcher_mentions_total{outcome=\"matched\"} 6") {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "not ready with all demo mentions matched: {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(get(&address, "/healthz").unwrap().0, 200);
+    for name in [
+        "cull_matcher_batch_duration_seconds_bucket",
+        "cull_tickets_emitted_total{priority=\"P2\",queue=\"publisher-care\"} 2",
+        "cull_source_mentions_total{source=\"test\"} 14",
+        "cull_rules_loaded 3",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {}{}", text(&checked.stdout), text(&checked.stderr));
+
+    // SIGTERM: the pipeline finishes the batch in hand, commits and exits 0 with its summary.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    assert!(text(&out.stdout).starts_with("cull run: 14 mention(s) in: 6 matched"), "{}", text(&out.stdout));
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_environment_overrides_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[matcher]\nbatch_sise = 10\n").unwrap();
+    let out = cull(&["run", bad.to_str().unwrap(), "--once"], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("matcher.batch_sise"), "{}", text(&out.stderr));
+
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("r.toml"), "[[rule]]\nid = 'apple-only'\nquery = 'apple'\n").unwrap();
+    let file = pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
+    let out = cull(
+        &["run", file.to_str().unwrap(), "--once"],
+        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tickets: Vec<Ticket> = lines(&dir.path().join("tickets.jsonl"));
+    assert!(!tickets.is_empty() && tickets.iter().all(|t| t.rule.id == "apple-only"));
+}
