@@ -250,3 +250,36 @@ fn configuration_errors_name_the_key_and_environment_overrides_apply() {
     let tickets: Vec<Ticket> = lines(&dir.path().join("tickets.jsonl"));
     assert!(!tickets.is_empty() && tickets.iter().all(|t| t.rule.id == "apple-only"));
 }
+
+#[test]
+fn embedded_topics_without_a_sink_do_not_block_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("mentions.jsonl");
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"m{i}\",\"text\":\"Slack shares rise {i}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&source, lines).unwrap();
+    let file = dir.path().join("pipeline.toml");
+    let config = format!(
+        "[bus.embedded]\ncapacity = 16\n[matcher]\nbatch_size = 64\n[[source]]\nkind = \"jsonl\"\nname = \"s\"\npath = \"{}\"\n[sink.tickets]\nkind = \"jsonl\"\npath = \"{}/tickets.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        source.display(),
+        dir.path().display()
+    );
+    std::fs::write(&file, config).unwrap();
+    let mut child =
+        cull(&["run", file.to_str().unwrap(), "--once"], &[]).stdout(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cull run --once did not finish: a topic without a sink blocked it");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("3000 mention(s) in: 3000 matched"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(dir.path().join("tickets.jsonl")).unwrap().lines().count(), 3000);
+}

@@ -13,7 +13,7 @@
 //! read to their end, the matcher stops when its input is drained, and sinks stop when
 //! theirs is; a signal (SIGINT, SIGTERM) stops every stage after the batch in hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::sync::Arc;
@@ -92,11 +92,26 @@ impl Bus {
 
 /// Everything the stages share.
 struct Stages {
+    /// Embedded topics no stage of this process reads (no sink configured for them):
+    /// records sent there would fill the bounded queue and then block the sender
+    /// forever, so they are not sent. Empty on Kafka, where other processes read.
+    unread: HashSet<String>,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     producer: Producer,
     once: bool,
     stop: watch::Receiver<bool>,
+}
+
+impl Stages {
+    /// Sends `messages` to `topic` and waits for the acknowledgements, unless nothing
+    /// in this embedded pipeline reads `topic`.
+    async fn send(&self, topic: &str, messages: Vec<Message>) -> Result<(), cull_bus::BusError> {
+        if messages.is_empty() || self.unread.contains(topic) {
+            return Ok(());
+        }
+        self.producer.send_all(topic, messages).await
+    }
 }
 
 /// Runs the pipeline until its finite input is done (`once`) or a signal arrives.
@@ -156,8 +171,34 @@ pub async fn run(pipeline: Pipeline, once: bool) -> Result<Summary> {
         }
     };
     health.set_bus_connected(true);
-    let context =
-        Arc::new(Stages { producer: bus.producer()?, pipeline: pipeline.clone(), metrics, once, stop });
+    let unread: HashSet<String> = match bus {
+        Bus::Kafka(_) => HashSet::new(),
+        Bus::Embedded(_) => {
+            let sink = &pipeline.sink;
+            let mut unread = HashSet::new();
+            if sink.tickets.is_none() {
+                unread.extend(ticket_topics.iter().cloned());
+            }
+            if sink.verdicts.is_none() {
+                unread.insert(topics.verdicts.clone());
+            }
+            if sink.dead_letter.is_none() {
+                unread.insert(topics.dead_letter.clone());
+            }
+            if !pipeline.matcher.enabled {
+                unread.insert(topics.mentions.clone());
+            }
+            unread
+        }
+    };
+    let context = Arc::new(Stages {
+        producer: bus.producer()?,
+        unread,
+        pipeline: pipeline.clone(),
+        metrics,
+        once,
+        stop,
+    });
 
     let signals = tokio::spawn(stop_on_signal(stop_sender.clone()));
     let mut sources = JoinSet::new();
@@ -307,8 +348,8 @@ async fn run_jsonl_source(context: &Stages, source: &Source) -> Result<u64> {
         context.metrics.record_source_mentions(&source.name, mentions.len() as u64);
         context.metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::Oversized, dead.len() as u64);
         dead_letters += dead.len() as u64;
-        context.producer.send_all(&topics.mentions, mentions).await?;
-        context.producer.send_all(&topics.dead_letter, dead).await?;
+        context.send(&topics.mentions, mentions).await?;
+        context.send(&topics.dead_letter, dead).await?;
     }
     reader
         .await
@@ -426,11 +467,11 @@ async fn run_matcher(
         let batch = process_batch(context, matcher, &mut ticketer, records, &mut summary).await?;
         let sends = async {
             tokio::try_join!(
-                context.producer.send_all(&topics.verdicts, batch.verdicts),
-                context.producer.send_all(&topics.dead_letter, batch.dead_letters),
+                context.send(&topics.verdicts, batch.verdicts),
+                context.send(&topics.dead_letter, batch.dead_letters),
                 async {
                     for (topic, tickets) in batch.tickets {
-                        context.producer.send_all(&topic, tickets).await?;
+                        context.send(&topic, tickets).await?;
                     }
                     Ok(())
                 },
