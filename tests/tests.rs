@@ -5,5 +5,6 @@ mod agreement;
 mod cli;
 mod corpus;
 mod google_alerts;
+mod kafka;
 mod pipeline;
 mod semantics;

@@ -66,6 +66,10 @@ pub struct KafkaConfig {
     pub stats_interval: Duration,
     /// How many fetched records wait between the poll thread and the stage.
     pub channel_capacity: usize,
+    /// How long a broker may hold a fetch while it waits for new records
+    /// (`fetch.wait.max.ms`): at low load this is added to every mention's latency,
+    /// so it is far below librdkafka's 500 ms default.
+    pub fetch_wait: Duration,
     /// Further librdkafka properties, applied last so they win (e.g. `security.protocol`).
     pub overrides: BTreeMap<String, String>,
 }
@@ -84,6 +88,7 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
             channel_capacity: 1024,
+            fetch_wait: Duration::from_millis(20),
             overrides: BTreeMap::new(),
         }
     }
@@ -140,6 +145,15 @@ fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// (tansu, for one, does not auto-create). Topics that exist are left as they are,
 /// whatever their partition count.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), BusError> {
+    // A creation request that names a topic twice is refused whole, and callers do name
+    // topics twice (several queues sharing one ticket topic).
+    let mut unique: Vec<&str> = Vec::with_capacity(topics.len());
+    for topic in topics {
+        if !unique.contains(topic) {
+            unique.push(topic);
+        }
+    }
+    let topics = unique.as_slice();
     if topics.is_empty() {
         return Ok(());
     }
@@ -275,7 +289,8 @@ pub fn kafka_consumer(config: &KafkaConfig, topics: &[&str]) -> Result<Consumer,
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", millis(config.session_timeout))
         .set("max.poll.interval.ms", millis(config.max_poll_interval))
-        .set("statistics.interval.ms", millis(config.stats_interval));
+        .set("statistics.interval.ms", millis(config.stats_interval))
+        .set("fetch.wait.max.ms", millis(config.fetch_wait));
     let group = Arc::new(Mutex::new(Group::default()));
     let context = GroupContext { group: Arc::clone(&group) };
     let consumer: BaseConsumer<GroupContext> =

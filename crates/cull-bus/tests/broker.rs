@@ -1,78 +1,22 @@
 //! The Kafka half of the bus against a real Kafka-protocol broker on loopback: tansu.
 //!
-//! Each test starts its own broker with its own storage, so tests neither share state
-//! nor depend on order. The storage is SQLite, not tansu's `memory://` engine: tansu
-//! 0.6.0's memory engine answers a fetch that starts inside a record batch with no
-//! records at all, so a consumer whose group committed an offset in the middle of a
-//! producer's batch (which at-least-once does all the time) would stall forever. A machine without tansu fails these tests with a message
-//! that says how to get it, rather than skipping them: a skipped broker test looks
-//! green while proving nothing.
+//! The broker helper ([`support::TestBroker`]) is shared with the pipeline tests at the
+//! top of the repository; its documentation says why each test starts its own broker
+//! and why its storage is SQLite.
+
+#[path = "../../../tests/broker.rs"]
+mod support;
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cull_bus::{ensure_topics, kafka_consumer, kafka_producer, Consumer, KafkaConfig, Message, Record};
-
-/// A tansu broker on a free loopback port, killed on drop.
-struct TestBroker {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    db: PathBuf,
-}
+use support::TestBroker;
 
 impl TestBroker {
-    /// Starts a broker and returns once its port accepts connections.
-    fn start() -> Result<TestBroker, String> {
-        let binary = find_tansu().ok_or_else(|| {
-            "tansu is neither on PATH nor at ~/.cargo/bin/tansu; install tansu: scripts/test.sh does it"
-                .to_string()
-        })?;
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let log = dir.join(format!("tansu-{port}.log"));
-        let db = dir.join(format!("tansu-{port}.db"));
-        remove_db(&db);
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let stderr = log_file.try_clone().map_err(|e| format!("cannot share {}: {e}", log.display()))?;
-        let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // tansu 0.6.0 reads the path of a sqlite:// URL relative to its working
-            // directory, even after three slashes.
-            .current_dir(&dir)
-            .args(["--storage-engine", &format!("sqlite://tansu-{port}.db")])
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let mut broker = TestBroker { child, port, log, db };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                return Err(format!("tansu exited with {status} at start; see {}", broker.log.display()));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(broker);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "tansu did not listen on {port} within 30 s; see {}",
-                    broker.log.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     fn config(&self, group_id: &str, partitions: i32) -> KafkaConfig {
         KafkaConfig {
-            brokers: format!("127.0.0.1:{}", self.port),
+            brokers: self.brokers(),
             group_id: group_id.to_string(),
             partitions,
             client_id: "cull-bus-test".to_string(),
@@ -80,35 +24,6 @@ impl TestBroker {
             ..KafkaConfig::default()
         }
     }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        remove_db(&self.db);
-    }
-}
-
-fn remove_db(db: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-}
-
-fn find_tansu() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"));
-    let in_cargo_home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/tansu"));
-    on_path.chain(in_cargo_home).find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind a loopback port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("cannot read the bound port: {e}"))
 }
 
 fn start() -> TestBroker {

@@ -148,7 +148,8 @@ pub async fn run(pipeline: Pipeline, once: bool) -> Result<Summary> {
         tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), wait_for(stop.clone())));
 
     let topics = &pipeline.topics;
-    let ticket_topics: Vec<String> = queues.iter().map(|q| topics.ticket_topic(q)).collect();
+    let mut ticket_topics: Vec<String> = queues.iter().map(|q| topics.ticket_topic(q)).collect();
+    ticket_topics.dedup();
     let bus = match pipeline.bus.kind {
         BusKind::Embedded => Bus::Embedded(EmbeddedBus::new(pipeline.bus.embedded.capacity)),
         BusKind::Kafka => {
