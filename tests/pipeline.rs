@@ -283,3 +283,22 @@ fn embedded_topics_without_a_sink_do_not_block_the_pipeline() {
     assert!(text(&out.stdout).contains("3000 mention(s) in: 3000 matched"), "{}", text(&out.stdout));
     assert_eq!(std::fs::read_to_string(dir.path().join("tickets.jsonl")).unwrap().lines().count(), 3000);
 }
+
+#[test]
+fn run_refuses_a_broken_rule_pack_with_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("bad.toml"), "[[rule]]\nid = 'x'\nquery = 'NOT slack'\n").unwrap();
+    let file = pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
+    let out = cull(
+        &["run", file.to_str().unwrap(), "--once"],
+        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.toml:3:10 (rule `x`)") && stderr.contains("cannot be only NOT"), "{stderr}");
+    assert!(!dir.path().join("tickets.jsonl").exists(), "nothing ran");
+}

@@ -208,8 +208,9 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     let config = crate::config::load(pipeline)?;
+    let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = runtime.block_on(crate::pipeline::run(config, once))?;
+    let summary = runtime.block_on(crate::pipeline::run(config, rules, once))?;
     println!("cull run: {summary}");
     Ok(ExitCode::SUCCESS)
 }

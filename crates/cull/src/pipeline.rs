@@ -19,10 +19,11 @@ use std::io::{BufReader, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cull_bus::{EmbeddedBus, KafkaConfig, Message, Producer, Record};
 use cull_match::{Matcher, RuleSet};
 use cull_model::{DeadLetter, Mention, ModelError};
+use cull_rules::CompiledRule;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -114,21 +115,10 @@ impl Stages {
     }
 }
 
-/// Runs the pipeline until its finite input is done (`once`) or a signal arrives.
-pub async fn run(pipeline: Pipeline, once: bool) -> Result<Summary> {
-    let loaded = cull_rules::load_dir(&pipeline.matcher.rules);
-    if let Some(first) = loaded.errors.first() {
-        for error in &loaded.errors {
-            eprintln!("{error}\n");
-        }
-        bail!(
-            "{} error(s) in the rules at {} (first: {})",
-            loaded.errors.len(),
-            pipeline.matcher.rules.display(),
-            first.located().map_or_else(|| first.to_string(), |l| l.message.clone())
-        );
-    }
-    let rules = RuleSet::new(loaded.rules.into_iter().filter(|r| r.rule.enabled).collect())?;
+/// Runs the pipeline with the rules loaded from `matcher.rules` until its finite input
+/// is done (`once`) or a signal arrives.
+pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Result<Summary> {
+    let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
     let queues: Vec<String> = {
         let mut queues: Vec<String> = rules.rules().iter().map(|r| r.rule.queue.clone()).collect();
         queues.sort();
