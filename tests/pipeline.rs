@@ -227,6 +227,18 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Runs `cull run --once` over the demo mentions with sinks in `dir` and a rule pack of
+/// one file, `rules.toml`, chosen through the `CULL__MATCHER__RULES` override.
+fn run_demo_with_rules(dir: &Path, rules_toml: &str) -> Output {
+    let rules = dir.join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("rules.toml"), rules_toml).unwrap();
+    let file = pipeline(dir, &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
+    cull(&["run", file.to_str().unwrap(), "--once"], &[("CULL__MATCHER__RULES", rules.to_str().unwrap())])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn configuration_errors_name_the_key_and_environment_overrides_apply() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,16 +248,7 @@ fn configuration_errors_name_the_key_and_environment_overrides_apply() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("matcher.batch_sise"), "{}", text(&out.stderr));
 
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("r.toml"), "[[rule]]\nid = 'apple-only'\nquery = 'apple'\n").unwrap();
-    let file = pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
-    let out = cull(
-        &["run", file.to_str().unwrap(), "--once"],
-        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
-    )
-    .output()
-    .unwrap();
+    let out = run_demo_with_rules(dir.path(), "[[rule]]\nid = 'apple-only'\nquery = 'apple'\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let tickets: Vec<Ticket> = lines(&dir.path().join("tickets.jsonl"));
     assert!(!tickets.is_empty() && tickets.iter().all(|t| t.rule.id == "apple-only"));
@@ -287,18 +290,12 @@ fn embedded_topics_without_a_sink_do_not_block_the_pipeline() {
 #[test]
 fn run_refuses_a_broken_rule_pack_with_located_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("bad.toml"), "[[rule]]\nid = 'x'\nquery = 'NOT slack'\n").unwrap();
-    let file = pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
-    let out = cull(
-        &["run", file.to_str().unwrap(), "--once"],
-        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
-    )
-    .output()
-    .unwrap();
+    let out = run_demo_with_rules(dir.path(), "[[rule]]\nid = 'x'\nquery = 'NOT slack'\n");
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("bad.toml:3:10 (rule `x`)") && stderr.contains("cannot be only NOT"), "{stderr}");
+    assert!(
+        stderr.contains("rules.toml:3:10 (rule `x`)") && stderr.contains("cannot be only NOT"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("tickets.jsonl").exists(), "nothing ran");
 }
