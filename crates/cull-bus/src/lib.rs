@@ -51,6 +51,7 @@
 //! every batch before it exits.
 #![deny(missing_docs)]
 
+pub mod dead_letter;
 mod embedded;
 mod error;
 mod kafka;

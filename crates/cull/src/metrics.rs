@@ -77,40 +77,7 @@ impl Stage {
     }
 }
 
-/// Why a record went to the dead-letter topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DeadLetterReason {
-    /// Not JSON.
-    MalformedJson,
-    /// JSON, but not a `cull.mention/v1` (wrong or missing schema, missing fields).
-    Schema,
-    /// Not UTF-8.
-    InvalidUtf8,
-    /// Larger than `matcher.max_mention_bytes`.
-    Oversized,
-    /// Anything else; the dead letter's `error` says what.
-    Other,
-}
-
-impl DeadLetterReason {
-    const ALL: [DeadLetterReason; 5] = [
-        DeadLetterReason::MalformedJson,
-        DeadLetterReason::Schema,
-        DeadLetterReason::InvalidUtf8,
-        DeadLetterReason::Oversized,
-        DeadLetterReason::Other,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            DeadLetterReason::MalformedJson => "malformed_json",
-            DeadLetterReason::Schema => "schema",
-            DeadLetterReason::InvalidUtf8 => "invalid_utf8",
-            DeadLetterReason::Oversized => "oversized",
-            DeadLetterReason::Other => "other",
-        }
-    }
-}
+pub use cull_bus::dead_letter::Reason as DeadLetterReason;
 
 fn priority_label(priority: Priority) -> &'static str {
     match priority {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cull_bus::dead_letter::{dead_letter, Origin};
 use cull_bus::{EmbeddedBus, KafkaConfig, Message, Producer, Record};
 use cull_match::{Matcher, RuleSet};
 use cull_model::{DeadLetter, Mention, ModelError};
@@ -359,41 +360,6 @@ fn mention_key(bytes: &[u8]) -> Option<Vec<u8>> {
     serde_json::from_slice::<IdOnly>(bytes).ok().map(|m| m.id.into_bytes())
 }
 
-/// Where rejected input came from.
-enum Origin {
-    /// A record of a topic.
-    Record { topic: String, partition: i32, offset: i64 },
-    /// A place outside the bus, such as a file and line.
-    Location(String),
-}
-
-/// Returns the dead-letter record for input that a stage rejected: the original bytes
-/// as payload (they may not even be UTF-8), and the stage, the error and the origin as
-/// headers, so a consumer can triage without parsing the payload.
-fn dead_letter(
-    stage: &str,
-    error: &dyn std::fmt::Display,
-    origin: &Origin,
-    key: Option<Vec<u8>>,
-    original: Vec<u8>,
-) -> Message {
-    let mut headers = vec![
-        ("cull.stage".to_string(), stage.as_bytes().to_vec()),
-        ("cull.error".to_string(), error.to_string().into_bytes()),
-    ];
-    match origin {
-        Origin::Record { topic, partition, offset } => {
-            headers.push(("cull.source.topic".to_string(), topic.as_bytes().to_vec()));
-            headers.push(("cull.source.partition".to_string(), partition.to_string().into_bytes()));
-            headers.push(("cull.source.offset".to_string(), offset.to_string().into_bytes()));
-        }
-        Origin::Location(location) => {
-            headers.push(("cull.source.location".to_string(), location.as_bytes().to_vec()))
-        }
-    }
-    Message { key, payload: original, headers }
-}
-
 /// Returns a dead-letter record as the JSON document a file sink writes: the headers
 /// as fields and the original bytes in base64.
 fn dead_letter_document(record: &Record) -> Result<Vec<u8>> {
@@ -408,17 +374,6 @@ fn dead_letter_document(record: &Record) -> Result<Vec<u8>> {
     let error = header("cull.error").unwrap_or_default();
     let letter = DeadLetter::new(&header("cull.stage").unwrap_or_default(), &error, origin, &record.payload);
     Ok(serde_json::to_vec(&letter)?)
-}
-
-/// Returns the metric label for a mention that cannot be read.
-fn reason(error: &ModelError) -> DeadLetterReason {
-    match error {
-        ModelError::Oversized { .. } => DeadLetterReason::Oversized,
-        ModelError::InvalidUtf8 { .. } => DeadLetterReason::InvalidUtf8,
-        ModelError::Json { .. } => DeadLetterReason::MalformedJson,
-        ModelError::Schema { .. } => DeadLetterReason::Schema,
-        ModelError::EmptyField { .. } => DeadLetterReason::Other,
-    }
 }
 
 async fn run_matcher(
@@ -509,7 +464,7 @@ async fn process_batch(
             Ok(mention) => mentions.push(mention),
             Err(error) => {
                 tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %error, "dead-lettering a record");
-                stats.dead_letter(reason(&error));
+                stats.dead_letter(DeadLetterReason::from(&error));
                 let origin = Origin::Record {
                     topic: record.topic,
                     partition: record.partition,

@@ -1,0 +1,1 @@
+//! jsonl (in progress)

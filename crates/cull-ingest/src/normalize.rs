@@ -1,0 +1,480 @@
+//! Every source's input becomes a [`Mention`] the same way: a [`Draft`] is normalized
+//! ([`normalize`]: plain text, canonical URL, language, stable id), then screened by a
+//! [`Screen`]: exact duplicates within the window are dropped, syndicated copies (the
+//! same text at another URL) are kept and marked.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::html::{collapse_whitespace, html_to_text, looks_like_html};
+use crate::simhash::{simhash, SimHash};
+use crate::url::canonical_url;
+
+/// The `meta` key naming the first copy of a syndicated near-duplicate.
+pub const NEAR_DUPLICATE_OF: &str = "near_duplicate_of";
+
+/// Whether a draft's title and text are HTML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Markup {
+    /// HTML (feed content, mail bodies): always converted to text.
+    Html,
+    /// Plain text: only whitespace is collapsed.
+    Plain,
+    /// Unknown (webhook and JSON-lines input): converted when it looks like markup.
+    #[default]
+    Detect,
+}
+
+/// An item as a source found it, before normalization.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Draft {
+    /// The configured source name.
+    pub source: String,
+    /// A final mention id the input already carries (a `cull.mention/v1` record).
+    pub id: Option<String>,
+    /// The item's id in the tool it came from (a feed entry id, a tweet id).
+    pub external_id: Option<String>,
+    /// See [`Mention::client`].
+    pub client: Option<String>,
+    /// See [`Mention::channel`].
+    pub channel: Option<Channel>,
+    /// The URL as found (redirects and trackers are removed by [`normalize`]).
+    pub url: Option<String>,
+    /// See [`Mention::author`].
+    pub author: Option<String>,
+    /// The title, possibly HTML.
+    pub title: Option<String>,
+    /// The body, possibly HTML.
+    pub text: String,
+    /// The language when the source knows it.
+    pub lang: Option<String>,
+    /// When the item was published.
+    pub published_at: Option<String>,
+    /// When it was fetched; [`normalize`] fills it in when missing.
+    pub fetched_at: Option<String>,
+    /// See [`Mention::meta`].
+    pub meta: BTreeMap<String, String>,
+    /// Whether `title` and `text` are HTML.
+    pub markup: Markup,
+}
+
+impl Draft {
+    /// Returns the draft of a mention received in the `cull.mention/v1` shape: its id is
+    /// kept, its source defaults to `source`, and its text is cleaned if it holds markup.
+    pub fn from_mention(source: &str, mention: Mention) -> Draft {
+        Draft {
+            source: mention.source.unwrap_or_else(|| source.to_string()),
+            id: Some(mention.id),
+            external_id: None,
+            client: mention.client,
+            channel: mention.channel,
+            url: mention.url,
+            author: mention.author,
+            title: mention.title,
+            text: mention.text,
+            lang: mention.lang,
+            published_at: mention.published_at,
+            fetched_at: mention.fetched_at,
+            meta: mention.meta,
+            markup: Markup::Detect,
+        }
+    }
+}
+
+/// Returns the mention a draft becomes: HTML turned into text, whitespace collapsed,
+/// the URL canonical, the language detected when not given, the id derived from the
+/// source and the canonical URL (else the external id, else the content) unless the
+/// draft carries one, and `fetched_at` set to `now` when missing.
+pub fn normalize(draft: Draft, now: OffsetDateTime) -> Mention {
+    let clean = |value: &str| {
+        let html = match draft.markup {
+            Markup::Html => true,
+            Markup::Plain => false,
+            Markup::Detect => looks_like_html(value),
+        };
+        if html {
+            html_to_text(value)
+        } else {
+            collapse_whitespace(value)
+        }
+    };
+    let title = draft.title.as_deref().map(clean).filter(|t| !t.is_empty());
+    let text = clean(&draft.text);
+    let url = draft.url.as_deref().map(|raw| canonical_url(raw).unwrap_or_else(|| raw.trim().to_string()));
+    let url = url.filter(|u| !u.is_empty());
+    let author = draft.author.as_deref().map(collapse_whitespace).filter(|a| !a.is_empty());
+    let id = draft.id.unwrap_or_else(|| {
+        let key = match (&url, &draft.external_id) {
+            (Some(url), _) => url.clone(),
+            (None, Some(external)) => format!("id:{external}"),
+            (None, None) => format!("content:{}", short_hash(&[title.as_deref().unwrap_or(""), &text], 32)),
+        };
+        mention_id(&draft.source, &key)
+    });
+    let lang = draft.lang.or_else(|| detect_language(title.as_deref().unwrap_or(""), &text));
+    let fetched_at = draft.fetched_at.or_else(|| now.format(&Rfc3339).ok());
+    Mention {
+        schema: MENTION_SCHEMA.to_string(),
+        id,
+        client: draft.client,
+        source: Some(draft.source),
+        channel: draft.channel,
+        url,
+        author,
+        title,
+        text,
+        lang,
+        published_at: draft.published_at,
+        fetched_at,
+        meta: draft.meta,
+    }
+}
+
+/// Returns the ISO 639-1 code of the language of `title` and `text` when whatlang is
+/// confident, else `None` (a wrong language would let a `langs` filter cull a true
+/// match; a missing one never culls).
+pub fn detect_language(title: &str, text: &str) -> Option<String> {
+    let sample = if title.is_empty() { text.to_string() } else { format!("{title}. {text}") };
+    let info = whatlang::detect(&sample)?;
+    if !info.is_reliable() {
+        return None;
+    }
+    Some(iso639_1(info.lang()).to_string())
+}
+
+/// Returns the ISO 639-1 code of a language whatlang names by its ISO 639-3 code:
+/// mentions and rules use the two-letter codes.
+fn iso639_1(lang: whatlang::Lang) -> &'static str {
+    use whatlang::Lang::*;
+    match lang {
+        Epo => "eo",
+        Eng => "en",
+        Rus => "ru",
+        Cmn => "zh",
+        Spa => "es",
+        Por => "pt",
+        Ita => "it",
+        Ben => "bn",
+        Fra => "fr",
+        Deu => "de",
+        Ukr => "uk",
+        Kat => "ka",
+        Ara => "ar",
+        Hin => "hi",
+        Jpn => "ja",
+        Heb => "he",
+        Yid => "yi",
+        Pol => "pl",
+        Amh => "am",
+        Jav => "jv",
+        Kor => "ko",
+        Nob => "nb",
+        Dan => "da",
+        Swe => "sv",
+        Fin => "fi",
+        Tur => "tr",
+        Nld => "nl",
+        Hun => "hu",
+        Ces => "cs",
+        Ell => "el",
+        Bul => "bg",
+        Bel => "be",
+        Mar => "mr",
+        Kan => "kn",
+        Ron => "ro",
+        Slv => "sl",
+        Hrv => "hr",
+        Srp => "sr",
+        Mkd => "mk",
+        Lit => "lt",
+        Lav => "lv",
+        Est => "et",
+        Tam => "ta",
+        Vie => "vi",
+        Urd => "ur",
+        Tha => "th",
+        Guj => "gu",
+        Uzb => "uz",
+        Pan => "pa",
+        Aze => "az",
+        Ind => "id",
+        Tel => "te",
+        Pes => "fa",
+        Mal => "ml",
+        Ori => "or",
+        Mya => "my",
+        Nep => "ne",
+        Sin => "si",
+        Khm => "km",
+        Tuk => "tk",
+        Aka => "ak",
+        Zul => "zu",
+        Sna => "sn",
+        Afr => "af",
+        Lat => "la",
+        Slk => "sk",
+        Cat => "ca",
+        Tgl => "tl",
+        Hye => "hy",
+        Cym => "cy",
+    }
+}
+
+/// How the [`Screen`] decides what is a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenConfig {
+    /// How long a mention id is remembered: a repeat within it is dropped.
+    pub window: Duration,
+    /// Mentions remembered at most (the oldest are forgotten first), bounding memory.
+    pub capacity: usize,
+    /// Near-duplicates differ in at most this many of the 64 SimHash bits (at most 3,
+    /// which the four-band index guarantees to find).
+    pub max_distance: u32,
+    /// Texts with fewer words are never near-duplicates: short texts ("great product!")
+    /// coincide without being copies.
+    pub min_words: usize,
+}
+
+impl Default for ScreenConfig {
+    fn default() -> ScreenConfig {
+        ScreenConfig { window: Duration::from_secs(24 * 3600), capacity: 200_000, max_distance: 3, min_words: 12 }
+    }
+}
+
+/// What [`Screen::screen`] did with a batch.
+#[derive(Debug, Default, PartialEq)]
+pub struct Screened {
+    /// The mentions to hand to the bus, near-duplicates marked.
+    pub fresh: Vec<Mention>,
+    /// Exact duplicates dropped.
+    pub duplicates: u64,
+    /// Near-duplicates marked (included in `fresh`).
+    pub near_duplicates: u64,
+}
+
+/// The duplicate window: drops exact repeats, marks syndicated copies.
+///
+/// One per process, shared by its sources, so that the same article from a feed and a
+/// mail digest is seen once. Mentions are remembered when screened; a source whose
+/// handoff to the bus fails calls [`Screen::forget`], so the retry is not mistaken for
+/// a duplicate of something that never arrived.
+#[derive(Debug)]
+pub struct Screen {
+    config: ScreenConfig,
+    next: u64,
+    /// Sequence numbers in arrival order, with when they arrived; stale after `forget`.
+    order: VecDeque<(u64, Instant)>,
+    entries: HashMap<u64, Remembered>,
+    by_id: HashMap<String, u64>,
+    /// SimHash split into four 16-bit bands: two hashes within distance 3 agree on at
+    /// least one band (pigeonhole), so only those buckets need comparing.
+    bands: [HashMap<u16, Vec<u64>>; 4],
+}
+
+#[derive(Debug)]
+struct Remembered {
+    id: String,
+    hash: Option<SimHash>,
+    /// The first copy this mention is a near-duplicate of, or its own id.
+    original: String,
+}
+
+impl Screen {
+    /// Returns an empty window.
+    pub fn new(config: ScreenConfig) -> Screen {
+        Screen {
+            config,
+            next: 0,
+            order: VecDeque::new(),
+            entries: HashMap::new(),
+            by_id: HashMap::new(),
+            bands: Default::default(),
+        }
+    }
+
+    /// Drops the mentions seen within the window (or earlier in `mentions`), marks
+    /// near-duplicates with [`NEAR_DUPLICATE_OF`], and remembers the rest.
+    pub fn screen(&mut self, mentions: Vec<Mention>, now: Instant) -> Screened {
+        self.expire(now);
+        let mut screened = Screened::default();
+        for mut mention in mentions {
+            if self.by_id.contains_key(&mention.id) {
+                screened.duplicates += 1;
+                continue;
+            }
+            let hash = simhash(&mention.text, self.config.min_words);
+            let original = match hash.and_then(|hash| self.nearest(hash)) {
+                Some(original) => {
+                    mention.meta.insert(NEAR_DUPLICATE_OF.to_string(), original.clone());
+                    screened.near_duplicates += 1;
+                    original
+                }
+                None => mention.id.clone(),
+            };
+            self.remember(&mention.id, hash, original, now);
+            screened.fresh.push(mention);
+        }
+        self.expire(now);
+        screened
+    }
+
+    /// Forgets mentions that were screened but could not be handed to the bus.
+    pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(seq) = self.by_id.remove(id) {
+                self.remove(seq);
+            }
+        }
+    }
+
+    /// Returns the original of the earliest remembered mention within the distance.
+    fn nearest(&self, hash: SimHash) -> Option<String> {
+        let mut best: Option<u64> = None;
+        for (band, table) in self.bands.iter().enumerate() {
+            for &seq in table.get(&hash.band(band)).into_iter().flatten() {
+                let close = self.entries[&seq]
+                    .hash
+                    .is_some_and(|other| other.distance(hash) <= self.config.max_distance);
+                if close && best.is_none_or(|b| seq < b) {
+                    best = Some(seq);
+                }
+            }
+        }
+        best.map(|seq| self.entries[&seq].original.clone())
+    }
+
+    fn remember(&mut self, id: &str, hash: Option<SimHash>, original: String, now: Instant) {
+        let seq = self.next;
+        self.next += 1;
+        if let Some(hash) = hash {
+            for (band, table) in self.bands.iter_mut().enumerate() {
+                table.entry(hash.band(band)).or_default().push(seq);
+            }
+        }
+        self.entries.insert(seq, Remembered { id: id.to_string(), hash, original });
+        self.by_id.insert(id.to_string(), seq);
+        self.order.push_back((seq, now));
+    }
+
+    fn remove(&mut self, seq: u64) {
+        let Some(entry) = self.entries.remove(&seq) else { return };
+        if self.by_id.get(&entry.id) == Some(&seq) {
+            self.by_id.remove(&entry.id);
+        }
+        if let Some(hash) = entry.hash {
+            for (band, table) in self.bands.iter_mut().enumerate() {
+                let key = hash.band(band);
+                if let Some(list) = table.get_mut(&key) {
+                    list.retain(|&s| s != seq);
+                    if list.is_empty() {
+                        table.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(seq, at)) = self.order.front() {
+            let expired = now.saturating_duration_since(at) > self.config.window;
+            if !expired && self.entries.len() <= self.config.capacity && self.entries.contains_key(&seq) {
+                break;
+            }
+            if !expired && !self.entries.contains_key(&seq) {
+                self.order.pop_front();
+                continue;
+            }
+            self.order.pop_front();
+            self.remove(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(url: &str, title: &str, text: &str) -> Draft {
+        Draft {
+            source: "alerts".into(),
+            url: Some(url.into()),
+            title: Some(title.into()),
+            text: text.into(),
+            markup: Markup::Html,
+            ..Draft::default()
+        }
+    }
+
+    const STORY: &str = "Slack Technologies said on Tuesday that its workplace messaging service suffered \
+        a global outage lasting several hours, leaving millions of office workers unable to send messages";
+
+    #[test]
+    fn a_draft_becomes_a_clean_mention_with_a_stable_id() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let a = normalize(
+            draft(
+                "https://www.google.com/url?rct=j&sa=t&url=https://news.example.com/slack%3Futm_source%3Dga&ct=ga",
+                "<b>Slack</b> outage &amp; recovery",
+                &format!("<p>{STORY}</p>"),
+            ),
+            now,
+        );
+        assert_eq!(a.url.as_deref(), Some("https://news.example.com/slack"));
+        assert_eq!(a.title.as_deref(), Some("Slack outage & recovery"));
+        assert_eq!(a.text, STORY.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(a.lang.as_deref(), Some("en"));
+        assert_eq!(a.fetched_at.as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(a.id, mention_id("alerts", "https://news.example.com/slack"));
+        let b = normalize(draft("https://NEWS.example.com/slack#top", "other", "other"), now);
+        assert_eq!(a.id, b.id, "the canonical URL decides the id");
+    }
+
+    #[test]
+    fn a_given_language_and_id_are_kept() {
+        let mut mention = Mention::new("m-given", "Bonjour tout le monde, quelle belle journée pour se promener");
+        mention.lang = Some("fr".into());
+        let normalized = normalize(Draft::from_mention("hook", mention), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!((normalized.id.as_str(), normalized.lang.as_deref()), ("m-given", Some("fr")));
+        assert_eq!(normalized.source.as_deref(), Some("hook"));
+    }
+
+    #[test]
+    fn exact_repeats_drop_and_syndicated_copies_are_marked() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut screen = Screen::new(ScreenConfig::default());
+        let start = Instant::now();
+        let first = normalize(draft("https://a.example/story", "t", STORY), now);
+        let copy = normalize(draft("https://b.example/syndicated", "t", &format!("{STORY}.")), now);
+        let other = normalize(draft("https://c.example/else", "t", "Completely different words about a keyboard launch event held in Berlin this week with many guests"), now);
+        let screened = screen.screen(vec![first.clone(), first.clone(), copy.clone(), other.clone()], start);
+        assert_eq!(screened.duplicates, 1);
+        assert_eq!(screened.near_duplicates, 1);
+        assert_eq!(screened.fresh.len(), 3);
+        assert_eq!(screened.fresh[1].meta.get(NEAR_DUPLICATE_OF), Some(&first.id));
+        assert!(screened.fresh[2].meta.is_empty());
+
+        let again = screen.screen(vec![first.clone()], start + Duration::from_secs(60));
+        assert_eq!((again.duplicates, again.fresh.len()), (1, 0));
+        let later = screen.screen(vec![first.clone()], start + Duration::from_secs(25 * 3600));
+        assert_eq!(later.fresh.len(), 1, "a repeat after the window is new");
+    }
+
+    #[test]
+    fn forgotten_mentions_are_not_duplicates_and_capacity_bounds_memory() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let config = ScreenConfig { capacity: 2, ..ScreenConfig::default() };
+        let mut screen = Screen::new(config);
+        let start = Instant::now();
+        let mention = |n: usize| normalize(draft(&format!("https://a.example/{n}"), "t", "short"), now);
+        assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1);
+        screen.forget([mention(1).id.as_str()]);
+        assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1, "a failed handoff is retried");
+        screen.screen(vec![mention(2), mention(3)], start);
+        assert!(screen.entries.len() <= 2);
+        assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1, "the oldest was forgotten");
+    }
+}
