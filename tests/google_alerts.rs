@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use cull_match::RuleSet;
-use cull_model::{CullReason, Mention};
+use cull_ingest::feed::parse_feed;
+use cull_ingest::normalize;
+use cull_model::{Channel, CullReason, Mention};
 use cull_rules::load_dir;
 
 use crate::corpus::data_dir;
@@ -14,35 +16,14 @@ fn repo_rules() -> RuleSet {
     RuleSet::new(loaded.rules).expect("rule set")
 }
 
-/// Removes the `<b>` highlighting Google Alerts puts in titles and snippets. (Ingest
-/// does this properly; the test only needs the words.)
-fn strip_tags(html: &str) -> String {
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.replace("&nbsp;", " ").replace("&amp;", "&").replace("&#39;", "'").replace("&quot;", "\"")
-}
-
-fn google_alert_mentions() -> Vec<Mention> {
+/// The mentions that feed ingest makes of the real feed.
+pub fn google_alert_mentions() -> Vec<Mention> {
     let path = data_dir().join("feeds/feedjira/google_alerts_atom.xml");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let feed = feed_rs::parser::parse(&bytes[..]).expect("the real Google Alerts feed parses");
-    feed.entries
-        .iter()
-        .map(|entry| {
-            let body = entry.content.as_ref().and_then(|c| c.body.clone()).unwrap_or_default();
-            let mut mention = Mention::new(entry.id.clone(), strip_tags(&body));
-            mention.title = entry.title.as_ref().map(|t| strip_tags(&t.content));
-            mention
-        })
-        .collect()
+    let entries = parse_feed(&bytes, "google-alerts", Channel::News, "https://www.google.com/alerts/feeds/1/2")
+        .expect("the real Google Alerts feed parses");
+    let now = time::OffsetDateTime::now_utc();
+    entries.into_iter().map(|(_, draft)| normalize(draft, now)).collect()
 }
 
 #[test]
