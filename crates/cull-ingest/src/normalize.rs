@@ -64,10 +64,11 @@ pub struct Draft {
 
 impl Draft {
     /// Returns the draft of a mention received in the `cull.mention/v1` shape: its id is
-    /// kept, its source defaults to `source`, and its text is cleaned if it holds markup.
+    /// kept, its text is cleaned if it holds markup, and its `source` becomes the
+    /// configured name, so that no sender can pass its mentions off as another source's.
     pub fn from_mention(source: &str, mention: Mention) -> Draft {
         Draft {
-            source: mention.source.unwrap_or_else(|| source.to_string()),
+            source: source.to_string(),
             id: Some(mention.id),
             external_id: None,
             client: mention.client,

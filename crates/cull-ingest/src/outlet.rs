@@ -110,7 +110,7 @@ impl Outlet {
         &self,
         source: &str,
         reason: Reason,
-        error: &dyn std::fmt::Display,
+        error: &(dyn std::fmt::Display + Sync),
         location: String,
         original: Vec<u8>,
     ) -> Result<(), BusError> {

@@ -3,7 +3,6 @@
 mod commands;
 mod config;
 mod http;
-mod lines;
 mod metrics;
 mod pipeline;
 mod tickets;
