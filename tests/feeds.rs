@@ -456,3 +456,38 @@ async fn unreachable_and_oversized_feeds_are_errors_that_name_the_feed() {
     assert_eq!(error.label(), "network");
     assert!(error.to_string().starts_with(&url), "{error}");
 }
+
+/// Runs `cull ingest feed <url>` off the runtime (the server it reads runs on it).
+async fn ingest_feed(url: String) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cull")).args(["ingest", "feed", &url]).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cull_ingest_feed_prints_mentions_or_one_line_with_the_reason() {
+    let server = FeedServer::start().await;
+    let out = ingest_feed(server.url("corpus/feedjira/google_alerts_atom.xml")).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mentions: Vec<Mention> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| Mention::from_json(line.as_bytes()).expect("cull.mention/v1 lines"))
+        .collect();
+    assert_eq!(mentions.len(), 20);
+    assert!(mentions.iter().all(|m| m.source.as_deref() == Some("feed") && !m.url.as_deref().unwrap().contains("google.com")));
+
+    for (path, reason) in [
+        ("corpus/feed-rs/rss2/rss_2.0_invalid_1.xml", "not a readable RSS, Atom or JSON feed"),
+        ("corpus/no-such-feed.xml", "HTTP 404"),
+    ] {
+        let out = ingest_feed(server.url(path)).await;
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("cull: ") && stderr.contains(reason) && stderr.contains(path), "{stderr}");
+    }
+}

@@ -83,7 +83,7 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).trim(),
-        "cull run: 17 mention(s) in: 6 matched, 5 culled, 3 unmatched; 6 ticket(s) out; 4 dead letter(s)"
+        "cull run: 14 mention(s) in: 6 matched, 5 culled, 3 unmatched; 6 ticket(s) out; 4 dead letter(s)"
     );
 
     let verdicts: Vec<Verdict> = lines(&dir.path().join("verdicts.jsonl"));
@@ -115,10 +115,11 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
         letters.iter().map(|l| (l.stage.clone(), l.error.clone())).collect();
     errors.sort();
     assert_eq!(letters.len(), 4, "{errors:?}");
-    assert!(errors.iter().any(|(s, e)| s == "match" && e.starts_with("malformed JSON")), "{errors:?}");
-    assert!(errors.iter().any(|(s, e)| s == "match" && e.starts_with("unsupported schema")), "{errors:?}");
+    // The source validates each line, so bad lines stop at ingest with their file:line.
+    assert!(errors.iter().any(|(s, e)| s == "ingest" && e.starts_with("malformed JSON")), "{errors:?}");
+    assert!(errors.iter().any(|(s, e)| s == "ingest" && e.starts_with("unsupported schema")), "{errors:?}");
     assert!(
-        errors.iter().any(|(s, e)| s == "match" && e.starts_with("record is not valid UTF-8")),
+        errors.iter().any(|(s, e)| s == "ingest" && e.starts_with("record is not valid UTF-8")),
         "{errors:?}"
     );
     let oversized =
@@ -128,7 +129,7 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
     let utf8 = letters.iter().find(|l| l.error.contains("UTF-8")).unwrap();
     let original = base64::engine::general_purpose::STANDARD.decode(&utf8.original_base64).unwrap();
     assert_eq!(original, b"{\"schema\":\"cull.mention/v1\",\"id\":\"bytes\",\"text\":\"caf\xe9\"}");
-    assert!(utf8.origin.starts_with("cull.mentions/0/"), "{}", utf8.origin);
+    assert!(utf8.origin.ends_with("mentions.jsonl:17"), "{}", utf8.origin);
 }
 
 /// Returns the dedupe window a ticket's mention falls in (demo mentions carry no time,

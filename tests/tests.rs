@@ -9,3 +9,4 @@ mod google_alerts;
 mod kafka;
 mod pipeline;
 mod semantics;
+mod sources;

@@ -5,6 +5,7 @@
 //! rotation (a new inode at the path) is read to its end before the new file is opened
 //! from its start, and a truncated file is read again from its start.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -140,6 +141,44 @@ impl LineSplitter {
             return Line::Oversized { head: line, length };
         }
         Line::Complete(line)
+    }
+}
+
+/// Reads bounded lines from a reader to its end (stdin for `cull match`, say).
+#[derive(Debug)]
+pub struct BoundedLines<R> {
+    reader: R,
+    splitter: LineSplitter,
+    ready: VecDeque<Line>,
+    ended: bool,
+}
+
+impl<R: BufRead> BoundedLines<R> {
+    /// Returns the lines of `reader`, each at most `limit` bytes.
+    pub fn new(reader: R, limit: usize) -> BoundedLines<R> {
+        BoundedLines { reader, splitter: LineSplitter::new(limit), ready: VecDeque::new(), ended: false }
+    }
+
+    /// Returns the next line, `None` at the end of the input.
+    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Ok(Some(line));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            let ready = &mut self.ready;
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                self.ended = true;
+                self.splitter.finish(&mut |line| ready.push_back(line));
+                continue;
+            }
+            let length = buffer.len();
+            self.splitter.push(buffer, &mut |line| ready.push_back(line));
+            self.reader.consume(length);
+        }
     }
 }
 
@@ -347,27 +386,14 @@ impl Followed {
     }
 }
 
-/// Reads all of `reader` (used by tests of the splitter on whole inputs).
-#[cfg(test)]
-fn split_all(mut reader: impl io::Read, limit: usize) -> Vec<Line> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).unwrap();
-    let mut lines = Vec::new();
-    let mut splitter = LineSplitter::new(limit);
-    for piece in bytes.chunks(2) {
-        splitter.push(piece, &mut |line| lines.push(line));
-    }
-    splitter.finish(&mut |line| lines.push(line));
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lines_are_split_and_bounded_across_reads() {
-        let lines = split_all(&b"a\r\nbbbbbb\n\ncc"[..], 4);
+        let mut reader = BoundedLines::new(io::BufReader::with_capacity(2, &b"a\r\nbbbbbb\n\ncc"[..]), 4);
+        let lines: Vec<Line> = std::iter::from_fn(|| reader.next_line().unwrap()).collect();
         assert_eq!(
             lines,
             [

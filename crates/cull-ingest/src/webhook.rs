@@ -540,14 +540,10 @@ async fn dead_letter(outlet: &Outlet, source: &Source, invalid: Invalid, bytes: 
     };
     let (outlet, name, reason, error) =
         (outlet.clone(), config.name.clone(), invalid.reason, invalid.error.clone());
-    // `Outlet::reject` holds a `&dyn Display` across an await, and `dyn Display` is not
-    // `Sync`, so its future is not `Send`: neither a handler nor `tokio::spawn` can run
-    // it. A blocking thread can, and like a spawned task it runs to the end even when
-    // the client hangs up. (`&(dyn Display + Sync)` in `reject` would make this a spawn.)
-    let runtime = tokio::runtime::Handle::current();
-    let rejected = tokio::task::spawn_blocking(move || {
+    // A spawned task runs to the end even when the client hangs up.
+    let rejected = tokio::spawn(async move {
         let location = format!("webhook:{name}");
-        let rejected = runtime.block_on(outlet.reject(&name, reason, &error, location, bytes));
+        let rejected = outlet.reject(&name, reason, &error, location, bytes).await;
         drop(permit);
         rejected
     });

@@ -4,14 +4,16 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
-use cull_model::{DeadLetter, Mention};
+use cull_ingest::feed::{FeedConfig, Poller};
+use cull_ingest::jsonl::{BoundedLines, Line};
+use cull_model::{Channel, DeadLetter, Mention};
 use cull_rules::{load_dir, CompiledRule, Expect};
 
-use crate::lines::{read_line, Line};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
 /// verdicts stream out steadily.
@@ -129,7 +131,7 @@ pub fn match_lines(
 ) -> Result<ExitCode> {
     let Some(rules) = load_or_report(rules) else { return Ok(ExitCode::FAILURE) };
     let set = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
-    let (mut reader, origin): (Box<dyn BufRead>, String) = match input {
+    let (reader, origin): (Box<dyn BufRead>, String) = match input {
         None => (Box::new(BufReader::new(io::stdin().lock())), "stdin".to_string()),
         Some(path) if path == Path::new("-") => {
             (Box::new(BufReader::new(io::stdin().lock())), "stdin".to_string())
@@ -139,6 +141,7 @@ pub fn match_lines(
             (Box::new(BufReader::new(file)), path.display().to_string())
         }
     };
+    let mut lines = BoundedLines::new(reader, max_bytes);
     let mut dead_letter_file = match dead_letters {
         Some(path) => Some(BufWriter::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -149,7 +152,7 @@ pub fn match_lines(
     let (mut line_number, mut accepted, mut rejected, mut matched) = (0usize, 0usize, 0usize, 0usize);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let line = read_line(&mut reader, max_bytes).with_context(|| format!("cannot read {origin}"))?;
+        let line = lines.next_line().with_context(|| format!("cannot read {origin}"))?;
         let at_end = line.is_none();
         if let Some(line) = line {
             line_number += 1;
@@ -212,5 +215,29 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let summary = runtime.block_on(crate::pipeline::run(config, rules, once))?;
     println!("cull run: {summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cull ingest feed URL`: prints the mentions one poll of the feed yields, as the feed
+/// source would produce them (normalized, with their ids), and exits; 1 with a
+/// one-line reason when the feed cannot be read.
+pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let config = FeedConfig { channel, timeout, ..FeedConfig::new(name, url) };
+    let poller = Poller::new(config, cull_ingest::feed::client())?;
+    let fetched = match runtime.block_on(poller.fetch()) {
+        Ok(fetched) => fetched.map(|f| f.drafts).unwrap_or_default(),
+        Err(error) => {
+            eprintln!("cull: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = BufWriter::new(io::stdout().lock());
+    for draft in fetched {
+        serde_json::to_writer(&mut out, &cull_ingest::normalize(draft, now))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

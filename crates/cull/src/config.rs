@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
+use cull_model::Channel;
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the environment variables that override keys of the pipeline file.
@@ -52,6 +53,9 @@ pub struct Pipeline {
     /// Sources producing to `topics.mentions`; none when outside producers feed the bus.
     #[serde(default, rename = "source")]
     pub sources: Vec<Source>,
+    /// What the sources share: cursors and the duplicate window.
+    #[serde(default)]
+    pub ingest: Ingest,
     /// Optional copies of the output topics to files.
     #[serde(default)]
     pub sink: Sinks,
@@ -253,24 +257,212 @@ impl SlaMinutes {
     }
 }
 
-/// A source of mentions.
+/// A source of mentions, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    /// What kind of source this is.
-    pub kind: SourceKind,
-    /// The source name: the mentions' `source` field and a metrics label.
-    pub name: String,
-    /// The file to read.
-    pub path: PathBuf,
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    /// JSON lines (`cull.mention/v1`) from a file or stdin.
+    Jsonl(JsonlSource),
+    /// An RSS, Atom or JSON feed, polled.
+    Feed(FeedSource),
+    /// An HTTP endpoint that listening tools POST to.
+    Webhook(WebhookSource),
+    /// Alert mails in an mbox file or a Maildir.
+    Mail(MailSource),
 }
 
-/// The kinds of source; more come with the ingest crate.
+impl Source {
+    /// Returns the source name.
+    pub fn name(&self) -> &str {
+        match self {
+            Source::Jsonl(s) => &s.name,
+            Source::Feed(s) => &s.name,
+            Source::Webhook(s) => &s.name,
+            Source::Mail(s) => &s.name,
+        }
+    }
+
+    /// Returns true for a source that reaches an end (`--once` reads it to the end).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            Source::Jsonl(s) => !s.follow,
+            Source::Feed(_) | Source::Mail(_) => true,
+            Source::Webhook(_) => false,
+        }
+    }
+}
+
+/// A file of mentions, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlSource {
+    /// The source name: the mentions' `source` field and a metrics label.
+    pub name: String,
+    /// The file to read; `-` reads stdin.
+    pub path: PathBuf,
+    /// Keep reading at the end of the file, like `tail -F` (through rotation).
+    #[serde(default)]
+    pub follow: bool,
+    /// Milliseconds between two looks at a followed file.
+    #[serde(default = "default_follow_interval_ms")]
+    pub follow_interval_ms: u64,
+}
+
+fn default_follow_interval_ms() -> u64 {
+    250
+}
+
+/// A feed polled over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSource {
+    /// The source name.
+    pub name: String,
+    /// The feed URL.
+    pub url: String,
+    /// Seconds between two successful polls.
+    #[serde(default = "default_feed_interval_secs")]
+    pub interval_secs: u64,
+    /// The channel of the mentions.
+    #[serde(default = "default_feed_channel")]
+    pub channel: Channel,
+    /// Seconds allowed for one request.
+    #[serde(default = "default_feed_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The largest feed document accepted, in bytes.
+    #[serde(default = "default_feed_max_bytes")]
+    pub max_bytes: usize,
+    /// Seconds to wait after a first failure; doubled after each further one.
+    #[serde(default = "default_backoff_base_secs")]
+    pub backoff_base_secs: u64,
+    /// The longest wait after failures, in seconds.
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+}
+
+fn default_feed_interval_secs() -> u64 {
+    300
+}
+fn default_feed_channel() -> Channel {
+    Channel::News
+}
+fn default_feed_timeout_secs() -> u64 {
+    30
+}
+fn default_feed_max_bytes() -> usize {
+    10 * 1024 * 1024
+}
+fn default_backoff_base_secs() -> u64 {
+    5
+}
+fn default_backoff_max_secs() -> u64 {
+    3600
+}
+
+/// An HTTP endpoint, `POST /ingest/<name>` on the `[http]` server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    /// The source name, also the last segment of the endpoint path.
+    pub name: String,
+    /// The environment variable holding the HMAC-SHA256 secret; absent means unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// The header carrying the hex HMAC of `<timestamp>.<body>`.
+    #[serde(default = "default_signature_header")]
+    pub signature_header: String,
+    /// The header carrying the Unix time the sender signed at.
+    #[serde(default = "default_timestamp_header")]
+    pub timestamp_header: String,
+    /// Seconds a signed timestamp stays valid either side of now.
+    #[serde(default = "default_replay_window_secs")]
+    pub replay_window_secs: u64,
+    /// The largest request body accepted, in bytes.
+    #[serde(default = "default_webhook_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Mentions waiting for the bus before new requests get `429`.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// The channel of mentions that do not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    /// Mention field → JSON pointer into another tool's payload; empty takes the
+    /// `cull.mention/v1` shape.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mapping: BTreeMap<String, String>,
+}
+
+fn default_signature_header() -> String {
+    "x-cull-signature".into()
+}
+fn default_timestamp_header() -> String {
+    "x-cull-timestamp".into()
+}
+fn default_replay_window_secs() -> u64 {
+    300
+}
+fn default_webhook_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_pending() -> usize {
+    10_000
+}
+
+/// Alert mails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSource {
+    /// The source name.
+    pub name: String,
+    /// The mbox file or the Maildir directory.
+    pub path: PathBuf,
+    /// `mbox` (read once) or `maildir` (new mail is read and moved to `cur/`).
+    pub format: MailFormat,
+    /// Seconds between two looks into a Maildir's `new/`.
+    #[serde(default = "default_mail_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_mail_poll_secs() -> u64 {
+    30
+}
+
+/// The mail storage formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// A file of mentions, one JSON object per line; finite.
-    Jsonl,
+pub enum MailFormat {
+    /// One file of concatenated messages.
+    Mbox,
+    /// A directory with `new/`, `cur/` and `tmp/`.
+    Maildir,
+}
+
+/// What the sources of this process share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Where feed cursors are kept, so that a restart never re-emits old entries.
+    pub state_dir: PathBuf,
+    /// Seconds a mention id is remembered: a repeat within it is dropped.
+    pub dedupe_window_secs: u64,
+    /// Mention ids remembered at most.
+    pub dedupe_capacity: usize,
+    /// SimHash bits (0-3) two texts may differ in and still be near-duplicates.
+    pub near_duplicate_distance: u32,
+    /// Texts with fewer words are never near-duplicates.
+    pub near_duplicate_min_words: usize,
+}
+
+impl Default for Ingest {
+    fn default() -> Ingest {
+        Ingest {
+            state_dir: PathBuf::from("data/state"),
+            dedupe_window_secs: 24 * 3600,
+            dedupe_capacity: 200_000,
+            near_duplicate_distance: 3,
+            near_duplicate_min_words: 12,
+        }
+    }
 }
 
 /// Optional file copies of the output topics.
@@ -602,15 +794,65 @@ impl Pipeline {
 
         let mut files: Vec<(String, &Path)> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
-            let name = &source.name;
+            let name = source.name();
             check(is_label(name), &format!("source[{i}].name"), &|| {
                 format!("`{name}` is not a source name: use 1 to 64 of a-z A-Z 0-9 . _ -")
             });
-            if let Some(j) = self.sources[..i].iter().position(|earlier| earlier.name == *name) {
+            if let Some(j) = self.sources[..i].iter().position(|earlier| earlier.name() == name) {
                 check(false, &format!("source[{i}].name"), &|| format!("`{name}` is also source[{j}].name"));
             }
-            files.push((format!("source[{i}].path"), &source.path));
+            let mut minimums: Vec<(&str, u64)> = Vec::new();
+            match source {
+                Source::Jsonl(jsonl) => {
+                    minimums.push(("follow_interval_ms", jsonl.follow_interval_ms));
+                    if jsonl.path != Path::new("-") {
+                        files.push((format!("source[{i}].path"), &jsonl.path));
+                    }
+                }
+                Source::Feed(feed) => {
+                    check(cull_ingest::canonical_url(&feed.url).is_some(), &format!("source[{i}].url"), &|| {
+                        format!("`{}` is not an http(s) URL", feed.url)
+                    });
+                    minimums.push(("interval_secs", feed.interval_secs));
+                    minimums.push(("timeout_secs", feed.timeout_secs));
+                    minimums.push(("max_bytes", feed.max_bytes as u64));
+                    minimums.push(("backoff_base_secs", feed.backoff_base_secs));
+                    check(feed.backoff_max_secs >= feed.backoff_base_secs, &format!("source[{i}].backoff_max_secs"), &|| {
+                        "must be at least backoff_base_secs".into()
+                    });
+                }
+                Source::Webhook(hook) => {
+                    minimums.push(("replay_window_secs", hook.replay_window_secs));
+                    minimums.push(("max_body_bytes", hook.max_body_bytes as u64));
+                    minimums.push(("max_pending", hook.max_pending as u64));
+                    for (key, header) in
+                        [("signature_header", &hook.signature_header), ("timestamp_header", &hook.timestamp_header)]
+                    {
+                        check(axum::http::HeaderName::try_from(header.as_str()).is_ok(), &format!("source[{i}].{key}"), &|| {
+                            format!("`{header}` is not an HTTP header name")
+                        });
+                    }
+                    if !hook.mapping.is_empty() {
+                        if let Err(error) = cull_ingest::webhook::FieldMapping::new(hook.mapping.clone()) {
+                            check(false, &format!("source[{i}].mapping"), &|| error.to_string());
+                        }
+                    }
+                }
+                Source::Mail(mail) => {
+                    minimums.push(("poll_secs", mail.poll_secs));
+                    files.push((format!("source[{i}].path"), &mail.path));
+                }
+            }
+            for (key, value) in minimums {
+                check(value > 0, &format!("source[{i}].{key}"), &|| "must be at least 1".into());
+            }
         }
+        let ingest = &self.ingest;
+        check(!ingest.state_dir.as_os_str().is_empty(), "ingest.state_dir", &|| "must name a directory".into());
+        check(ingest.dedupe_capacity > 0, "ingest.dedupe_capacity", &|| "must be at least 1".into());
+        check(ingest.near_duplicate_distance <= 3, "ingest.near_duplicate_distance", &|| {
+            "must be at most 3 (the index finds no more distant copies)".into()
+        });
         for (key, sink) in [
             ("sink.tickets.path", &self.sink.tickets),
             ("sink.verdicts.path", &self.sink.verdicts),
@@ -693,7 +935,8 @@ mod tests {
         assert_eq!(pipeline.bus.kind, BusKind::Embedded);
         assert!(pipeline.http.listen.ip().is_loopback());
         assert_eq!(pipeline.sources.len(), 1);
-        assert!(root().join(&pipeline.sources[0].path).is_file(), "the demo source is shipped");
+        let Source::Jsonl(demo) = &pipeline.sources[0] else { panic!("the demo source is JSON lines") };
+        assert!(root().join(&demo.path).is_file(), "the demo source is shipped");
         assert!(pipeline.sink.tickets.as_ref().is_some_and(|sink| sink.path.starts_with("data")));
         assert_eq!(pipeline.matcher.rules, Path::new("rules"));
     }
@@ -741,14 +984,38 @@ mod tests {
             partitions: default_partitions(),
             replication: default_replication(),
         });
-        full.sources.push(Source { kind: SourceKind::Jsonl, name: "s".into(), path: "s".into() });
+        full.sources = vec![
+            Source::Jsonl(JsonlSource { name: "j".into(), path: "j".into(), follow: true, follow_interval_ms: 1 }),
+            Source::Feed(FeedSource {
+                name: "f".into(),
+                url: "https://example.com/feed".into(),
+                interval_secs: 1,
+                channel: Channel::News,
+                timeout_secs: 1,
+                max_bytes: 1,
+                backoff_base_secs: 1,
+                backoff_max_secs: 1,
+            }),
+            Source::Webhook(WebhookSource {
+                name: "w".into(),
+                secret_env: Some("S".into()),
+                signature_header: "s".into(),
+                timestamp_header: "t".into(),
+                replay_window_secs: 1,
+                max_body_bytes: 1,
+                max_pending: 1,
+                channel: Some(Channel::Twitter),
+                mapping: BTreeMap::from([("text".to_string(), "/t".to_string())]),
+            }),
+            Source::Mail(MailSource { name: "m".into(), path: "m".into(), format: MailFormat::Maildir, poll_secs: 1 }),
+        ];
         full.sink =
             Sinks { tickets: Some(sink.clone()), verdicts: Some(sink.clone()), dead_letter: Some(sink) };
         let mut expected = Default::default();
         keys(&toml::Value::try_from(&full).unwrap(), "", &mut expected);
 
         let mut shipped = Default::default();
-        for file in ["pipelines/local.toml", "pipelines/kafka.toml"] {
+        for file in ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml"] {
             let text = std::fs::read_to_string(root().join(file)).unwrap();
             keys(&toml::from_str::<toml::Value>(&text).unwrap(), "", &mut shipped);
             // Documented means a comment line right above every key.
@@ -836,7 +1103,7 @@ mod tests {
         assert_eq!(pipeline.bus.kind, BusKind::Kafka);
         let kafka = pipeline.bus.kafka.unwrap();
         assert_eq!((kafka.brokers.as_str(), kafka.group_id.as_str()), ("127.0.0.1:19092", "cull-matcher"));
-        assert_eq!(pipeline.sources[0].name, "renamed");
+        assert_eq!(pipeline.sources[0].name(), "renamed");
         assert_eq!(pipeline.sink.verdicts.unwrap().path, Path::new("data/v.jsonl"));
         assert_eq!(Topics::default().ticket_topic("billing"), "cull.tickets");
     }

@@ -84,18 +84,21 @@ impl HttpServer {
         self.local_addr
     }
 
-    /// Serves the endpoints until `shutdown` completes, then lets open requests finish.
+    /// Serves the endpoints, and the routes of `extra` (the webhook sources), until
+    /// `shutdown` completes, then lets open requests finish.
     pub async fn serve(
         self,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        extra: Option<Router>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz_handler))
-            .with_state(AppState { metrics, health });
+            .with_state(AppState { metrics, health })
+            .merge(extra.unwrap_or_default());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -155,7 +158,7 @@ mod tests {
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(metrics, health, async {
+        let task = tokio::spawn(server.serve(metrics, health, None, async {
             let _ = stopped.await;
         }));
         (addr, stop, task)
@@ -191,7 +194,7 @@ mod tests {
     async fn serve_stops_on_shutdown() {
         let metrics = Arc::new(Metrics::new().unwrap());
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        bind(any_port).await.unwrap().serve(metrics, Arc::new(Health::default()), async {}).await.unwrap();
+        bind(any_port).await.unwrap().serve(metrics, Arc::new(Health::default()), None, async {}).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +219,7 @@ mod tests {
         batch.dead_letter(DeadLetterReason::Oversized);
         metrics.record_batch(&batch, Duration::from_millis(12));
         metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::Schema, 1);
-        metrics.record_source_mentions("demo", 3);
+        cull_ingest::Observer::delivered(metrics.as_ref(), "demo", 3);
         metrics.set_consumer_lag("cull.mentions", 2, 17);
         metrics.rules_reloaded(4);
         let (addr, stop, task) = start(metrics, Arc::new(Health::default())).await;

@@ -5,6 +5,7 @@ mod config;
 mod http;
 mod metrics;
 mod pipeline;
+mod sources;
 mod tickets;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ enum Command {
     /// Work with rule packs.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Try sources out.
+    #[command(subcommand)]
+    Ingest(IngestCommand),
     /// Match mentions (JSON lines) against a rule pack and print one verdict per line.
     Match {
         /// The rules directory.
@@ -78,6 +82,32 @@ enum RulesCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum IngestCommand {
+    /// Print the mentions one feed yields (cull.mention/v1 JSON lines) and exit; exit 1
+    /// with a one-line reason for a feed that cannot be read.
+    Feed {
+        /// The feed URL (RSS, Atom or JSON Feed; a Google Alerts feed, say).
+        url: String,
+        /// The source name the mentions carry (their ids depend on it).
+        #[arg(long, default_value = "feed")]
+        name: String,
+        /// The channel of the mentions.
+        #[arg(long, default_value = "news", value_parser = parse_channel)]
+        channel: cull_model::Channel,
+        /// Seconds allowed for the request.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+}
+
+fn parse_channel(name: &str) -> Result<cull_model::Channel, String> {
+    cull_model::Channel::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -87,6 +117,9 @@ fn main() -> ExitCode {
             commands::explain(&rules, &rule_id, text, title)
         }
         Command::Run { pipeline, once } => commands::run(&pipeline, once),
+        Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
+            commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))
+        }
         Command::Match { rules, input, max_bytes, dead_letters } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())
         }

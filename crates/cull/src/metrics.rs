@@ -135,6 +135,9 @@ pub struct Metrics {
     rules_loaded: IntGauge,
     rules_last_reload_success: IntGauge,
     source_mentions: IntCounterVec,
+    source_duplicates: IntCounterVec,
+    feed_polls: IntCounterVec,
+    webhook_requests: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,6 +153,14 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -
 }
 
 impl Metrics {
+    /// Makes the series of `source` exist at 0 from the first scrape.
+    pub fn register_source(&self, source: &str) {
+        self.source_mentions.with_label_values(&[source]);
+        for kind in ["exact", "near"] {
+            self.source_duplicates.with_label_values(&[source, kind]);
+        }
+    }
+
     /// Returns the metrics with every series registered; the bounded label sets
     /// (outcomes, stages × reasons) start at 0 so that rates work from the first scrape.
     pub fn new() -> anyhow::Result<Metrics> {
@@ -206,6 +217,21 @@ impl Metrics {
                 "Mentions produced to the mentions topic, by source.",
                 &["source"],
             )?,
+            source_duplicates: counter(
+                "cull_source_duplicates_total",
+                "Mentions a source saw twice: `exact` ones are dropped, `near` ones (syndicated copies) marked.",
+                &["source", "kind"],
+            )?,
+            feed_polls: counter(
+                "cull_feed_polls_total",
+                "Feed polls, by feed and outcome (ok, not_modified, or the kind of failure).",
+                &["feed", "outcome"],
+            )?,
+            webhook_requests: counter(
+                "cull_webhook_requests_total",
+                "Webhook requests answered, by source and HTTP status.",
+                &["source", "status"],
+            )?,
             registry,
         };
         for outcome in Outcome::ALL {
@@ -241,11 +267,6 @@ impl Metrics {
         self.dead_letters.with_label_values(&[stage.label(), reason.label()]).inc_by(count);
     }
 
-    /// Adds `count` mentions produced by the source named `source` in the pipeline file.
-    pub fn record_source_mentions(&self, source: &str, count: u64) {
-        self.source_mentions.with_label_values(&[source]).inc_by(count);
-    }
-
     /// Sets the consumer lag of an assigned partition.
     pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
@@ -271,6 +292,34 @@ impl Metrics {
             // Encoding into a String fails only on invalid UTF-8, which the names above
             // cannot produce; a comment keeps the output a valid exposition all the same.
             .unwrap_or_else(|error| format!("# cull: cannot encode metrics: {error}\n"))
+    }
+}
+
+/// The sources count through the ingest crate's observer, which keeps that crate free
+/// of the metrics library.
+impl cull_ingest::Observer for Metrics {
+    fn delivered(&self, source: &str, count: u64) {
+        self.source_mentions.with_label_values(&[source]).inc_by(count);
+    }
+
+    fn duplicates(&self, source: &str, count: u64) {
+        self.source_duplicates.with_label_values(&[source, "exact"]).inc_by(count);
+    }
+
+    fn near_duplicates(&self, source: &str, count: u64) {
+        self.source_duplicates.with_label_values(&[source, "near"]).inc_by(count);
+    }
+
+    fn dead_letters(&self, _source: &str, reason: DeadLetterReason, count: u64) {
+        self.record_dead_letters(Stage::Ingest, reason, count);
+    }
+
+    fn feed_polled(&self, feed: &str, outcome: &'static str) {
+        self.feed_polls.with_label_values(&[feed, outcome]).inc();
+    }
+
+    fn webhook_answered(&self, source: &str, status: u16) {
+        self.webhook_requests.with_label_values(&[source, &status.to_string()]).inc();
     }
 }
 
@@ -327,7 +376,7 @@ mod tests {
     #[test]
     fn sources_lag_and_rules_have_their_series() {
         let metrics = Metrics::new().unwrap();
-        metrics.record_source_mentions("demo", 12);
+        cull_ingest::Observer::delivered(&metrics, "demo", 12);
         metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::MalformedJson, 3);
         metrics.set_consumer_lag("cull.mentions", 0, 42);
         metrics.set_consumer_lag("cull.mentions", 1, 7);

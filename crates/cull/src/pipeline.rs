@@ -15,29 +15,28 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cull_bus::dead_letter::{dead_letter, Origin};
 use cull_bus::{EmbeddedBus, KafkaConfig, Message, Producer, Record};
+use cull_ingest::{Outlet, Screen};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{DeadLetter, Mention, ModelError};
+use cull_model::{DeadLetter, Mention};
 use cull_rules::CompiledRule;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{self, BusKind, Pipeline, Sink, Source};
+use crate::config::{self, BusKind, Pipeline, Sink};
+use crate::sources;
 use crate::http::{self, Health};
-use crate::lines::{read_line, Line};
-use crate::metrics::{BatchStats, DeadLetterReason, Metrics, Outcome, Stage};
+use crate::metrics::{BatchStats, DeadLetterReason, Metrics, Outcome};
 use crate::tickets::Ticketer;
 
 /// How long a stage waits for a first record before it looks at its stop conditions.
 const IDLE: Duration = Duration::from_millis(200);
-/// Lines a source reads before handing them to the bus.
-const SOURCE_CHUNK: usize = 512;
 
 /// What a run did, printed when it ends.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +118,9 @@ impl Stages {
 /// Runs the pipeline with the rules loaded from `matcher.rules` until its finite input
 /// is done (`once`) or a signal arrives.
 pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Result<Summary> {
+    if once {
+        sources::check_once(&pipeline.sources)?;
+    }
     let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
     let queues: Vec<String> = {
         let mut queues: Vec<String> = rules.rules().iter().map(|r| r.rule.queue.clone()).collect();
@@ -135,8 +137,6 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let (stop_sender, stop) = watch::channel(false);
     let server = http::bind(pipeline.http.listen).await?;
     tracing::info!(listen = %server.local_addr(), "serving metrics and health");
-    let server =
-        tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), wait_for(stop.clone())));
 
     let topics = &pipeline.topics;
     let mut ticket_topics: Vec<String> = queues.iter().map(|q| topics.ticket_topic(q)).collect();
@@ -193,10 +193,31 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     });
 
     let signals = tokio::spawn(stop_on_signal(stop_sender.clone()));
+    let outlet = Outlet::new(
+        context.producer.clone(),
+        Some(topics.mentions.clone()).filter(|t| !context.unread.contains(t)),
+        Some(topics.dead_letter.clone()).filter(|t| !context.unread.contains(t)),
+        Arc::new(std::sync::Mutex::new(Screen::new(sources::screen_config(&pipeline.ingest)))),
+        Arc::clone(&context.metrics) as Arc<dyn cull_ingest::Observer>,
+    );
+    for source in &pipeline.sources {
+        context.metrics.register_source(source.name());
+    }
+    let webhooks = sources::webhook_router(&pipeline.sources, &outlet)?;
+    let server = tokio::spawn(server.serve(
+        Arc::clone(&context.metrics),
+        Arc::clone(&health),
+        webhooks,
+        wait_for(context.stop.clone()),
+    ));
     let mut sources = JoinSet::new();
     for source in pipeline.sources.clone() {
-        let context = Arc::clone(&context);
-        sources.spawn(async move { run_jsonl_source(&context, &source).await });
+        let (context, outlet) = (Arc::clone(&context), outlet.clone());
+        sources.spawn(async move {
+            let max_bytes = context.pipeline.matcher.max_mention_bytes;
+            let ingest = &context.pipeline.ingest;
+            sources::run_source(&outlet, &source, ingest, max_bytes, context.once, context.stop.clone()).await
+        });
     }
     let (sources_done_sender, sources_done) = watch::channel(pipeline.sources.is_empty());
     let mut sinks = JoinSet::new();
@@ -286,78 +307,6 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
     }
     tracing::info!("stopping after the batches in hand");
     let _ = stop.send(true);
-}
-
-/// Reads a JSON-lines file and produces each line, untouched, to the mentions topic,
-/// keyed by the mention id when the line has one.
-///
-/// The matcher validates the mentions (and dead-letters the bad ones, with their
-/// offsets); the source only refuses what it must not hold in memory: a line over
-/// `matcher.max_mention_bytes` goes to the dead-letter topic from here.
-async fn run_jsonl_source(context: &Stages, source: &Source) -> Result<u64> {
-    let limit = context.pipeline.matcher.max_mention_bytes;
-    let path = source.path.clone();
-    let file = File::open(&path)
-        .with_context(|| format!("source {:?}: cannot open {}", source.name, path.display()))?;
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<(usize, Line)>>(2);
-    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut reader = BufReader::new(file);
-        let mut chunk = Vec::with_capacity(SOURCE_CHUNK);
-        let mut number = 0;
-        while let Some(line) = read_line(&mut reader, limit)? {
-            number += 1;
-            chunk.push((number, line));
-            if chunk.len() == SOURCE_CHUNK && sender.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                return Ok(());
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = sender.blocking_send(chunk);
-        }
-        Ok(())
-    });
-    let topics = &context.pipeline.topics;
-    let mut dead_letters = 0;
-    while let Some(chunk) = receiver.recv().await {
-        if *context.stop.borrow() {
-            break;
-        }
-        let mut mentions = Vec::with_capacity(chunk.len());
-        let mut dead = Vec::new();
-        for (number, line) in chunk {
-            match line {
-                Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
-                Line::Complete(bytes) => {
-                    mentions.push(Message { key: mention_key(&bytes), payload: bytes, headers: Vec::new() })
-                }
-                Line::Oversized { head, length } => {
-                    let error = ModelError::Oversized { size: length, limit };
-                    let origin = Origin::Location(format!("{}:{number}", path.display()));
-                    dead.push(dead_letter("ingest", &error, &origin, None, head));
-                }
-            }
-        }
-        context.metrics.record_source_mentions(&source.name, mentions.len() as u64);
-        context.metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::Oversized, dead.len() as u64);
-        dead_letters += dead.len() as u64;
-        context.send(&topics.mentions, mentions).await?;
-        context.send(&topics.dead_letter, dead).await?;
-    }
-    reader
-        .await
-        .context("source reader task")?
-        .with_context(|| format!("source {:?}: cannot read {}", source.name, path.display()))?;
-    Ok(dead_letters)
-}
-
-/// Returns the mention id of a serialized mention, for the record key, without
-/// validating the rest (the matcher does).
-fn mention_key(bytes: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: String,
-    }
-    serde_json::from_slice::<IdOnly>(bytes).ok().map(|m| m.id.into_bytes())
 }
 
 /// Returns a dead-letter record as the JSON document a file sink writes: the headers

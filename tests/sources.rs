@@ -1,0 +1,128 @@
+//! The JSON-lines source: follow mode like `tail -F`, and bad lines as dead letters.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cull_bus::EmbeddedBus;
+use cull_ingest::jsonl::{run_jsonl, JsonlConfig};
+use cull_model::{DeadLetter, Mention};
+
+use crate::feeds::{outlet, Recorder};
+
+fn line(id: &str) -> String {
+    format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"{id}\",\"text\":\"mention {id}\"}}\n")
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Collects mentions from the bus until `count` arrived (or 10 s passed).
+async fn take(bus: &EmbeddedBus, count: usize) -> Vec<String> {
+    let mut consumer = bus.consumer("cull.mentions");
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < count && Instant::now() < deadline {
+        let records = consumer.next_batch(100, Duration::from_millis(5), Duration::from_millis(50)).await;
+        for record in records.unwrap().unwrap() {
+            ids.push(Mention::from_json(&record.payload).unwrap().id);
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_file_survives_partial_lines_rotation_and_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    append(&path, &(line("a") + &line("b")));
+    let recorder = Arc::new(Recorder::default());
+    let (outlet, bus) = outlet(&recorder);
+    let config = JsonlConfig {
+        name: "tail".into(),
+        path: Some(path.clone()),
+        follow: true,
+        poll_interval: Duration::from_millis(20),
+        max_line_bytes: 4096,
+    };
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stop).await });
+    assert_eq!(take(&bus, 2).await, ["a", "b"]);
+
+    let c = line("c");
+    let (first_half, second_half) = c.split_at(20);
+    append(&path, first_half);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(take_now(&bus).await.is_empty(), "half a line is held until its newline");
+    append(&path, second_half);
+    assert_eq!(take(&bus, 1).await, ["c"]);
+
+    // Rotation: the file is renamed, its writer adds one last line, a new file appears.
+    let rotated = dir.path().join("in.jsonl.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    append(&rotated, &line("d"));
+    append(&path, &line("e"));
+    assert_eq!(take(&bus, 2).await, ["d", "e"]);
+
+    // Truncation: the file starts over.
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    append(&path, &line("f"));
+    assert_eq!(take(&bus, 1).await, ["f"]);
+
+    stop_sender.send(true).unwrap();
+    let stats = task.await.unwrap().unwrap();
+    assert_eq!((stats.mentions, stats.dead_letters), (6, 0));
+    assert_eq!(recorder.get("delivered/tail"), 6);
+}
+
+async fn take_now(bus: &EmbeddedBus) -> Vec<Record> {
+    let mut consumer = bus.consumer("cull.mentions");
+    consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap()
+}
+
+use cull_bus::Record;
+
+#[tokio::test]
+async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let mut input = line("good").into_bytes();
+    input.extend_from_slice(b"{not json\n\n");
+    input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"x\",\"text\":\"caf\xe9\"}\n");
+    input.extend_from_slice(format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"big\",\"text\":\"{}\"}}\n", "a".repeat(500)).as_bytes());
+    input.extend_from_slice(line("last").trim_end().as_bytes());
+    std::fs::write(&path, &input).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (outlet, bus) = outlet(&recorder);
+    let config = JsonlConfig {
+        name: "file".into(),
+        path: Some(path.clone()),
+        follow: false,
+        poll_interval: Duration::from_millis(20),
+        max_line_bytes: 256,
+    };
+    let (_stop_sender, stop) = tokio::sync::watch::channel(false);
+    let stats = run_jsonl(&outlet, &config, stop).await.unwrap();
+    assert_eq!((stats.lines, stats.mentions, stats.dead_letters), (5, 2, 3));
+    assert_eq!(take(&bus, 2).await, ["good", "last"], "a last line without a newline counts");
+
+    let mut letters = bus.consumer("cull.dead-letter");
+    let records = letters.next_batch(10, Duration::from_millis(5), Duration::from_millis(50)).await.unwrap().unwrap();
+    let header = |r: &Record, name: &str| {
+        String::from_utf8(r.headers.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap()
+    };
+    let origins: Vec<String> = records.iter().map(|r| header(r, "cull.source.location")).collect();
+    let display = path.display();
+    assert_eq!(origins, [format!("{display}:2"), format!("{display}:4"), format!("{display}:5")]);
+    assert!(header(&records[0], "cull.error").starts_with("malformed JSON"));
+    assert_eq!(records[1].payload, b"{\"schema\":\"cull.mention/v1\",\"id\":\"x\",\"text\":\"caf\xe9\"}");
+    assert_eq!(records[2].payload.len(), 256, "an oversized line keeps its head only");
+    assert_eq!(recorder.get("dead_letters/file/malformed_json"), 1);
+    assert_eq!(recorder.get("dead_letters/file/invalid_utf8"), 1);
+    assert_eq!(recorder.get("dead_letters/file/oversized"), 1);
+    let _: Option<DeadLetter> = None;
+}
