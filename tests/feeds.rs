@@ -97,7 +97,11 @@ async fn corpus_file(UrlPath(path): UrlPath<String>) -> Response {
     }
 }
 
-async fn scripted(State(script): State<Arc<Mutex<Script>>>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn scripted(
+    State(script): State<Arc<Mutex<Script>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let mut script = script.lock().unwrap();
     let path = uri.path().to_string();
     script.seen.push(Seen { path: path.clone(), headers, at: Instant::now() });
@@ -262,7 +266,8 @@ async fn every_corpus_feed_goes_through_the_poller_without_a_panic() {
     assert!(compared >= 60, "{compared} feed-rs fixtures compared");
 
     // Well-formed RSS and Atom documents with items yield mentions.
-    let well_formed_with_items = ["feedjira/TechCrunch.xml", "feed-rs/rss2/rss_2.0_bbc.xml", "feed-rs/atom/atom_example_1.xml"];
+    let well_formed_with_items =
+        ["feedjira/TechCrunch.xml", "feed-rs/rss2/rss_2.0_bbc.xml", "feed-rs/atom/atom_example_1.xml"];
     for relative in well_formed_with_items {
         assert!(per_file.get(&root.join(relative)).copied().unwrap_or(0) > 0, "{relative}");
     }
@@ -299,7 +304,8 @@ async fn an_ill_formed_feed_is_a_counted_error_and_a_later_good_response_recover
     let mut poller = Poller::new(FeedConfig::new("flaky", server.url("flaky.xml")), client()).unwrap();
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
 
-    let first = run_feed(&outlet, Poller::new(poller.config().clone(), client()).unwrap(), true, stop.clone()).await;
+    let first =
+        run_feed(&outlet, Poller::new(poller.config().clone(), client()).unwrap(), true, stop.clone()).await;
     assert_eq!((first.failures, first.entries), (1, 0));
     assert!(first.last_error.unwrap().contains("flaky.xml"));
     assert_eq!(recorder.get("polled/flaky/parse"), 1);
@@ -336,8 +342,14 @@ async fn the_real_google_alerts_feed_yields_clean_mentions_with_the_article_urls
         assert_eq!(mention.channel, Some(cull_model::Channel::News));
         assert!(mention.published_at.as_deref().unwrap().starts_with("2019-07-"));
     }
-    let stock = mentions.iter().find(|m| m.url.as_deref() == Some("https://investorplace.com/2019/07/slack-stock-truly-compelling/")).expect("the InvestorPlace story");
-    assert_eq!(stock.title.as_deref(), Some("Slack Stock Has a Compelling Story and the Numbers to Back It Up"));
+    let stock = mentions
+        .iter()
+        .find(|m| m.url.as_deref() == Some("https://investorplace.com/2019/07/slack-stock-truly-compelling/"))
+        .expect("the InvestorPlace story");
+    assert_eq!(
+        stock.title.as_deref(),
+        Some("Slack Stock Has a Compelling Story and the Numbers to Back It Up")
+    );
     assert!(stock.text.contains("the Company's decision to go public via ..."), "{}", stock.text);
     assert_eq!(stock.lang.as_deref(), Some("en"));
 }
@@ -431,7 +443,10 @@ async fn a_restart_never_re_emits_old_entries() {
     assert_eq!(second.poll(&outlet).await.unwrap(), PollOutcome::Fetched(1));
     let first_run: Vec<String> = drain(&bus).await.into_iter().map(|m| m.title.unwrap()).collect();
     let second_run: Vec<String> = drain(&restarted_bus).await.into_iter().map(|m| m.title.unwrap()).collect();
-    assert_eq!((first_run, second_run), (vec!["Alpha".to_string(), "Beta".into()], vec!["Gamma".to_string()]));
+    assert_eq!(
+        (first_run, second_run),
+        (vec!["Alpha".to_string(), "Beta".into()], vec!["Gamma".to_string()])
+    );
 
     // Entries fetched but never handed over (a crash before the commit) come again.
     let third = Poller::new(config.clone(), client()).unwrap();
@@ -452,7 +467,8 @@ async fn unreachable_and_oversized_feeds_are_errors_that_name_the_feed() {
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let url = format!("http://{closed}/feed.xml");
-    let error = Poller::new(FeedConfig::new("gone", url.clone()), client()).unwrap().fetch().await.unwrap_err();
+    let error =
+        Poller::new(FeedConfig::new("gone", url.clone()), client()).unwrap().fetch().await.unwrap_err();
     assert_eq!(error.label(), "network");
     assert!(error.to_string().starts_with(&url), "{error}");
 }
@@ -460,7 +476,10 @@ async fn unreachable_and_oversized_feeds_are_errors_that_name_the_feed() {
 /// Runs `cull ingest feed <url>` off the runtime (the server it reads runs on it).
 async fn ingest_feed(url: String) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cull")).args(["ingest", "feed", &url]).output().unwrap()
+        std::process::Command::new(env!("CARGO_BIN_EXE_cull"))
+            .args(["ingest", "feed", &url])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap()
@@ -477,7 +496,9 @@ async fn cull_ingest_feed_prints_mentions_or_one_line_with_the_reason() {
         .map(|line| Mention::from_json(line.as_bytes()).expect("cull.mention/v1 lines"))
         .collect();
     assert_eq!(mentions.len(), 20);
-    assert!(mentions.iter().all(|m| m.source.as_deref() == Some("feed") && !m.url.as_deref().unwrap().contains("google.com")));
+    assert!(mentions
+        .iter()
+        .all(|m| m.source.as_deref() == Some("feed") && !m.url.as_deref().unwrap().contains("google.com")));
 
     for (path, reason) in [
         ("corpus/feed-rs/rss2/rss_2.0_invalid_1.xml", "not a readable RSS, Atom or JSON feed"),

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use cull_match::RuleSet;
 use cull_ingest::feed::parse_feed;
 use cull_ingest::normalize;
+use cull_match::RuleSet;
 use cull_model::{Channel, CullReason, Mention};
 use cull_rules::load_dir;
 
@@ -20,8 +20,9 @@ fn repo_rules() -> RuleSet {
 pub fn google_alert_mentions() -> Vec<Mention> {
     let path = data_dir().join("feeds/feedjira/google_alerts_atom.xml");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let entries = parse_feed(&bytes, "google-alerts", Channel::News, "https://www.google.com/alerts/feeds/1/2")
-        .expect("the real Google Alerts feed parses");
+    let entries =
+        parse_feed(&bytes, "google-alerts", Channel::News, "https://www.google.com/alerts/feeds/1/2")
+            .expect("the real Google Alerts feed parses");
     let now = time::OffsetDateTime::now_utc();
     entries.into_iter().map(|(_, draft)| normalize(draft, now)).collect()
 }

@@ -513,3 +513,91 @@ fn two_matchers_in_one_group_split_the_partitions_and_together_emit_every_ticket
     let by_ticket = check_tickets(&tickets);
     assert_one_ticket_per_mention(&by_ticket, &ids("pair", count));
 }
+
+/// Sends one HTTP/1.1 POST of a JSON body; returns the status and the whole response.
+fn post(address: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, response))
+}
+
+fn webhook_body(ids: &[&str]) -> String {
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(r#"{{"schema":"cull.mention/v1","id":"{id}","text":"Slack outage report number {id}"}}"#)
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+#[test]
+fn webhook_mentions_reach_kafka_and_a_missing_broker_is_a_503_never_a_2xx() {
+    require_kafka_python();
+    let mut broker = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let file = dir.path().join("ingest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{}\"\npartitions = 2\n[matcher]\nenabled = false\n\
+             [ingest]\nstate_dir = \"{}\"\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n[http]\nlisten = \"{address}\"\n",
+            broker.brokers(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
+    command.args(["run", file.to_str().unwrap()]).current_dir(repo()).env("RUST_LOG", "info");
+    let running = Running::spawn("cull run (webhook ingest)", command, None);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = webhook_body(&["k-1", "k-2", "k-3"]);
+    let answer = loop {
+        match post(&address, "/ingest/hook", &first) {
+            Ok(answer) => break answer,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(error) => panic!("the webhook never answered: {error}"),
+        }
+    };
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    let consumed = consume(&broker, "cull.mentions", Until::Count(3));
+    let keys: BTreeSet<String> = consumed.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
+    assert_eq!(keys, BTreeSet::from(["k-1".to_string(), "k-2".into(), "k-3".into()]), "keyed by mention id");
+
+    // Without a broker the mentions cannot be acknowledged: the sender is told to
+    // retry (503 with Retry-After) once the delivery times out, and never gets a 2xx.
+    broker.kill();
+    let second = webhook_body(&["k-4", "k-5"]);
+    let (status, head) = post(&address, "/ingest/hook", &second).unwrap();
+    assert_eq!(status, 503, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+
+    // The sender retries after the broker is back; nothing it was told to retry is lost.
+    broker.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, head) = post(&address, "/ingest/hook", &second).unwrap();
+        if status == 202 {
+            break;
+        }
+        assert!(matches!(status, 429 | 503) && Instant::now() < deadline, "{head}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let consumed = consume(&broker, "cull.mentions", Until::End);
+    let keys: BTreeSet<String> = consumed.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
+    let expected: BTreeSet<String> = (1..=5).map(|n| format!("k-{n}")).collect();
+    assert_eq!(keys, expected);
+    let finished = running.sigkill();
+    assert!(!finished.stderr.contains("panicked"), "{}", tail(&finished.stderr, 4000));
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cull_model::{DeadLetter, Ticket, Verdict};
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -47,13 +47,13 @@ listen = "{listen}"
     path
 }
 
-fn cull(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn cull(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
     command.args(args).current_dir(repo()).envs(env.iter().copied()).stdin(Stdio::null());
     command
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -142,7 +142,7 @@ fn window(ticket: &Ticket) -> i64 {
 }
 
 /// Sends one HTTP/1.1 GET and returns the status code and body.
-fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+pub fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
@@ -154,7 +154,7 @@ fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// Returns the address the server of a running `cull run` listens on, from its log.
-fn listening_address(child: &mut Child) -> String {
+pub fn listening_address(child: &mut Child) -> String {
     let stderr = child.stderr.take().expect("stderr");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -220,7 +220,7 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     assert!(text(&out.stdout).starts_with("cull run: 14 mention(s) in: 6 matched"), "{}", text(&out.stdout));
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')

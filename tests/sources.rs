@@ -10,6 +10,7 @@ use cull_ingest::jsonl::{run_jsonl, JsonlConfig};
 use cull_model::{DeadLetter, Mention};
 
 use crate::feeds::{outlet, Recorder};
+use crate::pipeline::{cull, get, listening_address, text};
 
 fn line(id: &str) -> String {
     format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"{id}\",\"text\":\"mention {id}\"}}\n")
@@ -93,7 +94,10 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
     let mut input = line("good").into_bytes();
     input.extend_from_slice(b"{not json\n\n");
     input.extend_from_slice(b"{\"schema\":\"cull.mention/v1\",\"id\":\"x\",\"text\":\"caf\xe9\"}\n");
-    input.extend_from_slice(format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"big\",\"text\":\"{}\"}}\n", "a".repeat(500)).as_bytes());
+    input.extend_from_slice(
+        format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"big\",\"text\":\"{}\"}}\n", "a".repeat(500))
+            .as_bytes(),
+    );
     input.extend_from_slice(line("last").trim_end().as_bytes());
     std::fs::write(&path, &input).unwrap();
     let recorder = Arc::new(Recorder::default());
@@ -111,7 +115,8 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
     assert_eq!(take(&bus, 2).await, ["good", "last"], "a last line without a newline counts");
 
     let mut letters = bus.consumer("cull.dead-letter");
-    let records = letters.next_batch(10, Duration::from_millis(5), Duration::from_millis(50)).await.unwrap().unwrap();
+    let records =
+        letters.next_batch(10, Duration::from_millis(5), Duration::from_millis(50)).await.unwrap().unwrap();
     let header = |r: &Record, name: &str| {
         String::from_utf8(r.headers.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap()
     };
@@ -125,4 +130,129 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
     assert_eq!(recorder.get("dead_letters/file/invalid_utf8"), 1);
     assert_eq!(recorder.get("dead_letters/file/oversized"), 1);
     let _: Option<DeadLetter> = None;
+}
+
+/// Signs `body` as the webhook receiver expects: hex HMAC-SHA256 of `<timestamp>.<body>`.
+pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Polls `check` on the metrics of `address` until it holds (or 30 s pass).
+async fn wait_for_metrics(address: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let address = address.to_string();
+        let (_, metrics) =
+            tokio::task::spawn_blocking(move || get(&address, "/metrics").unwrap()).await.unwrap();
+        if check(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "metrics never got there:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start(file: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut child = cull(&["run", file.to_str().unwrap()], env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = listening_address(&mut child);
+    (child, address)
+}
+
+fn terminate(child: std::process::Child) -> std::process::Output {
+    let status =
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_pipeline_turns_feed_entries_and_signed_pushes_into_tickets() {
+    let server = crate::feeds::FeedServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[bus]
+kind = "embedded"
+[ingest]
+state_dir = "{dir}/state"
+[[source]]
+kind = "feed"
+name = "alerts"
+url = "{feed}"
+interval_secs = 3600
+[[source]]
+kind = "webhook"
+name = "hook"
+secret_env = "TEST_HOOK_SECRET"
+[sink.tickets]
+kind = "jsonl"
+path = "{dir}/tickets.jsonl"
+[http]
+listen = "127.0.0.1:0"
+"#,
+            dir = dir.path().display(),
+            feed = server.url("corpus/feedjira/google_alerts_atom.xml"),
+        ),
+    )
+    .unwrap();
+    let env = [("TEST_HOOK_SECRET", "s3cret"), ("RUST_LOG", "info")];
+    let (child, address) = start(&file, &env);
+    let body = r#"{"schema":"cull.mention/v1","id":"pushed-1","url":"https://social.example/p/1?utm_source=x","text":"Slack messaging is down for our whole team <b>again</b>"}"#;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let client = reqwest::Client::new();
+    let post = |signature: String| {
+        client
+            .post(format!("http://{address}/ingest/hook"))
+            .header("x-cull-timestamp", now.to_string())
+            .header("x-cull-signature", signature)
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(sign("wrong", now, body)).await.unwrap().status(), 401);
+    let accepted = post(sign("s3cret", now, body)).await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    let answer: serde_json::Value = serde_json::from_slice(&accepted.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["ids"], serde_json::json!(["pushed-1"]));
+
+    let metrics =
+        wait_for_metrics(&address, |m| m.contains("cull_matcher_mentions_total{outcome=\"matched\"} 15"))
+            .await;
+    for series in [
+        "cull_feed_polls_total{feed=\"alerts\",outcome=\"ok\"} 1",
+        "cull_source_mentions_total{source=\"alerts\"} 20",
+        "cull_source_mentions_total{source=\"hook\"} 1",
+        "cull_webhook_requests_total{source=\"hook\",status=\"202\"} 1",
+        "cull_webhook_requests_total{source=\"hook\",status=\"401\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    let out = terminate(child);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tickets: Vec<cull_model::Ticket> = std::fs::read_to_string(dir.path().join("tickets.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tickets.len(), 15, "14 company stories in the feed and the pushed mention");
+    let pushed = tickets.iter().find(|t| t.mention.id == "pushed-1").expect("the pushed mention's ticket");
+    assert_eq!(pushed.mention.url.as_deref(), Some("https://social.example/p/1"));
+    assert_eq!(pushed.mention.text, "Slack messaging is down for our whole team again");
+    assert!(tickets.iter().all(|t| !t.mention.url.as_deref().unwrap().contains("google.com")));
+
+    // A restart polls again, and the cursor in state_dir keeps the old entries out.
+    let (child, address) = start(&file, &env);
+    let metrics =
+        wait_for_metrics(&address, |m| m.contains("cull_feed_polls_total{feed=\"alerts\",outcome=\"ok\"} 1"))
+            .await;
+    assert!(metrics.contains("cull_source_mentions_total{source=\"alerts\"} 0"), "{metrics}");
+    assert!(terminate(child).status.success());
 }

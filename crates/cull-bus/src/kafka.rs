@@ -194,18 +194,40 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
 /// Returns an idempotent producer: the broker drops the duplicates that the client's
 /// own retries would otherwise write, so a retry never doubles a ticket.
 pub fn kafka_producer(config: &KafkaConfig) -> Result<Producer, BusError> {
+    let producer = idempotent_producer(config)?;
+    Ok(Producer::Kafka(KafkaProducer {
+        current: Arc::new(Mutex::new((0, producer))),
+        config: Arc::new(config.clone()),
+        brokers: Arc::from(config.brokers.as_str()),
+    }))
+}
+
+fn idempotent_producer(config: &KafkaConfig) -> Result<FutureProducer<TracingContext>, BusError> {
     let mut client = config.client_config();
     client.set("enable.idempotence", "true").set("message.timeout.ms", millis(config.delivery_timeout));
-    let producer = config.with_overrides(client).create_with_context(TracingContext).map_err(|source| {
-        BusError::Client { role: "producer", brokers: config.brokers.clone(), source: source.into() }
-    })?;
-    Ok(Producer::Kafka(KafkaProducer { producer, brokers: Arc::from(config.brokers.as_str()) }))
+    config.with_overrides(client).create_with_context(TracingContext).map_err(|source| BusError::Client {
+        role: "producer",
+        brokers: config.brokers.clone(),
+        source: source.into(),
+    })
 }
 
 /// The Kafka half of [`Producer`](crate::Producer).
+///
+/// # Why a failed delivery replaces the client
+///
+/// An idempotent producer numbers its records per partition. When records time out
+/// (the broker was gone for longer than [`KafkaConfig::delivery_timeout`]), librdkafka
+/// must start a new epoch to go on, which needs broker support (KIP-360) that not every
+/// Kafka-protocol broker has: against tansu the producer then fails every later record
+/// with an unknown error, forever. The records of a failed delivery are reported
+/// failed to the caller, who retries them anyway, so the failed client is replaced by a
+/// new one (a new producer id, numbering from zero) and the retry goes through.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    producer: FutureProducer<TracingContext>,
+    /// The client in use and its generation, so that concurrent failures replace it once.
+    current: Arc<Mutex<(u64, FutureProducer<TracingContext>)>>,
+    config: Arc<KafkaConfig>,
     brokers: Arc<str>,
 }
 
@@ -222,8 +244,22 @@ impl KafkaProducer {
     /// when librdkafka's local queue is full the producer backs off and retries
     /// rather than failing, since the queue drains as the broker acknowledges.
     pub(crate) async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
+        let (generation, producer) = lock(&self.current).clone();
+        let sent = self.send_with(&producer, topic, &messages).await;
+        if sent.is_err() {
+            self.replace(generation);
+        }
+        sent
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer<TracingContext>,
+        topic: &str,
+        messages: &[Message],
+    ) -> Result<(), BusError> {
         let mut deliveries = Vec::with_capacity(messages.len());
-        for message in &messages {
+        for message in messages {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&message.payload);
             if let Some(key) = &message.key {
                 record = record.key(key.as_slice());
@@ -233,7 +269,7 @@ impl KafkaProducer {
             }
             let mut backoff = QUEUE_FULL_BACKOFF;
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         deliveries.push(delivery);
                         break;
@@ -255,6 +291,22 @@ impl KafkaProducer {
             }
         }
         Ok(())
+    }
+
+    /// Replaces the client of `generation` after a failed delivery (see the type's
+    /// documentation); a later generation was already replaced by another sender.
+    fn replace(&self, generation: u64) {
+        let mut current = lock(&self.current);
+        if current.0 != generation {
+            return;
+        }
+        match idempotent_producer(&self.config) {
+            Ok(producer) => {
+                tracing::warn!(brokers = %self.brokers, "a delivery failed: producing with a new client from now on");
+                *current = (generation + 1, producer);
+            }
+            Err(error) => tracing::warn!(%error, "cannot create a new producer; keeping the old one"),
+        }
     }
 
     fn produce_error(&self, topic: &str, source: KafkaError) -> BusError {

@@ -228,7 +228,8 @@ impl Poller {
         if let Some(modified) = &self.cursor.last_modified {
             request = request.header(IF_MODIFIED_SINCE, modified);
         }
-        let network = |error: reqwest::Error| FeedError::Network { url: url.clone(), message: describe(&error) };
+        let network =
+            |error: reqwest::Error| FeedError::Network { url: url.clone(), message: describe(&error) };
         let mut response = request.send().await.map_err(network)?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
@@ -328,7 +329,12 @@ pub struct FeedStats {
 /// success and backing off after a failure. A failure never ends the loop: it is
 /// logged, counted (`feed_polled` with the error's label) and retried; entries not
 /// handed to the bus are fetched again because the cursor did not move.
-pub async fn run_feed(outlet: &Outlet, mut poller: Poller, once: bool, mut stop: watch::Receiver<bool>) -> FeedStats {
+pub async fn run_feed(
+    outlet: &Outlet,
+    mut poller: Poller,
+    once: bool,
+    mut stop: watch::Receiver<bool>,
+) -> FeedStats {
     let mut stats = FeedStats::default();
     loop {
         let result = poller.poll(outlet).await;
@@ -406,7 +412,9 @@ pub fn parse_feed(
     url: &str,
 ) -> Result<Vec<(String, Draft)>, FeedError> {
     let parser = feed_rs::parser::Builder::new().base_uri(Some(url)).sanitize_content(false).build();
-    let feed = parser.parse(&upgrade_atom_03(bytes)[..]).map_err(|e| FeedError::Parse { url: url.to_string(), message: e.to_string() })?;
+    let feed = parser
+        .parse(&upgrade_atom_03(bytes)[..])
+        .map_err(|e| FeedError::Parse { url: url.to_string(), message: e.to_string() })?;
     if feed.entries.is_empty() && lists_entries(bytes) {
         return Err(FeedError::Parse {
             url: url.to_string(),
@@ -452,15 +460,18 @@ pub fn parse_feed(
 /// Returns true when the document has an `<item>` or `<entry>` start tag.
 fn lists_entries(bytes: &[u8]) -> bool {
     [&b"<item"[..], b"<entry"].iter().any(|tag| {
-        bytes.windows(tag.len() + 1).any(|w| {
-            w.starts_with(tag) && matches!(w[tag.len()], b'>' | b' ' | b'\t' | b'\r' | b'\n' | b'/')
-        })
+        bytes
+            .windows(tag.len() + 1)
+            .any(|w| w.starts_with(tag) && matches!(w[tag.len()], b'>' | b' ' | b'\t' | b'\r' | b'\n' | b'/'))
     })
 }
 
 /// Atom 0.3 names the type of a text construct by MIME type, Atom 1.0 by keyword.
-const ATOM_03_TYPES: [(&str, &str); 3] =
-    [("\"text/plain\"", "\"text\""), ("\"text/html\"", "\"html\""), ("\"application/xhtml+xml\"", "\"xhtml\"")];
+const ATOM_03_TYPES: [(&str, &str); 3] = [
+    ("\"text/plain\"", "\"text\""),
+    ("\"text/html\"", "\"html\""),
+    ("\"application/xhtml+xml\"", "\"xhtml\""),
+];
 
 /// Returns the document with Atom 0.3's namespace and text-construct types replaced by
 /// Atom 1.0's.
@@ -545,7 +556,8 @@ mod tests {
 
     #[test]
     fn a_retry_after_is_a_floor_on_the_backoff() {
-        let config = FeedConfig { backoff_base: Duration::from_millis(10), ..FeedConfig::new("f", "http://x") };
+        let config =
+            FeedConfig { backoff_base: Duration::from_millis(10), ..FeedConfig::new("f", "http://x") };
         let mut poller = Poller::new(config, client()).unwrap();
         let error = FeedError::Status {
             url: "http://x".into(),

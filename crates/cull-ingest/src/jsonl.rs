@@ -249,51 +249,64 @@ async fn deliver_chunk(
     Ok(())
 }
 
+/// Numbers lines and sends them to the async side in chunks.
+struct Batcher<'a> {
+    name: String,
+    number: u64,
+    chunk: Vec<(String, Line)>,
+    sender: &'a tokio::sync::mpsc::Sender<Vec<(String, Line)>>,
+}
+
+impl Batcher<'_> {
+    /// Adds a line; returns false when the receiver is gone (the source stops).
+    fn push(&mut self, line: Line) -> bool {
+        self.number += 1;
+        self.chunk.push((format!("{}:{}", self.name, self.number), line));
+        self.chunk.len() < CHUNK || self.flush()
+    }
+
+    /// Sends the lines gathered so far; returns false when the receiver is gone.
+    fn flush(&mut self) -> bool {
+        self.chunk.is_empty() || self.sender.blocking_send(std::mem::take(&mut self.chunk)).is_ok()
+    }
+
+    /// Numbers lines from 1 again: a new file (after rotation) or the same one truncated.
+    fn restart(&mut self) {
+        self.number = 0;
+    }
+}
+
 /// The blocking side: reads lines and sends them in chunks, each with its location.
 fn read_lines(
     config: &JsonlConfig,
     stopped: &AtomicBool,
     sender: &tokio::sync::mpsc::Sender<Vec<(String, Line)>>,
 ) -> io::Result<()> {
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut splitter = LineSplitter::new(config.max_line_bytes);
-    let mut number = 0u64;
     let name = config.path.as_deref().map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
-    let flush = |chunk: &mut Vec<(String, Line)>| sender.blocking_send(std::mem::take(chunk)).is_ok();
+    let mut out = Batcher { name, number: 0, chunk: Vec::with_capacity(CHUNK), sender };
+    let mut splitter = LineSplitter::new(config.max_line_bytes);
     let Some(path) = &config.path else {
-        let mut stdin = io::stdin().lock();
-        return pump(&mut stdin, &mut splitter, &mut |line| {
-            number += 1;
-            chunk.push((format!("{name}:{number}"), line));
-            !(chunk.len() >= CHUNK && !flush(&mut chunk))
-        })
-        .map(|_| {
+        if pump(&mut io::stdin().lock(), &mut splitter, &mut |line| out.push(line))? {
             splitter.finish(&mut |line| {
-                number += 1;
-                chunk.push((format!("{name}:{number}"), line));
+                out.push(line);
             });
-            flush(&mut chunk);
-        });
+        }
+        out.flush();
+        return Ok(());
     };
     let mut file = Followed::open(path)?;
     loop {
-        let open = pump(&mut file.reader, &mut splitter, &mut |line| {
-            number += 1;
-            chunk.push((format!("{name}:{number}"), line));
-            !(chunk.len() >= CHUNK && !flush(&mut chunk))
-        })?;
-        if !open {
+        if !pump(&mut file.reader, &mut splitter, &mut |line| out.push(line))? {
             return Ok(());
         }
         if !config.follow {
             splitter.finish(&mut |line| {
-                number += 1;
-                chunk.push((format!("{name}:{number}"), line));
+                out.push(line);
             });
-            flush(&mut chunk);
+            out.flush();
             return Ok(());
         }
-        if !chunk.is_empty() && !flush(&mut chunk) {
+        if !out.flush() {
             return Ok(());
         }
         std::thread::sleep(config.poll_interval);
@@ -304,22 +317,17 @@ fn read_lines(
             Change::None => {}
             Change::Truncated => {
                 splitter.reset();
-                number = 0;
+                out.restart();
             }
             Change::Rotated(next) => {
-                // The rotated file was read to its end just above; whatever was written
-                // to it since is read before switching.
-                pump(&mut file.reader, &mut splitter, &mut |line| {
-                    number += 1;
-                    chunk.push((format!("{name}:{number}"), line));
-                    true
-                })?;
+                // The rotated file was read to its end above; what its writer added
+                // since is read before switching to the new file.
+                pump(&mut file.reader, &mut splitter, &mut |line| out.push(line))?;
                 splitter.finish(&mut |line| {
-                    number += 1;
-                    chunk.push((format!("{name}:{number}"), line));
+                    out.push(line);
                 });
                 file = next;
-                number = 0;
+                out.restart();
             }
         }
     }
@@ -327,7 +335,11 @@ fn read_lines(
 
 /// Reads `reader` to its current end, feeding the splitter; `emit` returns false when
 /// the receiver is gone. Returns whether reading should go on.
-fn pump(reader: &mut impl BufRead, splitter: &mut LineSplitter, emit: &mut impl FnMut(Line) -> bool) -> io::Result<bool> {
+fn pump(
+    reader: &mut impl BufRead,
+    splitter: &mut LineSplitter,
+    emit: &mut impl FnMut(Line) -> bool,
+) -> io::Result<bool> {
     let mut open = true;
     loop {
         let buffer = match reader.fill_buf() {

@@ -43,7 +43,8 @@ const MAX_PUBLISHER_CHARS: usize = 100;
 const MBOX_BATCH: usize = 256;
 
 /// Whether the mailbox is one mbox file or a Maildir directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MailFormat {
     /// One file of messages, each starting with a `From ` line (read as mboxrd).
     Mbox,
@@ -306,7 +307,7 @@ fn html_items(html: &str) -> Vec<Item> {
             place = Place::Title;
         }
         Event::Link { .. } => place = Place::OtherLink,
-        Event::LinkEnd => place = Place::Body,
+        Event::LinkEnd => place = if place == Place::Title { Place::Body } else { Place::Outside },
         Event::Text(text) => match (place, found.last_mut()) {
             (Place::Title, Some((_, title, _))) => title.push_str(text),
             (Place::Body, Some((_, _, blocks))) => match blocks.last_mut() {
@@ -337,8 +338,7 @@ fn plain_items(text: &str) -> Vec<Item> {
         let link = line.strip_prefix('<').and_then(|rest| rest.strip_suffix('>'));
         if let Some(link) = link.filter(|link| link.starts_with("http://") || link.starts_with("https://")) {
             // A link right after a blank line belongs to the paragraph before it.
-            let lines =
-                if paragraph.is_empty() { std::mem::take(&mut previous) } else { paragraph.split_off(0) };
+            let lines = std::mem::take(if paragraph.is_empty() { &mut previous } else { &mut paragraph });
             if is_item_link(link) {
                 if let Some((title, blocks)) = lines.split_first() {
                     items.extend(Item::new(link.to_string(), title, blocks));
@@ -347,7 +347,7 @@ fn plain_items(text: &str) -> Vec<Item> {
             previous.clear();
         } else if line.is_empty() {
             if !paragraph.is_empty() {
-                previous = paragraph.split_off(0);
+                previous = std::mem::take(&mut paragraph);
             }
         } else if !(line.starts_with("===") && line.ends_with("===")) {
             paragraph.push(line.to_string());
@@ -393,8 +393,9 @@ pub fn read_mbox(bytes: &[u8]) -> Vec<Vec<u8>> {
 /// An mbox is read once, whatever `once` says. A Maildir is scanned until `new/` is
 /// empty when `once`, else every `poll_interval` until `stop` turns true (a dropped
 /// sender never stops it). A message that is not a mail, or says nothing, is
-/// dead-lettered; an I/O error on the mailbox or a bus error ends the run, leaving the
-/// Maildir message concerned in `new/`.
+/// dead-lettered, located as `path#message n` (1-based) in an mbox and by its path in
+/// `cur/` in a Maildir. An I/O error on the mailbox or a bus error ends the run, leaving
+/// the Maildir message concerned in `new/`.
 pub async fn run_mail(
     outlet: &Outlet,
     config: &MailConfig,
@@ -517,7 +518,7 @@ async fn maildir_pass(
             Ok(drafts) => deliver(outlet, config, drafts, location, stats).await?,
             Err(error) => reject(outlet, config, &error, location, raw, stats).await?,
         }
-let _ = &seen;
+        tokio::fs::rename(&path, &seen).await.map_err(|source| io_error("move", &path, source))?;
         handled += 1;
     }
     Ok(handled)

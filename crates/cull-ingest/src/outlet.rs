@@ -78,8 +78,13 @@ impl Outlet {
     }
 
     /// As [`Outlet::deliver`], for mentions already normalized.
-    pub async fn deliver_mentions(&self, source: &str, mentions: Vec<Mention>) -> Result<Delivered, BusError> {
-        let screened = self.screen.lock().unwrap_or_else(PoisonError::into_inner).screen(mentions, Instant::now());
+    pub async fn deliver_mentions(
+        &self,
+        source: &str,
+        mentions: Vec<Mention>,
+    ) -> Result<Delivered, BusError> {
+        let screened =
+            self.screen.lock().unwrap_or_else(PoisonError::into_inner).screen(mentions, Instant::now());
         let ids: Vec<String> = screened.fresh.iter().map(|m| m.id.clone()).collect();
         let messages = screened
             .fresh

@@ -4,9 +4,28 @@ use url::Url;
 
 /// Query parameters that track a click rather than name a resource.
 const TRACKING_PARAMETERS: &[&str] = &[
-    "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "yclid", "twclid", "igshid", "mc_cid", "mc_eid",
-    "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "wickedid", "rb_clickid",
-    "s_cid", "ncid", "cmpid", "ref_src",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "gclsrc",
+    "msclkid",
+    "yclid",
+    "twclid",
+    "igshid",
+    "mc_cid",
+    "mc_eid",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "oly_anon_id",
+    "oly_enc_id",
+    "vero_id",
+    "wickedid",
+    "rb_clickid",
+    "s_cid",
+    "ncid",
+    "cmpid",
+    "ref_src",
 ];
 
 /// Returns true when the query parameter `name` only tracks a click.
@@ -70,8 +89,14 @@ mod tests {
             canonical_url("HTTPS://News.EXAMPLE.com:443/story?id=7&utm_source=tw&UTM_Medium=x&fbclid=abc&gclid=1#comments").as_deref(),
             Some("https://news.example.com/story?id=7")
         );
-        assert_eq!(canonical_url("http://example.com/?utm_campaign=a").as_deref(), Some("http://example.com/"));
-        assert_eq!(canonical_url("http://example.com:8080/p?b=2&a=1").as_deref(), Some("http://example.com:8080/p?b=2&a=1"));
+        assert_eq!(
+            canonical_url("http://example.com/?utm_campaign=a").as_deref(),
+            Some("http://example.com/")
+        );
+        assert_eq!(
+            canonical_url("http://example.com:8080/p?b=2&a=1").as_deref(),
+            Some("http://example.com:8080/p?b=2&a=1")
+        );
     }
 
     #[test]

@@ -7,13 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cull_match::explain::explain as explain_rule;
-use cull_match::{Outcome, RuleSet};
 use cull_ingest::feed::{FeedConfig, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
+use cull_match::explain::explain as explain_rule;
+use cull_match::{Outcome, RuleSet};
 use cull_model::{Channel, DeadLetter, Mention};
 use cull_rules::{load_dir, CompiledRule, Expect};
-
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
 /// verdicts stream out steadily.

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
+use cull_ingest::mail::MailFormat;
 use cull_model::Channel;
 use serde::{Deserialize, Serialize};
 
@@ -427,16 +428,6 @@ fn default_mail_poll_secs() -> u64 {
     30
 }
 
-/// The mail storage formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MailFormat {
-    /// One file of concatenated messages.
-    Mbox,
-    /// A directory with `new/`, `cur/` and `tmp/`.
-    Maildir,
-}
-
 /// What the sources of this process share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -810,27 +801,34 @@ impl Pipeline {
                     }
                 }
                 Source::Feed(feed) => {
-                    check(cull_ingest::canonical_url(&feed.url).is_some(), &format!("source[{i}].url"), &|| {
-                        format!("`{}` is not an http(s) URL", feed.url)
-                    });
+                    check(
+                        cull_ingest::canonical_url(&feed.url).is_some(),
+                        &format!("source[{i}].url"),
+                        &|| format!("`{}` is not an http(s) URL", feed.url),
+                    );
                     minimums.push(("interval_secs", feed.interval_secs));
                     minimums.push(("timeout_secs", feed.timeout_secs));
                     minimums.push(("max_bytes", feed.max_bytes as u64));
                     minimums.push(("backoff_base_secs", feed.backoff_base_secs));
-                    check(feed.backoff_max_secs >= feed.backoff_base_secs, &format!("source[{i}].backoff_max_secs"), &|| {
-                        "must be at least backoff_base_secs".into()
-                    });
+                    check(
+                        feed.backoff_max_secs >= feed.backoff_base_secs,
+                        &format!("source[{i}].backoff_max_secs"),
+                        &|| "must be at least backoff_base_secs".into(),
+                    );
                 }
                 Source::Webhook(hook) => {
                     minimums.push(("replay_window_secs", hook.replay_window_secs));
                     minimums.push(("max_body_bytes", hook.max_body_bytes as u64));
                     minimums.push(("max_pending", hook.max_pending as u64));
-                    for (key, header) in
-                        [("signature_header", &hook.signature_header), ("timestamp_header", &hook.timestamp_header)]
-                    {
-                        check(axum::http::HeaderName::try_from(header.as_str()).is_ok(), &format!("source[{i}].{key}"), &|| {
-                            format!("`{header}` is not an HTTP header name")
-                        });
+                    for (key, header) in [
+                        ("signature_header", &hook.signature_header),
+                        ("timestamp_header", &hook.timestamp_header),
+                    ] {
+                        check(
+                            axum::http::HeaderName::try_from(header.as_str()).is_ok(),
+                            &format!("source[{i}].{key}"),
+                            &|| format!("`{header}` is not an HTTP header name"),
+                        );
                     }
                     if !hook.mapping.is_empty() {
                         if let Err(error) = cull_ingest::webhook::FieldMapping::new(hook.mapping.clone()) {
@@ -848,7 +846,9 @@ impl Pipeline {
             }
         }
         let ingest = &self.ingest;
-        check(!ingest.state_dir.as_os_str().is_empty(), "ingest.state_dir", &|| "must name a directory".into());
+        check(!ingest.state_dir.as_os_str().is_empty(), "ingest.state_dir", &|| {
+            "must name a directory".into()
+        });
         check(ingest.dedupe_capacity > 0, "ingest.dedupe_capacity", &|| "must be at least 1".into());
         check(ingest.near_duplicate_distance <= 3, "ingest.near_duplicate_distance", &|| {
             "must be at most 3 (the index finds no more distant copies)".into()
@@ -985,7 +985,12 @@ mod tests {
             replication: default_replication(),
         });
         full.sources = vec![
-            Source::Jsonl(JsonlSource { name: "j".into(), path: "j".into(), follow: true, follow_interval_ms: 1 }),
+            Source::Jsonl(JsonlSource {
+                name: "j".into(),
+                path: "j".into(),
+                follow: true,
+                follow_interval_ms: 1,
+            }),
             Source::Feed(FeedSource {
                 name: "f".into(),
                 url: "https://example.com/feed".into(),
@@ -1007,7 +1012,12 @@ mod tests {
                 channel: Some(Channel::Twitter),
                 mapping: BTreeMap::from([("text".to_string(), "/t".to_string())]),
             }),
-            Source::Mail(MailSource { name: "m".into(), path: "m".into(), format: MailFormat::Maildir, poll_secs: 1 }),
+            Source::Mail(MailSource {
+                name: "m".into(),
+                path: "m".into(),
+                format: MailFormat::Maildir,
+                poll_secs: 1,
+            }),
         ];
         full.sink =
             Sinks { tickets: Some(sink.clone()), verdicts: Some(sink.clone()), dead_letter: Some(sink) };

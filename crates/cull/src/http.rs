@@ -194,7 +194,12 @@ mod tests {
     async fn serve_stops_on_shutdown() {
         let metrics = Arc::new(Metrics::new().unwrap());
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        bind(any_port).await.unwrap().serve(metrics, Arc::new(Health::default()), None, async {}).await.unwrap();
+        bind(any_port)
+            .await
+            .unwrap()
+            .serve(metrics, Arc::new(Health::default()), None, async {})
+            .await
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

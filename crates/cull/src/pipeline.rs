@@ -30,9 +30,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{self, BusKind, Pipeline, Sink};
-use crate::sources;
 use crate::http::{self, Health};
 use crate::metrics::{BatchStats, DeadLetterReason, Metrics, Outcome};
+use crate::sources;
 use crate::tickets::Ticketer;
 
 /// How long a stage waits for a first record before it looks at its stop conditions.

@@ -12,7 +12,7 @@ use cull_ingest::{Outlet, ScreenConfig};
 use cull_model::Channel;
 use tokio::sync::watch;
 
-use crate::config::{self, Ingest, MailFormat, Source};
+use crate::config::{self, Ingest, Source};
 
 /// Returns the duplicate window the pipeline's `[ingest]` section describes.
 pub fn screen_config(ingest: &Ingest) -> ScreenConfig {
@@ -51,8 +51,8 @@ pub fn feed_config(feed: &config::FeedSource, ingest: &Ingest) -> FeedConfig {
     }
 }
 
-/// Runs one source that reads (not a webhook, which [`webhook_router`] serves) until
-/// its end, or until `stop`; returns how many inputs it dead-lettered.
+/// Runs one source until its end, or until `stop`; returns how many inputs it
+/// dead-lettered. A webhook source only waits for `stop`: [`webhook_router`] serves it.
 pub async fn run_source(
     outlet: &Outlet,
     source: &Source,
@@ -87,17 +87,20 @@ pub async fn run_source(
             let config = MailConfig {
                 name: mail.name.clone(),
                 path: mail.path.clone(),
-                format: match mail.format {
-                    MailFormat::Mbox => cull_ingest::mail::MailFormat::Mbox,
-                    MailFormat::Maildir => cull_ingest::mail::MailFormat::Maildir,
-                },
+                format: mail.format,
                 channel: Channel::Email,
                 poll_interval: Duration::from_secs(mail.poll_secs),
             };
-            let stats = run_mail(outlet, &config, once, stop).await.with_context(|| format!("source {name:?}"))?;
+            let stats =
+                run_mail(outlet, &config, once, stop).await.with_context(|| format!("source {name:?}"))?;
             Ok(stats.dead_letters)
         }
-        Source::Webhook(_) => Ok(0),
+        Source::Webhook(_) => {
+            // The HTTP server takes the requests; the source lasts until the pipeline stops.
+            let mut stop = stop;
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            Ok(0)
+        }
     }
 }
 
