@@ -223,14 +223,37 @@ listen = "127.0.0.1:0"
     let answer: serde_json::Value = serde_json::from_slice(&accepted.bytes().await.unwrap()).unwrap();
     assert_eq!(answer["ids"], serde_json::json!(["pushed-1"]));
 
-    let metrics =
-        wait_for_metrics(&address, |m| m.contains("cull_matcher_mentions_total{outcome=\"matched\"} 15"))
-            .await;
+    // The README's signed curl example, against this pipeline's endpoint.
+    let readme = std::fs::read_to_string(crate::pipeline::repo().join("README.md")).unwrap();
+    let example = readme
+        .split("```sh\n")
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("/ingest/listening-tool"))
+        .expect("the README shows a signed webhook request");
+    let script: String = example.lines().map(|l| format!("{}\n", l.trim_start())).collect();
+    let script = script
+        .replace("http://127.0.0.1:9465/ingest/listening-tool", &format!("http://{address}/ingest/hook"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("CULL_WEBHOOK_SECRET", "s3cret")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(text(&out.stdout).contains(r#""ids":["tw-1"]"#), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    let metrics = wait_for_metrics(&address, |m| {
+        m.contains("cull_matcher_mentions_total{outcome=\"matched\"} 15")
+            && m.contains("cull_matcher_mentions_total{outcome=\"unmatched\"} 3")
+    })
+    .await;
     for series in [
         "cull_feed_polls_total{feed=\"alerts\",outcome=\"ok\"} 1",
         "cull_source_mentions_total{source=\"alerts\"} 20",
-        "cull_source_mentions_total{source=\"hook\"} 1",
-        "cull_webhook_requests_total{source=\"hook\",status=\"202\"} 1",
+        "cull_source_mentions_total{source=\"hook\"} 2",
+        "cull_webhook_requests_total{source=\"hook\",status=\"202\"} 2",
         "cull_webhook_requests_total{source=\"hook\",status=\"401\"} 1",
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
@@ -255,4 +278,26 @@ listen = "127.0.0.1:0"
             .await;
     assert!(metrics.contains("cull_source_mentions_total{source=\"alerts\"} 0"), "{metrics}");
     assert!(terminate(child).status.success());
+}
+
+#[test]
+fn a_webhook_without_its_secret_or_under_once_is_refused_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        "[bus]\nkind = \"embedded\"\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\nsecret_env = \"CULL_TEST_UNSET_SECRET\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = cull(&["run", path], &[("CULL_TEST_UNSET_SECRET", "")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("source[0].secret_env"), "{}", text(&out.stderr));
+    let out = cull(&["run", path, "--once"], &[("CULL_TEST_UNSET_SECRET", "x")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("never ends") && text(&out.stderr).contains("\"hook\""),
+        "{}",
+        text(&out.stderr)
+    );
 }

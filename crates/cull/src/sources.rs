@@ -111,9 +111,12 @@ pub fn webhook_router(sources: &[Source], outlet: &Outlet) -> Result<Option<axum
     for (i, source) in sources.iter().enumerate() {
         let Source::Webhook(hook) = source else { continue };
         let secret = match &hook.secret_env {
-            Some(variable) => Some(std::env::var(variable).with_context(|| {
-                format!("source[{i}].secret_env: the environment variable `{variable}` is not set")
-            })?),
+            Some(variable) => match std::env::var(variable) {
+                Ok(secret) if !secret.is_empty() => Some(secret),
+                _ => {
+                    bail!("source[{i}].secret_env: the environment variable `{variable}` is not set or empty")
+                }
+            },
             None => None,
         };
         let mapping = if hook.mapping.is_empty() {
