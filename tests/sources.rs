@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cull_bus::EmbeddedBus;
+use cull_bus::{EmbeddedBus, Record};
 use cull_ingest::jsonl::{run_jsonl, JsonlConfig};
 use cull_model::{DeadLetter, Mention};
 
@@ -85,8 +85,6 @@ async fn take_now(bus: &EmbeddedBus) -> Vec<Record> {
     consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap()
 }
 
-use cull_bus::Record;
-
 #[tokio::test]
 async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +127,6 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
     assert_eq!(recorder.get("dead_letters/file/malformed_json"), 1);
     assert_eq!(recorder.get("dead_letters/file/invalid_utf8"), 1);
     assert_eq!(recorder.get("dead_letters/file/oversized"), 1);
-    let _: Option<DeadLetter> = None;
 }
 
 /// Signs `body` as the webhook receiver expects: hex HMAC-SHA256 of `<timestamp>.<body>`.
@@ -300,4 +297,34 @@ fn a_webhook_without_its_secret_or_under_once_is_refused_with_the_key() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn a_jsonl_source_reads_stdin_with_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[bus]\nkind = \"embedded\"\n[[source]]\nkind = \"jsonl\"\nname = \"piped\"\npath = \"-\"\n\
+             [sink.dead_letter]\nkind = \"jsonl\"\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("dead.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let mut input = std::fs::read(crate::pipeline::repo().join("pipelines/demo/mentions.jsonl")).unwrap();
+    input.extend_from_slice(b"not a mention\n");
+    let mut child = cull(&["run", file.to_str().unwrap(), "--once"], &[])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("cull run: 14 mention(s) in: 6 matched"), "{}", text(&out.stdout));
+    let letter: DeadLetter =
+        serde_json::from_str(std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap().trim()).unwrap();
+    assert_eq!((letter.stage.as_str(), letter.origin.as_str()), ("ingest", "stdin:15"));
 }
