@@ -151,6 +151,7 @@ impl RuleSet {
             ruleset_version: self.version.clone(),
             matched: Vec::new(),
             culled: Vec::new(),
+            mention: None,
         };
         for &index in candidates.iter() {
             let rule = &self.rules[index as usize];

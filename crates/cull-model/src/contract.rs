@@ -312,6 +312,11 @@ pub struct Verdict {
     pub matched: Vec<MatchedRule>,
     /// Rules whose query matched but were culled.
     pub culled: Vec<Culled>,
+    /// The mention itself, carried on the verdicts topic so that the analyst index
+    /// needs no second topic to join with; absent where the mention is known anyway
+    /// (`cull match` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mention: Option<Mention>,
 }
 
 /// The rule a ticket was opened for.
@@ -405,6 +410,7 @@ mod tests {
                 reason: CullReason::Exclude,
                 clause: "adjuster".into(),
             }],
+            mention: None,
         };
         assert_eq!(
             serde_json::to_string(&verdict).unwrap(),

@@ -60,6 +60,13 @@ impl MentionSchema {
     /// `<name>_exact`) with positions, each keyword field as a raw, fast term, and the
     /// mention id stored.
     pub fn new() -> MentionSchema {
+        MentionSchema::with_extra_fields(|_| {})
+    }
+
+    /// Returns the schema with the fields `extra` adds to it, for an index that holds
+    /// more than the matcher needs (the analyst index's dates and verdicts); the extra
+    /// fields are found again by name in [`MentionSchema::schema`].
+    pub fn with_extra_fields(extra: impl FnOnce(&mut schema::SchemaBuilder)) -> MentionSchema {
         let mut builder = Schema::builder();
         let mut spellings = |field: Field, stored: bool| {
             let options = |tokenizer: &str| {
@@ -87,6 +94,7 @@ impl MentionSchema {
         let channel = builder.add_text_field(Field::Channel.name(), STRING | FAST);
         let source = builder.add_text_field(Field::Source.name(), STRING | FAST);
         let id = builder.add_text_field("id", STRING | STORED);
+        extra(&mut builder);
         MentionSchema { schema: builder.build(), title, text, author, url, site, lang, channel, source, id }
     }
 

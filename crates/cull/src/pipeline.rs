@@ -24,7 +24,7 @@ use cull_bus::dead_letter::{dead_letter, Origin};
 use cull_bus::{EmbeddedBus, KafkaConfig, Message, Producer, Record};
 use cull_ingest::{Outlet, Screen};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{DeadLetter, Mention};
+use cull_model::{DeadLetter, Mention, Verdict};
 use cull_rules::CompiledRule;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -462,9 +462,10 @@ async fn process_batch(
             output.tickets.entry(topic).or_default().push(message);
             summary.tickets_out += 1;
         }
+        let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
         output.verdicts.push(Message {
             key: Some(verdict.mention_id.clone().into_bytes()),
-            payload: serde_json::to_vec(verdict)?,
+            payload: serde_json::to_vec(&carried)?,
             headers: Vec::new(),
         });
     }

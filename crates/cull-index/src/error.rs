@@ -1,0 +1,31 @@
+//! Errors of the analyst index.
+
+use std::path::PathBuf;
+
+/// Why an index operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The index directory cannot be opened or created.
+    #[error("index {}: {message}", path.display())]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Tantivy failed.
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// A query does not parse or compile; the message points at the clause.
+    #[error("query: {0}")]
+    Query(String),
+    /// A query is over a limit (clauses, wildcard expansion).
+    #[error("query over a limit: {0}")]
+    Limit(String),
+    /// A stored record or a commit payload cannot be read back.
+    #[error("index record: {0}")]
+    Record(String),
+    /// A mention asked for is not in the index.
+    #[error("no mention {0:?} in the index")]
+    NotFound(String),
+}

@@ -1,0 +1,33 @@
+//! The analyst index: every mention with its verdict in an on-disk Tantivy index.
+//!
+//! The index is built on the matcher's own schema ([`cull_rules::tantivy_query`]):
+//! the same analyzer, the same fields, the same compiled queries. That is what makes a
+//! search mean what a rule means, and a [`backtest`] of a draft rule show what the live
+//! matcher would have done.
+//!
+//! * [`Indexer`] writes: it upserts by mention id and commits every N documents or T
+//!   seconds with the consumed offsets in the commit's payload ([`Checkpoint`]), so a
+//!   restart resumes exactly where the last commit ended.
+//! * [`Searcher`] reads: queries in the rule language with filters, sort by time or
+//!   relevance, highlighted snippets, facet counts and a date histogram, within
+//!   [`Limits`] so that one query cannot starve the service.
+//! * [`backtest`] runs draft rules over the indexed mentions.
+#![deny(missing_docs)]
+
+mod backtest;
+mod error;
+mod schema;
+mod search;
+mod writer;
+
+pub use backtest::{backtest, Backtest, BacktestRequest, DayCount, RuleBacktest, Sample};
+pub use error::IndexError;
+pub use schema::{IndexSchema, Outcome};
+pub use search::{
+    Bucket, FacetCount, Histogram, Hit, Interval, Limits, SearchRequest, SearchResponse, Searcher, Snippet,
+    Sort,
+};
+pub use writer::{Checkpoint, Indexer, Origin};
+
+#[cfg(test)]
+mod tests;

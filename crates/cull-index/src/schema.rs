@@ -1,0 +1,154 @@
+//! The analyst index's schema: the matcher's fields plus dates, verdicts and the
+//! stored record.
+
+use cull_model::{Mention, Verdict};
+use cull_rules::tantivy_query::MentionSchema;
+use serde::{Deserialize, Serialize};
+use tantivy::schema::{self, Schema, FAST, INDEXED, STORED, STRING};
+use tantivy::{DateTime, TantivyDocument};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The fast field a time filter, sort and histogram use: `published_at`, else
+/// `fetched_at`, else when the mention was indexed.
+pub const AT: &str = "at";
+const PUBLISHED_AT: &str = "published_at";
+const FETCHED_AT: &str = "fetched_at";
+/// The outcome of a mention: `matched`, `culled` or `unmatched`.
+pub const VERDICT: &str = "verdict";
+/// The ids of the rules that matched a mention.
+pub const RULE: &str = "rule";
+/// The ids of the rules whose match was culled.
+pub const CULLED_RULE: &str = "culled_rule";
+const RECORD: &str = "record";
+
+/// What happened to a mention, as the `verdict` facet counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// At least one rule matched.
+    Matched,
+    /// Rules' queries matched, and every one was culled.
+    Culled,
+    /// No rule's query matched.
+    Unmatched,
+}
+
+impl Outcome {
+    /// Returns the outcome of a verdict.
+    pub fn of(verdict: &Verdict) -> Outcome {
+        match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
+            (false, _) => Outcome::Matched,
+            (true, false) => Outcome::Culled,
+            (true, true) => Outcome::Unmatched,
+        }
+    }
+
+    /// Returns the indexed value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Matched => "matched",
+            Outcome::Culled => "culled",
+            Outcome::Unmatched => "unmatched",
+        }
+    }
+}
+
+/// The schema and the handles of the fields the analyst index adds.
+#[derive(Debug, Clone)]
+pub struct IndexSchema {
+    /// The matcher's schema, within which the extra fields live.
+    pub mention: MentionSchema,
+    pub(crate) at: schema::Field,
+    published_at: schema::Field,
+    fetched_at: schema::Field,
+    verdict: schema::Field,
+    rule: schema::Field,
+    culled_rule: schema::Field,
+    record: schema::Field,
+}
+
+impl Default for IndexSchema {
+    fn default() -> IndexSchema {
+        IndexSchema::new()
+    }
+}
+
+impl IndexSchema {
+    /// Returns the schema.
+    pub fn new() -> IndexSchema {
+        let mention = MentionSchema::with_extra_fields(|builder| {
+            builder.add_date_field(AT, INDEXED | FAST | STORED);
+            builder.add_date_field(PUBLISHED_AT, INDEXED | FAST);
+            builder.add_date_field(FETCHED_AT, INDEXED | FAST);
+            builder.add_text_field(VERDICT, STRING | FAST);
+            builder.add_text_field(RULE, STRING | FAST);
+            builder.add_text_field(CULLED_RULE, STRING | FAST);
+            builder.add_text_field(RECORD, STORED);
+        });
+        let field = |name: &str| mention.schema().get_field(name).expect("added just above");
+        IndexSchema {
+            at: field(AT),
+            published_at: field(PUBLISHED_AT),
+            fetched_at: field(FETCHED_AT),
+            verdict: field(VERDICT),
+            rule: field(RULE),
+            culled_rule: field(CULLED_RULE),
+            record: field(RECORD),
+            mention,
+        }
+    }
+
+    /// Returns the Tantivy schema.
+    pub fn schema(&self) -> &Schema {
+        self.mention.schema()
+    }
+
+    /// Returns the document of a mention and its verdict; `now` dates a mention that
+    /// carries no time of its own.
+    pub fn document(&self, mention: &Mention, verdict: &Verdict, now: OffsetDateTime) -> TantivyDocument {
+        let mut document = self.mention.document(mention);
+        let published = mention.published_at.as_deref().and_then(parse_time);
+        let fetched = mention.fetched_at.as_deref().and_then(parse_time);
+        document.add_date(self.at, published.or(fetched).unwrap_or_else(|| date(now)));
+        if let Some(published) = published {
+            document.add_date(self.published_at, published);
+        }
+        if let Some(fetched) = fetched {
+            document.add_date(self.fetched_at, fetched);
+        }
+        document.add_text(self.verdict, Outcome::of(verdict).as_str());
+        for matched in &verdict.matched {
+            document.add_text(self.rule, &matched.rule_id);
+        }
+        for culled in &verdict.culled {
+            document.add_text(self.culled_rule, &culled.rule_id);
+        }
+        let record = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
+        document.add_text(self.record, serde_json::to_string(&record).expect("a verdict always serializes"));
+        document
+    }
+
+    /// Returns the stored record (the verdict with its mention) of a document.
+    pub fn record(&self, document: &TantivyDocument) -> Option<Verdict> {
+        use tantivy::schema::Value;
+        let json = document.get_first(self.record)?.as_str()?;
+        serde_json::from_str(json).ok()
+    }
+
+    /// Returns the stored time of a document, in seconds since the epoch.
+    pub fn at(&self, document: &TantivyDocument) -> Option<i64> {
+        use tantivy::schema::Value;
+        Some(document.get_first(self.at)?.as_datetime()?.into_timestamp_secs())
+    }
+}
+
+/// Reads an RFC 3339 time as a Tantivy date (seconds precision).
+pub fn parse_time(text: &str) -> Option<DateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok().map(date)
+}
+
+/// Returns the Tantivy date of a time.
+pub fn date(time: OffsetDateTime) -> DateTime {
+    DateTime::from_timestamp_secs(time.unix_timestamp())
+}

@@ -1,0 +1,800 @@
+//! Searching the analyst index in the rule query language.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cull_match::verify::{spans, Document, Hidden};
+use cull_model::{Span, Verdict};
+use cull_rules::plan::keyword_value;
+use cull_rules::query::{compile, parse};
+use cull_rules::{Field, Plan, Sequence};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::columnar::StrColumn;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, Weight};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{
+    DocAddress, DocId, DocSet, Index, IndexReader, Order, ReloadPolicy, Score, SegmentReader,
+    TantivyDocument, Term, TERMINATED,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::IndexError;
+use crate::schema::{IndexSchema, Outcome, AT, CULLED_RULE, RULE, VERDICT};
+use crate::writer::open_index;
+
+/// What one search may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Leaves (words, phrases, keyword tests) a query may have, counted after a bare
+    /// word expands into its default fields (`slack` is two: title and text).
+    pub max_clauses: usize,
+    /// Terms a wildcard (`conn*`) may expand to in the index.
+    pub max_wildcard_terms: usize,
+    /// Time a search may take; after it, the search stops and returns what it has,
+    /// marked `timed_out`.
+    pub timeout: Duration,
+    /// Hits one page may hold.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_clauses: 256,
+            max_wildcard_terms: 10_000,
+            timeout: Duration::from_secs(5),
+            max_page: 1000,
+        }
+    }
+}
+
+/// The order of the hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    /// Newest first.
+    #[default]
+    Time,
+    /// Best score first.
+    Relevance,
+}
+
+/// The width of a histogram bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// One hour.
+    Hour,
+    /// One day (UTC).
+    Day,
+    /// One week (from Thursday 1970-01-01, like every Unix-time week).
+    Week,
+}
+
+impl Interval {
+    fn seconds(self) -> i64 {
+        match self {
+            Interval::Hour => 3600,
+            Interval::Day => 86_400,
+            Interval::Week => 7 * 86_400,
+        }
+    }
+}
+
+/// The keyword fields whose values can be counted.
+pub const FACETS: [&str; 7] = [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site"];
+
+/// A search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchRequest {
+    /// A query in the rule language; empty finds every mention.
+    pub query: String,
+    /// Only mentions at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only mentions before this time (Unix seconds).
+    pub until: Option<i64>,
+    /// Only mentions on one of these channels.
+    pub channels: Vec<String>,
+    /// Only mentions one of these rules matched or culled.
+    pub rules: Vec<String>,
+    /// Only mentions with one of these outcomes.
+    pub verdicts: Vec<Outcome>,
+    /// Only mentions in one of these languages.
+    pub langs: Vec<String>,
+    /// The order of the hits.
+    pub sort: Sort,
+    /// Hits to return.
+    pub limit: usize,
+    /// Hits to skip (for the next pages).
+    pub offset: usize,
+    /// Keyword fields to count values of: rule, culled_rule, verdict, channel, lang,
+    /// source, site.
+    pub facets: Vec<String>,
+    /// A date histogram of the matching mentions, with buckets of this width.
+    pub histogram: Option<Interval>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> SearchRequest {
+        SearchRequest {
+            query: String::new(),
+            since: None,
+            until: None,
+            channels: Vec::new(),
+            rules: Vec::new(),
+            verdicts: Vec::new(),
+            langs: Vec::new(),
+            sort: Sort::Time,
+            limit: 20,
+            offset: 0,
+            facets: Vec::new(),
+            histogram: None,
+        }
+    }
+}
+
+/// A piece of text with the byte ranges to highlight in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snippet {
+    /// The text (plain text: a client must escape it, never render it as HTML).
+    pub text: String,
+    /// Byte ranges `[start, end)` of `text` that matched the query.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// One mention found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// The mention id.
+    pub id: String,
+    /// The relevance score (0 when sorted by time).
+    pub score: f32,
+    /// When it was published (or fetched), RFC 3339.
+    pub at: Option<String>,
+    /// Matched, culled or unmatched.
+    pub outcome: Outcome,
+    /// Rules that matched.
+    pub matched: Vec<String>,
+    /// Rules that were culled.
+    pub culled: Vec<String>,
+    /// The title, highlighted.
+    pub title: Option<Snippet>,
+    /// A passage of the text around the first highlight.
+    pub text: Snippet,
+    /// The URL.
+    pub url: Option<String>,
+    /// The author.
+    pub author: Option<String>,
+    /// The source.
+    pub source: Option<String>,
+    /// The channel.
+    pub channel: Option<String>,
+    /// The language.
+    pub lang: Option<String>,
+}
+
+/// A facet value and the number of matching mentions that have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacetCount {
+    /// The value.
+    pub value: String,
+    /// Matching mentions with it.
+    pub count: u64,
+}
+
+/// A histogram bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// The start of the bucket, RFC 3339.
+    pub start: String,
+    /// Matching mentions in it.
+    pub count: u64,
+}
+
+/// A date histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// The bucket width.
+    pub interval: Interval,
+    /// The buckets from the first to the last non-empty one, empty ones included.
+    pub buckets: Vec<Bucket>,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// Matching mentions in all.
+    pub total: usize,
+    /// The page of hits asked for.
+    pub hits: Vec<Hit>,
+    /// Counts per value of each facet asked for, most frequent first.
+    pub facets: BTreeMap<String, Vec<FacetCount>>,
+    /// The histogram, if asked for.
+    pub histogram: Option<Histogram>,
+    /// Milliseconds the search took.
+    pub took_ms: u64,
+    /// True when the time limit stopped the search: counts and hits are partial.
+    pub timed_out: bool,
+}
+
+/// Reads the analyst index.
+pub struct Searcher {
+    reader: IndexReader,
+    schema: IndexSchema,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Searcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Searcher").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// The characters of text shown around the first highlight.
+const PASSAGE_BYTES: usize = 280;
+
+impl Searcher {
+    /// Opens the index in `dir` for searching (creating an empty one when missing);
+    /// new commits become visible shortly after they happen.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Searcher, IndexError> {
+        let schema = IndexSchema::new();
+        let index = open_index(dir, &schema)?;
+        Searcher::over(index, schema, limits)
+    }
+
+    /// Returns a searcher of an index already open (the indexer's, in one process).
+    pub fn over(index: Index, schema: IndexSchema, limits: Limits) -> Result<Searcher, IndexError> {
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into()?;
+        Ok(Searcher { reader, schema, limits })
+    }
+
+    /// Makes the last commit visible now rather than shortly.
+    pub fn reload(&self) -> Result<(), IndexError> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Returns the limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Returns the number of mentions in the index.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Returns true when the index holds no mention.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the plan of a query, checked against the limits; `None` for an empty
+    /// query (everything).
+    pub fn plan(&self, query: &str) -> Result<Option<Plan>, IndexError> {
+        if query.trim().is_empty() {
+            return Ok(None);
+        }
+        let node = parse(query).map_err(|e| IndexError::Query(e.to_string()))?;
+        let plan = compile(&node).map_err(|errors| {
+            IndexError::Query(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
+        let clauses = leaves(&plan);
+        if clauses > self.limits.max_clauses {
+            return Err(IndexError::Limit(format!(
+                "the query has {clauses} clauses; the limit is {}",
+                self.limits.max_clauses
+            )));
+        }
+        self.check_wildcards(&plan)?;
+        Ok(Some(plan))
+    }
+
+    /// Returns the stored verdict (with its mention) of mention `id`.
+    pub fn mention(&self, id: &str) -> Result<Verdict, IndexError> {
+        let searcher = self.reader.searcher();
+        let term = Term::from_field_text(self.schema.mention.id_field(), id);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        let hits = searcher.search(&query, &TopDocs::with_limit(1))?;
+        let (_, address) = hits.first().ok_or_else(|| IndexError::NotFound(id.to_string()))?;
+        let document: TantivyDocument = searcher.doc(*address)?;
+        self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("mention {id:?}")))
+    }
+
+    /// Runs a search.
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, IndexError> {
+        let started = Instant::now();
+        for facet in &request.facets {
+            if !FACETS.contains(&facet.as_str()) {
+                return Err(IndexError::Query(format!(
+                    "unknown facet {facet:?}; facets are {}",
+                    FACETS.join(", ")
+                )));
+            }
+        }
+        if request.limit > self.limits.max_page {
+            return Err(IndexError::Limit(format!(
+                "limit {} is over the page size limit of {}",
+                request.limit, self.limits.max_page
+            )));
+        }
+        let plan = self.plan(&request.query)?;
+        let query = self.filtered(plan.as_ref(), request);
+        let searcher = self.reader.searcher();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let deadline = started + self.limits.timeout;
+        let facets = FacetCollector { fields: request.facets.clone() };
+        let histogram = HistogramCollector { interval: request.histogram };
+        let page = TopDocs::with_limit(request.limit.max(1)).and_offset(request.offset);
+        let addresses: Vec<(f32, DocAddress)>;
+        let (total, facet_counts, buckets);
+        match request.sort {
+            Sort::Relevance => {
+                let collector = Deadline {
+                    inner: (page, Count, facets, histogram),
+                    deadline,
+                    timed_out: Arc::clone(&timed_out),
+                };
+                let (top, count, counted, histogram) = searcher.search(&query, &collector)?;
+                addresses = top;
+                (total, facet_counts, buckets) = (count, counted, histogram);
+            }
+            Sort::Time => {
+                let page = page.order_by_fast_field::<tantivy::DateTime>(AT, Order::Desc);
+                let collector = Deadline {
+                    inner: (page, Count, facets, histogram),
+                    deadline,
+                    timed_out: Arc::clone(&timed_out),
+                };
+                let (top, count, counted, histogram) = searcher.search(&query, &collector)?;
+                addresses = top.into_iter().map(|(_, address)| (0.0, address)).collect();
+                (total, facet_counts, buckets) = (count, counted, histogram);
+            }
+        }
+        let mut hits = Vec::with_capacity(addresses.len());
+        if request.limit > 0 {
+            for (score, address) in addresses {
+                let document: TantivyDocument = searcher.doc(address)?;
+                hits.push(self.hit(&document, score, plan.as_ref())?);
+            }
+        }
+        Ok(SearchResponse {
+            total,
+            hits,
+            facets: facet_counts,
+            histogram: request
+                .histogram
+                .map(|interval| Histogram { interval, buckets: fill(buckets, interval) }),
+            took_ms: started.elapsed().as_millis() as u64,
+            timed_out: timed_out.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Returns every stored verdict (with its mention) that `plan` finds within the
+    /// time range, for backtests.
+    pub(crate) fn records(
+        &self,
+        plan: &Plan,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Vec<Verdict>, IndexError> {
+        let request = SearchRequest { since, until, ..SearchRequest::default() };
+        let query = self.filtered(Some(plan), &request);
+        let searcher = self.reader.searcher();
+        let addresses = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let mut records = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let document: TantivyDocument = searcher.doc(address)?;
+            records.push(
+                self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("{address:?}")))?,
+            );
+        }
+        Ok(records)
+    }
+
+    /// Returns the query of `plan` restricted by the request's filters.
+    fn filtered(&self, plan: Option<&Plan>, request: &SearchRequest) -> Box<dyn Query> {
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        must.push((
+            Occur::Must,
+            plan.map_or_else(|| Box::new(AllQuery) as Box<dyn Query>, |p| self.schema.mention.query(p)),
+        ));
+        if request.since.is_some() || request.until.is_some() {
+            let at = self.schema.at;
+            let bound = |seconds: Option<i64>, inclusive: bool| match seconds {
+                Some(s) => {
+                    let term = Term::from_field_date(at, tantivy::DateTime::from_timestamp_secs(s));
+                    if inclusive {
+                        Bound::Included(term)
+                    } else {
+                        Bound::Excluded(term)
+                    }
+                }
+                None => Bound::Unbounded,
+            };
+            must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(request.since, true), bound(request.until, false))),
+            ));
+        }
+        let schema = self.schema.schema();
+        let any_of = |fields: &[&str], values: Vec<String>| -> Option<Box<dyn Query>> {
+            if values.is_empty() {
+                return None;
+            }
+            let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for field in fields {
+                let field = schema.get_field(field).expect("a field of the schema");
+                for value in &values {
+                    let term = Term::from_field_text(field, value);
+                    should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+                }
+            }
+            Some(Box::new(BooleanQuery::new(should)))
+        };
+        let keywords = |values: &[String]| values.iter().map(|v| keyword_value(v)).collect::<Vec<_>>();
+        let filters = [
+            any_of(&[Field::Channel.name()], keywords(&request.channels)),
+            any_of(&[Field::Lang.name()], keywords(&request.langs)),
+            any_of(&[RULE, CULLED_RULE], request.rules.clone()),
+            any_of(&[VERDICT], request.verdicts.iter().map(|v| v.as_str().to_string()).collect()),
+        ];
+        must.extend(filters.into_iter().flatten().map(|q| (Occur::Must, q)));
+        Box::new(BooleanQuery::new(must))
+    }
+
+    fn hit(&self, document: &TantivyDocument, score: Score, plan: Option<&Plan>) -> Result<Hit, IndexError> {
+        let record = self
+            .schema
+            .record(document)
+            .ok_or_else(|| IndexError::Record("a hit without a record".into()))?;
+        let mention =
+            record.mention.clone().ok_or_else(|| IndexError::Record("a record without a mention".into()))?;
+        let highlights: Vec<Span> = match plan {
+            Some(plan) => {
+                let doc = Document::new(&mention);
+                spans(plan, &doc, &Hidden::NONE)
+            }
+            None => Vec::new(),
+        };
+        let ranges = |field: &str| -> Vec<[usize; 2]> {
+            let mut ranges: Vec<[usize; 2]> =
+                highlights.iter().filter(|s| s.field == field).map(|s| [s.start, s.end]).collect();
+            ranges.sort_unstable();
+            ranges.dedup();
+            ranges
+        };
+        let at = self.schema.at(document).and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
+        Ok(Hit {
+            id: mention.id.clone(),
+            score,
+            at: at.and_then(|t| t.format(&Rfc3339).ok()),
+            outcome: Outcome::of(&record),
+            matched: record.matched.iter().map(|m| m.rule_id.clone()).collect(),
+            culled: record.culled.iter().map(|c| c.rule_id.clone()).collect(),
+            title: mention
+                .title
+                .as_ref()
+                .map(|title| Snippet { text: title.clone(), highlights: ranges("title") }),
+            text: passage(&mention.text, &ranges("text")),
+            url: mention.url.clone(),
+            author: mention.author.clone(),
+            source: mention.source.clone(),
+            channel: mention.channel.map(|c| c.as_str().to_string()),
+            lang: mention.lang.clone(),
+        })
+    }
+
+    /// Refuses wildcards that expand to more terms than the limit allows.
+    fn check_wildcards(&self, plan: &Plan) -> Result<(), IndexError> {
+        let mut prefixes: Vec<&Sequence> = Vec::new();
+        plan_sequences(plan, &mut |sequence| {
+            if sequence.prefix {
+                prefixes.push(sequence);
+            }
+        });
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let searcher = self.reader.searcher();
+        for sequence in prefixes {
+            let name = match sequence.field.form {
+                cull_model::analyzer::Form::Folded => sequence.field.field.name().to_string(),
+                cull_model::analyzer::Form::Exact => format!("{}_exact", sequence.field.field.name()),
+            };
+            let field =
+                self.schema.schema().get_field(&name).map_err(|e| IndexError::Query(e.to_string()))?;
+            let prefix = sequence.words[0].term.as_bytes();
+            let mut expansions = 0usize;
+            for segment in searcher.segment_readers() {
+                let inverted = segment.inverted_index(field)?;
+                let mut stream =
+                    inverted.terms().range().ge(prefix).into_stream().map_err(tantivy::TantivyError::from)?;
+                while stream.advance() && stream.key().starts_with(prefix) {
+                    expansions += 1;
+                    if expansions > self.limits.max_wildcard_terms {
+                        return Err(IndexError::Limit(format!(
+                            "`{}*` expands to more than {} terms; make it longer",
+                            sequence.words[0].term, self.limits.max_wildcard_terms
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Calls `visit` for every sequence of a plan, under `must_not` too (a wildcard costs
+/// the same wherever it stands).
+fn plan_sequences<'a>(plan: &'a Plan, visit: &mut impl FnMut(&'a Sequence)) {
+    match plan {
+        Plan::Sequence(s) | Plan::SloppyPhrase { sequence: s, .. } => visit(s),
+        Plan::Near { left, right, .. } => left.iter().chain(right).for_each(&mut *visit),
+        Plan::Keyword { .. } | Plan::Missing(_) => {}
+        Plan::And { must, must_not } => must.iter().chain(must_not).for_each(|p| plan_sequences(p, visit)),
+        Plan::Or(any) => any.iter().for_each(|p| plan_sequences(p, visit)),
+    }
+}
+
+/// Returns the number of leaves of a plan.
+fn leaves(plan: &Plan) -> usize {
+    match plan {
+        Plan::Sequence(_) | Plan::SloppyPhrase { .. } | Plan::Keyword { .. } | Plan::Missing(_) => 1,
+        Plan::Near { left, right, .. } => left.len() + right.len(),
+        Plan::And { must, must_not } => must.iter().chain(must_not).map(leaves).sum(),
+        Plan::Or(any) => any.iter().map(leaves).sum(),
+    }
+}
+
+/// Returns a passage of `text` of about [`PASSAGE_BYTES`] around its first highlight,
+/// with the highlights that fall inside it, relative to the passage.
+fn passage(text: &str, highlights: &[[usize; 2]]) -> Snippet {
+    if text.len() <= PASSAGE_BYTES {
+        return Snippet { text: text.to_string(), highlights: highlights.to_vec() };
+    }
+    let first = highlights.first().map_or(0, |h| h[0]);
+    let mut start = first.saturating_sub(PASSAGE_BYTES / 4);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + PASSAGE_BYTES).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (prefix, suffix) = (if start > 0 { "…" } else { "" }, if end < text.len() { "…" } else { "" });
+    let shift = prefix.len() as isize - start as isize;
+    let inside = highlights
+        .iter()
+        .filter(|h| h[0] >= start && h[1] <= end)
+        .map(|h| [(h[0] as isize + shift) as usize, (h[1] as isize + shift) as usize])
+        .collect();
+    Snippet { text: format!("{prefix}{}{suffix}", &text[start..end]), highlights: inside }
+}
+
+/// Returns the buckets from the first to the last, with the empty ones between (at
+/// most 10,000 buckets; a wider range keeps only the non-empty ones).
+fn fill(counts: HashMap<i64, u64>, interval: Interval) -> Vec<Bucket> {
+    let width = interval.seconds();
+    let (Some(&first), Some(&last)) = (counts.keys().min(), counts.keys().max()) else { return Vec::new() };
+    let keys: Vec<i64> = if (last - first) / width < 10_000 {
+        (0..=(last - first) / width).map(|i| first + i * width).collect()
+    } else {
+        let mut keys: Vec<i64> = counts.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    };
+    keys.into_iter()
+        .map(|start| Bucket {
+            start: OffsetDateTime::from_unix_timestamp(start)
+                .ok()
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default(),
+            count: counts.get(&start).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Wraps a collector with a time limit that stops the scan of a segment when it
+/// passes (Tantivy has none of its own); what was collected so far is kept.
+struct Deadline<C> {
+    inner: C,
+    deadline: Instant,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl<C: Collector> Collector for Deadline<C> {
+    type Fruit = C::Fruit;
+    type Child = C::Child;
+
+    fn for_segment(&self, ord: u32, reader: &SegmentReader) -> tantivy::Result<C::Child> {
+        self.inner.for_segment(ord, reader)
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.inner.requires_scoring()
+    }
+
+    fn merge_fruits(&self, fruits: Vec<<C::Child as SegmentCollector>::Fruit>) -> tantivy::Result<C::Fruit> {
+        self.inner.merge_fruits(fruits)
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        ord: u32,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<<C::Child as SegmentCollector>::Fruit> {
+        let mut child = self.for_segment(ord, reader)?;
+        if Instant::now() >= self.deadline {
+            self.timed_out.store(true, Ordering::Relaxed);
+            return Ok(child.harvest());
+        }
+        let alive = reader.alive_bitset();
+        let scoring = self.requires_scoring();
+        let mut scorer = weight.scorer(reader, 1.0)?;
+        let mut doc = scorer.doc();
+        let mut seen = 0u32;
+        while doc != TERMINATED {
+            if alive.is_none_or(|alive| alive.is_alive(doc)) {
+                child.collect(doc, if scoring { scorer.score() } else { 0.0 });
+            }
+            seen = seen.wrapping_add(1);
+            // Reading the clock costs; every 4,096 documents is often enough.
+            if seen.is_multiple_of(4096) && Instant::now() >= self.deadline {
+                self.timed_out.store(true, Ordering::Relaxed);
+                break;
+            }
+            doc = scorer.advance();
+        }
+        Ok(child.harvest())
+    }
+}
+
+/// Counts the values of keyword fast fields among the matching documents.
+struct FacetCollector {
+    fields: Vec<String>,
+}
+
+struct FacetSegment {
+    columns: Vec<(String, Option<StrColumn>, Vec<u64>)>,
+}
+
+impl Collector for FacetCollector {
+    type Fruit = BTreeMap<String, Vec<FacetCount>>;
+    type Child = FacetSegment;
+
+    fn for_segment(&self, _ord: u32, reader: &SegmentReader) -> tantivy::Result<FacetSegment> {
+        let mut columns = Vec::with_capacity(self.fields.len());
+        for field in &self.fields {
+            let column = reader.fast_fields().str(field)?;
+            let terms = column.as_ref().map_or(0, |c| c.num_terms());
+            columns.push((field.clone(), column, vec![0; terms]));
+        }
+        Ok(FacetSegment { columns })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(
+        &self,
+        fruits: Vec<HashMap<String, HashMap<String, u64>>>,
+    ) -> tantivy::Result<Self::Fruit> {
+        let mut merged: BTreeMap<String, HashMap<String, u64>> = BTreeMap::new();
+        for fruit in fruits {
+            for (field, counts) in fruit {
+                let into = merged.entry(field).or_default();
+                for (value, count) in counts {
+                    *into.entry(value).or_default() += count;
+                }
+            }
+        }
+        for field in &self.fields {
+            merged.entry(field.clone()).or_default();
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(field, counts)| {
+                let mut counts: Vec<FacetCount> =
+                    counts.into_iter().map(|(value, count)| FacetCount { value, count }).collect();
+                counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+                counts.truncate(100);
+                (field, counts)
+            })
+            .collect())
+    }
+}
+
+impl SegmentCollector for FacetSegment {
+    type Fruit = HashMap<String, HashMap<String, u64>>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        for (_, column, counts) in &mut self.columns {
+            if let Some(column) = column {
+                for ord in column.term_ords(doc) {
+                    counts[ord as usize] += 1;
+                }
+            }
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let mut fruit = HashMap::new();
+        for (field, column, counts) in self.columns {
+            let mut values = HashMap::new();
+            if let Some(column) = column {
+                let mut value = String::new();
+                for (ord, count) in counts.into_iter().enumerate().filter(|(_, c)| *c > 0) {
+                    value.clear();
+                    if column.ord_to_str(ord as u64, &mut value).unwrap_or(false) {
+                        values.insert(value.clone(), count);
+                    }
+                }
+            }
+            fruit.insert(field, values);
+        }
+        fruit
+    }
+}
+
+/// Counts matching documents per time bucket of the `at` fast field.
+struct HistogramCollector {
+    interval: Option<Interval>,
+}
+
+struct HistogramSegment {
+    column: Option<(tantivy::columnar::Column<tantivy::DateTime>, i64)>,
+    counts: HashMap<i64, u64>,
+}
+
+impl Collector for HistogramCollector {
+    type Fruit = HashMap<i64, u64>;
+    type Child = HistogramSegment;
+
+    fn for_segment(&self, _ord: u32, reader: &SegmentReader) -> tantivy::Result<HistogramSegment> {
+        let column = match self.interval {
+            Some(interval) => Some((reader.fast_fields().date(AT)?, interval.seconds())),
+            None => None,
+        };
+        Ok(HistogramSegment { column, counts: HashMap::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<HashMap<i64, u64>>) -> tantivy::Result<HashMap<i64, u64>> {
+        let mut merged = HashMap::new();
+        for fruit in fruits {
+            for (bucket, count) in fruit {
+                *merged.entry(bucket).or_default() += count;
+            }
+        }
+        Ok(merged)
+    }
+}
+
+impl SegmentCollector for HistogramSegment {
+    type Fruit = HashMap<i64, u64>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some((column, width)) = &self.column {
+            if let Some(at) = column.first(doc) {
+                let seconds = at.into_timestamp_secs();
+                *self.counts.entry(seconds.div_euclid(*width) * width).or_default() += 1;
+            }
+        }
+    }
+
+    fn harvest(self) -> HashMap<i64, u64> {
+        self.counts
+    }
+}

@@ -1,0 +1,244 @@
+use std::path::Path;
+use std::time::Duration;
+
+use cull_match::RuleSet;
+use cull_model::{Channel, Mention, Verdict};
+use cull_rules::load_files;
+
+use crate::*;
+
+const RULES: &str = r#"
+[[rule]]
+id = "slack-company"
+name = "Slack"
+query = '{Slack} (stock OR messaging OR app)'
+exclude = 'adjuster*'
+priority = "P3"
+queue = "social"
+
+[[rule]]
+id = "magazine"
+name = "Connections Magazine"
+query = '"connections magazine"'
+mask = ['"family connections magazine"']
+channels = ["news", "blog"]
+priority = "P2"
+queue = "publisher"
+"#;
+
+fn rules() -> RuleSet {
+    let loaded = load_files([(Path::new("rules.toml"), RULES.as_bytes())]);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    RuleSet::new(loaded.rules).unwrap()
+}
+
+fn mention(id: &str, day: u32, channel: Channel, title: &str, text: &str) -> Mention {
+    let mut mention = Mention::new(id, text);
+    mention.title = Some(title.into());
+    mention.channel = Some(channel);
+    mention.lang = Some("en".into());
+    mention.url = Some(format!("https://news.example.com/{id}"));
+    mention.published_at = Some(format!("2026-11-{day:02}T10:00:00Z"));
+    mention
+}
+
+fn mentions() -> Vec<Mention> {
+    vec![
+        mention(
+            "m1",
+            20,
+            Channel::News,
+            "Slack stock jumps",
+            "Shares of Slack rose after the earnings call.",
+        ),
+        mention(
+            "m2",
+            21,
+            Channel::Blog,
+            "Slack adjusters",
+            "Automotive Slack adjuster market report, Slack app edition.",
+        ),
+        mention(
+            "m3",
+            21,
+            Channel::News,
+            "Connections Magazine",
+            "A piece in Connections Magazine about call centers.",
+        ),
+        mention("m4", 22, Channel::Twitter, "tweet", "Loved the Connections Magazine issue!"),
+        mention("m5", 22, Channel::News, "Crafts", "Family Connections Magazine: ten crafts for kids."),
+        mention(
+            "m6",
+            23,
+            Channel::Forum,
+            "slack rope",
+            "Leave some slack in the rope when you tie the knot.",
+        ),
+    ]
+}
+
+/// Indexes the mentions with their live verdicts and returns the directory.
+fn indexed(dir: &Path) -> (RuleSet, Vec<Verdict>) {
+    let set = rules();
+    let mentions = mentions();
+    let verdicts = set.verdicts(&mentions);
+    let mut indexer = Indexer::open(dir, 1, 0).unwrap();
+    for (offset, (mention, verdict)) in mentions.iter().zip(&verdicts).enumerate() {
+        let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
+        let origin = Origin { topic: "cull.verdicts", partition: 0, offset: offset as i64 };
+        assert!(indexer.add(&carried, Some(origin)).unwrap());
+    }
+    indexer.commit().unwrap();
+    (set, verdicts)
+}
+
+#[test]
+fn search_finds_filters_counts_and_highlights() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    searcher.reload().unwrap();
+    assert_eq!(searcher.len(), 6);
+
+    let request = SearchRequest {
+        query: "slack".into(),
+        facets: vec!["rule".into(), "verdict".into(), "channel".into()],
+        histogram: Some(Interval::Day),
+        ..SearchRequest::default()
+    };
+    let found = searcher.search(&request).unwrap();
+    assert_eq!(found.total, 3);
+    let ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(ids, ["m6", "m2", "m1"], "newest first");
+    let m1 = &found.hits[2];
+    assert_eq!(m1.title.as_ref().unwrap().highlights, [[0, 5]]);
+    assert_eq!(&m1.text.text[m1.text.highlights[0][0]..m1.text.highlights[0][1]], "Slack");
+    assert_eq!(
+        found.facets["verdict"].iter().map(|f| (f.value.as_str(), f.count)).collect::<Vec<_>>(),
+        [("culled", 1), ("matched", 1), ("unmatched", 1)]
+    );
+    assert_eq!(found.facets["rule"], [FacetCount { value: "slack-company".into(), count: 1 }]);
+    let buckets = &found.histogram.as_ref().unwrap().buckets;
+    assert_eq!(
+        buckets.iter().map(|b| (b.start.as_str(), b.count)).collect::<Vec<_>>(),
+        [
+            ("2026-11-20T00:00:00Z", 1),
+            ("2026-11-21T00:00:00Z", 1),
+            ("2026-11-22T00:00:00Z", 0),
+            ("2026-11-23T00:00:00Z", 1),
+        ]
+    );
+
+    let filtered = searcher
+        .search(&SearchRequest {
+            query: "\"connections magazine\"".into(),
+            channels: vec!["news".into()],
+            since: Some(time::macros::datetime!(2026-11-21 00:00 UTC).unix_timestamp()),
+            until: Some(time::macros::datetime!(2026-11-22 00:00 UTC).unix_timestamp()),
+            ..SearchRequest::default()
+        })
+        .unwrap();
+    assert_eq!(filtered.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["m3"]);
+    let by_rule = searcher
+        .search(&SearchRequest { rules: vec!["magazine".into()], ..SearchRequest::default() })
+        .unwrap();
+    let mut ids: Vec<&str> = by_rule.hits.iter().map(|h| h.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m3", "m4", "m5"], "matched or culled by the rule");
+    let culled = searcher
+        .search(&SearchRequest { verdicts: vec![Outcome::Culled], ..SearchRequest::default() })
+        .unwrap();
+    assert_eq!(culled.total, 3);
+
+    let stored = searcher.mention("m2").unwrap();
+    assert_eq!(stored.culled[0].rule_id, "slack-company");
+    assert_eq!(stored.mention.unwrap().title.as_deref(), Some("Slack adjusters"));
+    assert!(matches!(searcher.mention("nope"), Err(IndexError::NotFound(_))));
+}
+
+#[test]
+fn a_reopened_index_keeps_its_checkpoint_and_upserts_by_mention() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert!(indexer.checkpoint().covers("cull.verdicts", 0, 5));
+    assert!(!indexer.checkpoint().covers("cull.verdicts", 0, 6));
+    assert_eq!(indexer.checkpoint().next("cull.verdicts", 0), Some(6));
+    let set = rules();
+    let again = mentions().remove(0);
+    let verdict = Verdict { mention: Some(again.clone()), ..set.verdict(&again) };
+    let replayed = Origin { topic: "cull.verdicts", partition: 0, offset: 3 };
+    assert!(!indexer.add(&verdict, Some(replayed)).unwrap(), "a replayed offset is skipped");
+    let redelivered = Origin { topic: "cull.verdicts", partition: 0, offset: 6 };
+    assert!(indexer.add(&verdict, Some(redelivered)).unwrap());
+    indexer.commit().unwrap();
+    drop(indexer);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 6, "the same mention again replaces its document");
+}
+
+#[test]
+fn queries_over_the_limits_are_refused_and_slow_ones_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let limits = Limits { max_clauses: 3, max_wildcard_terms: 0, ..Limits::default() };
+    let searcher = Searcher::open(dir.path(), limits).unwrap();
+    let error = searcher
+        .search(&SearchRequest { query: "a OR b OR c OR d".into(), ..SearchRequest::default() })
+        .unwrap_err();
+    assert!(matches!(error, IndexError::Limit(_)) && error.to_string().contains("8 clauses"), "{error}");
+    let error =
+        searcher.search(&SearchRequest { query: "con*".into(), ..SearchRequest::default() }).unwrap_err();
+    assert!(error.to_string().contains("expand"), "{error}");
+    let error = searcher
+        .search(&SearchRequest { query: "\"unclosed".into(), ..SearchRequest::default() })
+        .unwrap_err();
+    assert!(matches!(error, IndexError::Query(_)), "{error}");
+    let error = searcher
+        .search(&SearchRequest { facets: vec!["colour".into()], ..SearchRequest::default() })
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown facet"), "{error}");
+
+    let hurried =
+        Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
+    let partial = hurried.search(&SearchRequest::default()).unwrap();
+    assert!(partial.timed_out);
+    assert_eq!(partial.total, 0);
+}
+
+#[test]
+fn a_backtest_says_what_the_live_matcher_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, verdicts) = indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let report = backtest(&searcher, set.rules(), &BacktestRequest::default()).unwrap();
+    for rule in &report.rules {
+        let mut matched: Vec<String> = verdicts
+            .iter()
+            .filter(|v| v.matched.iter().any(|m| m.rule_id == rule.rule_id))
+            .map(|v| v.mention_id.clone())
+            .collect();
+        let mut culled: Vec<String> = verdicts
+            .iter()
+            .filter(|v| v.culled.iter().any(|c| c.rule_id == rule.rule_id))
+            .map(|v| v.mention_id.clone())
+            .collect();
+        matched.sort();
+        culled.sort();
+        assert_eq!((&rule.matched_ids, &rule.culled_ids), (&matched, &culled), "{}", rule.rule_id);
+    }
+    let magazine = report.rules.iter().find(|r| r.rule_id == "magazine").unwrap();
+    assert_eq!((magazine.matched, magazine.culled), (1, 2));
+    assert_eq!(magazine.culled_by.get("channel"), Some(&1));
+    assert_eq!(magazine.culled_by.get("mask"), Some(&1));
+    assert_eq!(
+        magazine.days.iter().map(|d| (d.day.as_str(), d.matched, d.culled)).collect::<Vec<_>>(),
+        [("2026-11-21", 1, 0), ("2026-11-22", 0, 2),]
+    );
+    let window = BacktestRequest {
+        since: Some(time::macros::datetime!(2026-11-22 00:00 UTC).unix_timestamp()),
+        ..BacktestRequest::default()
+    };
+    let recent = backtest(&searcher, set.rules(), &window).unwrap();
+    assert_eq!(recent.rules[1].matched, 0);
+}

@@ -1,0 +1,172 @@
+//! Writing the analyst index, with the consumed offsets in each commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cull_model::Verdict;
+use serde::{Deserialize, Serialize};
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexWriter, Term};
+use time::OffsetDateTime;
+
+use crate::error::IndexError;
+use crate::schema::IndexSchema;
+
+/// The next offset to index, per topic and partition: what the index holds.
+///
+/// It is written into each Tantivy commit as the commit's payload, so the documents
+/// and the offsets they came from are made durable by one atomic step. After a crash
+/// the index holds exactly the records before the checkpoint, and the indexer skips
+/// any record the checkpoint covers, whatever offsets the consumer group replays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+impl Checkpoint {
+    /// Returns true when the record at `offset` is already in the index.
+    pub fn covers(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.next(topic, partition).is_some_and(|next| offset < next)
+    }
+
+    /// Returns the next offset to index on a partition, if any record of it was.
+    pub fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(topic)?.get(&partition).copied()
+    }
+
+    fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
+        let next = self.offsets.entry(topic.to_string()).or_default().entry(partition).or_insert(0);
+        *next = (*next).max(offset + 1);
+    }
+}
+
+/// Where a record came from on the bus, for the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// Writes verdicts (with their mentions) into the index.
+pub struct Indexer {
+    index: Index,
+    writer: IndexWriter,
+    schema: IndexSchema,
+    dir: PathBuf,
+    committed: Checkpoint,
+    pending: Checkpoint,
+    uncommitted: usize,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer").field("dir", &self.dir).field("uncommitted", &self.uncommitted).finish()
+    }
+}
+
+/// Opens the index in `dir`, creating the directory and the index when missing.
+pub(crate) fn open_index(dir: &Path, schema: &IndexSchema) -> Result<Index, IndexError> {
+    let open_error = |message: String| IndexError::Open { path: dir.to_path_buf(), message };
+    std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    let directory = MmapDirectory::open(dir).map_err(|e| open_error(e.to_string()))?;
+    let index = Index::open_or_create(directory, schema.schema().clone()).map_err(|e| {
+        open_error(format!("{e} (an index written by another version of cull? remove it to rebuild)"))
+    })?;
+    schema.mention.register_tokenizers(&index);
+    Ok(index)
+}
+
+impl Indexer {
+    /// Opens (or creates) the index in `dir` for writing with `threads` indexing
+    /// threads sharing `memory_budget` bytes of buffers; fails when another indexer
+    /// holds it.
+    pub fn open(dir: &Path, threads: usize, memory_budget: usize) -> Result<Indexer, IndexError> {
+        let schema = IndexSchema::new();
+        let index = open_index(dir, &schema)?;
+        let threads = threads.max(1);
+        // Tantivy wants at least 15 MB per thread.
+        let budget = memory_budget.max(threads * 15_000_000);
+        let writer = index.writer_with_num_threads(threads, budget).map_err(|e| IndexError::Open {
+            path: dir.to_path_buf(),
+            message: format!("cannot write: {e}"),
+        })?;
+        let payload = index.load_metas()?.payload;
+        let committed: Checkpoint = match payload {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| IndexError::Record(format!("commit payload {json:?}: {e}")))?,
+            None => Checkpoint::default(),
+        };
+        Ok(Indexer {
+            index,
+            writer,
+            schema,
+            dir: dir.to_path_buf(),
+            pending: committed.clone(),
+            committed,
+            uncommitted: 0,
+        })
+    }
+
+    /// Returns the checkpoint of the last commit.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.committed
+    }
+
+    /// Returns the documents added since the last commit.
+    pub fn uncommitted(&self) -> usize {
+        self.uncommitted
+    }
+
+    /// Returns the index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Returns the schema.
+    pub fn schema(&self) -> &IndexSchema {
+        &self.schema
+    }
+
+    /// Adds a verdict and its mention, replacing any earlier document of the same
+    /// mention; returns false (and adds nothing) when the last commit already covers
+    /// `origin`. The verdict must carry its mention (as verdicts on the topic do).
+    pub fn add(&mut self, verdict: &Verdict, origin: Option<Origin<'_>>) -> Result<bool, IndexError> {
+        if let Some(origin) = origin {
+            if self.committed.covers(origin.topic, origin.partition, origin.offset) {
+                return Ok(false);
+            }
+        }
+        let mention = verdict.mention.as_ref().ok_or_else(|| {
+            IndexError::Record(format!("the verdict of {:?} carries no mention", verdict.mention_id))
+        })?;
+        let id = Term::from_field_text(self.schema.mention.id_field(), &mention.id);
+        self.writer.delete_term(id);
+        self.writer.add_document(self.schema.document(mention, verdict, OffsetDateTime::now_utc()))?;
+        if let Some(origin) = origin {
+            self.pending.advance(origin.topic, origin.partition, origin.offset);
+        }
+        self.uncommitted += 1;
+        Ok(true)
+    }
+
+    /// Notes that a record at `origin` needs no document (it was dead-lettered), so
+    /// that the checkpoint moves past it.
+    pub fn skip(&mut self, origin: Origin<'_>) {
+        self.pending.advance(origin.topic, origin.partition, origin.offset);
+    }
+
+    /// Makes everything added durable, with the checkpoint as the commit's payload.
+    pub fn commit(&mut self) -> Result<(), IndexError> {
+        let payload = serde_json::to_string(&self.pending).expect("a checkpoint always serializes");
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.committed = self.pending.clone();
+        self.uncommitted = 0;
+        Ok(())
+    }
+}
