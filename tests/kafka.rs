@@ -601,3 +601,73 @@ fn webhook_mentions_reach_kafka_and_a_missing_broker_is_a_503_never_a_2xx() {
     let finished = running.sigkill();
     assert!(!finished.stderr.contains("panicked"), "{}", tail(&finished.stderr, 4000));
 }
+
+/// Returns the checkpoint in the last commit of the index in `dir` (the sum of the
+/// next offsets over the partitions), or None before the first commit.
+fn committed_offsets(dir: &Path) -> Option<i64> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
+    let payload: serde_json::Value = serde_json::from_str(meta["payload"].as_str()?).ok()?;
+    Some(payload["offsets"]["cull.verdicts"].as_object()?.values().filter_map(|v| v.as_i64()).sum())
+}
+
+#[test]
+fn an_indexer_killed_between_commits_resumes_at_its_checkpoint_and_holds_each_verdict_once() {
+    require_kafka_python();
+    let broker = start_broker();
+    let (first_part, second_part) = (1000, 300);
+    produce(&broker, "cull.mentions", &[("cull.mentions", 3)], &matching_mentions("one", first_part));
+    assert_eq!(cull_run_once(&broker, &[]), first_part as u64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let index_dir = index.to_str().unwrap();
+    let indexer_env = |commit_secs: &'static str| {
+        vec![
+            ("CULL__INDEX__ENABLED", "true"),
+            ("CULL__MATCHER__ENABLED", "false"),
+            ("CULL__INDEX__COMMIT_DOCS", "1000"),
+            ("CULL__INDEX__COMMIT_SECS", commit_secs),
+            ("CULL__INDEX__DIR", index_dir),
+        ]
+    };
+    // The indexer commits once it holds 1,000 documents: exactly the first part.
+    let first = cull_run(&broker, false, &indexer_env("3600"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while committed_offsets(&index).is_none() {
+        assert!(Instant::now() < deadline, "the indexer never committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The second part is indexed but not committed (under 1,000 documents, and the
+    // time limit is an hour) when the indexer is killed.
+    produce(&broker, "cull.mentions", &[], &matching_mentions("two", second_part));
+    assert_eq!(cull_run_once(&broker, &[]), second_part as u64);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = first.sigkill();
+    assert!(killed.stderr.contains("index committed documents=1000"), "{}", tail(&killed.stderr, 4000));
+    assert_eq!(committed_offsets(&index), Some(first_part as i64));
+    let searcher = cull_index::Searcher::open(&index, cull_index::Limits::default()).unwrap();
+    assert_eq!(searcher.len(), first_part as u64, "the index holds exactly what its checkpoint covers");
+    drop(searcher);
+
+    // The restart indexes exactly the records after the checkpoint, although the
+    // consumer group replays from its own (older or equal) committed offsets.
+    let second = cull_run(&broker, true, &indexer_env("1")).finish(RUN_LIMIT);
+    assert!(second.status.success(), "{}", tail(&second.stderr, 4000));
+    let indexed: u64 = second
+        .stdout
+        .trim()
+        .rsplit_once("; ")
+        .and_then(|(_, last)| last.strip_suffix(" indexed"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `N indexed` in {}", second.stdout));
+    assert_eq!(indexed, second_part as u64);
+    let total = first_part + second_part;
+    assert_eq!(committed_offsets(&index), Some(total as i64));
+    let searcher = cull_index::Searcher::open(&index, cull_index::Limits::default()).unwrap();
+    assert_eq!(searcher.len(), total as u64, "every verdict once");
+    let all = searcher
+        .search(&cull_index::SearchRequest { limit: 0, facets: vec!["verdict".into()], ..Default::default() })
+        .unwrap();
+    assert_eq!(all.total, total);
+    assert_eq!(all.facets["verdict"][0].count, total as u64, "every one matched the Slack rule");
+}

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod feeds;
 mod google_alerts;
+mod index;
 mod kafka;
 mod pipeline;
 mod semantics;

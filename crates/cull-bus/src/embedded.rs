@@ -8,7 +8,7 @@
 //!
 //! [`lag`]: crate::Consumer::lag
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,12 +57,22 @@ impl EmbeddedBus {
         Producer::Embedded(EmbeddedProducer { bus: Arc::clone(&self.inner) })
     }
 
-    /// Returns a consumer of `topic`.
-    ///
-    /// Consumers of the same topic share its one queue, so each record goes to exactly
-    /// one of them, as the members of one Kafka consumer group would split the work.
+    /// Returns a consumer of `topic` in the default group; see
+    /// [`EmbeddedBus::group_consumer`].
     pub fn consumer(&self, topic: &str) -> Consumer {
-        Consumer::Embedded(EmbeddedConsumer { topic: self.inner.topic(topic) })
+        self.group_consumer(topic, "")
+    }
+
+    /// Returns a consumer of `topic` in `group`.
+    ///
+    /// As in Kafka, every group gets every record, and the consumers of one group
+    /// share its queue, so each record goes to exactly one of them. A group sees the
+    /// records produced after its first consumer was created; records produced to a
+    /// topic no group reads yet wait in the default group's queue.
+    pub fn group_consumer(&self, topic: &str, group: &str) -> Consumer {
+        let topic = self.inner.topic(topic);
+        topic.join(group);
+        Consumer::Embedded(EmbeddedConsumer { topic, group: group.to_string() })
     }
 
     /// Closes every topic, present and future: producers get [`BusError::Closed`],
@@ -100,7 +110,7 @@ impl Bus {
             Arc::new(Topic {
                 name: name.to_string(),
                 capacity,
-                state: std::sync::Mutex::new(TopicState { queue: VecDeque::new(), next_offset: 0, closed }),
+                state: std::sync::Mutex::new(TopicState { queues: BTreeMap::new(), next_offset: 0, closed }),
                 readable: Notify::new(),
                 writable: Notify::new(),
             })
@@ -119,15 +129,22 @@ struct Topic {
 }
 
 struct TopicState {
-    queue: VecDeque<Record>,
+    /// One queue per consumer group.
+    queues: BTreeMap<String, VecDeque<Record>>,
     next_offset: i64,
     closed: bool,
 }
 
 impl Topic {
-    /// Appends `message`, waiting for room while the topic is full.
+    /// Adds a queue for `group` if it has none.
+    fn join(&self, group: &str) {
+        lock(&self.state).queues.entry(group.to_string()).or_default();
+    }
+
+    /// Appends `message` to every group's queue, waiting for room while one is full
+    /// (the slowest group sets the pace, as the oldest unread record would in Kafka).
     ///
-    /// The waiter registers with `writable` before it looks at the queue, so a
+    /// The waiter registers with `writable` before it looks at the queues, so a
     /// consumer that makes room between the look and the wait still wakes it.
     async fn push(&self, message: Message) -> Result<(), BusError> {
         loop {
@@ -139,17 +156,29 @@ impl Topic {
                 if state.closed {
                     return Err(BusError::Closed { topic: self.name.clone() });
                 }
-                if state.queue.len() < self.capacity {
+                if state.queues.is_empty() {
+                    state.queues.insert(String::new(), VecDeque::new());
+                }
+                if state.queues.values().all(|queue| queue.len() < self.capacity) {
                     let offset = state.next_offset;
                     state.next_offset += 1;
-                    state.queue.push_back(Record {
+                    let record = Record {
                         topic: self.name.clone(),
                         partition: 0,
                         offset,
                         key: message.key,
                         payload: message.payload,
                         headers: message.headers,
-                    });
+                    };
+                    let mut queues = state.queues.values_mut().peekable();
+                    while let Some(queue) = queues.next() {
+                        if queues.peek().is_some() {
+                            queue.push_back(record.clone());
+                        } else {
+                            queue.push_back(record);
+                            break;
+                        }
+                    }
                     drop(state);
                     self.readable.notify_waiters();
                     return Ok(());
@@ -159,8 +188,14 @@ impl Topic {
         }
     }
 
-    /// Returns up to `max` records; see [`Consumer::next_batch`] for the timing.
-    async fn pop_batch(&self, max: usize, linger: Duration, idle: Duration) -> Option<Vec<Record>> {
+    /// Returns up to `max` records of `group`; see [`Consumer::next_batch`] for the timing.
+    async fn pop_batch(
+        &self,
+        group: &str,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Option<Vec<Record>> {
         let max = max.max(1);
         let mut batch = Vec::new();
         let idle_deadline = Instant::now() + idle;
@@ -168,7 +203,7 @@ impl Topic {
             let notified = self.readable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.take(&mut batch, max) {
+            match self.take(group, &mut batch, max) {
                 Taken::Some => break,
                 Taken::Closed => return None,
                 Taken::Nothing => {}
@@ -182,7 +217,7 @@ impl Topic {
             let notified = self.readable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.take(&mut batch, max) {
+            match self.take(group, &mut batch, max) {
                 Taken::Some => continue,
                 Taken::Closed => break,
                 Taken::Nothing => {}
@@ -194,15 +229,17 @@ impl Topic {
         Some(batch)
     }
 
-    /// Moves queued records into `batch` until it holds `max`, waking producers if it
-    /// made room.
-    fn take(&self, batch: &mut Vec<Record>, max: usize) -> Taken {
+    /// Moves records queued for `group` into `batch` until it holds `max`, waking
+    /// producers if it made room.
+    fn take(&self, group: &str, batch: &mut Vec<Record>, max: usize) -> Taken {
         let mut state = lock(&self.state);
-        if state.queue.is_empty() {
-            return if state.closed { Taken::Closed } else { Taken::Nothing };
+        let closed = state.closed;
+        let queue = state.queues.entry(group.to_string()).or_default();
+        if queue.is_empty() {
+            return if closed { Taken::Closed } else { Taken::Nothing };
         }
-        let n = state.queue.len().min(max - batch.len());
-        batch.extend(state.queue.drain(..n));
+        let n = queue.len().min(max - batch.len());
+        batch.extend(queue.drain(..n));
         drop(state);
         self.writable.notify_waiters();
         Taken::Some
@@ -214,8 +251,8 @@ impl Topic {
         self.writable.notify_waiters();
     }
 
-    fn len(&self) -> usize {
-        lock(&self.state).queue.len()
+    fn len(&self, group: &str) -> usize {
+        lock(&self.state).queues.get(group).map_or(0, VecDeque::len)
     }
 }
 
@@ -254,11 +291,15 @@ impl EmbeddedProducer {
 /// The consumer half of the embedded bus; see [`Consumer`].
 pub struct EmbeddedConsumer {
     topic: Arc<Topic>,
+    group: String,
 }
 
 impl fmt::Debug for EmbeddedConsumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmbeddedConsumer").field("topic", &self.topic.name).finish()
+        f.debug_struct("EmbeddedConsumer")
+            .field("topic", &self.topic.name)
+            .field("group", &self.group)
+            .finish()
     }
 }
 
@@ -269,11 +310,11 @@ impl EmbeddedConsumer {
         linger: Duration,
         idle: Duration,
     ) -> Option<Vec<Record>> {
-        self.topic.pop_batch(max, linger, idle).await
+        self.topic.pop_batch(&self.group, max, linger, idle).await
     }
 
     pub(crate) fn lag(&self) -> Vec<(String, i32, i64)> {
-        let len = i64::try_from(self.topic.len()).unwrap_or(i64::MAX);
+        let len = i64::try_from(self.topic.len(&self.group)).unwrap_or(i64::MAX);
         vec![(self.topic.name.clone(), 0, len)]
     }
 }
@@ -310,6 +351,29 @@ mod tests {
         assert_eq!(batch[3].key.as_deref(), Some(&3u32.to_be_bytes()[..]));
         assert_eq!(batch[3].headers, vec![("n".to_string(), b"3".to_vec())]);
         consumer.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_group_gets_every_record_and_the_slowest_sets_the_pace() {
+        let bus = EmbeddedBus::new(2);
+        let producer = bus.producer();
+        let mut sink = bus.group_consumer("t", "sink");
+        let mut index = bus.group_consumer("t", "index");
+        producer.send_all("t", vec![message(0), message(1)]).await.unwrap();
+        assert_eq!(
+            payloads(&sink.next_batch(10, Duration::ZERO, LONG).await.unwrap().unwrap()),
+            ["m0", "m1"]
+        );
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(100), producer.send_all("t", vec![message(2)])).await;
+        assert!(blocked.is_err(), "the index group still holds 2");
+        assert_eq!(payloads(&index.next_batch(1, Duration::ZERO, LONG).await.unwrap().unwrap()), ["m0"]);
+        producer.send_all("t", vec![message(2)]).await.unwrap();
+        assert_eq!(
+            payloads(&index.next_batch(10, Duration::ZERO, LONG).await.unwrap().unwrap()),
+            ["m1", "m2"]
+        );
+        assert_eq!(payloads(&sink.next_batch(10, Duration::ZERO, LONG).await.unwrap().unwrap()), ["m2"]);
     }
 
     #[tokio::test]

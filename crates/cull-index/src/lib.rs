@@ -24,8 +24,8 @@ pub use backtest::{backtest, Backtest, BacktestRequest, DayCount, RuleBacktest, 
 pub use error::IndexError;
 pub use schema::{IndexSchema, Outcome};
 pub use search::{
-    Bucket, FacetCount, Histogram, Hit, Interval, Limits, SearchRequest, SearchResponse, Searcher, Snippet,
-    Sort,
+    parse_time_bound, Bucket, FacetCount, Histogram, Hit, Interval, Limits, SearchRequest, SearchResponse,
+    Searcher, Snippet, Sort, FACETS,
 };
 pub use writer::{Checkpoint, Indexer, Origin};
 

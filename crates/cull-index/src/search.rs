@@ -543,6 +543,34 @@ fn plan_sequences<'a>(plan: &'a Plan, visit: &mut impl FnMut(&'a Sequence)) {
     }
 }
 
+/// Reads a time bound: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC
+/// midnight) or an age before `now` (`30m`, `24h`, `7d`, `2w`); returns Unix seconds.
+pub fn parse_time_bound(text: &str, now: OffsetDateTime) -> Result<i64, IndexError> {
+    let text = text.trim();
+    if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(time.unix_timestamp());
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, &date_format) {
+        return Ok(date.midnight().assume_utc().unix_timestamp());
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_seconds = match unit {
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => 0,
+    };
+    match number.parse::<i64>() {
+        Ok(n) if unit_seconds > 0 => Ok(now.unix_timestamp() - n.saturating_mul(unit_seconds)),
+        _ => Err(IndexError::Query(format!(
+            "{text:?} is not a time: use RFC 3339, YYYY-MM-DD, or an age such as 30m, 24h, 7d, 2w"
+        ))),
+    }
+}
+
 /// Returns the number of leaves of a plan.
 fn leaves(plan: &Plan) -> usize {
     match plan {

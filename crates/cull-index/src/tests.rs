@@ -242,3 +242,19 @@ fn a_backtest_says_what_the_live_matcher_said() {
     let recent = backtest(&searcher, set.rules(), &window).unwrap();
     assert_eq!(recent.rules[1].matched, 0);
 }
+
+#[test]
+fn time_bounds_read_dates_and_ages() {
+    let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+    assert_eq!(parse_time_bound("7d", now).unwrap(), now.unix_timestamp() - 7 * 86_400);
+    assert_eq!(parse_time_bound("30m", now).unwrap(), now.unix_timestamp() - 1800);
+    assert_eq!(
+        parse_time_bound("2026-11-01", now).unwrap(),
+        time::macros::datetime!(2026-11-01 00:00 UTC).unix_timestamp()
+    );
+    assert_eq!(
+        parse_time_bound("2026-11-01T06:00:00Z", now).unwrap(),
+        time::macros::datetime!(2026-11-01 06:00 UTC).unix_timestamp()
+    );
+    assert!(parse_time_bound("last week", now).unwrap_err().to_string().contains("not a time"));
+}

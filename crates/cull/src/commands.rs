@@ -2,11 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use cull_index::{parse_time_bound, BacktestRequest, Limits, SearchRequest, Searcher};
 use cull_ingest::feed::{FeedConfig, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
@@ -236,6 +237,162 @@ pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -
     for draft in fetched {
         serde_json::to_writer(&mut out, &cull_ingest::normalize(draft, now))?;
         out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `cull search` shows.
+#[derive(Debug)]
+pub struct SearchOptions {
+    /// The index directory.
+    pub index: PathBuf,
+    /// The search.
+    pub request: SearchRequest,
+    /// Print the response as JSON.
+    pub json: bool,
+}
+
+/// Reads a `--since`/`--until` value, naming the flag in the error.
+pub fn time_bound(flag: &str, value: Option<&str>) -> Result<Option<i64>> {
+    value
+        .map(|text| {
+            parse_time_bound(text, time::OffsetDateTime::now_utc()).with_context(|| format!("--{flag}"))
+        })
+        .transpose()
+}
+
+/// Opens the index for reading, refusing a directory that holds none (a mistyped
+/// `--index` must not silently search an empty, new index).
+fn open_searcher(index: &Path) -> Result<Searcher> {
+    if !index.join("meta.json").is_file() {
+        bail!(
+            "{}: no index here (run a pipeline with [index] enabled, or pass --index DIR)",
+            index.display()
+        );
+    }
+    Ok(Searcher::open(index, Limits::default())?)
+}
+
+/// `cull search`: prints the hits, facets and histogram of a search.
+pub fn search(options: SearchOptions) -> Result<ExitCode> {
+    let searcher = open_searcher(&options.index)?;
+    let response = searcher.search(&options.request)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if options.json {
+        serde_json::to_writer_pretty(&mut out, &response)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let color = io::IsTerminal::is_terminal(&io::stdout());
+    let shown = response.hits.len();
+    writeln!(out, "{} mention(s) found, {shown} shown ({} ms)", response.total, response.took_ms)?;
+    if response.timed_out {
+        writeln!(out, "(the search hit its time limit: counts and hits are partial)")?;
+    }
+    for hit in &response.hits {
+        let rules: Vec<String> = hit
+            .matched
+            .iter()
+            .map(|r| format!("+{r}"))
+            .chain(hit.culled.iter().map(|r| format!("-{r}")))
+            .collect();
+        writeln!(
+            out,
+            "\n{}  {}  {}  {}  {}",
+            hit.at.as_deref().unwrap_or("-"),
+            hit.outcome.as_str(),
+            hit.channel.as_deref().unwrap_or("-"),
+            hit.id,
+            rules.join(" ")
+        )?;
+        if let Some(title) = &hit.title {
+            writeln!(out, "  {}", highlighted(title, color))?;
+        }
+        writeln!(out, "  {}", highlighted(&hit.text, color))?;
+        if let Some(url) = &hit.url {
+            writeln!(out, "  {url}")?;
+        }
+    }
+    for (facet, counts) in &response.facets {
+        let counts: Vec<String> = counts.iter().map(|c| format!("{} {}", c.value, c.count)).collect();
+        writeln!(out, "\n{facet}: {}", counts.join(", "))?;
+    }
+    if let Some(histogram) = &response.histogram {
+        writeln!(out)?;
+        let widest = histogram.buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+        for bucket in &histogram.buckets {
+            let bar = "#".repeat(((bucket.count * 40).div_ceil(widest)) as usize);
+            writeln!(out, "{}  {:>6}  {bar}", bucket.start, bucket.count)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`.
+fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
+    let (open, close) = if color { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
+    let mut text = String::with_capacity(snippet.text.len() + 8 * snippet.highlights.len());
+    let mut at = 0;
+    for [start, end] in &snippet.highlights {
+        let (start, end) = ((*start).max(at), (*end).min(snippet.text.len()));
+        if start >= end || !snippet.text.is_char_boundary(start) || !snippet.text.is_char_boundary(end) {
+            continue;
+        }
+        text.push_str(&snippet.text[at..start]);
+        text.push_str(open);
+        text.push_str(&snippet.text[start..end]);
+        text.push_str(close);
+        at = end;
+    }
+    text.push_str(&snippet.text[at..]);
+    text
+}
+
+/// `cull rules backtest`: what the rules of a file (or directory) would have matched
+/// and culled over the indexed mentions.
+pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: bool) -> Result<ExitCode> {
+    let loaded = if rules.is_dir() {
+        load_dir(rules)
+    } else {
+        let bytes = std::fs::read(rules).with_context(|| format!("cannot read {}", rules.display()))?;
+        cull_rules::load_files([(rules, bytes.as_slice())])
+    };
+    for error in &loaded.errors {
+        eprintln!("{error}\n");
+    }
+    if !loaded.errors.is_empty() {
+        eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    let searcher = open_searcher(index)?;
+    let report = cull_index::backtest(&searcher, &loaded.rules, request)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for rule in &report.rules {
+        let by: Vec<String> = rule.culled_by.iter().map(|(reason, n)| format!("{n} by {reason}")).collect();
+        let by = if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) };
+        writeln!(out, "{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled)?;
+        for day in &rule.days {
+            writeln!(out, "  {}  {:>5} matched  {:>5} culled", day.day, day.matched, day.culled)?;
+        }
+        for (label, samples) in [("matched", &rule.matched_samples), ("culled", &rule.culled_samples)] {
+            for sample in samples {
+                let why = match (&sample.reason, &sample.clause) {
+                    (Some(reason), Some(clause)) => format!(" [{reason}: {clause}]"),
+                    _ => String::new(),
+                };
+                let title = sample.title.as_deref().unwrap_or(&sample.text);
+                writeln!(out, "  {label} {}{why}: {title}", sample.id)?;
+            }
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -57,6 +57,9 @@ pub struct Pipeline {
     /// What the sources share: cursors and the duplicate window.
     #[serde(default)]
     pub ingest: Ingest,
+    /// The indexer stage: verdicts into the analyst index.
+    #[serde(default)]
+    pub index: IndexStage,
     /// Optional copies of the output topics to files.
     #[serde(default)]
     pub sink: Sinks,
@@ -426,6 +429,40 @@ pub struct MailSource {
 
 fn default_mail_poll_secs() -> u64 {
     30
+}
+
+/// The indexer stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexStage {
+    /// Whether this process runs the indexer.
+    pub enabled: bool,
+    /// The index directory (`cull search --index` reads it).
+    pub dir: PathBuf,
+    /// Commit after this many documents at most.
+    pub commit_docs: usize,
+    /// Commit after this many seconds at most (what an analyst waits to see a mention).
+    pub commit_secs: u64,
+    /// Indexing threads.
+    pub threads: usize,
+    /// Megabytes of indexing buffers (at least 15 per thread).
+    pub memory_mb: usize,
+    /// The Kafka consumer group of the indexers.
+    pub group_id: String,
+}
+
+impl Default for IndexStage {
+    fn default() -> IndexStage {
+        IndexStage {
+            enabled: false,
+            dir: PathBuf::from("data/index"),
+            commit_docs: 10_000,
+            commit_secs: 5,
+            threads: 1,
+            memory_mb: 64,
+            group_id: "cull-indexer".into(),
+        }
+    }
 }
 
 /// What the sources of this process share.
@@ -845,6 +882,23 @@ impl Pipeline {
                 check(value > 0, &format!("source[{i}].{key}"), &|| "must be at least 1".into());
             }
         }
+        let index = &self.index;
+        check(!index.dir.as_os_str().is_empty(), "index.dir", &|| "must name a directory".into());
+        for (key, value) in [
+            ("index.commit_docs", index.commit_docs as u64),
+            ("index.commit_secs", index.commit_secs),
+            ("index.threads", index.threads as u64),
+        ] {
+            check(value > 0, key, &|| "must be at least 1".into());
+        }
+        check(index.memory_mb >= 15 * index.threads, "index.memory_mb", &|| {
+            format!(
+                "must be at least 15 per thread ({} for index.threads = {})",
+                15 * index.threads,
+                index.threads
+            )
+        });
+        check(is_label(&index.group_id), "index.group_id", &|| "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
         let ingest = &self.ingest;
         check(!ingest.state_dir.as_os_str().is_empty(), "ingest.state_dir", &|| {
             "must name a directory".into()

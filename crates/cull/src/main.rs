@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod http;
+mod indexer;
 mod metrics;
 mod pipeline;
 mod sources;
@@ -37,6 +38,48 @@ enum Command {
     /// Try sources out.
     #[command(subcommand)]
     Ingest(IngestCommand),
+    /// Search the analyst index in the rule query language.
+    Search {
+        /// The query; empty finds every mention.
+        #[arg(default_value = "")]
+        query: String,
+        /// The index directory.
+        #[arg(long, default_value = "data/index")]
+        index: PathBuf,
+        /// Only mentions since this time: RFC 3339, YYYY-MM-DD, or an age (30m, 24h, 7d, 2w).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only mentions before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only mentions on this channel (repeatable).
+        #[arg(long)]
+        channel: Vec<String>,
+        /// Only mentions this rule matched or culled (repeatable).
+        #[arg(long)]
+        rule: Vec<String>,
+        /// Only mentions with this outcome: matched, culled, unmatched (repeatable).
+        #[arg(long, value_parser = parse_outcome)]
+        verdict: Vec<cull_index::Outcome>,
+        /// Only mentions in this language (repeatable).
+        #[arg(long)]
+        lang: Vec<String>,
+        /// Count the values of a field: rule, culled_rule, verdict, channel, lang, source, site (repeatable).
+        #[arg(long)]
+        facet: Vec<String>,
+        /// Add a date histogram: hour, day or week.
+        #[arg(long, value_parser = parse_interval)]
+        histogram: Option<cull_index::Interval>,
+        /// Order: time (newest first) or relevance.
+        #[arg(long, default_value = "time", value_parser = parse_sort)]
+        sort: cull_index::Sort,
+        /// Hits to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the whole response as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Match mentions (JSON lines) against a rule pack and print one verdict per line.
     Match {
         /// The rules directory.
@@ -66,6 +109,27 @@ enum RulesCommand {
         /// The rules directory.
         #[arg(default_value = "rules")]
         dir: PathBuf,
+    },
+    /// What the rules of a file (or directory) would have matched and culled over the
+    /// indexed mentions, per day, with samples.
+    Backtest {
+        /// A rule file or a rules directory.
+        rules: PathBuf,
+        /// The index directory.
+        #[arg(long, default_value = "data/index")]
+        index: PathBuf,
+        /// Only mentions since this time: RFC 3339, YYYY-MM-DD, or an age (30m, 24h, 7d, 2w).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only mentions before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Samples of matches and of culls per rule.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Explain which clauses of a rule match a text, which culls apply, and why.
     Explain {
@@ -101,6 +165,25 @@ enum IngestCommand {
     },
 }
 
+/// Reads a value the way serde reads it from JSON, so the CLI and the API accept the
+/// same words.
+fn parse_word<T: serde::de::DeserializeOwned>(word: &str, expected: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(word.to_string()))
+        .map_err(|_| format!("expected one of {expected}"))
+}
+
+fn parse_outcome(word: &str) -> Result<cull_index::Outcome, String> {
+    parse_word(word, "matched, culled, unmatched")
+}
+
+fn parse_interval(word: &str) -> Result<cull_index::Interval, String> {
+    parse_word(word, "hour, day, week")
+}
+
+fn parse_sort(word: &str) -> Result<cull_index::Sort, String> {
+    parse_word(word, "time, relevance")
+}
+
 fn parse_channel(name: &str) -> Result<cull_model::Channel, String> {
     cull_model::Channel::parse(name).ok_or_else(|| {
         let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
@@ -117,6 +200,45 @@ fn main() -> ExitCode {
             commands::explain(&rules, &rule_id, text, title)
         }
         Command::Run { pipeline, once } => commands::run(&pipeline, once),
+        Command::Search {
+            query,
+            index,
+            since,
+            until,
+            channel,
+            rule,
+            verdict,
+            lang,
+            facet,
+            histogram,
+            sort,
+            limit,
+            json,
+        } => (|| {
+            let request = cull_index::SearchRequest {
+                query,
+                since: commands::time_bound("since", since.as_deref())?,
+                until: commands::time_bound("until", until.as_deref())?,
+                channels: channel,
+                rules: rule,
+                verdicts: verdict,
+                langs: lang,
+                sort,
+                limit,
+                offset: 0,
+                facets: facet,
+                histogram,
+            };
+            commands::search(commands::SearchOptions { index, request, json })
+        })(),
+        Command::Rules(RulesCommand::Backtest { rules, index, since, until, samples, json }) => (|| {
+            let request = cull_index::BacktestRequest {
+                since: commands::time_bound("since", since.as_deref())?,
+                until: commands::time_bound("until", until.as_deref())?,
+                samples,
+            };
+            commands::backtest(&rules, &index, &request, json)
+        })(),
         Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
             commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))
         }

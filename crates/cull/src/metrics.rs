@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cull_model::Priority;
 use prometheus::core::Collector;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Buckets of the batch latency histogram, in seconds: fine below the 250 ms p99 target
 /// of DESIGN.md, coarse above it.
@@ -138,6 +140,8 @@ pub struct Metrics {
     source_duplicates: IntCounterVec,
     feed_polls: IntCounterVec,
     webhook_requests: IntCounterVec,
+    indexed: IntCounter,
+    index_commit_duration: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -153,6 +157,16 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -
 }
 
 impl Metrics {
+    /// Counts verdicts written to the analyst index.
+    pub fn record_indexed(&self, count: u64) {
+        self.indexed.inc_by(count);
+    }
+
+    /// Records one commit of the analyst index.
+    pub fn record_index_commit(&self, duration: Duration) {
+        self.index_commit_duration.observe(duration.as_secs_f64());
+    }
+
     /// Makes the series of `source` exist at 0 from the first scrape.
     pub fn register_source(&self, source: &str) {
         self.source_mentions.with_label_values(&[source]);
@@ -231,6 +245,15 @@ impl Metrics {
                 "cull_webhook_requests_total",
                 "Webhook requests answered, by source and HTTP status.",
                 &["source", "status"],
+            )?,
+            indexed: register(
+                &registry,
+                IntCounter::new("cull_index_documents_total", "Verdicts written to the analyst index.")?,
+            )?,
+            index_commit_duration: histogram(
+                "cull_index_commit_duration_seconds",
+                "Time to commit the analyst index (documents and checkpoint) and the consumed offsets.",
+                &DURATION_BUCKETS,
             )?,
             registry,
         };

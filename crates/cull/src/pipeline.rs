@@ -36,7 +36,7 @@ use crate::sources;
 use crate::tickets::Ticketer;
 
 /// How long a stage waits for a first record before it looks at its stop conditions.
-const IDLE: Duration = Duration::from_millis(200);
+pub(crate) const IDLE: Duration = Duration::from_millis(200);
 
 /// What a run did, printed when it ends.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct Summary {
     pub tickets_out: u64,
     /// Records sent to the dead-letter topic, by any stage.
     pub dead_letters: u64,
+    /// Verdicts written to the analyst index.
+    pub indexed: u64,
 }
 
 impl std::fmt::Display for Summary {
@@ -61,7 +63,11 @@ impl std::fmt::Display for Summary {
             f,
             "{} mention(s) in: {} matched, {} culled, {} unmatched; {} ticket(s) out; {} dead letter(s)",
             self.mentions_in, self.matched, self.culled, self.unmatched, self.tickets_out, self.dead_letters
-        )
+        )?;
+        if self.indexed > 0 {
+            write!(f, "; {} indexed", self.indexed)?;
+        }
+        Ok(())
     }
 }
 
@@ -82,7 +88,7 @@ impl Bus {
     /// Returns a consumer of `topic`; on Kafka in the group `group`.
     fn consumer(&self, topic: &str, group: &str) -> Result<cull_bus::Consumer> {
         Ok(match self {
-            Bus::Embedded(bus) => bus.consumer(topic),
+            Bus::Embedded(bus) => bus.group_consumer(topic, group),
             Bus::Kafka(config) => {
                 let config = KafkaConfig { group_id: group.to_string(), ..config.clone() };
                 cull_bus::kafka_consumer(&config, &[topic])?
@@ -92,22 +98,22 @@ impl Bus {
 }
 
 /// Everything the stages share.
-struct Stages {
+pub(crate) struct Stages {
     /// Embedded topics no stage of this process reads (no sink configured for them):
     /// records sent there would fill the bounded queue and then block the sender
     /// forever, so they are not sent. Empty on Kafka, where other processes read.
     unread: HashSet<String>,
-    pipeline: Pipeline,
-    metrics: Arc<Metrics>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) metrics: Arc<Metrics>,
     producer: Producer,
-    once: bool,
-    stop: watch::Receiver<bool>,
+    pub(crate) once: bool,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl Stages {
     /// Sends `messages` to `topic` and waits for the acknowledgements, unless nothing
     /// in this embedded pipeline reads `topic`.
-    async fn send(&self, topic: &str, messages: Vec<Message>) -> Result<(), cull_bus::BusError> {
+    pub(crate) async fn send(&self, topic: &str, messages: Vec<Message>) -> Result<(), cull_bus::BusError> {
         if messages.is_empty() || self.unread.contains(topic) {
             return Ok(());
         }
@@ -171,7 +177,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             if sink.tickets.is_none() {
                 unread.extend(ticket_topics.iter().cloned());
             }
-            if sink.verdicts.is_none() {
+            if sink.verdicts.is_none() && !pipeline.index.enabled {
                 unread.insert(topics.verdicts.clone());
             }
             if sink.dead_letter.is_none() {
@@ -210,15 +216,6 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         webhooks,
         wait_for(context.stop.clone()),
     ));
-    let mut sources = JoinSet::new();
-    for source in pipeline.sources.clone() {
-        let (context, outlet) = (Arc::clone(&context), outlet.clone());
-        sources.spawn(async move {
-            let max_bytes = context.pipeline.matcher.max_mention_bytes;
-            let ingest = &context.pipeline.ingest;
-            sources::run_source(&outlet, &source, ingest, max_bytes, context.once, context.stop.clone()).await
-        });
-    }
     let (sources_done_sender, sources_done) = watch::channel(pipeline.sources.is_empty());
     let mut sinks = JoinSet::new();
     let sink_topics = [
@@ -253,6 +250,26 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     } else {
         None
     };
+    let index_stage = if pipeline.index.enabled {
+        let consumer = bus.consumer(&topics.verdicts, &pipeline.index.group_id)?;
+        let indexer = crate::indexer::open(&pipeline.index).await?;
+        let (context, done) = (Arc::clone(&context), matcher_done.clone());
+        Some(tokio::spawn(async move { crate::indexer::run(&context, consumer, indexer, done).await }))
+    } else {
+        None
+    };
+
+    // Sources start once every consumer exists: an embedded group sees only the
+    // records produced after it joined.
+    let mut sources = JoinSet::new();
+    for source in pipeline.sources.clone() {
+        let (context, outlet) = (Arc::clone(&context), outlet.clone());
+        sources.spawn(async move {
+            let max_bytes = context.pipeline.matcher.max_mention_bytes;
+            let ingest = &context.pipeline.ingest;
+            sources::run_source(&outlet, &source, ingest, max_bytes, context.once, context.stop.clone()).await
+        });
+    }
 
     let mut source_errors = Vec::new();
     let mut ingest_dead_letters = 0;
@@ -273,6 +290,9 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     }
     while let Some(joined) = sinks.join_next().await {
         joined.context("sink task")??;
+    }
+    if let Some(stage) = index_stage {
+        summary.indexed = stage.await.context("indexer task")??;
     }
     summary.dead_letters += ingest_dead_letters;
     let _ = stop_sender.send(true);
@@ -383,7 +403,7 @@ async fn run_matcher(
 /// Returns true when the consumer knows its lag on every partition it owns and all of
 /// it is zero. A Kafka consumer that has not joined its group yet knows no lag, and is
 /// not drained: it has not started.
-fn drained(consumer: &cull_bus::Consumer) -> bool {
+pub(crate) fn drained(consumer: &cull_bus::Consumer) -> bool {
     let lags = consumer.lag();
     !lags.is_empty() && lags.iter().all(|(_, _, lag)| *lag == 0)
 }

@@ -1,0 +1,127 @@
+//! The analyst index after a pipeline run: `cull search` and `cull rules backtest`
+//! against what the live matcher decided.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cull_model::Verdict;
+
+use crate::pipeline::{cull, text};
+
+/// Runs the README's main command with its outputs moved into `dir`.
+fn run_local(dir: &Path) {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let out = cull(
+        &["run", "pipelines/local.toml", "--once"],
+        &[
+            ("CULL__INDEX__DIR", &path("index")),
+            ("CULL__SINK__TICKETS__PATH", &path("tickets.jsonl")),
+            ("CULL__SINK__VERDICTS__PATH", &path("verdicts.jsonl")),
+            ("CULL__SINK__DEAD_LETTER__PATH", &path("dead-letter.jsonl")),
+            ("CULL__HTTP__LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).trim_end().ends_with("; 14 indexed"), "{}", text(&out.stdout));
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = cull(args, &[]).output().unwrap();
+    assert!(out.status.success(), "cull {args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
+    let dir = tempfile::tempdir().unwrap();
+    run_local(dir.path());
+    let index = dir.path().join("index");
+    let index = index.to_str().unwrap();
+    let live: Vec<Verdict> = std::fs::read_to_string(dir.path().join("verdicts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(live.len(), 14);
+
+    let everything = json(&["search", "--index", index, "--json", "--limit", "100", "--facet", "verdict"]);
+    assert_eq!(everything["total"], 14);
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for verdict in &live {
+        let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
+            (false, _) => "matched",
+            (true, false) => "culled",
+            (true, true) => "unmatched",
+        };
+        *outcomes.entry(outcome.to_string()).or_default() += 1;
+    }
+    let faceted: BTreeMap<String, u64> = everything["facets"]["verdict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["value"].as_str().unwrap().to_string(), f["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(faceted, outcomes);
+
+    let found = json(&["search", "--index", index, "--json", "connections NEAR/2 magazine"]);
+    let hits = found["hits"].as_array().unwrap();
+    assert!(!hits.is_empty());
+    for hit in hits {
+        let snippets = [&hit["title"], &hit["text"]];
+        let marked: Vec<String> = snippets
+            .iter()
+            .filter(|s| !s.is_null())
+            .flat_map(|s| {
+                let text = s["text"].as_str().unwrap().to_string();
+                s["highlights"].as_array().unwrap().iter().map(move |h| {
+                    text[h[0].as_u64().unwrap() as usize..h[1].as_u64().unwrap() as usize].to_lowercase()
+                })
+            })
+            .collect();
+        assert!(marked.iter().any(|m| m == "connections"), "{hit}");
+    }
+
+    // The backtest of the shipped rules over the index says what the live run said.
+    let report = json(&["rules", "backtest", "rules", "--index", index, "--json"]);
+    for rule in report["rules"].as_array().unwrap() {
+        let id = rule["rule_id"].as_str().unwrap();
+        let ids = |field: &str| -> Vec<String> {
+            rule[field].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        let mut matched: Vec<String> = live
+            .iter()
+            .filter(|v| v.matched.iter().any(|m| m.rule_id == id))
+            .map(|v| v.mention_id.clone())
+            .collect();
+        let mut culled: Vec<String> = live
+            .iter()
+            .filter(|v| v.culled.iter().any(|c| c.rule_id == id))
+            .map(|v| v.mention_id.clone())
+            .collect();
+        matched.sort();
+        culled.sort();
+        assert_eq!((ids("matched_ids"), ids("culled_ids")), (matched, culled), "rule {id}");
+    }
+
+    // The human output: the search highlights, the backtest counts per rule.
+    let out = cull(&["search", "--index", index, "magazine"], &[]).output().unwrap();
+    assert!(
+        text(&out.stdout).contains("[Magazine]") || text(&out.stdout).contains("[magazine]"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cull(&["rules", "backtest", "rules/publisher.toml", "--index", index], &[]).output().unwrap();
+    assert!(text(&out.stdout).starts_with("connections-magazine: "), "{}", text(&out.stdout));
+
+    // A mistyped index directory or query is an error, not an empty answer.
+    let out = cull(&["search", "--index", "no/such/index", "x"], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no index here"), "{}", text(&out.stderr));
+    let out = cull(&["search", "--index", index, "\"unclosed"], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("query:"), "{}", text(&out.stderr));
+    let out = cull(&["search", "--index", index, "--since", "yesterday-ish", "x"], &[]).output().unwrap();
+    assert!(text(&out.stderr).contains("--since"), "{}", text(&out.stderr));
+}
