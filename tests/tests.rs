@@ -9,5 +9,6 @@ mod google_alerts;
 mod index;
 mod kafka;
 mod pipeline;
+mod reload;
 mod semantics;
 mod sources;

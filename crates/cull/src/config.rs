@@ -195,6 +195,8 @@ pub struct Matcher {
     pub enabled: bool,
     /// The rules directory.
     pub rules: PathBuf,
+    /// Reload the rules when a file in the directory changes (SIGHUP always reloads).
+    pub watch: bool,
     /// Mentions per batch at most.
     pub batch_size: usize,
     /// How long a batch waits to fill before it is matched anyway, in milliseconds.
@@ -213,6 +215,7 @@ impl Default for Matcher {
         Matcher {
             enabled: true,
             rules: PathBuf::from("rules"),
+            watch: true,
             batch_size: 512,
             batch_wait_ms: 50,
             max_mention_bytes: cull_model::MAX_MENTION_BYTES,

@@ -6,6 +6,7 @@ mod http;
 mod indexer;
 mod metrics;
 mod pipeline;
+mod reload;
 mod sources;
 mod tickets;
 

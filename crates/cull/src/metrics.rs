@@ -136,6 +136,8 @@ pub struct Metrics {
     consumer_lag: IntGaugeVec,
     rules_loaded: IntGauge,
     rules_last_reload_success: IntGauge,
+    rules_reloads: IntCounter,
+    rules_reload_errors: IntCounter,
     source_mentions: IntCounterVec,
     source_duplicates: IntCounterVec,
     feed_polls: IntCounterVec,
@@ -226,6 +228,17 @@ impl Metrics {
                 "cull_rules_last_reload_success",
                 "1 if the last rule (re)load succeeded, 0 if it failed and the previous set is still in use.",
             )?,
+            rules_reloads: register(
+                &registry,
+                IntCounter::new("cull_rules_reloads_total", "Rule sets loaded and swapped in, the first included.")?,
+            )?,
+            rules_reload_errors: register(
+                &registry,
+                IntCounter::new(
+                    "cull_rules_reload_errors_total",
+                    "Reloads refused because the rule pack had errors (the previous set stayed in use).",
+                )?,
+            )?,
             source_mentions: counter(
                 "cull_source_mentions_total",
                 "Mentions produced to the mentions topic, by source.",
@@ -306,6 +319,13 @@ impl Metrics {
     pub fn rules_reloaded(&self, rules: usize) {
         self.rules_loaded.set(i64::try_from(rules).unwrap_or(i64::MAX));
         self.rules_last_reload_success.set(1);
+        self.rules_reloads.inc();
+    }
+
+    /// Records a reload refused for errors in the pack.
+    pub fn rules_reload_failed(&self) {
+        self.rules_last_reload_success.set(0);
+        self.rules_reload_errors.inc();
     }
 
     /// Returns every series in the Prometheus text exposition format (version 0.0.4).

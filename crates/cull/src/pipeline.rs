@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use crate::config::{self, BusKind, Pipeline, Sink};
 use crate::http::{self, Health};
 use crate::metrics::{BatchStats, DeadLetterReason, Metrics, Outcome};
+use crate::reload::{self, Reloader, TicketTopics};
 use crate::sources;
 use crate::tickets::Ticketer;
 
@@ -250,6 +251,20 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     } else {
         None
     };
+    if pipeline.matcher.enabled {
+        let ticket_topics = match &bus {
+            Bus::Kafka(config) => TicketTopics::Kafka(config.clone()),
+            Bus::Embedded(_) => TicketTopics::Embedded(ticket_topics.iter().cloned().collect()),
+        };
+        let reloader = Arc::new(Reloader::new(
+            pipeline.matcher.rules.clone(),
+            Arc::clone(&matcher),
+            Arc::clone(&context.metrics),
+            pipeline.topics.clone(),
+            ticket_topics,
+        ));
+        tokio::spawn(reload::run(reloader, pipeline.matcher.watch, context.stop.clone()));
+    }
     let index_stage = if pipeline.index.enabled {
         let consumer = bus.consumer(&topics.verdicts, &pipeline.index.group_id)?;
         let indexer = crate::indexer::open(&pipeline.index).await?;

@@ -1,0 +1,183 @@
+//! Hot rule reload in a running pipeline: file changes (debounced), a broken pack, a
+//! deleted file, SIGHUP.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cull_model::{Ticket, Verdict};
+
+use crate::pipeline::{cull, get};
+
+fn rule(id: &str, word: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\nname = \"{id}\"\nquery = '{word}'\npriority = \"P2\"\nqueue = \"care\"\n"
+    )
+}
+
+struct Running {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(dir: &Path, watch: bool) -> Running {
+        let file = dir.join("pipeline.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[bus]\nkind = \"embedded\"\n[matcher]\nrules = \"{d}/rules\"\nwatch = {watch}\nbatch_wait_ms = 10\n\
+                 [[source]]\nkind = \"jsonl\"\nname = \"tail\"\npath = \"{d}/in.jsonl\"\nfollow = true\nfollow_interval_ms = 20\n\
+                 [sink.tickets]\nkind = \"jsonl\"\npath = \"{d}/tickets.jsonl\"\n\
+                 [sink.verdicts]\nkind = \"jsonl\"\npath = \"{d}/verdicts.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("in.jsonl"), "").unwrap();
+        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("listen=").nth(1) {
+                    let _ = sender.send(address.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let address = receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its address");
+        Running { child, address, log }
+    }
+
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (_, metrics) = get(&self.address, "/metrics").ok()?;
+        metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn wait_metric(&self, series: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.metric(series) != Some(value) {
+            assert!(Instant::now() < deadline, "{series} never became {value}: {:?}", self.metric(series));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn mention(dir: &Path, id: &str, text: &str) {
+    let mut file = std::fs::OpenOptions::new().append(true).open(dir.join("in.jsonl")).unwrap();
+    writeln!(file, "{{\"schema\":\"cull.mention/v1\",\"id\":\"{id}\",\"text\":\"{text}\"}}").unwrap();
+}
+
+/// Waits for the verdict of mention `id` and returns it with the rules its tickets
+/// were opened for.
+fn outcome(dir: &Path, id: &str) -> (Verdict, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let verdicts = std::fs::read_to_string(dir.join("verdicts.jsonl")).unwrap_or_default();
+        if let Some(verdict) =
+            verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap()).find(|v| v.mention_id == id)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+            let tickets = std::fs::read_to_string(dir.join("tickets.jsonl")).unwrap_or_default();
+            let rules = tickets
+                .lines()
+                .map(|l| serde_json::from_str::<Ticket>(l).unwrap())
+                .filter(|t| t.mention.id == id)
+                .map(|t| t.rule.id)
+                .collect();
+            return (verdict, rules);
+        }
+        assert!(Instant::now() < deadline, "no verdict for {id}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn rule_files_reload_live_and_a_broken_pack_keeps_the_running_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
+    let running = Running::start(dir, true);
+    running.wait_metric("cull_rules_loaded", 1.0);
+    mention(dir, "m1", "an alphaword here");
+    let (first, rules) = outcome(dir, "m1");
+    assert_eq!(rules, ["alpha"]);
+
+    // A new file is picked up without a restart; verdicts name the new version.
+    std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
+    running.wait_metric("cull_rules_loaded", 2.0);
+    mention(dir, "m2", "a betaword there");
+    let (second, rules) = outcome(dir, "m2");
+    assert_eq!(rules, ["beta"]);
+    assert_ne!(first.ruleset_version, second.ruleset_version);
+
+    // A burst of saves is one reload (or very few), not twenty.
+    let before = running.metric("cull_rules_reloads_total").unwrap();
+    for n in 0..20 {
+        std::fs::write(
+            dir.join("rules/b.toml"),
+            rule("beta", if n % 2 == 0 { "betaword" } else { "betaword OR gammaword" }),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let reloads = running.metric("cull_rules_reloads_total").unwrap() - before;
+    assert!((1.0..=3.0).contains(&reloads), "{reloads} reloads for a burst of 20 saves");
+
+    // A broken pack is refused whole, with located errors, and matching goes on.
+    std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"broken\"\nquery = '\"unclosed'\npriority = \"P2\"\nqueue = \"care\"\nname = \"x\"\n").unwrap();
+    running.wait_metric("cull_rules_last_reload_success", 0.0);
+    running.wait_metric("cull_rules_reload_errors_total", 1.0);
+    assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
+    let logged = running.log.lock().unwrap().join("\n");
+    assert!(logged.contains("c.toml:3:"), "the error names file:line:column:\n{logged}");
+    mention(dir, "m3", "betaword again");
+    assert_eq!(outcome(dir, "m3").1, ["beta"], "the running set still matches");
+
+    // Fixing it reloads; deleting a file mid-run drops its rules.
+    std::fs::remove_file(dir.join("rules/c.toml")).unwrap();
+    running.wait_metric("cull_rules_last_reload_success", 1.0);
+    std::fs::remove_file(dir.join("rules/b.toml")).unwrap();
+    running.wait_metric("cull_rules_loaded", 1.0);
+    mention(dir, "m4", "betaword once more");
+    let (verdict, rules) = outcome(dir, "m4");
+    assert!(rules.is_empty() && verdict.matched.is_empty(), "{verdict:?}");
+    running.stop();
+}
+
+#[test]
+fn sighup_reloads_when_watching_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
+    let running = Running::start(dir, false);
+    running.wait_metric("cull_rules_loaded", 1.0);
+    std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(running.metric("cull_rules_loaded"), Some(1.0), "no watching: nothing changes by itself");
+    let status =
+        std::process::Command::new("kill").args(["-HUP", &running.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    running.wait_metric("cull_rules_loaded", 2.0);
+    mention(dir, "m1", "betaword");
+    assert_eq!(outcome(dir, "m1").1, ["beta"]);
+    running.stop();
+}
