@@ -183,3 +183,45 @@ fn explain_says_which_clauses_matched_and_what_culled() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no rule `no-such-rule` in rules"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn checks_for_ci_exit_non_zero_and_report_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[rule]]\nid = \"bad\"\nname = \"x\"\nquery = 'a NEAR/999 b'\npriority = \"P2\"\nqueue = \"q\"\n",
+    )
+    .unwrap();
+    let out = cull(&["rules", "check", "--format", "json", dir.path().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let error = &report["errors"][0];
+    assert_eq!((error["line"].as_u64(), error["rule"].as_str()), (Some(4), Some("bad")));
+    assert!(error["column"].as_u64().unwrap() > 1 && error["path"].as_str().unwrap().ends_with("bad.toml"));
+
+    let out = cull(&["rules", "check", "--format", "json", "rules"], None);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["ok"].as_bool(), report["rules"].as_u64()), (Some(true), Some(3)));
+
+    for pipeline in ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml"] {
+        let out = cull(&["config", "check", pipeline], None);
+        assert!(out.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(&file, format!("[matcher]\nbatch_size = 0\nrules = \"{}\"\n", dir.path().display()))
+        .unwrap();
+    let out = cull(&["config", "check", "--format", "json", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["key"], "matcher.batch_size");
+    std::fs::write(&file, format!("[matcher]\nrules = \"{}\"\n", dir.path().display())).unwrap();
+    let out = cull(&["config", "check", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "the rules it names are broken");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:4:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

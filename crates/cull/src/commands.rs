@@ -34,19 +34,192 @@ fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
 }
 
 /// `cull rules check`.
-pub fn check(dir: &Path) -> Result<ExitCode> {
-    let Some(rules) = load_or_report(dir) else { return Ok(ExitCode::FAILURE) };
-    for rule in rules.iter().filter(|r| r.anchors.is_none()) {
-        eprintln!(
-            "note: rule `{}` ({}:{}) has no anchor words; it is verified against every mention",
-            rule.rule.id,
-            rule.rule.path.display(),
-            rule.rule.line
-        );
+pub fn check(dir: &Path, format: Format) -> Result<ExitCode> {
+    let report = check_rules(dir);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            for error in &report.errors {
+                eprintln!("{}\n", error.rendered);
+            }
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            if report.ok {
+                println!(
+                    "{}: {} rule(s) OK, rule set version {}",
+                    dir.display(),
+                    report.rules,
+                    report.version
+                );
+            } else {
+                eprintln!("cull: {} error(s) in {}", report.errors.len(), dir.display());
+            }
+        }
     }
-    let set = RuleSet::new(rules)?;
-    println!("{}: {} rule(s) OK, rule set version {}", dir.display(), set.rules().len(), set.version());
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// How a check prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people: compiler-style errors on stderr.
+    Text,
+    /// For CI: one JSON document on stdout.
+    Json,
+}
+
+/// What `cull rules check` found, as `--format json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct RulesReport {
+    /// The rules directory.
+    pub dir: PathBuf,
+    /// True when the pack has no error.
+    pub ok: bool,
+    /// Rules loaded (0 when there were errors).
+    pub rules: usize,
+    /// The rule set version (empty when there were errors).
+    pub version: String,
+    /// Every error.
+    pub errors: Vec<RuleProblem>,
+    /// Remarks that are not errors (rules without anchor words).
+    pub notes: Vec<String>,
+}
+
+/// One error of a rule pack.
+#[derive(Debug, serde::Serialize)]
+pub struct RuleProblem {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line (0 when the file could not be read).
+    pub line: usize,
+    /// 1-based column (0 when the file could not be read).
+    pub column: usize,
+    /// The rule, when known.
+    pub rule: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// What to do instead.
+    pub help: Option<String>,
+    /// The compiler-style rendering with the excerpt and the caret.
+    pub rendered: String,
+}
+
+/// Loads and compiles the pack in `dir` and reports on it.
+pub fn check_rules(dir: &Path) -> RulesReport {
+    let loaded = load_dir(dir);
+    let errors: Vec<RuleProblem> = loaded
+        .errors
+        .iter()
+        .map(|error| match error {
+            cull_rules::RuleError::Located(located) => RuleProblem {
+                path: located.path.clone(),
+                line: located.line,
+                column: located.column,
+                rule: located.rule.clone(),
+                message: located.message.clone(),
+                help: located.help.clone(),
+                rendered: error.to_string(),
+            },
+            cull_rules::RuleError::Io { path, source } => RuleProblem {
+                path: path.clone(),
+                line: 0,
+                column: 0,
+                rule: None,
+                message: format!("cannot read: {source}"),
+                help: None,
+                rendered: error.to_string(),
+            },
+        })
+        .collect();
+    let mut report = RulesReport {
+        dir: dir.to_path_buf(),
+        ok: errors.is_empty(),
+        rules: 0,
+        version: String::new(),
+        errors,
+        notes: Vec::new(),
+    };
+    if !report.ok {
+        return report;
+    }
+    report.notes = loaded
+        .rules
+        .iter()
+        .filter(|r| r.anchors.is_none())
+        .map(|rule| {
+            format!(
+                "rule `{}` ({}:{}) has no anchor words; it is verified against every mention",
+                rule.rule.id,
+                rule.rule.path.display(),
+                rule.rule.line
+            )
+        })
+        .collect();
+    match RuleSet::new(loaded.rules) {
+        Ok(set) => {
+            report.rules = set.rules().len();
+            report.version = set.version().to_string();
+        }
+        Err(error) => {
+            report.ok = false;
+            report.errors.push(RuleProblem {
+                path: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                rule: None,
+                message: error.to_string(),
+                help: None,
+                rendered: format!("error: {error}"),
+            });
+        }
+    }
+    report
+}
+
+/// `cull config check`: the pipeline file, its environment overrides and the rule
+/// pack it names, as `cull run` would load them, without starting anything.
+pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
+    #[derive(serde::Serialize)]
+    struct Report {
+        file: PathBuf,
+        ok: bool,
+        problems: Vec<crate::config::Problem>,
+        rules: Option<RulesReport>,
+    }
+    let (problems, rules) = match crate::config::check(path) {
+        Ok(pipeline) => (Vec::new(), pipeline.matcher.enabled.then(|| check_rules(&pipeline.matcher.rules))),
+        Err(problems) => (problems, None),
+    };
+    let ok = problems.is_empty() && rules.as_ref().is_none_or(|r| r.ok);
+    let report = Report { file: path.to_path_buf(), ok, problems, rules };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            if !report.problems.is_empty() {
+                eprintln!("{}", crate::config::render(&path.display(), &report.problems));
+            }
+            if let Some(rules) = &report.rules {
+                for error in &rules.errors {
+                    eprintln!("{}\n", error.rendered);
+                }
+                if rules.ok {
+                    println!(
+                        "{}: OK; rules {}: {} rule(s), version {}",
+                        path.display(),
+                        rules.dir.display(),
+                        rules.rules,
+                        rules.version
+                    );
+                } else {
+                    eprintln!("cull: {} error(s) in the rules of {}", rules.errors.len(), path.display());
+                }
+            } else if report.ok {
+                println!("{}: OK (no matcher, no rules to check)", path.display());
+            }
+        }
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `cull rules test`.

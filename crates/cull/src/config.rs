@@ -542,6 +542,17 @@ impl Default for Http {
 
 /// Loads, overrides from the process environment, and validates the pipeline file at `path`.
 pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
+    load_with_env(path, cull_environment()?)
+}
+
+/// As [`load`], returning every problem found rather than one error.
+pub fn check(path: &Path) -> Result<Pipeline, Vec<Problem>> {
+    let env = cull_environment().map_err(|e| vec![Problem { key: None, message: e.to_string() }])?;
+    check_with_env(path, env)
+}
+
+/// Returns the process's `CULL__…` variables.
+fn cull_environment() -> anyhow::Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     for (name, value) in std::env::vars_os() {
         // Variables outside cull's prefix may hold anything, including non-UTF-8 bytes.
@@ -551,36 +562,75 @@ pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
         let value = value.into_string().map_err(|_| anyhow!("environment variable {name}: not UTF-8"))?;
         env.push((name, value));
     }
-    load_with_env(path, env)
+    Ok(env)
 }
 
-/// Loads the pipeline file at `path` with overrides from `env` (name, value) pairs, and
-/// validates it; [`load`] passes the process environment, tests pass their own.
-///
-/// Variables not starting with `CULL__` are ignored.
 pub fn load_with_env(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<Pipeline> {
+    check_with_env(path, env).map_err(|problems| anyhow!(render(&path.display(), &problems)))
+}
+
+/// A problem with a pipeline file: a setting (`key`) that does not make sense, or the
+/// file as a whole (no key: unreadable, a syntax error, an unknown key, located).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The setting, such as `matcher.batch_size`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Loads, overrides and validates the pipeline file, returning every problem found.
+pub fn check_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Pipeline, Vec<Problem>> {
+    let whole = |error: anyhow::Error| vec![Problem { key: None, message: format!("{error:#}") }];
     let file = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read pipeline file {file}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read pipeline file {file}"))
+        .map_err(whole)?;
     let mut table: toml::Table =
-        toml::from_str(&text).map_err(|error| anyhow!("{}", located(&file, &text, &error, None)))?;
-    let overrides = apply_overrides(&mut table, env, &file)?;
-    let pipeline = deserialize(table, &text, &overrides, &file)?;
+        toml::from_str(&text).map_err(|error| whole(anyhow!("{}", located(&file, &text, &error, None))))?;
+    let overrides = apply_overrides(&mut table, env, &file).map_err(whole)?;
+    let pipeline = deserialize(table, &text, &overrides, &file).map_err(whole)?;
     let errors = pipeline.validate();
     if errors.is_empty() {
         return Ok(pipeline);
     }
-    let mut message =
-        format!("{file}: {} invalid setting{}", errors.len(), if errors.len() == 1 { "" } else { "s" });
-    for Invalid { key, message: what } in &errors {
-        let _ = write!(message, "\n  {key}: {what}");
-        if let Some(var) = overrides.iter().find(|o| o.key.eq_ignore_ascii_case(key)) {
-            let _ = write!(message, " (set by environment variable {})", var.var);
+    Err(errors
+        .into_iter()
+        .map(|Invalid { key, message }| {
+            let message = match overrides.iter().find(|o| o.key.eq_ignore_ascii_case(&key)) {
+                Some(var) => format!("{message} (set by environment variable {})", var.var),
+                None => message,
+            };
+            Problem { key: Some(key), message }
+        })
+        .collect())
+}
+
+/// Renders problems as `cull` reports them: a whole-file problem as it is, settings as
+/// `<file>: N invalid settings` followed by one `key: message` line each.
+pub fn render(file: &impl std::fmt::Display, problems: &[Problem]) -> String {
+    if let [Problem { key: None, message }] = problems {
+        return message.clone();
+    }
+    let mut text =
+        format!("{file}: {} invalid setting{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    for problem in problems {
+        match &problem.key {
+            Some(key) => {
+                let _ = write!(text, "\n  {key}: {}", problem.message);
+            }
+            None => {
+                let _ = write!(text, "\n  {}", problem.message);
+            }
         }
     }
-    Err(anyhow!(message))
+    text
 }
 
 /// An environment variable that set a key, remembered so that errors about the key name

@@ -36,6 +36,9 @@ enum Command {
     /// Work with rule packs.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Work with pipeline files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Try sources out.
     #[command(subcommand)]
     Ingest(IngestCommand),
@@ -104,6 +107,9 @@ enum RulesCommand {
         /// The rules directory.
         #[arg(default_value = "rules")]
         dir: PathBuf,
+        /// `text` (errors on stderr) or `json` (one report on stdout, for CI).
+        #[arg(long, value_enum, default_value = "text")]
+        format: commands::Format,
     },
     /// Run every rule's examples; report each failure; exit 1 on any failure.
     Test {
@@ -144,6 +150,19 @@ enum RulesCommand {
         /// An optional title for the mention.
         #[arg(long)]
         title: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a pipeline file as `cull run` would load it (environment overrides
+    /// included) and the rule pack it names; exit 1 on any problem.
+    Check {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// `text` (problems on stderr) or `json` (one report on stdout, for CI).
+        #[arg(long, value_enum, default_value = "text")]
+        format: commands::Format,
     },
 }
 
@@ -195,7 +214,10 @@ fn parse_channel(name: &str) -> Result<cull_model::Channel, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rules(RulesCommand::Check { dir }) => commands::check(&dir),
+        Command::Rules(RulesCommand::Check { dir, format }) => commands::check(&dir, format),
+        Command::Config(ConfigCommand::Check { pipeline, format }) => {
+            commands::config_check(&pipeline, format)
+        }
         Command::Rules(RulesCommand::Test { dir }) => commands::test(&dir),
         Command::Rules(RulesCommand::Explain { rules, rule_id, text, title }) => {
             commands::explain(&rules, &rule_id, text, title)
