@@ -196,6 +196,7 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     for name in [
         "cull_matcher_batch_duration_seconds_bucket",
         "cull_tickets_emitted_total{priority=\"P2\",queue=\"publisher-care\"} 2",
+        "cull_rule_mentions_total{outcome=\"matched\",rule=\"connections-magazine\"} 2",
         "cull_source_mentions_total{source=\"test\"} 14",
         "cull_rules_loaded 3",
     ] {

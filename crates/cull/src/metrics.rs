@@ -97,9 +97,20 @@ pub struct BatchStats {
     outcomes: BTreeMap<Outcome, u64>,
     tickets: BTreeMap<(String, Priority), u64>,
     dead_letters: BTreeMap<DeadLetterReason, u64>,
+    rules: BTreeMap<(String, &'static str), u64>,
 }
 
 impl BatchStats {
+    /// Counts what one verdict says about each rule: matched, or culled (and why).
+    pub fn verdict(&mut self, verdict: &cull_model::Verdict) {
+        for matched in &verdict.matched {
+            *self.rules.entry((matched.rule_id.clone(), "matched")).or_default() += 1;
+        }
+        for culled in &verdict.culled {
+            *self.rules.entry((culled.rule_id.clone(), culled.reason.as_str())).or_default() += 1;
+        }
+    }
+
     /// Counts one mention that was matched, culled or unmatched.
     ///
     /// Dead letters are counted with [`BatchStats::dead_letter`] instead, which also
@@ -132,6 +143,7 @@ pub struct Metrics {
     batch_duration: Histogram,
     batch_size: Histogram,
     tickets: IntCounterVec,
+    rule_outcomes: IntCounterVec,
     dead_letters: IntCounterVec,
     consumer_lag: IntGaugeVec,
     rules_loaded: IntGauge,
@@ -207,6 +219,11 @@ impl Metrics {
                 "cull_tickets_emitted_total",
                 "Tickets produced, by queue and priority.",
                 &["queue", "priority"],
+            )?,
+            rule_outcomes: counter(
+                "cull_rule_mentions_total",
+                "Mentions each rule matched, or culled by exclude, mask, channel or lang (the per-rule noise).",
+                &["rule", "outcome"],
             )?,
             dead_letters: counter(
                 "cull_dead_letters_total",
@@ -292,6 +309,9 @@ impl Metrics {
         }
         for (&reason, &count) in &batch.dead_letters {
             self.record_dead_letters(Stage::Match, reason, count);
+        }
+        for ((rule, outcome), &count) in &batch.rules {
+            self.rule_outcomes.with_label_values(&[rule.as_str(), outcome]).inc_by(count);
         }
         self.batch_duration.observe(duration.as_secs_f64());
         // Sizes of a few thousand are exact in an f64.

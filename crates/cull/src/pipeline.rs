@@ -477,6 +477,7 @@ async fn process_batch(
             (true, true) => Outcome::Unmatched,
         };
         output.stats.mention(outcome);
+        output.stats.verdict(verdict);
         match outcome {
             Outcome::Matched => summary.matched += 1,
             Outcome::Culled => summary.culled += 1,
