@@ -4,6 +4,7 @@
 mod agreement;
 mod cli;
 mod corpus;
+mod deploy;
 mod feeds;
 mod google_alerts;
 mod index;
