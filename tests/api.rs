@@ -569,6 +569,31 @@ async fn tokens_decide_who_may_call() {
     assert_eq!(call("GET", &url, Some("from-env-1"), None).await.status, 200);
     assert_eq!(call("GET", &url, Some(ANALYST), None).await.status, 401, "the file is not read");
 
+    // A search stopped by the time limit says so and returns what it had.
+    let hurried = serve(&index_dir, &["--tokens", tokens.to_str().unwrap(), "--query-timeout-ms", "0"], &[]);
+    for route in ["search", "histogram"] {
+        let url = format!("http://{}/api/{route}?q=script", hurried.address);
+        let reply = call("GET", &url, Some(ANALYST), None).await;
+        assert_eq!(
+            (reply.status, &reply.body["timed_out"], &reply.body["total"]),
+            (200, &json!(true), &json!(0)),
+            "{route}"
+        );
+    }
+
+    // The README's tokens file works as it says.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("[[token]]"))
+        .expect("the README shows a tokens file");
+    let file = dir.path().join("readme-tokens.toml");
+    std::fs::write(&file, example).unwrap();
+    let documented = serve(&index_dir, &["--tokens", file.to_str().unwrap()], &[]);
+    let url = format!("http://{}/api/search", documented.address);
+    assert_eq!(call("GET", &url, Some("a-long-random-secret"), None).await.status, 200);
+
     // No token configured: every API request is refused, saying why.
     let closed = serve(&index_dir, &[], &[]);
     let url = format!("http://{}/api/search", closed.address);

@@ -142,14 +142,20 @@ impl Browser {
     /// Waits until `condition` (a JavaScript expression) is truthy; returns its value.
     async fn wait_for(&self, condition: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let script = json!({ "script": format!("return {condition};"), "args": [] });
         loop {
-            let value = self.script(&format!("return {condition};")).await;
-            if !(value.is_null() || value == false || value == 0 || value == "") {
-                return value;
+            let value = send(&self.client, "POST", &self.url("/execute/sync"), Some(script.clone())).await;
+            if let Ok(value) = &value {
+                if !(value.is_null() || *value == false || *value == 0 || *value == "") {
+                    return value.clone();
+                }
             }
             if Instant::now() > deadline {
-                let page = self.script("return document.body.innerText;").await;
-                panic!("timed out waiting for {condition}; the page says:\n{}", page.as_str().unwrap_or(""));
+                let page = send(&self.client, "GET", &self.url("/url"), None).await;
+                let alert = self.alert().await;
+                panic!(
+                    "timed out waiting for {condition}: {value:?}; the page is {page:?}; alert: {alert:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
