@@ -2,7 +2,9 @@
 //! and the binary.
 
 mod agreement;
+mod api;
 mod cli;
+mod console;
 mod corpus;
 mod deploy;
 mod feeds;

@@ -20,7 +20,7 @@ use cull_rules::{load_dir, CompiledRule, Expect};
 const BATCH: usize = 1024;
 
 /// Loads a rule pack, printing every error; `None` when there were any.
-fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
+pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
     let loaded = load_dir(dir);
     for error in &loaded.errors {
         eprintln!("{error}\n");
@@ -373,8 +373,8 @@ pub fn match_lines(
     Ok(if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `cull run`.
-pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
+/// Logs to standard error at `info`, or as `RUST_LOG` says.
+pub(crate) fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -383,6 +383,11 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// `cull run`.
+pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
+    init_logging();
     let config = crate::config::load(pipeline)?;
     let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

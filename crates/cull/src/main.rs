@@ -1,15 +1,20 @@
 //! The `cull` command line.
 
+mod api;
+mod auth;
 mod commands;
 mod config;
+mod console;
 mod http;
 mod indexer;
 mod metrics;
 mod pipeline;
 mod reload;
+mod serve;
 mod sources;
 mod tickets;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +37,34 @@ enum Command {
         /// Read finite sources to their end, drain the pipeline, print a summary and exit.
         #[arg(long)]
         once: bool,
+    },
+    /// Serve the analyst API (/api/*) and web console over an index.
+    Serve {
+        /// The analyst index directory.
+        #[arg(long)]
+        index: PathBuf,
+        /// The rules directory, whose rules explain why a mention matched or was culled.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The address to listen on; a port of 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:9470")]
+        listen: SocketAddr,
+        /// A TOML file of API tokens ([[token]] name, role, token); the environment
+        /// variable CULL_API_TOKENS (role:token,role:token) adds more.
+        #[arg(long)]
+        tokens: Option<PathBuf>,
+        /// Words, phrases and keyword tests one query may have.
+        #[arg(long, default_value_t = cull_index::Limits::default().max_clauses)]
+        max_clauses: usize,
+        /// Terms one wildcard (conn*) may expand to.
+        #[arg(long, default_value_t = cull_index::Limits::default().max_wildcard_terms)]
+        max_wildcard_terms: usize,
+        /// Milliseconds a search may take before it returns what it has, marked timed_out.
+        #[arg(long, default_value_t = cull_index::Limits::default().timeout.as_millis() as u64)]
+        query_timeout_ms: u64,
+        /// Hits one page may hold.
+        #[arg(long, default_value_t = cull_index::Limits::default().max_page)]
+        max_page: usize,
     },
     /// Work with rule packs.
     #[command(subcommand)]
@@ -265,6 +298,27 @@ fn main() -> ExitCode {
         Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
             commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))
         }
+        Command::Serve {
+            index,
+            rules,
+            listen,
+            tokens,
+            max_clauses,
+            max_wildcard_terms,
+            query_timeout_ms,
+            max_page,
+        } => serve::serve(serve::ServeOptions {
+            index,
+            rules,
+            listen,
+            tokens,
+            limits: cull_index::Limits {
+                max_clauses,
+                max_wildcard_terms,
+                timeout: std::time::Duration::from_millis(query_timeout_ms),
+                max_page,
+            },
+        }),
         Command::Match { rules, input, max_bytes, dead_letters } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())
         }

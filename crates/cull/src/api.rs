@@ -1,0 +1,532 @@
+//! The analyst API: search, histograms, mentions with why they matched or were culled,
+//! and backtests of draft rules, over the analyst index.
+//!
+//! Every route but the OpenAPI document needs a bearer token of the analyst role or
+//! higher ([`crate::auth`]). The routes, their parameters and every body, errors
+//! included, are described by `openapi.json` (served at `/api/openapi.json`), which
+//! a test checks against live responses.
+//!
+//! Searches and backtests run on blocking threads: a search is CPU and disk work that
+//! must not hold up the async workers that serve other requests (and probes). Queries
+//! are bounded by the searcher's [`Limits`](cull_index::Limits); a query over a limit
+//! is refused with 422 (understood, but too costly), a query that does not parse with
+//! 400, and a search stopped by the time limit returns what it found with
+//! `timed_out: true`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use cull_index::{
+    backtest, BacktestRequest, Histogram, IndexError, Interval, Outcome, SearchRequest, Searcher, Sort,
+};
+use cull_match::explain::explain;
+use cull_match::Matcher;
+use cull_model::{Span, Verdict};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::auth::{self, Guard, Role, Tokens};
+
+/// The OpenAPI 3.1 description of the API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Hits a page may skip: a deep page costs a heap of `offset + limit` entries.
+const MAX_OFFSET: usize = 10_000;
+/// Rules one backtest may hold: each is a full scan of its candidates.
+const MAX_DRAFT_RULES: usize = 50;
+/// Samples of matches and of culls one backtest may return per rule.
+const MAX_SAMPLES: usize = 100;
+
+/// What the API handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    searcher: Arc<Searcher>,
+    rules: Arc<Matcher>,
+    tokens: Arc<Tokens>,
+}
+
+impl ApiState {
+    /// The API over `searcher`, explaining mentions with the rule set `rules` holds
+    /// now (so a hot reload shows in the next explanation), open to `tokens`.
+    pub fn new(searcher: Arc<Searcher>, rules: Arc<Matcher>, tokens: Arc<Tokens>) -> ApiState {
+        ApiState { searcher, rules, tokens }
+    }
+}
+
+/// Returns the routes of the API: `/api/search`, `/api/histogram`,
+/// `/api/mentions/{id}`, `/api/backtest` (analyst role) and `/api/openapi.json`
+/// (open).
+pub fn router(state: ApiState) -> Router {
+    let guard = Guard::new(Arc::clone(&state.tokens), Role::Analyst);
+    let analyst = Router::new()
+        .route("/api/search", get(search))
+        .route("/api/histogram", get(histogram))
+        .route("/api/mentions/{id}", get(mention))
+        .route("/api/backtest", post(run_backtest))
+        .route_layer(from_fn_with_state(guard, auth::require))
+        .with_state(state);
+    Router::new()
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route(
+            "/api/{*rest}",
+            any(|| async { error(StatusCode::NOT_FOUND, "no such API route; see /api/openapi.json".into()) }),
+        )
+        .merge(analyst)
+}
+
+/// Returns `body` as a JSON response that no cache keeps (it holds mentions).
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the response: {e}")),
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// Returns the API's error body, `{"error": message}`, with `status`.
+pub fn error(status: StatusCode, message: String) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: &message }).expect("a string always serializes");
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Why a request failed, as the API answers it.
+#[derive(Debug)]
+enum ApiError {
+    /// The request is malformed: a parameter, the body, a query that does not parse.
+    BadRequest(String),
+    /// The request is understood but over a limit.
+    Limit(String),
+    NotFound(String),
+    /// The draft rules of a backtest have errors.
+    Rules(Vec<RuleErrorBody>),
+    Internal(String),
+}
+
+#[derive(Debug, Serialize)]
+struct RuleErrorBody {
+    /// The error as `cull rules check` prints it.
+    message: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    rule: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RuleErrorsBody<'a> {
+    error: String,
+    rule_errors: &'a [RuleErrorBody],
+}
+
+impl From<IndexError> for ApiError {
+    fn from(error: IndexError) -> ApiError {
+        match error {
+            IndexError::Query(_) => ApiError::BadRequest(error.to_string()),
+            IndexError::Limit(_) => ApiError::Limit(error.to_string()),
+            IndexError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            IndexError::Open { .. } | IndexError::Tantivy(_) | IndexError::Record(_) => {
+                ApiError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
+            ApiError::Limit(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+            ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
+            ApiError::Rules(errors) => json(
+                StatusCode::BAD_REQUEST,
+                &RuleErrorsBody {
+                    error: format!("{} error(s) in the draft rules", errors.len()),
+                    rule_errors: &errors,
+                },
+            ),
+            ApiError::Internal(message) => {
+                tracing::error!(%message, "API request failed");
+                error(StatusCode::INTERNAL_SERVER_ERROR, message)
+            }
+        }
+    }
+}
+
+/// Runs `work` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::Internal(format!("the search task failed: {e}"))),
+    }
+}
+
+/// Returns the pairs of a query string, refusing keys not in `allowed`.
+fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter {key:?}; parameters are {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(pairs)
+}
+
+/// Parses a time parameter: RFC 3339 (`2026-11-21T10:00:00Z`), a date
+/// (`2026-11-21`, midnight UTC), or an age before `now` (`30m`, `24h`, `7d`, `2w`).
+fn parse_time(key: &str, value: &str, now: OffsetDateTime) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "{key}={value:?}: expected RFC 3339 (2026-11-21T10:00:00Z), a date (2026-11-21) \
+             or an age (30m, 24h, 7d, 2w)"
+        ))
+    };
+    let value = value.trim();
+    if let Some(unit) = value.chars().last().filter(|c| "mhdw".contains(*c)) {
+        let count: i64 = value[..value.len() - 1].parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => 7 * 86_400,
+        };
+        return count.checked_mul(seconds).map(|age| now.unix_timestamp() - age).ok_or_else(bad);
+    }
+    let full = if value.len() == 10 { format!("{value}T00:00:00Z") } else { value.to_string() };
+    OffsetDateTime::parse(&full, &Rfc3339).map(|t| t.unix_timestamp()).map_err(|_| bad())
+}
+
+fn parse_number(key: &str, value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{key}={value:?}: expected a non-negative integer")))
+}
+
+fn parse_interval(key: &str, value: &str) -> Result<Interval, ApiError> {
+    match value {
+        "hour" => Ok(Interval::Hour),
+        "day" => Ok(Interval::Day),
+        "week" => Ok(Interval::Week),
+        _ => Err(ApiError::BadRequest(format!("{key}={value:?}: expected hour, day or week"))),
+    }
+}
+
+/// The filters `/api/search` and `/api/histogram` share.
+const FILTERS: [&str; 7] = ["q", "since", "until", "channel", "rule", "verdict", "lang"];
+
+/// Builds a search request from query parameters; `extra` are the route's own keys,
+/// handled by `other`.
+fn search_request(
+    raw: Option<&str>,
+    extra: &[&str],
+    mut other: impl FnMut(&mut SearchRequest, &str, &str) -> Result<(), ApiError>,
+) -> Result<SearchRequest, ApiError> {
+    let allowed: Vec<&str> = FILTERS.iter().chain(extra).copied().collect();
+    let now = OffsetDateTime::now_utc();
+    let mut request = SearchRequest::default();
+    for (key, value) in pairs(raw, &allowed)? {
+        match key.as_str() {
+            "q" => request.query = value,
+            "since" => request.since = Some(parse_time(&key, &value, now)?),
+            "until" => request.until = Some(parse_time(&key, &value, now)?),
+            "channel" => request.channels.push(value),
+            "rule" => request.rules.push(value),
+            "lang" => request.langs.push(value),
+            "verdict" => request.verdicts.push(match value.as_str() {
+                "matched" => Outcome::Matched,
+                "culled" => Outcome::Culled,
+                "unmatched" => Outcome::Unmatched,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "verdict={value:?}: expected matched, culled or unmatched"
+                    )))
+                }
+            }),
+            _ => other(&mut request, &key, &value)?,
+        }
+    }
+    Ok(request)
+}
+
+/// `GET /api/search`.
+async fn search(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let extra = ["sort", "limit", "offset", "facet", "histogram"];
+    let request = search_request(raw.as_deref(), &extra, |request, key, value| {
+        match key {
+            "sort" => {
+                request.sort = match value {
+                    "time" => Sort::Time,
+                    "relevance" => Sort::Relevance,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "sort={value:?}: expected time or relevance"
+                        )))
+                    }
+                }
+            }
+            "limit" => request.limit = parse_number(key, value)?,
+            "offset" => request.offset = parse_number(key, value)?,
+            "facet" => request.facets.push(value.to_string()),
+            _ => request.histogram = Some(parse_interval(key, value)?),
+        }
+        Ok(())
+    })?;
+    if request.offset > MAX_OFFSET {
+        return Err(ApiError::Limit(format!(
+            "offset {} is over the limit of {MAX_OFFSET}; narrow the search instead",
+            request.offset
+        )));
+    }
+    let searcher = Arc::clone(&state.searcher);
+    let found = blocking(move || searcher.search(&request)).await?;
+    Ok(json(StatusCode::OK, &found))
+}
+
+/// What `/api/histogram` returns: the histogram with the count and flags of its search.
+#[derive(Serialize)]
+struct HistogramResponse {
+    #[serde(flatten)]
+    histogram: Histogram,
+    total: usize,
+    took_ms: u64,
+    timed_out: bool,
+}
+
+/// `GET /api/histogram`.
+async fn histogram(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let mut interval = Interval::Day;
+    let mut request = search_request(raw.as_deref(), &["interval"], |_, key, value| {
+        interval = parse_interval(key, value)?;
+        Ok(())
+    })?;
+    request.limit = 0;
+    request.histogram = Some(interval);
+    let searcher = Arc::clone(&state.searcher);
+    let found = blocking(move || searcher.search(&request)).await?;
+    let histogram =
+        found.histogram.ok_or_else(|| ApiError::Internal("the search returned no histogram".into()))?;
+    Ok(json(
+        StatusCode::OK,
+        &HistogramResponse {
+            histogram,
+            total: found.total,
+            took_ms: found.took_ms,
+            timed_out: found.timed_out,
+        },
+    ))
+}
+
+/// A mention with the account of each rule that matched or culled it.
+#[derive(Serialize)]
+struct MentionResponse {
+    verdict: Verdict,
+    /// The version of the rule set the explanations come from (the verdict's may be
+    /// older).
+    ruleset_version: String,
+    explanations: Vec<RuleExplanation>,
+    /// Rules of the verdict that the loaded rule set no longer has.
+    unexplained: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RuleExplanation {
+    rule_id: String,
+    rule_name: String,
+    /// `matched`, `culled` or `no_match` (the rule changed since the verdict).
+    outcome: &'static str,
+    /// For a cull: the reason (exclude, mask, channel, lang) and the clause.
+    cull: Option<CullBody>,
+    /// For a match: where.
+    spans: Vec<Span>,
+    /// Whether the prefilter selected the rule for this mention.
+    candidate: bool,
+    anchors: Option<Vec<String>>,
+    clauses: Vec<ClauseBody>,
+    masks: Vec<CheckBody>,
+    excludes: Vec<CheckBody>,
+}
+
+#[derive(Serialize)]
+struct CullBody {
+    reason: &'static str,
+    clause: String,
+}
+
+#[derive(Serialize)]
+struct ClauseBody {
+    source: String,
+    negated: bool,
+    matched: bool,
+}
+
+#[derive(Serialize)]
+struct CheckBody {
+    source: String,
+    matched: bool,
+}
+
+/// `GET /api/mentions/{id}`.
+async fn mention(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let searcher = Arc::clone(&state.searcher);
+    let verdict = blocking(move || searcher.mention(&id)).await?;
+    let mention = verdict.mention.as_ref().ok_or_else(|| {
+        ApiError::Internal(format!("the record of {:?} has no mention", verdict.mention_id))
+    })?;
+    let set = state.rules.current();
+    let mut rule_ids: Vec<&str> = verdict.matched.iter().map(|m| m.rule_id.as_str()).collect();
+    rule_ids.extend(verdict.culled.iter().map(|c| c.rule_id.as_str()));
+    let (mut explanations, mut unexplained) = (Vec::new(), Vec::new());
+    for rule_id in rule_ids {
+        let (Some(explanation), Some(rule)) =
+            (explain(&set, rule_id, mention), set.rules().iter().find(|r| r.rule.id == rule_id))
+        else {
+            unexplained.push(rule_id.to_string());
+            continue;
+        };
+        let (outcome, cull, spans) = match explanation.outcome {
+            cull_match::Outcome::NoMatch => ("no_match", None, Vec::new()),
+            cull_match::Outcome::Matched(spans) => ("matched", None, spans),
+            cull_match::Outcome::Culled { reason, clause } => {
+                ("culled", Some(CullBody { reason: reason.as_str(), clause }), Vec::new())
+            }
+        };
+        let check = |(source, matched): (String, bool)| CheckBody { source, matched };
+        explanations.push(RuleExplanation {
+            rule_id: explanation.rule_id,
+            rule_name: rule.rule.name.clone(),
+            outcome,
+            cull,
+            spans,
+            candidate: explanation.candidate,
+            anchors: explanation.anchors,
+            clauses: explanation
+                .clauses
+                .into_iter()
+                .map(|c| ClauseBody { source: c.source, negated: c.negated, matched: c.matched })
+                .collect(),
+            masks: explanation.masks.into_iter().map(check).collect(),
+            excludes: explanation.excludes.into_iter().map(check).collect(),
+        });
+    }
+    let body =
+        MentionResponse { ruleset_version: set.version().to_string(), verdict, explanations, unexplained };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The body of `POST /api/backtest`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestBody {
+    /// A rule pack, as the TOML of a rule file.
+    rules: String,
+    since: Option<String>,
+    until: Option<String>,
+    samples: Option<usize>,
+}
+
+/// `POST /api/backtest`.
+async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    let body: BacktestBody = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    let now = OffsetDateTime::now_utc();
+    let request = BacktestRequest {
+        since: body.since.as_deref().map(|v| parse_time("since", v, now)).transpose()?,
+        until: body.until.as_deref().map(|v| parse_time("until", v, now)).transpose()?,
+        samples: body.samples.unwrap_or(BacktestRequest::default().samples),
+    };
+    if request.samples > MAX_SAMPLES {
+        return Err(ApiError::Limit(format!(
+            "samples {} is over the limit of {MAX_SAMPLES}",
+            request.samples
+        )));
+    }
+    let loaded = cull_rules::load_files([(Path::new("draft.toml"), body.rules.as_bytes())]);
+    if !loaded.errors.is_empty() {
+        return Err(ApiError::Rules(
+            loaded
+                .errors
+                .iter()
+                .map(|e| RuleErrorBody {
+                    message: e.to_string(),
+                    line: e.located().map(|l| l.line),
+                    column: e.located().map(|l| l.column),
+                    rule: e.located().and_then(|l| l.rule.clone()),
+                })
+                .collect(),
+        ));
+    }
+    if loaded.rules.is_empty() {
+        return Err(ApiError::BadRequest("the draft has no [[rule]]".into()));
+    }
+    if loaded.rules.len() > MAX_DRAFT_RULES {
+        return Err(ApiError::Limit(format!(
+            "the draft has {} rules; a backtest takes at most {MAX_DRAFT_RULES}",
+            loaded.rules.len()
+        )));
+    }
+    let searcher = Arc::clone(&state.searcher);
+    let report = blocking(move || {
+        // The same limits as a search: a draft's query must not starve the service either.
+        for rule in &loaded.rules {
+            searcher.plan(&rule.rule.query).map_err(|e| match e {
+                IndexError::Limit(m) => IndexError::Limit(format!("rule `{}`: {m}", rule.rule.id)),
+                other => other,
+            })?;
+        }
+        backtest(&searcher, &loaded.rules, &request)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_dates_or_ages() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(parse_time("since", "7d", now).unwrap(), 1_800_000_000 - 7 * 86_400);
+        assert_eq!(parse_time("since", "24h", now).unwrap(), 1_800_000_000 - 86_400);
+        assert_eq!(parse_time("since", "2026-11-21T10:00:00Z", now).unwrap(), 1_795_255_200);
+        assert_eq!(parse_time("since", "2026-11-21", now).unwrap(), 1_795_219_200);
+        let error = parse_time("until", "yesterday", now).unwrap_err();
+        assert!(
+            matches!(&error, ApiError::BadRequest(m) if m.starts_with("until=\"yesterday\"")),
+            "{error:?}"
+        );
+        assert!(parse_time("since", "99999999999999999d", now).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! `cull serve`: the analyst API and console over an index, without a pipeline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use axum::routing::get;
+use axum::Router;
+use cull_index::{Limits, Searcher};
+use cull_match::{Matcher, RuleSet};
+
+use crate::auth::{Tokens, TOKENS_ENV};
+
+/// What `cull serve` serves, from its flags.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// The index directory (`--index`).
+    pub index: PathBuf,
+    /// The rules that explain mentions (`--rules`).
+    pub rules: PathBuf,
+    /// Where to listen (`--listen`).
+    pub listen: SocketAddr,
+    /// The tokens file (`--tokens`).
+    pub tokens: Option<PathBuf>,
+    /// What one query may cost.
+    pub limits: Limits,
+}
+
+/// Returns the routes `cull serve` serves: the API, the console and `/healthz`.
+pub fn app(state: crate::api::ApiState) -> Router {
+    crate::api::router(state).merge(crate::console::router()).route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// `cull serve`.
+pub fn serve(options: ServeOptions) -> Result<ExitCode> {
+    crate::commands::init_logging();
+    let env = std::env::var(TOKENS_ENV).ok();
+    let tokens = Tokens::load(options.tokens.as_deref(), env.as_deref())?;
+    if tokens.len() == 0 {
+        tracing::warn!("no API tokens (--tokens FILE or {TOKENS_ENV}): every API request will be refused");
+    }
+    let Some(rules) = crate::commands::load_or_report(&options.rules) else { return Ok(ExitCode::FAILURE) };
+    let rules = RuleSet::new(rules)?;
+    if !options.index.is_dir() {
+        // Opening would create an empty index, and a typo would serve nothing quietly.
+        bail!("--index {}: no such directory", options.index.display());
+    }
+    let searcher = Searcher::open(&options.index, options.limits)
+        .with_context(|| format!("cannot open the index (--index {})", options.index.display()))?;
+    let state =
+        crate::api::ApiState::new(Arc::new(searcher), Arc::new(Matcher::new(rules)), Arc::new(tokens));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
+        let address = listener.local_addr().context("cannot read the address bound (--listen)")?;
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "listening beyond this machine: use TLS in front of cull");
+        }
+        tracing::info!(index = %options.index.display(), listen = %address, "serving the API and the console");
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(stop_signal())
+            .await
+            .with_context(|| format!("the server on {address} failed"))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping");
+}

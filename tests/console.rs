@@ -1,0 +1,286 @@
+//! The web console in headless Chromium, driven over the W3C WebDriver protocol by
+//! chromedriver: sign in, search, highlights, facets, the histogram, a mention's
+//! "why", and hostile HTML that must stay text. A screenshot is kept in
+//! `target/console.png`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::api::{fixture, ANALYST};
+use crate::pipeline::repo;
+
+/// The key of an element reference in WebDriver responses.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Elements that the hostile payloads would create if they were parsed as HTML.
+const PAYLOAD_ELEMENTS: &str =
+    "img, script, iframe, object, embed, frame, frameset, applet, meta, link, style, \
+                                blink, h1, div[onmouseover], body, html";
+
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebDriver session.
+struct Browser {
+    client: reqwest::Client,
+    session: String,
+    _driver: ChromeDriver,
+    _profile: tempfile::TempDir,
+}
+
+async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value, Value> {
+    let request = match method {
+        "POST" => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.unwrap_or(json!({})).to_string()),
+        "DELETE" => client.delete(url),
+        _ => client.get(url),
+    };
+    let response = request.send().await.map_err(|e| json!({ "error": e.to_string() }))?;
+    let ok = response.status().is_success();
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+    if ok {
+        Ok(body["value"].clone())
+    } else {
+        Err(body["value"].clone())
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run chromedriver ({e}): install the Debian packages chromium and chromium-driver (scripts/test.sh installs them)")
+            });
+        let driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while send(&client, "GET", &format!("{}/status", driver.url), None)
+            .await
+            .map_or(true, |s| s["ready"] != true)
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let session = send(&client, "POST", &format!("{}/session", driver.url), Some(capabilities))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}"));
+        let session = session["sessionId"].as_str().unwrap().to_string();
+        Browser { client, session, _driver: driver, _profile: profile }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self._driver.url, self.session)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        send(&self.client, "POST", &self.url(path), Some(body))
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    async fn open(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self.post("/element", json!({ "using": "css selector", "value": css })).await;
+        found[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("/element/{element}/click"), json!({})).await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("/element/{element}/clear"), json!({})).await;
+        self.post(&format!("/element/{element}/value"), json!({ "text": text })).await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": [] })).await
+    }
+
+    /// Waits until `condition` (a JavaScript expression) is truthy; returns its value.
+    async fn wait_for(&self, condition: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let script = json!({ "script": format!("return {condition};"), "args": [] });
+        loop {
+            let value = send(&self.client, "POST", &self.url("/execute/sync"), Some(script.clone())).await;
+            if let Ok(value) = &value {
+                if !(value.is_null() || *value == false || *value == 0 || *value == "") {
+                    return value.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                let page = send(&self.client, "GET", &self.url("/url"), None).await;
+                let alert = self.alert().await;
+                panic!(
+                    "timed out waiting for {condition}: {value:?}; the page is {page:?}; alert: {alert:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Returns the text of an open alert, if one is open.
+    async fn alert(&self) -> Option<String> {
+        send(&self.client, "GET", &self.url("/alert/text"), None).await.ok().map(|v| v.to_string())
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = send(&self.client, "GET", &self.url("/screenshot"), None).await.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        let path = repo().join("target").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    async fn quit(self) {
+        let _ = send(&self.client, "DELETE", &self.url(""), None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_searches_highlights_explains_and_keeps_hostile_html_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, mentions, verdicts) = fixture(dir.path());
+    let base = format!("http://{}", server.address);
+    let browser = Browser::start().await;
+
+    // Signing in: the token prompt first, then every mention.
+    browser.open(&format!("{base}/")).await;
+    browser.wait_for("!document.getElementById('login').hidden").await;
+    browser.type_into("#token", ANALYST).await;
+    browser.click("#login-button").await;
+    let status = browser.wait_for("/^\\d+ mention/.test(document.getElementById('status').textContent) && document.getElementById('status').textContent").await;
+    assert!(status.as_str().unwrap().starts_with(&format!("{} mention(s)", mentions.len())), "{status}");
+    let displayed = "[...document.querySelectorAll('#login, #search-view, #mention-view')].filter(e => e.getClientRects().length).map(e => e.id)";
+    assert_eq!(browser.script(&format!("return {displayed};")).await, json!(["search-view"]));
+
+    // A search: results with <mark> highlights, facet counts, an SVG histogram.
+    browser.type_into("#query", "slack").await;
+    browser.click("#search-button").await;
+    browser.wait_for("document.querySelectorAll('#results li.hit mark').length").await;
+    let marks = browser
+        .script(
+            "return [...document.querySelectorAll('#results mark')].map(m => m.textContent.toLowerCase());",
+        )
+        .await;
+    let marks: Vec<String> = serde_json::from_value(marks).unwrap();
+    assert!(!marks.is_empty() && marks.iter().all(|m| m == "slack"), "{marks:?}");
+    let status = browser.script("return document.getElementById('status').textContent;").await;
+    let total: u64 = status.as_str().unwrap().split(' ').next().unwrap().parse().unwrap();
+    let facet = browser
+        .script("return [...document.querySelectorAll('#facets button[data-facet=verdict]')].map(b => [b.dataset.value, Number(b.querySelector('.count').textContent)]);")
+        .await;
+    let facet: Vec<(String, u64)> = serde_json::from_value(facet).unwrap();
+    assert!(!facet.is_empty(), "verdict facet counts");
+    assert_eq!(facet.iter().map(|(_, n)| n).sum::<u64>(), total, "{facet:?}");
+    let bars = browser.script("return [...document.querySelectorAll('#histogram rect.bar')].map(r => Number(r.getAttribute('height')) > 0);").await;
+    let bars: Vec<bool> = serde_json::from_value(bars).unwrap();
+    assert!(bars.len() > 1 && bars.iter().any(|b| *b), "histogram bars: {bars:?}");
+    browser.screenshot("console.png").await;
+
+    // A facet filters: only the matched ones remain.
+    browser.click("#facets button[data-facet=verdict][data-value=matched]").await;
+    browser.wait_for("document.querySelector('#filters .chip') && document.querySelectorAll('#results .outcome-culled, #results .outcome-unmatched').length === 0").await;
+
+    // A mention page: the whole mention and why its rule matched.
+    let matched = verdicts.iter().find(|v| v.matched.iter().any(|m| m.rule_id == "slack-company")).unwrap();
+    browser.open(&format!("{base}/#/mention/{}", matched.mention_id)).await;
+    let why = browser
+        .wait_for("document.querySelector('#mention .why') && document.getElementById('mention').textContent")
+        .await;
+    assert_eq!(browser.script(&format!("return {displayed};")).await, json!(["mention-view"]));
+    let why = why.as_str().unwrap();
+    assert!(
+        why.contains("Why matched") && why.contains("slack-company") && why.contains("Query clauses"),
+        "{why}"
+    );
+    let mention = mentions.iter().find(|m| m.id == matched.mention_id).unwrap();
+    let body = browser.script("return document.querySelector('#mention .body').textContent;").await;
+    assert_eq!(body, mention.text);
+    assert!(
+        browser.script("return document.querySelectorAll('#mention mark').length;").await.as_u64().unwrap()
+            > 0
+    );
+    browser.screenshot("console-mention.png").await;
+    let culled = verdicts.iter().find(|v| v.matched.is_empty() && !v.culled.is_empty()).unwrap();
+    browser.open(&format!("{base}/#/mention/{}", culled.mention_id)).await;
+    let why = browser.wait_for("document.querySelector('#mention .why.outcome-culled') && document.getElementById('mention').textContent").await;
+    assert!(
+        why.as_str().unwrap().contains(&format!("Why culled: by {}", culled.culled[0].reason.as_str())),
+        "{why}"
+    );
+
+    // Hostile mentions: shown as literal text, nothing of them parsed, nothing run.
+    browser.open(&format!("{base}/")).await;
+    browser.wait_for("!document.getElementById('search-view').hidden").await;
+    browser.type_into("#query", "source:sanitize").await;
+    browser.click("#search-button").await;
+    browser.wait_for("document.getElementById('status').textContent.startsWith('12 mention')").await;
+    let shown = browser.script("return document.getElementById('results').textContent;").await;
+    let shown = shown.as_str().unwrap();
+    for payload in [
+        "<script type=\"text/javascript\">",
+        "onerror=\"location.href=",
+        "<iframe src=",
+        "alert(\"Executed\")",
+    ] {
+        assert!(shown.contains(payload), "{payload} is not shown as text");
+    }
+    let parsed = browser
+        .script(&format!("return document.querySelectorAll('#results :is({PAYLOAD_ELEMENTS})').length;"))
+        .await;
+    assert_eq!(parsed, 0, "elements of the payloads were created");
+    browser.open(&format!("{base}/#/mention/sanitize-entry_content_crazy")).await;
+    browser.wait_for("document.querySelector('#mention .body') && document.querySelector('#mention .body').textContent.includes('executeMe')").await;
+    let parsed = browser
+        .script(&format!("return document.querySelectorAll('#mention :is({PAYLOAD_ELEMENTS})').length;"))
+        .await;
+    assert_eq!(parsed, 0, "elements of the payload were created on the mention page");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.alert().await, None, "a payload opened an alert");
+    let location = browser.script("return location.origin;").await;
+    assert_eq!(location, base, "a payload navigated away");
+    browser.quit().await;
+}
