@@ -25,6 +25,10 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, watch: bool) -> Running {
+        Running::start_with(dir, watch, "")
+    }
+
+    fn start_with(dir: &Path, watch: bool, extra: &str) -> Running {
         let file = dir.join("pipeline.toml");
         std::fs::write(
             &file,
@@ -32,13 +36,14 @@ impl Running {
                 "[bus]\nkind = \"embedded\"\n[matcher]\nrules = \"{d}/rules\"\nwatch = {watch}\nbatch_wait_ms = 10\n\
                  [[source]]\nkind = \"jsonl\"\nname = \"tail\"\npath = \"{d}/in.jsonl\"\nfollow = true\nfollow_interval_ms = 20\n\
                  [sink.tickets]\nkind = \"jsonl\"\npath = \"{d}/tickets.jsonl\"\n\
-                 [sink.verdicts]\nkind = \"jsonl\"\npath = \"{d}/verdicts.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+                 [sink.verdicts]\nkind = \"jsonl\"\npath = \"{d}/verdicts.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",
                 d = dir.display()
             ),
         )
         .unwrap();
         std::fs::write(dir.join("in.jsonl"), "").unwrap();
-        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info")])
+        let tokens = ("CULL_API_TOKENS", "operator:op-token,analyst:an-token");
+        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,5 +184,47 @@ fn sighup_reloads_when_watching_is_off() {
     running.wait_metric("cull_rules_loaded", 2.0);
     mention(dir, "m1", "betaword");
     assert_eq!(outcome(dir, "m1").1, ["beta"]);
+    running.stop();
+}
+
+/// POSTs to the reload endpoint with `token`; returns the status and the body.
+fn post_reload(address: &str, token: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /api/rules/reload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn operators_reload_through_the_api_and_analysts_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
+    let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
+    running.wait_metric("cull_rules_loaded", 1.0);
+    std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
+    assert_eq!(post_reload(&running.address, "an-token").0, 403, "analysts cannot reload");
+    assert_eq!(post_reload(&running.address, "wrong").0, 401);
+    assert_eq!(running.metric("cull_rules_loaded"), Some(1.0));
+    let (status, body) = post_reload(&running.address, "op-token");
+    assert_eq!(status, 200, "{body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reloaded["rules"], 2);
+    assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
+
+    std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"c\"\n").unwrap();
+    let (status, body) = post_reload(&running.address, "op-token");
+    assert_eq!(status, 422, "{body}");
+    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(refused["errors"][0].as_str().unwrap().contains("c.toml:"), "{body}");
+    assert_eq!(running.metric("cull_rules_loaded"), Some(2.0), "the running set stays");
     running.stop();
 }

@@ -27,6 +27,7 @@ pub use search::{
     parse_time_bound, Bucket, FacetCount, Histogram, Hit, Interval, Limits, SearchRequest, SearchResponse,
     Searcher, Snippet, Sort, FACETS,
 };
+pub use tantivy::Index;
 pub use writer::{Checkpoint, Indexer, Origin};
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Returns `body` as a JSON response that no cache keeps (it holds mentions).
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
@@ -529,4 +529,33 @@ mod tests {
         );
         assert!(parse_time("since", "99999999999999999d", now).is_err());
     }
+}
+
+/// Returns the API routes of a `cull run` process: the analyst API and the console
+/// over the index it writes (when it runs the indexer), and `POST /api/rules/reload`
+/// for operators (when it runs the matcher).
+pub fn pipeline_routes(
+    config: &crate::config::Api,
+    reloader: Option<Arc<crate::reload::Reloader>>,
+    index: Option<cull_index::Index>,
+    matcher: Arc<Matcher>,
+) -> anyhow::Result<Router> {
+    use anyhow::Context as _;
+    let env = std::env::var(crate::auth::TOKENS_ENV).ok();
+    let tokens = Arc::new(Tokens::load(config.tokens.as_deref(), env.as_deref()).context("api.tokens")?);
+    if tokens.len() == 0 {
+        tracing::warn!(
+            "[api] is enabled without tokens (api.tokens or CULL_API_TOKENS): every request will be refused"
+        );
+    }
+    let mut routes = Router::new();
+    if let Some(reloader) = reloader {
+        routes = routes.merge(crate::reload::router(reloader, Arc::clone(&tokens)));
+    }
+    if let Some(index) = index {
+        let searcher = Searcher::over(index, cull_index::IndexSchema::new(), cull_index::Limits::default())?;
+        let state = ApiState::new(Arc::new(searcher), matcher, tokens);
+        routes = routes.merge(router(state)).merge(crate::console::router());
+    }
+    Ok(routes)
 }

@@ -60,6 +60,9 @@ pub struct Pipeline {
     /// The indexer stage: verdicts into the analyst index.
     #[serde(default)]
     pub index: IndexStage,
+    /// The API on the `[http]` server.
+    #[serde(default)]
+    pub api: Api,
     /// Optional copies of the output topics to files.
     #[serde(default)]
     pub sink: Sinks,
@@ -432,6 +435,19 @@ pub struct MailSource {
 
 fn default_mail_poll_secs() -> u64 {
     30
+}
+
+/// The API of a `cull run` process: the analyst API and console over its index (with
+/// `[index]`), and the operators' `POST /api/rules/reload` (with a matcher).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// The tokens file (`[[token]]` with `name`, `role` and `token`); `CULL_API_TOKENS`
+    /// (`role:token,…`) adds tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// The indexer stage.

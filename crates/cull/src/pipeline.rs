@@ -211,12 +211,6 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         context.metrics.register_source(source.name());
     }
     let webhooks = sources::webhook_router(&pipeline.sources, &outlet)?;
-    let server = tokio::spawn(server.serve(
-        Arc::clone(&context.metrics),
-        Arc::clone(&health),
-        webhooks,
-        wait_for(context.stop.clone()),
-    ));
     let (sources_done_sender, sources_done) = watch::channel(pipeline.sources.is_empty());
     let mut sinks = JoinSet::new();
     let sink_topics = [
@@ -251,7 +245,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     } else {
         None
     };
-    if pipeline.matcher.enabled {
+    let reloader = if pipeline.matcher.enabled {
         let ticket_topics = match &bus {
             Bus::Kafka(config) => TicketTopics::Kafka(config.clone()),
             Bus::Embedded(_) => TicketTopics::Embedded(ticket_topics.iter().cloned().collect()),
@@ -263,16 +257,38 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             pipeline.topics.clone(),
             ticket_topics,
         ));
-        tokio::spawn(reload::run(reloader, pipeline.matcher.watch, context.stop.clone()));
-    }
-    let index_stage = if pipeline.index.enabled {
-        let consumer = bus.consumer(&topics.verdicts, &pipeline.index.group_id)?;
-        let indexer = crate::indexer::open(&pipeline.index).await?;
-        let (context, done) = (Arc::clone(&context), matcher_done.clone());
-        Some(tokio::spawn(async move { crate::indexer::run(&context, consumer, indexer, done).await }))
+        tokio::spawn(reload::run(Arc::clone(&reloader), pipeline.matcher.watch, context.stop.clone()));
+        Some(reloader)
     } else {
         None
     };
+    let (index_stage, index) = if pipeline.index.enabled {
+        let consumer = bus.consumer(&topics.verdicts, &pipeline.index.group_id)?;
+        let indexer = crate::indexer::open(&pipeline.index).await?;
+        let index = indexer.index().clone();
+        let (context, done) = (Arc::clone(&context), matcher_done.clone());
+        (
+            Some(tokio::spawn(async move { crate::indexer::run(&context, consumer, indexer, done).await })),
+            Some(index),
+        )
+    } else {
+        (None, None)
+    };
+    let api = if pipeline.api.enabled {
+        Some(crate::api::pipeline_routes(&pipeline.api, reloader, index, Arc::clone(&matcher))?)
+    } else {
+        None
+    };
+    let extra = match (webhooks, api) {
+        (Some(webhooks), Some(api)) => Some(webhooks.merge(api)),
+        (webhooks, api) => webhooks.or(api),
+    };
+    let server = tokio::spawn(server.serve(
+        Arc::clone(&context.metrics),
+        Arc::clone(&health),
+        extra,
+        wait_for(context.stop.clone()),
+    ));
 
     // Sources start once every consumer exists: an embedded group sees only the
     // records produced after it joined.

@@ -203,3 +203,29 @@ fn watch(
         }
     }
 }
+
+/// Returns `POST /api/rules/reload` for operators: `200` with the new version, or
+/// `422` with every error of the refused pack (the running set stays).
+pub fn router(reloader: Arc<Reloader>, tokens: Arc<crate::auth::Tokens>) -> axum::Router {
+    let guard = crate::auth::Guard::new(tokens, crate::auth::Role::Operator);
+    axum::Router::new()
+        .route(
+            "/api/rules/reload",
+            axum::routing::post(
+                |axum::extract::State(reloader): axum::extract::State<Arc<Reloader>>| async move {
+                    match reloader.reload("the API").await {
+                        Ok(reloaded) => crate::api::json(axum::http::StatusCode::OK, &reloaded),
+                        Err(failed) => crate::api::json(
+                            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                            &serde_json::json!({
+                                "error": "the rule pack has errors; the previous rule set stays in use",
+                                "errors": failed.errors,
+                            }),
+                        ),
+                    }
+                },
+            ),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(guard, crate::auth::require))
+        .with_state(reloader)
+}
