@@ -511,26 +511,6 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
     Ok(json(StatusCode::OK, &report))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_dates_or_ages() {
-        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        assert_eq!(parse_time("since", "7d", now).unwrap(), 1_800_000_000 - 7 * 86_400);
-        assert_eq!(parse_time("since", "24h", now).unwrap(), 1_800_000_000 - 86_400);
-        assert_eq!(parse_time("since", "2026-11-21T10:00:00Z", now).unwrap(), 1_795_255_200);
-        assert_eq!(parse_time("since", "2026-11-21", now).unwrap(), 1_795_219_200);
-        let error = parse_time("until", "yesterday", now).unwrap_err();
-        assert!(
-            matches!(&error, ApiError::BadRequest(m) if m.starts_with("until=\"yesterday\"")),
-            "{error:?}"
-        );
-        assert!(parse_time("since", "99999999999999999d", now).is_err());
-    }
-}
-
 /// Returns the API routes of a `cull run` process: the analyst API and the console
 /// over the index it writes (when it runs the indexer), and `POST /api/rules/reload`
 /// for operators (when it runs the matcher).
@@ -558,4 +538,24 @@ pub fn pipeline_routes(
         routes = routes.merge(router(state)).merge(crate::console::router());
     }
     Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_dates_or_ages() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(parse_time("since", "7d", now).unwrap(), 1_800_000_000 - 7 * 86_400);
+        assert_eq!(parse_time("since", "24h", now).unwrap(), 1_800_000_000 - 86_400);
+        assert_eq!(parse_time("since", "2026-11-21T10:00:00Z", now).unwrap(), 1_795_255_200);
+        assert_eq!(parse_time("since", "2026-11-21", now).unwrap(), 1_795_219_200);
+        let error = parse_time("until", "yesterday", now).unwrap_err();
+        assert!(
+            matches!(&error, ApiError::BadRequest(m) if m.starts_with("until=\"yesterday\"")),
+            "{error:?}"
+        );
+        assert!(parse_time("since", "99999999999999999d", now).is_err());
+    }
 }
