@@ -396,6 +396,18 @@ fn outside_client_mentions_become_tickets_and_bad_records_dead_letters() {
 
     let tickets = consume(&broker, "cull.tickets", Until::End);
     check_tickets(&tickets);
+
+    // The README's consumer example reads every ticket once, at its highest revision.
+    let mut command = python();
+    command.args(["examples/consume_tickets.py", "--brokers", &broker.brokers(), "--idle-ms", "5000"]);
+    let example = Running::spawn("examples/consume_tickets.py", command, None).finish(RUN_LIMIT);
+    assert!(example.status.success(), "{}", tail(&example.stderr, 4000));
+    let distinct: BTreeSet<String> = tickets.iter().filter_map(|t| t.key.clone()).collect();
+    let printed: Vec<&str> = example.stdout.lines().collect();
+    assert_eq!(printed.len(), distinct.len(), "{}", example.stdout);
+    for ticket_id in &distinct {
+        assert!(printed.iter().any(|line| line.contains(ticket_id.as_str())), "{ticket_id} not printed");
+    }
     let ticketed: Vec<(String, String)> =
         tickets.iter().map(|r| r.json::<Ticket>()).map(|t| (t.rule.id, t.mention.id)).collect();
     assert_eq!(ticketed.len(), expected.len(), "one ticket per true match: {ticketed:?}");

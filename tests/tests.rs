@@ -12,6 +12,7 @@ mod google_alerts;
 mod index;
 mod kafka;
 mod pipeline;
+mod readme;
 mod reload;
 mod semantics;
 mod sources;
