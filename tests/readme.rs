@@ -7,7 +7,7 @@
 //! each; the test checks that each named benchmark exists), and the signed webhook
 //! request, which `tests/sources.rs` runs against a live webhook.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::feeds::FeedServer;
@@ -149,7 +149,7 @@ async fn every_readme_command_runs() {
 }
 
 /// Starts a long-running `serve` command, checks that it answers, and stops it.
-fn serve_briefly(line: &str, dir: &PathBuf) -> bool {
+fn serve_briefly(line: &str, dir: &Path) -> bool {
     // `exec` after the leading VAR=value assignments, so that killing the shell's
     // process kills the server.
     let words: Vec<&str> = line.split(' ').collect();
