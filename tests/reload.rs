@@ -228,3 +228,48 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0), "the running set stays");
     running.stop();
 }
+
+#[test]
+fn reloads_during_a_stream_lose_no_mention() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
+    let running = Running::start(dir, true);
+    running.wait_metric("cull_rules_loaded", 1.0);
+    let total = 3000;
+    let writer = {
+        let path = dir.join("in.jsonl");
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            for n in 0..total {
+                writeln!(
+                    file,
+                    "{{\"schema\":\"cull.mention/v1\",\"id\":\"s{n}\",\"text\":\"alphaword betaword {n}\"}}"
+                )
+                .unwrap();
+                if n % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    for n in 0..6 {
+        let word = if n % 2 == 0 { "betaword" } else { "gammaword" };
+        std::fs::write(dir.join("rules/b.toml"), rule("beta", word)).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    writer.join().unwrap();
+    running.wait_metric("cull_matcher_mentions_total{outcome=\"matched\"}", f64::from(total));
+    assert!(running.metric("cull_rules_reloads_total").unwrap() >= 3.0, "reloads happened during the stream");
+    let verdicts = std::fs::read_to_string(dir.join("verdicts.jsonl")).unwrap();
+    let mut ids: Vec<String> =
+        verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap().mention_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total as usize, "one verdict per mention, none lost");
+    let versions: std::collections::BTreeSet<String> =
+        verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap().ruleset_version).collect();
+    assert!(versions.len() >= 2, "verdicts name the versions they were made with: {versions:?}");
+    running.stop();
+}
