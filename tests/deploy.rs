@@ -12,20 +12,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use crate::pipeline::{cull, get, listening_address, repo, text};
 
 fn deploy_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![repo().join("deploy")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    crate::feeds::files_under(&repo().join("deploy"))
 }
 
 fn yaml(path: &Path) -> Vec<Yaml> {

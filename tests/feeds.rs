@@ -181,7 +181,8 @@ pub async fn drain(bus: &EmbeddedBus) -> Vec<Mention> {
     mentions
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+/// Returns every file under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {

@@ -97,14 +97,23 @@ fn outcome(dir: &Path, id: &str) -> (Verdict, Vec<String>) {
         if let Some(verdict) =
             verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap()).find(|v| v.mention_id == id)
         {
-            std::thread::sleep(Duration::from_millis(100));
-            let tickets = std::fs::read_to_string(dir.join("tickets.jsonl")).unwrap_or_default();
-            let rules = tickets
-                .lines()
-                .map(|l| serde_json::from_str::<Ticket>(l).unwrap())
-                .filter(|t| t.mention.id == id)
-                .map(|t| t.rule.id)
-                .collect();
+            // The tickets sink runs beside the verdicts sink: wait for one ticket per
+            // matched rule (or a moment, when none is expected).
+            let found = Instant::now();
+            let rules = loop {
+                let tickets = std::fs::read_to_string(dir.join("tickets.jsonl")).unwrap_or_default();
+                let rules: Vec<String> = tickets
+                    .lines()
+                    .map(|l| serde_json::from_str::<Ticket>(l).unwrap())
+                    .filter(|t| t.mention.id == id)
+                    .map(|t| t.rule.id)
+                    .collect();
+                let settled = !verdict.matched.is_empty() || found.elapsed() >= Duration::from_millis(300);
+                if (rules.len() >= verdict.matched.len() && settled) || Instant::now() >= deadline {
+                    break rules;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
             return (verdict, rules);
         }
         assert!(Instant::now() < deadline, "no verdict for {id}");
@@ -262,7 +271,15 @@ fn reloads_during_a_stream_lose_no_mention() {
     writer.join().unwrap();
     running.wait_metric("cull_matcher_mentions_total{outcome=\"matched\"}", f64::from(total));
     assert!(running.metric("cull_rules_reloads_total").unwrap() >= 3.0, "reloads happened during the stream");
-    let verdicts = std::fs::read_to_string(dir.join("verdicts.jsonl")).unwrap();
+    // The verdicts sink writes after the matcher counts: wait for it to catch up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let verdicts = loop {
+        let verdicts = std::fs::read_to_string(dir.join("verdicts.jsonl")).unwrap();
+        if verdicts.lines().count() >= total as usize || Instant::now() >= deadline {
+            break verdicts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut ids: Vec<String> =
         verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap().mention_id).collect();
     ids.sort();

@@ -1,7 +1,7 @@
 //! The analyst index's schema: the matcher's fields plus dates, verdicts and the
 //! stored record.
 
-use cull_model::{Mention, Verdict};
+use cull_model::Verdict;
 use cull_rules::tantivy_query::MentionSchema;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{self, Schema, FAST, INDEXED, STORED, STRING};
@@ -104,9 +104,10 @@ impl IndexSchema {
         self.mention.schema()
     }
 
-    /// Returns the document of a mention and its verdict; `now` dates a mention that
-    /// carries no time of its own.
-    pub fn document(&self, mention: &Mention, verdict: &Verdict, now: OffsetDateTime) -> TantivyDocument {
+    /// Returns the document of a verdict and the mention it carries (`None` when it
+    /// carries none); `now` dates a mention that has no time of its own.
+    pub fn document(&self, verdict: &Verdict, now: OffsetDateTime) -> Option<TantivyDocument> {
+        let mention = verdict.mention.as_ref()?;
         let mut document = self.mention.document(mention);
         let published = mention.published_at.as_deref().and_then(parse_time);
         let fetched = mention.fetched_at.as_deref().and_then(parse_time);
@@ -124,9 +125,8 @@ impl IndexSchema {
         for culled in &verdict.culled {
             document.add_text(self.culled_rule, &culled.rule_id);
         }
-        let record = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
-        document.add_text(self.record, serde_json::to_string(&record).expect("a verdict always serializes"));
-        document
+        document.add_text(self.record, serde_json::to_string(verdict).expect("a verdict always serializes"));
+        Some(document)
     }
 
     /// Returns the stored record (the verdict with its mention) of a document.

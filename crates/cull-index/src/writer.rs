@@ -140,12 +140,14 @@ impl Indexer {
                 return Ok(false);
             }
         }
-        let mention = verdict.mention.as_ref().ok_or_else(|| {
+        let document = self.schema.document(verdict, OffsetDateTime::now_utc()).ok_or_else(|| {
             IndexError::Record(format!("the verdict of {:?} carries no mention", verdict.mention_id))
         })?;
-        let id = Term::from_field_text(self.schema.mention.id_field(), &mention.id);
+        // The document is indexed under its mention's id: replace by that.
+        let id = verdict.mention.as_ref().map_or(verdict.mention_id.as_str(), |m| m.id.as_str());
+        let id = Term::from_field_text(self.schema.mention.id_field(), id);
         self.writer.delete_term(id);
-        self.writer.add_document(self.schema.document(mention, verdict, OffsetDateTime::now_utc()))?;
+        self.writer.add_document(document)?;
         if let Some(origin) = origin {
             self.pending.advance(origin.topic, origin.partition, origin.offset);
         }

@@ -80,15 +80,8 @@ enum Command {
         /// The query; empty finds every mention.
         #[arg(default_value = "")]
         query: String,
-        /// The index directory.
-        #[arg(long, default_value = "data/index")]
-        index: PathBuf,
-        /// Only mentions since this time: RFC 3339, YYYY-MM-DD, or an age (30m, 24h, 7d, 2w).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only mentions before this time (same forms as --since).
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        window: IndexWindow,
         /// Only mentions on this channel (repeatable).
         #[arg(long)]
         channel: Vec<String>,
@@ -155,15 +148,8 @@ enum RulesCommand {
     Backtest {
         /// A rule file or a rules directory.
         rules: PathBuf,
-        /// The index directory.
-        #[arg(long, default_value = "data/index")]
-        index: PathBuf,
-        /// Only mentions since this time: RFC 3339, YYYY-MM-DD, or an age (30m, 24h, 7d, 2w).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only mentions before this time.
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        window: IndexWindow,
         /// Samples of matches and of culls per rule.
         #[arg(long, default_value_t = 5)]
         samples: usize,
@@ -184,6 +170,30 @@ enum RulesCommand {
         #[arg(long)]
         title: Option<String>,
     },
+}
+
+/// The index a command reads and the time window it looks at.
+#[derive(Debug, clap::Args)]
+struct IndexWindow {
+    /// The index directory.
+    #[arg(long, default_value = "data/index")]
+    index: PathBuf,
+    /// Only mentions since this time: RFC 3339, YYYY-MM-DD, or an age (30m, 24h, 7d, 2w).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only mentions before this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl IndexWindow {
+    /// Returns the `--since` and `--until` bounds in Unix seconds.
+    fn bounds(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        Ok((
+            commands::time_bound("since", self.since.as_deref())?,
+            commands::time_bound("until", self.until.as_deref())?,
+        ))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,9 +268,7 @@ fn main() -> ExitCode {
         Command::Run { pipeline, once } => commands::run(&pipeline, once),
         Command::Search {
             query,
-            index,
-            since,
-            until,
+            window,
             channel,
             rule,
             verdict,
@@ -271,10 +279,11 @@ fn main() -> ExitCode {
             limit,
             json,
         } => (|| {
+            let (since, until) = window.bounds()?;
             let request = cull_index::SearchRequest {
                 query,
-                since: commands::time_bound("since", since.as_deref())?,
-                until: commands::time_bound("until", until.as_deref())?,
+                since,
+                until,
                 channels: channel,
                 rules: rule,
                 verdicts: verdict,
@@ -285,15 +294,12 @@ fn main() -> ExitCode {
                 facets: facet,
                 histogram,
             };
-            commands::search(commands::SearchOptions { index, request, json })
+            commands::search(commands::SearchOptions { index: window.index, request, json })
         })(),
-        Command::Rules(RulesCommand::Backtest { rules, index, since, until, samples, json }) => (|| {
-            let request = cull_index::BacktestRequest {
-                since: commands::time_bound("since", since.as_deref())?,
-                until: commands::time_bound("until", until.as_deref())?,
-                samples,
-            };
-            commands::backtest(&rules, &index, &request, json)
+        Command::Rules(RulesCommand::Backtest { rules, window, samples, json }) => (|| {
+            let (since, until) = window.bounds()?;
+            let request = cull_index::BacktestRequest { since, until, samples };
+            commands::backtest(&rules, &window.index, &request, json)
         })(),
         Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
             commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))

@@ -24,7 +24,7 @@ use cull_bus::dead_letter::{dead_letter, Origin};
 use cull_bus::{EmbeddedBus, KafkaConfig, Message, Producer, Record};
 use cull_ingest::{Outlet, Screen};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{DeadLetter, Mention, Verdict};
+use cull_model::{DeadLetter, Mention};
 use cull_rules::CompiledRule;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -341,6 +341,13 @@ async fn wait_for(mut stop: watch::Receiver<bool>) {
 
 /// Sets `stop` on SIGINT or SIGTERM.
 async fn stop_on_signal(stop: watch::Sender<bool>) {
+    terminated().await;
+    tracing::info!("stopping after the batches in hand");
+    let _ = stop.send(true);
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn terminated() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -356,8 +363,6 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
-    tracing::info!("stopping after the batches in hand");
-    let _ = stop.send(true);
 }
 
 /// Returns a dead-letter record as the JSON document a file sink writes: the headers
@@ -486,20 +491,20 @@ async fn process_batch(
     summary.dead_letters += dead_letters.len() as u64;
     let mut output =
         BatchOutput { stats, verdicts: Vec::with_capacity(size), tickets: BTreeMap::new(), dead_letters };
-    for (mention, verdict) in mentions.iter().zip(&verdicts) {
+    for (mention, mut verdict) in mentions.into_iter().zip(verdicts) {
         let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
             (false, _) => Outcome::Matched,
             (true, false) => Outcome::Culled,
             (true, true) => Outcome::Unmatched,
         };
         output.stats.mention(outcome);
-        output.stats.verdict(verdict);
+        output.stats.verdict(&verdict);
         match outcome {
             Outcome::Matched => summary.matched += 1,
             Outcome::Culled => summary.culled += 1,
             _ => summary.unmatched += 1,
         }
-        for ticket in ticketer.tickets(mention, verdict, &rules, now) {
+        for ticket in ticketer.tickets(&mention, &verdict, &rules, now) {
             output.stats.ticket(&ticket.queue, ticket.priority);
             let headers = vec![
                 ("cull.queue".to_string(), ticket.queue.clone().into_bytes()),
@@ -514,10 +519,11 @@ async fn process_batch(
             output.tickets.entry(topic).or_default().push(message);
             summary.tickets_out += 1;
         }
-        let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
+        // The verdict on the topic carries its mention, for the indexer.
+        verdict.mention = Some(mention);
         output.verdicts.push(Message {
             key: Some(verdict.mention_id.clone().into_bytes()),
-            payload: serde_json::to_vec(&carried)?,
+            payload: serde_json::to_vec(&verdict)?,
             headers: Vec::new(),
         });
     }

@@ -71,20 +71,6 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
 
 /// Completes on SIGINT or SIGTERM.
 async fn stop_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    crate::pipeline::terminated().await;
     tracing::info!("stopping");
 }
