@@ -153,22 +153,22 @@ impl Observer for Recorder {
 
 /// An outlet on a fresh embedded bus, and the bus to read the mentions back.
 pub fn outlet(recorder: &Arc<Recorder>) -> (Outlet, EmbeddedBus) {
-    let bus = EmbeddedBus::new(100_000);
+    let bus = EmbeddedBus::in_memory(100_000);
     let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
     let observer: Arc<dyn Observer> = recorder.clone();
     let outlet = Outlet::new(
         bus.producer(),
-        Some("cull.mentions".into()),
-        Some("cull.dead-letter".into()),
+        "cull.mentions",
+        "cull.dead-letter",
         screen,
         observer,
     );
     (outlet, bus)
 }
 
-/// Takes every mention queued on the bus.
+/// Takes every mention on the bus not taken by an earlier drain.
 pub async fn drain(bus: &EmbeddedBus) -> Vec<Mention> {
-    let mut consumer = bus.consumer("cull.mentions");
+    let mut consumer = bus.consumer(&["cull.mentions"], "test").expect("one test consumer at a time");
     let mut mentions = Vec::new();
     while let Ok(Some(records)) =
         consumer.next_batch(10_000, Duration::from_millis(1), Duration::from_millis(20)).await
@@ -178,6 +178,7 @@ pub async fn drain(bus: &EmbeddedBus) -> Vec<Mention> {
         }
         mentions.extend(records.iter().map(|r| Mention::from_json(&r.payload).expect("a valid mention")));
     }
+    consumer.commit().await.expect("a memory bus commits");
     mentions
 }
 

@@ -23,7 +23,7 @@ fn append(path: &Path, text: &str) {
 
 /// Collects mentions from the bus until `count` arrived (or 10 s passed).
 async fn take(bus: &EmbeddedBus, count: usize) -> Vec<String> {
-    let mut consumer = bus.consumer("cull.mentions");
+    let mut consumer = bus.consumer(&["cull.mentions"], "test").unwrap();
     let mut ids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while ids.len() < count && Instant::now() < deadline {
@@ -32,6 +32,7 @@ async fn take(bus: &EmbeddedBus, count: usize) -> Vec<String> {
             ids.push(Mention::from_json(&record.payload).unwrap().id);
         }
     }
+    consumer.commit().await.unwrap();
     ids
 }
 
@@ -48,6 +49,7 @@ async fn a_followed_file_survives_partial_lines_rotation_and_truncation() {
         follow: true,
         poll_interval: Duration::from_millis(20),
         max_line_bytes: 4096,
+        cursor: None,
     };
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stop).await });
@@ -81,8 +83,10 @@ async fn a_followed_file_survives_partial_lines_rotation_and_truncation() {
 }
 
 async fn take_now(bus: &EmbeddedBus) -> Vec<Record> {
-    let mut consumer = bus.consumer("cull.mentions");
-    consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap()
+    let mut consumer = bus.consumer(&["cull.mentions"], "test").unwrap();
+    let records = consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap();
+    consumer.commit().await.unwrap();
+    records
 }
 
 #[tokio::test]
@@ -106,13 +110,14 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
         follow: false,
         poll_interval: Duration::from_millis(20),
         max_line_bytes: 256,
+        cursor: None,
     };
     let (_stop_sender, stop) = tokio::sync::watch::channel(false);
     let stats = run_jsonl(&outlet, &config, stop).await.unwrap();
     assert_eq!((stats.lines, stats.mentions, stats.dead_letters), (5, 2, 3));
     assert_eq!(take(&bus, 2).await, ["good", "last"], "a last line without a newline counts");
 
-    let mut letters = bus.consumer("cull.dead-letter");
+    let mut letters = bus.consumer(&["cull.dead-letter"], "test").unwrap();
     let records =
         letters.next_batch(10, Duration::from_millis(5), Duration::from_millis(50)).await.unwrap().unwrap();
     let header = |r: &Record, name: &str| {

@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod corpus;
 mod deploy;
+mod durability;
 mod feeds;
 mod google_alerts;
 mod index;

@@ -51,14 +51,16 @@ pub enum Reason {
     InvalidUtf8,
     /// Larger than the configured limit.
     Oversized,
+    /// The stage panicked while processing it: a bug, isolated to this record.
+    Panic,
     /// Anything else; the dead letter's error says what.
     Other,
 }
 
 impl Reason {
     /// Every reason, for metrics that must exist before anything happens.
-    pub const ALL: [Reason; 5] =
-        [Reason::MalformedJson, Reason::Schema, Reason::InvalidUtf8, Reason::Oversized, Reason::Other];
+    pub const ALL: [Reason; 6] =
+        [Reason::MalformedJson, Reason::Schema, Reason::InvalidUtf8, Reason::Oversized, Reason::Panic, Reason::Other];
 
     /// Returns the metric label.
     pub fn label(self) -> &'static str {
@@ -67,6 +69,7 @@ impl Reason {
             Reason::Schema => "schema",
             Reason::InvalidUtf8 => "invalid_utf8",
             Reason::Oversized => "oversized",
+            Reason::Panic => "panic",
             Reason::Other => "other",
         }
     }

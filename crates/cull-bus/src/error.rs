@@ -1,5 +1,7 @@
 //! The one error type of the bus.
 
+use std::path::PathBuf;
+
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// The errors of the bus.
@@ -100,5 +102,68 @@ pub enum BusError {
     Closed {
         /// The closed topic.
         topic: String,
+    },
+    /// The embedded log could not read or write a file (a full disk, permissions).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the embedded log holds something it did not write.
+    #[error("{}: damaged at byte {position}: {reason}", path.display())]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the damage starts.
+        position: u64,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Another process has the embedded bus's directory open.
+    #[error("{}: another cull process is using this bus directory (bus.embedded.dir); stop it or give this one its own directory", dir.display())]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A consumer group already has a consumer of the topic in this process.
+    #[error("group {group} already has a consumer of topic {topic} of the embedded bus")]
+    GroupInUse {
+        /// The topic.
+        topic: String,
+        /// The group.
+        group: String,
+    },
+    /// A consumer group name that cannot name a file.
+    #[error("{group:?} is not a consumer group name: use 1 to 64 of a-z A-Z 0-9 . _ -")]
+    GroupName {
+        /// The name.
+        group: String,
+    },
+    /// A topic name that Kafka would refuse.
+    #[error("{topic:?} is not a topic name: use 1 to 249 of a-z A-Z 0-9 . _ - (not `.` or `..`)")]
+    TopicName {
+        /// The name.
+        topic: String,
+    },
+    /// A record too large for the embedded log.
+    #[error("a record of {size} bytes for topic {topic} is over the embedded log's limit of {limit} bytes")]
+    RecordTooLarge {
+        /// The topic.
+        topic: String,
+        /// The record's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The embedded log of a topic takes no more records until a restart.
+    #[error("topic {topic} of the embedded bus takes no more records: {reason}; restart cull")]
+    Broken {
+        /// The topic.
+        topic: String,
+        /// What happened.
+        reason: String,
     },
 }

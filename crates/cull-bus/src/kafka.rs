@@ -715,6 +715,61 @@ impl KafkaConsumer {
         lag
     }
 
+    /// Returns the records of the assigned partitions not handed out yet, asking the
+    /// broker for the high watermarks now (the statistics behind [`lag`] can be
+    /// seconds old); `None` before the group assigned this consumer a partition.
+    ///
+    /// A partition this consumer has not read from since it started counts from the
+    /// group's committed offset, or from its low watermark when the group has none.
+    ///
+    /// [`lag`]: KafkaConsumer::lag
+    pub(crate) async fn exact_lag(&self) -> Result<Option<i64>, BusError> {
+        let positions: Vec<(Partition, Option<i64>)> = {
+            let group = lock(&self.group);
+            group
+                .assigned
+                .keys()
+                .map(|partition| {
+                    let known = self.handed_out.get(partition).copied().max(group.acknowledged.get(partition).copied());
+                    (partition.clone(), known)
+                })
+                .collect()
+        };
+        if positions.is_empty() {
+            return Ok(None);
+        }
+        let consumer = Arc::clone(self.consumer.as_ref().ok_or_else(|| self.stopped("closed"))?);
+        let brokers = self.brokers.clone();
+        let lag = tokio::task::spawn_blocking(move || -> Result<i64, KafkaError> {
+            let timeout = Duration::from_secs(5);
+            let mut unknown = TopicPartitionList::new();
+            for ((topic, partition), known) in &positions {
+                if known.is_none() {
+                    unknown.add_partition(topic, *partition);
+                }
+            }
+            let committed = if unknown.count() > 0 { Some(consumer.committed_offsets(unknown, timeout)?) } else { None };
+            let mut total = 0;
+            for ((topic, partition), known) in positions {
+                let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
+                let position = known.unwrap_or_else(|| {
+                    committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(&topic, partition))
+                        .and_then(|element| element.offset().to_raw())
+                        .filter(|offset| *offset >= 0)
+                        .unwrap_or(low)
+                });
+                total += (high - position).max(0);
+            }
+            Ok(total)
+        })
+        .await
+        .map_err(|error| self.stopped(&format!("the watermark task failed: {error}")))?
+        .map_err(|source| BusError::Consume { brokers, source: source.into() })?;
+        Ok(Some(lag))
+    }
+
     /// Stops the poll thread and returns it to be joined; idempotent.
     fn shutdown(&mut self) -> Option<JoinHandle<()>> {
         self.stop.store(true, Ordering::Relaxed);

@@ -41,16 +41,17 @@
 //! Kafka sink: all records of a batch are enqueued, backing off while librdkafka's
 //! local queue is full, and then every delivery future is awaited.
 //!
-//! # Backpressure in embedded mode
+//! # The embedded bus is a durable log
 //!
-//! Each embedded topic holds at most `capacity_per_topic` records. A producer that
-//! finds its topic full waits until a consumer takes records, so a slow matcher slows
-//! ingest down instead of letting memory grow, which is what Kafka's retention would
-//! absorb in the distributed setup. [`EmbeddedBus::close`] ends the input: consumers
-//! drain what is queued and then receive `Ok(None)`, which lets `cull run --once` finish
-//! every batch before it exits.
+//! [`EmbeddedBus`] keeps each topic as a log of checksummed segment files with
+//! offsets that are stable across restarts and consumer-group offsets that persist,
+//! so that the embedded default keeps the promise Kafka keeps: a record that was
+//! acknowledged is on disk, and a restart resumes every stage where it committed. Its
+//! module documentation explains the format, the flushing (`fsync`) policies and the
+//! backpressure.
 #![deny(missing_docs)]
 
+mod config;
 pub mod dead_letter;
 mod embedded;
 mod error;
@@ -59,6 +60,7 @@ mod kafka;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use config::{BusConfig, BusKind, EmbeddedConfig, Fsync, KafkaSettings, StorageKind};
 pub use embedded::{EmbeddedBus, EmbeddedConsumer, EmbeddedProducer};
 pub use error::BusError;
 pub use kafka::{ensure_topics, kafka_consumer, kafka_producer, KafkaConfig, KafkaConsumer, KafkaProducer};
@@ -130,8 +132,8 @@ impl Consumer {
     ///
     /// It waits until a first record arrives or `idle` elapses (returning an empty
     /// batch then, so the caller can do periodic work), and after the first record at
-    /// most `linger` for more. Returns `Ok(None)` when the embedded bus is closed and
-    /// the topic drained, the end of the input; a Kafka topic never ends.
+    /// most `linger` for more. Returns `Ok(None)` once the embedded bus is closed (what
+    /// is left stays on its log); a Kafka topic never ends.
     pub async fn next_batch(
         &mut self,
         max: usize,
@@ -139,7 +141,7 @@ impl Consumer {
         idle: Duration,
     ) -> Result<Option<Vec<Record>>, BusError> {
         match self {
-            Consumer::Embedded(consumer) => Ok(consumer.next_batch(max, linger, idle).await),
+            Consumer::Embedded(consumer) => consumer.next_batch(max, linger, idle).await,
             Consumer::Kafka(consumer) => consumer.next_batch(max, linger, idle).await.map(Some),
         }
     }
@@ -149,11 +151,12 @@ impl Consumer {
     ///
     /// On Kafka it commits one past the last returned offset of each partition still
     /// assigned, synchronously; a commit refused because the group is rebalancing is
-    /// not an error, since the revoke callback commits the same offsets. The embedded
-    /// bus has nothing to commit: a record taken from its queue is gone.
+    /// not an error, since the revoke callback commits the same offsets. On the
+    /// embedded bus the offset is written next to the topic's log (flushed with
+    /// `fsync = "always"`), and segments every group has committed past may go.
     pub async fn commit(&mut self) -> Result<(), BusError> {
         match self {
-            Consumer::Embedded(_) => Ok(()),
+            Consumer::Embedded(consumer) => consumer.commit().await,
             Consumer::Kafka(consumer) => consumer.commit().await,
         }
     }
@@ -162,12 +165,35 @@ impl Consumer {
     ///
     /// On Kafka it is the high watermark from librdkafka's latest statistics (see
     /// [`KafkaConfig::stats_interval`]) minus the position this consumer has reached;
-    /// partitions without statistics yet are left out. On the embedded bus it is the
-    /// queue length.
+    /// partitions without statistics yet are left out. On the embedded bus it is
+    /// exact: the records of the log this consumer has not taken yet.
     pub fn lag(&self) -> Vec<(String, i32, i64)> {
         match self {
             Consumer::Embedded(consumer) => consumer.lag(),
             Consumer::Kafka(consumer) => consumer.lag(),
+        }
+    }
+
+    /// Returns the records of this consumer's partitions that it has not taken yet,
+    /// exactly: on the embedded bus from the log, on Kafka from the broker's high
+    /// watermarks asked for now. `None` while a Kafka consumer has no partition
+    /// assigned: it has not started, so it is not drained either.
+    pub async fn exact_lag(&self) -> Result<Option<i64>, BusError> {
+        match self {
+            Consumer::Embedded(consumer) => Ok(Some(consumer.lag().iter().map(|(_, _, lag)| lag).sum())),
+            Consumer::Kafka(consumer) => consumer.exact_lag().await,
+        }
+    }
+
+    /// Returns, per `(topic, partition)`, the offset the next record produced will
+    /// get, where this consumer knows it exactly: on the embedded bus. A checkpoint
+    /// beyond it was made against another log (the bus directory was removed), which
+    /// a stage with its own checkpoint must not take as covering the new records.
+    /// Empty on Kafka.
+    pub fn end_offsets(&self) -> Vec<(String, i32, i64)> {
+        match self {
+            Consumer::Embedded(consumer) => consumer.end_offsets(),
+            Consumer::Kafka(_) => Vec::new(),
         }
     }
 
@@ -184,6 +210,18 @@ impl Consumer {
         }
     }
 }
+
+/// Returns whether `name` is a topic name Kafka accepts (and so a directory name on
+/// the embedded bus): 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+pub fn is_topic_name(name: &str) -> bool {
+    (1..=MAX_TOPIC_LEN).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The longest Kafka topic name that brokers accept.
+pub const MAX_TOPIC_LEN: usize = 249;
 
 /// Locks `mutex`, going on after a panic elsewhere poisoned it: every critical section
 /// in this crate leaves the state consistent at each step, so the data is still good.

@@ -15,12 +15,14 @@
 #![deny(missing_docs)]
 
 mod backtest;
+mod config;
 mod error;
 mod schema;
 mod search;
 mod writer;
 
 pub use backtest::{backtest, Backtest, BacktestRequest, DayCount, RuleBacktest, Sample};
+pub use config::IndexConfig;
 pub use error::IndexError;
 pub use schema::{IndexSchema, Outcome};
 pub use search::{

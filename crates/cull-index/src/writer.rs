@@ -34,6 +34,23 @@ impl Checkpoint {
         self.offsets.get(topic)?.get(&partition).copied()
     }
 
+    /// Forgets the offsets of the partitions whose checkpoint lies beyond `ends` (the
+    /// offset the next record of each will get) and returns them: such a checkpoint
+    /// was made against another log (the embedded bus's directory was removed, a Kafka
+    /// topic recreated), and keeping it would skip the new log's first records.
+    pub fn forget_beyond(&mut self, ends: &[(String, i32, i64)]) -> Vec<(String, i32, i64)> {
+        let mut forgotten = Vec::new();
+        for (topic, partition, end) in ends {
+            if let Some(partitions) = self.offsets.get_mut(topic) {
+                if let Some(next) = partitions.get(partition).copied().filter(|next| next > end) {
+                    partitions.remove(partition);
+                    forgotten.push((topic.clone(), *partition, next));
+                }
+            }
+        }
+        forgotten
+    }
+
     fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
         let next = self.offsets.entry(topic.to_string()).or_default().entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
@@ -116,6 +133,13 @@ impl Indexer {
         &self.committed
     }
 
+    /// Drops the checkpoint of partitions that end before it (see
+    /// [`Checkpoint::forget_beyond`]); returns them. The next commit makes it durable.
+    pub fn forget_beyond(&mut self, ends: &[(String, i32, i64)]) -> Vec<(String, i32, i64)> {
+        self.pending.forget_beyond(ends);
+        self.committed.forget_beyond(ends)
+    }
+
     /// Returns the documents added since the last commit.
     pub fn uncommitted(&self) -> usize {
         self.uncommitted
@@ -170,5 +194,22 @@ impl Indexer {
         self.committed = self.pending.clone();
         self.uncommitted = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_beyond_the_end_of_its_log_is_forgotten() {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.advance("verdicts", 0, 4);
+        checkpoint.advance("verdicts", 1, 9);
+        checkpoint.advance("other", 0, 2);
+        let forgotten = checkpoint.forget_beyond(&[("verdicts".into(), 0, 3), ("verdicts".into(), 1, 10), ("new".into(), 0, 0)]);
+        assert_eq!(forgotten, [("verdicts".to_string(), 0, 5)], "offset 5 was checkpointed, the log ends at 3");
+        assert!(!checkpoint.covers("verdicts", 0, 0), "the new log's first record is indexed");
+        assert!(checkpoint.covers("verdicts", 1, 9) && checkpoint.covers("other", 0, 2));
     }
 }

@@ -50,23 +50,14 @@ pub struct FeedConfig {
     pub remember: usize,
 }
 
+/// Entry ids remembered per feed: more than a feed ever lists at once.
+pub(crate) const REMEMBERED_ENTRIES: usize = 10_000;
+
 impl FeedConfig {
-    /// Returns the configuration of feed `name` at `url` with the defaults: a
-    /// 5-minute interval, the `news` channel, a 30-second timeout, 10 MiB, backoff from
-    /// 5 seconds to 1 hour, no state directory, 10,000 remembered entries.
+    /// Returns the configuration of feed `name` at `url` with the defaults of
+    /// [`FeedSource`](crate::FeedSource), and no state directory.
     pub fn new(name: impl Into<String>, url: impl Into<String>) -> FeedConfig {
-        FeedConfig {
-            name: name.into(),
-            url: url.into(),
-            interval: Duration::from_secs(300),
-            channel: Channel::News,
-            timeout: Duration::from_secs(30),
-            max_bytes: 10 * 1024 * 1024,
-            backoff_base: Duration::from_secs(5),
-            backoff_max: Duration::from_secs(3600),
-            state_dir: None,
-            remember: 10_000,
-        }
+        crate::FeedSource::new(name, url).poller_config(None)
     }
 }
 

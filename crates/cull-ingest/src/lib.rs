@@ -15,6 +15,7 @@
 //! repeats input rather than losing it, and the repeats carry the same ids.
 #![deny(missing_docs)]
 
+mod config;
 pub mod feed;
 mod html;
 pub mod jsonl;
@@ -29,5 +30,9 @@ pub use html::html_to_text;
 pub use normalize::{
     detect_language, normalize, Draft, Markup, Screen, ScreenConfig, Screened, NEAR_DUPLICATE_OF,
 };
-pub use outlet::{Delivered, Observer, Outlet};
+pub use config::{
+    check_once, run_source, webhook_router, FeedSource, IngestConfig, JsonlSource, MailSource, RunOptions,
+    SourceConfig, SourceError, WebhookSource,
+};
+pub use outlet::{Delivered, Entered, Observer, Outlet};
 pub use url::canonical_url;

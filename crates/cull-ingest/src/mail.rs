@@ -763,12 +763,12 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
     fn outlet(bus: &EmbeddedBus, recorder: &Arc<Recorder>) -> Outlet {
         let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
         let observer: Arc<dyn Observer> = recorder.clone();
-        Outlet::new(bus.producer(), Some(MENTIONS.into()), Some(DEAD_LETTERS.into()), screen, observer)
+        Outlet::new(bus.producer(), MENTIONS, DEAD_LETTERS, screen, observer)
     }
 
     /// Returns every record waiting on `topic`.
     async fn drain(bus: &EmbeddedBus, topic: &str) -> Vec<Record> {
-        let mut consumer = bus.consumer(topic);
+        let mut consumer = bus.consumer(&[topic], "drain").unwrap();
         let mut records = Vec::new();
         while let Some(batch) =
             consumer.next_batch(100, Duration::from_millis(50), Duration::from_millis(200)).await.unwrap()
@@ -778,6 +778,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
             }
             records.extend(batch);
         }
+        consumer.commit().await.unwrap();
         records
     }
 
@@ -964,7 +965,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
         mbox.extend_from_slice(GARBAGE);
         std::fs::write(&path, &mbox).unwrap();
 
-        let bus = EmbeddedBus::new(1024);
+        let bus = EmbeddedBus::in_memory(1024);
         let recorder = Arc::new(Recorder::default());
         let stats =
             run_mail(&outlet(&bus, &recorder), &config(path.clone(), MailFormat::Mbox), true, no_stop())
@@ -989,7 +990,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
     #[tokio::test]
     async fn a_missing_mailbox_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let bus = EmbeddedBus::new(16);
+        let bus = EmbeddedBus::in_memory(16);
         let recorder = Arc::new(Recorder::default());
         for format in [MailFormat::Mbox, MailFormat::Maildir] {
             let path = dir.path().join("nowhere");
@@ -1034,7 +1035,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
             ],
         );
         let config = config(root.clone(), MailFormat::Maildir);
-        let bus = EmbeddedBus::new(1024);
+        let bus = EmbeddedBus::in_memory(1024);
         let recorder = Arc::new(Recorder::default());
         let stats = run_mail(&outlet(&bus, &recorder), &config, true, no_stop()).await.unwrap();
         assert_eq!(stats, MailStats { messages: 3, mentions: 4, dead_letters: 1 });
@@ -1060,7 +1061,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
     async fn a_polled_maildir_picks_up_new_mail_until_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let root = maildir(dir.path(), &[]);
-        let bus = EmbeddedBus::new(1024);
+        let bus = EmbeddedBus::in_memory(1024);
         let recorder = Arc::new(Recorder::default());
         let (stop, stopped) = watch::channel(false);
         let outlet = outlet(&bus, &recorder);
@@ -1072,7 +1073,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
             let name = "1709816575.M9P1.host";
             std::fs::write(root.join("tmp").join(name), PLAIN_MAIL).unwrap();
             std::fs::rename(root.join("tmp").join(name), root.join("new").join(name)).unwrap();
-            let mut consumer = bus.consumer(MENTIONS);
+            let mut consumer = bus.consumer(&[MENTIONS], "test").unwrap();
             let batch =
                 consumer.next_batch(10, Duration::from_millis(10), Duration::from_secs(5)).await.unwrap();
             stop.send(true).unwrap();

@@ -1,5 +1,6 @@
 //! The handoff from a source to the bus.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use cull_bus::dead_letter::{dead_letter, Origin, Reason};
 use cull_bus::{BusError, Message, Producer};
 use cull_model::Mention;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use crate::normalize::{normalize, Draft, Screen};
 
@@ -39,27 +41,86 @@ pub struct Delivered {
 
 /// Where sources deliver: the mentions and dead-letter topics of a bus, behind the
 /// shared duplicate [`Screen`].
+///
+/// An outlet can be closed, which is the first step of a graceful shutdown: requests
+/// that push input (the webhook) are refused from then on ([`Outlet::enter`] returns
+/// `None`), and [`Outlet::drained`] waits for those already in progress, so that
+/// every one of them either was acknowledged by the bus or was refused.
 #[derive(Debug, Clone)]
 pub struct Outlet {
     producer: Producer,
-    /// `None`: nothing reads the topic in this (embedded) process; do not send.
-    mentions_topic: Option<String>,
-    dead_letter_topic: Option<String>,
+    mentions_topic: String,
+    dead_letter_topic: String,
     screen: Arc<Mutex<Screen>>,
     observer: Arc<dyn Observer>,
+    gate: Arc<Gate>,
+}
+
+/// Counts the pushes in progress and whether new ones are taken.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: AtomicBool,
+    inside: AtomicUsize,
+    left: Notify,
+}
+
+/// A push in progress; [`Outlet::drained`] waits until every one is dropped.
+#[derive(Debug)]
+pub struct Entered {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if self.gate.inside.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.gate.left.notify_waiters();
+        }
+    }
 }
 
 impl Outlet {
-    /// Returns an outlet producing to the given topics (`None`: discard, for embedded
-    /// topics nobody reads) and screening through `screen`.
+    /// Returns an outlet producing to the given topics and screening through `screen`.
     pub fn new(
         producer: Producer,
-        mentions_topic: Option<String>,
-        dead_letter_topic: Option<String>,
+        mentions_topic: impl Into<String>,
+        dead_letter_topic: impl Into<String>,
         screen: Arc<Mutex<Screen>>,
         observer: Arc<dyn Observer>,
     ) -> Outlet {
-        Outlet { producer, mentions_topic, dead_letter_topic, screen, observer }
+        Outlet {
+            producer,
+            mentions_topic: mentions_topic.into(),
+            dead_letter_topic: dead_letter_topic.into(),
+            screen,
+            observer,
+            gate: Arc::default(),
+        }
+    }
+
+    /// Starts a push (a webhook request), or returns `None` once the outlet is closed.
+    pub fn enter(&self) -> Option<Entered> {
+        self.gate.inside.fetch_add(1, Ordering::SeqCst);
+        let entered = Entered { gate: Arc::clone(&self.gate) };
+        (!self.gate.closed.load(Ordering::SeqCst)).then_some(entered)
+    }
+
+    /// Refuses new pushes from now on; the sources that pull (files, feeds, mail) stop
+    /// on their own stop signal.
+    pub fn close(&self) {
+        self.gate.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until no push is in progress.
+    pub async fn drained(&self) {
+        loop {
+            let left = self.gate.left.notified();
+            tokio::pin!(left);
+            left.as_mut().enable();
+            if self.gate.inside.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            left.await;
+        }
     }
 
     /// Returns the observer, for the metrics a source records itself.
@@ -95,10 +156,7 @@ impl Outlet {
                 headers: Vec::new(),
             })
             .collect::<Vec<_>>();
-        let sent = match (&self.mentions_topic, messages.is_empty()) {
-            (Some(topic), false) => self.producer.send_all(topic, messages).await,
-            _ => Ok(()),
-        };
+        let sent = self.producer.send_all(&self.mentions_topic, messages).await;
         if let Err(error) = sent {
             self.screen.lock().unwrap_or_else(PoisonError::into_inner).forget(ids.iter().map(String::as_str));
             return Err(error);
@@ -121,9 +179,7 @@ impl Outlet {
     ) -> Result<(), BusError> {
         tracing::warn!(source, %location, %error, "dead-lettering ingest input");
         let message = dead_letter("ingest", error, &Origin::Location(location), None, original);
-        if let Some(topic) = &self.dead_letter_topic {
-            self.producer.send_all(topic, vec![message]).await?;
-        }
+        self.producer.send_all(&self.dead_letter_topic, vec![message]).await?;
         self.observer.dead_letters(source, reason, 1);
         Ok(())
     }

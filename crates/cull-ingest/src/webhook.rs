@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::normalize::{Draft, Markup};
-use crate::outlet::Outlet;
+use crate::outlet::{Entered, Outlet};
 
 /// How one webhook source is received.
 #[derive(Clone, PartialEq)]
@@ -65,22 +65,10 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// Returns the configuration of a source called `name`, unsigned, with the
-    /// defaults: headers `x-cull-signature` and `x-cull-timestamp`, a 300 s replay
-    /// window, 1 MiB bodies, 10 000 mentions pending, `Retry-After: 1`.
+    /// Returns the configuration of an unsigned source called `name` with the defaults
+    /// of [`WebhookSource`](crate::WebhookSource) and `Retry-After: 1`.
     pub fn new(name: impl Into<String>) -> WebhookConfig {
-        WebhookConfig {
-            name: name.into(),
-            secret: None,
-            signature_header: "x-cull-signature".to_string(),
-            timestamp_header: "x-cull-timestamp".to_string(),
-            replay_window: Duration::from_secs(300),
-            max_body_bytes: 1024 * 1024,
-            max_pending: 10_000,
-            retry_after: Duration::from_secs(1),
-            mapping: None,
-            channel: None,
-        }
+        crate::WebhookSource::new(name).receiver_config(None).expect("no mapping, nothing to refuse")
     }
 }
 
@@ -427,17 +415,28 @@ async fn ingest(
         return Answer::error(StatusCode::NOT_FOUND, format!("no webhook source is called {name:?}"))
             .into_response();
     };
-    let answer = receive(&shared.outlet, source, &headers, body).await.unwrap_or_else(|refused| refused);
+    let answer = match shared.outlet.enter() {
+        Some(entered) => {
+            receive(&shared.outlet, source, &headers, body, entered).await.unwrap_or_else(|refused| refused)
+        }
+        None => Answer::retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cull is shutting down and takes no more mentions; retry later (another instance, or this one after its restart)",
+            source.config.retry_after,
+        ),
+    };
     shared.outlet.observer().webhook_answered(&source.config.name, answer.status.as_u16());
     answer.into_response()
 }
 
-/// Checks, reads, parses and delivers one request; `Err` is a refusal.
+/// Checks, reads, parses and delivers one request; `Err` is a refusal. `entered`
+/// lasts until the delivery is over, so that a graceful shutdown waits for it.
 async fn receive(
     outlet: &Outlet,
     source: &Source,
     headers: &HeaderMap,
     body: Body,
+    entered: Entered,
 ) -> Result<Answer, Answer> {
     let config = &source.config;
     // The timestamp is checked before the body is read, which a stale request then
@@ -468,7 +467,7 @@ async fn receive(
     }
     let drafts = match parse_body(config, &bytes) {
         Ok(drafts) => drafts,
-        Err(invalid) => return Err(dead_letter(outlet, source, invalid, bytes).await),
+        Err(invalid) => return Err(dead_letter(outlet, source, invalid, bytes, entered).await),
     };
     let count = drafts.len();
     if count > config.max_pending {
@@ -481,7 +480,7 @@ async fn receive(
     // screen would remember mentions the bus never got and drop the client's retry.
     let delivery = tokio::spawn(async move {
         let delivered = outlet.deliver(&name, drafts).await;
-        drop(permits);
+        drop((permits, entered));
         delivered
     });
     match delivery.await {
@@ -531,7 +530,7 @@ fn refuse(config: &WebhookConfig, status: StatusCode, error: impl fmt::Display) 
 
 /// Sends an invalid body to the dead-letter topic once and answers `400`, or `503` if
 /// the bus would not take it, since the client then still holds the only copy.
-async fn dead_letter(outlet: &Outlet, source: &Source, invalid: Invalid, bytes: Vec<u8>) -> Answer {
+async fn dead_letter(outlet: &Outlet, source: &Source, invalid: Invalid, bytes: Vec<u8>, entered: Entered) -> Answer {
     let config = &source.config;
     // A dead letter is a handoff to the bus too, bounded by the same budget.
     let permit = match reserve(source, 1) {
@@ -544,7 +543,7 @@ async fn dead_letter(outlet: &Outlet, source: &Source, invalid: Invalid, bytes: 
     let rejected = tokio::spawn(async move {
         let location = format!("webhook:{name}");
         let rejected = outlet.reject(&name, reason, &error, location, bytes).await;
-        drop(permit);
+        drop((permit, entered));
         rejected
     });
     match rejected.await {
@@ -680,8 +679,8 @@ mod tests {
         let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
         let outlet = Outlet::new(
             bus.producer(),
-            Some(MENTIONS.to_string()),
-            Some(DEAD_LETTERS.to_string()),
+            MENTIONS,
+            DEAD_LETTERS,
             screen,
             Arc::clone(&observer) as Arc<dyn Observer>,
         );
@@ -736,7 +735,7 @@ mod tests {
 
     /// Returns everything queued on `topic`.
     async fn drain(bus: &EmbeddedBus, topic: &str) -> Vec<Record> {
-        let mut consumer = bus.consumer(topic);
+        let mut consumer = bus.consumer(&[topic], "drain").unwrap();
         let mut records = Vec::new();
         loop {
             let batch = consumer
@@ -745,6 +744,7 @@ mod tests {
                 .unwrap()
                 .unwrap_or_default();
             if batch.is_empty() {
+                consumer.commit().await.unwrap();
                 return records;
             }
             records.extend(batch);
@@ -761,7 +761,7 @@ mod tests {
 
     #[tokio::test]
     async fn signed_mentions_are_accepted_once_on_the_bus() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let server =
             serve(&bus, vec![WebhookConfig { channel: Some(Channel::Review), ..signed("hooks") }]).await;
 
@@ -791,7 +791,7 @@ mod tests {
 
     #[tokio::test]
     async fn forged_unsigned_and_stale_requests_get_401_and_reach_no_topic() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let server = serve(&bus, vec![signed("hooks")]).await;
         let body = mention("m-1", "hello").to_string();
         let body = body.as_bytes();
@@ -834,7 +834,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_bodies_and_requests_get_413() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let config = WebhookConfig { max_body_bytes: 256, max_pending: 2, ..signed("hooks") };
         let server = serve(&bus, vec![config]).await;
 
@@ -862,7 +862,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_bodies_get_400_and_one_dead_letter_with_their_bytes() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let server = serve(&bus, vec![WebhookConfig::new("raw")]).await;
 
         let malformed = br#"{"schema": "cull.mention/v1", "id": "#;
@@ -910,7 +910,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_field_mapping_reads_another_tools_payload() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let config = WebhookConfig {
             mapping: Some(tool_mapping()),
             channel: Some(Channel::Forum),
@@ -971,8 +971,12 @@ mod tests {
 
     #[tokio::test]
     async fn backpressure_holds_the_answer_until_the_bus_takes_the_mentions() {
-        let bus = EmbeddedBus::new(2);
+        let bus = EmbeddedBus::in_memory(2);
         let server = Arc::new(serve(&bus, vec![WebhookConfig { max_pending: 3, ..signed("hooks") }]).await);
+        // A reading stage that has fallen 2 (the capacity) behind.
+        let mut consumer = bus.consumer(&[MENTIONS], "matcher").unwrap();
+        let filler = |id: &str| cull_bus::Message { key: Some(id.as_bytes().to_vec()), ..Default::default() };
+        bus.producer().send_all(MENTIONS, vec![filler("x"), filler("y")]).await.unwrap();
 
         let three = json!([mention("a", "one"), mention("b", "two"), mention("c", "three")]).to_string();
         let first = tokio::spawn({
@@ -988,13 +992,13 @@ mod tests {
         let (status, reply) = answer(response).await;
         assert_eq!(status, 429, "{reply}");
 
-        let mut consumer = bus.consumer(MENTIONS);
         let batch = consumer.next_batch(2, Duration::ZERO, Duration::from_secs(5)).await.unwrap().unwrap();
-        assert_eq!(keys(&batch), ["a", "b"]);
+        assert_eq!(keys(&batch), ["x", "y"]);
         let (status, reply) = tokio::time::timeout(Duration::from_secs(5), first).await.unwrap().unwrap();
         assert_eq!(status, 202, "{reply}");
         assert_eq!(reply["ids"], json!(["a", "b", "c"]));
-        assert_eq!(keys(&drain(&bus, MENTIONS).await), ["c"]);
+        let batch = consumer.next_batch(10, Duration::ZERO, Duration::from_secs(5)).await.unwrap().unwrap();
+        assert_eq!(keys(&batch), ["a", "b", "c"]);
 
         // The permits came back with the answer.
         assert_eq!(server.post_signed("hooks", one.as_bytes()).await.status(), 202);
@@ -1002,8 +1006,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_closed_outlet_answers_503_and_waits_for_requests_in_progress() {
+        let bus = EmbeddedBus::in_memory(1);
+        let observer = Arc::new(Recorder::default());
+        let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
+        let outlet = Outlet::new(bus.producer(), MENTIONS, DEAD_LETTERS, screen, Arc::clone(&observer) as Arc<dyn Observer>);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn({
+            let outlet = outlet.clone();
+            async move { axum::serve(listener, router(vec![signed("hooks")], outlet)).await }
+        });
+        let server = Arc::new(Server { base: format!("http://{address}"), observer, client: reqwest::Client::builder().no_proxy().build().unwrap() });
+        // The matcher is 1 behind: the next request waits for the bus.
+        let mut consumer = bus.consumer(&[MENTIONS], "matcher").unwrap();
+        bus.producer().send_all(MENTIONS, vec![cull_bus::Message::default()]).await.unwrap();
+        let body = mention("a", "one").to_string();
+        let waiting = tokio::spawn({
+            let (server, body) = (Arc::clone(&server), body.clone());
+            async move { server.post_signed("hooks", body.as_bytes()).await.status().as_u16() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        outlet.close();
+        let (status, reply) = answer(server.post_signed("hooks", body.as_bytes()).await).await;
+        assert_eq!(status, 503, "{reply}");
+        assert!(reply["error"].as_str().unwrap().contains("shutting down"), "{reply}");
+        let drained = tokio::spawn({
+            let outlet = outlet.clone();
+            async move { outlet.drained().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!drained.is_finished(), "a request in progress holds the drain");
+        consumer.next_batch(1, Duration::ZERO, Duration::from_secs(5)).await.unwrap().unwrap();
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap(), 202);
+        tokio::time::timeout(Duration::from_secs(5), drained).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_bus_that_fails_gets_503_with_retry_after() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let server =
             serve(&bus, vec![WebhookConfig { retry_after: Duration::from_millis(2500), ..signed("hooks") }])
                 .await;
@@ -1018,7 +1059,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_source_gets_404() {
-        let bus = EmbeddedBus::new(100);
+        let bus = EmbeddedBus::in_memory(100);
         let server = serve(&bus, vec![signed("hooks")]).await;
         let (status, reply) = answer(server.post("nope", &[], b"{}").await).await;
         assert_eq!(status, 404);

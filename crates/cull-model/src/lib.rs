@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod analyzer;
+pub mod config;
 mod contract;
 mod id;
 

@@ -516,7 +516,7 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
 /// for operators (when it runs the matcher).
 pub fn pipeline_routes(
     config: &crate::config::Api,
-    reloader: Option<Arc<crate::reload::Reloader>>,
+    reloader: Option<Arc<cull_runtime::reload::Reloader>>,
     index: Option<cull_index::Index>,
     matcher: Arc<Matcher>,
 ) -> anyhow::Result<Router> {

@@ -385,15 +385,26 @@ pub(crate) fn init_logging() {
         .init();
 }
 
-/// `cull run`.
+/// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
+/// line saying why, when a stage or source failed or the shutdown deadline passed.
 pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     init_logging();
     let config = crate::config::load(pipeline)?;
     let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = runtime.block_on(crate::pipeline::run(config, rules, once))?;
-    println!("cull run: {summary}");
-    Ok(ExitCode::SUCCESS)
+    let finished = runtime.block_on(crate::pipeline::run(config, rules, once));
+    // A thread still blocked (a source reading stdin, a stage that did not end within
+    // the grace period) must not keep the process from exiting.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let finished = finished?;
+    println!("cull run: {}", finished.counts);
+    match finished.result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("cull: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `cull ingest feed URL`: prints the mentions one poll of the feed yields, as the feed

@@ -12,7 +12,12 @@
 //!    is an error rather than a silently ignored default, and [`serde_path_to_error`] names
 //!    the key path (`matcher.batch_sise`);
 //! 4. the values are validated without any I/O (connectivity is the runner's business, as
-//!    in Quickwit), and every violation is collected before one error is reported.
+//!    in Quickwit), and every violation is collected before one error is reported. Each
+//!    section belongs to the component that reads it (`[bus]` to cull-bus, `[[source]]`
+//!    to cull-ingest, `[tickets]` to cull-ticket, `[index]` to cull-index, the stages'
+//!    sections to cull-runtime), which defines its defaults and checks its values; this
+//!    module composes them and checks what spans sections (no two sources or sinks
+//!    share a file).
 //!
 //! Paths in the file (rules directory, source and sink files) are relative to the current
 //! directory of the process, not to the file, so that `cull run pipelines/local.toml` from
@@ -24,8 +29,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use cull_ingest::mail::MailFormat;
-use cull_model::Channel;
+use cull_bus::BusConfig;
+use cull_index::IndexConfig;
+use cull_ingest::{IngestConfig, SourceConfig};
+use cull_model::config::Invalid;
+use cull_runtime::{MatcherConfig, ShutdownConfig, SinksConfig, Topics};
+use cull_ticket::TicketConfig;
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the environment variables that override keys of the pipeline file.
@@ -35,406 +44,43 @@ const ENV_PREFIX: &str = "CULL__";
 /// a key (`BATCH_SIZE`), so nested keys need a separator that no key contains.
 const ENV_SEPARATOR: &str = "__";
 
-/// The longest Kafka topic name that brokers accept.
-const MAX_TOPIC_LEN: usize = 249;
-
 /// A whole pipeline file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
     /// The bus that carries the topics between stages.
     #[serde(default)]
-    pub bus: Bus,
+    pub bus: BusConfig,
     /// The topic names.
     #[serde(default)]
     pub topics: Topics,
     /// The matcher stage.
     #[serde(default)]
-    pub matcher: Matcher,
+    pub matcher: MatcherConfig,
+    /// The ticketing stage.
+    #[serde(default)]
+    pub tickets: TicketConfig,
     /// Sources producing to `topics.mentions`; none when outside producers feed the bus.
     #[serde(default, rename = "source")]
-    pub sources: Vec<Source>,
+    pub sources: Vec<SourceConfig>,
     /// What the sources share: cursors and the duplicate window.
     #[serde(default)]
-    pub ingest: Ingest,
+    pub ingest: IngestConfig,
     /// The indexer stage: verdicts into the analyst index.
     #[serde(default)]
-    pub index: IndexStage,
+    pub index: IndexConfig,
     /// The API on the `[http]` server.
     #[serde(default)]
     pub api: Api,
     /// Optional copies of the output topics to files.
     #[serde(default)]
-    pub sink: Sinks,
+    pub sink: SinksConfig,
     /// The HTTP server for metrics and health.
     #[serde(default)]
     pub http: Http,
-}
-
-/// Which bus carries the topics, and its settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bus {
-    /// Embedded (one process, no broker) or Kafka.
+    /// How the process stops.
     #[serde(default)]
-    pub kind: BusKind,
-    /// Settings of the embedded bus; used when `kind` is `embedded`.
-    #[serde(default)]
-    pub embedded: Embedded,
-    /// Settings of the Kafka bus; required when `kind` is `kafka`.
-    pub kafka: Option<Kafka>,
-}
-
-/// The kinds of bus.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusKind {
-    /// Bounded in-process queues: one machine, no broker.
-    #[default]
-    Embedded,
-    /// A Kafka-protocol broker: scale out through partitions and consumer groups.
-    Kafka,
-}
-
-/// Settings of the embedded bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Embedded {
-    /// Records per in-process topic; a full topic makes its producer wait (backpressure)
-    /// rather than grow memory without bound.
-    pub capacity: usize,
-}
-
-impl Default for Embedded {
-    fn default() -> Embedded {
-        Embedded { capacity: 1024 }
-    }
-}
-
-/// Settings of the Kafka bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Kafka {
-    /// Bootstrap servers, `host:port[,host:port…]` as librdkafka's `bootstrap.servers`.
-    pub brokers: String,
-    /// The consumer group; processes sharing it split the partitions.
-    #[serde(default = "default_group_id")]
-    pub group_id: String,
-    /// The client id brokers log and quota by.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// Partitions of the topics cull creates when they are missing.
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
-    /// Replication factor of the topics cull creates when they are missing.
-    #[serde(default = "default_replication")]
-    pub replication: i32,
-}
-
-fn default_group_id() -> String {
-    "cull-matcher".to_string()
-}
-
-fn default_client_id() -> String {
-    "cull".to_string()
-}
-
-fn default_partitions() -> i32 {
-    3
-}
-
-fn default_replication() -> i32 {
-    1
-}
-
-/// The topic names, configurable so that several pipelines can share one cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Topics {
-    /// Normalized mentions, produced by sources and consumed by the matcher.
-    pub mentions: String,
-    /// One verdict per mention.
-    pub verdicts: String,
-    /// Tickets: the topic itself, or the base name of one topic per queue.
-    pub tickets: String,
-    /// Whether tickets go to `<tickets>.<queue>` so that each contact center consumes
-    /// only its own queue.
-    pub tickets_per_queue: bool,
-    /// Input that a stage could not process.
-    pub dead_letter: String,
-}
-
-impl Default for Topics {
-    fn default() -> Topics {
-        Topics {
-            mentions: "cull.mentions".to_string(),
-            verdicts: "cull.verdicts".to_string(),
-            tickets: "cull.tickets".to_string(),
-            tickets_per_queue: false,
-            dead_letter: "cull.dead-letter".to_string(),
-        }
-    }
-}
-
-impl Topics {
-    /// Returns the topic that tickets of `queue` go to.
-    ///
-    /// Queue names are already valid topic-name characters (the rule loader checks them),
-    /// so the per-queue name needs no escaping.
-    pub fn ticket_topic(&self, queue: &str) -> String {
-        if self.tickets_per_queue {
-            format!("{}.{queue}", self.tickets)
-        } else {
-            self.tickets.clone()
-        }
-    }
-}
-
-/// Settings of the matcher stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Matcher {
-    /// Whether this process runs the matcher (off for an ingest-only process).
-    pub enabled: bool,
-    /// The rules directory.
-    pub rules: PathBuf,
-    /// Reload the rules when a file in the directory changes (SIGHUP always reloads).
-    pub watch: bool,
-    /// Mentions per batch at most.
-    pub batch_size: usize,
-    /// How long a batch waits to fill before it is matched anyway, in milliseconds.
-    pub batch_wait_ms: u64,
-    /// Mentions larger than this go to the dead-letter topic.
-    pub max_mention_bytes: usize,
-    /// Repeated mentions of one URL, or of one author on one rule, within this window
-    /// update one ticket instead of opening new ones; 0 turns deduplication off.
-    pub dedupe_window_secs: u64,
-    /// Minutes from ticket creation to its SLA deadline, per priority.
-    pub sla_minutes: SlaMinutes,
-}
-
-impl Default for Matcher {
-    fn default() -> Matcher {
-        Matcher {
-            enabled: true,
-            rules: PathBuf::from("rules"),
-            watch: true,
-            batch_size: 512,
-            batch_wait_ms: 50,
-            max_mention_bytes: cull_model::MAX_MENTION_BYTES,
-            dedupe_window_secs: 3600,
-            sla_minutes: SlaMinutes::default(),
-        }
-    }
-}
-
-/// Minutes to the SLA deadline per priority.
-///
-/// A struct rather than a map so that an unknown priority is an error; the lowercase
-/// aliases let environment overrides (whose segments are lowercased) name the keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SlaMinutes {
-    /// For P1 tickets.
-    #[serde(rename = "P1", alias = "p1")]
-    pub p1: u32,
-    /// For P2 tickets.
-    #[serde(rename = "P2", alias = "p2")]
-    pub p2: u32,
-    /// For P3 tickets.
-    #[serde(rename = "P3", alias = "p3")]
-    pub p3: u32,
-    /// For P4 tickets.
-    #[serde(rename = "P4", alias = "p4")]
-    pub p4: u32,
-}
-
-impl Default for SlaMinutes {
-    fn default() -> SlaMinutes {
-        SlaMinutes { p1: 15, p2: 60, p3: 240, p4: 1440 }
-    }
-}
-
-impl SlaMinutes {
-    /// Returns the minutes to the deadline of a ticket of `priority`.
-    pub fn for_priority(&self, priority: cull_model::Priority) -> u32 {
-        match priority {
-            cull_model::Priority::P1 => self.p1,
-            cull_model::Priority::P2 => self.p2,
-            cull_model::Priority::P3 => self.p3,
-            cull_model::Priority::P4 => self.p4,
-        }
-    }
-}
-
-/// A source of mentions, by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Source {
-    /// JSON lines (`cull.mention/v1`) from a file or stdin.
-    Jsonl(JsonlSource),
-    /// An RSS, Atom or JSON feed, polled.
-    Feed(FeedSource),
-    /// An HTTP endpoint that listening tools POST to.
-    Webhook(WebhookSource),
-    /// Alert mails in an mbox file or a Maildir.
-    Mail(MailSource),
-}
-
-impl Source {
-    /// Returns the source name.
-    pub fn name(&self) -> &str {
-        match self {
-            Source::Jsonl(s) => &s.name,
-            Source::Feed(s) => &s.name,
-            Source::Webhook(s) => &s.name,
-            Source::Mail(s) => &s.name,
-        }
-    }
-
-    /// Returns true for a source that reaches an end (`--once` reads it to the end).
-    pub fn is_finite(&self) -> bool {
-        match self {
-            Source::Jsonl(s) => !s.follow,
-            Source::Feed(_) | Source::Mail(_) => true,
-            Source::Webhook(_) => false,
-        }
-    }
-}
-
-/// A file of mentions, one JSON object per line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JsonlSource {
-    /// The source name: the mentions' `source` field and a metrics label.
-    pub name: String,
-    /// The file to read; `-` reads stdin.
-    pub path: PathBuf,
-    /// Keep reading at the end of the file, like `tail -F` (through rotation).
-    #[serde(default)]
-    pub follow: bool,
-    /// Milliseconds between two looks at a followed file.
-    #[serde(default = "default_follow_interval_ms")]
-    pub follow_interval_ms: u64,
-}
-
-fn default_follow_interval_ms() -> u64 {
-    250
-}
-
-/// A feed polled over HTTP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedSource {
-    /// The source name.
-    pub name: String,
-    /// The feed URL.
-    pub url: String,
-    /// Seconds between two successful polls.
-    #[serde(default = "default_feed_interval_secs")]
-    pub interval_secs: u64,
-    /// The channel of the mentions.
-    #[serde(default = "default_feed_channel")]
-    pub channel: Channel,
-    /// Seconds allowed for one request.
-    #[serde(default = "default_feed_timeout_secs")]
-    pub timeout_secs: u64,
-    /// The largest feed document accepted, in bytes.
-    #[serde(default = "default_feed_max_bytes")]
-    pub max_bytes: usize,
-    /// Seconds to wait after a first failure; doubled after each further one.
-    #[serde(default = "default_backoff_base_secs")]
-    pub backoff_base_secs: u64,
-    /// The longest wait after failures, in seconds.
-    #[serde(default = "default_backoff_max_secs")]
-    pub backoff_max_secs: u64,
-}
-
-fn default_feed_interval_secs() -> u64 {
-    300
-}
-fn default_feed_channel() -> Channel {
-    Channel::News
-}
-fn default_feed_timeout_secs() -> u64 {
-    30
-}
-fn default_feed_max_bytes() -> usize {
-    10 * 1024 * 1024
-}
-fn default_backoff_base_secs() -> u64 {
-    5
-}
-fn default_backoff_max_secs() -> u64 {
-    3600
-}
-
-/// An HTTP endpoint, `POST /ingest/<name>` on the `[http]` server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSource {
-    /// The source name, also the last segment of the endpoint path.
-    pub name: String,
-    /// The environment variable holding the HMAC-SHA256 secret; absent means unsigned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_env: Option<String>,
-    /// The header carrying the hex HMAC of `<timestamp>.<body>`.
-    #[serde(default = "default_signature_header")]
-    pub signature_header: String,
-    /// The header carrying the Unix time the sender signed at.
-    #[serde(default = "default_timestamp_header")]
-    pub timestamp_header: String,
-    /// Seconds a signed timestamp stays valid either side of now.
-    #[serde(default = "default_replay_window_secs")]
-    pub replay_window_secs: u64,
-    /// The largest request body accepted, in bytes.
-    #[serde(default = "default_webhook_max_body_bytes")]
-    pub max_body_bytes: usize,
-    /// Mentions waiting for the bus before new requests get `429`.
-    #[serde(default = "default_max_pending")]
-    pub max_pending: usize,
-    /// The channel of mentions that do not name one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<Channel>,
-    /// Mention field → JSON pointer into another tool's payload; empty takes the
-    /// `cull.mention/v1` shape.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub mapping: BTreeMap<String, String>,
-}
-
-fn default_signature_header() -> String {
-    "x-cull-signature".into()
-}
-fn default_timestamp_header() -> String {
-    "x-cull-timestamp".into()
-}
-fn default_replay_window_secs() -> u64 {
-    300
-}
-fn default_webhook_max_body_bytes() -> usize {
-    1024 * 1024
-}
-fn default_max_pending() -> usize {
-    10_000
-}
-
-/// Alert mails.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailSource {
-    /// The source name.
-    pub name: String,
-    /// The mbox file or the Maildir directory.
-    pub path: PathBuf,
-    /// `mbox` (read once) or `maildir` (new mail is read and moved to `cur/`).
-    pub format: MailFormat,
-    /// Seconds between two looks into a Maildir's `new/`.
-    #[serde(default = "default_mail_poll_secs")]
-    pub poll_secs: u64,
-}
-
-fn default_mail_poll_secs() -> u64 {
-    30
+    pub shutdown: ShutdownConfig,
 }
 
 /// The API of a `cull run` process: the analyst API and console over its index (with
@@ -448,98 +94,6 @@ pub struct Api {
     /// (`role:token,…`) adds tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<PathBuf>,
-}
-
-/// The indexer stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IndexStage {
-    /// Whether this process runs the indexer.
-    pub enabled: bool,
-    /// The index directory (`cull search --index` reads it).
-    pub dir: PathBuf,
-    /// Commit after this many documents at most.
-    pub commit_docs: usize,
-    /// Commit after this many seconds at most (what an analyst waits to see a mention).
-    pub commit_secs: u64,
-    /// Indexing threads.
-    pub threads: usize,
-    /// Megabytes of indexing buffers (at least 15 per thread).
-    pub memory_mb: usize,
-    /// The Kafka consumer group of the indexers.
-    pub group_id: String,
-}
-
-impl Default for IndexStage {
-    fn default() -> IndexStage {
-        IndexStage {
-            enabled: false,
-            dir: PathBuf::from("data/index"),
-            commit_docs: 10_000,
-            commit_secs: 5,
-            threads: 1,
-            memory_mb: 64,
-            group_id: "cull-indexer".into(),
-        }
-    }
-}
-
-/// What the sources of this process share.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Ingest {
-    /// Where feed cursors are kept, so that a restart never re-emits old entries.
-    pub state_dir: PathBuf,
-    /// Seconds a mention id is remembered: a repeat within it is dropped.
-    pub dedupe_window_secs: u64,
-    /// Mention ids remembered at most.
-    pub dedupe_capacity: usize,
-    /// SimHash bits (0-3) two texts may differ in and still be near-duplicates.
-    pub near_duplicate_distance: u32,
-    /// Texts with fewer words are never near-duplicates.
-    pub near_duplicate_min_words: usize,
-}
-
-impl Default for Ingest {
-    fn default() -> Ingest {
-        Ingest {
-            state_dir: PathBuf::from("data/state"),
-            dedupe_window_secs: 24 * 3600,
-            dedupe_capacity: 200_000,
-            near_duplicate_distance: 3,
-            near_duplicate_min_words: 12,
-        }
-    }
-}
-
-/// Optional file copies of the output topics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sinks {
-    /// Tickets, the contact-center side in local mode.
-    pub tickets: Option<Sink>,
-    /// Verdicts.
-    pub verdicts: Option<Sink>,
-    /// Dead letters.
-    pub dead_letter: Option<Sink>,
-}
-
-/// A sink that writes the records of one topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sink {
-    /// What kind of sink this is.
-    pub kind: SinkKind,
-    /// The file to append to.
-    pub path: PathBuf,
-}
-
-/// The kinds of sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    /// One JSON object per line, appended.
-    Jsonl,
 }
 
 /// The HTTP server for metrics and health.
@@ -820,213 +374,42 @@ fn located(file: &impl std::fmt::Display, text: &str, error: &toml::de::Error, k
     out
 }
 
-/// A setting that deserialized but does not make sense.
-#[derive(Debug)]
-struct Invalid {
-    key: String,
-    message: String,
-}
-
 impl Pipeline {
-    /// Returns every invalid setting; checks values only, never the network or the disk.
+    /// Returns every invalid setting: each section checked by the component that owns
+    /// it, then what spans sections. Checks values only, never the network or the disk.
     fn validate(&self) -> Vec<Invalid> {
-        let mut errors = Vec::new();
-        let mut check = |ok: bool, key: &str, message: &dyn Fn() -> String| {
-            if !ok {
-                errors.push(Invalid { key: key.to_string(), message: message() });
-            }
-        };
-
-        check(self.bus.embedded.capacity > 0, "bus.embedded.capacity", &|| "must be at least 1".into());
-        match &self.bus.kafka {
-            None => check(self.bus.kind != BusKind::Kafka, "bus.kafka", &|| {
-                "missing: bus.kind = \"kafka\" needs a [bus.kafka] section with `brokers`".into()
-            }),
-            Some(kafka) => {
-                for problem in broker_problems(&kafka.brokers) {
-                    check(false, "bus.kafka.brokers", &|| problem.clone());
-                }
-                check(!kafka.group_id.trim().is_empty(), "bus.kafka.group_id", &|| {
-                    "must not be empty".into()
-                });
-                check(!kafka.client_id.trim().is_empty(), "bus.kafka.client_id", &|| {
-                    "must not be empty".into()
-                });
-                check(kafka.partitions > 0, "bus.kafka.partitions", &|| "must be at least 1".into());
-                check(kafka.replication > 0, "bus.kafka.replication", &|| "must be at least 1".into());
-            }
-        }
-
-        let topics = [
-            ("topics.mentions", &self.topics.mentions),
-            ("topics.verdicts", &self.topics.verdicts),
-            ("topics.tickets", &self.topics.tickets),
-            ("topics.dead_letter", &self.topics.dead_letter),
-        ];
-        for (i, &(key, name)) in topics.iter().enumerate() {
-            check(is_topic_name(name), key, &|| {
-                format!(
-                    "`{name}` is not a Kafka topic name: use 1 to {MAX_TOPIC_LEN} of a-z A-Z 0-9 . _ - \
-                     (not `.` or `..`)"
-                )
-            });
-            if let Some((other, _)) = topics[..i].iter().find(|(_, earlier)| *earlier == name) {
-                check(false, key, &|| format!("`{name}` is also {other}: every topic needs its own name"));
-            }
-        }
-        if self.topics.tickets_per_queue {
-            check(self.topics.tickets.len() + 2 <= MAX_TOPIC_LEN, "topics.tickets", &|| {
-                format!("too long to append `.<queue>` within {MAX_TOPIC_LEN} characters")
-            });
-        }
-
-        let matcher = &self.matcher;
-        check(!matcher.rules.as_os_str().is_empty(), "matcher.rules", &|| "must name a directory".into());
-        check(matcher.batch_size > 0, "matcher.batch_size", &|| "must be at least 1".into());
-        check(matcher.max_mention_bytes > 0, "matcher.max_mention_bytes", &|| "must be at least 1".into());
-        let sla = &matcher.sla_minutes;
-        for (key, minutes) in [("P1", sla.p1), ("P2", sla.p2), ("P3", sla.p3), ("P4", sla.p4)] {
-            check(minutes > 0, &format!("matcher.sla_minutes.{key}"), &|| "must be at least 1".into());
-        }
-
+        let mut checks = cull_model::config::Checks::default();
+        checks.nested("bus", self.bus.validate());
+        checks.nested("topics", self.topics.validate());
+        checks.nested("matcher", self.matcher.validate());
+        checks.nested("tickets", self.tickets.validate());
+        checks.nested("ingest", self.ingest.validate());
+        checks.nested("index", self.index.validate());
+        checks.nested("shutdown", self.shutdown.validate());
         let mut files: Vec<(String, &Path)> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
+            let at = format!("source[{i}]");
+            checks.nested(&at, source.validate());
             let name = source.name();
-            check(is_label(name), &format!("source[{i}].name"), &|| {
-                format!("`{name}` is not a source name: use 1 to 64 of a-z A-Z 0-9 . _ -")
-            });
             if let Some(j) = self.sources[..i].iter().position(|earlier| earlier.name() == name) {
-                check(false, &format!("source[{i}].name"), &|| format!("`{name}` is also source[{j}].name"));
+                checks.check(false, &format!("{at}.name"), || format!("`{name}` is also source[{j}].name"));
             }
-            let mut minimums: Vec<(&str, u64)> = Vec::new();
-            match source {
-                Source::Jsonl(jsonl) => {
-                    minimums.push(("follow_interval_ms", jsonl.follow_interval_ms));
-                    if jsonl.path != Path::new("-") {
-                        files.push((format!("source[{i}].path"), &jsonl.path));
-                    }
-                }
-                Source::Feed(feed) => {
-                    check(
-                        cull_ingest::canonical_url(&feed.url).is_some(),
-                        &format!("source[{i}].url"),
-                        &|| format!("`{}` is not an http(s) URL", feed.url),
-                    );
-                    minimums.push(("interval_secs", feed.interval_secs));
-                    minimums.push(("timeout_secs", feed.timeout_secs));
-                    minimums.push(("max_bytes", feed.max_bytes as u64));
-                    minimums.push(("backoff_base_secs", feed.backoff_base_secs));
-                    check(
-                        feed.backoff_max_secs >= feed.backoff_base_secs,
-                        &format!("source[{i}].backoff_max_secs"),
-                        &|| "must be at least backoff_base_secs".into(),
-                    );
-                }
-                Source::Webhook(hook) => {
-                    minimums.push(("replay_window_secs", hook.replay_window_secs));
-                    minimums.push(("max_body_bytes", hook.max_body_bytes as u64));
-                    minimums.push(("max_pending", hook.max_pending as u64));
-                    for (key, header) in [
-                        ("signature_header", &hook.signature_header),
-                        ("timestamp_header", &hook.timestamp_header),
-                    ] {
-                        check(
-                            axum::http::HeaderName::try_from(header.as_str()).is_ok(),
-                            &format!("source[{i}].{key}"),
-                            &|| format!("`{header}` is not an HTTP header name"),
-                        );
-                    }
-                    if !hook.mapping.is_empty() {
-                        if let Err(error) = cull_ingest::webhook::FieldMapping::new(hook.mapping.clone()) {
-                            check(false, &format!("source[{i}].mapping"), &|| error.to_string());
-                        }
-                    }
-                }
-                Source::Mail(mail) => {
-                    minimums.push(("poll_secs", mail.poll_secs));
-                    files.push((format!("source[{i}].path"), &mail.path));
-                }
-            }
-            for (key, value) in minimums {
-                check(value > 0, &format!("source[{i}].{key}"), &|| "must be at least 1".into());
-            }
+            files.extend(source.files().into_iter().map(|(key, path)| (format!("{at}.{key}"), path)));
         }
-        let index = &self.index;
-        check(!index.dir.as_os_str().is_empty(), "index.dir", &|| "must name a directory".into());
-        for (key, value) in [
-            ("index.commit_docs", index.commit_docs as u64),
-            ("index.commit_secs", index.commit_secs),
-            ("index.threads", index.threads as u64),
-        ] {
-            check(value > 0, key, &|| "must be at least 1".into());
-        }
-        check(index.memory_mb >= 15 * index.threads, "index.memory_mb", &|| {
-            format!(
-                "must be at least 15 per thread ({} for index.threads = {})",
-                15 * index.threads,
-                index.threads
-            )
-        });
-        check(is_label(&index.group_id), "index.group_id", &|| "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
-        let ingest = &self.ingest;
-        check(!ingest.state_dir.as_os_str().is_empty(), "ingest.state_dir", &|| {
-            "must name a directory".into()
-        });
-        check(ingest.dedupe_capacity > 0, "ingest.dedupe_capacity", &|| "must be at least 1".into());
-        check(ingest.near_duplicate_distance <= 3, "ingest.near_duplicate_distance", &|| {
-            "must be at most 3 (the index finds no more distant copies)".into()
-        });
-        for (key, sink) in [
-            ("sink.tickets.path", &self.sink.tickets),
-            ("sink.verdicts.path", &self.sink.verdicts),
-            ("sink.dead_letter.path", &self.sink.dead_letter),
-        ] {
-            if let Some(sink) = sink {
-                files.push((key.to_string(), &sink.path));
-            }
+        for (key, sink) in self.sink.configured() {
+            checks.nested(&format!("sink.{key}"), sink.validate());
+            files.push((format!("sink.{key}.path"), &sink.path));
         }
         for (i, (key, path)) in files.iter().enumerate() {
-            if path.as_os_str().is_empty() {
-                check(false, key, &|| "must name a file".into());
-            } else if let Some((other, _)) = files[..i].iter().find(|(_, earlier)| earlier == path) {
-                check(false, key, &|| {
+            let same = files[..i].iter().find(|(_, earlier)| earlier == path && !path.as_os_str().is_empty());
+            if let Some((other, _)) = same {
+                checks.check(false, key, || {
                     format!("`{}` is also {other}: every source and sink needs its own file", path.display())
                 });
             }
         }
-        errors
+        checks.finish()
     }
-}
-
-/// Returns what is wrong with a `host:port[,host:port…]` broker list.
-fn broker_problems(brokers: &str) -> Vec<String> {
-    if brokers.trim().is_empty() {
-        return vec!["must list at least one broker as host:port".into()];
-    }
-    brokers
-        .split(',')
-        .map(str::trim)
-        .filter(|broker| {
-            !broker.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
-            })
-        })
-        .map(|broker| format!("`{broker}` is not host:port"))
-        .collect()
-}
-
-/// Returns whether `name` is a topic name Kafka accepts.
-fn is_topic_name(name: &str) -> bool {
-    (1..=MAX_TOPIC_LEN).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Returns whether `name` is short and plain enough to be a metrics label value.
-fn is_label(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::metrics::Metrics;
+use cull_runtime::Metrics;
 
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,6 +31,7 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Health {
     bus_connected: AtomicBool,
     rules_loaded: AtomicBool,
+    stopping: AtomicBool,
 }
 
 impl Health {
@@ -44,8 +45,17 @@ impl Health {
         self.rules_loaded.store(loaded, Ordering::Relaxed);
     }
 
+    /// Records that the process is stopping (draining): an orchestrator should send
+    /// no more work.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Returns `Ok` when the process is ready, or the one-line reason it is not.
     pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("stopping");
+        }
         match (self.bus_connected.load(Ordering::Relaxed), self.rules_loaded.load(Ordering::Relaxed)) {
             (true, true) => Ok(()),
             (false, true) => Err("bus not connected"),
@@ -120,7 +130,9 @@ async fn readyz_handler(State(state): State<AppState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{BatchStats, DeadLetterReason, Outcome, Stage};
+    use cull_bus::dead_letter::Reason;
+    use cull_runtime::metrics::{MatchStats, Outcome};
+    use std::collections::BTreeMap;
     use std::io::{Read as _, Write as _};
     use std::time::Duration;
 
@@ -167,7 +179,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readiness_flips_with_health() {
         let health = Arc::new(Health::default());
-        let (addr, stop, task) = start(Arc::new(Metrics::new().unwrap()), health.clone()).await;
+        let (addr, stop, task) = start(Arc::new(Metrics::new()), health.clone()).await;
 
         let live = get(addr, "/healthz").await;
         assert_eq!((live.status, live.body.as_str()), (200, "ok\n"));
@@ -183,6 +195,10 @@ mod tests {
         health.set_bus_connected(false);
         let response = get(addr, "/readyz").await;
         assert_eq!((response.status, response.body.as_str()), (503, "not ready: bus not connected\n"));
+        health.set_bus_connected(true);
+        health.set_stopping();
+        let response = get(addr, "/readyz").await;
+        assert_eq!((response.status, response.body.as_str()), (503, "not ready: stopping\n"));
         assert_eq!(get(addr, "/healthz").await.status, 200);
         assert_eq!(get(addr, "/nope").await.status, 404);
 
@@ -192,7 +208,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_stops_on_shutdown() {
-        let metrics = Arc::new(Metrics::new().unwrap());
+        let metrics = Arc::new(Metrics::new());
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         bind(any_port)
             .await
@@ -216,16 +232,20 @@ mod tests {
     /// project's own linter), with every kind of series populated.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn live_metrics_pass_promtool() {
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let mut batch = BatchStats::default();
-        batch.mention(Outcome::Matched);
-        batch.mention(Outcome::Unmatched);
-        batch.ticket("publisher-care", cull_model::Priority::P2);
-        batch.dead_letter(DeadLetterReason::Oversized);
-        metrics.record_batch(&batch, Duration::from_millis(12));
-        metrics.record_dead_letters(Stage::Ingest, DeadLetterReason::Schema, 1);
+        let metrics = Arc::new(Metrics::new());
+        let mut stats = MatchStats::default();
+        stats.record(Outcome::Matched);
+        stats.record(Outcome::Unmatched);
+        stats.record(Outcome::DeadLetter);
+        metrics.record_matches(&stats);
+        metrics.register_stage("match");
+        metrics.record_batch("match", 3, Duration::from_millis(12));
+        metrics.record_tickets(&BTreeMap::from([(("publisher-care".to_string(), cull_model::Priority::P2), 1)]));
+        metrics.record_dead_letters("match", Reason::Oversized, 1);
+        metrics.record_dead_letters(cull_runtime::metrics::INGEST, Reason::Schema, 1);
+        metrics.record_panic("match");
         cull_ingest::Observer::delivered(metrics.as_ref(), "demo", 3);
-        metrics.set_consumer_lag("cull.mentions", 2, 17);
+        metrics.set_consumer_lag("cull-matcher", "cull.mentions", 2, 17);
         metrics.rules_reloaded(4);
         let (addr, stop, task) = start(metrics, Arc::new(Health::default())).await;
         let response = get(addr, "/metrics").await;

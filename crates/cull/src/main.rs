@@ -6,13 +6,9 @@ mod commands;
 mod config;
 mod console;
 mod http;
-mod indexer;
-mod metrics;
 mod pipeline;
 mod reload;
 mod serve;
-mod sources;
-mod tickets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +102,9 @@ enum Command {
         /// Hits to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Hits to skip first (for paging).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// Print the whole response as JSON.
         #[arg(long)]
         json: bool,
@@ -254,7 +253,31 @@ fn parse_channel(name: &str) -> Result<cull_model::Channel, String> {
     })
 }
 
+/// Reports a panic as one log line (where it happened and what it said) once logging is
+/// set up, and as Rust does otherwise. The runtime catches a stage's panic on one
+/// record and dead-letters the record; the log line is where an operator sees it.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !tracing::dispatcher::has_been_set() {
+            return default(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        tracing::error!(%location, thread, message, "panic");
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rules(RulesCommand::Check { dir, format }) => commands::check(&dir, format),
@@ -277,6 +300,7 @@ fn main() -> ExitCode {
             histogram,
             sort,
             limit,
+            offset,
             json,
         } => (|| {
             let (since, until) = window.bounds()?;
@@ -290,7 +314,7 @@ fn main() -> ExitCode {
                 langs: lang,
                 sort,
                 limit,
-                offset: 0,
+                offset,
                 facets: facet,
                 histogram,
             };

@@ -1,0 +1,216 @@
+//! The parts of a pipeline file the runtime owns: topic names, the matcher stage,
+//! the file sinks and the shutdown.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cull_bus::{is_topic_name, MAX_TOPIC_LEN};
+use cull_model::config::{Checks, Invalid};
+use serde::{Deserialize, Serialize};
+
+/// The topic names, configurable so that several pipelines can share one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Normalized mentions, produced by sources and consumed by the matcher.
+    pub mentions: String,
+    /// One verdict per mention.
+    pub verdicts: String,
+    /// Tickets: the topic itself, or the base name of one topic per queue.
+    pub tickets: String,
+    /// Whether tickets go to `<tickets>.<queue>` so that each contact center consumes
+    /// only its own queue.
+    pub tickets_per_queue: bool,
+    /// Input that a stage could not process.
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Topics {
+        Topics {
+            mentions: "cull.mentions".to_string(),
+            verdicts: "cull.verdicts".to_string(),
+            tickets: "cull.tickets".to_string(),
+            tickets_per_queue: false,
+            dead_letter: "cull.dead-letter".to_string(),
+        }
+    }
+}
+
+impl Topics {
+    /// Returns the topic that tickets of `queue` go to.
+    ///
+    /// Queue names are already valid topic-name characters (the rule loader checks them),
+    /// so the per-queue name needs no escaping.
+    pub fn ticket_topic(&self, queue: &str) -> String {
+        if self.tickets_per_queue {
+            format!("{}.{queue}", self.tickets)
+        } else {
+            self.tickets.clone()
+        }
+    }
+
+    /// Returns every invalid setting, keys relative to `[topics]`.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut checks = Checks::default();
+        let topics = [
+            ("mentions", &self.mentions),
+            ("verdicts", &self.verdicts),
+            ("tickets", &self.tickets),
+            ("dead_letter", &self.dead_letter),
+        ];
+        for (i, &(key, name)) in topics.iter().enumerate() {
+            checks.check(is_topic_name(name), key, || {
+                format!(
+                    "`{name}` is not a Kafka topic name: use 1 to {MAX_TOPIC_LEN} of a-z A-Z 0-9 . _ - (not `.` or `..`)"
+                )
+            });
+            if let Some((other, _)) = topics[..i].iter().find(|(_, earlier)| *earlier == name) {
+                checks.check(false, key, || {
+                    format!("`{name}` is also topics.{other}: every topic needs its own name")
+                });
+            }
+        }
+        if self.tickets_per_queue {
+            checks.check(self.tickets.len() + 2 <= MAX_TOPIC_LEN, "tickets", || {
+                format!("too long to append `.<queue>` within {MAX_TOPIC_LEN} characters")
+            });
+        }
+        checks.finish()
+    }
+}
+
+/// Settings of the matcher stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatcherConfig {
+    /// Whether this process runs the matcher (off for an ingest-only process).
+    pub enabled: bool,
+    /// The rules directory.
+    pub rules: PathBuf,
+    /// Reload the rules when a file in the directory changes (SIGHUP always reloads).
+    pub watch: bool,
+    /// Mentions per batch at most.
+    pub batch_size: usize,
+    /// How long a batch waits to fill before it is matched anyway, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Mentions larger than this go to the dead-letter topic.
+    pub max_mention_bytes: usize,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> MatcherConfig {
+        MatcherConfig {
+            enabled: true,
+            rules: PathBuf::from("rules"),
+            watch: true,
+            batch_size: 512,
+            batch_wait_ms: 50,
+            max_mention_bytes: cull_model::MAX_MENTION_BYTES,
+        }
+    }
+}
+
+impl MatcherConfig {
+    /// Returns every invalid setting, keys relative to `[matcher]`.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut checks = Checks::default();
+        checks.check(!self.rules.as_os_str().is_empty(), "rules", || "must name a directory".into());
+        checks.positive("batch_size", self.batch_size as u64);
+        checks.positive("max_mention_bytes", self.max_mention_bytes as u64);
+        checks.finish()
+    }
+}
+
+/// Optional file copies of the output topics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Tickets, the contact-center side in local mode.
+    pub tickets: Option<FileSinkConfig>,
+    /// Verdicts.
+    pub verdicts: Option<FileSinkConfig>,
+    /// Dead letters.
+    pub dead_letter: Option<FileSinkConfig>,
+}
+
+impl SinksConfig {
+    /// Returns the configured sinks with their keys.
+    pub fn configured(&self) -> Vec<(&'static str, &FileSinkConfig)> {
+        [("tickets", &self.tickets), ("verdicts", &self.verdicts), ("dead_letter", &self.dead_letter)]
+            .into_iter()
+            .filter_map(|(key, sink)| Some((key, sink.as_ref()?)))
+            .collect()
+    }
+}
+
+/// A sink that writes the records of one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// What kind of sink this is.
+    pub kind: SinkKind,
+    /// The file to append to.
+    pub path: PathBuf,
+}
+
+impl FileSinkConfig {
+    /// Returns every invalid setting, keys relative to the sink's section.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut checks = Checks::default();
+        checks.check(!self.path.as_os_str().is_empty(), "path", || "must name a file".into());
+        checks.finish()
+    }
+}
+
+/// The kinds of sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// One JSON object per line, appended.
+    Jsonl,
+}
+
+/// How a `cull run` stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds from SIGINT/SIGTERM until the process gives up draining and exits
+    /// non-zero, naming what was left (it stays on the bus for the next start).
+    pub deadline_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> ShutdownConfig {
+        ShutdownConfig { deadline_secs: 30 }
+    }
+}
+
+impl ShutdownConfig {
+    /// Returns the deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs(self.deadline_secs)
+    }
+
+    /// Returns every invalid setting, keys relative to `[shutdown]`.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut checks = Checks::default();
+        checks.positive("deadline_secs", self.deadline_secs);
+        checks.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_must_be_kafka_names_and_distinct() {
+        let topics = Topics { mentions: "cull mentions".into(), dead_letter: "cull.verdicts".into(), ..Topics::default() };
+        let problems: Vec<String> = topics.validate().into_iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("mentions: `cull mentions` is not a Kafka topic name"));
+        assert_eq!(problems[1], "dead_letter: `cull.verdicts` is also topics.verdicts: every topic needs its own name");
+        assert_eq!(Topics { tickets_per_queue: true, ..Topics::default() }.ticket_topic("billing"), "cull.tickets.billing");
+    }
+}

@@ -1,0 +1,220 @@
+//! The one shape of a stage: a batch of records in, records out.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use cull_bus::dead_letter::{dead_letter, Origin, Reason};
+use cull_bus::{Message, Record};
+
+/// A stage of the pipeline: it turns the records of its input topics into records
+/// for other topics, and may keep state of its own (an index, a file).
+///
+/// A stage is sync: the runner calls it on a blocking thread, so a stage is plain
+/// code that can be tested without a bus or a runtime. Everything a stage has in
+/// common with the others (reading batches, sending the results and waiting for the
+/// acknowledgements, committing offsets, lag and batch metrics, stopping and draining,
+/// isolating a record it panics on) is the runner's.
+pub trait Stage: Send + 'static {
+    /// Returns the stage's name, as dead letters, metrics and logs show it.
+    fn name(&self) -> &str;
+
+    /// Is told, once before the first batch, where each input partition's log ends
+    /// (on the embedded bus; empty on Kafka), for a stage that keeps a checkpoint.
+    fn start(&mut self, _log_ends: &[(String, i32, i64)]) {}
+
+    /// Processes `records`, putting what they produce into `out`.
+    ///
+    /// Bad input is not an error: it goes to the dead-letter topic through
+    /// [`Output::dead_letter`]. An `Err` means the stage cannot go on (its disk failed)
+    /// and stops the process. A panic is isolated by the runner: the batch is run again
+    /// one record at a time and the records that panic alone are dead-lettered, so a
+    /// stage must leave its state consistent after a panic, and redoing a record it had
+    /// partly done must be harmless.
+    fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError>;
+
+    /// Makes the effects of every record processed so far durable when that is due,
+    /// or now when `force` is true, and returns whether they are: only then does the
+    /// runner commit the input's offsets. A stage without state of its own has
+    /// nothing to make durable.
+    fn flush(&mut self, _force: bool) -> Result<bool, StageError> {
+        Ok(true)
+    }
+}
+
+/// What a stage produces from a batch: records for topics, and dead letters.
+#[derive(Debug)]
+pub struct Output {
+    stage: String,
+    records: Vec<(String, Message)>,
+    dead_letters: Vec<(Message, Reason)>,
+}
+
+impl Output {
+    /// Returns an empty output of `stage`.
+    pub fn new(stage: &str) -> Output {
+        Output { stage: stage.to_string(), records: Vec::new(), dead_letters: Vec::new() }
+    }
+
+    /// Adds `message` for `topic`.
+    pub fn send(&mut self, topic: impl Into<String>, message: Message) {
+        self.records.push((topic.into(), message));
+    }
+
+    /// Sends `record`, which the stage cannot process for `error`, to the dead-letter
+    /// topic with its original bytes, its origin and this stage's name.
+    pub fn dead_letter(&mut self, record: &Record, error: &dyn fmt::Display, reason: Reason) {
+        let origin = Origin::Record { topic: record.topic.clone(), partition: record.partition, offset: record.offset };
+        let message = dead_letter(&self.stage, error, &origin, record.key.clone(), record.payload.clone());
+        self.dead_letters.push((message, reason));
+    }
+
+    /// Returns the records for topics, in order.
+    pub fn records(&self) -> &[(String, Message)] {
+        &self.records
+    }
+
+    /// Returns the dead letters with their reasons.
+    pub fn dead_letters(&self) -> &[(Message, Reason)] {
+        &self.dead_letters
+    }
+
+    fn append(&mut self, other: Output) {
+        self.records.extend(other.records);
+        self.dead_letters.extend(other.dead_letters);
+    }
+
+    /// Takes the records grouped by topic (in first-seen order) and the dead letters.
+    pub(crate) fn into_parts(self) -> (Vec<(String, Vec<Message>)>, Vec<(Message, Reason)>) {
+        let mut topics: Vec<(String, Vec<Message>)> = Vec::new();
+        for (topic, message) in self.records {
+            match topics.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, messages)) => messages.push(message),
+                None => topics.push((topic, vec![message])),
+            }
+        }
+        (topics, self.dead_letters)
+    }
+}
+
+/// A stage that cannot go on.
+#[derive(Debug, thiserror::Error)]
+#[error("stage {stage}: {source}")]
+pub struct StageError {
+    /// The stage.
+    pub stage: String,
+    /// What failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StageError {
+    /// Returns the error of `stage` caused by `source`.
+    pub fn new(stage: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StageError {
+        StageError { stage: stage.to_string(), source: source.into() }
+    }
+}
+
+/// What processing a batch under isolation did.
+#[derive(Debug)]
+pub(crate) struct Isolated {
+    pub(crate) output: Output,
+    /// The records the stage panicked on (each is in the output's dead letters).
+    pub(crate) panics: u64,
+}
+
+/// Processes `records` with `stage`; when the batch panics, processes its records one
+/// at a time and dead-letters each record that panics alone, so that one poison
+/// record costs one dead letter, not the line.
+pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Result<Isolated, StageError> {
+    let name = stage.name().to_string();
+    let mut output = Output::new(&name);
+    let first = catch_unwind(AssertUnwindSafe(|| stage.process(records, &mut output)));
+    let panic = match first {
+        Ok(result) => return result.map(|()| Isolated { output, panics: 0 }),
+        Err(panic) => panic,
+    };
+    tracing::error!(stage = %name, records = records.len(), panic = %panic_message(&*panic), "a batch panicked; processing its records one at a time");
+    let mut output = Output::new(&name);
+    let mut panics = 0;
+    for record in records {
+        let mut one = Output::new(&name);
+        match catch_unwind(AssertUnwindSafe(|| stage.process(std::slice::from_ref(record), &mut one))) {
+            Ok(result) => {
+                result?;
+                output.append(one);
+            }
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                tracing::error!(stage = %name, topic = %record.topic, partition = record.partition, offset = record.offset, panic = %message, "dead-lettering a record the stage panicked on");
+                output.dead_letter(record, &format!("the {name} stage panicked on this record: {message}"), Reason::Panic);
+                panics += 1;
+            }
+        }
+    }
+    Ok(Isolated { output, panics })
+}
+
+/// Returns what a panic said.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => (*message).to_string(),
+        (_, Some(message)) => message.clone(),
+        _ => "a panic without a message".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Doubles each payload; panics on a payload of `poison`; counts what it saw.
+    struct Doubler {
+        seen: Vec<Vec<u8>>,
+    }
+
+    impl Stage for Doubler {
+        fn name(&self) -> &str {
+            "double"
+        }
+
+        fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {
+            for record in records {
+                assert!(record.payload != b"poison", "poisoned at offset {}", record.offset);
+                self.seen.push(record.payload.clone());
+                out.send("out", Message { payload: [&record.payload[..], &record.payload[..]].concat(), ..Message::default() });
+            }
+            Ok(())
+        }
+    }
+
+    fn record(offset: i64, payload: &str) -> Record {
+        Record { topic: "in".into(), offset, payload: payload.as_bytes().to_vec(), ..Record::default() }
+    }
+
+    #[test]
+    fn a_record_that_panics_is_dead_lettered_and_the_batch_goes_on() {
+        let mut stage = Doubler { seen: Vec::new() };
+        let records = [record(0, "a"), record(1, "poison"), record(2, "b")];
+        let isolated = process_isolated(&mut stage, &records).unwrap();
+        assert_eq!(isolated.panics, 1);
+        let (topics, dead) = isolated.output.into_parts();
+        let payloads: Vec<&[u8]> = topics[0].1.iter().map(|m| m.payload.as_slice()).collect();
+        assert_eq!(payloads, [&b"aa"[..], b"bb"], "each good record produced once");
+        assert_eq!(dead.len(), 1);
+        let (letter, reason) = &dead[0];
+        assert_eq!(*reason, Reason::Panic);
+        assert_eq!(letter.payload, b"poison", "the original bytes");
+        let header = |name: &str| letter.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        assert_eq!(header("cull.stage").as_deref(), Some("double"));
+        assert_eq!(header("cull.source.offset").as_deref(), Some("1"));
+        assert!(header("cull.error").unwrap().contains("poisoned at offset 1"), "{:?}", header("cull.error"));
+    }
+
+    #[test]
+    fn a_batch_without_panics_is_processed_once() {
+        let mut stage = Doubler { seen: Vec::new() };
+        let isolated = process_isolated(&mut stage, &[record(0, "a"), record(1, "b")]).unwrap();
+        assert_eq!((isolated.panics, stage.seen.len()), (0, 2));
+    }
+}

@@ -1,0 +1,124 @@
+//! The ticketing stage: verdicts in, a ticket for every true match out.
+//!
+//! A verdict names the rule set version that made it; the stage looks its rules up
+//! in that set when it still has it (the one in use, or one of the last few a hot
+//! reload replaced), so that a ticket carries the queue and priority its match was
+//! made under. A verdict from a set it no longer has (made before a restart, say) is
+//! ticketed with the rules of the set in use; a rule that is gone from it is reported
+//! as a dead letter rather than dropped, since that match would otherwise become no
+//! ticket and nobody would know.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use cull_bus::dead_letter::Reason;
+use cull_bus::{Message, Record};
+use cull_match::{Matcher, RuleSet};
+use cull_model::{Priority, Verdict};
+use cull_ticket::{TicketConfig, Ticketer};
+use time::OffsetDateTime;
+
+use crate::config::Topics;
+use crate::metrics::Metrics;
+use crate::stage::{Output, Stage, StageError};
+use crate::summary::Summary;
+
+/// The stage name, in dead letters and metrics.
+pub const NAME: &str = "tickets";
+
+/// Rule sets kept after a reload replaced them, for the verdicts still in flight.
+const PREVIOUS_SETS: usize = 4;
+
+/// Turns verdicts into tickets.
+pub struct TicketStage {
+    matcher: Arc<Matcher>,
+    previous: VecDeque<Arc<RuleSet>>,
+    ticketer: Ticketer,
+    topics: Topics,
+    metrics: Arc<Metrics>,
+    summary: Arc<Summary>,
+}
+
+impl std::fmt::Debug for TicketStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketStage").field("topics", &self.topics).finish_non_exhaustive()
+    }
+}
+
+impl TicketStage {
+    /// Returns the stage ticketing with the rules of `matcher` into the ticket topics
+    /// of `topics`.
+    pub fn new(
+        matcher: Arc<Matcher>,
+        config: &TicketConfig,
+        topics: Topics,
+        metrics: Arc<Metrics>,
+        summary: Arc<Summary>,
+    ) -> TicketStage {
+        TicketStage { matcher, previous: VecDeque::new(), ticketer: Ticketer::new(config), topics, metrics, summary }
+    }
+
+    /// Returns the rule set a verdict was made with, if it is still known, else the
+    /// set in use.
+    fn rules_for(&mut self, version: &str) -> Arc<RuleSet> {
+        let current = self.matcher.current();
+        if self.previous.front().is_none_or(|last| !Arc::ptr_eq(last, &current)) {
+            self.previous.push_front(Arc::clone(&current));
+            self.previous.truncate(PREVIOUS_SETS + 1);
+        }
+        self.previous.iter().find(|set| set.version() == version).cloned().unwrap_or(current)
+    }
+}
+
+impl Stage for TicketStage {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {
+        let now = OffsetDateTime::now_utc();
+        let mut tickets: BTreeMap<(String, Priority), u64> = BTreeMap::new();
+        let mut made = 0;
+        for record in records {
+            crate::fault::record(NAME, record);
+            let verdict = match serde_json::from_slice::<Verdict>(&record.payload) {
+                Ok(verdict) => verdict,
+                Err(error) => {
+                    out.dead_letter(record, &format!("not a verdict: {error}"), Reason::Schema);
+                    continue;
+                }
+            };
+            if verdict.matched.is_empty() {
+                continue;
+            }
+            let Some(mention) = &verdict.mention else {
+                let error = format!("the verdict of {:?} carries no mention to ticket", verdict.mention_id);
+                out.dead_letter(record, &error, Reason::Schema);
+                continue;
+            };
+            let rules = self.rules_for(&verdict.ruleset_version);
+            for matched in &verdict.matched {
+                let Some(rule) = rules.rules().iter().find(|r| r.rule.id == matched.rule_id) else {
+                    let error = format!(
+                        "rule {:?} matched (rule set {}), but the rule set in use ({}) has no such rule: no ticket was made",
+                        matched.rule_id,
+                        verdict.ruleset_version,
+                        rules.version()
+                    );
+                    out.dead_letter(record, &error, Reason::Other);
+                    continue;
+                };
+                let ticket = self.ticketer.ticket(mention, matched, rule, now);
+                *tickets.entry((ticket.queue.clone(), ticket.priority)).or_default() += 1;
+                let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
+                let message =
+                    Message { key: Some(cull_ticket::key(&ticket)), headers: cull_ticket::headers(&ticket), payload };
+                out.send(self.topics.ticket_topic(&ticket.queue), message);
+                made += 1;
+            }
+        }
+        self.metrics.record_tickets(&tickets);
+        self.summary.add_tickets(made);
+        Ok(())
+    }
+}
