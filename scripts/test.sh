@@ -38,12 +38,14 @@ if [ ! -f ../shared/data/SOURCES.md ]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# `failpoints` compiles in the fault injection the fault tests drive (tests/faults.rs);
+# a release build never has it.
+cargo clippy --workspace --all-targets --locked --features cull/failpoints -- -D warnings
 
 # Unit, binary and integration tests (there are no doctests; benches are run by
 # `cargo bench`). The counts of every test binary are added up into one closing line.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
+cargo test --workspace --locked --features cull/failpoints --lib --bins --tests 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

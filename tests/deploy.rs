@@ -34,6 +34,7 @@ fn live_metric_names() -> BTreeSet<String> {
         &["run", "pipelines/local.toml"],
         &[
             ("CULL__INDEX__DIR", &path("index")),
+            ("CULL__BUS__EMBEDDED__DIR", &path("bus")),
             ("CULL__SINK__TICKETS__PATH", &path("t.jsonl")),
             ("CULL__SINK__VERDICTS__PATH", &path("v.jsonl")),
             ("CULL__SINK__DEAD_LETTER__PATH", &path("d.jsonl")),

@@ -18,33 +18,30 @@ use std::time::{Duration, Instant};
 
 use cull_model::{DeadLetter, Ticket, Verdict};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Returns `cull` with `args`, run in `dir` (so that the default `data/` is the test's).
-fn cull(dir: &Path, args: &[&str]) -> Command {
+pub fn cull(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
     command.args(args).current_dir(dir).stdin(Stdio::null());
     command
 }
 
 /// A rules directory in `dir` with one rule, `slack`, matching every test mention.
-fn slack_rules(dir: &Path) -> PathBuf {
+pub fn slack_rules(dir: &Path) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("slack.toml"), "[[rule]]\nid = 'slack'\nquery = 'slack'\nqueue = 'care'\n").unwrap();
+    std::fs::write(rules.join("slack.toml"), "[[rule]]\nid = 'slack'\nquery = 'slack'\nqueue = 'care'\n")
+        .unwrap();
     rules
 }
 
 /// Writes `pipeline.toml` into `dir`: the embedded bus with its default data
 /// directory (`data/` under `dir`), the rules of `rules`, `sources` (TOML of
 /// `[[source]]` tables), file sinks in `dir` and the index in `data/index`.
-fn pipeline(dir: &Path, rules: &Path, sources: &str) -> PathBuf {
+pub fn pipeline(dir: &Path, rules: &Path, sources: &str) -> PathBuf {
     let text = format!(
         "[matcher]\nrules = \"{rules}\"\nwatch = false\n\
          [index]\nenabled = true\ncommit_secs = 1\n\
@@ -60,23 +57,23 @@ fn pipeline(dir: &Path, rules: &Path, sources: &str) -> PathBuf {
     path
 }
 
-fn jsonl_source(path: &str, follow: bool) -> String {
+pub fn jsonl_source(path: &str, follow: bool) -> String {
     format!(
         "[[source]]\nkind = \"jsonl\"\nname = \"file\"\npath = \"{path}\"\nfollow = {follow}\n{}",
         if follow { "follow_interval_ms = 50\n" } else { "" }
     )
 }
 
-fn mention(id: &str) -> String {
+pub fn mention(id: &str) -> String {
     format!("{{\"schema\":\"cull.mention/v1\",\"id\":\"{id}\",\"text\":\"Slack is down again for {id}\"}}\n")
 }
 
-fn mentions(prefix: &str, count: usize) -> String {
+pub fn mentions(prefix: &str, count: usize) -> String {
     (0..count).map(|i| mention(&format!("{prefix}{i}"))).collect()
 }
 
 /// Returns the JSON lines of `path` (none when it does not exist yet).
-fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+pub fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
     text.lines()
         .filter(|line| !line.is_empty())
@@ -84,7 +81,7 @@ fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
         .collect()
 }
 
-fn verdict_ids(dir: &Path) -> Vec<String> {
+pub fn verdict_ids(dir: &Path) -> Vec<String> {
     lines::<Verdict>(&dir.join("out/verdicts.jsonl")).into_iter().map(|v| v.mention_id).collect()
 }
 
@@ -100,7 +97,7 @@ fn indexed_ids(dir: &Path) -> Vec<String> {
 
 /// Runs `cull run PIPELINE --once` in `dir` and returns what it printed; fails the test
 /// after `limit` (a hang) or on a non-zero exit.
-fn run_once(dir: &Path, file: &Path, limit: Duration) -> Output {
+pub fn run_once(dir: &Path, file: &Path, limit: Duration) -> Output {
     let child = cull(dir, &["run", file.to_str().unwrap(), "--once"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,7 +109,7 @@ fn run_once(dir: &Path, file: &Path, limit: Duration) -> Output {
 }
 
 /// Waits for `child` to end; kills it and fails the test after `limit`.
-fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
+pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
     let deadline = Instant::now() + limit;
@@ -127,7 +124,8 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let collect = |pipe: Option<std::thread::JoinHandle<Vec<u8>>>| pipe.map(|p| p.join().unwrap()).unwrap_or_default();
+    let collect =
+        |pipe: Option<std::thread::JoinHandle<Vec<u8>>>| pipe.map(|p| p.join().unwrap()).unwrap_or_default();
     let (stdout, stderr) = (collect(stdout), collect(stderr));
     let Some(status) = status else {
         panic!("{what} did not end within {limit:?} (a hang); killed it.\nstderr: {}", tail(&text(&stderr)));
@@ -143,19 +141,19 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
-fn tail(log: &str) -> &str {
+pub fn tail(log: &str) -> &str {
     let start = log.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
     &log[start..]
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success(), "kill -{name}");
 }
 
 /// Starts `cull run PIPELINE` in `dir` and returns it with the address its HTTP server
 /// listens on (read from its log); the rest of its log is collected for failures.
-fn start(dir: &Path, file: &Path) -> (Child, String, Arc<Mutex<String>>) {
+pub fn start(dir: &Path, file: &Path) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = cull(dir, &["run", file.to_str().unwrap()])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -184,7 +182,7 @@ fn start(dir: &Path, file: &Path) -> (Child, String, Arc<Mutex<String>>) {
 
 /// Waits for `child` to end after a signal, bounded, and returns its exit status and
 /// standard output.
-fn stopped(mut child: Child, limit: Duration, log: &Mutex<String>) -> (ExitStatus, String) {
+pub fn stopped(mut child: Child, limit: Duration, log: &Mutex<String>) -> (ExitStatus, String) {
     let stdout = child.stdout.take().map(drain);
     let deadline = Instant::now() + limit;
     loop {
@@ -195,14 +193,17 @@ fn stopped(mut child: Child, limit: Duration, log: &Mutex<String>) -> (ExitStatu
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cull run did not exit within {limit:?} of the signal (a hang).\nlog: {}", tail(&log.lock().unwrap()));
+            panic!(
+                "cull run did not exit within {limit:?} of the signal (a hang).\nlog: {}",
+                tail(&log.lock().unwrap())
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Waits until `done` holds, polling; fails with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -234,7 +235,11 @@ fn a_second_run_into_the_same_data_directory_indexes_every_mention() {
     let file = pipeline(dir.path(), &rules, &jsonl_source("input.jsonl", false));
     std::fs::write(dir.path().join("input.jsonl"), mentions("first-", 5)).unwrap();
     let out = run_once(dir.path(), &file, Duration::from_secs(60));
-    assert!(text(&out.stdout).contains("5 mention(s) in") && text(&out.stdout).contains("5 indexed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("5 mention(s) in") && text(&out.stdout).contains("5 indexed"),
+        "{}",
+        text(&out.stdout)
+    );
 
     std::fs::write(dir.path().join("input.jsonl"), mentions("second-", 8)).unwrap();
     let out = run_once(dir.path(), &file, Duration::from_secs(60));
@@ -305,7 +310,13 @@ fn every_mention_acknowledged_with_a_202_has_a_verdict_after_sigterm_under_load(
     assert!(accepted.len() >= 4500, "{} accepted", accepted.len());
     let verdicts: BTreeSet<String> = verdict_ids(dir.path()).into_iter().collect();
     let missing: Vec<&String> = accepted.difference(&verdicts).collect();
-    assert!(missing.is_empty(), "{} of {} acknowledged mentions have no verdict, e.g. {:?}", missing.len(), accepted.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged mentions have no verdict, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
     let mut indexed = indexed_ids_all(dir.path());
     indexed.sort();
     let unique: BTreeSet<&String> = indexed.iter().collect();
@@ -324,7 +335,13 @@ fn every_mention_acknowledged_with_a_202_has_a_verdict_after_kill_9_and_a_restar
     run_once(dir.path(), &file, Duration::from_secs(120));
     let verdicts: BTreeSet<String> = verdict_ids(dir.path()).into_iter().collect();
     let missing: Vec<&String> = accepted.difference(&verdicts).collect();
-    assert!(missing.is_empty(), "{} of {} acknowledged mentions have no verdict, e.g. {:?}", missing.len(), accepted.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged mentions have no verdict, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
     let indexed = indexed_ids_all(dir.path());
     let unique: BTreeSet<&String> = indexed.iter().collect();
     assert_eq!(unique.len(), indexed.len(), "one document per mention");
@@ -338,7 +355,16 @@ fn indexed_ids_all(dir: &Path) -> Vec<String> {
     loop {
         let out = cull(
             dir,
-            &["search", "--index", "data/index", "--json", "--limit", "1000", "--offset", &offset.to_string()],
+            &[
+                "search",
+                "--index",
+                "data/index",
+                "--json",
+                "--limit",
+                "1000",
+                "--offset",
+                &offset.to_string(),
+            ],
         )
         .output()
         .unwrap();

@@ -156,13 +156,7 @@ pub fn outlet(recorder: &Arc<Recorder>) -> (Outlet, EmbeddedBus) {
     let bus = EmbeddedBus::in_memory(100_000);
     let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
     let observer: Arc<dyn Observer> = recorder.clone();
-    let outlet = Outlet::new(
-        bus.producer(),
-        "cull.mentions",
-        "cull.dead-letter",
-        screen,
-        observer,
-    );
+    let outlet = Outlet::new(bus.producer(), "cull.mentions", "cull.dead-letter", screen, observer);
     (outlet, bus)
 }
 

@@ -15,6 +15,7 @@ fn run_local(dir: &Path) {
         &["run", "pipelines/local.toml", "--once"],
         &[
             ("CULL__INDEX__DIR", &path("index")),
+            ("CULL__BUS__EMBEDDED__DIR", &path("bus")),
             ("CULL__SINK__TICKETS__PATH", &path("tickets.jsonl")),
             ("CULL__SINK__VERDICTS__PATH", &path("verdicts.jsonl")),
             ("CULL__SINK__DEAD_LETTER__PATH", &path("dead-letter.jsonl")),

@@ -562,7 +562,7 @@ fn webhook_mentions_reach_kafka_and_a_missing_broker_is_a_503_never_a_2xx() {
     std::fs::write(
         &file,
         format!(
-            "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{}\"\npartitions = 2\n[matcher]\nenabled = false\n\
+            "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{}\"\npartitions = 2\n[matcher]\nenabled = false\n[tickets]\nenabled = false\n\
              [ingest]\nstate_dir = \"{}\"\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n[http]\nlisten = \"{address}\"\n",
             broker.brokers(),
             dir.path().join("state").display()
@@ -637,6 +637,7 @@ fn an_indexer_killed_between_commits_resumes_at_its_checkpoint_and_holds_each_ve
         vec![
             ("CULL__INDEX__ENABLED", "true"),
             ("CULL__MATCHER__ENABLED", "false"),
+            ("CULL__TICKETS__ENABLED", "false"),
             ("CULL__INDEX__COMMIT_DOCS", "1000"),
             ("CULL__INDEX__COMMIT_SECS", commit_secs),
             ("CULL__INDEX__DIR", index_dir),
@@ -662,7 +663,10 @@ fn an_indexer_killed_between_commits_resumes_at_its_checkpoint_and_holds_each_ve
     drop(searcher);
 
     // The restart indexes exactly the records after the checkpoint, although the
-    // consumer group replays from its own (older or equal) committed offsets.
+    // consumer group replays from its own (older or equal) committed offsets. It comes
+    // after the killed member's session is over (see the matcher's restart above: tansu
+    // does not rebalance a group whose dead member it still counts).
+    std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(2));
     let second = cull_run(&broker, true, &indexer_env("1")).finish(RUN_LIMIT);
     assert!(second.status.success(), "{}", tail(&second.stderr, 4000));
     let indexed: u64 = second
@@ -682,4 +686,47 @@ fn an_indexer_killed_between_commits_resumes_at_its_checkpoint_and_holds_each_ve
         .unwrap();
     assert_eq!(all.total, total);
     assert_eq!(all.facets["verdict"][0].count, total as u64, "every one matched the Slack rule");
+}
+
+/// A mention the matcher panics on (an injected fault, `failpoints` builds only):
+/// dead-lettered once, the group's offsets past it, every other mention ticketed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_poison_mention_is_dead_lettered_once_and_the_group_moves_past_it() {
+    require_kafka_python();
+    let broker = start_broker();
+    let mut input = matching_mentions("good", 60);
+    input.extend_from_slice(&matching_mentions("poison", 1));
+    input.extend_from_slice(&matching_mentions("late", 60));
+    produce(&broker, "cull.mentions", &[("cull.mentions", 3)], &input);
+    let fault = [("FAILPOINTS", "stage::record=return(match:poison-00000)")];
+    let finished = cull_run(&broker, true, &fault).finish(RUN_LIMIT);
+    assert!(finished.status.success(), "{}", tail(&finished.stderr, 4000));
+    assert!(
+        finished.stdout.contains("121 mention(s) in: 120 matched")
+            && finished.stdout.contains("1 dead letter(s)"),
+        "{}",
+        finished.stdout
+    );
+
+    // The restart with the fault still on: the group committed past the poison record,
+    // so nothing is read (or dead-lettered) again.
+    let again = cull_run(&broker, true, &fault).finish(RUN_LIMIT);
+    assert!(again.status.success(), "{}", tail(&again.stderr, 4000));
+    assert!(again.stdout.starts_with("cull run: 0 mention(s) in"), "{}", again.stdout);
+
+    let letters = consume(&broker, "cull.dead-letter", Until::End);
+    assert_eq!(letters.len(), 1, "dead-lettered once: {letters:?}");
+    assert_eq!(letters[0].header("cull.stage"), Some("match"));
+    assert!(
+        letters[0]
+            .header("cull.error")
+            .is_some_and(|e| e.contains("panicked") && e.contains("injected fault")),
+        "{letters:?}"
+    );
+    let original: serde_json::Value = serde_json::from_slice(&letters[0].bytes()).unwrap();
+    assert_eq!(original["id"], "poison-00000", "the original bytes");
+    let tickets = consume(&broker, "cull.tickets", Until::End);
+    let expected: BTreeSet<String> = ids("good", 60).into_iter().chain(ids("late", 60)).collect();
+    assert_one_ticket_per_mention(&check_tickets(&tickets), &expected);
 }

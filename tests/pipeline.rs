@@ -20,6 +20,8 @@ fn pipeline(dir: &Path, source: &Path, listen: &str, max_bytes: usize) -> PathBu
     let text = format!(
         r#"[bus]
 kind = "embedded"
+[bus.embedded]
+dir = "{dir}/bus"
 [matcher]
 rules = "rules"
 max_mention_bytes = {max_bytes}
@@ -194,7 +196,10 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     };
     assert_eq!(get(&address, "/healthz").unwrap().0, 200);
     for name in [
-        "cull_matcher_batch_duration_seconds_bucket",
+        "cull_stage_batch_duration_seconds_bucket{stage=\"match\"",
+        "cull_stage_batch_duration_seconds_bucket{stage=\"tickets\"",
+        "cull_consumer_lag_messages{group=\"cull-matcher\",partition=\"0\",topic=\"cull.mentions\"} 0",
+        "cull_stage_panics_total{stage=\"match\"} 0",
         "cull_tickets_emitted_total{priority=\"P2\",queue=\"publisher-care\"} 2",
         "cull_rule_mentions_total{outcome=\"matched\",rule=\"connections-magazine\"} 2",
         "cull_source_mentions_total{source=\"test\"} 14",
@@ -268,7 +273,8 @@ fn embedded_topics_without_a_sink_do_not_block_the_pipeline() {
     std::fs::write(&source, lines).unwrap();
     let file = dir.path().join("pipeline.toml");
     let config = format!(
-        "[bus.embedded]\ncapacity = 16\n[matcher]\nbatch_size = 64\n[[source]]\nkind = \"jsonl\"\nname = \"s\"\npath = \"{}\"\n[sink.tickets]\nkind = \"jsonl\"\npath = \"{}/tickets.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        "[bus.embedded]\ncapacity = 16\ndir = \"{}/bus\"\n[matcher]\nbatch_size = 64\n[[source]]\nkind = \"jsonl\"\nname = \"s\"\npath = \"{}\"\n[sink.tickets]\nkind = \"jsonl\"\npath = \"{}/tickets.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        dir.path().display(),
         source.display(),
         dir.path().display()
     );

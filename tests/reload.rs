@@ -33,7 +33,7 @@ impl Running {
         std::fs::write(
             &file,
             format!(
-                "[bus]\nkind = \"embedded\"\n[matcher]\nrules = \"{d}/rules\"\nwatch = {watch}\nbatch_wait_ms = 10\n\
+                "[bus]\nkind = \"embedded\"\n[bus.embedded]\ndir = \"{d}/bus\"\n[matcher]\nrules = \"{d}/rules\"\nwatch = {watch}\nbatch_wait_ms = 10\n\
                  [[source]]\nkind = \"jsonl\"\nname = \"tail\"\npath = \"{d}/in.jsonl\"\nfollow = true\nfollow_interval_ms = 20\n\
                  [sink.tickets]\nkind = \"jsonl\"\npath = \"{d}/tickets.jsonl\"\n\
                  [sink.verdicts]\nkind = \"jsonl\"\npath = \"{d}/verdicts.jsonl\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",

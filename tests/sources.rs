@@ -84,7 +84,8 @@ async fn a_followed_file_survives_partial_lines_rotation_and_truncation() {
 
 async fn take_now(bus: &EmbeddedBus) -> Vec<Record> {
     let mut consumer = bus.consumer(&["cull.mentions"], "test").unwrap();
-    let records = consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap();
+    let records =
+        consumer.next_batch(100, Duration::from_millis(1), Duration::from_millis(20)).await.unwrap().unwrap();
     consumer.commit().await.unwrap();
     records
 }
@@ -184,6 +185,8 @@ async fn a_running_pipeline_turns_feed_entries_and_signed_pushes_into_tickets() 
         format!(
             r#"[bus]
 kind = "embedded"
+[bus.embedded]
+dir = "{dir}/bus"
 [ingest]
 state_dir = "{dir}/state"
 [[source]]
@@ -288,7 +291,11 @@ fn a_webhook_without_its_secret_or_under_once_is_refused_with_the_key() {
     let file = dir.path().join("pipeline.toml");
     std::fs::write(
         &file,
-        "[bus]\nkind = \"embedded\"\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\nsecret_env = \"CULL_TEST_UNSET_SECRET\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        format!(
+            "[bus]\nkind = \"embedded\"\n[bus.embedded]\ndir = \"{}/bus\"\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n\
+             secret_env = \"CULL_TEST_UNSET_SECRET\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().display()
+        ),
     )
     .unwrap();
     let path = file.to_str().unwrap();
@@ -311,8 +318,9 @@ fn a_jsonl_source_reads_stdin_with_dash() {
     std::fs::write(
         &file,
         format!(
-            "[bus]\nkind = \"embedded\"\n[[source]]\nkind = \"jsonl\"\nname = \"piped\"\npath = \"-\"\n\
+            "[bus]\nkind = \"embedded\"\n[bus.embedded]\ndir = \"{}/bus\"\n[[source]]\nkind = \"jsonl\"\nname = \"piped\"\npath = \"-\"\n\
              [sink.dead_letter]\nkind = \"jsonl\"\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().display(),
             dir.path().join("dead.jsonl").display()
         ),
     )

@@ -8,6 +8,8 @@ mod console;
 mod corpus;
 mod deploy;
 mod durability;
+#[cfg(feature = "failpoints")]
+mod faults;
 mod feeds;
 mod google_alerts;
 mod index;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cull_model::config::{is_label, Checks, Invalid};
+use cull_model::config::{Checks, Invalid};
 use serde::{Deserialize, Serialize};
 
 use crate::KafkaConfig;
@@ -196,7 +196,7 @@ impl KafkaSettings {
         for problem in broker_problems(&self.brokers) {
             checks.check(false, "brokers", || problem);
         }
-        checks.check(is_label(&self.group_id), "group_id", || "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
+        checks.check(!self.group_id.trim().is_empty(), "group_id", || "must not be empty".into());
         checks.check(!self.client_id.trim().is_empty(), "client_id", || "must not be empty".into());
         checks.check(self.partitions > 0, "partitions", || "must be at least 1".into());
         checks.check(self.replication > 0, "replication", || "must be at least 1".into());

@@ -59,8 +59,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metrics that must exist before anything happens.
-    pub const ALL: [Reason; 6] =
-        [Reason::MalformedJson, Reason::Schema, Reason::InvalidUtf8, Reason::Oversized, Reason::Panic, Reason::Other];
+    pub const ALL: [Reason; 6] = [
+        Reason::MalformedJson,
+        Reason::Schema,
+        Reason::InvalidUtf8,
+        Reason::Oversized,
+        Reason::Panic,
+        Reason::Other,
+    ];
 
     /// Returns the metric label.
     pub fn label(self) -> &'static str {

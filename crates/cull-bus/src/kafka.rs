@@ -730,7 +730,11 @@ impl KafkaConsumer {
                 .assigned
                 .keys()
                 .map(|partition| {
-                    let known = self.handed_out.get(partition).copied().max(group.acknowledged.get(partition).copied());
+                    let known = self
+                        .handed_out
+                        .get(partition)
+                        .copied()
+                        .max(group.acknowledged.get(partition).copied());
                     (partition.clone(), known)
                 })
                 .collect()
@@ -748,7 +752,8 @@ impl KafkaConsumer {
                     unknown.add_partition(topic, *partition);
                 }
             }
-            let committed = if unknown.count() > 0 { Some(consumer.committed_offsets(unknown, timeout)?) } else { None };
+            let committed =
+                if unknown.count() > 0 { Some(consumer.committed_offsets(unknown, timeout)?) } else { None };
             let mut total = 0;
             for ((topic, partition), known) in positions {
                 let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;

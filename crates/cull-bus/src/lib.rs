@@ -228,3 +228,17 @@ pub const MAX_TOPIC_LEN: usize = 249;
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        assert!(is_topic_name("cull.tickets.billing-2_x"));
+        assert!(is_topic_name(&"a".repeat(249)));
+        for bad in ["", ".", "..", "a b", "ä", "a/b", &"a".repeat(250)] {
+            assert!(!is_topic_name(bad), "{bad:?}");
+        }
+    }
+}

@@ -48,7 +48,11 @@ impl IndexConfig {
         checks.positive("commit_secs", self.commit_secs);
         checks.positive("threads", self.threads as u64);
         checks.check(self.memory_mb >= 15 * self.threads, "memory_mb", || {
-            format!("must be at least 15 per thread ({} for index.threads = {})", 15 * self.threads, self.threads)
+            format!(
+                "must be at least 15 per thread ({} for index.threads = {})",
+                15 * self.threads,
+                self.threads
+            )
         });
         checks.check(is_label(&self.group_id), "group_id", || "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
         checks.finish()

@@ -207,8 +207,16 @@ mod tests {
         checkpoint.advance("verdicts", 0, 4);
         checkpoint.advance("verdicts", 1, 9);
         checkpoint.advance("other", 0, 2);
-        let forgotten = checkpoint.forget_beyond(&[("verdicts".into(), 0, 3), ("verdicts".into(), 1, 10), ("new".into(), 0, 0)]);
-        assert_eq!(forgotten, [("verdicts".to_string(), 0, 5)], "offset 5 was checkpointed, the log ends at 3");
+        let forgotten = checkpoint.forget_beyond(&[
+            ("verdicts".into(), 0, 3),
+            ("verdicts".into(), 1, 10),
+            ("new".into(), 0, 0),
+        ]);
+        assert_eq!(
+            forgotten,
+            [("verdicts".to_string(), 0, 5)],
+            "offset 5 was checkpointed, the log ends at 3"
+        );
         assert!(!checkpoint.covers("verdicts", 0, 0), "the new log's first record is indexed");
         assert!(checkpoint.covers("verdicts", 1, 9) && checkpoint.covers("other", 0, 2));
     }

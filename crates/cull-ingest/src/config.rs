@@ -324,7 +324,9 @@ impl SourceConfig {
     pub fn validate(&self) -> Vec<Invalid> {
         let mut checks = Checks::default();
         let name = self.name();
-        checks.check(is_label(name), "name", || format!("`{name}` is not a source name: use 1 to 64 of a-z A-Z 0-9 . _ -"));
+        checks.check(is_label(name), "name", || {
+            format!("`{name}` is not a source name: use 1 to 64 of a-z A-Z 0-9 . _ -")
+        });
         match self {
             SourceConfig::Jsonl(jsonl) => {
                 checks.positive("follow_interval_ms", jsonl.follow_interval_ms);
@@ -346,7 +348,10 @@ impl SourceConfig {
                 checks.positive("replay_window_secs", hook.replay_window_secs);
                 checks.positive("max_body_bytes", hook.max_body_bytes as u64);
                 checks.positive("max_pending", hook.max_pending as u64);
-                for (key, header) in [("signature_header", &hook.signature_header), ("timestamp_header", &hook.timestamp_header)] {
+                for (key, header) in [
+                    ("signature_header", &hook.signature_header),
+                    ("timestamp_header", &hook.timestamp_header),
+                ] {
                     checks.check(axum::http::HeaderName::try_from(header.as_str()).is_ok(), key, || {
                         format!("`{header}` is not an HTTP header name")
                     });
@@ -465,12 +470,15 @@ pub async fn run_source(
                 poll_interval: Duration::from_millis(jsonl.follow_interval_ms),
                 max_line_bytes: options.max_mention_bytes,
             };
-            let stats = run_jsonl(outlet, &config, stop).await.map_err(|source| SourceError::Jsonl { name, source })?;
+            let stats = run_jsonl(outlet, &config, stop)
+                .await
+                .map_err(|source| SourceError::Jsonl { name, source })?;
             Ok(stats.dead_letters)
         }
         SourceConfig::Feed(feed) => {
             let config = feed.poller_config(Some(&options.ingest.state_dir));
-            let poller = Poller::new(config, crate::feed::client()).map_err(|source| SourceError::Feed { name, source })?;
+            let poller = Poller::new(config, crate::feed::client())
+                .map_err(|source| SourceError::Feed { name, source })?;
             let stats = run_feed(outlet, poller, options.once, stop).await;
             if let Some(error) = stats.last_error {
                 tracing::warn!(source = %feed.name, %error, "the feed's last poll failed");
@@ -485,7 +493,9 @@ pub async fn run_source(
                 channel: Channel::Email,
                 poll_interval: Duration::from_secs(mail.poll_secs),
             };
-            let stats = run_mail(outlet, &config, options.once, stop).await.map_err(|source| SourceError::Mail { name, source })?;
+            let stats = run_mail(outlet, &config, options.once, stop)
+                .await
+                .map_err(|source| SourceError::Mail { name, source })?;
             Ok(stats.dead_letters)
         }
         SourceConfig::Webhook(_) => {
@@ -497,9 +507,10 @@ pub async fn run_source(
     }
 }
 
-/// Returns the router of the webhook sources (`POST /ingest/<name>`), their secrets
-/// read from the environment; `None` without webhook sources.
-pub fn webhook_router(sources: &[SourceConfig], outlet: &Outlet) -> Result<Option<axum::Router>, SourceError> {
+/// Returns the receivers' configurations of the webhook sources, their secrets read
+/// from the environment: a pipeline checks them before it opens anything, so that a
+/// missing secret is a startup error naming its key.
+pub fn webhook_configs(sources: &[SourceConfig]) -> Result<Vec<WebhookConfig>, SourceError> {
     let mut configs = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         let SourceConfig::Webhook(hook) = source else { continue };
@@ -512,7 +523,12 @@ pub fn webhook_router(sources: &[SourceConfig], outlet: &Outlet) -> Result<Optio
         };
         configs.push(hook.receiver_config(secret).map_err(|source| SourceError::Mapping { index, source })?);
     }
-    Ok((!configs.is_empty()).then(|| router(configs, outlet.clone())))
+    Ok(configs)
+}
+
+/// Returns the router serving `configs` (`POST /ingest/<name>`), `None` without any.
+pub fn webhook_router(configs: Vec<WebhookConfig>, outlet: &Outlet) -> Option<axum::Router> {
+    (!configs.is_empty()).then(|| router(configs, outlet.clone()))
 }
 
 #[cfg(test)]
@@ -548,6 +564,9 @@ mod tests {
             SourceConfig::Webhook(WebhookSource::new("hook")),
         ];
         let error = check_once(&sources).unwrap_err().to_string();
-        assert_eq!(error, "source[1] (\"hook\") never ends (a webhook, or a followed file): run without --once");
+        assert_eq!(
+            error,
+            "source[1] (\"hook\") never ends (a webhook, or a followed file): run without --once"
+        );
     }
 }

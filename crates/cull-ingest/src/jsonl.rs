@@ -309,9 +309,10 @@ pub async fn run_jsonl(
         }
         if let (Some(path), Some(mark)) = (&config.cursor, chunk.mark) {
             let path = path.clone();
-            let written = tokio::task::spawn_blocking(move || write_cursor(&path, &mark).map_err(|e| (path, e)))
-                .await
-                .map_err(|e| io_error(io::Error::other(e)))?;
+            let written =
+                tokio::task::spawn_blocking(move || write_cursor(&path, &mark).map_err(|e| (path, e)))
+                    .await
+                    .map_err(|e| io_error(io::Error::other(e)))?;
             if let Err((path, source)) = written {
                 break Err(JsonlError::Cursor { path, source });
             }
@@ -438,8 +439,8 @@ fn read_lines(
     let follow = config.follow;
     let cursor = config.cursor.as_deref().filter(|_| follow).and_then(read_cursor);
     let (mut file, number, rotated_away) = Followed::resume(path, cursor.as_ref())?;
-    if let Some((mut old, old_path, old_number)) = rotated_away {
-        out.restart(old_number, old_path.display().to_string());
+    if let Some(RotatedAway { file: mut old, path: old_path, line }) = rotated_away {
+        out.restart(line, old_path.display().to_string());
         if !old.pump(&mut splitter, &mut out)? {
             return Ok(());
         }
@@ -505,6 +506,15 @@ struct Followed {
     position: u64,
 }
 
+/// The file a cursor named, found under another name after a rotation, positioned at
+/// the cursor.
+struct RotatedAway {
+    file: Followed,
+    path: PathBuf,
+    /// The number of the line before the position.
+    line: u64,
+}
+
 /// What happened to a followed path since the last look.
 enum Change {
     None,
@@ -522,9 +532,8 @@ impl Followed {
     /// Opens `path` where `cursor` says the reader was; returns the file, the number
     /// of the line before its position and, when the file was rotated away while
     /// cull was down and is still in the same directory, that old file positioned at
-    /// the cursor, with its path and line number.
-    #[allow(clippy::type_complexity)]
-    fn resume(path: &Path, cursor: Option<&Cursor>) -> io::Result<(Followed, u64, Option<(Followed, PathBuf, u64)>)> {
+    /// the cursor.
+    fn resume(path: &Path, cursor: Option<&Cursor>) -> io::Result<(Followed, u64, Option<RotatedAway>)> {
         let mut file = Followed::open(path)?;
         let Some(cursor) = cursor else { return Ok((file, 0, None)) };
         let identity = (cursor.dev, cursor.ino);
@@ -542,11 +551,13 @@ impl Followed {
                 if old.identity == identity && old.at_cursor(cursor)? {
                     tracing::info!(path = %path.display(), rotated = %old_path.display(), "the followed file was rotated while cull was down; reading the rest of the old one first");
                     old.seek(cursor.offset)?;
-                    return Ok((file, 0, Some((old, old_path, cursor.line))));
+                    return Ok((file, 0, Some(RotatedAway { file: old, path: old_path, line: cursor.line })));
                 }
                 tracing::warn!(path = %path.display(), rotated = %old_path.display(), "the followed file was rotated and the old one changed; reading the new one from the start");
             }
-            None => tracing::warn!(path = %path.display(), "the followed file was replaced while cull was down and the old one is gone; reading the new one from the start"),
+            None => {
+                tracing::warn!(path = %path.display(), "the followed file was replaced while cull was down and the old one is gone; reading the new one from the start")
+            }
         }
         Ok((file, 0, None))
     }
@@ -722,7 +733,8 @@ mod tests {
         let mut ids = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let idle = if ids.len() >= count { Duration::from_millis(300) } else { Duration::from_millis(50) };
+            let idle =
+                if ids.len() >= count { Duration::from_millis(300) } else { Duration::from_millis(50) };
             let batch = consumer.next_batch(100, Duration::from_millis(5), idle).await.unwrap().unwrap();
             if batch.is_empty() && ids.len() >= count {
                 break;
@@ -746,7 +758,8 @@ mod tests {
         append(&path, &line("c"));
         let running = follow(&bus, dir.path(), &path);
         assert_eq!(take(&mut consumer, 1).await, ["c"], "only the line appended while stopped");
-        let cursor: Cursor = serde_json::from_slice(&std::fs::read(dir.path().join("state/tail.json")).unwrap()).unwrap();
+        let cursor: Cursor =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state/tail.json")).unwrap()).unwrap();
         assert_eq!((cursor.offset, cursor.line), (std::fs::metadata(&path).unwrap().len(), 3));
         running.stop().await;
     }

@@ -26,13 +26,13 @@ mod simhash;
 mod url;
 pub mod webhook;
 
+pub use config::{
+    check_once, run_source, webhook_configs, webhook_router, FeedSource, IngestConfig, JsonlSource,
+    MailSource, RunOptions, SourceConfig, SourceError, WebhookSource,
+};
 pub use html::html_to_text;
 pub use normalize::{
     detect_language, normalize, Draft, Markup, Screen, ScreenConfig, Screened, NEAR_DUPLICATE_OF,
-};
-pub use config::{
-    check_once, run_source, webhook_router, FeedSource, IngestConfig, JsonlSource, MailSource, RunOptions,
-    SourceConfig, SourceError, WebhookSource,
 };
 pub use outlet::{Delivered, Entered, Observer, Outlet};
 pub use url::canonical_url;

@@ -530,7 +530,13 @@ fn refuse(config: &WebhookConfig, status: StatusCode, error: impl fmt::Display) 
 
 /// Sends an invalid body to the dead-letter topic once and answers `400`, or `503` if
 /// the bus would not take it, since the client then still holds the only copy.
-async fn dead_letter(outlet: &Outlet, source: &Source, invalid: Invalid, bytes: Vec<u8>, entered: Entered) -> Answer {
+async fn dead_letter(
+    outlet: &Outlet,
+    source: &Source,
+    invalid: Invalid,
+    bytes: Vec<u8>,
+    entered: Entered,
+) -> Answer {
     let config = &source.config;
     // A dead letter is a handoff to the bus too, bounded by the same budget.
     let permit = match reserve(source, 1) {
@@ -1010,14 +1016,24 @@ mod tests {
         let bus = EmbeddedBus::in_memory(1);
         let observer = Arc::new(Recorder::default());
         let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
-        let outlet = Outlet::new(bus.producer(), MENTIONS, DEAD_LETTERS, screen, Arc::clone(&observer) as Arc<dyn Observer>);
+        let outlet = Outlet::new(
+            bus.producer(),
+            MENTIONS,
+            DEAD_LETTERS,
+            screen,
+            Arc::clone(&observer) as Arc<dyn Observer>,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn({
             let outlet = outlet.clone();
             async move { axum::serve(listener, router(vec![signed("hooks")], outlet)).await }
         });
-        let server = Arc::new(Server { base: format!("http://{address}"), observer, client: reqwest::Client::builder().no_proxy().build().unwrap() });
+        let server = Arc::new(Server {
+            base: format!("http://{address}"),
+            observer,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        });
         // The matcher is 1 behind: the next request waits for the bus.
         let mut consumer = bus.consumer(&[MENTIONS], "matcher").unwrap();
         bus.producer().send_all(MENTIONS, vec![cull_bus::Message::default()]).await.unwrap();

@@ -206,11 +206,22 @@ mod tests {
 
     #[test]
     fn topics_must_be_kafka_names_and_distinct() {
-        let topics = Topics { mentions: "cull mentions".into(), dead_letter: "cull.verdicts".into(), ..Topics::default() };
-        let problems: Vec<String> = topics.validate().into_iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        let topics = Topics {
+            mentions: "cull mentions".into(),
+            dead_letter: "cull.verdicts".into(),
+            ..Topics::default()
+        };
+        let problems: Vec<String> =
+            topics.validate().into_iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("mentions: `cull mentions` is not a Kafka topic name"));
-        assert_eq!(problems[1], "dead_letter: `cull.verdicts` is also topics.verdicts: every topic needs its own name");
-        assert_eq!(Topics { tickets_per_queue: true, ..Topics::default() }.ticket_topic("billing"), "cull.tickets.billing");
+        assert_eq!(
+            problems[1],
+            "dead_letter: `cull.verdicts` is also topics.verdicts: every topic needs its own name"
+        );
+        assert_eq!(
+            Topics { tickets_per_queue: true, ..Topics::default() }.ticket_topic("billing"),
+            "cull.tickets.billing"
+        );
     }
 }

@@ -43,9 +43,14 @@ pub struct IndexStage {
 
 impl IndexStage {
     /// Opens (or creates) the index of `config` for writing.
-    pub fn open(config: &IndexConfig, metrics: Arc<Metrics>, summary: Arc<Summary>) -> Result<IndexStage, StageError> {
+    pub fn open(
+        config: &IndexConfig,
+        metrics: Arc<Metrics>,
+        summary: Arc<Summary>,
+    ) -> Result<IndexStage, StageError> {
         let budget = config.memory_mb * 1024 * 1024;
-        let indexer = Indexer::open(&config.dir, config.threads, budget).map_err(|e| StageError::new(NAME, e))?;
+        let indexer =
+            Indexer::open(&config.dir, config.threads, budget).map_err(|e| StageError::new(NAME, e))?;
         tracing::info!(dir = %config.dir.display(), commit_docs = config.commit_docs, commit_secs = config.commit_secs, checkpoint = ?indexer.checkpoint(), "indexing");
         Ok(IndexStage {
             indexer,
@@ -90,12 +95,12 @@ impl Stage for IndexStage {
                 continue;
             }
             self.pending = true;
-            let parsed = serde_json::from_slice::<Verdict>(&record.payload).map_err(|e| e.to_string()).and_then(|verdict| {
-                match verdict.mention {
+            let parsed = serde_json::from_slice::<Verdict>(&record.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|verdict| match verdict.mention {
                     Some(_) => Ok(verdict),
                     None => Err(format!("the verdict of {:?} carries no mention", verdict.mention_id)),
-                }
-            });
+                });
             match parsed {
                 Ok(verdict) => {
                     if self.indexer.add(&verdict, Some(origin)).map_err(|e| StageError::new(NAME, e))? {
@@ -104,7 +109,11 @@ impl Stage for IndexStage {
                 }
                 Err(error) => {
                     self.indexer.skip(origin);
-                    out.dead_letter(record, &format!("not a verdict with its mention: {error}"), Reason::Schema);
+                    out.dead_letter(
+                        record,
+                        &format!("not a verdict with its mention: {error}"),
+                        Reason::Schema,
+                    );
                 }
             }
         }
@@ -118,7 +127,8 @@ impl Stage for IndexStage {
         if !self.pending {
             return Ok(true);
         }
-        let due = self.indexer.uncommitted() >= self.commit_docs || self.last_commit.elapsed() >= self.commit_every;
+        let due =
+            self.indexer.uncommitted() >= self.commit_docs || self.last_commit.elapsed() >= self.commit_every;
         if !(force || due) {
             return Ok(false);
         }

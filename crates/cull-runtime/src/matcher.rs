@@ -40,7 +40,13 @@ impl MatchStage {
         metrics: Arc<Metrics>,
         summary: Arc<Summary>,
     ) -> MatchStage {
-        MatchStage { matcher, verdicts_topic: verdicts_topic.to_string(), max_mention_bytes, metrics, summary }
+        MatchStage {
+            matcher,
+            verdicts_topic: verdicts_topic.to_string(),
+            max_mention_bytes,
+            metrics,
+            summary,
+        }
     }
 }
 
@@ -87,5 +93,12 @@ impl Stage for MatchStage {
         );
         self.metrics.record_matches(&stats);
         Ok(())
+    }
+
+    fn panicked_on(&mut self, _record: &Record) {
+        let mut stats = MatchStats::default();
+        stats.record(Outcome::DeadLetter);
+        self.summary.add_matches(1, 0, 0, 0);
+        self.metrics.record_matches(&stats);
     }
 }

@@ -19,7 +19,9 @@ use std::time::Duration;
 use cull_bus::dead_letter::Reason;
 use cull_model::Priority;
 use prometheus::core::Collector;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Buckets of the batch latency histograms, in seconds: fine below the 250 ms p99
 /// target of DESIGN.md, coarse above it.
@@ -158,8 +160,11 @@ impl Metrics {
                     .expect("a valid series"),
             )
         };
-        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help).expect("a valid series"));
-        let single = |name: &str, help: &str| register(&registry, IntCounter::new(name, help).expect("a valid series"));
+        let gauge =
+            |name: &str, help: &str| register(&registry, IntGauge::new(name, help).expect("a valid series"));
+        let single = |name: &str, help: &str| {
+            register(&registry, IntCounter::new(name, help).expect("a valid series"))
+        };
         let metrics = Metrics {
             mentions: counter("cull_matcher_mentions_total", "Records the matcher consumed, by outcome.", &["outcome"]),
             tickets: counter("cull_tickets_emitted_total", "Tickets produced, by queue and priority.", &["queue", "priority"]),
@@ -424,11 +429,20 @@ mod tests {
         assert_eq!(sample(&text, r#"cull_matcher_mentions_total{outcome="matched"}"#), Some(2.0));
         assert_eq!(sample(&text, r#"cull_matcher_mentions_total{outcome="dead_letter"}"#), Some(1.0));
         assert_eq!(sample(&text, r#"cull_tickets_emitted_total{priority="P1",queue="billing"}"#), Some(2.0));
-        assert_eq!(sample(&text, r#"cull_dead_letters_total{reason="invalid_utf8",stage="match"}"#), Some(1.0));
+        assert_eq!(
+            sample(&text, r#"cull_dead_letters_total{reason="invalid_utf8",stage="match"}"#),
+            Some(1.0)
+        );
         assert_eq!(sample(&text, r#"cull_stage_batch_records_count{stage="match"}"#), Some(2.0));
         assert_eq!(sample(&text, r#"cull_stage_batch_records_sum{stage="match"}"#), Some(5.0));
-        assert_eq!(sample(&text, r#"cull_stage_batch_duration_seconds_bucket{stage="match",le="0.05"}"#), Some(2.0));
-        assert_eq!(sample(&text, r#"cull_stage_batch_duration_seconds_bucket{stage="match",le="0.025"}"#), Some(1.0));
+        assert_eq!(
+            sample(&text, r#"cull_stage_batch_duration_seconds_bucket{stage="match",le="0.05"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, r#"cull_stage_batch_duration_seconds_bucket{stage="match",le="0.025"}"#),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -444,7 +458,10 @@ mod tests {
 
         let text = metrics.render();
         assert_eq!(sample(&text, r#"cull_source_mentions_total{source="demo"}"#), Some(12.0));
-        assert_eq!(sample(&text, r#"cull_dead_letters_total{reason="malformed_json",stage="ingest"}"#), Some(3.0));
+        assert_eq!(
+            sample(&text, r#"cull_dead_letters_total{reason="malformed_json",stage="ingest"}"#),
+            Some(3.0)
+        );
         let lag = r#"cull_consumer_lag_messages{group="cull-matcher",partition="0",topic="cull.mentions"}"#;
         assert_eq!(sample(&text, lag), Some(42.0));
         assert!(!text.contains(r#"partition="1""#), "{text}");

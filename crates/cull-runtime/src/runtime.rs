@@ -122,7 +122,12 @@ pub(crate) fn describe(left: &[Left]) -> String {
         .iter()
         .map(|l| match l.records {
             Some(records) => {
-                format!("{records} record(s) of {} not read by the {} stage (group {})", l.topics.join(", "), l.stage, l.group)
+                format!(
+                    "{records} record(s) of {} not read by the {} stage (group {})",
+                    l.topics.join(", "),
+                    l.stage,
+                    l.group
+                )
             }
             None => format!("the {} stage did not stop", l.stage),
         })
@@ -222,7 +227,12 @@ struct StageEnd {
 
 impl Runtime {
     /// Returns a runtime on `bus` with no sources and no stages.
-    pub fn new(bus: Bus, metrics: Arc<Metrics>, summary: Arc<Summary>, options: RunOptions) -> Result<Runtime, BusError> {
+    pub fn new(
+        bus: Bus,
+        metrics: Arc<Metrics>,
+        summary: Arc<Summary>,
+        options: RunOptions,
+    ) -> Result<Runtime, BusError> {
         let producer = bus.producer()?;
         Ok(Runtime {
             bus,
@@ -242,21 +252,30 @@ impl Runtime {
         &self.producer
     }
 
-    /// Sets the outlet the sources deliver through and the topics it produces to: it
-    /// is closed first when the run stops, and drained before the stages that read
-    /// those topics may finish.
-    pub fn outlet(&mut self, outlet: Outlet, outputs: &[&str]) {
+    /// Sets the outlet the sources deliver through: it is closed first when the run
+    /// stops (pushes are refused from then on), and the pushes in progress end before
+    /// the stages reading the sources' topics may finish.
+    pub fn outlet(&mut self, outlet: Outlet) {
         self.outlet = Some(outlet);
-        self.source_outputs = outputs.iter().map(|t| t.to_string()).collect();
     }
 
-    /// Adds a source; `run` gets the stop signal and returns how many inputs it
-    /// dead-lettered.
-    pub fn source<F>(&mut self, name: &str, run: impl FnOnce(watch::Receiver<bool>) -> F + Send + 'static)
-    where
+    /// Adds a source producing to `outputs`; `run` gets the stop signal and returns how
+    /// many inputs it dead-lettered.
+    pub fn source<F>(
+        &mut self,
+        name: &str,
+        outputs: &[&str],
+        run: impl FnOnce(watch::Receiver<bool>) -> F + Send + 'static,
+    ) where
         F: Future<Output = Result<u64, SourceError>> + Send + 'static,
     {
-        self.sources.push(SourceTask { name: name.to_string(), run: Box::new(move |stop| Box::pin(run(stop))) });
+        for output in outputs {
+            if !self.source_outputs.iter().any(|t| t == output) {
+                self.source_outputs.push(output.to_string());
+            }
+        }
+        self.sources
+            .push(SourceTask { name: name.to_string(), run: Box::new(move |stop| Box::pin(run(stop))) });
     }
 
     /// Adds a stage reading `inputs` in `group` and producing to `outputs` (besides
@@ -271,8 +290,10 @@ impl Runtime {
         batching: Batching,
     ) -> Result<(), RuntimeError> {
         let name = stage.name().to_string();
-        let consumer =
-            self.bus.consumer(inputs, group).map_err(|source| RuntimeError::Bus { stage: name.clone(), source })?;
+        let consumer = self
+            .bus
+            .consumer(inputs, group)
+            .map_err(|source| RuntimeError::Bus { stage: name.clone(), source })?;
         self.metrics.register_stage(&name);
         self.stages.push(StageTask {
             stage: Box::new(stage),
@@ -297,7 +318,8 @@ impl Runtime {
     /// current step instead: what was not done stays on the bus, uncommitted, for the
     /// next start. A failing source stops the run gracefully.
     pub async fn run(self, mut signals: mpsc::UnboundedReceiver<()>) -> Finished {
-        let Runtime { bus, producer, metrics, summary, options, sources, source_outputs, outlet, stages } = self;
+        let Runtime { bus, producer, metrics, summary, options, sources, source_outputs, outlet, stages } =
+            self;
         let (stopping_sender, stopping) = watch::channel(false);
         let (hard_sender, hard) = watch::channel(false);
         let stopping_sender = Arc::new(stopping_sender);
@@ -365,7 +387,11 @@ impl Runtime {
         let mut ends: Vec<Option<i64>> = vec![None; described.len()];
         let start_stopping = |deadline: &mut Option<tokio::time::Instant>, why: &str| {
             if deadline.is_none() {
-                tracing::info!(why, deadline_secs = options.deadline.as_secs(), "stopping: the sources take no more input and the stages drain");
+                tracing::info!(
+                    why,
+                    deadline_secs = options.deadline.as_secs(),
+                    "stopping: the sources take no more input and the stages drain"
+                );
                 let _ = stopping_sender.send(true);
                 *deadline = Some(tokio::time::Instant::now() + options.deadline);
             }
@@ -444,7 +470,10 @@ impl Runtime {
                 .map(|((stage, group, topics), records)| Left { stage, group, topics, records })
                 .collect();
             if !left.is_empty() {
-                return Finished { counts, result: Err(RuntimeError::Deadline { deadline: options.deadline, left }) };
+                return Finished {
+                    counts,
+                    result: Err(RuntimeError::Deadline { deadline: options.deadline, left }),
+                };
             }
         }
         Finished { counts, result: Ok(()) }
@@ -476,7 +505,8 @@ async fn run_sources(
                 }
             }
             Err(join) => {
-                let message = if join.is_panic() { panic_message(&*join.into_panic()) } else { join.to_string() };
+                let message =
+                    if join.is_panic() { panic_message(&*join.into_panic()) } else { join.to_string() };
                 let _ = stopping.send(true);
                 first_error.get_or_insert(RuntimeError::Panicked { task: "a source".into(), message });
             }
@@ -508,6 +538,8 @@ async fn run_stage(
     }
     let mut last_commit = Instant::now();
     let mut uncommitted = false;
+    // Records taken since the last commit: what a restart reads again.
+    let mut taken_since_commit = 0i64;
     let mut sent_all = true;
     let mut owned: Vec<(String, i32)> = Vec::new();
     loop {
@@ -524,23 +556,30 @@ async fn run_stage(
             let durable = flush(&name, &mut stage, false).await?;
             if durable && uncommitted && last_commit.elapsed() >= COMMIT_EVERY {
                 commit(&name, &mut consumer).await;
-                (last_commit, uncommitted) = (Instant::now(), false);
+                (last_commit, uncommitted, taken_since_commit) = (Instant::now(), false, 0);
             }
             let ending = shared.options.once || shared.is_stopping();
-            if ending && upstream.iter().all(|done| *done.borrow()) && consumer.exact_lag().await.map_err(bus_error)? == Some(0) {
+            if ending
+                && upstream.iter().all(|done| *done.borrow())
+                && consumer.exact_lag().await.map_err(bus_error)? == Some(0)
+            {
                 break;
             }
             continue;
         }
         let started = Instant::now();
         let count = records.len();
+        taken_since_commit += count as i64;
         let mut taken = stage.take().expect("the stage is back after every batch");
         let (taken, isolated) = tokio::task::spawn_blocking(move || {
             let isolated = process_isolated(&mut *taken, &records);
             (taken, isolated)
         })
         .await
-        .map_err(|join| RuntimeError::Panicked { task: format!("the {name} stage"), message: join.to_string() })?;
+        .map_err(|join| RuntimeError::Panicked {
+            task: format!("the {name} stage"),
+            message: join.to_string(),
+        })?;
         stage = Some(taken);
         let isolated = isolated?;
         for _ in 0..isolated.panics {
@@ -554,7 +593,7 @@ async fn run_stage(
         let durable = flush(&name, &mut stage, false).await?;
         if durable && last_commit.elapsed() >= COMMIT_EVERY {
             commit(&name, &mut consumer).await;
-            (last_commit, uncommitted) = (Instant::now(), false);
+            (last_commit, uncommitted, taken_since_commit) = (Instant::now(), false, 0);
         }
         shared.metrics.record_batch(&name, count, started.elapsed());
     }
@@ -563,8 +602,9 @@ async fn run_stage(
     // batch is read again at the next start.
     if sent_all && flush(&name, &mut stage, true).await? {
         commit(&name, &mut consumer).await;
+        taken_since_commit = 0;
     }
-    let unread = consumer.lag().iter().map(|(_, _, lag)| lag).sum();
+    let unread = consumer.lag().iter().map(|(_, _, lag)| lag).sum::<i64>() + taken_since_commit;
     if let Err(error) = consumer.close().await {
         tracing::warn!(stage = %name, %error, "closing the consumer");
     }
@@ -574,7 +614,8 @@ async fn run_stage(
 /// Updates the lag series of the partitions `consumer` owns, dropping those it lost.
 fn report_lag(shared: &Shared, group: &str, consumer: &Consumer, owned: &mut Vec<(String, i32)>) {
     let lags = consumer.lag();
-    for (topic, partition) in owned.iter().filter(|(t, p)| !lags.iter().any(|(lt, lp, _)| lt == t && lp == p)) {
+    for (topic, partition) in owned.iter().filter(|(t, p)| !lags.iter().any(|(lt, lp, _)| lt == t && lp == p))
+    {
         shared.metrics.forget_partition(group, topic, *partition);
     }
     *owned = lags.iter().map(|(topic, partition, _)| (topic.clone(), *partition)).collect();
@@ -599,11 +640,17 @@ async fn flush(name: &str, stage: &mut Option<Box<dyn Stage>>, force: bool) -> R
         (taken, flushed)
     })
     .await
-    .map_err(|join| RuntimeError::Panicked { task: format!("the {name} stage"), message: join.to_string() })?;
+    .map_err(|join| RuntimeError::Panicked {
+        task: format!("the {name} stage"),
+        message: join.to_string(),
+    })?;
     *stage = Some(taken);
     match flushed {
         Ok(result) => Ok(result?),
-        Err(panic) => Err(RuntimeError::Panicked { task: format!("the {name} stage, flushing"), message: panic_message(&*panic) }),
+        Err(panic) => Err(RuntimeError::Panicked {
+            task: format!("the {name} stage, flushing"),
+            message: panic_message(&*panic),
+        }),
     }
 }
 
@@ -619,7 +666,10 @@ async fn send(shared: &Shared, stage: &str, output: Output) -> bool {
     }
     let mut pending: Vec<(String, Vec<Message>)> = topics;
     if !dead_letters.is_empty() {
-        pending.push((shared.options.dead_letter_topic.clone(), dead_letters.into_iter().map(|(m, _)| m).collect()));
+        pending.push((
+            shared.options.dead_letter_topic.clone(),
+            dead_letters.into_iter().map(|(m, _)| m).collect(),
+        ));
     }
     let mut wait = RETRY_FIRST;
     while !pending.is_empty() {
@@ -652,4 +702,251 @@ async fn send(shared: &Shared, stage: &str, output: Output) -> bool {
     }
     shared.summary.add_dead_letters(dead_count);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use cull_bus::dead_letter::STAGE_HEADER;
+    use cull_bus::{EmbeddedConfig, Record};
+
+    use super::*;
+    use crate::stage::StageError;
+
+    /// Copies each record to `to`, sleeping `pause` per batch; panics on the key
+    /// `poison`; fails its flush when `fail_flush`.
+    struct Copy {
+        to: String,
+        pause: Duration,
+        fail_flush: bool,
+    }
+
+    impl Stage for Copy {
+        fn name(&self) -> &str {
+            "copy"
+        }
+
+        fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {
+            std::thread::sleep(self.pause);
+            for record in records {
+                assert!(record.key.as_deref() != Some(b"poison"), "a poison record");
+                out.send(
+                    self.to.as_str(),
+                    Message { key: record.key.clone(), payload: record.payload.clone(), headers: Vec::new() },
+                );
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self, _force: bool) -> Result<bool, StageError> {
+            if self.fail_flush {
+                return Err(StageError::new("copy", "the disk is gone"));
+            }
+            Ok(true)
+        }
+    }
+
+    /// Keeps what it reads.
+    struct Collect {
+        name: &'static str,
+        seen: Arc<Mutex<Vec<Record>>>,
+    }
+
+    impl Stage for Collect {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn process(&mut self, records: &[Record], _out: &mut Output) -> Result<(), StageError> {
+            self.seen.lock().unwrap().extend(records.iter().cloned());
+            Ok(())
+        }
+    }
+
+    const BATCH: Batching = Batching { max: 64, linger: Duration::from_millis(5) };
+
+    fn message(key: &str) -> Message {
+        Message { key: Some(key.as_bytes().to_vec()), payload: key.as_bytes().to_vec(), headers: Vec::new() }
+    }
+
+    /// A pipeline source → `in` → copy → `mid` → collect, plus a dead-letter collector;
+    /// the source sends `total` records (or until stopped) and returns.
+    struct Pipeline {
+        runtime: Runtime,
+        summary: Arc<Summary>,
+        collected: Arc<Mutex<Vec<Record>>>,
+        dead: Arc<Mutex<Vec<Record>>>,
+        produced: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn pipeline(bus: Bus, once: bool, deadline: Duration, copy: Copy, keys: Vec<String>) -> Pipeline {
+        let summary = Arc::new(Summary::default());
+        let options = RunOptions { once, deadline, dead_letter_topic: "dead".into() };
+        let mut runtime = Runtime::new(bus, Arc::new(Metrics::new()), Arc::clone(&summary), options).unwrap();
+        let collected = Arc::new(Mutex::new(Vec::new()));
+        let dead = Arc::new(Mutex::new(Vec::new()));
+        runtime.stage(copy, &["in"], "copiers", &["mid"], BATCH).unwrap();
+        runtime
+            .stage(
+                Collect { name: "collect", seen: Arc::clone(&collected) },
+                &["mid"],
+                "collectors",
+                &[],
+                BATCH,
+            )
+            .unwrap();
+        runtime
+            .stage(Collect { name: "dead-letters", seen: Arc::clone(&dead) }, &["dead"], "dead", &[], BATCH)
+            .unwrap();
+        let produced = Arc::new(Mutex::new(Vec::new()));
+        let (producer, sent) = (runtime.producer().clone(), Arc::clone(&produced));
+        runtime.source("keys", &["in"], move |stop| async move {
+            for chunk in keys.chunks(10) {
+                if *stop.borrow() {
+                    break;
+                }
+                if producer.send_all("in", chunk.iter().map(|k| message(k)).collect()).await.is_ok() {
+                    sent.lock().unwrap().extend(chunk.iter().cloned());
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok(0)
+        });
+        Pipeline { runtime, summary, collected, dead, produced }
+    }
+
+    fn keys(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("k{i}")).collect()
+    }
+
+    fn copy(pause_ms: u64) -> Copy {
+        Copy { to: "mid".into(), pause: Duration::from_millis(pause_ms), fail_flush: false }
+    }
+
+    fn payloads(records: &Mutex<Vec<Record>>) -> Vec<String> {
+        records.lock().unwrap().iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect()
+    }
+
+    async fn run_bounded(runtime: Runtime, signals: mpsc::UnboundedReceiver<()>) -> Finished {
+        tokio::time::timeout(Duration::from_secs(60), runtime.run(signals))
+            .await
+            .expect("the run ends: no hang")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_drains_every_stage_in_order() {
+        let p = pipeline(
+            Bus::Embedded(EmbeddedBus::in_memory(100)),
+            true,
+            Duration::from_secs(30),
+            copy(0),
+            keys(1000),
+        );
+        let (_signals, receiver) = mpsc::unbounded_channel();
+        let finished = run_bounded(p.runtime, receiver).await;
+        finished.result.unwrap();
+        assert_eq!(payloads(&p.collected), keys(1000), "every record, in order, once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signal_stops_the_sources_and_drains_what_they_handed_over() {
+        let many = keys(1_000_000);
+        let p = pipeline(
+            Bus::Embedded(EmbeddedBus::in_memory(200)),
+            false,
+            Duration::from_secs(30),
+            copy(2),
+            many,
+        );
+        let (signals, receiver) = mpsc::unbounded_channel();
+        let run = tokio::spawn(run_bounded(p.runtime, receiver));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signals.send(()).unwrap();
+        run.await.unwrap().result.unwrap();
+        let produced = p.produced.lock().unwrap().clone();
+        assert!(!produced.is_empty() && produced.len() < 1_000_000, "{} produced", produced.len());
+        assert_eq!(payloads(&p.collected), produced, "everything acknowledged reached the end");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_deadline_the_run_stops_and_names_what_was_left() {
+        let p = pipeline(
+            Bus::Embedded(EmbeddedBus::in_memory(100_000)),
+            false,
+            Duration::from_millis(300),
+            copy(200),
+            keys(5000),
+        );
+        let (signals, receiver) = mpsc::unbounded_channel();
+        let run = tokio::spawn(run_bounded(p.runtime, receiver));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        signals.send(()).unwrap();
+        let finished = run.await.unwrap();
+        let Err(RuntimeError::Deadline { left, .. }) = &finished.result else {
+            panic!("{:?}", finished.result)
+        };
+        let copy = left.iter().find(|l| l.stage == "copy").expect("the slow stage is named");
+        assert!(copy.records.is_some_and(|n| n > 0), "{left:?}");
+        let message = finished.result.unwrap_err().to_string();
+        assert!(
+            message.contains("not read by the copy stage (group copiers)")
+                && message.contains("shutdown.deadline_secs"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_stage_ends_the_run_with_its_error() {
+        let failing = Copy { fail_flush: true, ..copy(0) };
+        let p = pipeline(
+            Bus::Embedded(EmbeddedBus::in_memory(100)),
+            true,
+            Duration::from_secs(30),
+            failing,
+            keys(100),
+        );
+        let (_signals, receiver) = mpsc::unbounded_channel();
+        let finished = run_bounded(p.runtime, receiver).await;
+        let message = finished.result.unwrap_err().to_string();
+        assert_eq!(message, "stage copy: the disk is gone");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poison_record_is_dead_lettered_once_and_never_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EmbeddedConfig { dir: dir.path().to_path_buf(), ..EmbeddedConfig::default() };
+        let mut input = keys(50);
+        input.insert(25, "poison".into());
+        {
+            let p = pipeline(
+                Bus::Embedded(EmbeddedBus::open(&config).unwrap()),
+                true,
+                Duration::from_secs(30),
+                copy(0),
+                input,
+            );
+            let (_signals, receiver) = mpsc::unbounded_channel();
+            let finished = run_bounded(p.runtime, receiver).await;
+            finished.result.unwrap();
+            assert_eq!(payloads(&p.collected), keys(50), "the batch went on around it");
+            let dead = p.dead.lock().unwrap().clone();
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].payload, b"poison");
+            let stage = dead[0].headers.iter().find(|(n, _)| n == STAGE_HEADER).map(|(_, v)| v.clone());
+            assert_eq!(stage.as_deref(), Some(&b"copy"[..]));
+            assert_eq!(p.summary.counts().dead_letters, 1);
+        }
+        // A restart on the same log: the groups committed past the poison record.
+        let p = pipeline(
+            Bus::Embedded(EmbeddedBus::open(&config).unwrap()),
+            true,
+            Duration::from_secs(30),
+            copy(0),
+            Vec::new(),
+        );
+        let (_signals, receiver) = mpsc::unbounded_channel();
+        run_bounded(p.runtime, receiver).await.result.unwrap();
+        assert!(p.collected.lock().unwrap().is_empty() && p.dead.lock().unwrap().is_empty());
+    }
 }

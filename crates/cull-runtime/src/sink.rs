@@ -9,7 +9,9 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cull_bus::dead_letter::{Reason, ERROR_HEADER, LOCATION_HEADER, OFFSET_HEADER, PARTITION_HEADER, STAGE_HEADER, TOPIC_HEADER};
+use cull_bus::dead_letter::{
+    Reason, ERROR_HEADER, LOCATION_HEADER, OFFSET_HEADER, PARTITION_HEADER, STAGE_HEADER, TOPIC_HEADER,
+};
 use cull_bus::Record;
 use cull_model::DeadLetter;
 
@@ -50,7 +52,8 @@ impl FileSink {
             }
             std::fs::OpenOptions::new().create(true).append(true).open(&path)
         };
-        let file = open().map_err(|e| StageError::new(name, format!("cannot open sink file {}: {e}", path.display())))?;
+        let file = open()
+            .map_err(|e| StageError::new(name, format!("cannot open sink file {}: {e}", path.display())))?;
         Ok(FileSink {
             name: name.to_string(),
             path,
@@ -79,7 +82,11 @@ impl Stage for FileSink {
                     match serde_json::from_slice::<serde_json::Value>(&record.payload) {
                         Ok(value) => serde_json::to_vec(&value).expect("a JSON value always serializes"),
                         Err(error) => {
-                            out.dead_letter(record, &format!("not one JSON document: {error}"), Reason::MalformedJson);
+                            out.dead_letter(
+                                record,
+                                &format!("not one JSON document: {error}"),
+                                Reason::MalformedJson,
+                            );
                             continue;
                         }
                     }
@@ -87,7 +94,10 @@ impl Stage for FileSink {
                 SinkFormat::Payload => record.payload.clone(),
                 SinkFormat::DeadLetter => dead_letter_document(record),
             };
-            self.file.write_all(&line).and_then(|()| self.file.write_all(b"\n")).map_err(|e| self.io_error(e))?;
+            self.file
+                .write_all(&line)
+                .and_then(|()| self.file.write_all(b"\n"))
+                .map_err(|e| self.io_error(e))?;
             self.unsynced = true;
         }
         Ok(())

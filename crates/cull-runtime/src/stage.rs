@@ -33,6 +33,10 @@ pub trait Stage: Send + 'static {
     /// partly done must be harmless.
     fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError>;
 
+    /// Is told that it panicked on `record`, which the runner dead-lettered: for a
+    /// stage that counts what it read.
+    fn panicked_on(&mut self, _record: &Record) {}
+
     /// Makes the effects of every record processed so far durable when that is due,
     /// or now when `force` is true, and returns whether they are: only then does the
     /// runner commit the input's offsets. A stage without state of its own has
@@ -64,7 +68,11 @@ impl Output {
     /// Sends `record`, which the stage cannot process for `error`, to the dead-letter
     /// topic with its original bytes, its origin and this stage's name.
     pub fn dead_letter(&mut self, record: &Record, error: &dyn fmt::Display, reason: Reason) {
-        let origin = Origin::Record { topic: record.topic.clone(), partition: record.partition, offset: record.offset };
+        let origin = Origin::Record {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        };
         let message = dead_letter(&self.stage, error, &origin, record.key.clone(), record.payload.clone());
         self.dead_letters.push((message, reason));
     }
@@ -85,7 +93,7 @@ impl Output {
     }
 
     /// Takes the records grouped by topic (in first-seen order) and the dead letters.
-    pub(crate) fn into_parts(self) -> (Vec<(String, Vec<Message>)>, Vec<(Message, Reason)>) {
+    pub(crate) fn into_parts(self) -> (ByTopic, Vec<(Message, Reason)>) {
         let mut topics: Vec<(String, Vec<Message>)> = Vec::new();
         for (topic, message) in self.records {
             match topics.iter_mut().find(|(t, _)| *t == topic) {
@@ -96,6 +104,9 @@ impl Output {
         (topics, self.dead_letters)
     }
 }
+
+/// Records grouped by the topic they go to.
+pub(crate) type ByTopic = Vec<(String, Vec<Message>)>;
 
 /// A stage that cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +158,12 @@ pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Res
             Err(panic) => {
                 let message = panic_message(&*panic);
                 tracing::error!(stage = %name, topic = %record.topic, partition = record.partition, offset = record.offset, panic = %message, "dead-lettering a record the stage panicked on");
-                output.dead_letter(record, &format!("the {name} stage panicked on this record: {message}"), Reason::Panic);
+                output.dead_letter(
+                    record,
+                    &format!("the {name} stage panicked on this record: {message}"),
+                    Reason::Panic,
+                );
+                stage.panicked_on(record);
                 panics += 1;
             }
         }
@@ -182,7 +198,13 @@ mod tests {
             for record in records {
                 assert!(record.payload != b"poison", "poisoned at offset {}", record.offset);
                 self.seen.push(record.payload.clone());
-                out.send("out", Message { payload: [&record.payload[..], &record.payload[..]].concat(), ..Message::default() });
+                out.send(
+                    "out",
+                    Message {
+                        payload: [&record.payload[..], &record.payload[..]].concat(),
+                        ..Message::default()
+                    },
+                );
             }
             Ok(())
         }
@@ -205,7 +227,13 @@ mod tests {
         let (letter, reason) = &dead[0];
         assert_eq!(*reason, Reason::Panic);
         assert_eq!(letter.payload, b"poison", "the original bytes");
-        let header = |name: &str| letter.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let header = |name: &str| {
+            letter
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
         assert_eq!(header("cull.stage").as_deref(), Some("double"));
         assert_eq!(header("cull.source.offset").as_deref(), Some("1"));
         assert!(header("cull.error").unwrap().contains("poisoned at offset 1"), "{:?}", header("cull.error"));

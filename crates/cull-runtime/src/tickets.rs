@@ -55,7 +55,14 @@ impl TicketStage {
         metrics: Arc<Metrics>,
         summary: Arc<Summary>,
     ) -> TicketStage {
-        TicketStage { matcher, previous: VecDeque::new(), ticketer: Ticketer::new(config), topics, metrics, summary }
+        TicketStage {
+            matcher,
+            previous: VecDeque::new(),
+            ticketer: Ticketer::new(config),
+            topics,
+            metrics,
+            summary,
+        }
     }
 
     /// Returns the rule set a verdict was made with, if it is still known, else the
@@ -111,8 +118,11 @@ impl Stage for TicketStage {
                 let ticket = self.ticketer.ticket(mention, matched, rule, now);
                 *tickets.entry((ticket.queue.clone(), ticket.priority)).or_default() += 1;
                 let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
-                let message =
-                    Message { key: Some(cull_ticket::key(&ticket)), headers: cull_ticket::headers(&ticket), payload };
+                let message = Message {
+                    key: Some(cull_ticket::key(&ticket)),
+                    headers: cull_ticket::headers(&ticket),
+                    payload,
+                };
                 out.send(self.topics.ticket_topic(&ticket.queue), message);
                 made += 1;
             }

@@ -174,7 +174,11 @@ impl Ticketer {
             priority_score: priority.base_score(),
             sla_due_at: rfc3339(due),
             client: rule.rule.client.clone().or_else(|| mention.client.clone()),
-            rule: TicketRule { id: rule.rule.id.clone(), name: rule.rule.name.clone(), version: rule.version.clone() },
+            rule: TicketRule {
+                id: rule.rule.id.clone(),
+                name: rule.rule.name.clone(),
+                version: rule.version.clone(),
+            },
             mention: mention.clone(),
             spans: matched.spans.clone(),
             snippet: snippet(mention, &matched.spans),
@@ -332,7 +336,8 @@ mod tests {
         let m = mention("m1", Some("https://a.example/x"), None, "2026-11-25T10:00:05Z");
         let now = OffsetDateTime::now_utc();
         let before = tickets(&mut Ticketer::new(&config(3600)), &rules, &m, now).remove(0);
-        let after = tickets(&mut Ticketer::new(&config(3600)), &rules, &m, now + Duration::hours(5)).remove(0);
+        let after =
+            tickets(&mut Ticketer::new(&config(3600)), &rules, &m, now + Duration::hours(5)).remove(0);
         assert_eq!(before.ticket_id, after.ticket_id);
     }
 
@@ -343,10 +348,17 @@ mod tests {
         let mut m = mention("m1", None, None, "not a time");
         m.text = format!("{} slack {}", "x".repeat(200), "y".repeat(200));
         let ticket = tickets(&mut Ticketer::new(&config(0)), &rules, &m, now).remove(0);
-        assert_eq!((ticket.queue.as_str(), ticket.priority, ticket.priority_score), ("care", Priority::P1, 90));
+        assert_eq!(
+            (ticket.queue.as_str(), ticket.priority, ticket.priority_score),
+            ("care", Priority::P1, 90)
+        );
         assert_eq!(ticket.sla_due_at, "2026-11-25T10:15:00Z");
         assert_eq!(ticket.schema, "cull.ticket/v1");
-        assert!(ticket.snippet.starts_with('…') && ticket.snippet.ends_with('…') && ticket.snippet.contains(" slack "));
+        assert!(
+            ticket.snippet.starts_with('…')
+                && ticket.snippet.ends_with('…')
+                && ticket.snippet.contains(" slack ")
+        );
         assert_eq!(ticket.snippet.chars().count(), 80 + 5 + 80 + 2);
         assert_eq!(key(&ticket), ticket.ticket_id.as_bytes());
         assert_eq!(
@@ -371,8 +383,12 @@ mod tests {
     fn a_title_span_is_applied_to_the_title() {
         let mut m = Mention::new("m", "body text");
         m.title = Some("Ünïcödé Slack news".into());
-        let span = Span { field: "title".into(), start: "Ünïcödé ".len(), end: "Ünïcödé Slack".len() };
-        assert_eq!(snippet(&m, &[Span { field: "url".into(), start: 1, end: 2 }, span]), "Ünïcödé Slack news");
+        let span =
+            Span { field: "title".into(), start: "Ünïcödé ".len(), end: "Ünïcödé Slack".len() };
+        assert_eq!(
+            snippet(&m, &[Span { field: "url".into(), start: 1, end: 2 }, span]),
+            "Ünïcödé Slack news"
+        );
     }
 
     proptest! {

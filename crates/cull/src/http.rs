@@ -240,7 +240,8 @@ mod tests {
         metrics.record_matches(&stats);
         metrics.register_stage("match");
         metrics.record_batch("match", 3, Duration::from_millis(12));
-        metrics.record_tickets(&BTreeMap::from([(("publisher-care".to_string(), cull_model::Priority::P2), 1)]));
+        metrics
+            .record_tickets(&BTreeMap::from([(("publisher-care".to_string(), cull_model::Priority::P2), 1)]));
         metrics.record_dead_letters("match", Reason::Oversized, 1);
         metrics.record_dead_letters(cull_runtime::metrics::INGEST, Reason::Schema, 1);
         metrics.record_panic("match");

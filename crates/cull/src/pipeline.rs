@@ -16,8 +16,8 @@ use cull_match::{Matcher, RuleSet};
 use cull_rules::CompiledRule;
 use cull_runtime::reload::{Reloader, TicketTopics};
 use cull_runtime::{
-    Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime, SinkFormat, Summary,
-    TicketStage,
+    Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime, SinkFormat,
+    Summary, TicketStage,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -35,6 +35,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     if once {
         cull_ingest::check_once(&pipeline.sources)?;
     }
+    let webhook_configs = cull_ingest::webhook_configs(&pipeline.sources)?;
     let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
     let mut queues: Vec<String> = rules.rules().iter().map(|r| r.rule.queue.clone()).collect();
     queues.sort();
@@ -62,7 +63,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Bus::Embedded(bus)
         }
         BusKind::Kafka => {
-            let config = pipeline.bus.kafka_client().context("bus.kafka: required when bus.kind = \"kafka\"")?;
+            let config =
+                pipeline.bus.kafka_client().context("bus.kafka: required when bus.kind = \"kafka\"")?;
             Bus::Kafka(config)
         }
     };
@@ -76,11 +78,16 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     })?;
     health.set_bus_connected(true);
 
-    let options = RunOptions { once, deadline: pipeline.shutdown.deadline(), dead_letter_topic: topics.dead_letter.clone() };
+    let options = RunOptions {
+        once,
+        deadline: pipeline.shutdown.deadline(),
+        dead_letter_topic: topics.dead_letter.clone(),
+    };
     let mut runtime = Runtime::new(bus.clone(), Arc::clone(&metrics), Arc::clone(&summary), options)?;
 
     // Stages first: their consumers join their groups before any source produces.
-    let verdict_readers = pipeline.tickets.enabled || pipeline.index.enabled || pipeline.sink.verdicts.is_some();
+    let verdict_readers =
+        pipeline.tickets.enabled || pipeline.index.enabled || pipeline.sink.verdicts.is_some();
     if pipeline.matcher.enabled {
         let group = match &pipeline.bus.kafka {
             Some(kafka) if pipeline.bus.kind == BusKind::Kafka => kafka.group_id.clone(),
@@ -93,8 +100,10 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Arc::clone(&metrics),
             Arc::clone(&summary),
         );
-        let batching =
-            Batching { max: pipeline.matcher.batch_size, linger: Duration::from_millis(pipeline.matcher.batch_wait_ms) };
+        let batching = Batching {
+            max: pipeline.matcher.batch_size,
+            linger: Duration::from_millis(pipeline.matcher.batch_wait_ms),
+        };
         runtime.stage(stage, &[&topics.mentions], &group, &[&topics.verdicts], batching)?;
     }
     if pipeline.tickets.enabled {
@@ -142,7 +151,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         Arc::new(Mutex::new(Screen::new(pipeline.ingest.screen()))),
         Arc::clone(&metrics) as Arc<dyn cull_ingest::Observer>,
     );
-    let webhooks = cull_ingest::webhook_router(&pipeline.sources, &outlet)?;
+    let webhooks = cull_ingest::webhook_router(webhook_configs, &outlet);
     let source_options = SourceOptions {
         ingest: pipeline.ingest.clone(),
         max_mention_bytes: pipeline.matcher.max_mention_bytes,
@@ -151,11 +160,11 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     for source in pipeline.sources.clone() {
         metrics.register_source(source.name());
         let (outlet, options, name) = (outlet.clone(), source_options.clone(), source.name().to_string());
-        runtime.source(&name, move |stop| async move {
+        runtime.source(&name, &[&topics.mentions, &topics.dead_letter], move |stop| async move {
             cull_ingest::run_source(&outlet, &source, &options, stop).await
         });
     }
-    runtime.outlet(outlet, &[&topics.mentions, &topics.dead_letter]);
+    runtime.outlet(outlet);
 
     let (stop_sender, stop) = watch::channel(false);
     let reloader = Arc::new(Reloader::new(
@@ -188,7 +197,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         (Some(webhooks), Some(api)) => Some(webhooks.merge(api)),
         (webhooks, api) => webhooks.or(api),
     };
-    let server = tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), extra, wait_for(stop.clone())));
+    let server =
+        tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), extra, wait_for(stop.clone())));
 
     let (signal_sender, signals) = mpsc::unbounded_channel();
     let signal_task = tokio::spawn(forward_signals(signal_sender, Arc::clone(&health)));
@@ -207,7 +217,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
 /// first: the runtime drains at the first and stops hard at the second.
 async fn forward_signals(signals: mpsc::UnboundedSender<()>, health: Arc<Health>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    let (Ok(mut terminate), Ok(mut interrupt)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {
         tracing::warn!("cannot listen for SIGTERM and SIGINT");
         return;

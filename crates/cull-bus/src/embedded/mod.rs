@@ -269,7 +269,9 @@ fn sync_every(bus: &Weak<Bus>, interval: Duration) {
 
 /// The wall clock in milliseconds, the records' timestamps (for retention by age).
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct Topic {
@@ -487,9 +489,13 @@ impl Topic {
         let active = state.segments.back_mut().expect("a topic always has a segment");
         let start = active.len;
         if let Err(source) = active.storage.append(&bytes) {
-            let path = active.storage.path().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&self.name));
+            let path =
+                active.storage.path().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&self.name));
             if let Err(undo) = active.storage.truncate(start) {
-                state.broken = Some(format!("a write to {} failed ({source}) and could not be undone ({undo})", path.display()));
+                state.broken = Some(format!(
+                    "a write to {} failed ({source}) and could not be undone ({undo})",
+                    path.display()
+                ));
             }
             return Err(io_error(&path, source));
         }
@@ -509,9 +515,10 @@ impl Topic {
     fn roll(&self, state: &mut TopicState) -> Result<(), BusError> {
         let active = state.segments.back().expect("a topic always has a segment");
         if self.settings.fsync != Fsync::Never {
-            active.storage.sync().map_err(|source| {
-                io_error(active.storage.path().unwrap_or(Path::new(&self.name)), source)
-            })?;
+            active
+                .storage
+                .sync()
+                .map_err(|source| io_error(active.storage.path().unwrap_or(Path::new(&self.name)), source))?;
             state.synced = state.next_offset;
         }
         let base = state.next_offset;
@@ -550,9 +557,10 @@ impl Topic {
             return Ok(());
         }
         let topic = Arc::clone(self);
-        tokio::task::spawn_blocking(move || topic.sync_now())
-            .await
-            .map_err(|error| BusError::Broken { topic: self.name.clone(), reason: format!("the flush task failed: {error}") })?
+        tokio::task::spawn_blocking(move || topic.sync_now()).await.map_err(|error| BusError::Broken {
+            topic: self.name.clone(),
+            reason: format!("the flush task failed: {error}"),
+        })?
     }
 
     /// Flushes the active segment now, if it holds records not yet flushed. Blocking.
@@ -562,11 +570,12 @@ impl Topic {
             if state.synced >= state.next_offset {
                 return Ok(());
             }
-            (Arc::clone(&state.segments.back().expect("a topic always has a segment").storage), state.next_offset)
+            (
+                Arc::clone(&state.segments.back().expect("a topic always has a segment").storage),
+                state.next_offset,
+            )
         };
-        storage
-            .sync()
-            .map_err(|source| io_error(storage.path().unwrap_or(Path::new(&self.name)), source))?;
+        storage.sync().map_err(|source| io_error(storage.path().unwrap_or(Path::new(&self.name)), source))?;
         {
             let mut state = lock(&self.state);
             state.synced = state.synced.max(end);
@@ -671,9 +680,8 @@ impl Topic {
             let readable = usize::try_from(end - position).unwrap_or(usize::MAX);
             let start = u64::from(segment.positions[from]);
             let mut count = max.min(readable).min(segment.positions.len() - from).max(1);
-            let end_of = |count: usize| {
-                segment.positions.get(from + count).map_or(segment.len, |p| u64::from(*p))
-            };
+            let end_of =
+                |count: usize| segment.positions.get(from + count).map_or(segment.len, |p| u64::from(*p));
             while count > 1 && end_of(count) - start > MAX_READ_BYTES as u64 {
                 count /= 2;
             }
@@ -693,7 +701,12 @@ impl Topic {
             match decoded {
                 Ok(decoded) if decoded.offset == expected => records.push(decoded.into_record(&self.name)),
                 Ok(decoded) => {
-                    return Err(damaged_read(&storage, &self.name, start + at as u64, &Damage::Offset { expected, found: decoded.offset }))
+                    return Err(damaged_read(
+                        &storage,
+                        &self.name,
+                        start + at as u64,
+                        &Damage::Offset { expected, found: decoded.offset },
+                    ))
                 }
                 Err(damage) => return Err(damaged_read(&storage, &self.name, start + at as u64, &damage)),
             }
@@ -723,7 +736,8 @@ impl Topic {
             }
         };
         if let Some(path) = self.offsets_path(group) {
-            let bytes = serde_json::to_vec(&CommittedOffset { offset: position }).expect("an offset serializes");
+            let bytes =
+                serde_json::to_vec(&CommittedOffset { offset: position }).expect("an offset serializes");
             write_atomically(&path, &bytes, self.settings.fsync == Fsync::Always)?;
         }
         let removed = {
@@ -803,7 +817,9 @@ fn remove_segments(topic: &str, removed: Vec<Arc<Storage>>) {
         if let Some(path) = storage.path() {
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::debug!(topic, path = %path.display(), "deleted a segment"),
-                Err(error) => tracing::warn!(topic, path = %path.display(), %error, "cannot delete a segment"),
+                Err(error) => {
+                    tracing::warn!(topic, path = %path.display(), %error, "cannot delete a segment")
+                }
             }
         }
     }
@@ -855,9 +871,13 @@ impl EmbeddedProducer {
         let topic = self.bus.topic(topic)?;
         topic.wait_for_room().await?;
         let appending = Arc::clone(&topic);
-        let end = tokio::task::spawn_blocking(move || appending.append(&messages))
-            .await
-            .map_err(|error| BusError::Broken { topic: topic.name.clone(), reason: format!("the write task failed: {error}") })??;
+        let end =
+            tokio::task::spawn_blocking(move || appending.append(&messages)).await.map_err(|error| {
+                BusError::Broken {
+                    topic: topic.name.clone(),
+                    reason: format!("the write task failed: {error}"),
+                }
+            })??;
         if topic.settings.fsync == Fsync::Always {
             topic.flush_through(end).await?;
         } else if topic.settings.fsync == Fsync::Never {
@@ -904,9 +924,10 @@ impl EmbeddedConsumer {
             }
             let topic = Arc::clone(&self.topics[(self.next + step) % count]);
             let (group, want, name) = (self.group.clone(), max - batch.len(), topic.name.clone());
-            let taken = tokio::task::spawn_blocking(move || topic.take(&group, want))
-                .await
-                .map_err(|error| BusError::Broken { topic: name, reason: format!("the read task failed: {error}") })??;
+            let taken =
+                tokio::task::spawn_blocking(move || topic.take(&group, want)).await.map_err(|error| {
+                    BusError::Broken { topic: name, reason: format!("the read task failed: {error}") }
+                })??;
             match taken {
                 Taken::Some(records) => batch.extend(records),
                 Taken::Nothing => {}
@@ -957,9 +978,9 @@ impl EmbeddedConsumer {
         for topic in &self.topics {
             let (topic, group) = (Arc::clone(topic), self.group.clone());
             let name = topic.name.clone();
-            tokio::task::spawn_blocking(move || topic.commit(&group))
-                .await
-                .map_err(|error| BusError::Broken { topic: name, reason: format!("the commit task failed: {error}") })??;
+            tokio::task::spawn_blocking(move || topic.commit(&group)).await.map_err(|error| {
+                BusError::Broken { topic: name, reason: format!("the commit task failed: {error}") }
+            })??;
         }
         Ok(())
     }

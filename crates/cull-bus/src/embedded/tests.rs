@@ -33,11 +33,7 @@ async fn batch(consumer: &mut Consumer, max: usize) -> Vec<Record> {
 fn configurations(dir: &Path) -> Vec<EmbeddedConfig> {
     let mut all = vec![EmbeddedConfig { storage: StorageKind::Memory, ..EmbeddedConfig::default() }];
     for (i, fsync) in [Fsync::Always, Fsync::Interval, Fsync::Never].into_iter().enumerate() {
-        all.push(EmbeddedConfig {
-            fsync,
-            fsync_interval_ms: 10,
-            ..on_disk(&dir.join(i.to_string()))
-        });
+        all.push(EmbeddedConfig { fsync, fsync_interval_ms: 10, ..on_disk(&dir.join(i.to_string())) });
     }
     all
 }
@@ -130,7 +126,10 @@ async fn damage_before_the_last_segment_is_refused_with_the_file_and_position() 
     let error = EmbeddedBus::open(&config).unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, BusError::Corrupt { position: 0, .. }), "{message}");
-    assert!(message.contains("00000000000000000000.log") && message.contains("move the file away"), "{message}");
+    assert!(
+        message.contains("00000000000000000000.log") && message.contains("move the file away"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +146,12 @@ async fn retention_deletes_only_segments_every_reading_group_committed() {
         batch(&mut fast, 10).await;
         fast.commit().await.unwrap();
     }
-    let segments = || std::fs::read_dir(dir.path().join("t")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count();
+    let segments = || {
+        std::fs::read_dir(dir.path().join("t"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+            .count()
+    };
     assert_eq!(segments(), 4, "the slow group has committed nothing, so nothing goes");
     for _ in 0..2 {
         batch(&mut slow, 1).await;
@@ -171,7 +175,8 @@ async fn every_group_gets_every_record_and_the_slowest_sets_the_pace() {
     let mut index = bus.consumer(&["t"], "index").unwrap();
     producer.send_all("t", messages(0..2)).await.unwrap();
     assert_eq!(payloads(&batch(&mut sink, 10).await), ["m0", "m1"]);
-    let blocked = tokio::time::timeout(Duration::from_millis(100), producer.send_all("t", vec![message(2)])).await;
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(100), producer.send_all("t", vec![message(2)])).await;
     assert!(blocked.is_err(), "the index group still has 2 to take");
     assert_eq!(payloads(&batch(&mut index, 1).await), ["m0"]);
     producer.send_all("t", vec![message(2)]).await.unwrap();
@@ -285,7 +290,10 @@ async fn close_ends_every_wait_and_keeps_the_records() {
     let waiting = tokio::spawn(async move { idle.next_batch(10, LONG, Duration::from_secs(60)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     bus.close();
-    assert!(matches!(tokio::time::timeout(LONG, blocked).await.unwrap().unwrap(), Err(BusError::Closed { .. })));
+    assert!(matches!(
+        tokio::time::timeout(LONG, blocked).await.unwrap().unwrap(),
+        Err(BusError::Closed { .. })
+    ));
     assert!(tokio::time::timeout(LONG, waiting).await.unwrap().unwrap().unwrap().is_none());
     assert!(consumer.next_batch(10, LONG, LONG).await.unwrap().is_none());
     drop((consumer, producer, bus));
@@ -310,7 +318,11 @@ async fn batches_stop_at_max_and_linger_collects_late_records() {
     let producer = bus.producer();
     producer.send_all("t", messages(0..7)).await.unwrap();
     let mut consumer = bus.consumer(&["t"], "g").unwrap();
-    assert_eq!(consumer.next_batch(3, LONG, LONG).await.unwrap().unwrap().len(), 3, "a full batch does not linger");
+    assert_eq!(
+        consumer.next_batch(3, LONG, LONG).await.unwrap().unwrap().len(),
+        3,
+        "a full batch does not linger"
+    );
     assert_eq!(consumer.next_batch(3, LONG, LONG).await.unwrap().unwrap().len(), 3);
     assert_eq!(consumer.next_batch(0, Duration::ZERO, LONG).await.unwrap().unwrap().len(), 1);
 
@@ -341,7 +353,10 @@ async fn concurrent_senders_share_flushes_and_lose_nothing() {
             let producer = bus.producer();
             tokio::spawn(async move {
                 for b in 0..20u32 {
-                    producer.send_all("t", messages(s * 1000 + b * 10..s * 1000 + b * 10 + 10)).await.unwrap();
+                    producer
+                        .send_all("t", messages(s * 1000 + b * 10..s * 1000 + b * 10 + 10))
+                        .await
+                        .unwrap();
                 }
             })
         })
