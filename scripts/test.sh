@@ -49,3 +49,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked --features cull/failpoints --lib --bins --tests 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+# A short smoke of every fuzz target (scripts/fuzz.sh runs them for longer), with
+# seeds from ../shared/data; it installs cargo-fuzz when missing.
+scripts/fuzz.sh 10

@@ -273,6 +273,13 @@ impl Invalid {
     }
 }
 
+/// Returns the drafts of a request body for the source `config`, or why the body is
+/// refused (its every invalid item, in words): what `POST /ingest/{source}` does with
+/// a body once it is authenticated, for tools and the fuzzer.
+pub fn parse_request_body(config: &WebhookConfig, bytes: &[u8]) -> Result<Vec<Draft>, String> {
+    parse_body(config, bytes).map_err(|invalid| invalid.body().to_string())
+}
+
 /// Returns the drafts of a body holding one object or an array of objects, or why it
 /// is refused: every item must be valid, so that a request is taken whole or not at all
 /// and the client's retry cannot duplicate half of it.
