@@ -257,8 +257,8 @@ fn a_second_run_into_the_same_data_directory_indexes_every_mention() {
 }
 
 /// Four clients post 500-mention batches to a webhook; the process is stopped after the
-/// ninth `202`; returns every id that got a `202` and how the process ended.
-fn webhook_under_load(dir: &Path, stop: &str) -> (BTreeSet<String>, ExitStatus, String) {
+/// `after`-th `202`; returns every id that got a `202` and how the process ended.
+fn webhook_under_load(dir: &Path, stop: &str, after: usize) -> (BTreeSet<String>, ExitStatus, String) {
     let rules = slack_rules(dir);
     let file = pipeline(dir, &rules, "[[source]]\nkind = \"webhook\"\nname = \"hook\"\n");
     let (child, address, log) = start(dir, &file);
@@ -291,7 +291,7 @@ fn webhook_under_load(dir: &Path, stop: &str) -> (BTreeSet<String>, ExitStatus, 
             })
         })
         .collect();
-    wait_until(Duration::from_secs(60), "nine 202 answers", || answers.load(Ordering::SeqCst) >= 9);
+    wait_until(Duration::from_secs(60), "the 202 answers", || answers.load(Ordering::SeqCst) >= after);
     signal(&child, stop);
     let (status, stdout) = stopped(child, Duration::from_secs(60), &log);
     halt.store(true, Ordering::Relaxed);
@@ -305,7 +305,7 @@ fn webhook_under_load(dir: &Path, stop: &str) -> (BTreeSet<String>, ExitStatus, 
 #[test]
 fn every_mention_acknowledged_with_a_202_has_a_verdict_after_sigterm_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (accepted, status, stdout) = webhook_under_load(dir.path(), "TERM");
+    let (accepted, status, stdout) = webhook_under_load(dir.path(), "TERM", 9);
     assert!(status.success(), "SIGTERM drains and exits 0: {status:?} {stdout}");
     assert!(accepted.len() >= 4500, "{} accepted", accepted.len());
     let verdicts: BTreeSet<String> = verdict_ids(dir.path()).into_iter().collect();
@@ -326,26 +326,29 @@ fn every_mention_acknowledged_with_a_202_has_a_verdict_after_sigterm_under_load(
 
 #[test]
 fn every_mention_acknowledged_with_a_202_has_a_verdict_after_kill_9_and_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (accepted, _, _) = webhook_under_load(dir.path(), "KILL");
-    assert!(accepted.len() >= 4500, "{} accepted", accepted.len());
-    // The restart has no webhook: it drains what the killed process left on the log.
-    let rules = dir.path().join("rules");
-    let file = pipeline(dir.path(), &rules, "");
-    run_once(dir.path(), &file, Duration::from_secs(120));
-    let verdicts: BTreeSet<String> = verdict_ids(dir.path()).into_iter().collect();
-    let missing: Vec<&String> = accepted.difference(&verdicts).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged mentions have no verdict, e.g. {:?}",
-        missing.len(),
-        accepted.len(),
-        &missing[..missing.len().min(5)]
-    );
-    let indexed = indexed_ids_all(dir.path());
-    let unique: BTreeSet<&String> = indexed.iter().collect();
-    assert_eq!(unique.len(), indexed.len(), "one document per mention");
-    assert!(accepted.iter().all(|id| unique.contains(id)), "every acknowledged mention is indexed");
+    // Killed early, as observed (after the ninth answer), and later under more load.
+    for after in [1, 9, 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let (accepted, _, _) = webhook_under_load(dir.path(), "KILL", after);
+        assert!(accepted.len() >= after * 500, "{} accepted", accepted.len());
+        // The restart has no webhook: it drains what the killed process left on the log.
+        let rules = dir.path().join("rules");
+        let file = pipeline(dir.path(), &rules, "");
+        run_once(dir.path(), &file, Duration::from_secs(120));
+        let verdicts: BTreeSet<String> = verdict_ids(dir.path()).into_iter().collect();
+        let missing: Vec<&String> = accepted.difference(&verdicts).collect();
+        assert!(
+            missing.is_empty(),
+            "killed after {after} answers: {} of {} acknowledged mentions have no verdict, e.g. {:?}",
+            missing.len(),
+            accepted.len(),
+            &missing[..missing.len().min(5)]
+        );
+        let indexed = indexed_ids_all(dir.path());
+        let unique: BTreeSet<&String> = indexed.iter().collect();
+        assert_eq!(unique.len(), indexed.len(), "one document per mention");
+        assert!(accepted.iter().all(|id| unique.contains(id)), "every acknowledged mention is indexed");
+    }
 }
 
 /// Returns the ids of every document in the index, however many there are.

@@ -11,7 +11,10 @@ fuzz_target!(|text: &str| {
             let mut last_position = 0;
             for token in analyze(text, form, mode) {
                 assert!(token.start <= token.end && token.end <= text.len(), "{token:?} in {text:?}");
-                assert!(text.is_char_boundary(token.start) && text.is_char_boundary(token.end), "{token:?} in {text:?}");
+                assert!(
+                    text.is_char_boundary(token.start) && text.is_char_boundary(token.end),
+                    "{token:?} in {text:?}"
+                );
                 assert!(token.position >= last_position, "positions go forward: {token:?} in {text:?}");
                 last_position = token.position;
             }

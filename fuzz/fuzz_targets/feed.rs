@@ -6,7 +6,8 @@ use cull_model::{Channel, Mention};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(entries) = cull_ingest::feed::parse_feed(data, "fuzz", Channel::News, "https://example.com/feed") else {
+    let Ok(entries) = cull_ingest::feed::parse_feed(data, "fuzz", Channel::News, "https://example.com/feed")
+    else {
         return;
     };
     let now = time::OffsetDateTime::UNIX_EPOCH;

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(error) => {
-            assert!(error.span.start <= error.span.end && error.span.end <= text.len(), "{error:?} in {text:?}");
+            assert!(
+                error.span.start <= error.span.end && error.span.end <= text.len(),
+                "{error:?} in {text:?}"
+            );
         }
     }
 });

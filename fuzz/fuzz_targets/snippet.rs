@@ -55,12 +55,18 @@ fuzz_target!(|input: Input| {
             };
             if let Some(field) = field {
                 assert!(span.start <= span.end && span.end <= field.len(), "{span:?} outside {field:?}");
-                assert!(field.is_char_boundary(span.start) && field.is_char_boundary(span.end), "{span:?} in {field:?}");
+                assert!(
+                    field.is_char_boundary(span.start) && field.is_char_boundary(span.end),
+                    "{span:?} in {field:?}"
+                );
             }
         }
         let snippet = cull_ticket::snippet(&mention, &matched.spans);
         let core = snippet.trim_matches('…');
-        let in_field = [mention.title.as_deref(), Some(mention.text.as_str())].into_iter().flatten().any(|f| f.contains(core));
+        let in_field = [mention.title.as_deref(), Some(mention.text.as_str())]
+            .into_iter()
+            .flatten()
+            .any(|f| f.contains(core));
         assert!(in_field, "snippet {snippet:?} is not from the title or the text");
     }
 });

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         ("channel".to_string(), "/data/network".to_string()),
         ("meta.followers".to_string(), "/data/user/followers".to_string()),
     ]);
-    let mapped = WebhookConfig { mapping: Some(FieldMapping::new(pointers).expect("a valid mapping")), ..WebhookConfig::new("mapped") };
+    let mapped = WebhookConfig {
+        mapping: Some(FieldMapping::new(pointers).expect("a valid mapping")),
+        ..WebhookConfig::new("mapped")
+    };
     for config in [plain, mapped] {
         if let Ok(drafts) = parse_request_body(&config, data) {
             for draft in drafts {
