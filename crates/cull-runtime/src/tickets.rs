@@ -1,9 +1,10 @@
 //! The ticketing stage: verdicts in, a ticket for every true match out.
 //!
 //! A verdict names the rule set version that made it; the stage looks its rules up
-//! in that set when it still has it (the one in use, or one of the last few a hot
-//! reload replaced), so that a ticket carries the queue and priority its match was
-//! made under. A verdict from a set it no longer has (made before a restart, say) is
+//! in that set when it still has it (the one in use, or the one the last hot reload
+//! replaced, which is what verdicts in flight during a reload were made with), so
+//! that a ticket carries the queue and priority its match was made under. Only one
+//! replaced set is kept: a set of a million rules weighs gigabytes. A verdict from a set it no longer has (made before a restart, say) is
 //! ticketed with the rules of the set in use; a rule that is gone from it is reported
 //! as a dead letter rather than dropped, since that match would otherwise become no
 //! ticket and nobody would know.
@@ -27,7 +28,7 @@ use crate::summary::Summary;
 pub const NAME: &str = "tickets";
 
 /// Rule sets kept after a reload replaced them, for the verdicts still in flight.
-const PREVIOUS_SETS: usize = 4;
+const PREVIOUS_SETS: usize = 1;
 
 /// Turns verdicts into tickets.
 pub struct TicketStage {
@@ -130,5 +131,80 @@ impl Stage for TicketStage {
         self.metrics.record_tickets(&tickets);
         self.summary.add_tickets(made);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use cull_model::{Mention, Ticket};
+
+    use super::*;
+
+    fn set(queue: &str, id: &str) -> RuleSet {
+        let toml = format!("[[rule]]\nid = '{id}'\nquery = 'slack'\nqueue = '{queue}'\n");
+        RuleSet::new(cull_rules::load_files([(Path::new("r.toml"), toml.as_bytes())]).rules).unwrap()
+    }
+
+    fn verdict_record(rules: &RuleSet, offset: i64) -> Record {
+        let mention = Mention::new(format!("m{offset}"), "slack is down");
+        let mut verdict = rules.verdict(&mention);
+        verdict.mention = Some(mention);
+        Record {
+            topic: "cull.verdicts".into(),
+            offset,
+            payload: serde_json::to_vec(&verdict).unwrap(),
+            ..Record::default()
+        }
+    }
+
+    fn stage(matcher: &Arc<Matcher>) -> TicketStage {
+        let metrics = Arc::new(Metrics::new());
+        TicketStage::new(
+            Arc::clone(matcher),
+            &TicketConfig::default(),
+            Topics::default(),
+            metrics,
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn a_verdict_made_before_a_reload_is_ticketed_with_the_rules_it_was_made_with() {
+        let before = set("care", "slack");
+        let in_flight = verdict_record(&before, 0);
+        let matcher = Arc::new(Matcher::new(before));
+        let mut stage = stage(&matcher);
+        let mut out = Output::new(NAME);
+        stage.process(&[verdict_record(&matcher.current(), 1)], &mut out).unwrap();
+        matcher.swap(set("press", "slack"));
+        stage.process(&[in_flight, verdict_record(&matcher.current(), 2)], &mut out).unwrap();
+        let queues: Vec<String> = out
+            .records()
+            .iter()
+            .map(|(_, m)| serde_json::from_slice::<Ticket>(&m.payload).unwrap().queue)
+            .collect();
+        assert_eq!(queues, ["care", "care", "press"]);
+        assert!(out.dead_letters().is_empty());
+    }
+
+    #[test]
+    fn a_match_whose_rule_is_gone_is_a_dead_letter_not_a_silent_miss() {
+        let old = set("care", "gone");
+        let matcher = Arc::new(Matcher::new(set("care", "other")));
+        let mut stage = stage(&matcher);
+        let mut out = Output::new(NAME);
+        stage.process(&[verdict_record(&old, 0)], &mut out).unwrap();
+        assert!(out.records().is_empty());
+        let (letter, reason) = &out.dead_letters()[0];
+        assert_eq!(*reason, Reason::Other);
+        let error = letter
+            .headers
+            .iter()
+            .find(|(n, _)| n == "cull.error")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        assert!(error.contains("rule \"gone\" matched") && error.contains("no ticket was made"), "{error}");
     }
 }

