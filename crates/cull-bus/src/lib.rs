@@ -107,9 +107,11 @@ impl Producer {
     /// Sends all messages to `topic` and returns once every one is acknowledged.
     ///
     /// On Kafka that means every delivery report came back positive; on the embedded
-    /// bus it means every message was enqueued, waiting for room while the topic is
-    /// full (that wait is the backpressure). After an error, some messages may have
-    /// been delivered: the caller must not commit the batch that produced them.
+    /// bus it means every message is on the topic's log (on the device, with
+    /// `fsync = "always"`), after waiting while a group reading the topic was
+    /// `capacity` records behind (that wait is the backpressure). After an error, some
+    /// messages may have been delivered: the caller must not commit the batch that
+    /// produced them.
     pub async fn send_all(&self, topic: &str, messages: Vec<Message>) -> Result<(), BusError> {
         match self {
             Producer::Embedded(producer) => producer.send_all(topic, messages).await,
@@ -201,8 +203,8 @@ impl Consumer {
     ///
     /// Leaving revokes its partitions, which commits what was acknowledged with
     /// [`Consumer::commit`]; the rest is read again by the next owner. Dropping the
-    /// consumer does the same without waiting. The embedded consumer has nothing to
-    /// close.
+    /// consumer does the same without waiting. An embedded consumer leaves its groups
+    /// when dropped; what it committed stays with the group.
     pub async fn close(mut self) -> Result<(), BusError> {
         match &mut self {
             Consumer::Embedded(_) => Ok(()),
