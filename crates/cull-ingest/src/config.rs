@@ -438,7 +438,7 @@ pub fn check_once(sources: &[SourceConfig]) -> Result<(), SourceError> {
 
 /// How a source runs within a pipeline.
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub struct SourceOptions {
     /// The sources' shared settings.
     pub ingest: IngestConfig,
     /// Mentions (lines) larger than this are dead-lettered.
@@ -452,7 +452,7 @@ pub struct RunOptions {
 pub async fn run_source(
     outlet: &Outlet,
     source: &SourceConfig,
-    options: &RunOptions,
+    options: &SourceOptions,
     stop: watch::Receiver<bool>,
 ) -> Result<u64, SourceError> {
     let name = source.name().to_string();

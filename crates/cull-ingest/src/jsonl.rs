@@ -704,7 +704,17 @@ mod tests {
         task: tokio::task::JoinHandle<Result<JsonlStats, JsonlError>>,
     }
 
+    /// Follows `path` with its cursor in `dir`, looking every 20 ms.
     fn follow(bus: &EmbeddedBus, dir: &Path, path: &Path) -> Following {
+        follow_with(bus, path, Duration::from_millis(20), Some(dir.join("state/tail.json")))
+    }
+
+    fn follow_with(
+        bus: &EmbeddedBus,
+        path: &Path,
+        poll_interval: Duration,
+        cursor: Option<PathBuf>,
+    ) -> Following {
         // A fresh screen, as after a restart: repeats would reach the bus.
         let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
         let outlet = Outlet::new(bus.producer(), "mentions", "dead", screen, Arc::new(Quiet));
@@ -712,13 +722,24 @@ mod tests {
             name: "tail".into(),
             path: Some(path.to_path_buf()),
             follow: true,
-            poll_interval: Duration::from_millis(20),
+            poll_interval,
             max_line_bytes: 4096,
-            cursor: Some(dir.join("state/tail.json")),
+            cursor,
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stopped).await });
         Following { stop, task }
+    }
+
+    /// A fresh directory with `in.jsonl` holding `text`, a memory bus and a consumer
+    /// of its mentions.
+    fn setup(text: &str) -> (tempfile::TempDir, PathBuf, EmbeddedBus, Consumer) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        append(&path, text);
+        let bus = EmbeddedBus::in_memory(1000);
+        let consumer = bus.consumer(&["mentions"], "test").unwrap();
+        (dir, path, bus, consumer)
     }
 
     impl Following {
@@ -747,11 +768,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_resumes_at_the_cursor_and_reads_what_was_appended_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.jsonl");
-        append(&path, &(line("a") + &line("b")));
-        let bus = EmbeddedBus::in_memory(1000);
-        let mut consumer = bus.consumer(&["mentions"], "test").unwrap();
+        let (dir, path, bus, mut consumer) = setup(&(line("a") + &line("b")));
         let running = follow(&bus, dir.path(), &path);
         assert_eq!(take(&mut consumer, 2).await, ["a", "b"]);
         running.stop().await;
@@ -766,11 +783,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_file_rotated_while_stopped_is_finished_before_the_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.jsonl");
-        append(&path, &line("a"));
-        let bus = EmbeddedBus::in_memory(1000);
-        let mut consumer = bus.consumer(&["mentions"], "test").unwrap();
+        let (dir, path, bus, mut consumer) = setup(&line("a"));
         let running = follow(&bus, dir.path(), &path);
         assert_eq!(take(&mut consumer, 1).await, ["a"]);
         running.stop().await;
@@ -786,11 +799,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_file_truncated_or_rewritten_while_stopped_is_read_from_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.jsonl");
-        append(&path, &(line("a") + &line("b")));
-        let bus = EmbeddedBus::in_memory(1000);
-        let mut consumer = bus.consumer(&["mentions"], "test").unwrap();
+        let (dir, path, bus, mut consumer) = setup(&(line("a") + &line("b")));
         let running = follow(&bus, dir.path(), &path);
         assert_eq!(take(&mut consumer, 2).await, ["a", "b"]);
         running.stop().await;
@@ -803,28 +812,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rewrite_within_one_poll_is_read_from_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.jsonl");
-        append(&path, &line("a"));
-        let bus = EmbeddedBus::in_memory(1000);
-        let mut consumer = bus.consumer(&["mentions"], "test").unwrap();
-        let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
-        let outlet = Outlet::new(bus.producer(), "mentions", "dead", screen, Arc::new(Quiet));
-        let config = JsonlConfig {
-            name: "tail".into(),
-            path: Some(path.clone()),
-            follow: true,
-            poll_interval: Duration::from_millis(500),
-            max_line_bytes: 4096,
-            cursor: None,
-        };
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stopped).await });
+        let (_dir, path, bus, mut consumer) = setup(&line("a"));
+        // No cursor, and 500 ms between two looks.
+        let running = follow_with(&bus, &path, Duration::from_millis(500), None);
         assert_eq!(take(&mut consumer, 1).await, ["a"]);
         // Truncated and written again, longer, between two looks (500 ms apart).
         std::fs::write(&path, line("p") + &line("q")).unwrap();
         assert_eq!(take(&mut consumer, 2).await, ["p", "q"]);
-        stop.send(true).unwrap();
-        task.await.unwrap().unwrap();
+        running.stop().await;
     }
 }

@@ -28,7 +28,7 @@ pub mod webhook;
 
 pub use config::{
     check_once, run_source, webhook_configs, webhook_router, FeedSource, IngestConfig, JsonlSource,
-    MailSource, RunOptions, SourceConfig, SourceError, WebhookSource,
+    MailSource, SourceConfig, SourceError, SourceOptions, WebhookSource,
 };
 pub use html::html_to_text;
 pub use normalize::{

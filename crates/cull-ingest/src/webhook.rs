@@ -685,6 +685,7 @@ mod tests {
         base: String,
         observer: Arc<Recorder>,
         client: reqwest::Client,
+        outlet: Outlet,
     }
 
     async fn serve(bus: &EmbeddedBus, sources: Vec<WebhookConfig>) -> Server {
@@ -699,9 +700,10 @@ mod tests {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(sources, outlet)).await });
+        let app = router(sources, outlet.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Server { base: format!("http://{address}"), observer, client }
+        Server { base: format!("http://{address}"), observer, client, outlet }
     }
 
     impl Server {
@@ -1021,26 +1023,8 @@ mod tests {
     #[tokio::test]
     async fn a_closed_outlet_answers_503_and_waits_for_requests_in_progress() {
         let bus = EmbeddedBus::in_memory(1);
-        let observer = Arc::new(Recorder::default());
-        let screen = Arc::new(Mutex::new(Screen::new(ScreenConfig::default())));
-        let outlet = Outlet::new(
-            bus.producer(),
-            MENTIONS,
-            DEAD_LETTERS,
-            screen,
-            Arc::clone(&observer) as Arc<dyn Observer>,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn({
-            let outlet = outlet.clone();
-            async move { axum::serve(listener, router(vec![signed("hooks")], outlet)).await }
-        });
-        let server = Arc::new(Server {
-            base: format!("http://{address}"),
-            observer,
-            client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        });
+        let server = Arc::new(serve(&bus, vec![signed("hooks")]).await);
+        let outlet = server.outlet.clone();
         // The matcher is 1 behind: the next request waits for the bus.
         let mut consumer = bus.consumer(&[MENTIONS], "matcher").unwrap();
         bus.producer().send_all(MENTIONS, vec![cull_bus::Message::default()]).await.unwrap();

@@ -49,7 +49,7 @@ pub use matcher::MatchStage;
 pub use metrics::Metrics;
 pub use runtime::{Batching, Bus, Finished, Left, RunOptions, Runtime};
 pub use sink::{FileSink, SinkFormat};
-pub use stage::{Output, Stage, StageError};
+pub use stage::{panic_message, Output, Stage, StageError};
 pub use summary::{Counts, Summary};
 pub use tickets::TicketStage;
 

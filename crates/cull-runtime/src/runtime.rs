@@ -371,13 +371,15 @@ impl Runtime {
             });
         }
 
-        let stop_hard = |reason: &str| {
+        // Stops every task after its current step, and gives them the grace period.
+        let stop_hard = |reason: &str, grace: &mut Option<tokio::time::Instant>| {
             if !*hard_sender.borrow() {
                 tracing::warn!(reason, "stopping without draining");
                 let _ = hard_sender.send(true);
                 let _ = stopping_sender.send(true);
                 bus.close();
             }
+            grace.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
         };
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut deadline_passed = false;
@@ -412,16 +414,12 @@ impl Runtime {
             tokio::select! {
                 signal = signals.recv(), if signals_open => match signal {
                     Some(()) if deadline.is_none() => start_stopping(&mut deadline, "a signal"),
-                    Some(()) => {
-                        stop_hard("a second signal");
-                        grace.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
-                    }
+                    Some(()) => stop_hard("a second signal", &mut grace),
                     None => signals_open = false,
                 },
                 () = until_deadline => {
                     deadline_passed = true;
-                    stop_hard("the shutdown deadline passed");
-                    grace.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                    stop_hard("the shutdown deadline passed", &mut grace);
                 }
                 () = until_grace => break,
                 joined = tasks.join_next() => match joined {
@@ -433,8 +431,7 @@ impl Runtime {
                             tracing::error!(error = %failure, "a stage failed");
                             error.get_or_insert(failure);
                         }
-                        stop_hard("a stage failed");
-                        grace.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                        stop_hard("a stage failed", &mut grace);
                     }
                     Some(Ok(TaskEnd::Sources(result))) => {
                         if let Err(failure) = result {
@@ -446,10 +443,9 @@ impl Runtime {
                         }
                     }
                     Some(Err(join)) => {
-                        let message = if join.is_panic() { panic_message(&*join.into_panic()) } else { join.to_string() };
+                        let message = join_failure(join);
                         error.get_or_insert(RuntimeError::Panicked { task: "a task of the runtime".into(), message });
-                        stop_hard("a task panicked");
-                        grace.get_or_insert_with(|| tokio::time::Instant::now() + GRACE);
+                        stop_hard("a task panicked", &mut grace);
                     }
                 },
             }
@@ -505,8 +501,7 @@ async fn run_sources(
                 }
             }
             Err(join) => {
-                let message =
-                    if join.is_panic() { panic_message(&*join.into_panic()) } else { join.to_string() };
+                let message = join_failure(join);
                 let _ = stopping.send(true);
                 first_error.get_or_insert(RuntimeError::Panicked { task: "a source".into(), message });
             }
@@ -520,6 +515,16 @@ async fn run_sources(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Returns what a task that did not end normally said: its panic, or why it was
+/// cancelled.
+fn join_failure(join: tokio::task::JoinError) -> String {
+    if join.is_panic() {
+        panic_message(&*join.into_panic())
+    } else {
+        join.to_string()
+    }
 }
 
 /// Runs one stage until its input is done (and everything upstream of it), the run

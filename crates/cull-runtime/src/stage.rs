@@ -171,8 +171,8 @@ pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Res
     Ok(Isolated { output, panics })
 }
 
-/// Returns what a panic said.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+/// Returns what a panic said (its `&str` or `String` payload).
+pub fn panic_message(panic: &(dyn Any + Send)) -> String {
     match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
         (Some(message), _) => (*message).to_string(),
         (_, Some(message)) => message.clone(),

@@ -262,12 +262,7 @@ fn install_panic_hook() {
         if !tracing::dispatcher::has_been_set() {
             return default(info);
         }
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = cull_runtime::panic_message(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         tracing::error!(%location, thread, message, "panic");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cull_bus::{BusKind, EmbeddedBus};
-use cull_ingest::{Outlet, RunOptions as SourceOptions, Screen};
+use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
 use cull_rules::CompiledRule;
 use cull_runtime::reload::{Reloader, TicketTopics};
@@ -70,11 +70,9 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     };
     let mut all: Vec<&str> = vec![&topics.mentions, &topics.verdicts, &topics.dead_letter];
     all.extend(ticket_topics.iter().map(String::as_str));
-    bus.ensure_topics(&all).await.with_context(|| match &pipeline.bus.kafka {
-        Some(kafka) if pipeline.bus.kind == BusKind::Kafka => {
-            format!("bus.kafka.brokers = {:?}: cannot create the topics", kafka.brokers)
-        }
-        _ => "cannot create the topics of the embedded bus".to_string(),
+    bus.ensure_topics(&all).await.with_context(|| match &bus {
+        Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
+        Bus::Embedded(_) => "cannot create the topics of the embedded bus".to_string(),
     })?;
     health.set_bus_connected(true);
 
@@ -89,9 +87,9 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let verdict_readers =
         pipeline.tickets.enabled || pipeline.index.enabled || pipeline.sink.verdicts.is_some();
     if pipeline.matcher.enabled {
-        let group = match &pipeline.bus.kafka {
-            Some(kafka) if pipeline.bus.kind == BusKind::Kafka => kafka.group_id.clone(),
-            _ => "cull-matcher".to_string(),
+        let group = match &bus {
+            Bus::Kafka(config) => config.group_id.clone(),
+            Bus::Embedded(_) => "cull-matcher".to_string(),
         };
         let stage = MatchStage::new(
             Arc::clone(&matcher),
