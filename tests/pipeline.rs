@@ -307,3 +307,57 @@ fn run_refuses_a_broken_rule_pack_with_located_errors() {
     );
     assert!(!dir.path().join("tickets.jsonl").exists(), "nothing ran");
 }
+
+/// Plain text reaches the matcher as written: `cull run` decides what `cull match`
+/// decides for the same lines (before, an HTML converter deleted "<script> …" and
+/// "<Slack>" from JSON-lines mentions, and a byte-order mark dead-lettered line 1).
+#[test]
+fn run_matches_plain_text_as_written_as_cull_match_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = [
+        "Write a <script> to call the Slack API",
+        "<Slack> is down again",
+        "Slack outage: if a<b and b>c the app hangs",
+        "Slack\u{1b}[2J app \u{7}crashed",
+    ];
+    let mut input = String::from("\u{FEFF}");
+    for (i, text) in texts.iter().enumerate() {
+        input.push_str(
+            &serde_json::json!({"schema": "cull.mention/v1", "id": format!("p{i}"), "text": text})
+                .to_string(),
+        );
+        input.push('\n');
+    }
+    let source = dir.path().join("plain.jsonl");
+    std::fs::write(&source, &input).unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("r.toml"), "[[rule]]\nid = 'slack'\nquery = 'slack'\n").unwrap();
+
+    let offline =
+        cull(&["match", "--rules", rules.to_str().unwrap(), source.to_str().unwrap()], &[]).output().unwrap();
+    let offline: Vec<Verdict> =
+        text(&offline.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(offline.iter().filter(|v| !v.matched.is_empty()).count(), texts.len());
+
+    let file = pipeline(dir.path(), &source, "127.0.0.1:0", 1 << 20);
+    let out = cull(
+        &["run", file.to_str().unwrap(), "--once"],
+        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verdicts: Vec<Verdict> = lines(&dir.path().join("verdicts.jsonl"));
+    assert_eq!(verdicts.len(), texts.len(), "{}", text(&out.stdout));
+    assert!(verdicts.iter().all(|v| v.matched.iter().any(|m| m.rule_id == "slack")), "{verdicts:#?}");
+    let mentions: Vec<String> = verdicts.iter().map(|v| v.mention.as_ref().unwrap().text.clone()).collect();
+    assert!(
+        mentions.contains(&texts[0].to_string()) && mentions.contains(&texts[1].to_string()),
+        "{mentions:?}"
+    );
+    assert!(
+        mentions.iter().all(|t| !t.contains(['\u{1b}', '\u{7}'])),
+        "control characters removed: {mentions:?}"
+    );
+}

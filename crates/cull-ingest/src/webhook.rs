@@ -62,6 +62,8 @@ pub struct WebhookConfig {
     pub mapping: Option<FieldMapping>,
     /// The channel of mentions that do not name one.
     pub channel: Option<Channel>,
+    /// Whether the mentions' title and text are plain text or HTML.
+    pub markup: Markup,
 }
 
 impl WebhookConfig {
@@ -153,8 +155,8 @@ impl FieldMapping {
         Ok(FieldMapping { fields, text, meta })
     }
 
-    /// Returns the draft of one payload item.
-    fn draft(&self, source: &str, item: &Value) -> Result<Draft, ItemError> {
+    /// Returns the draft of one payload item, its title and text read as `markup`.
+    fn draft(&self, source: &str, item: &Value, markup: Markup) -> Result<Draft, ItemError> {
         let field = |name: &'static str| match self.fields.get(name) {
             Some(pointer) => scalar(name, pointer, item),
             None => Ok(None),
@@ -191,7 +193,7 @@ impl FieldMapping {
             published_at: field("published_at")?,
             fetched_at: None,
             meta,
-            markup: Markup::Detect,
+            markup,
         })
     }
 }
@@ -286,6 +288,7 @@ pub fn parse_request_body(config: &WebhookConfig, bytes: &[u8]) -> Result<Vec<Dr
 fn parse_body(config: &WebhookConfig, bytes: &[u8]) -> Result<Vec<Draft>, Invalid> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Invalid::whole(ModelError::InvalidUtf8 { offset: e.valid_up_to() }))?;
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Invalid::whole(ModelError::Json { line: e.line(), column: e.column(), message: e.to_string() })
     })?;
@@ -328,7 +331,7 @@ fn draft(config: &WebhookConfig, item: Value) -> Result<Draft, ItemError> {
         return Err(ItemError::NotObject(kind(&item)));
     }
     let mut draft = match &config.mapping {
-        Some(mapping) => mapping.draft(&config.name, &item)?,
+        Some(mapping) => mapping.draft(&config.name, &item, config.markup)?,
         None => {
             let mention: Mention = serde_json::from_value(item).map_err(ItemError::Shape)?;
             if mention.schema != MENTION_SCHEMA {
@@ -340,7 +343,7 @@ fn draft(config: &WebhookConfig, item: Value) -> Result<Draft, ItemError> {
             if mention.id.is_empty() {
                 return Err(ItemError::Model(ModelError::EmptyField { field: "id" }));
             }
-            Draft::from_mention(&config.name, mention)
+            Draft::from_mention(&config.name, mention, config.markup)
         }
     };
     draft.channel = draft.channel.or(config.channel);
@@ -780,7 +783,7 @@ mod tests {
         let server =
             serve(&bus, vec![WebhookConfig { channel: Some(Channel::Review), ..signed("hooks") }]).await;
 
-        let body = mention("m-1", "Great <b>support</b> today").to_string();
+        let body = mention("m-1", "Write a <script> to call the Slack API, if a<b and b>c").to_string();
         let (status, reply) = answer(server.post_signed("hooks", body.as_bytes()).await).await;
         assert_eq!(status, 202, "{reply}");
         assert_eq!(reply["accepted"], 1);
@@ -788,7 +791,10 @@ mod tests {
         let records = drain(&bus, MENTIONS).await;
         assert_eq!(keys(&records), ["m-1"]);
         let on_bus = Mention::from_json(&records[0].payload).unwrap();
-        assert_eq!(on_bus.text, "Great support today");
+        assert_eq!(
+            on_bus.text, "Write a <script> to call the Slack API, if a<b and b>c",
+            "plain text is kept"
+        );
         assert_eq!(on_bus.source.as_deref(), Some("hooks"));
         assert_eq!(on_bus.channel, Some(Channel::Review));
 
@@ -929,12 +935,13 @@ mod tests {
         let config = WebhookConfig {
             mapping: Some(tool_mapping()),
             channel: Some(Channel::Forum),
+            markup: Markup::Html,
             ..WebhookConfig::new("tool")
         };
         let server = serve(&bus, vec![config]).await;
 
         let payload = json!([
-            {"data": {"body": "The router keeps dropping", "link": "https://example.com/t/1?utm_source=x",
+            {"data": {"body": "<p>The <b>router</b> keeps dropping</p>", "link": "https://example.com/t/1?utm_source=x",
                       "user": {"name": "Ann"}, "followers": 1200}},
             {"data": {"body": "Love it", "network": "Twitter", "followers": null}},
         ]);

@@ -188,6 +188,9 @@ impl Mention {
         }
         let text =
             std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
+        // A byte-order mark opens many files exported on Windows; JSON does not allow
+        // one, and refusing the first line of such a file for it would lose a mention.
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
         let mention: Mention = serde_json::from_str(text).map_err(|e| ModelError::Json {
             line: e.line(),
             column: e.column(),

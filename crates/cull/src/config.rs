@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use cull_bus::BusConfig;
 use cull_index::IndexConfig;
-use cull_ingest::{IngestConfig, SourceConfig};
+use cull_ingest::{IngestConfig, Markup, SourceConfig};
 use cull_model::config::Invalid;
 use cull_runtime::{MatcherConfig, ShutdownConfig, SinksConfig, Topics};
 use cull_ticket::TicketConfig;
@@ -500,6 +500,7 @@ mod tests {
                 path: "j".into(),
                 follow: true,
                 follow_interval_ms: 1,
+                markup: Markup::Html,
             }),
             SourceConfig::Feed(FeedSource::new("f", "https://example.com/feed")),
             SourceConfig::Webhook(webhook),
