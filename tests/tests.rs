@@ -14,6 +14,7 @@ mod feeds;
 mod google_alerts;
 mod index;
 mod kafka;
+mod language;
 mod pipeline;
 mod readme;
 mod reload;

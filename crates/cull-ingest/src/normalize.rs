@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA};
+use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA, UNDETERMINED_LANGUAGE};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -125,7 +125,10 @@ pub fn normalize(draft: Draft, now: OffsetDateTime) -> Mention {
         };
         mention_id(&draft.source, &key)
     });
-    let lang = draft.lang.or_else(|| detect_language(title.as_deref().unwrap_or(""), &text));
+    let lang = draft
+        .lang
+        .or_else(|| detect_language(title.as_deref().unwrap_or(""), &text))
+        .or_else(|| Some(UNDETERMINED_LANGUAGE.to_string()));
     let fetched_at = draft.fetched_at.or_else(|| now.format(&Rfc3339).ok());
     Mention {
         schema: MENTION_SCHEMA.to_string(),

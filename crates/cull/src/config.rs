@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use cull_bus::BusConfig;
 use cull_index::IndexConfig;
-use cull_ingest::{IngestConfig, Markup, SourceConfig};
+use cull_ingest::{IngestConfig, SourceConfig};
 use cull_model::config::Invalid;
 use cull_runtime::{MatcherConfig, ShutdownConfig, SinksConfig, Topics};
 use cull_ticket::TicketConfig;
@@ -416,7 +416,7 @@ impl Pipeline {
 mod tests {
     use cull_bus::{BusKind, KafkaSettings};
     use cull_ingest::mail::MailFormat;
-    use cull_ingest::{FeedSource, JsonlSource, MailSource, WebhookSource};
+    use cull_ingest::{FeedSource, JsonlSource, MailSource, Markup, WebhookSource};
     use cull_model::Channel;
     use cull_runtime::{FileSinkConfig, SinkKind};
 
