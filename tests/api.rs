@@ -563,10 +563,10 @@ async fn tokens_decide_who_may_call() {
     assert_eq!(call("GET", &url, Some(OPERATOR), None).await.status, 200, "an operator is an analyst too");
 
     // Tokens from the environment, with or without a file.
-    let env = format!("analyst:from-env-1,operator:{OPERATOR}-env");
+    let env = format!("analyst:from-env-0123456789,operator:{OPERATOR}-env");
     let from_env = serve(&index_dir, &[], &[("CULL_API_TOKENS", env.as_str())]);
     let url = format!("http://{}/api/search", from_env.address);
-    assert_eq!(call("GET", &url, Some("from-env-1"), None).await.status, 200);
+    assert_eq!(call("GET", &url, Some("from-env-0123456789"), None).await.status, 200);
     assert_eq!(call("GET", &url, Some(ANALYST), None).await.status, 401, "the file is not read");
 
     // A search stopped by the time limit says so and returns what it had.
@@ -610,7 +610,7 @@ fn bad_tokens_are_refused_at_start_with_their_place() {
     let index_dir = dir.path().join("index");
     index(&index_dir, &rules(), &hostile_mentions());
     let file = dir.path().join("tokens.toml");
-    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b\"\n").unwrap();
+    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-token-0123456789\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b-token-0123456789\"\n").unwrap();
     let index_arg = index_dir.to_str().unwrap();
     let output = cull(
         &["serve", "--index", index_arg, "--tokens", file.to_str().unwrap(), "--listen", "127.0.0.1:0"],

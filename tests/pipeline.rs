@@ -361,3 +361,53 @@ fn run_matches_plain_text_as_written_as_cull_match_does() {
         "control characters removed: {mentions:?}"
     );
 }
+
+/// Writes `pipeline.toml` into `dir` from `body`, on an embedded bus of its own.
+fn pipeline_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    let text =
+        format!("[bus.embedded]\ndir = \"{}/bus\"\n[http]\nlisten = \"127.0.0.1:0\"\n{body}", dir.display());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `cull config check` passes exactly when `cull run` would start: what the run checks
+/// in the environment (a webhook's secret variable, the rules directory, API tokens)
+/// the check reports too, each naming its key.
+#[test]
+fn config_check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[source]]\nkind = \"webhook\"\nname = \"hook\"\nsecret_env = \"CULL_TEST_UNSET_SECRET\"\n",
+            "source[0].secret_env",
+        ),
+        ("[matcher]\nrules = \"no/such/rules\"\n", "no/such/rules"),
+        ("[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = true\n", "no/such/rules"),
+        (
+            "[matcher]\nenabled = false\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n",
+            "matcher.enabled: false, but the sources (hook) acknowledge mentions",
+        ),
+        (
+            "[api]\nenabled = true\n[index]\nenabled = true\n",
+            "api.tokens: CULL_API_TOKENS entry 1: the token has 6 characters",
+        ),
+    ];
+    for (body, expected) in cases {
+        let file = pipeline_file(dir.path(), body);
+        let env = [("CULL_API_TOKENS", "analyst:try-me")];
+        let check = cull(&["config", "check", file.to_str().unwrap()], &env).output().unwrap();
+        assert_ne!(check.status.code(), Some(0), "config check passed: {body}");
+        assert!(text(&check.stderr).contains(expected), "config check of {body}: {}", text(&check.stderr));
+        let run = cull(&["run", file.to_str().unwrap(), "--once"], &env).output().unwrap();
+        assert_ne!(run.status.code(), Some(0), "run started: {body}");
+        assert!(text(&run.stderr).contains(expected), "run of {body}: {}", text(&run.stderr));
+    }
+    let ingest_only = pipeline_file(dir.path(), "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"127.0.0.1:1\"\n[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = false\n[index]\nenabled = false\n");
+    let check = cull(&["config", "check", ingest_only.to_str().unwrap()], &[]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "a process without matcher or tickets needs no rules: {}",
+        text(&check.stderr)
+    );
+}

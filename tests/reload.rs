@@ -42,7 +42,7 @@ impl Running {
         )
         .unwrap();
         std::fs::write(dir.join("in.jsonl"), "").unwrap();
-        let tokens = ("CULL_API_TOKENS", "operator:op-token,analyst:an-token");
+        let tokens = ("CULL_API_TOKENS", "operator:op-token-0123456789,analyst:an-token-0123456789");
         let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -220,17 +220,17 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
     let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
     running.wait_metric("cull_rules_loaded", 1.0);
     std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
-    assert_eq!(post_reload(&running.address, "an-token").0, 403, "analysts cannot reload");
+    assert_eq!(post_reload(&running.address, "an-token-0123456789").0, 403, "analysts cannot reload");
     assert_eq!(post_reload(&running.address, "wrong").0, 401);
     assert_eq!(running.metric("cull_rules_loaded"), Some(1.0));
-    let (status, body) = post_reload(&running.address, "op-token");
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
     assert_eq!(status, 200, "{body}");
     let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reloaded["rules"], 2);
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
 
     std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"c\"\n").unwrap();
-    let (status, body) = post_reload(&running.address, "op-token");
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
     assert_eq!(status, 422, "{body}");
     let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(refused["errors"][0].as_str().unwrap().contains("c.toml:"), "{body}");

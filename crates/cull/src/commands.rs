@@ -188,7 +188,10 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
         rules: Option<RulesReport>,
     }
     let (problems, rules) = match crate::config::check(path) {
-        Ok(pipeline) => (Vec::new(), pipeline.matcher.enabled.then(|| check_rules(&pipeline.matcher.rules))),
+        Ok(pipeline) => (
+            crate::config::check_environment(&pipeline),
+            pipeline.needs_rules().then(|| check_rules(&pipeline.matcher.rules)),
+        ),
         Err(problems) => (problems, None),
     };
     let ok = problems.is_empty() && rules.as_ref().is_none_or(|r| r.ok);
@@ -390,7 +393,16 @@ pub(crate) fn init_logging() {
 pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     init_logging();
     let config = crate::config::load(pipeline)?;
-    let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
+    let problems = crate::config::check_environment(&config);
+    if !problems.is_empty() {
+        anyhow::bail!(crate::config::render(&pipeline.display(), &problems));
+    }
+    let rules = if config.needs_rules() {
+        let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
+        rules
+    } else {
+        Vec::new()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let finished = runtime.block_on(crate::pipeline::run(config, rules, once));
     // A thread still blocked (a source reading stdin, a stage that did not end within

@@ -182,6 +182,25 @@ pub fn check_with_env(
         .collect())
 }
 
+/// Returns what `cull run` needs from this machine's environment and checks before it
+/// opens anything, beyond the file's values: every webhook's secret variable and, with
+/// `[api]`, the API tokens. `cull config check` reports the same, so that a check that
+/// passes means a start that does not fail on configuration. (The rule pack is checked
+/// beside it, when [`Pipeline::needs_rules`].)
+pub fn check_environment(pipeline: &Pipeline) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(error) = cull_ingest::webhook_configs(&pipeline.sources) {
+        problems.push(Problem { key: None, message: error.to_string() });
+    }
+    if pipeline.api.enabled {
+        let env = std::env::var(crate::auth::TOKENS_ENV).ok();
+        if let Err(error) = crate::auth::Tokens::load(pipeline.api.tokens.as_deref(), env.as_deref()) {
+            problems.push(Problem { key: Some("api.tokens".to_string()), message: error.to_string() });
+        }
+    }
+    problems
+}
+
 /// Renders problems as `cull` reports them: a whole-file problem as it is, settings as
 /// `<file>: N invalid settings` followed by one `key: message` line each.
 pub fn render(file: &impl std::fmt::Display, problems: &[Problem]) -> String {
@@ -375,6 +394,12 @@ fn located(file: &impl std::fmt::Display, text: &str, error: &toml::de::Error, k
 }
 
 impl Pipeline {
+    /// Whether this process needs the rule pack: the matcher and the tickets stage
+    /// use it (an ingest-only or index-only process does not).
+    pub fn needs_rules(&self) -> bool {
+        self.matcher.enabled || self.tickets.enabled
+    }
+
     /// Returns every invalid setting: each section checked by the component that owns
     /// it, then what spans sections. Checks values only, never the network or the disk.
     fn validate(&self) -> Vec<Invalid> {
@@ -396,6 +421,18 @@ impl Pipeline {
             }
             files.extend(source.files().into_iter().map(|(key, path)| (format!("{at}.{key}"), path)));
         }
+        // On the embedded bus the matcher of this process is the only reader of the
+        // mentions its sources acknowledge: without it a webhook answers 202 and
+        // nothing ever comes of the mention.
+        let orphaned =
+            self.bus.kind == cull_bus::BusKind::Embedded && !self.sources.is_empty() && !self.matcher.enabled;
+        checks.check(!orphaned, "matcher.enabled", || {
+            let names: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
+            format!(
+                "false, but the sources ({}) acknowledge mentions on the embedded bus, which only this process's matcher reads: enable the matcher, or use bus.kind = \"kafka\" with matchers elsewhere",
+                names.join(", ")
+            )
+        });
         for (key, sink) in self.sink.configured() {
             checks.nested(&format!("sink.{key}"), sink.validate());
             files.push((format!("sink.{key}.path"), &sink.path));
