@@ -127,7 +127,8 @@ pub struct Located {
     pub column: usize,
     /// The id of the rule the error is in, when known.
     pub rule: Option<String>,
-    /// What is wrong.
+    /// What is wrong; cut and escaped like the excerpt, since it may quote the file
+    /// (an unknown key, a rule id).
     pub message: String,
     /// What to do instead.
     pub help: Option<String>,
@@ -167,7 +168,7 @@ impl Located {
             line,
             column,
             rule: None,
-            message: message.into(),
+            message: Excerpt::of(&message.into(), 0, 0).text,
             help: None,
             excerpt: excerpt.text,
             caret_offset: excerpt.caret_offset,
@@ -184,38 +185,43 @@ struct Excerpt {
 }
 
 impl Excerpt {
-    /// Cuts `line` to a window of at most [`MAX_EXCERPT_CHARS`] characters holding
-    /// the start of the caret (`caret_offset` characters into the line), escapes its
-    /// control characters, and moves the caret to match.
+    /// Cuts `line` to a window of at most [`MAX_EXCERPT_CHARS`] characters as shown
+    /// (control characters escaped, `\u{1b}` shown as six) holding the start of the
+    /// caret (`caret_offset` characters into the line), and moves the caret to match.
     fn of(line: &str, caret_offset: usize, caret_len: usize) -> Excerpt {
-        let chars: Vec<char> = line.chars().collect();
-        let context = MAX_EXCERPT_CHARS / 4;
-        let first = if chars.len() <= MAX_EXCERPT_CHARS {
-            0
-        } else {
-            caret_offset.saturating_sub(context).min(chars.len() - MAX_EXCERPT_CHARS)
-        };
-        let last = chars.len().min(first + MAX_EXCERPT_CHARS);
-        let mut text = String::new();
-        if first > 0 {
+        let shown: Vec<String> = line
+            .chars()
+            .map(|c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
+            .collect();
+        let width = |i: usize| shown[i].chars().count();
+        let caret = caret_offset.min(shown.len());
+        // A quarter of the room before the caret, the rest after it, and what the
+        // line leaves unused after it before it again.
+        let (mut first, mut last, mut used) = (caret, caret, 0);
+        while first > 0 && used + width(first - 1) <= MAX_EXCERPT_CHARS / 4 {
+            first -= 1;
+            used += width(first);
+        }
+        while last < shown.len() && used + width(last) <= MAX_EXCERPT_CHARS {
+            used += width(last);
+            last += 1;
+        }
+        while first > 0 && used + width(first - 1) <= MAX_EXCERPT_CHARS {
+            first -= 1;
+            used += width(first);
+        }
+        let cut_before = usize::from(first > 0);
+        let caret_end = (caret + caret_len).min(last);
+        let mut text = String::from(if first > 0 { "…" } else { "" });
+        text.push_str(&shown[first..last].concat());
+        if last < shown.len() {
             text.push('…');
         }
-        let mut offset = usize::from(first > 0);
-        let mut len = 0;
-        for (i, c) in chars.iter().enumerate().take(last).skip(first) {
-            let shown: String = if c.is_control() { c.escape_debug().collect() } else { c.to_string() };
-            let width = shown.chars().count();
-            if i < caret_offset {
-                offset += width;
-            } else if i < caret_offset + caret_len {
-                len += width;
-            }
-            text.push_str(&shown);
+        Excerpt {
+            text,
+            caret_offset: cut_before + (first..caret).map(width).sum::<usize>(),
+            caret_len: (caret..caret_end).map(width).sum::<usize>().max(1),
         }
-        if last < chars.len() {
-            text.push('…');
-        }
-        Excerpt { text, caret_offset: offset, caret_len: len.max(1) }
     }
 }
 

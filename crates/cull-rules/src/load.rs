@@ -34,6 +34,11 @@ use crate::rule::{Example, Expect, Rule};
 /// KiB; the cap keeps a mistaken link or a generated file from growing the process.
 pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The most TOML syntax errors reported per file: the parser recovers after each, so a
+/// file that is not TOML at all (binary, a control character per byte) would otherwise
+/// be thousands of errors.
+const MAX_SYNTAX_ERRORS_SHOWN: usize = 20;
+
 /// The result of loading a rule pack: the rules that compiled and every error found.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -246,8 +251,19 @@ fn load_source(
 ) -> Vec<Entry> {
     let (table, syntax_errors) = DeTable::parse_recoverable(source);
     let had_syntax_errors = !syntax_errors.is_empty();
-    for error in syntax_errors {
+    let syntax_error_count = syntax_errors.len();
+    for (shown, error) in syntax_errors.into_iter().enumerate() {
         let span = error.span().unwrap_or(0..0);
+        if shown == MAX_SYNTAX_ERRORS_SHOWN {
+            let message =
+                format!("{} more TOML errors in this file", syntax_error_count - MAX_SYNTAX_ERRORS_SHOWN);
+            errors.push(
+                RuleError::at(path, source, span, message).with_help(Some(
+                    "fix the errors above first; this is probably not a rule file".to_string(),
+                )),
+            );
+            break;
+        }
         errors.push(RuleError::at(path, source, span, format!("invalid TOML: {}", error.message().trim())));
     }
     if had_syntax_errors {
@@ -623,10 +639,15 @@ mod tests {
 
     #[test]
     fn errors_of_a_file_of_one_long_line_show_a_bounded_excerpt() {
-        let text = format!("[[rule]]\nid = 'a'\nquery = '{}' = x\n", "slack ".repeat(100_000 / 6));
-        let loaded = load(&[("long.toml", &text)]);
-        assert!(!loaded.errors.is_empty());
+        let long_query = format!("[[rule]]\nid = 'a'\nquery = '{}' = x\n", "slack ".repeat(100_000 / 6));
+        let long_key = format!("{} = 1\n", "k".repeat(100_000));
+        let long_id = format!("[[rule]]\nid = '{}'\nquery = 'x'\n", "\u{1b}[31mX".repeat(100_000 / 6));
+        let loaded = load(&[("query.toml", &long_query), ("key.toml", &long_key), ("id.toml", &long_id)]);
+        let shown = messages(&loaded);
+        assert_eq!(loaded.errors.len(), 2 + MAX_SYNTAX_ERRORS_SHOWN + 1, "{shown:?}");
+        assert!(shown.last().unwrap().contains("more TOML errors in this file"), "{shown:?}");
         for error in messages(&loaded) {
+            assert!(!error.contains('\u{1b}'), "control characters are escaped: {error:?}");
             assert!(
                 error.len() < 2 * crate::error::MAX_EXCERPT_CHARS + 300,
                 "{} bytes: {error}",

@@ -167,7 +167,7 @@ pub fn check_rules(dir: &Path, deny_warnings: bool) -> RulesReport {
     let warnings: Vec<RuleProblem> = loaded.warnings.iter().map(RuleProblem::located).collect();
     let mut report = RulesReport {
         dir: dir.to_path_buf(),
-        ok: errors.is_empty() && !(deny_warnings && !warnings.is_empty()),
+        ok: errors.is_empty() && (warnings.is_empty() || !deny_warnings),
         rules: 0,
         version: String::new(),
         errors,
