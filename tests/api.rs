@@ -511,6 +511,16 @@ async fn every_route_answers_as_the_openapi_document_says() {
     let body = spec.check("POST", "/api/backtest", &reply);
     assert_eq!(body["rule_errors"][0]["line"], 3, "{body}");
     assert!(body["rule_errors"][0]["message"].as_str().unwrap().contains("draft.toml:3:"), "{body}");
+    assert_eq!(body["warnings"], json!([]), "{body}");
+    let suspicious = "[[rule]]\nid = \"draft\"\nquery = 'slack and adjuster'\n";
+    let reply = call("POST", &url, Some(ANALYST), Some(&json!({ "rules": suspicious }))).await;
+    assert_eq!(reply.status, 200, "warnings do not refuse a draft: {}", reply.body);
+    let body = spec.check("POST", "/api/backtest", &reply);
+    let warning = &body["warnings"][0];
+    assert_eq!((warning["line"].as_u64(), warning["column"].as_u64()), (Some(3), Some(16)), "{body}");
+    assert!(warning["message"].as_str().unwrap().contains("`and` is searched as a word"), "{body}");
+    let report_warnings = report["warnings"].as_array().map(Vec::len);
+    assert_eq!(report_warnings, Some(0), "the example pack has no warnings");
     let reply = call("POST", &url, Some(ANALYST), Some(&json!({ "rule": "x" }))).await;
     assert_eq!(reply.status, 400);
     let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();

@@ -383,7 +383,10 @@ fn config_check_refuses_what_run_refuses() {
             "source[0].secret_env",
         ),
         ("[matcher]\nrules = \"no/such/rules\"\n", "no/such/rules"),
-        ("[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = true\n", "no/such/rules"),
+        (
+            "[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = true\n",
+            "no/such/rules",
+        ),
         (
             "[matcher]\nenabled = false\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n",
             "matcher.enabled: false, but the sources (hook) acknowledge mentions",

@@ -125,24 +125,52 @@ enum ApiError {
     /// The request is understood but over a limit.
     Limit(String),
     NotFound(String),
-    /// The draft rules of a backtest have errors.
-    Rules(Vec<RuleErrorBody>),
+    /// The draft rules of a backtest have errors (and maybe warnings).
+    Rules {
+        errors: Vec<RuleProblemBody>,
+        warnings: Vec<RuleProblemBody>,
+    },
     Internal(String),
 }
 
+/// An error or a warning of draft rules.
 #[derive(Debug, Serialize)]
-struct RuleErrorBody {
-    /// The error as `cull rules check` prints it.
+struct RuleProblemBody {
+    /// As `cull rules check` prints it.
     message: String,
     line: Option<usize>,
     column: Option<usize>,
     rule: Option<String>,
 }
 
+impl RuleProblemBody {
+    fn of(message: String, located: Option<&cull_rules::Located>) -> RuleProblemBody {
+        RuleProblemBody {
+            message,
+            line: located.map(|l| l.line),
+            column: located.map(|l| l.column),
+            rule: located.and_then(|l| l.rule.clone()),
+        }
+    }
+
+    fn warnings(loaded: &cull_rules::Loaded) -> Vec<RuleProblemBody> {
+        loaded.warnings.iter().map(|w| RuleProblemBody::of(w.to_string(), Some(w))).collect()
+    }
+}
+
 #[derive(Serialize)]
 struct RuleErrorsBody<'a> {
     error: String,
-    rule_errors: &'a [RuleErrorBody],
+    rule_errors: &'a [RuleProblemBody],
+    warnings: &'a [RuleProblemBody],
+}
+
+/// A backtest's report with the warnings of its draft.
+#[derive(Serialize)]
+struct BacktestResponse {
+    #[serde(flatten)]
+    report: cull_index::Backtest,
+    warnings: Vec<RuleProblemBody>,
 }
 
 impl From<IndexError> for ApiError {
@@ -164,11 +192,12 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
             ApiError::Limit(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
             ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
-            ApiError::Rules(errors) => json(
+            ApiError::Rules { errors, warnings } => json(
                 StatusCode::BAD_REQUEST,
                 &RuleErrorsBody {
                     error: format!("{} error(s) in the draft rules", errors.len()),
                     rule_errors: &errors,
+                    warnings: &warnings,
                 },
             ),
             ApiError::Internal(message) => {
@@ -473,19 +502,12 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
         )));
     }
     let loaded = cull_rules::load_files([(Path::new("draft.toml"), body.rules.as_bytes())]);
+    let warnings = RuleProblemBody::warnings(&loaded);
     if !loaded.errors.is_empty() {
-        return Err(ApiError::Rules(
-            loaded
-                .errors
-                .iter()
-                .map(|e| RuleErrorBody {
-                    message: e.to_string(),
-                    line: e.located().map(|l| l.line),
-                    column: e.located().map(|l| l.column),
-                    rule: e.located().and_then(|l| l.rule.clone()),
-                })
-                .collect(),
-        ));
+        return Err(ApiError::Rules {
+            errors: loaded.errors.iter().map(|e| RuleProblemBody::of(e.to_string(), e.located())).collect(),
+            warnings,
+        });
     }
     if loaded.rules.is_empty() {
         return Err(ApiError::BadRequest("the draft has no [[rule]]".into()));
@@ -508,7 +530,7 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
         backtest(&searcher, &loaded.rules, &request)
     })
     .await?;
-    Ok(json(StatusCode::OK, &report))
+    Ok(json(StatusCode::OK, &BacktestResponse { report, warnings }))
 }
 
 /// Returns the API routes of a `cull run` process: the analyst API and the console

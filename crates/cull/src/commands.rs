@@ -13,18 +13,26 @@ use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
 use cull_model::{Channel, DeadLetter, Mention};
-use cull_rules::{load_dir, CompiledRule, Expect};
+use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
 /// verdicts stream out steadily.
 const BATCH: usize = 1024;
 
-/// Loads a rule pack, printing every error; `None` when there were any.
-pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
-    let loaded = load_dir(dir);
+/// Prints every warning and error of a loaded pack on standard error.
+fn print_findings(loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        eprintln!("{warning}\n");
+    }
     for error in &loaded.errors {
         eprintln!("{error}\n");
     }
+}
+
+/// Loads a rule pack, printing every warning and error; `None` when there were errors.
+pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
+    let loaded = load_path(dir);
+    print_findings(&loaded);
     if loaded.errors.is_empty() {
         Some(loaded.rules)
     } else {
@@ -33,27 +41,33 @@ pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
     }
 }
 
-/// `cull rules check`.
-pub fn check(dir: &Path, format: Format) -> Result<ExitCode> {
-    let report = check_rules(dir);
+/// `cull rules check`: exit 1 on any error, and on any warning with `deny_warnings`.
+pub fn check(dir: &Path, format: Format, deny_warnings: bool) -> Result<ExitCode> {
+    let report = check_rules(dir, deny_warnings);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
-            for error in &report.errors {
-                eprintln!("{}\n", error.rendered);
-            }
+            report.print_problems();
             for note in &report.notes {
                 eprintln!("note: {note}");
             }
-            if report.ok {
+            if report.errors.is_empty() {
                 println!(
-                    "{}: {} rule(s) OK, rule set version {}",
+                    "{}: {} rule(s) OK, rule set version {}, {} warning(s)",
                     dir.display(),
                     report.rules,
-                    report.version
+                    report.version,
+                    report.warnings.len()
                 );
-            } else {
+            }
+            if !report.errors.is_empty() {
                 eprintln!("cull: {} error(s) in {}", report.errors.len(), dir.display());
+            } else if !report.ok {
+                eprintln!(
+                    "cull: {} warning(s) in {} (--deny-warnings)",
+                    report.warnings.len(),
+                    dir.display()
+                );
             }
         }
     }
@@ -74,7 +88,7 @@ pub enum Format {
 pub struct RulesReport {
     /// The rules directory.
     pub dir: PathBuf,
-    /// True when the pack has no error.
+    /// True when the pack has no error (and no warning, under `--deny-warnings`).
     pub ok: bool,
     /// Rules loaded (0 when there were errors).
     pub rules: usize,
@@ -82,11 +96,22 @@ pub struct RulesReport {
     pub version: String,
     /// Every error.
     pub errors: Vec<RuleProblem>,
+    /// Every warning: queries that load but probably do not mean what they say.
+    pub warnings: Vec<RuleProblem>,
     /// Remarks that are not errors (rules without anchor words).
     pub notes: Vec<String>,
 }
 
-/// One error of a rule pack.
+impl RulesReport {
+    /// Prints the warnings and errors, compiler-style, on standard error.
+    fn print_problems(&self) {
+        for problem in self.warnings.iter().chain(&self.errors) {
+            eprintln!("{}\n", problem.rendered);
+        }
+    }
+}
+
+/// One error or warning of a rule pack.
 #[derive(Debug, serde::Serialize)]
 pub struct RuleProblem {
     /// The file.
@@ -105,42 +130,51 @@ pub struct RuleProblem {
     pub rendered: String,
 }
 
-/// Loads and compiles the pack in `dir` and reports on it.
-pub fn check_rules(dir: &Path) -> RulesReport {
-    let loaded = load_dir(dir);
-    let errors: Vec<RuleProblem> = loaded
-        .errors
-        .iter()
-        .map(|error| match error {
-            cull_rules::RuleError::Located(located) => RuleProblem {
-                path: located.path.clone(),
-                line: located.line,
-                column: located.column,
-                rule: located.rule.clone(),
-                message: located.message.clone(),
-                help: located.help.clone(),
-                rendered: error.to_string(),
-            },
-            cull_rules::RuleError::Io { path, source } => RuleProblem {
+impl RuleProblem {
+    fn located(located: &Located) -> RuleProblem {
+        RuleProblem {
+            path: located.path.clone(),
+            line: located.line,
+            column: located.column,
+            rule: located.rule.clone(),
+            message: located.message.clone(),
+            help: located.help.clone(),
+            rendered: located.to_string(),
+        }
+    }
+
+    fn error(error: &RuleError) -> RuleProblem {
+        match error {
+            RuleError::Located(located) => RuleProblem::located(located),
+            RuleError::Io { path, .. } | RuleError::Refused { path, .. } => RuleProblem {
                 path: path.clone(),
                 line: 0,
                 column: 0,
                 rule: None,
-                message: format!("cannot read: {source}"),
+                message: error.to_string().trim_start_matches("error: ").to_string(),
                 help: None,
                 rendered: error.to_string(),
             },
-        })
-        .collect();
+        }
+    }
+}
+
+/// Loads and compiles the pack in `dir` (or the one file) and reports on it; with
+/// `deny_warnings` a warning fails the check too.
+pub fn check_rules(dir: &Path, deny_warnings: bool) -> RulesReport {
+    let loaded = load_path(dir);
+    let errors: Vec<RuleProblem> = loaded.errors.iter().map(RuleProblem::error).collect();
+    let warnings: Vec<RuleProblem> = loaded.warnings.iter().map(RuleProblem::located).collect();
     let mut report = RulesReport {
         dir: dir.to_path_buf(),
-        ok: errors.is_empty(),
+        ok: errors.is_empty() && (warnings.is_empty() || !deny_warnings),
         rules: 0,
         version: String::new(),
         errors,
+        warnings,
         notes: Vec::new(),
     };
-    if !report.ok {
+    if !report.errors.is_empty() {
         return report;
     }
     report.notes = loaded
@@ -190,7 +224,7 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
     let (problems, rules) = match crate::config::check(path) {
         Ok(pipeline) => (
             crate::config::check_environment(&pipeline),
-            pipeline.needs_rules().then(|| check_rules(&pipeline.matcher.rules)),
+            pipeline.needs_rules().then(|| check_rules(&pipeline.matcher.rules, false)),
         ),
         Err(problems) => (problems, None),
     };
@@ -203,9 +237,7 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
                 eprintln!("{}", crate::config::render(&path.display(), &report.problems));
             }
             if let Some(rules) = &report.rules {
-                for error in &rules.errors {
-                    eprintln!("{}\n", error.rendered);
-                }
+                rules.print_problems();
                 if rules.ok {
                     println!(
                         "{}: OK; rules {}: {} rule(s), version {}",
@@ -555,15 +587,8 @@ fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
 /// `cull rules backtest`: what the rules of a file (or directory) would have matched
 /// and culled over the indexed mentions.
 pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: bool) -> Result<ExitCode> {
-    let loaded = if rules.is_dir() {
-        load_dir(rules)
-    } else {
-        let bytes = std::fs::read(rules).with_context(|| format!("cannot read {}", rules.display()))?;
-        cull_rules::load_files([(rules, bytes.as_slice())])
-    };
-    for error in &loaded.errors {
-        eprintln!("{error}\n");
-    }
+    let loaded = load_path(rules);
+    print_findings(&loaded);
     if !loaded.errors.is_empty() {
         eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
         return Ok(ExitCode::FAILURE);

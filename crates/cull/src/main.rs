@@ -127,14 +127,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
-    /// Validate every rule file; print compiler-style errors; exit 1 on any error.
+    /// Validate every rule file; print compiler-style errors and warnings; exit 1 on
+    /// any error (and on any warning with --deny-warnings).
     Check {
-        /// The rules directory.
+        /// The rules directory (or one rule file).
         #[arg(default_value = "rules")]
         dir: PathBuf,
-        /// `text` (errors on stderr) or `json` (one report on stdout, for CI).
+        /// `text` (errors and warnings on stderr) or `json` (one report on stdout, for CI).
         #[arg(long, value_enum, default_value = "text")]
         format: commands::Format,
+        /// Fail on warnings too (lowercase `and`, `near/3`, smart quotes, `!word`).
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Run every rule's examples; report each failure; exit 1 on any failure.
     Test {
@@ -275,7 +279,9 @@ fn main() -> ExitCode {
     let _faults = fail::FailScenario::setup();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rules(RulesCommand::Check { dir, format }) => commands::check(&dir, format),
+        Command::Rules(RulesCommand::Check { dir, format, deny_warnings }) => {
+            commands::check(&dir, format, deny_warnings)
+        }
         Command::Config(ConfigCommand::Check { pipeline, format }) => {
             commands::config_check(&pipeline, format)
         }
