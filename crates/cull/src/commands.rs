@@ -12,6 +12,7 @@ use cull_ingest::feed::{FeedConfig, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
+use cull_model::escape::{escape_controls, escape_controls_but_newlines};
 use cull_model::{Channel, DeadLetter, Mention};
 use cull_rules::{load_dir, CompiledRule, Expect};
 
@@ -23,7 +24,7 @@ const BATCH: usize = 1024;
 pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
     let loaded = load_dir(dir);
     for error in &loaded.errors {
-        eprintln!("{error}\n");
+        eprintln!("{}\n", escape_controls_but_newlines(&error.to_string()));
     }
     if loaded.errors.is_empty() {
         Some(loaded.rules)
@@ -40,7 +41,7 @@ pub fn check(dir: &Path, format: Format) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
             for error in &report.errors {
-                eprintln!("{}\n", error.rendered);
+                eprintln!("{}\n", escape_controls_but_newlines(&error.rendered));
             }
             for note in &report.notes {
                 eprintln!("note: {note}");
@@ -197,11 +198,12 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
             if !report.problems.is_empty() {
-                eprintln!("{}", crate::config::render(&path.display(), &report.problems));
+                let problems = crate::config::render(&path.display(), &report.problems);
+                eprintln!("{}", escape_controls_but_newlines(&problems));
             }
             if let Some(rules) = &report.rules {
                 for error in &rules.errors {
-                    eprintln!("{}\n", error.rendered);
+                    eprintln!("{}\n", escape_controls_but_newlines(&error.rendered));
                 }
                 if rules.ok {
                     println!(
@@ -246,7 +248,7 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 continue;
             }
             failed += 1;
-            println!(
+            let failure = format!(
                 "FAIL {}:{} rule `{}`: expected {}, got {}",
                 rule.rule.path.display(),
                 example.line,
@@ -254,10 +256,11 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 example.expect.as_str(),
                 got.as_str()
             );
+            println!("{}", escape_controls(&failure));
             println!("  text: {:?}", example.text);
             if let Some(explanation) = explain_rule(&set, &rule.rule.id, &mention) {
                 for line in explanation.to_string().lines() {
-                    println!("  {line}");
+                    println!("  {}", escape_controls(line));
                 }
             }
         }
@@ -274,7 +277,7 @@ pub fn explain(dir: &Path, rule_id: &str, text: String, title: Option<String>) -
     mention.title = title;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;
-    print!("{explanation}");
+    print!("{}", escape_controls_but_newlines(&explanation.to_string()));
     if let Outcome::Matched(spans) = &explanation.outcome {
         for span in spans {
             let field =
@@ -344,7 +347,7 @@ pub fn match_lines(
                 Some(Err((error, bytes))) => {
                     rejected += 1;
                     let place = format!("{origin}:{line_number}");
-                    eprintln!("cull: {place}: {error}");
+                    eprintln!("cull: {}", escape_controls(&format!("{place}: {error}")));
                     if let Some(file) = dead_letter_file.as_mut() {
                         serde_json::to_writer(&mut *file, &DeadLetter::new("match", &error, place, bytes))?;
                         file.write_all(b"\n")?;
@@ -375,14 +378,32 @@ pub fn match_lines(
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says.
 pub(crate) fn init_logging() {
+    use tracing_subscriber::field::MakeExt as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// Writes one field of a log line, its control characters escaped: field values carry
+/// what clients sent (a request path, a feed's error), and a newline or an ESC among
+/// them must not forge a log line or drive the terminal reading the log.
+fn log_field(
+    writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    let value = format!("{value:?}");
+    let value = cull_model::escape::escape_controls(&value);
+    match field.name() {
+        "message" => write!(writer, "{value}"),
+        name => write!(writer, "{name}={value}"),
+    }
 }
 
 /// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
@@ -401,7 +422,7 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -417,7 +438,7 @@ pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -
     let fetched = match runtime.block_on(poller.fetch()) {
         Ok(fetched) => fetched.map(|f| f.drafts).unwrap_or_default(),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -487,26 +508,26 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
             .map(|r| format!("+{r}"))
             .chain(hit.culled.iter().map(|r| format!("-{r}")))
             .collect();
-        writeln!(
-            out,
-            "\n{}  {}  {}  {}  {}",
+        let head = format!(
+            "{}  {}  {}  {}  {}",
             hit.at.as_deref().unwrap_or("-"),
             hit.outcome.as_str(),
             hit.channel.as_deref().unwrap_or("-"),
             hit.id,
             rules.join(" ")
-        )?;
+        );
+        writeln!(out, "\n{}", escape_controls(&head))?;
         if let Some(title) = &hit.title {
             writeln!(out, "  {}", highlighted(title, color))?;
         }
         writeln!(out, "  {}", highlighted(&hit.text, color))?;
         if let Some(url) = &hit.url {
-            writeln!(out, "  {url}")?;
+            writeln!(out, "  {}", escape_controls(url))?;
         }
     }
     for (facet, counts) in &response.facets {
         let counts: Vec<String> = counts.iter().map(|c| format!("{} {}", c.value, c.count)).collect();
-        writeln!(out, "\n{facet}: {}", counts.join(", "))?;
+        writeln!(out, "\n{}", escape_controls(&format!("{facet}: {}", counts.join(", "))))?;
     }
     if let Some(histogram) = &response.histogram {
         writeln!(out)?;
@@ -520,7 +541,8 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`.
+/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`, and
+/// its control characters escaped (the bold is the only escape sequence it holds).
 fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
     let (open, close) = if color { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
     let mut text = String::with_capacity(snippet.text.len() + 8 * snippet.highlights.len());
@@ -530,13 +552,13 @@ fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
         if start >= end || !snippet.text.is_char_boundary(start) || !snippet.text.is_char_boundary(end) {
             continue;
         }
-        text.push_str(&snippet.text[at..start]);
+        text.push_str(&escape_controls(&snippet.text[at..start]));
         text.push_str(open);
-        text.push_str(&snippet.text[start..end]);
+        text.push_str(&escape_controls(&snippet.text[start..end]));
         text.push_str(close);
         at = end;
     }
-    text.push_str(&snippet.text[at..]);
+    text.push_str(&escape_controls(&snippet.text[at..]));
     text
 }
 
@@ -550,7 +572,7 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
         cull_rules::load_files([(rules, bytes.as_slice())])
     };
     for error in &loaded.errors {
-        eprintln!("{error}\n");
+        eprintln!("{}\n", escape_controls_but_newlines(&error.to_string()));
     }
     if !loaded.errors.is_empty() {
         eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
@@ -568,7 +590,8 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
     for rule in &report.rules {
         let by: Vec<String> = rule.culled_by.iter().map(|(reason, n)| format!("{n} by {reason}")).collect();
         let by = if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) };
-        writeln!(out, "{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled)?;
+        let summary = format!("{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled);
+        writeln!(out, "{}", escape_controls(&summary))?;
         for day in &rule.days {
             writeln!(out, "  {}  {:>5} matched  {:>5} culled", day.day, day.matched, day.culled)?;
         }
@@ -579,7 +602,7 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
                     _ => String::new(),
                 };
                 let title = sample.title.as_deref().unwrap_or(&sample.text);
-                writeln!(out, "  {label} {}{why}: {title}", sample.id)?;
+                writeln!(out, "  {}", escape_controls(&format!("{label} {}{why}: {title}", sample.id)))?;
             }
         }
     }
