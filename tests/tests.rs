@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod feeds;
 mod google_alerts;
+mod hardening_http;
 mod index;
 mod kafka;
 mod language;

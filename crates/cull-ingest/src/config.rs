@@ -343,7 +343,7 @@ impl SourceConfig {
             }
             SourceConfig::Feed(feed) => {
                 checks.check(crate::canonical_url(&feed.url).is_some(), "url", || {
-                    format!("`{}` is not an http(s) URL", feed.url)
+                    format!("`{}` is not an http(s) URL", crate::redacted(&feed.url))
                 });
                 checks.positive("interval_secs", feed.interval_secs);
                 checks.positive("timeout_secs", feed.timeout_secs);

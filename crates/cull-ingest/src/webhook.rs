@@ -9,6 +9,9 @@
 //! requests, each holding its body, in memory. Each source therefore has a budget of
 //! mentions in flight to the bus; a request that does not fit is refused with `429`
 //! and `Retry-After` at once, so the pressure travels back to the sender instead.
+//!
+//! A body that does not arrive before the server's deadline (the binary's
+//! `http.body_read_timeout_secs`) is answered `408`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -466,6 +469,9 @@ async fn receive(
     let bytes = match read_body(body, config.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Read(error)) if timed_out(&error) => {
+            return Err(refuse(config, StatusCode::REQUEST_TIMEOUT, error));
+        }
         Err(BodyError::Read(error)) => {
             let error = format!("cannot read the request body: {error}");
             return Err(refuse(config, StatusCode::BAD_REQUEST, error));
@@ -625,6 +631,19 @@ fn verify(
 enum BodyError {
     TooLarge,
     Read(axum::Error),
+}
+
+/// Returns whether a body failed because it did not arrive in time: the server gives
+/// each body a deadline, and fails it with [`std::io::ErrorKind::TimedOut`].
+fn timed_out(error: &axum::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Reads the body, giving up as soon as it exceeds `limit`, so a chunked body without a

@@ -14,6 +14,7 @@
 pub mod analyzer;
 pub mod config;
 mod contract;
+pub mod escape;
 mod id;
 
 pub use contract::{

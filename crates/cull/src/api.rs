@@ -17,7 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -44,6 +45,9 @@ const MAX_OFFSET: usize = 10_000;
 const MAX_DRAFT_RULES: usize = 50;
 /// Samples of matches and of culls one backtest may return per rule.
 const MAX_SAMPLES: usize = 100;
+/// The largest request body the API reads (a draft rule file of a backtest): far
+/// above any real pack of 50 rules, far below what would cost the server memory.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// What the API handlers share.
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/mentions/{id}", get(mention))
         .route("/api/backtest", post(run_backtest))
         .route_layer(from_fn_with_state(guard, auth::require))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     Router::new()
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -124,6 +129,8 @@ enum ApiError {
     BadRequest(String),
     /// The request is understood but over a limit.
     Limit(String),
+    /// The body is over [`MAX_BODY_BYTES`].
+    TooLarge(String),
     NotFound(String),
     /// The draft rules of a backtest have errors (and maybe warnings).
     Rules {
@@ -191,6 +198,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
             ApiError::Limit(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+            ApiError::TooLarge(message) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
             ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
             ApiError::Rules { errors, warnings } => json(
                 StatusCode::BAD_REQUEST,
@@ -485,7 +493,16 @@ struct BacktestBody {
 }
 
 /// `POST /api/backtest`.
-async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+async fn run_backtest(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"))
+        }
+        _ => ApiError::BadRequest(format!("request body: {}", rejection.body_text())),
+    })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&body);
     let body: BacktestBody = serde_path_to_error::deserialize(deserializer)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;

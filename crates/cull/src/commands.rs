@@ -12,6 +12,7 @@ use cull_ingest::feed::{FeedConfig, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
+use cull_model::escape::{escape_controls, escape_controls_but_newlines};
 use cull_model::{Channel, DeadLetter, Mention};
 use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
 
@@ -22,10 +23,10 @@ const BATCH: usize = 1024;
 /// Prints every warning and error of a loaded pack on standard error.
 fn print_findings(loaded: &Loaded) {
     for warning in &loaded.warnings {
-        eprintln!("{warning}\n");
+        eprintln!("{}\n", escape_controls_but_newlines(&warning.to_string()));
     }
     for error in &loaded.errors {
-        eprintln!("{error}\n");
+        eprintln!("{}\n", escape_controls_but_newlines(&error.to_string()));
     }
 }
 
@@ -106,7 +107,7 @@ impl RulesReport {
     /// Prints the warnings and errors, compiler-style, on standard error.
     fn print_problems(&self) {
         for problem in self.warnings.iter().chain(&self.errors) {
-            eprintln!("{}\n", problem.rendered);
+            eprintln!("{}\n", escape_controls_but_newlines(&problem.rendered));
         }
     }
 }
@@ -234,7 +235,8 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
             if !report.problems.is_empty() {
-                eprintln!("{}", crate::config::render(&path.display(), &report.problems));
+                let problems = crate::config::render(&path.display(), &report.problems);
+                eprintln!("{}", escape_controls_but_newlines(&problems));
             }
             if let Some(rules) = &report.rules {
                 rules.print_problems();
@@ -281,7 +283,7 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 continue;
             }
             failed += 1;
-            println!(
+            let failure = format!(
                 "FAIL {}:{} rule `{}`: expected {}, got {}",
                 rule.rule.path.display(),
                 example.line,
@@ -289,10 +291,11 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 example.expect.as_str(),
                 got.as_str()
             );
+            println!("{}", escape_controls(&failure));
             println!("  text: {:?}", example.text);
             if let Some(explanation) = explain_rule(&set, &rule.rule.id, &mention) {
                 for line in explanation.to_string().lines() {
-                    println!("  {line}");
+                    println!("  {}", escape_controls(line));
                 }
             }
         }
@@ -309,7 +312,7 @@ pub fn explain(dir: &Path, rule_id: &str, text: String, title: Option<String>) -
     mention.title = title;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;
-    print!("{explanation}");
+    print!("{}", escape_controls_but_newlines(&explanation.to_string()));
     if let Outcome::Matched(spans) = &explanation.outcome {
         for span in spans {
             let field =
@@ -379,7 +382,7 @@ pub fn match_lines(
                 Some(Err((error, bytes))) => {
                     rejected += 1;
                     let place = format!("{origin}:{line_number}");
-                    eprintln!("cull: {place}: {error}");
+                    eprintln!("cull: {}", escape_controls(&format!("{place}: {error}")));
                     if let Some(file) = dead_letter_file.as_mut() {
                         serde_json::to_writer(&mut *file, &DeadLetter::new("match", &error, place, bytes))?;
                         file.write_all(b"\n")?;
@@ -410,14 +413,32 @@ pub fn match_lines(
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says.
 pub(crate) fn init_logging() {
+    use tracing_subscriber::field::MakeExt as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// Writes one field of a log line, its control characters escaped: field values carry
+/// what clients sent (a request path, a feed's error), and a newline or an ESC among
+/// them must not forge a log line or drive the terminal reading the log.
+fn log_field(
+    writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    let value = format!("{value:?}");
+    let value = cull_model::escape::escape_controls(&value);
+    match field.name() {
+        "message" => write!(writer, "{value}"),
+        name => write!(writer, "{name}={value}"),
+    }
 }
 
 /// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
@@ -445,7 +466,7 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -461,7 +482,7 @@ pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -
     let fetched = match runtime.block_on(poller.fetch()) {
         Ok(fetched) => fetched.map(|f| f.drafts).unwrap_or_default(),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -531,26 +552,26 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
             .map(|r| format!("+{r}"))
             .chain(hit.culled.iter().map(|r| format!("-{r}")))
             .collect();
-        writeln!(
-            out,
-            "\n{}  {}  {}  {}  {}",
+        let head = format!(
+            "{}  {}  {}  {}  {}",
             hit.at.as_deref().unwrap_or("-"),
             hit.outcome.as_str(),
             hit.channel.as_deref().unwrap_or("-"),
             hit.id,
             rules.join(" ")
-        )?;
+        );
+        writeln!(out, "\n{}", escape_controls(&head))?;
         if let Some(title) = &hit.title {
             writeln!(out, "  {}", highlighted(title, color))?;
         }
         writeln!(out, "  {}", highlighted(&hit.text, color))?;
         if let Some(url) = &hit.url {
-            writeln!(out, "  {url}")?;
+            writeln!(out, "  {}", escape_controls(url))?;
         }
     }
     for (facet, counts) in &response.facets {
         let counts: Vec<String> = counts.iter().map(|c| format!("{} {}", c.value, c.count)).collect();
-        writeln!(out, "\n{facet}: {}", counts.join(", "))?;
+        writeln!(out, "\n{}", escape_controls(&format!("{facet}: {}", counts.join(", "))))?;
     }
     if let Some(histogram) = &response.histogram {
         writeln!(out)?;
@@ -564,7 +585,8 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`.
+/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`, and
+/// its control characters escaped (the bold is the only escape sequence it holds).
 fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
     let (open, close) = if color { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
     let mut text = String::with_capacity(snippet.text.len() + 8 * snippet.highlights.len());
@@ -574,13 +596,13 @@ fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
         if start >= end || !snippet.text.is_char_boundary(start) || !snippet.text.is_char_boundary(end) {
             continue;
         }
-        text.push_str(&snippet.text[at..start]);
+        text.push_str(&escape_controls(&snippet.text[at..start]));
         text.push_str(open);
-        text.push_str(&snippet.text[start..end]);
+        text.push_str(&escape_controls(&snippet.text[start..end]));
         text.push_str(close);
         at = end;
     }
-    text.push_str(&snippet.text[at..]);
+    text.push_str(&escape_controls(&snippet.text[at..]));
     text
 }
 
@@ -605,7 +627,8 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
     for rule in &report.rules {
         let by: Vec<String> = rule.culled_by.iter().map(|(reason, n)| format!("{n} by {reason}")).collect();
         let by = if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) };
-        writeln!(out, "{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled)?;
+        let summary = format!("{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled);
+        writeln!(out, "{}", escape_controls(&summary))?;
         for day in &rule.days {
             writeln!(out, "  {}  {:>5} matched  {:>5} culled", day.day, day.matched, day.culled)?;
         }
@@ -616,7 +639,7 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
                     _ => String::new(),
                 };
                 let title = sample.title.as_deref().unwrap_or(&sample.text);
-                writeln!(out, "  {label} {}{why}: {title}", sample.id)?;
+                writeln!(out, "  {}", escape_controls(&format!("{label} {}{why}: {title}", sample.id)))?;
             }
         }
     }

@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -75,9 +74,9 @@ pub struct Pipeline {
     /// Optional copies of the output topics to files.
     #[serde(default)]
     pub sink: SinksConfig,
-    /// The HTTP server for metrics and health.
+    /// The HTTP server for metrics, health, webhooks and the API.
     #[serde(default)]
-    pub http: Http,
+    pub http: crate::server::Http,
     /// How the process stops.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -94,20 +93,6 @@ pub struct Api {
     /// (`role:token,…`) adds tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<PathBuf>,
-}
-
-/// The HTTP server for metrics and health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Http {
-    /// The address to listen on; port 0 picks a free port.
-    pub listen: SocketAddr,
-}
-
-impl Default for Http {
-    fn default() -> Http {
-        Http { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
-    }
 }
 
 /// Loads, overrides from the process environment, and validates the pipeline file at `path`.
@@ -411,6 +396,7 @@ impl Pipeline {
         checks.nested("ingest", self.ingest.validate());
         checks.nested("index", self.index.validate());
         checks.nested("shutdown", self.shutdown.validate());
+        checks.nested("http", self.http.validate());
         let mut files: Vec<(String, &Path)> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
             let at = format!("source[{i}]");

@@ -9,8 +9,8 @@ mod http;
 mod pipeline;
 mod reload;
 mod serve;
+mod server;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,9 +42,8 @@ enum Command {
         /// The rules directory, whose rules explain why a mention matched or was culled.
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
-        /// The address to listen on; a port of 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:9470")]
-        listen: SocketAddr,
+        #[command(flatten)]
+        http: server::Http,
         /// A TOML file of API tokens ([[token]] name, role, token); the environment
         /// variable CULL_API_TOKENS (role:token,role:token) adds more.
         #[arg(long)]
@@ -332,7 +331,7 @@ fn main() -> ExitCode {
         Command::Serve {
             index,
             rules,
-            listen,
+            http,
             tokens,
             max_clauses,
             max_wildcard_terms,
@@ -341,7 +340,7 @@ fn main() -> ExitCode {
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
-            listen,
+            http,
             tokens,
             limits: cull_index::Limits {
                 max_clauses,
@@ -357,7 +356,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("cull: {error:#}");
+            eprintln!("cull: {}", cull_model::escape::escape_controls_but_newlines(&format!("{error:#}")));
             ExitCode::from(2)
         }
     }
