@@ -50,10 +50,11 @@ fn live_metric_names() -> BTreeSet<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let (_, metrics) = get(&address, "/metrics").unwrap();
-        if metrics.contains("cull_rule_mentions_total{") {
+        // Tickets come a stage after the per-rule series: wait for both.
+        if metrics.contains("cull_rule_mentions_total{") && metrics.contains("cull_tickets_emitted_total{") {
             break metrics;
         }
-        assert!(Instant::now() < deadline, "no per-rule series yet:\n{metrics}");
+        assert!(Instant::now() < deadline, "no per-rule or ticket series yet:\n{metrics}");
         std::thread::sleep(Duration::from_millis(100));
     };
     let _ = child.kill();
@@ -97,7 +98,19 @@ fn deploy_files_parse_and_what_they_mount_passes_the_checks() {
         match args.as_slice() {
             ["run", config] => {
                 let file = config.replace("/etc/cull/config/", "deploy/config/");
-                check(&["config", "check", &file], &[("CULL__MATCHER__RULES", "rules")]);
+                // The check reads what the service's environment provides (a webhook's
+                // secret), as `cull run` does; placeholders stand in for the values.
+                let mut env = vec![("CULL__MATCHER__RULES".to_string(), "rules".to_string())];
+                if let Some(variables) = service["environment"].as_hash() {
+                    env.extend(
+                        variables
+                            .keys()
+                            .filter_map(Yaml::as_str)
+                            .map(|k| (k.to_string(), "a-placeholder-value".to_string())),
+                    );
+                }
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                check(&["config", "check", &file], &env);
                 checked += 1;
             }
             ["serve", ..] => assert!(args.contains(&"--tokens"), "{name:?}: the API needs tokens"),

@@ -201,6 +201,7 @@ interval_secs = 3600
 kind = "webhook"
 name = "hook"
 secret_env = "TEST_HOOK_SECRET"
+markup = "html"
 [sink.tickets]
 kind = "jsonl"
 path = "{dir}/tickets.jsonl"
