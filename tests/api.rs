@@ -511,6 +511,16 @@ async fn every_route_answers_as_the_openapi_document_says() {
     let body = spec.check("POST", "/api/backtest", &reply);
     assert_eq!(body["rule_errors"][0]["line"], 3, "{body}");
     assert!(body["rule_errors"][0]["message"].as_str().unwrap().contains("draft.toml:3:"), "{body}");
+    assert_eq!(body["warnings"], json!([]), "{body}");
+    let suspicious = "[[rule]]\nid = \"draft\"\nquery = 'slack and adjuster'\n";
+    let reply = call("POST", &url, Some(ANALYST), Some(&json!({ "rules": suspicious }))).await;
+    assert_eq!(reply.status, 200, "warnings do not refuse a draft: {}", reply.body);
+    let body = spec.check("POST", "/api/backtest", &reply);
+    let warning = &body["warnings"][0];
+    assert_eq!((warning["line"].as_u64(), warning["column"].as_u64()), (Some(3), Some(16)), "{body}");
+    assert!(warning["message"].as_str().unwrap().contains("`and` is searched as a word"), "{body}");
+    let report_warnings = report["warnings"].as_array().map(Vec::len);
+    assert_eq!(report_warnings, Some(0), "the example pack has no warnings");
     let reply = call("POST", &url, Some(ANALYST), Some(&json!({ "rule": "x" }))).await;
     assert_eq!(reply.status, 400);
     let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
@@ -520,6 +530,12 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(reply.status, 422, "{}", reply.body);
     let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
     assert!(message.contains("rule `draft`") && message.contains("expands"), "{message}");
+    // A body over the API's 1 MiB is refused before it is parsed.
+    let huge = json!({ "rules": format!("# {}", "x".repeat(1 << 20)) });
+    let reply = call("POST", &url, Some(ANALYST), Some(&huge)).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
+    assert!(message.contains("over the limit of 1048576 bytes"), "{message}");
 
     // Without a token, every route but the document is refused.
     for (method, path, template) in [
@@ -604,10 +620,10 @@ async fn tokens_decide_who_may_call() {
     assert_eq!(call("GET", &url, Some(OPERATOR), None).await.status, 200, "an operator is an analyst too");
 
     // Tokens from the environment, with or without a file.
-    let env = format!("analyst:from-env-1,operator:{OPERATOR}-env");
+    let env = format!("analyst:from-env-0123456789,operator:{OPERATOR}-env");
     let from_env = serve(&index_dir, &[], &[("CULL_API_TOKENS", env.as_str())]);
     let url = format!("http://{}/api/search", from_env.address);
-    assert_eq!(call("GET", &url, Some("from-env-1"), None).await.status, 200);
+    assert_eq!(call("GET", &url, Some("from-env-0123456789"), None).await.status, 200);
     assert_eq!(call("GET", &url, Some(ANALYST), None).await.status, 401, "the file is not read");
 
     // A search stopped by the time limit says so and returns what it had.
@@ -651,7 +667,7 @@ fn bad_tokens_are_refused_at_start_with_their_place() {
     let index_dir = dir.path().join("index");
     index(&index_dir, &rules(), &hostile_mentions());
     let file = dir.path().join("tokens.toml");
-    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b\"\n").unwrap();
+    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-token-0123456789\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b-token-0123456789\"\n").unwrap();
     let index_arg = index_dir.to_str().unwrap();
     let output = cull(
         &["serve", "--index", index_arg, "--tokens", file.to_str().unwrap(), "--listen", "127.0.0.1:0"],

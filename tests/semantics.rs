@@ -78,6 +78,46 @@ fn matcher_equals_tantivy_on_real_text_for_every_operator() {
     );
 }
 
+/// However a post writes a brand (a possessive with either apostrophe, a ticker or a
+/// domain that segmentation keeps whole, invisible format characters inside or
+/// around it), the matcher and the index both find it, and still agree.
+#[test]
+fn brands_are_found_however_written_and_matcher_and_index_agree() {
+    let texts = [
+        ("possessive", "Slack's outage hit Apple\u{2019}s teams"),
+        ("ticker", "Slack Technologies (NASDAQ:WORK) and T-Mobile (NYSE:TMUS) fell"),
+        ("domain", "status page at slack.com says all is well"),
+        ("lrm", "\u{5E9}\u{5DC}\u{5D5}\u{5DD} Slack\u{200E} \u{5E0}\u{5E4}\u{5DC}"),
+        ("isolate", "outage at \u{2068}Slack\u{2069} again"),
+        ("zwj", "Slack\u{200D} is down"),
+        ("soft-hyphen", "Sla\u{AD}ck is down"),
+        ("elision", "l'Apple de Cupertino"),
+    ];
+    let mentions: Vec<Mention> = texts.iter().map(|(id, text)| Mention::new(*id, *text)).collect();
+    let pack = [
+        ("slack", "slack", &["possessive", "ticker", "domain", "lrm", "isolate", "zwj", "soft-hyphen"][..]),
+        ("exact-slack", "{Slack}", &["possessive", "ticker", "lrm", "isolate", "zwj", "soft-hyphen"]),
+        ("apple", "apple", &["possessive", "elision"]),
+        ("nasdaq-work", "\"nasdaq work\"", &["ticker"]),
+        ("ticker-whole", "\"nasdaq:work\"", &["ticker"]),
+        ("tmus", "tmus", &["ticker"]),
+        ("domain", "slack.com", &["domain"]),
+        ("near", "slack NEAR/1 says", &["domain"]),
+    ];
+    let toml: String = pack
+        .iter()
+        .map(|(id, query, _)| format!("[[rule]]\nid = \"{id}\"\nname = \"{id}\"\nquery = '{query}'\n"))
+        .collect();
+    let rules = compile_pack(&toml);
+    let (index, schema) = index_of(&mentions);
+    for ((rule, matched), (id, _, expected)) in rules.iter().zip(matcher_results(&rules, &mentions)).zip(pack)
+    {
+        let expected: BTreeSet<String> = expected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(matched, expected, "matcher, rule {id}");
+        assert_eq!(tantivy_results(&index, &schema, &rule.matching_plan()), expected, "index, rule {id}");
+    }
+}
+
 /// Returns `text` with every occurrence of each mask phrase overwritten by a word that
 /// occurs nowhere, keeping every other word at its position. This is the meaning of a
 /// mask, computed independently of the matcher: Tantivy searching the rewritten text

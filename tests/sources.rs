@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use cull_bus::{EmbeddedBus, Record};
 use cull_ingest::jsonl::{run_jsonl, JsonlConfig};
+use cull_ingest::Markup;
 use cull_model::{DeadLetter, Mention};
 
 use crate::feeds::{outlet, Recorder};
@@ -50,6 +51,7 @@ async fn a_followed_file_survives_partial_lines_rotation_and_truncation() {
         poll_interval: Duration::from_millis(20),
         max_line_bytes: 4096,
         cursor: None,
+        markup: Markup::Plain,
     };
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stop).await });
@@ -112,6 +114,7 @@ async fn bad_lines_become_located_dead_letters_and_good_ones_mentions() {
         poll_interval: Duration::from_millis(20),
         max_line_bytes: 256,
         cursor: None,
+        markup: Markup::Plain,
     };
     let (_stop_sender, stop) = tokio::sync::watch::channel(false);
     let stats = run_jsonl(&outlet, &config, stop).await.unwrap();

@@ -18,7 +18,7 @@ use crate::feed::{run_feed, FeedConfig, FeedError, Poller};
 use crate::jsonl::{run_jsonl, JsonlConfig, JsonlError};
 use crate::mail::{run_mail, MailConfig, MailError, MailFormat};
 use crate::webhook::{router, FieldMapping, MappingError, WebhookConfig};
-use crate::{Outlet, ScreenConfig};
+use crate::{Markup, Outlet, ScreenConfig};
 
 /// A source of mentions, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,10 @@ pub struct JsonlSource {
     /// Milliseconds between two looks at a followed file.
     #[serde(default = "default_follow_interval_ms")]
     pub follow_interval_ms: u64,
+    /// Whether the mentions' `title` and `text` are plain text (the default: never run
+    /// through the HTML converter) or HTML.
+    #[serde(default)]
+    pub markup: Markup,
 }
 
 fn default_follow_interval_ms() -> u64 {
@@ -165,6 +169,9 @@ pub struct WebhookSource {
     /// `cull.mention/v1` shape.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mapping: BTreeMap<String, String>,
+    /// Whether the mentions' `title` and `text` are plain text (the default) or HTML.
+    #[serde(default)]
+    pub markup: Markup,
 }
 
 fn default_signature_header() -> String {
@@ -196,6 +203,7 @@ impl WebhookSource {
             max_pending: default_max_pending(),
             channel: None,
             mapping: BTreeMap::new(),
+            markup: Markup::Plain,
         }
     }
 
@@ -215,6 +223,7 @@ impl WebhookSource {
             retry_after: Duration::from_secs(1),
             mapping,
             channel: self.channel,
+            markup: self.markup,
         })
     }
 }
@@ -334,7 +343,7 @@ impl SourceConfig {
             }
             SourceConfig::Feed(feed) => {
                 checks.check(crate::canonical_url(&feed.url).is_some(), "url", || {
-                    format!("`{}` is not an http(s) URL", feed.url)
+                    format!("`{}` is not an http(s) URL", crate::redacted(&feed.url))
                 });
                 checks.positive("interval_secs", feed.interval_secs);
                 checks.positive("timeout_secs", feed.timeout_secs);
@@ -469,6 +478,7 @@ pub async fn run_source(
                 follow: jsonl.follow,
                 poll_interval: Duration::from_millis(jsonl.follow_interval_ms),
                 max_line_bytes: options.max_mention_bytes,
+                markup: jsonl.markup,
             };
             let stats = run_jsonl(outlet, &config, stop)
                 .await

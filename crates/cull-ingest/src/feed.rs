@@ -67,7 +67,7 @@ pub enum FeedError {
     /// The server answered with an error status.
     #[error("{url}: HTTP {status}")]
     Status {
-        /// The feed URL.
+        /// The feed URL, [redacted](crate::redacted).
         url: String,
         /// The status.
         status: StatusCode,
@@ -77,7 +77,7 @@ pub enum FeedError {
     /// The request failed (connection, timeout, TLS, redirect loop).
     #[error("{url}: {message}")]
     Network {
-        /// The feed URL.
+        /// The feed URL, [redacted](crate::redacted).
         url: String,
         /// What failed.
         message: String,
@@ -85,7 +85,7 @@ pub enum FeedError {
     /// The document is larger than [`FeedConfig::max_bytes`].
     #[error("{url}: the feed is larger than {limit} bytes")]
     TooLarge {
-        /// The feed URL.
+        /// The feed URL, [redacted](crate::redacted).
         url: String,
         /// The limit.
         limit: usize,
@@ -93,7 +93,7 @@ pub enum FeedError {
     /// The document is not a feed feed-rs can read.
     #[error("{url}: not a readable RSS, Atom or JSON feed: {message}")]
     Parse {
-        /// The feed URL.
+        /// The feed URL, [redacted](crate::redacted).
         url: String,
         /// What the parser said.
         message: String,
@@ -212,6 +212,8 @@ impl Poller {
     /// unchanged feed (`304`).
     pub async fn fetch(&self) -> Result<Option<Fetched>, FeedError> {
         let url = &self.config.url;
+        // Errors name the feed by its URL without the credentials it may carry.
+        let named = crate::redacted(url);
         let mut request = self.client.get(url).timeout(self.config.timeout);
         if let Some(etag) = &self.cursor.etag {
             request = request.header(IF_NONE_MATCH, etag);
@@ -219,8 +221,10 @@ impl Poller {
         if let Some(modified) = &self.cursor.last_modified {
             request = request.header(IF_MODIFIED_SINCE, modified);
         }
-        let network =
-            |error: reqwest::Error| FeedError::Network { url: url.clone(), message: describe(&error) };
+        let network = |error: reqwest::Error| FeedError::Network {
+            url: named.clone(),
+            message: describe(&error.without_url()),
+        };
         let mut response = request.send().await.map_err(network)?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
@@ -228,18 +232,18 @@ impl Poller {
         }
         if !status.is_success() {
             let retry_after = retry_after(response.headers(), OffsetDateTime::now_utc());
-            return Err(FeedError::Status { url: url.clone(), status, retry_after });
+            return Err(FeedError::Status { url: named, status, retry_after });
         }
         let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
         let limit = self.config.max_bytes;
         if response.content_length().is_some_and(|length| length > limit as u64) {
-            return Err(FeedError::TooLarge { url: url.clone(), limit });
+            return Err(FeedError::TooLarge { url: named.clone(), limit });
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(network)? {
             if body.len() + chunk.len() > limit {
-                return Err(FeedError::TooLarge { url: url.clone(), limit });
+                return Err(FeedError::TooLarge { url: named.clone(), limit });
             }
             body.extend_from_slice(&chunk);
         }
@@ -394,21 +398,23 @@ fn describe(error: &dyn std::error::Error) -> String {
 /// Every entry becomes a draft, even one with nothing to match (it is still indexed for
 /// analysts). A document that lists entries of which feed-rs reads none (a variant it
 /// does not support) is an error rather than an empty feed, so that it is counted and
-/// seen instead of silently yielding nothing. `url` resolves relative links and names
-/// the feed in errors.
+/// seen instead of silently yielding nothing. `url` resolves relative links (without
+/// its userinfo, which would otherwise travel into every mention's URL) and names the
+/// feed in errors (redacted).
 pub fn parse_feed(
     bytes: &[u8],
     source: &str,
     channel: Channel,
     url: &str,
 ) -> Result<Vec<(String, Draft)>, FeedError> {
-    let parser = feed_rs::parser::Builder::new().base_uri(Some(url)).sanitize_content(false).build();
+    let base = crate::url::without_userinfo(url);
+    let parser = feed_rs::parser::Builder::new().base_uri(Some(&base)).sanitize_content(false).build();
     let feed = parser
         .parse(&upgrade_atom_03(bytes)[..])
-        .map_err(|e| FeedError::Parse { url: url.to_string(), message: e.to_string() })?;
+        .map_err(|e| FeedError::Parse { url: crate::redacted(url), message: e.to_string() })?;
     if feed.entries.is_empty() && lists_entries(bytes) {
         return Err(FeedError::Parse {
-            url: url.to_string(),
+            url: crate::redacted(url),
             message: "the document has <item> or <entry> elements, but none could be read".to_string(),
         });
     }

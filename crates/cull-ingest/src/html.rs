@@ -28,14 +28,25 @@ pub fn html_to_text(html: &str) -> String {
     collapse_whitespace(&text)
 }
 
-/// Returns `text` with every run of whitespace replaced by one space, trimmed.
+/// Returns `text` with every run of whitespace replaced by one space, trimmed, and
+/// without control characters or byte-order marks.
+///
+/// C0 and C1 controls (other than whitespace, which becomes a space) carry nothing a
+/// reader sees, but they reach terminals, logs and JSON consumers downstream; a BOM is
+/// a file's encoding marker that exports leave at the start of a field.
 pub fn collapse_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else if !c.is_control() && c != '\u{FEFF}' {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(c);
         }
-        out.push_str(word);
     }
     out
 }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::normalize::Draft;
+use crate::normalize::{Draft, Markup};
 use crate::outlet::Outlet;
 
 /// Lines handed to the bus at once.
@@ -58,6 +58,8 @@ pub struct JsonlConfig {
     pub max_line_bytes: usize,
     /// Where the cursor of a followed file is kept; `None` reads from the start.
     pub cursor: Option<PathBuf>,
+    /// Whether the mentions' title and text are plain text or HTML.
+    pub markup: Markup,
 }
 
 /// Why a JSON-lines source stopped.
@@ -339,7 +341,7 @@ async fn deliver_chunk(
             Line::Complete(bytes) => match Mention::from_json_limited(&bytes, config.max_line_bytes) {
                 Ok(mention) => {
                     stats.lines += 1;
-                    drafts.push(Draft::from_mention(&config.name, mention));
+                    drafts.push(Draft::from_mention(&config.name, mention, config.markup));
                     continue;
                 }
                 Err(error) => (error, bytes),
@@ -725,6 +727,7 @@ mod tests {
             poll_interval,
             max_line_bytes: 4096,
             cursor,
+            markup: Markup::Plain,
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move { run_jsonl(&outlet, &config, stopped).await });

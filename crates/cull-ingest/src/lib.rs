@@ -35,4 +35,4 @@ pub use normalize::{
     detect_language, normalize, Draft, Markup, Screen, ScreenConfig, Screened, NEAR_DUPLICATE_OF,
 };
 pub use outlet::{Delivered, Entered, Observer, Outlet};
-pub use url::canonical_url;
+pub use url::{canonical_url, redacted};

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA};
+use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA, UNDETERMINED_LANGUAGE};
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -18,14 +19,22 @@ use crate::url::canonical_url;
 pub const NEAR_DUPLICATE_OF: &str = "near_duplicate_of";
 
 /// Whether a draft's title and text are HTML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Plain text is never run through the HTML converter: `Write a <script> to call the
+/// Slack API` and `if a<b and b>c` are what someone wrote, and an HTML parser would
+/// delete the brand with the "tags". A source says which it delivers
+/// (`markup = "plain" | "html"`, plain by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Markup {
-    /// HTML (feed content, mail bodies): always converted to text.
+    /// HTML (mail bodies, a source configured as HTML): always converted to text.
     Html,
-    /// Plain text: only whitespace is collapsed.
-    Plain,
-    /// Unknown (webhook and JSON-lines input): converted when it looks like markup.
+    /// Plain text: only whitespace is collapsed and control characters removed.
     #[default]
+    Plain,
+    /// Feed text constructs, whose declared type feeds in the wild do not keep to:
+    /// converted when they look like markup (a tag or an entity).
+    #[serde(skip)]
     Detect,
 }
 
@@ -64,9 +73,9 @@ pub struct Draft {
 
 impl Draft {
     /// Returns the draft of a mention received in the `cull.mention/v1` shape: its id is
-    /// kept, its text is cleaned if it holds markup, and its `source` becomes the
+    /// kept, its title and text are read as `markup`, and its `source` becomes the
     /// configured name, so that no sender can pass its mentions off as another source's.
-    pub fn from_mention(source: &str, mention: Mention) -> Draft {
+    pub fn from_mention(source: &str, mention: Mention, markup: Markup) -> Draft {
         Draft {
             source: source.to_string(),
             id: Some(mention.id),
@@ -81,7 +90,7 @@ impl Draft {
             published_at: mention.published_at,
             fetched_at: mention.fetched_at,
             meta: mention.meta,
-            markup: Markup::Detect,
+            markup,
         }
     }
 }
@@ -116,7 +125,10 @@ pub fn normalize(draft: Draft, now: OffsetDateTime) -> Mention {
         };
         mention_id(&draft.source, &key)
     });
-    let lang = draft.lang.or_else(|| detect_language(title.as_deref().unwrap_or(""), &text));
+    let lang = draft
+        .lang
+        .or_else(|| detect_language(title.as_deref().unwrap_or(""), &text))
+        .or_else(|| Some(UNDETERMINED_LANGUAGE.to_string()));
     let fetched_at = draft.fetched_at.or_else(|| now.format(&Rfc3339).ok());
     Mention {
         schema: MENTION_SCHEMA.to_string(),
@@ -444,11 +456,31 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_keeps_its_angle_brackets_and_loses_its_control_characters() {
+        let normalized = |text: &str, markup: Markup| {
+            let mut mention = Mention::new("m", text);
+            mention.title = Some(format!("\u{FEFF}{text}"));
+            let mention = normalize(Draft::from_mention("hook", mention, markup), OffsetDateTime::UNIX_EPOCH);
+            (mention.title.unwrap(), mention.text)
+        };
+        for text in
+            ["Write a <script> to call the Slack API", "<Slack> is down again", "if a<b and b>c", "AT&amp;T"]
+        {
+            assert_eq!(normalized(text, Markup::Plain), (text.to_string(), text.to_string()));
+        }
+        let hostile = "Sla\u{1}ck \u{1b}[2Jis\u{7}\u{85}down\u{9f}\r\n\tagain";
+        assert_eq!(normalized(hostile, Markup::Plain).1, "Slack [2Jis down again");
+        assert_eq!(normalized("\u{FEFF}Slack", Markup::Plain).1, "Slack");
+        assert_eq!(normalized("<p>Great <b>support</b></p>", Markup::Html).1, "Great support");
+    }
+
+    #[test]
     fn a_given_language_and_id_are_kept() {
         let mut mention =
             Mention::new("m-given", "Bonjour tout le monde, quelle belle journée pour se promener");
         mention.lang = Some("fr".into());
-        let normalized = normalize(Draft::from_mention("hook", mention), OffsetDateTime::UNIX_EPOCH);
+        let normalized =
+            normalize(Draft::from_mention("hook", mention, Markup::Plain), OffsetDateTime::UNIX_EPOCH);
         assert_eq!((normalized.id.as_str(), normalized.lang.as_deref()), ("m-given", Some("fr")));
         assert_eq!(normalized.source.as_deref(), Some("hook"));
     }

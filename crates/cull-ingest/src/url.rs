@@ -1,4 +1,5 @@
-//! URL canonicalization: one article, one URL, whatever alert or campaign linked it.
+//! URL canonicalization (one article, one URL, whatever alert or campaign linked it),
+//! and the redaction of the credentials a configured URL may carry.
 
 use url::Url;
 
@@ -27,6 +28,66 @@ const TRACKING_PARAMETERS: &[&str] = &[
     "cmpid",
     "ref_src",
 ];
+
+/// Query parameter names (and `_`-separated suffixes: `client_secret`, `x-api-key`)
+/// whose values are credentials.
+const SECRET_PARAMETERS: &[&str] =
+    &["token", "key", "apikey", "api_key", "secret", "password", "sig", "signature", "auth", "access_token"];
+
+/// What a redacted value reads as.
+const REDACTED: &str = "***";
+
+/// Returns true when the query parameter `name` carries a credential.
+fn is_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    SECRET_PARAMETERS.iter().any(|secret| {
+        name == *secret || name.strip_suffix(secret).is_some_and(|prefix| prefix.ends_with('_'))
+    })
+}
+
+/// Returns `raw` fit for a log line, an error, a metric label or a dead-letter header:
+/// the password of its userinfo and the values of query parameters that look like
+/// credentials (`token`, `key`, `api_key`, `sig`, ...) replaced by `***`
+/// (`https://user:pass@host/feed?token=t&page=2` is
+/// `https://user:***@host/feed?token=***&page=2`). Text that does not parse as a URL is
+/// cut where credentials could start: at a `:` after `://`, or an `@` or a `?`.
+pub fn redacted(raw: &str) -> String {
+    let Ok(mut url) = Url::parse(raw) else {
+        let authority = raw.find("://").map_or(0, |scheme| scheme + 3);
+        return match raw[authority..].find([':', '@', '?']) {
+            Some(end) => format!("{}{REDACTED}", &raw[..authority + end]),
+            None => raw.to_string(),
+        };
+    };
+    if url.password().is_some() {
+        // Only URLs that cannot have a password refuse one.
+        let _ = url.set_password(Some(REDACTED));
+    }
+    if url.query_pairs().any(|(name, _)| is_secret(&name)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret(&name) { REDACTED.into() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
+}
+
+/// Returns `raw` without its userinfo (`user:pass@`), or as it is when it is not a URL.
+pub(crate) fn without_userinfo(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            // Only URLs that cannot have userinfo refuse to lose it.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.into()
+        }
+        Err(_) => raw.to_string(),
+    }
+}
 
 /// Returns true when the query parameter `name` only tracks a click.
 fn is_tracking(name: &str) -> bool {
@@ -97,6 +158,22 @@ mod tests {
             canonical_url("http://example.com:8080/p?b=2&a=1").as_deref(),
             Some("http://example.com:8080/p?b=2&a=1")
         );
+    }
+
+    #[test]
+    fn credentials_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redacted("https://user:pass@host.example/feed?token=t0k&page=2&API-Key=k&client_secret=s&sig=x"),
+            "https://user:***@host.example/feed?token=***&page=2&API-Key=***&client_secret=***&sig=***"
+        );
+        assert_eq!(
+            redacted("https://host.example/feed?monkey=1&keys=2"),
+            "https://host.example/feed?monkey=1&keys=2"
+        );
+        assert_eq!(redacted("https://user@host.example/feed"), "https://user@host.example/feed");
+        assert_eq!(redacted("not a url://user:pass@host?token=t"), "not a url://user***");
+        assert_eq!(redacted("host?token=t"), "host***");
+        assert_eq!(redacted("not a url"), "not a url");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! requests, each holding its body, in memory. Each source therefore has a budget of
 //! mentions in flight to the bus; a request that does not fit is refused with `429`
 //! and `Retry-After` at once, so the pressure travels back to the sender instead.
+//!
+//! A body that does not arrive before the server's deadline (the binary's
+//! `http.body_read_timeout_secs`) is answered `408`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -62,6 +65,8 @@ pub struct WebhookConfig {
     pub mapping: Option<FieldMapping>,
     /// The channel of mentions that do not name one.
     pub channel: Option<Channel>,
+    /// Whether the mentions' title and text are plain text or HTML.
+    pub markup: Markup,
 }
 
 impl WebhookConfig {
@@ -153,8 +158,8 @@ impl FieldMapping {
         Ok(FieldMapping { fields, text, meta })
     }
 
-    /// Returns the draft of one payload item.
-    fn draft(&self, source: &str, item: &Value) -> Result<Draft, ItemError> {
+    /// Returns the draft of one payload item, its title and text read as `markup`.
+    fn draft(&self, source: &str, item: &Value, markup: Markup) -> Result<Draft, ItemError> {
         let field = |name: &'static str| match self.fields.get(name) {
             Some(pointer) => scalar(name, pointer, item),
             None => Ok(None),
@@ -191,7 +196,7 @@ impl FieldMapping {
             published_at: field("published_at")?,
             fetched_at: None,
             meta,
-            markup: Markup::Detect,
+            markup,
         })
     }
 }
@@ -286,6 +291,7 @@ pub fn parse_request_body(config: &WebhookConfig, bytes: &[u8]) -> Result<Vec<Dr
 fn parse_body(config: &WebhookConfig, bytes: &[u8]) -> Result<Vec<Draft>, Invalid> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Invalid::whole(ModelError::InvalidUtf8 { offset: e.valid_up_to() }))?;
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Invalid::whole(ModelError::Json { line: e.line(), column: e.column(), message: e.to_string() })
     })?;
@@ -328,7 +334,7 @@ fn draft(config: &WebhookConfig, item: Value) -> Result<Draft, ItemError> {
         return Err(ItemError::NotObject(kind(&item)));
     }
     let mut draft = match &config.mapping {
-        Some(mapping) => mapping.draft(&config.name, &item)?,
+        Some(mapping) => mapping.draft(&config.name, &item, config.markup)?,
         None => {
             let mention: Mention = serde_json::from_value(item).map_err(ItemError::Shape)?;
             if mention.schema != MENTION_SCHEMA {
@@ -340,7 +346,7 @@ fn draft(config: &WebhookConfig, item: Value) -> Result<Draft, ItemError> {
             if mention.id.is_empty() {
                 return Err(ItemError::Model(ModelError::EmptyField { field: "id" }));
             }
-            Draft::from_mention(&config.name, mention)
+            Draft::from_mention(&config.name, mention, config.markup)
         }
     };
     draft.channel = draft.channel.or(config.channel);
@@ -463,6 +469,9 @@ async fn receive(
     let bytes = match read_body(body, config.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Read(error)) if timed_out(&error) => {
+            return Err(refuse(config, StatusCode::REQUEST_TIMEOUT, error));
+        }
         Err(BodyError::Read(error)) => {
             let error = format!("cannot read the request body: {error}");
             return Err(refuse(config, StatusCode::BAD_REQUEST, error));
@@ -624,6 +633,19 @@ enum BodyError {
     Read(axum::Error),
 }
 
+/// Returns whether a body failed because it did not arrive in time: the server gives
+/// each body a deadline, and fails it with [`std::io::ErrorKind::TimedOut`].
+fn timed_out(error: &axum::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Reads the body, giving up as soon as it exceeds `limit`, so a chunked body without a
 /// length cannot make the receiver hold more than that.
 async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
@@ -780,7 +802,7 @@ mod tests {
         let server =
             serve(&bus, vec![WebhookConfig { channel: Some(Channel::Review), ..signed("hooks") }]).await;
 
-        let body = mention("m-1", "Great <b>support</b> today").to_string();
+        let body = mention("m-1", "Write a <script> to call the Slack API, if a<b and b>c").to_string();
         let (status, reply) = answer(server.post_signed("hooks", body.as_bytes()).await).await;
         assert_eq!(status, 202, "{reply}");
         assert_eq!(reply["accepted"], 1);
@@ -788,7 +810,10 @@ mod tests {
         let records = drain(&bus, MENTIONS).await;
         assert_eq!(keys(&records), ["m-1"]);
         let on_bus = Mention::from_json(&records[0].payload).unwrap();
-        assert_eq!(on_bus.text, "Great support today");
+        assert_eq!(
+            on_bus.text, "Write a <script> to call the Slack API, if a<b and b>c",
+            "plain text is kept"
+        );
         assert_eq!(on_bus.source.as_deref(), Some("hooks"));
         assert_eq!(on_bus.channel, Some(Channel::Review));
 
@@ -929,12 +954,13 @@ mod tests {
         let config = WebhookConfig {
             mapping: Some(tool_mapping()),
             channel: Some(Channel::Forum),
+            markup: Markup::Html,
             ..WebhookConfig::new("tool")
         };
         let server = serve(&bus, vec![config]).await;
 
         let payload = json!([
-            {"data": {"body": "The router keeps dropping", "link": "https://example.com/t/1?utm_source=x",
+            {"data": {"body": "<p>The <b>router</b> keeps dropping</p>", "link": "https://example.com/t/1?utm_source=x",
                       "user": {"name": "Ann"}, "followers": 1200}},
             {"data": {"body": "Love it", "network": "Twitter", "followers": null}},
         ]);

@@ -1,14 +1,24 @@
 //! The one analyzer that the matcher and the index share.
 //!
-//! Text is cut into words by Unicode word segmentation (UAX #29), so "don't", "3.5"
-//! and "slack.com" stay whole while punctuation and spaces vanish. Each word gets a
+//! Text is cut into words by Unicode word segmentation (UAX #29), so punctuation and
+//! spaces vanish while "don't", "3.5" and "slack.com" stay whole. Each word gets a
 //! position (its ordinal among words) and the byte range it came from, which is what
 //! the verdict's spans point at.
 //!
 //! Each word has two forms. The *folded* form is lowercased and stripped of accents
 //! ("Café" becomes "cafe"); default matching uses it. The *exact* form is the word as
 //! written; `{Exact}` query clauses use it. Both forms are indexed at the same
-//! positions, so a proximity query may mix them.
+//! positions, so a proximity query may mix them. Neither form keeps invisible format
+//! characters (a soft hyphen, a bidi mark, a zero-width joiner), and both write every
+//! apostrophe as `'`.
+//!
+//! A brand must be found however a post writes it, so in [`Mode::Index`] a word also
+//! yields, at its own position, the stem of a possessive or clitic ("Slack's" and
+//! "Apple’s" also index `slack` and `apple`) and the word after a French or Italian
+//! elision ("l'Oréal" also indexes `oreal`). A word whose parts segmentation keeps
+//! joined by `.`, `:`, `/` or `_` ("NASDAQ:WORK", "slack.com") yields each part as a
+//! word at a position of its own, the whole beside the first part: `"nasdaq work"`,
+//! `work` and `slack.com` all find it.
 //!
 //! `#hashtags` and `@handles` are tokens of their own: `#slack` only matches the
 //! hashtag. In [`Mode::Index`] the bare word is indexed at the same position too, so
@@ -65,23 +75,93 @@ pub struct AnalyzedToken {
     pub end: usize,
 }
 
-/// Returns `word` lowercased and with combining accents removed.
+/// Returns `word` lowercased and with combining accents removed, as the analyzer
+/// spells a [`Form::Folded`] term (invisible format characters dropped, every
+/// apostrophe written `'`).
 pub fn fold(word: &str) -> String {
     let mut folded = String::with_capacity(word.len());
-    fold_into(word, &mut folded);
+    spell_into(word, Form::Folded, &mut folded);
     folded
 }
 
-/// Appends the folded form of `word` to `out`.
-fn fold_into(word: &str, out: &mut String) {
+/// Appends the spelling of `word` in `form` to `out`.
+fn spell_into(word: &str, form: Form, out: &mut String) {
     if word.is_ascii() {
-        out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        match form {
+            Form::Folded => out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase()))),
+            Form::Exact => out.push_str(word),
+        }
         return;
     }
-    for c in word.nfkd().filter(|c| !is_combining_mark(*c)) {
-        out.extend(c.to_lowercase());
+    let visible = |c: &char| !is_format(*c);
+    match form {
+        Form::Folded => {
+            for c in word.nfkd().filter(|c| !is_combining_mark(*c)).filter(visible) {
+                if is_apostrophe(c) {
+                    out.push('\'');
+                } else {
+                    out.extend(c.to_lowercase());
+                }
+            }
+        }
+        Form::Exact => {
+            out.extend(word.chars().filter(visible).map(|c| if is_apostrophe(c) { '\'' } else { c }))
+        }
     }
 }
+
+/// Whether `c` is an invisible format character (Unicode general category Cf: the
+/// soft hyphen, zero-width joiners, bidi marks and isolates, the BOM, tag characters).
+///
+/// Word segmentation keeps these inside a word (UAX #29 rule WB4), so "Slack\u{200E}"
+/// would otherwise be a different word from "Slack": they are routine in right-to-left
+/// posts, and anyone could use them to dodge a rule. The list is the Cf category of
+/// Unicode 15.1, written out because no maintained crate exposes general categories
+/// without a much larger table.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Whether `c` is written as an apostrophe: "Apple's" and "Apple’s" are one word.
+fn is_apostrophe(c: char) -> bool {
+    matches!(c, '\'' | '\u{2019}' | '\u{2BC}' | '\u{FF07}')
+}
+
+/// Whether `c` joins the parts of a word that segmentation keeps whole
+/// ("NASDAQ:WORK", "slack.com", "snake_case"), each part being a word of its own.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '.' | ':' | '_' | '/' | '\u{2024}' | '\u{FF0E}' | '\u{FF0F}' | '\u{FF1A}' | '\u{FF3F}')
+}
+
+/// French and Italian elisions: "l'Oréal" and "dell'Apple" also index "oreal" and
+/// "apple", as Lucene's elision filter does.
+const ELISIONS: [&str; 18] = [
+    "l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu", "dell", "all",
+    "dall", "nell", "sull",
+];
 
 /// One token of analyzed text, borrowed from the text or from the analyzer's buffer;
 /// see [`AnalyzedToken`] for an owned one.
@@ -99,6 +179,89 @@ pub struct TokenRef<'a> {
 
 const SIGILS: [char; 3] = ['#', '@', '＃'];
 
+/// Spells terms in one [`Form`], reusing one buffer for the words that need a change.
+struct Speller {
+    form: Form,
+    buffer: String,
+}
+
+impl Speller {
+    /// Returns the term for `written`: `written` itself when it is already spelled.
+    fn spell<'a>(&'a mut self, written: &'a str) -> &'a str {
+        let unchanged = if written.is_ascii() {
+            self.form == Form::Exact || !written.bytes().any(|b| b.is_ascii_uppercase())
+        } else {
+            false
+        };
+        if unchanged {
+            return written;
+        }
+        self.buffer.clear();
+        spell_into(written, self.form, &mut self.buffer);
+        &self.buffer
+    }
+}
+
+/// Returns `range` of `text` without the format characters at either end, so that a
+/// highlight covers only what is visible.
+fn trim_format(text: &str, range: (usize, usize)) -> (usize, usize) {
+    let piece = &text[range.0..range.1];
+    let trimmed = piece.trim_start_matches(is_format);
+    let start = range.0 + (piece.len() - trimmed.len());
+    (start, start + trimmed.trim_end_matches(is_format).len())
+}
+
+/// Returns the byte length of the word in `piece` without its trailing possessive or
+/// clitic "'s" ("Slack's", "Apple’s"), if it has one.
+fn without_possessive(piece: &str) -> Option<usize> {
+    let mut chars = piece.char_indices().rev().filter(|(_, c)| !is_format(*c));
+    let (_, s) = chars.next()?;
+    let (apostrophe, a) = chars.next()?;
+    let stem = &piece[..apostrophe];
+    ((s == 's' || s == 'S') && is_apostrophe(a) && stem.chars().any(char::is_alphanumeric))
+        .then_some(apostrophe)
+}
+
+/// Returns the byte offset in `piece` after a French or Italian elision ("l'", "dell'").
+fn after_elision(piece: &str) -> Option<usize> {
+    let (apostrophe, a) = piece.char_indices().find(|(_, c)| !c.is_alphabetic() && !is_format(*c))?;
+    if !is_apostrophe(a) {
+        return None;
+    }
+    let article = fold(&piece[..apostrophe]);
+    let rest = apostrophe + a.len_utf8();
+    (ELISIONS.contains(&article.as_str()) && piece[rest..].chars().any(char::is_alphanumeric)).then_some(rest)
+}
+
+/// Returns the byte ranges (within `word`) of the parts that joiners separate, or
+/// nothing when `word` is one part. A `.` between digits is a decimal point, not a
+/// joiner: "3.5" stays one word.
+fn joined_parts(word: &str, parts: &mut Vec<(usize, usize)>) {
+    parts.clear();
+    if !word.contains(is_joiner) {
+        return;
+    }
+    let mut part_start = 0;
+    let mut previous: Option<char> = None;
+    let mut chars = word.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let next = chars.peek().map(|(_, n)| *n);
+        let decimal = c == '.'
+            && previous.is_some_and(|p| p.is_ascii_digit())
+            && next.is_some_and(|n| n.is_ascii_digit());
+        if is_joiner(c) && !decimal {
+            parts.push((part_start, at));
+            part_start = at + c.len_utf8();
+        }
+        previous = Some(c);
+    }
+    parts.push((part_start, word.len()));
+    parts.retain(|&(start, end)| word[start..end].chars().any(char::is_alphanumeric));
+    if parts.len() < 2 {
+        parts.clear();
+    }
+}
+
 /// Calls `emit` for each token of `text`, in position order.
 ///
 /// This is the analyzer; [`analyze`] and [`CullTokenizer`] are views of it. It is on
@@ -106,17 +269,13 @@ const SIGILS: [char; 3] = ['#', '@', '＃'];
 /// already lowercase are handed out as slices of `text`, others are spelled into one
 /// reused buffer. Word segmentation is `unicode-segmentation`'s, which has a fast path
 /// for ASCII text.
+///
+/// A word of joined parts ("NASDAQ:WORK") takes one position per part in both modes,
+/// so that a phrase of the query lines up with the text whichever way each writes it;
+/// in [`Mode::Query`] only the whole is emitted, at the first part's position.
 pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(TokenRef<'_>)) {
-    let mut buffer = String::new();
-    let spell = |word: &'_ str, buffer: &mut String| -> bool {
-        // Returns whether the spelling is in `buffer` (true) or is `word` itself.
-        if form == Form::Exact || (word.is_ascii() && !word.bytes().any(|b| b.is_ascii_uppercase())) {
-            return false;
-        }
-        buffer.clear();
-        fold_into(word, buffer);
-        true
-    };
+    let mut speller = Speller { form, buffer: String::new() };
+    let mut parts = Vec::new();
     let mut position: u32 = 0;
     let mut previous_end: Option<usize> = None;
     for (start, word) in text.unicode_word_indices() {
@@ -129,18 +288,32 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(T
             _ => start,
         };
         previous_end = Some(end);
-        if end - token_start > MAX_WORD_BYTES {
-            position += 1;
-            continue;
+        let possessive = without_possessive(word);
+        let stem = &word[..possessive.unwrap_or(word.len())];
+        joined_parts(stem, &mut parts);
+        let mut emit_piece = |range: (usize, usize), position: u32| {
+            if range.1 - range.0 > MAX_WORD_BYTES {
+                return;
+            }
+            let (start, end) = trim_format(text, range);
+            emit(TokenRef { term: speller.spell(&text[range.0..range.1]), position, start, end });
+        };
+        emit_piece((token_start, end), position);
+        if mode == Mode::Index {
+            if token_start != start {
+                emit_piece((start, end), position);
+            }
+            if possessive.is_some() {
+                emit_piece((start, start + stem.len()), position);
+            }
+            if let Some(rest) = after_elision(stem) {
+                emit_piece((start + rest, start + stem.len()), position);
+            }
+            for (i, &(part_start, part_end)) in parts.iter().enumerate() {
+                emit_piece((start + part_start, start + part_end), position + i as u32);
+            }
         }
-        let written = &text[token_start..end];
-        let in_buffer = spell(written, &mut buffer);
-        emit(TokenRef { term: if in_buffer { &buffer } else { written }, position, start: token_start, end });
-        if mode == Mode::Index && token_start != start {
-            let in_buffer = spell(word, &mut buffer);
-            emit(TokenRef { term: if in_buffer { &buffer } else { word }, position, start, end });
-        }
-        position += 1;
+        position = position.saturating_add(parts.len().max(1) as u32);
     }
 }
 
@@ -242,6 +415,79 @@ mod tests {
         assert_eq!(terms("#Slack", Form::Exact, Mode::Query), vec![t("#Slack", 0)]);
         assert_eq!(terms("a#b", Form::Folded, Mode::Index), vec![t("a", 0), t("b", 1)]);
         assert_eq!(terms("# b", Form::Folded, Mode::Index), vec![t("b", 0)]);
+    }
+
+    #[test]
+    fn possessives_and_clitics_also_index_their_stem() {
+        assert_eq!(
+            terms("Slack's outage, Apple\u{2019}s shares", Form::Folded, Mode::Index),
+            vec![
+                t("slack's", 0),
+                t("slack", 0),
+                t("outage", 1),
+                t("apple's", 2),
+                t("apple", 2),
+                t("shares", 3)
+            ]
+        );
+        assert_eq!(terms("Slack's", Form::Exact, Mode::Index), vec![t("Slack's", 0), t("Slack", 0)]);
+        assert_eq!(terms("Apple\u{2019}s", Form::Folded, Mode::Query), vec![t("apple's", 0)]);
+        assert_eq!(
+            terms("l'Oréal dell'Apple", Form::Folded, Mode::Index),
+            vec![t("l'oreal", 0), t("oreal", 0), t("dell'apple", 1), t("apple", 1)]
+        );
+        assert_eq!(terms("don't", Form::Folded, Mode::Index), vec![t("don't", 0)]);
+        let stem = &analyze("Slack's", Form::Folded, Mode::Index)[1];
+        assert_eq!((stem.start, stem.end), (0, 5), "the stem's highlight leaves out the 's");
+    }
+
+    #[test]
+    fn joined_words_index_each_part_at_its_own_position() {
+        assert_eq!(
+            terms("(NASDAQ:WORK) via slack.com", Form::Folded, Mode::Index),
+            vec![
+                t("nasdaq:work", 0),
+                t("nasdaq", 0),
+                t("work", 1),
+                t("via", 2),
+                t("slack.com", 3),
+                t("slack", 3),
+                t("com", 4)
+            ]
+        );
+        assert_eq!(
+            terms("slack.com today", Form::Folded, Mode::Query),
+            vec![t("slack.com", 0), t("today", 2)]
+        );
+        assert_eq!(
+            terms("snake_case", Form::Folded, Mode::Index),
+            vec![t("snake_case", 0), t("snake", 0), t("case", 1)]
+        );
+        assert_eq!(
+            terms("Slack.com's", Form::Folded, Mode::Index),
+            vec![t("slack.com's", 0), t("slack.com", 0), t("slack", 0), t("com", 1)]
+        );
+        assert_eq!(terms("3.5 percent", Form::Folded, Mode::Index), vec![t("3.5", 0), t("percent", 1)]);
+    }
+
+    #[test]
+    fn invisible_format_characters_never_change_a_word() {
+        for text in
+            ["Slack\u{200E}", "\u{2068}Slack\u{2069}", "Slack\u{200D}", "Sla\u{AD}ck", "\u{FEFF}Slack"]
+        {
+            let tokens = analyze(text, Form::Folded, Mode::Index);
+            assert_eq!(tokens.iter().map(|t| t.term.as_str()).collect::<Vec<_>>(), ["slack"], "{text:?}");
+            assert_eq!(
+                text[tokens[0].start..tokens[0].end].chars().filter(|c| !is_format(*c)).collect::<String>(),
+                "Slack"
+            );
+            assert!(
+                !is_format(text[tokens[0].start..].chars().next().unwrap()),
+                "{text:?}: span starts visible"
+            );
+            assert_eq!(terms(text, Form::Exact, Mode::Index), vec![t("Slack", 0)], "{text:?}");
+        }
+        assert_eq!(fold("Sla\u{AD}ck\u{2019}s"), "slack's");
     }
 
     #[test]

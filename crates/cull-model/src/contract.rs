@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 /// The schema string every mention carries.
 pub const MENTION_SCHEMA: &str = "cull.mention/v1";
+
+/// The language of a mention whose language ingest could not tell with confidence
+/// (ISO 639-2 "undetermined"). A rule's `langs` never culls it: a guess would cull
+/// true matches silently.
+pub const UNDETERMINED_LANGUAGE: &str = "und";
 /// The schema string every verdict carries.
 pub const VERDICT_SCHEMA: &str = "cull.verdict/v1";
 /// The schema string every ticket carries.
@@ -155,7 +160,8 @@ pub struct Mention {
     pub title: Option<String>,
     /// Plain text body (HTML stripped and entities decoded at ingest).
     pub text: String,
-    /// Language code such as `en`.
+    /// Language code such as `en`, or [`UNDETERMINED_LANGUAGE`] when ingest could not
+    /// tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     /// When the item was published (RFC 3339).
@@ -188,6 +194,9 @@ impl Mention {
         }
         let text =
             std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
+        // A byte-order mark opens many files exported on Windows; JSON does not allow
+        // one, and refusing the first line of such a file for it would lose a mention.
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
         let mention: Mention = serde_json::from_str(text).map_err(|e| ModelError::Json {
             line: e.line(),
             column: e.column(),

@@ -14,11 +14,12 @@
 pub mod analyzer;
 pub mod config;
 mod contract;
+pub mod escape;
 mod id;
 
 pub use contract::{
     Channel, CullReason, Culled, DeadLetter, MatchedRule, Mention, ModelError, Priority, Span, Ticket,
     TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA, TICKET_SCHEMA,
-    VERDICT_SCHEMA,
+    UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };
 pub use id::{mention_id, short_hash, ticket_id};

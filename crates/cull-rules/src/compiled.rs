@@ -1,6 +1,7 @@
 //! A rule ready to run: its query, culls and filters as [`Plan`]s, and its anchors.
 
 use cull_model::analyzer::fold;
+use cull_model::UNDETERMINED_LANGUAGE;
 
 use crate::plan::{keyword_value, Field, Plan, Sequence};
 use crate::query::{self, QueryError};
@@ -149,7 +150,9 @@ impl CompiledRule {
         };
         let masks = masks.into_iter().flatten().collect();
         let channel_filter = allowed(Field::Channel, rule.channels.iter().map(|c| c.as_str().to_string()));
-        let lang_filter = allowed(Field::Lang, rule.langs.iter().map(|l| keyword_value(l)));
+        let undetermined = (!rule.langs.is_empty()).then(|| UNDETERMINED_LANGUAGE.to_string());
+        let lang_filter =
+            allowed(Field::Lang, rule.langs.iter().map(|l| keyword_value(l)).chain(undetermined));
         let version = rule_version(&rule);
         let anchors = anchors(&query);
         Ok(CompiledRule { rule, version, query, anchors, exclude, masks, channel_filter, lang_filter })
@@ -160,9 +163,9 @@ impl CompiledRule {
 /// or `None` when `values` is empty (everything allowed).
 ///
 /// A mention that does not carry a channel or language (a hand-fed JSON line, say)
-/// is not culled for lacking one: ingest always sets the channel and detects the
-/// language, so the filters bite on real traffic, and culling the unknown would lose
-/// true matches silently.
+/// is not culled for lacking one, nor one whose language ingest could not tell
+/// ([`UNDETERMINED_LANGUAGE`], which the language filter lists among its `values`):
+/// culling the unknown would lose true matches silently.
 fn allowed(field: Field, values: impl Iterator<Item = String>) -> Option<Plan> {
     let mut alternatives: Vec<Plan> = values.map(|value| Plan::Keyword { field, value }).collect();
     if alternatives.is_empty() {

@@ -5,6 +5,11 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// The most characters of a file's line an excerpt shows: a rule file of one long line
+/// (or a file that is not a rule file at all) must not flood a terminal, a log or an
+/// API response with its contents.
+pub const MAX_EXCERPT_CHARS: usize = 200;
+
 /// A problem in a rule file, or a rule file that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -19,29 +24,44 @@ pub enum RuleError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file in the rules directory that is not read, for what reading it would do.
+    #[error("error: refusing to read {}: {reason}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: Refusal,
+    },
+}
+
+/// Why a file of a rules directory is not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A FIFO, socket, device or directory: reading one blocks, never ends or means
+    /// nothing.
+    #[error("it is not a regular file but a {0}")]
+    NotRegularFile(&'static str),
+    /// A symbolic link whose target is not inside the rules directory.
+    #[error("it is a symbolic link to {}, outside the rules directory", target.display())]
+    OutsideDirectory {
+        /// Where the link resolves.
+        target: PathBuf,
+    },
+    /// A file of the kernel's /proc filesystem (process environments, memory maps).
+    #[error("it is a file of /proc")]
+    KernelFile,
+    /// Larger than a rule file may be.
+    #[error("it is larger than the limit of {limit} bytes for a rule file")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl RuleError {
     /// Returns a located error for byte range `span` of `source`, the text of `path`.
     pub fn at(path: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> RuleError {
-        let start = floor_char_boundary(source, span.start.min(source.len()));
-        let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
-        let line = source[..start].matches('\n').count() + 1;
-        let column = source[line_start..start].chars().count() + 1;
-        let caret_end = end.min(line_end).max(start);
-        RuleError::Located(Box::new(Located {
-            path: path.to_path_buf(),
-            line,
-            column,
-            rule: None,
-            message: message.into(),
-            help: None,
-            excerpt: source[line_start..line_end].trim_end_matches('\r').to_string(),
-            caret_offset: column - 1,
-            caret_len: source[start..caret_end].chars().count().max(1),
-        }))
+        RuleError::Located(Box::new(Located::at(Severity::Error, path, source, span, message)))
     }
 
     /// Adds a suggestion shown under the excerpt.
@@ -64,7 +84,7 @@ impl RuleError {
     pub fn located(&self) -> Option<&Located> {
         match self {
             RuleError::Located(located) => Some(located),
-            RuleError::Io { .. } => None,
+            RuleError::Io { .. } | RuleError::Refused { .. } => None,
         }
     }
 }
@@ -76,9 +96,29 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
-/// Where and what a located rule error is.
+/// Whether a located finding refuses the pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The rule cannot be loaded.
+    Error,
+    /// The rule loads, but probably does not mean what its author meant.
+    Warning,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// Where and what a located rule error or warning is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
+    /// An error or a warning.
+    pub severity: Severity,
     /// The rule file.
     pub path: PathBuf,
     /// 1-based line.
@@ -87,22 +127,108 @@ pub struct Located {
     pub column: usize,
     /// The id of the rule the error is in, when known.
     pub rule: Option<String>,
-    /// What is wrong.
+    /// What is wrong; cut and escaped like the excerpt, since it may quote the file
+    /// (an unknown key, a rule id).
     pub message: String,
     /// What to do instead.
     pub help: Option<String>,
-    /// The line of the file.
+    /// The line of the file around the caret, at most [`MAX_EXCERPT_CHARS`] of it
+    /// (`…` where it is cut), control characters escaped.
     pub excerpt: String,
-    /// Characters before the caret.
+    /// Characters of the excerpt before the caret.
     pub caret_offset: usize,
     /// Characters under the caret.
     pub caret_len: usize,
 }
 
+impl Located {
+    /// Returns the finding for byte range `span` of `source`, the text of `path`.
+    pub fn at(
+        severity: Severity,
+        path: &Path,
+        source: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Located {
+        let start = floor_char_boundary(source, span.start.min(source.len()));
+        let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line = source[..start].matches('\n').count() + 1;
+        let column = source[line_start..start].chars().count() + 1;
+        let caret_end = end.min(line_end).max(start);
+        let excerpt = Excerpt::of(
+            source[line_start..line_end].trim_end_matches('\r'),
+            column - 1,
+            source[start..caret_end].chars().count().max(1),
+        );
+        Located {
+            severity,
+            path: path.to_path_buf(),
+            line,
+            column,
+            rule: None,
+            message: Excerpt::of(&message.into(), 0, 0).text,
+            help: None,
+            excerpt: excerpt.text,
+            caret_offset: excerpt.caret_offset,
+            caret_len: excerpt.caret_len,
+        }
+    }
+}
+
+/// The part of a line an excerpt shows, and where its caret goes.
+struct Excerpt {
+    text: String,
+    caret_offset: usize,
+    caret_len: usize,
+}
+
+impl Excerpt {
+    /// Cuts `line` to a window of at most [`MAX_EXCERPT_CHARS`] characters as shown
+    /// (control characters escaped, `\u{1b}` shown as six) holding the start of the
+    /// caret (`caret_offset` characters into the line), and moves the caret to match.
+    fn of(line: &str, caret_offset: usize, caret_len: usize) -> Excerpt {
+        let shown: Vec<String> = line
+            .chars()
+            .map(|c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
+            .collect();
+        let width = |i: usize| shown[i].chars().count();
+        let caret = caret_offset.min(shown.len());
+        // A quarter of the room before the caret, the rest after it, and what the
+        // line leaves unused after it before it again.
+        let (mut first, mut last, mut used) = (caret, caret, 0);
+        while first > 0 && used + width(first - 1) <= MAX_EXCERPT_CHARS / 4 {
+            first -= 1;
+            used += width(first);
+        }
+        while last < shown.len() && used + width(last) <= MAX_EXCERPT_CHARS {
+            used += width(last);
+            last += 1;
+        }
+        while first > 0 && used + width(first - 1) <= MAX_EXCERPT_CHARS {
+            first -= 1;
+            used += width(first);
+        }
+        let cut_before = usize::from(first > 0);
+        let caret_end = (caret + caret_len).min(last);
+        let mut text = String::from(if first > 0 { "…" } else { "" });
+        text.push_str(&shown[first..last].concat());
+        if last < shown.len() {
+            text.push('…');
+        }
+        Excerpt {
+            text,
+            caret_offset: cut_before + (first..caret).map(width).sum::<usize>(),
+            caret_len: (caret..caret_end).map(width).sum::<usize>().max(1),
+        }
+    }
+}
+
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gutter = " ".repeat(self.line.to_string().len());
-        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "{}: {}", self.severity.as_str(), self.message)?;
         write!(f, "{gutter}--> {}:{}:{}", self.path.display(), self.line, self.column)?;
         if let Some(rule) = &self.rule {
             write!(f, " (rule `{rule}`)")?;
@@ -134,5 +260,30 @@ mod tests {
             error.to_string(),
             "error: unknown field `titel`\n --> rules/a.toml:3:10 (rule `x`)\n  |\n3 | query = 'titel:foo'\n  |          ^^^^^\n  = help: fields are title, text"
         );
+    }
+
+    #[test]
+    fn an_excerpt_of_a_long_line_is_cut_around_the_caret() {
+        let source = format!("{}BROKEN{}", "a".repeat(50_000), "b".repeat(50_000));
+        let start = source.find("BROKEN").unwrap();
+        let rendered = RuleError::at(Path::new("long.toml"), &source, start..start + 6, "here").to_string();
+        assert!(rendered.len() < 3 * MAX_EXCERPT_CHARS, "{} bytes: {rendered}", rendered.len());
+        let excerpt_line = rendered.lines().nth(3).unwrap();
+        let caret_line = rendered.lines().nth(4).unwrap();
+        assert!(excerpt_line.starts_with("1 | …a") && excerpt_line.ends_with("b…"), "{excerpt_line}");
+        let caret_at = caret_line.find('^').unwrap();
+        let shown: String = excerpt_line.chars().skip(caret_at).take(6).collect();
+        assert_eq!(shown, "BROKEN");
+        assert_eq!(caret_line.matches('^').count(), 6);
+    }
+
+    #[test]
+    fn an_excerpt_escapes_control_characters_and_keeps_the_caret_on_its_text() {
+        let source = "a\u{1b}[31m\tb = 'x'\0";
+        let start = source.find('b').unwrap();
+        let rendered = RuleError::at(Path::new("c.toml"), source, start..start + 1, "bad").to_string();
+        assert!(!rendered.contains('\u{1b}') && !rendered.contains('\0'), "{rendered:?}");
+        let expected = format!("1 | a\\u{{1b}}[31m\\tb = 'x'\\0\n  | {}^", " ".repeat(13));
+        assert!(rendered.contains(&expected), "{rendered}");
     }
 }

@@ -13,5 +13,5 @@ pub mod error;
 pub mod load;
 pub mod query;
 
-pub use error::{Located, RuleError};
-pub use load::{load_dir, load_files, Loaded};
+pub use error::{Located, Refusal, RuleError, Severity, MAX_EXCERPT_CHARS};
+pub use load::{load_dir, load_files, load_path, read_rule_file, Loaded, MAX_RULE_FILE_BYTES};

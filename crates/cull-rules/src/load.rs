@@ -3,11 +3,21 @@
 //! Loading never stops at the first problem. TOML syntax errors are recovered from as
 //! far as the parser can; each `[[rule]]` table is deserialized on its own so that a
 //! misspelled key in one rule does not hide an error in the next; every query of every
-//! rule is compiled; then ids are checked for duplicates across the pack. The caller
-//! gets the rules that are sound and every error, each located at file:line:column.
+//! rule is compiled and linted; then ids are checked for duplicates across the pack.
+//! The caller gets the rules that are sound, every error and every warning, each
+//! located at file:line:column.
+//!
+//! A rules directory is written by people and by deploy tooling, and its files end
+//! up in error messages, logs and API responses. So only regular files are read, a
+//! symbolic link only when it resolves inside the directory (a Kubernetes ConfigMap's
+//! `x.toml -> ..data/x.toml` does), never a file of /proc, never more than
+//! [`MAX_RULE_FILE_BYTES`], and never in a way that can block (a FIFO).
 
 use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use cull_model::{Channel, Priority};
@@ -16,8 +26,18 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::compiled::{CompiledRule, QueryKey};
-use crate::error::RuleError;
+use crate::error::{Located, Refusal, RuleError, Severity};
+use crate::query;
 use crate::rule::{Example, Expect, Rule};
+
+/// The largest rule file read, in bytes. The largest real pack file is a few hundred
+/// KiB; the cap keeps a mistaken link or a generated file from growing the process.
+pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most TOML syntax errors reported per file: the parser recovers after each, so a
+/// file that is not TOML at all (binary, a control character per byte) would otherwise
+/// be thousands of errors.
+const MAX_SYNTAX_ERRORS_SHOWN: usize = 20;
 
 /// The result of loading a rule pack: the rules that compiled and every error found.
 #[derive(Debug, Default)]
@@ -26,6 +46,9 @@ pub struct Loaded {
     pub rules: Vec<CompiledRule>,
     /// Every error, in file order.
     pub errors: Vec<RuleError>,
+    /// Every warning (queries that probably do not mean what they say), in file
+    /// order; warnings never keep a rule from loading.
+    pub warnings: Vec<Located>,
 }
 
 #[derive(Deserialize)]
@@ -71,8 +94,9 @@ struct RawExample {
 /// Loads every `*.toml` file in `dir` (not recursively), in name order.
 pub fn load_dir(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let listed = std::fs::read_dir(dir).and_then(|entries| Ok((entries, dir.canonicalize()?)));
+    let (entries, root) = match listed {
+        Ok(listed) => listed,
         Err(source) => {
             loaded.errors.push(RuleError::Io { path: dir.to_path_buf(), source });
             return loaded;
@@ -85,15 +109,82 @@ pub fn load_dir(dir: &Path) -> Loaded {
     paths.sort();
     let mut files = Vec::new();
     for path in paths {
-        match std::fs::read(&path) {
+        match read_rule_file(&path, Some(&root)) {
             Ok(bytes) => files.push((path, bytes)),
-            Err(source) => loaded.errors.push(RuleError::Io { path, source }),
+            Err(error) => loaded.errors.push(error),
         }
     }
     let pack = load_files(files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())));
     loaded.rules = pack.rules;
     loaded.errors.extend(pack.errors);
+    loaded.warnings = pack.warnings;
     loaded
+}
+
+/// Loads a rules directory, or one rule file.
+pub fn load_path(path: &Path) -> Loaded {
+    if path.is_dir() {
+        return load_dir(path);
+    }
+    match read_rule_file(path, None) {
+        Ok(bytes) => load_files([(path, bytes.as_slice())]),
+        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+    }
+}
+
+/// Reads a rule file: a regular file of at most [`MAX_RULE_FILE_BYTES`], not of
+/// /proc, and, when `root` (a canonical directory) is given, resolving inside it.
+///
+/// The file is opened non-blocking, so that a FIFO put in place after the checks
+/// cannot hang the caller, and checked again once open.
+pub fn read_rule_file(path: &Path, root: Option<&Path>) -> Result<Vec<u8>, RuleError> {
+    let io = |source| RuleError::Io { path: path.to_path_buf(), source };
+    let refused = |reason| RuleError::Refused { path: path.to_path_buf(), reason };
+    let target = path.canonicalize().map_err(io)?;
+    if root.is_some_and(|root| !target.starts_with(root)) {
+        return Err(refused(Refusal::OutsideDirectory { target }));
+    }
+    regular(&std::fs::metadata(&target).map_err(io)?).map_err(refused)?;
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file =
+        File::from(rustix::fs::open(&target, flags, rustix::fs::Mode::empty()).map_err(|e| io(e.into()))?);
+    let metadata = file.metadata().map_err(io)?;
+    regular(&metadata).map_err(refused)?;
+    #[cfg(target_os = "linux")]
+    if rustix::fs::fstatfs(&file).map_err(|e| io(e.into()))?.f_type == rustix::fs::PROC_SUPER_MAGIC {
+        return Err(refused(Refusal::KernelFile));
+    }
+    let too_large = || refused(Refusal::TooLarge { limit: MAX_RULE_FILE_BYTES });
+    if metadata.len() > MAX_RULE_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RULE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_RULE_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn regular(metadata: &Metadata) -> Result<(), Refusal> {
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    };
+    Err(Refusal::NotRegularFile(what))
 }
 
 /// Loads rule files given as (path, contents), checking ids across all of them.
@@ -110,7 +201,7 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
                 continue;
             }
         };
-        for entry in load_source(path, source, &mut loaded.errors) {
+        for entry in load_source(path, source, &mut loaded.errors, &mut loaded.warnings) {
             if let Some((first_path, first_line)) = first_seen.get(&entry.id) {
                 let message = format!("duplicate rule id `{}`", entry.id);
                 let help = format!(
@@ -151,12 +242,28 @@ impl Lines {
     }
 }
 
-/// Loads the rules of one file; errors are appended to `errors`.
-fn load_source(path: &Path, source: &str, errors: &mut Vec<RuleError>) -> Vec<Entry> {
+/// Loads the rules of one file; errors and warnings are appended.
+fn load_source(
+    path: &Path,
+    source: &str,
+    errors: &mut Vec<RuleError>,
+    warnings: &mut Vec<Located>,
+) -> Vec<Entry> {
     let (table, syntax_errors) = DeTable::parse_recoverable(source);
     let had_syntax_errors = !syntax_errors.is_empty();
-    for error in syntax_errors {
+    let syntax_error_count = syntax_errors.len();
+    for (shown, error) in syntax_errors.into_iter().enumerate() {
         let span = error.span().unwrap_or(0..0);
+        if shown == MAX_SYNTAX_ERRORS_SHOWN {
+            let message =
+                format!("{} more TOML errors in this file", syntax_error_count - MAX_SYNTAX_ERRORS_SHOWN);
+            errors.push(
+                RuleError::at(path, source, span, message).with_help(Some(
+                    "fix the errors above first; this is probably not a rule file".to_string(),
+                )),
+            );
+            break;
+        }
         errors.push(RuleError::at(path, source, span, format!("invalid TOML: {}", error.message().trim())));
     }
     if had_syntax_errors {
@@ -188,7 +295,7 @@ fn load_source(path: &Path, source: &str, errors: &mut Vec<RuleError>) -> Vec<En
                     id: raw.id.get_ref().clone(),
                     id_span: raw.id.span(),
                     line: lines.line(raw.id.span().start),
-                    rule: build_rule(path, source, &lines, raw, errors),
+                    rule: build_rule(path, source, &lines, raw, errors, warnings),
                 }),
                 Err(error) => {
                     let at = error.span().unwrap_or(span);
@@ -249,6 +356,7 @@ fn build_rule(
     lines: &Lines,
     raw: RawRule,
     errors: &mut Vec<RuleError>,
+    warnings: &mut Vec<Located>,
 ) -> Option<CompiledRule> {
     let before = errors.len();
     let id = raw.id.get_ref().clone();
@@ -359,14 +467,29 @@ fn build_rule(
         path: path.to_path_buf(),
         line,
     };
+    let queries: Vec<(QueryKey, &Spanned<String>)> = std::iter::once((QueryKey::Query, &raw.query))
+        .chain(raw.exclude.iter().map(|e| (QueryKey::Exclude, e)))
+        .chain(raw.mask.iter().enumerate().map(|(i, m)| (QueryKey::Mask(i), m)))
+        .collect();
+    // Where the text of a query starts in the file: query spans plus this are file spans.
+    let query_start = |key: QueryKey| {
+        let value = queries.iter().find(|(k, _)| *k == key).map_or(0..0, |(_, value)| value.span());
+        string_content_start(source, &value)
+    };
+    for (key, value) in &queries {
+        let start = query_start(*key);
+        for warning in query::lint(value.get_ref()) {
+            let span = start + warning.span.start..start + warning.span.end;
+            let message = format!("in `{}`: {}", key.name(), warning.message);
+            let mut located = Located::at(Severity::Warning, path, source, span, message);
+            located.rule = Some(id.clone());
+            located.help = Some(warning.help);
+            warnings.push(located);
+        }
+    }
     let compiled = CompiledRule::compile(rule).map_err(|query_errors| {
         for (key, error) in query_errors {
-            let value_span = match key {
-                QueryKey::Query => raw.query.span(),
-                QueryKey::Exclude => raw.exclude.as_ref().map_or(0..0, Spanned::span),
-                QueryKey::Mask(i) => raw.mask.get(i).map_or(0..0, Spanned::span),
-            };
-            let start = string_content_start(source, &value_span);
+            let start = query_start(key);
             let span = start + error.span.start..start + error.span.end;
             let message = format!("in `{}`: {}", key.name(), error.message);
             errors.push(located(span, message).with_help(error.help));
@@ -467,5 +590,149 @@ mod tests {
     fn a_missing_directory_is_an_io_error() {
         let loaded = load_dir(Path::new("/nonexistent/rules"));
         assert!(matches!(loaded.errors[0], RuleError::Io { .. }));
+    }
+
+    #[test]
+    fn suspicious_queries_load_with_warnings_located_in_the_file() {
+        let text = "[[rule]]\nid = 'amazon'\nquery = 'amazon and (prime or alexa)'\nexclude = 'a NEAR3 b'\nmask = ['ok', '“slack”']\n";
+        let loaded = load(&[("rules/a.toml", text)]);
+        assert!(loaded.errors.is_empty(), "{:?}", messages(&loaded));
+        assert_eq!(loaded.rules.len(), 1, "warnings never keep a rule from loading");
+        let all: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(
+            all[0],
+            "warning: in `query`: `and` is searched as a word, not as the operator AND\n --> rules/a.toml:3:17 (rule `amazon`)\n  |\n3 | query = 'amazon and (prime or alexa)'\n  |                 ^^^\n  = help: operators are uppercase: write `AND`; to search for the word, quote it: `\"and\"`"
+        );
+        assert!(
+            all[1].contains("`or` is searched as a word") && all[1].contains("rules/a.toml:3:28"),
+            "{}",
+            all[1]
+        );
+        assert!(
+            all[2].contains("in `exclude`: `NEAR3`") && all[2].contains("rules/a.toml:4:14"),
+            "{}",
+            all[2]
+        );
+        assert!(
+            all[3].contains("in `mask[1]`: smart quotes") && all[3].contains("rules/a.toml:5:16"),
+            "{}",
+            all[3]
+        );
+        assert!(all[3].contains("\n  |                ^^^^^^^\n"), "{}", all[3]);
+    }
+
+    #[test]
+    fn an_unknown_field_suggests_the_nearest_field_or_quoting() {
+        let loaded = load(&[("f.toml", "[[rule]]\nid = 'f'\nquery = 'titel:slack OR nasdaq:work'\n")]);
+        let all = messages(&loaded).join("\n");
+        assert!(all.contains("help: did you mean `title:`?"), "{all}");
+        let loaded = load(&[("g.toml", "[[rule]]\nid = 'g'\nquery = 'slack nasdaq:work'\n")]);
+        let all = messages(&loaded).join("\n");
+        assert!(
+            all.contains(
+                "help: `nasdaq:` is read as a field; to search for the text, quote it: `\"nasdaq:work\"`"
+            ),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn errors_of_a_file_of_one_long_line_show_a_bounded_excerpt() {
+        let long_query = format!("[[rule]]\nid = 'a'\nquery = '{}' = x\n", "slack ".repeat(100_000 / 6));
+        let long_key = format!("{} = 1\n", "k".repeat(100_000));
+        let long_id = format!("[[rule]]\nid = '{}'\nquery = 'x'\n", "\u{1b}[31mX".repeat(100_000 / 6));
+        let loaded = load(&[("query.toml", &long_query), ("key.toml", &long_key), ("id.toml", &long_id)]);
+        let shown = messages(&loaded);
+        assert_eq!(loaded.errors.len(), 2 + MAX_SYNTAX_ERRORS_SHOWN + 1, "{shown:?}");
+        assert!(shown.last().unwrap().contains("more TOML errors in this file"), "{shown:?}");
+        for error in messages(&loaded) {
+            assert!(!error.contains('\u{1b}'), "control characters are escaped: {error:?}");
+            assert!(
+                error.len() < 2 * crate::error::MAX_EXCERPT_CHARS + 300,
+                "{} bytes: {error}",
+                error.len()
+            );
+        }
+    }
+
+    const RULE: &str = "[[rule]]\nid = 'a'\nquery = 'a'\n";
+
+    fn refusal(loaded: &Loaded) -> &Refusal {
+        match &loaded.errors[..] {
+            [RuleError::Refused { reason, .. }] => reason,
+            other => panic!("expected one refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn links_out_of_the_rules_directory_are_refused_without_reading_them() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("elsewhere.toml"), RULE).unwrap();
+        for target in
+            [Path::new("/proc/self/environ"), Path::new("/dev/zero"), &outside.path().join("elsewhere.toml")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(target, dir.path().join("x.toml")).unwrap();
+            let loaded = load_dir(dir.path());
+            assert!(
+                matches!(refusal(&loaded), Refusal::OutsideDirectory { .. }),
+                "{target:?}: {:?}",
+                loaded.errors
+            );
+            let shown = loaded.errors[0].to_string();
+            assert!(shown.contains("x.toml") && shown.contains("outside the rules directory"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_configmap_layout_of_links_inside_the_directory_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("..2026_12_01_00_00_00.123");
+        std::fs::create_dir(&version).unwrap();
+        std::fs::write(version.join("x.toml"), RULE).unwrap();
+        std::os::unix::fs::symlink("..2026_12_01_00_00_00.123", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/x.toml", dir.path().join("x.toml")).unwrap();
+        let loaded = load_dir(dir.path());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.rules.len(), 1);
+    }
+
+    #[test]
+    fn special_and_oversized_files_are_refused() {
+        assert!(matches!(
+            load_path(Path::new("/proc/self/environ")).errors[..],
+            [RuleError::Refused { reason: Refusal::KernelFile, .. }]
+        ));
+        assert!(matches!(
+            load_path(Path::new("/dev/zero")).errors[..],
+            [RuleError::Refused { reason: Refusal::NotRegularFile("character device"), .. }]
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub.toml")).unwrap();
+        let big = std::fs::File::create(dir.path().join("big.toml")).unwrap();
+        big.set_len(MAX_RULE_FILE_BYTES + 1).unwrap();
+        let loaded = load_dir(dir.path());
+        let shown: Vec<String> = messages(&loaded);
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].contains("big.toml: it is larger than the limit of 4194304 bytes"), "{shown:?}");
+        assert!(shown[1].contains("sub.toml: it is not a regular file but a directory"), "{shown:?}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("x.toml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            sender.send(load_dir(&path).errors.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())
+        });
+        // Generous: only a hang takes this long.
+        let errors = receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("loading a FIFO hangs");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("x.toml: it is not a regular file but a FIFO"), "{errors:?}");
     }
 }

@@ -118,6 +118,7 @@ pub struct Metrics {
     rules_last_reload_success: IntGauge,
     rules_reloads: IntCounter,
     rules_reload_errors: IntCounter,
+    rules_reload_warnings: IntGauge,
     source_mentions: IntCounterVec,
     source_duplicates: IntCounterVec,
     feed_polls: IntCounterVec,
@@ -215,6 +216,10 @@ impl Metrics {
             rules_reload_errors: single(
                 "cull_rules_reload_errors_total",
                 "Reloads refused because the rule pack had errors (the previous set stayed in use).",
+            ),
+            rules_reload_warnings: gauge(
+                "cull_rules_last_reload_warnings",
+                "Warnings of the pack the last successful reload swapped in (`cull rules check` lists them).",
             ),
             source_mentions: counter(
                 "cull_source_mentions_total",
@@ -343,6 +348,11 @@ impl Metrics {
         self.rules_reloads.inc();
     }
 
+    /// Records the number of warnings of a pack a reload swapped in.
+    pub fn rules_reload_warnings(&self, warnings: usize) {
+        self.rules_reload_warnings.set(i64::try_from(warnings).unwrap_or(i64::MAX));
+    }
+
     /// Records a reload refused for errors in the pack.
     pub fn rules_reload_failed(&self) {
         self.rules_last_reload_success.set(0);
@@ -455,6 +465,7 @@ mod tests {
         metrics.forget_partition("cull-matcher", "cull.mentions", 1);
         metrics.forget_partition("cull-matcher", "cull.mentions", 9);
         metrics.rules_reloaded(25);
+        metrics.rules_reload_warnings(2);
 
         let text = metrics.render();
         assert_eq!(sample(&text, r#"cull_source_mentions_total{source="demo"}"#), Some(12.0));
@@ -467,5 +478,6 @@ mod tests {
         assert!(!text.contains(r#"partition="1""#), "{text}");
         assert_eq!(sample(&text, "cull_rules_loaded"), Some(25.0));
         assert_eq!(sample(&text, "cull_rules_last_reload_success"), Some(1.0));
+        assert_eq!(sample(&text, "cull_rules_last_reload_warnings"), Some(2.0));
     }
 }

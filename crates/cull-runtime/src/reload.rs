@@ -7,6 +7,8 @@
 //! flight finishes with the set it started with, the next batch uses the new one, and
 //! every verdict names the version it was made with. A pack with errors is refused
 //! whole; the running set stays, and every error is logged with file:line:column.
+//! Warnings (queries that probably do not mean what they say) never refuse a pack:
+//! they are logged with file:line:column and returned with the new version.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use cull_bus::KafkaConfig;
 use cull_match::{Matcher, RuleSet};
-use cull_rules::load_dir;
+use cull_rules::load_path;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -44,6 +46,8 @@ pub struct Reloaded {
     pub version: String,
     /// The number of enabled rules in it.
     pub rules: usize,
+    /// Every warning of the pack, rendered with file:line:column.
+    pub warnings: Vec<String>,
 }
 
 /// Why a reload was refused; the running rule set stays in use.
@@ -82,25 +86,38 @@ impl Reloader {
         let _running = self.running.lock().await;
         let dir = self.dir.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let loaded = load_dir(&dir);
+            let loaded = load_path(&dir);
+            let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+            for warning in &warnings {
+                tracing::warn!("rule reload:\n{warning}");
+            }
             if !loaded.errors.is_empty() {
                 return Err(loaded.errors.iter().map(ToString::to_string).collect());
             }
             RuleSet::new(loaded.rules.into_iter().filter(|r| r.rule.enabled).collect())
+                .map(|set| (set, warnings))
                 .map_err(|e| vec![e.to_string()])
         })
         .await
         .unwrap_or_else(|e| Err(vec![format!("the reload task failed: {e}")]));
         let result = match loaded {
-            Ok(set) => self.admit_queues(&set).await.map(|()| set),
+            Ok((set, warnings)) => self.admit_queues(&set).await.map(|()| (set, warnings)),
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(set) => {
-                let reloaded = Reloaded { version: set.version().to_string(), rules: set.rules().len() };
+            Ok((set, warnings)) => {
+                let reloaded =
+                    Reloaded { version: set.version().to_string(), rules: set.rules().len(), warnings };
                 self.matcher.swap(set);
                 self.metrics.rules_reloaded(reloaded.rules);
-                tracing::info!(cause, version = %reloaded.version, rules = reloaded.rules, "rules reloaded");
+                self.metrics.rules_reload_warnings(reloaded.warnings.len());
+                tracing::info!(
+                    cause,
+                    version = %reloaded.version,
+                    rules = reloaded.rules,
+                    warnings = reloaded.warnings.len(),
+                    "rules reloaded"
+                );
                 Ok(reloaded)
             }
             Err(errors) => {

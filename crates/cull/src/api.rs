@@ -23,7 +23,8 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -54,6 +55,9 @@ const MAX_SAMPLES: usize = 100;
 pub const DEFAULT_CONCURRENT_QUERIES: usize = 4;
 /// Seconds a client refused for lack of a query slot is told to wait.
 const RETRY_AFTER_SECS: &str = "1";
+/// The largest request body the API reads (a draft rule file of a backtest): far
+/// above any real pack of 50 rules, far below what would cost the server memory.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// What the API handlers share.
 #[derive(Debug, Clone)]
@@ -102,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/mentions/{id}", get(mention))
         .route("/api/backtest", post(run_backtest))
         .route_layer(from_fn_with_state(guard, auth::require))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     Router::new()
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -156,25 +161,55 @@ enum ApiError {
     Limit(String),
     /// Every query slot is taken: try again shortly.
     Busy(String),
+    /// The body is over [`MAX_BODY_BYTES`].
+    TooLarge(String),
     NotFound(String),
-    /// The draft rules of a backtest have errors.
-    Rules(Vec<RuleErrorBody>),
+    /// The draft rules of a backtest have errors (and maybe warnings).
+    Rules {
+        errors: Vec<RuleProblemBody>,
+        warnings: Vec<RuleProblemBody>,
+    },
     Internal(String),
 }
 
+/// An error or a warning of draft rules.
 #[derive(Debug, Serialize)]
-struct RuleErrorBody {
-    /// The error as `cull rules check` prints it.
+struct RuleProblemBody {
+    /// As `cull rules check` prints it.
     message: String,
     line: Option<usize>,
     column: Option<usize>,
     rule: Option<String>,
 }
 
+impl RuleProblemBody {
+    fn of(message: String, located: Option<&cull_rules::Located>) -> RuleProblemBody {
+        RuleProblemBody {
+            message,
+            line: located.map(|l| l.line),
+            column: located.map(|l| l.column),
+            rule: located.and_then(|l| l.rule.clone()),
+        }
+    }
+
+    fn warnings(loaded: &cull_rules::Loaded) -> Vec<RuleProblemBody> {
+        loaded.warnings.iter().map(|w| RuleProblemBody::of(w.to_string(), Some(w))).collect()
+    }
+}
+
 #[derive(Serialize)]
 struct RuleErrorsBody<'a> {
     error: String,
-    rule_errors: &'a [RuleErrorBody],
+    rule_errors: &'a [RuleProblemBody],
+    warnings: &'a [RuleProblemBody],
+}
+
+/// A backtest's report with the warnings of its draft.
+#[derive(Serialize)]
+struct BacktestResponse {
+    #[serde(flatten)]
+    report: cull_index::Backtest,
+    warnings: Vec<RuleProblemBody>,
 }
 
 impl From<IndexError> for ApiError {
@@ -202,12 +237,14 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
                 response
             }
+            ApiError::TooLarge(message) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
             ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
-            ApiError::Rules(errors) => json(
+            ApiError::Rules { errors, warnings } => json(
                 StatusCode::BAD_REQUEST,
                 &RuleErrorsBody {
                     error: format!("{} error(s) in the draft rules", errors.len()),
                     rule_errors: &errors,
+                    warnings: &warnings,
                 },
             ),
             ApiError::Internal(message) => {
@@ -505,7 +542,16 @@ struct BacktestBody {
 }
 
 /// `POST /api/backtest`.
-async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+async fn run_backtest(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"))
+        }
+        _ => ApiError::BadRequest(format!("request body: {}", rejection.body_text())),
+    })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&body);
     let body: BacktestBody = serde_path_to_error::deserialize(deserializer)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
@@ -522,19 +568,12 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
         )));
     }
     let loaded = cull_rules::load_files([(Path::new("draft.toml"), body.rules.as_bytes())]);
+    let warnings = RuleProblemBody::warnings(&loaded);
     if !loaded.errors.is_empty() {
-        return Err(ApiError::Rules(
-            loaded
-                .errors
-                .iter()
-                .map(|e| RuleErrorBody {
-                    message: e.to_string(),
-                    line: e.located().map(|l| l.line),
-                    column: e.located().map(|l| l.column),
-                    rule: e.located().and_then(|l| l.rule.clone()),
-                })
-                .collect(),
-        ));
+        return Err(ApiError::Rules {
+            errors: loaded.errors.iter().map(|e| RuleProblemBody::of(e.to_string(), e.located())).collect(),
+            warnings,
+        });
     }
     if loaded.rules.is_empty() {
         return Err(ApiError::BadRequest("the draft has no [[rule]]".into()));
@@ -560,7 +599,7 @@ async fn run_backtest(State(state): State<ApiState>, body: Bytes) -> Result<Resp
         backtest(&searcher, &loaded.rules, &request)
     })
     .await?;
-    Ok(json(StatusCode::OK, &report))
+    Ok(json(StatusCode::OK, &BacktestResponse { report, warnings }))
 }
 
 /// Returns the API routes of a `cull run` process: the analyst API and the console

@@ -26,6 +26,10 @@ use toml::Spanned;
 /// The environment variable with tokens: `role:token,role:token`.
 pub const TOKENS_ENV: &str = "CULL_API_TOKENS";
 
+/// The shortest token accepted, in characters: a short token is guessed by anyone who
+/// can send requests (16 random characters of base64 are 96 bits).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// What a token allows. Ordered: a role can do all that the roles before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -151,14 +155,37 @@ impl Tokens {
                     format!("unknown role {:?}; roles are {}", raw.role.get_ref(), Role::NAMES),
                 )
             })?;
-            if raw.token.get_ref().trim().is_empty() {
-                return Err(invalid(raw.token.span().start, format!("token {:?} is empty", raw.name)));
-            }
             if raw.name.trim().is_empty() {
                 return Err(invalid(start, "a token needs a name (for the logs)".into()));
             }
-            self.entries.push(Entry { name: raw.name, role, digest: digest(raw.token.get_ref()) });
+            let at = raw.token.span().start;
+            self.add(raw.name, role, raw.token.get_ref()).map_err(|message| invalid(at, message))?;
         }
+        Ok(())
+    }
+
+    /// Adds a token, or says why it cannot be one: empty, shorter than
+    /// [`MIN_TOKEN_CHARS`], or the same secret as another entry (one token under two
+    /// roles would make its role depend on the order of the entries).
+    fn add(&mut self, name: String, role: Role, token: &str) -> Result<(), String> {
+        let length = token.trim().chars().count();
+        if length == 0 {
+            return Err("the token is empty".to_string());
+        }
+        if length < MIN_TOKEN_CHARS {
+            return Err(format!(
+                "the token has {length} characters; at least {MIN_TOKEN_CHARS} are needed (e.g. `openssl rand -base64 24`)"
+            ));
+        }
+        let digest = digest(token.trim());
+        if let Some(other) = self.entries.iter().find(|e| e.digest == digest) {
+            return Err(format!(
+                "the token is the same secret as token {:?} ({}): give every entry its own token",
+                other.name,
+                other.role.as_str()
+            ));
+        }
+        self.entries.push(Entry { name, role, digest });
         Ok(())
     }
 
@@ -173,11 +200,7 @@ impl Tokens {
             let role = Role::parse(role.trim()).ok_or_else(|| {
                 invalid(format!("unknown role {:?}; roles are {}", role.trim(), Role::NAMES))
             })?;
-            if token.trim().is_empty() {
-                return Err(invalid("the token is empty".to_string()));
-            }
-            let name = format!("{TOKENS_ENV}#{}", index + 1);
-            self.entries.push(Entry { name, role, digest: digest(token.trim()) });
+            self.add(format!("{TOKENS_ENV}#{}", index + 1), role, token).map_err(invalid)?;
         }
         Ok(())
     }
@@ -278,14 +301,14 @@ mod tests {
     #[test]
     fn file_and_environment_tokens_carry_their_roles() {
         let mut tokens = Tokens::default();
-        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-secret\"\n\n[[token]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"o-secret\"\n";
+        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-secret-0123456789\"\n\n[[token]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"o-secret-0123456789\"\n";
         tokens.add_file(Path::new("tokens.toml"), file).unwrap();
-        tokens.add_env("analyst:env-a, operator:env-o").unwrap();
+        tokens.add_env("analyst:env-a-0123456789, operator:env-o-0123456789").unwrap();
         assert_eq!(tokens.len(), 4);
-        assert_eq!(tokens.authenticate("a-secret"), Some(("ana", Role::Analyst)));
-        assert_eq!(tokens.authenticate("o-secret"), Some(("ops", Role::Operator)));
-        assert_eq!(tokens.authenticate("env-o"), Some(("CULL_API_TOKENS#2", Role::Operator)));
-        assert_eq!(tokens.authenticate("a-secre"), None);
+        assert_eq!(tokens.authenticate("a-secret-0123456789"), Some(("ana", Role::Analyst)));
+        assert_eq!(tokens.authenticate("o-secret-0123456789"), Some(("ops", Role::Operator)));
+        assert_eq!(tokens.authenticate("env-o-0123456789"), Some(("CULL_API_TOKENS#2", Role::Operator)));
+        assert_eq!(tokens.authenticate("a-secret-012345678"), None);
         assert_eq!(tokens.authenticate(""), None);
         assert!(Role::Operator > Role::Analyst);
         assert!(!format!("{tokens:?}").contains("secret"), "{tokens:?}");
@@ -298,14 +321,36 @@ mod tests {
         assert!(error.starts_with("t.toml:4: unknown role \"admin\""), "{error}");
         let empty = "[[token]]\nname = \"x\"\nrole = \"analyst\"\ntoken = \"\"\n";
         let error = Tokens::default().add_file(Path::new("t.toml"), empty).unwrap_err().to_string();
-        assert!(error.starts_with("t.toml:4: token \"x\" is empty"), "{error}");
+        assert!(error.starts_with("t.toml:4: the token is empty"), "{error}");
         let unknown = "[[token]]\nname = \"x\"\nrole = \"analyst\"\ntoken = \"t\"\nexpires = 3\n";
         let error = Tokens::default().add_file(Path::new("t.toml"), unknown).unwrap_err().to_string();
         assert!(error.starts_with("t.toml:5:") && error.contains("expires"), "{error}");
-        let error = Tokens::default().add_env("analyst:a,root:b").unwrap_err().to_string();
+        let error = Tokens::default().add_env("analyst:a-token-0123456789,root:b").unwrap_err().to_string();
         assert_eq!(error, "CULL_API_TOKENS entry 2: unknown role \"root\"; roles are analyst, operator");
         let error = Tokens::default().add_env("analyst:").unwrap_err().to_string();
         assert_eq!(error, "CULL_API_TOKENS entry 1: the token is empty");
+    }
+
+    #[test]
+    fn short_tokens_and_one_token_under_two_roles_are_refused() {
+        let error = Tokens::default().add_env("analyst:try-me").unwrap_err().to_string();
+        assert!(
+            error.starts_with("CULL_API_TOKENS entry 1: the token has 6 characters; at least 16"),
+            "{error}"
+        );
+        let twice = "analyst:shared-secret-0123456789,operator:shared-secret-0123456789";
+        let error = Tokens::default().add_env(twice).unwrap_err().to_string();
+        assert!(
+            error.starts_with("CULL_API_TOKENS entry 2: the token is the same secret as token \"CULL_API_TOKENS#1\" (analyst)"),
+            "{error}"
+        );
+        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"shared-secret-0123456789\"\n";
+        let mut tokens = Tokens::default();
+        tokens.add_file(Path::new("t.toml"), file).unwrap();
+        let error = tokens.add_env("operator:shared-secret-0123456789").unwrap_err().to_string();
+        assert!(error.contains("same secret as token \"ana\" (analyst)"), "{error}");
+        assert!(!error.contains("shared-secret"), "the secret is never in an error: {error}");
+        assert!(Tokens::default().add_env("analyst:exactly-16-chars").is_ok());
     }
 
     #[tokio::test]
@@ -314,7 +359,7 @@ mod tests {
         use tower::ServiceExt as _;
 
         let mut tokens = Tokens::default();
-        tokens.add_env("analyst:a-token,operator:o-token").unwrap();
+        tokens.add_env("analyst:a-token-0123456789,operator:o-token-0123456789").unwrap();
         let guard = Guard::new(Arc::new(tokens), Role::Operator);
         let app = axum::Router::new()
             .route("/operator", axum::routing::post(|| async { "done" }))
@@ -326,10 +371,10 @@ mod tests {
                 .unwrap();
             app.clone().oneshot(request)
         };
-        let refused = call("a-token").await.unwrap();
+        let refused = call("a-token-0123456789").await.unwrap();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert!(refused.headers().get(header::WWW_AUTHENTICATE).is_none());
-        assert_eq!(call("o-token").await.unwrap().status(), StatusCode::OK);
+        assert_eq!(call("o-token-0123456789").await.unwrap().status(), StatusCode::OK);
         assert_eq!(call("x-token").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
 }

@@ -12,19 +12,28 @@ use cull_ingest::feed::{FeedConfig, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
+use cull_model::escape::{escape_controls, escape_controls_but_newlines};
 use cull_model::{Channel, DeadLetter, Mention};
-use cull_rules::{load_dir, CompiledRule, Expect};
+use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
 /// verdicts stream out steadily.
 const BATCH: usize = 1024;
 
-/// Loads a rule pack, printing every error; `None` when there were any.
-pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
-    let loaded = load_dir(dir);
-    for error in &loaded.errors {
-        eprintln!("{error}\n");
+/// Prints every warning and error of a loaded pack on standard error.
+fn print_findings(loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        eprintln!("{}\n", escape_controls_but_newlines(&warning.to_string()));
     }
+    for error in &loaded.errors {
+        eprintln!("{}\n", escape_controls_but_newlines(&error.to_string()));
+    }
+}
+
+/// Loads a rule pack, printing every warning and error; `None` when there were errors.
+pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
+    let loaded = load_path(dir);
+    print_findings(&loaded);
     if loaded.errors.is_empty() {
         Some(loaded.rules)
     } else {
@@ -33,27 +42,33 @@ pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
     }
 }
 
-/// `cull rules check`.
-pub fn check(dir: &Path, format: Format) -> Result<ExitCode> {
-    let report = check_rules(dir);
+/// `cull rules check`: exit 1 on any error, and on any warning with `deny_warnings`.
+pub fn check(dir: &Path, format: Format, deny_warnings: bool) -> Result<ExitCode> {
+    let report = check_rules(dir, deny_warnings);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
-            for error in &report.errors {
-                eprintln!("{}\n", error.rendered);
-            }
+            report.print_problems();
             for note in &report.notes {
                 eprintln!("note: {note}");
             }
-            if report.ok {
+            if report.errors.is_empty() {
                 println!(
-                    "{}: {} rule(s) OK, rule set version {}",
+                    "{}: {} rule(s) OK, rule set version {}, {} warning(s)",
                     dir.display(),
                     report.rules,
-                    report.version
+                    report.version,
+                    report.warnings.len()
                 );
-            } else {
+            }
+            if !report.errors.is_empty() {
                 eprintln!("cull: {} error(s) in {}", report.errors.len(), dir.display());
+            } else if !report.ok {
+                eprintln!(
+                    "cull: {} warning(s) in {} (--deny-warnings)",
+                    report.warnings.len(),
+                    dir.display()
+                );
             }
         }
     }
@@ -74,7 +89,7 @@ pub enum Format {
 pub struct RulesReport {
     /// The rules directory.
     pub dir: PathBuf,
-    /// True when the pack has no error.
+    /// True when the pack has no error (and no warning, under `--deny-warnings`).
     pub ok: bool,
     /// Rules loaded (0 when there were errors).
     pub rules: usize,
@@ -82,11 +97,22 @@ pub struct RulesReport {
     pub version: String,
     /// Every error.
     pub errors: Vec<RuleProblem>,
+    /// Every warning: queries that load but probably do not mean what they say.
+    pub warnings: Vec<RuleProblem>,
     /// Remarks that are not errors (rules without anchor words).
     pub notes: Vec<String>,
 }
 
-/// One error of a rule pack.
+impl RulesReport {
+    /// Prints the warnings and errors, compiler-style, on standard error.
+    fn print_problems(&self) {
+        for problem in self.warnings.iter().chain(&self.errors) {
+            eprintln!("{}\n", escape_controls_but_newlines(&problem.rendered));
+        }
+    }
+}
+
+/// One error or warning of a rule pack.
 #[derive(Debug, serde::Serialize)]
 pub struct RuleProblem {
     /// The file.
@@ -105,42 +131,51 @@ pub struct RuleProblem {
     pub rendered: String,
 }
 
-/// Loads and compiles the pack in `dir` and reports on it.
-pub fn check_rules(dir: &Path) -> RulesReport {
-    let loaded = load_dir(dir);
-    let errors: Vec<RuleProblem> = loaded
-        .errors
-        .iter()
-        .map(|error| match error {
-            cull_rules::RuleError::Located(located) => RuleProblem {
-                path: located.path.clone(),
-                line: located.line,
-                column: located.column,
-                rule: located.rule.clone(),
-                message: located.message.clone(),
-                help: located.help.clone(),
-                rendered: error.to_string(),
-            },
-            cull_rules::RuleError::Io { path, source } => RuleProblem {
+impl RuleProblem {
+    fn located(located: &Located) -> RuleProblem {
+        RuleProblem {
+            path: located.path.clone(),
+            line: located.line,
+            column: located.column,
+            rule: located.rule.clone(),
+            message: located.message.clone(),
+            help: located.help.clone(),
+            rendered: located.to_string(),
+        }
+    }
+
+    fn error(error: &RuleError) -> RuleProblem {
+        match error {
+            RuleError::Located(located) => RuleProblem::located(located),
+            RuleError::Io { path, .. } | RuleError::Refused { path, .. } => RuleProblem {
                 path: path.clone(),
                 line: 0,
                 column: 0,
                 rule: None,
-                message: format!("cannot read: {source}"),
+                message: error.to_string().trim_start_matches("error: ").to_string(),
                 help: None,
                 rendered: error.to_string(),
             },
-        })
-        .collect();
+        }
+    }
+}
+
+/// Loads and compiles the pack in `dir` (or the one file) and reports on it; with
+/// `deny_warnings` a warning fails the check too.
+pub fn check_rules(dir: &Path, deny_warnings: bool) -> RulesReport {
+    let loaded = load_path(dir);
+    let errors: Vec<RuleProblem> = loaded.errors.iter().map(RuleProblem::error).collect();
+    let warnings: Vec<RuleProblem> = loaded.warnings.iter().map(RuleProblem::located).collect();
     let mut report = RulesReport {
         dir: dir.to_path_buf(),
-        ok: errors.is_empty(),
+        ok: errors.is_empty() && (warnings.is_empty() || !deny_warnings),
         rules: 0,
         version: String::new(),
         errors,
+        warnings,
         notes: Vec::new(),
     };
-    if !report.ok {
+    if !report.errors.is_empty() {
         return report;
     }
     report.notes = loaded
@@ -188,7 +223,10 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
         rules: Option<RulesReport>,
     }
     let (problems, rules) = match crate::config::check(path) {
-        Ok(pipeline) => (Vec::new(), pipeline.matcher.enabled.then(|| check_rules(&pipeline.matcher.rules))),
+        Ok(pipeline) => (
+            crate::config::check_environment(&pipeline),
+            pipeline.needs_rules().then(|| check_rules(&pipeline.matcher.rules, false)),
+        ),
         Err(problems) => (problems, None),
     };
     let ok = problems.is_empty() && rules.as_ref().is_none_or(|r| r.ok);
@@ -197,12 +235,11 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
             if !report.problems.is_empty() {
-                eprintln!("{}", crate::config::render(&path.display(), &report.problems));
+                let problems = crate::config::render(&path.display(), &report.problems);
+                eprintln!("{}", escape_controls_but_newlines(&problems));
             }
             if let Some(rules) = &report.rules {
-                for error in &rules.errors {
-                    eprintln!("{}\n", error.rendered);
-                }
+                rules.print_problems();
                 if rules.ok {
                     println!(
                         "{}: OK; rules {}: {} rule(s), version {}",
@@ -246,7 +283,7 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 continue;
             }
             failed += 1;
-            println!(
+            let failure = format!(
                 "FAIL {}:{} rule `{}`: expected {}, got {}",
                 rule.rule.path.display(),
                 example.line,
@@ -254,10 +291,11 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 example.expect.as_str(),
                 got.as_str()
             );
+            println!("{}", escape_controls(&failure));
             println!("  text: {:?}", example.text);
             if let Some(explanation) = explain_rule(&set, &rule.rule.id, &mention) {
                 for line in explanation.to_string().lines() {
-                    println!("  {line}");
+                    println!("  {}", escape_controls(line));
                 }
             }
         }
@@ -274,7 +312,7 @@ pub fn explain(dir: &Path, rule_id: &str, text: String, title: Option<String>) -
     mention.title = title;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;
-    print!("{explanation}");
+    print!("{}", escape_controls_but_newlines(&explanation.to_string()));
     if let Outcome::Matched(spans) = &explanation.outcome {
         for span in spans {
             let field =
@@ -344,7 +382,7 @@ pub fn match_lines(
                 Some(Err((error, bytes))) => {
                     rejected += 1;
                     let place = format!("{origin}:{line_number}");
-                    eprintln!("cull: {place}: {error}");
+                    eprintln!("cull: {}", escape_controls(&format!("{place}: {error}")));
                     if let Some(file) = dead_letter_file.as_mut() {
                         serde_json::to_writer(&mut *file, &DeadLetter::new("match", &error, place, bytes))?;
                         file.write_all(b"\n")?;
@@ -375,14 +413,32 @@ pub fn match_lines(
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says.
 pub(crate) fn init_logging() {
+    use tracing_subscriber::field::MakeExt as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// Writes one field of a log line, its control characters escaped: field values carry
+/// what clients sent (a request path, a feed's error), and a newline or an ESC among
+/// them must not forge a log line or drive the terminal reading the log.
+fn log_field(
+    writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    let value = format!("{value:?}");
+    let value = cull_model::escape::escape_controls(&value);
+    match field.name() {
+        "message" => write!(writer, "{value}"),
+        name => write!(writer, "{name}={value}"),
+    }
 }
 
 /// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
@@ -390,7 +446,16 @@ pub(crate) fn init_logging() {
 pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     init_logging();
     let config = crate::config::load(pipeline)?;
-    let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
+    let problems = crate::config::check_environment(&config);
+    if !problems.is_empty() {
+        anyhow::bail!(crate::config::render(&pipeline.display(), &problems));
+    }
+    let rules = if config.needs_rules() {
+        let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
+        rules
+    } else {
+        Vec::new()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let finished = runtime.block_on(crate::pipeline::run(config, rules, once));
     // A thread still blocked (a source reading stdin, a stage that did not end within
@@ -401,7 +466,7 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -417,7 +482,7 @@ pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -
     let fetched = match runtime.block_on(poller.fetch()) {
         Ok(fetched) => fetched.map(|f| f.drafts).unwrap_or_default(),
         Err(error) => {
-            eprintln!("cull: {error}");
+            eprintln!("cull: {}", escape_controls(&error.to_string()));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -487,26 +552,26 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
             .map(|r| format!("+{r}"))
             .chain(hit.culled.iter().map(|r| format!("-{r}")))
             .collect();
-        writeln!(
-            out,
-            "\n{}  {}  {}  {}  {}",
+        let head = format!(
+            "{}  {}  {}  {}  {}",
             hit.at.as_deref().unwrap_or("-"),
             hit.outcome.as_str(),
             hit.channel.as_deref().unwrap_or("-"),
             hit.id,
             rules.join(" ")
-        )?;
+        );
+        writeln!(out, "\n{}", escape_controls(&head))?;
         if let Some(title) = &hit.title {
             writeln!(out, "  {}", highlighted(title, color))?;
         }
         writeln!(out, "  {}", highlighted(&hit.text, color))?;
         if let Some(url) = &hit.url {
-            writeln!(out, "  {url}")?;
+            writeln!(out, "  {}", escape_controls(url))?;
         }
     }
     for (facet, counts) in &response.facets {
         let counts: Vec<String> = counts.iter().map(|c| format!("{} {}", c.value, c.count)).collect();
-        writeln!(out, "\n{facet}: {}", counts.join(", "))?;
+        writeln!(out, "\n{}", escape_controls(&format!("{facet}: {}", counts.join(", "))))?;
     }
     if let Some(histogram) = &response.histogram {
         writeln!(out)?;
@@ -520,7 +585,8 @@ pub fn search(options: SearchOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`.
+/// Returns the snippet with its highlights in bold (on a terminal) or in `[...]`, and
+/// its control characters escaped (the bold is the only escape sequence it holds).
 fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
     let (open, close) = if color { ("\x1b[1m", "\x1b[0m") } else { ("[", "]") };
     let mut text = String::with_capacity(snippet.text.len() + 8 * snippet.highlights.len());
@@ -530,28 +596,21 @@ fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
         if start >= end || !snippet.text.is_char_boundary(start) || !snippet.text.is_char_boundary(end) {
             continue;
         }
-        text.push_str(&snippet.text[at..start]);
+        text.push_str(&escape_controls(&snippet.text[at..start]));
         text.push_str(open);
-        text.push_str(&snippet.text[start..end]);
+        text.push_str(&escape_controls(&snippet.text[start..end]));
         text.push_str(close);
         at = end;
     }
-    text.push_str(&snippet.text[at..]);
+    text.push_str(&escape_controls(&snippet.text[at..]));
     text
 }
 
 /// `cull rules backtest`: what the rules of a file (or directory) would have matched
 /// and culled over the indexed mentions.
 pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: bool) -> Result<ExitCode> {
-    let loaded = if rules.is_dir() {
-        load_dir(rules)
-    } else {
-        let bytes = std::fs::read(rules).with_context(|| format!("cannot read {}", rules.display()))?;
-        cull_rules::load_files([(rules, bytes.as_slice())])
-    };
-    for error in &loaded.errors {
-        eprintln!("{error}\n");
-    }
+    let loaded = load_path(rules);
+    print_findings(&loaded);
     if !loaded.errors.is_empty() {
         eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
         return Ok(ExitCode::FAILURE);
@@ -569,7 +628,8 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
     for rule in &report.rules {
         let by: Vec<String> = rule.culled_by.iter().map(|(reason, n)| format!("{n} by {reason}")).collect();
         let by = if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) };
-        writeln!(out, "{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled)?;
+        let summary = format!("{}: {} matched, {} culled{by}", rule.rule_id, rule.matched, rule.culled);
+        writeln!(out, "{}", escape_controls(&summary))?;
         for day in &rule.days {
             writeln!(out, "  {}  {:>5} matched  {:>5} culled", day.day, day.matched, day.culled)?;
         }
@@ -580,7 +640,7 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
                     _ => String::new(),
                 };
                 let title = sample.title.as_deref().unwrap_or(&sample.text);
-                writeln!(out, "  {label} {}{why}: {title}", sample.id)?;
+                writeln!(out, "  {}", escape_controls(&format!("{label} {}{why}: {title}", sample.id)))?;
             }
         }
     }

@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -75,9 +74,9 @@ pub struct Pipeline {
     /// Optional copies of the output topics to files.
     #[serde(default)]
     pub sink: SinksConfig,
-    /// The HTTP server for metrics and health.
+    /// The HTTP server for metrics, health, webhooks and the API.
     #[serde(default)]
-    pub http: Http,
+    pub http: crate::server::Http,
     /// How the process stops.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -94,20 +93,6 @@ pub struct Api {
     /// (`role:token,…`) adds tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<PathBuf>,
-}
-
-/// The HTTP server for metrics and health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Http {
-    /// The address to listen on; port 0 picks a free port.
-    pub listen: SocketAddr,
-}
-
-impl Default for Http {
-    fn default() -> Http {
-        Http { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
-    }
 }
 
 /// Loads, overrides from the process environment, and validates the pipeline file at `path`.
@@ -180,6 +165,25 @@ pub fn check_with_env(
             Problem { key: Some(key), message }
         })
         .collect())
+}
+
+/// Returns what `cull run` needs from this machine's environment and checks before it
+/// opens anything, beyond the file's values: every webhook's secret variable and, with
+/// `[api]`, the API tokens. `cull config check` reports the same, so that a check that
+/// passes means a start that does not fail on configuration. (The rule pack is checked
+/// beside it, when [`Pipeline::needs_rules`].)
+pub fn check_environment(pipeline: &Pipeline) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(error) = cull_ingest::webhook_configs(&pipeline.sources) {
+        problems.push(Problem { key: None, message: error.to_string() });
+    }
+    if pipeline.api.enabled {
+        let env = std::env::var(crate::auth::TOKENS_ENV).ok();
+        if let Err(error) = crate::auth::Tokens::load(pipeline.api.tokens.as_deref(), env.as_deref()) {
+            problems.push(Problem { key: Some("api.tokens".to_string()), message: error.to_string() });
+        }
+    }
+    problems
 }
 
 /// Renders problems as `cull` reports them: a whole-file problem as it is, settings as
@@ -375,6 +379,12 @@ fn located(file: &impl std::fmt::Display, text: &str, error: &toml::de::Error, k
 }
 
 impl Pipeline {
+    /// Whether this process needs the rule pack: the matcher and the tickets stage
+    /// use it (an ingest-only or index-only process does not).
+    pub fn needs_rules(&self) -> bool {
+        self.matcher.enabled || self.tickets.enabled
+    }
+
     /// Returns every invalid setting: each section checked by the component that owns
     /// it, then what spans sections. Checks values only, never the network or the disk.
     fn validate(&self) -> Vec<Invalid> {
@@ -386,6 +396,7 @@ impl Pipeline {
         checks.nested("ingest", self.ingest.validate());
         checks.nested("index", self.index.validate());
         checks.nested("shutdown", self.shutdown.validate());
+        checks.nested("http", self.http.validate());
         let mut files: Vec<(String, &Path)> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
             let at = format!("source[{i}]");
@@ -396,6 +407,18 @@ impl Pipeline {
             }
             files.extend(source.files().into_iter().map(|(key, path)| (format!("{at}.{key}"), path)));
         }
+        // On the embedded bus the matcher of this process is the only reader of the
+        // mentions its sources acknowledge: without it a webhook answers 202 and
+        // nothing ever comes of the mention.
+        let orphaned =
+            self.bus.kind == cull_bus::BusKind::Embedded && !self.sources.is_empty() && !self.matcher.enabled;
+        checks.check(!orphaned, "matcher.enabled", || {
+            let names: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
+            format!(
+                "false, but the sources ({}) acknowledge mentions on the embedded bus, which only this process's matcher reads: enable the matcher, or use bus.kind = \"kafka\" with matchers elsewhere",
+                names.join(", ")
+            )
+        });
         for (key, sink) in self.sink.configured() {
             checks.nested(&format!("sink.{key}"), sink.validate());
             files.push((format!("sink.{key}.path"), &sink.path));
@@ -416,7 +439,7 @@ impl Pipeline {
 mod tests {
     use cull_bus::{BusKind, KafkaSettings};
     use cull_ingest::mail::MailFormat;
-    use cull_ingest::{FeedSource, JsonlSource, MailSource, WebhookSource};
+    use cull_ingest::{FeedSource, JsonlSource, MailSource, Markup, WebhookSource};
     use cull_model::Channel;
     use cull_runtime::{FileSinkConfig, SinkKind};
 
@@ -500,6 +523,7 @@ mod tests {
                 path: "j".into(),
                 follow: true,
                 follow_interval_ms: 1,
+                markup: Markup::Html,
             }),
             SourceConfig::Feed(FeedSource::new("f", "https://example.com/feed")),
             SourceConfig::Webhook(webhook),

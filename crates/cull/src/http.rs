@@ -7,14 +7,14 @@
 //! pipeline sets, so a probe never waits on the pipeline.
 //!
 //! Binding and serving are split so that a caller (and the tests) can bind port 0 and learn
-//! the port before serving.
+//! the port before serving. The server itself, with its timeouts and connection cap, is
+//! [`crate::server`]'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -22,6 +22,8 @@ use axum::routing::get;
 use axum::Router;
 
 use cull_runtime::Metrics;
+
+use crate::server::{self, Http, Listener};
 
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -65,21 +67,17 @@ impl Health {
     }
 }
 
-/// A bound, not yet serving, HTTP listener.
+/// A bound, not yet serving, HTTP server.
 #[derive(Debug)]
 pub struct HttpServer {
-    listener: tokio::net::TcpListener,
-    local_addr: SocketAddr,
+    listener: Listener,
+    config: Http,
 }
 
-/// Binds `listen`; port 0 picks a free port, which [`HttpServer::local_addr`] returns.
-pub async fn bind(listen: SocketAddr) -> anyhow::Result<HttpServer> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
-    let local_addr =
-        listener.local_addr().with_context(|| format!("cannot read the address bound for {listen}"))?;
-    Ok(HttpServer { listener, local_addr })
+/// Binds `config.listen`; port 0 picks a free port, which [`HttpServer::local_addr`]
+/// returns.
+pub async fn bind(config: &Http) -> anyhow::Result<HttpServer> {
+    Ok(HttpServer { listener: server::bind(config.listen, "http.listen").await?, config: config.clone() })
 }
 
 #[derive(Debug, Clone)]
@@ -91,28 +89,25 @@ struct AppState {
 impl HttpServer {
     /// Returns the address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr()
     }
 
-    /// Serves the endpoints, and the routes of `extra` (the webhook sources), until
-    /// `shutdown` completes, then lets open requests finish.
+    /// Serves the endpoints, and the routes of `extra` (the webhook sources and the
+    /// API), until `shutdown` completes, then lets open requests finish.
     pub async fn serve(
         self,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         extra: Option<Router>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+        shutdown: impl Future<Output = ()>,
+    ) {
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz_handler))
             .with_state(AppState { metrics, health })
             .merge(extra.unwrap_or_default());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .with_context(|| format!("http server on {} failed", self.local_addr))
+        self.listener.serve(app, &self.config, shutdown).await;
     }
 }
 
@@ -161,12 +156,17 @@ mod tests {
         .unwrap()
     }
 
+    /// The defaults, on a free loopback port.
+    fn any_port() -> Http {
+        Http { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Http::default() }
+    }
+
     /// Starts a server on a free loopback port; dropping the sender shuts it down.
     async fn start(
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        let server = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let server = bind(&any_port()).await.unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -203,25 +203,20 @@ mod tests {
         assert_eq!(get(addr, "/nope").await.status, 404);
 
         drop(stop);
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_stops_on_shutdown() {
         let metrics = Arc::new(Metrics::new());
-        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        bind(any_port)
-            .await
-            .unwrap()
-            .serve(metrics, Arc::new(Health::default()), None, async {})
-            .await
-            .unwrap();
+        bind(&any_port()).await.unwrap().serve(metrics, Arc::new(Health::default()), None, async {}).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bind_names_the_setting_when_the_port_is_taken() {
-        let taken = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-        let message = format!("{:#}", bind(taken.local_addr()).await.unwrap_err());
+        let taken = bind(&any_port()).await.unwrap();
+        let message =
+            format!("{:#}", bind(&Http { listen: taken.local_addr(), ..Http::default() }).await.unwrap_err());
         assert!(
             message.contains("http.listen") && message.contains(&taken.local_addr().to_string()),
             "{message}"
@@ -251,7 +246,7 @@ mod tests {
         let (addr, stop, task) = start(metrics, Arc::new(Health::default())).await;
         let response = get(addr, "/metrics").await;
         drop(stop);
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
 
         assert_eq!(response.status, 200);
         assert!(response.head.contains("content-type: text/plain; version=0.0.4"), "{}", response.head);

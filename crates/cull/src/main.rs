@@ -9,8 +9,8 @@ mod http;
 mod pipeline;
 mod reload;
 mod serve;
+mod server;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,9 +42,8 @@ enum Command {
         /// The rules directory, whose rules explain why a mention matched or was culled.
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
-        /// The address to listen on; a port of 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:9470")]
-        listen: SocketAddr,
+        #[command(flatten)]
+        http: server::Http,
         /// A TOML file of API tokens ([[token]] name, role, token); the environment
         /// variable CULL_API_TOKENS (role:token,role:token) adds more.
         #[arg(long)]
@@ -132,14 +131,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
-    /// Validate every rule file; print compiler-style errors; exit 1 on any error.
+    /// Validate every rule file; print compiler-style errors and warnings; exit 1 on
+    /// any error (and on any warning with --deny-warnings).
     Check {
-        /// The rules directory.
+        /// The rules directory (or one rule file).
         #[arg(default_value = "rules")]
         dir: PathBuf,
-        /// `text` (errors on stderr) or `json` (one report on stdout, for CI).
+        /// `text` (errors and warnings on stderr) or `json` (one report on stdout, for CI).
         #[arg(long, value_enum, default_value = "text")]
         format: commands::Format,
+        /// Fail on warnings too (lowercase `and`, `near/3`, smart quotes, `!word`).
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Run every rule's examples; report each failure; exit 1 on any failure.
     Test {
@@ -280,7 +283,9 @@ fn main() -> ExitCode {
     let _faults = fail::FailScenario::setup();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rules(RulesCommand::Check { dir, format }) => commands::check(&dir, format),
+        Command::Rules(RulesCommand::Check { dir, format, deny_warnings }) => {
+            commands::check(&dir, format, deny_warnings)
+        }
         Command::Config(ConfigCommand::Check { pipeline, format }) => {
             commands::config_check(&pipeline, format)
         }
@@ -331,7 +336,7 @@ fn main() -> ExitCode {
         Command::Serve {
             index,
             rules,
-            listen,
+            http,
             tokens,
             max_clauses,
             max_wildcard_terms,
@@ -341,7 +346,7 @@ fn main() -> ExitCode {
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
-            listen,
+            http,
             tokens,
             limits: cull_index::Limits {
                 max_clauses,
@@ -358,7 +363,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("cull: {error:#}");
+            eprintln!("cull: {}", cull_model::escape::escape_controls_but_newlines(&format!("{error:#}")));
             ExitCode::from(2)
         }
     }

@@ -47,7 +47,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let matcher = Arc::new(Matcher::new(rules));
     let summary = Arc::new(Summary::default());
 
-    let server = http::bind(pipeline.http.listen).await?;
+    let server = http::bind(&pipeline.http).await?;
     tracing::info!(listen = %server.local_addr(), "serving metrics and health");
 
     let topics = &pipeline.topics;
@@ -203,10 +203,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let finished = runtime.run(signals).await;
     signal_task.abort();
     let _ = stop_sender.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "the http server ended with an error"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("the http server did not stop within 5 s"),
+    if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
+        tracing::warn!("the http server did not stop within 5 s");
     }
     Ok(finished)
 }

@@ -1,6 +1,5 @@
 //! `cull serve`: the analyst API and console over an index, without a pipeline.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,8 +19,8 @@ pub struct ServeOptions {
     pub index: PathBuf,
     /// The rules that explain mentions (`--rules`).
     pub rules: PathBuf,
-    /// Where to listen (`--listen`).
-    pub listen: SocketAddr,
+    /// Where to listen and what clients may do (`--listen`, `--max-connections`, ...).
+    pub http: crate::server::Http,
     /// The tokens file (`--tokens`).
     pub tokens: Option<PathBuf>,
     /// What one query may cost.
@@ -38,6 +37,9 @@ pub fn app(state: crate::api::ApiState) -> Router {
 /// `cull serve`.
 pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     crate::commands::init_logging();
+    if let Some(problem) = options.http.validate().into_iter().next() {
+        bail!("--{}: {}", problem.key.replace('_', "-"), problem.message);
+    }
     let env = std::env::var(TOKENS_ENV).ok();
     let tokens = Tokens::load(options.tokens.as_deref(), env.as_deref())?;
     if tokens.len() == 0 {
@@ -59,18 +61,14 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
-        let address = listener.local_addr().context("cannot read the address bound (--listen)")?;
+        let listener = crate::server::bind(options.http.listen, "--listen").await?;
+        let address = listener.local_addr();
         if !address.ip().is_loopback() {
             tracing::warn!(%address, "listening beyond this machine: use TLS in front of cull");
         }
         tracing::info!(index = %options.index.display(), listen = %address, "serving the API and the console");
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(stop_signal())
-            .await
-            .with_context(|| format!("the server on {address} failed"))
+        listener.serve(app(state), &options.http, stop_signal()).await;
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,13 @@
 //! [`parse`] turns text into a syntax tree ([`Node`]) and [`compile`] turns a tree
 //! into a [`Plan`](crate::Plan): words analyzed exactly as the index analyzes text,
 //! the default scope expanded into its fields, and everything Tantivy would refuse or
-//! treat surprisingly rejected with an error that points at the clause.
+//! treat surprisingly rejected with an error that points at the clause. [`lint`] warns
+//! about text that is valid but probably not meant (`and` for `AND`, `near/3`, smart
+//! quotes).
 
 mod ast;
 mod compile;
+mod lint;
 mod parser;
 
 use std::fmt;
@@ -14,6 +17,7 @@ use std::ops::Range;
 
 pub use ast::{Near, Node, NodeKind, Phrase, Term};
 pub use compile::{compile, compile_mask, exclude_clauses, MIN_PREFIX_CHARS};
+pub use lint::{lint, QueryWarning};
 pub use parser::{parse, MAX_CLAUSES, MAX_DEPTH, MAX_DISTANCE, MAX_QUERY_BYTES};
 
 /// A problem with a query, located by a byte range of the query text.

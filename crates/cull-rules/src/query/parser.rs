@@ -23,7 +23,7 @@ pub const MAX_CLAUSES: usize = 4096;
 pub const MAX_DISTANCE: u32 = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(super) enum Token {
     Word(String),
     Quoted { text: String, slop: Option<u32> },
     Field(Field),
@@ -42,7 +42,7 @@ fn is_delimiter(c: char) -> bool {
     c.is_whitespace() || matches!(c, '(' | ')' | '"' | '{' | '}')
 }
 
-fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
+pub(super) fn lex(input: &str) -> Result<Vec<(Token, Range<usize>)>, QueryError> {
     let mut tokens = Vec::new();
     let mut chars = input.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
@@ -157,10 +157,8 @@ fn lex_word(word: &str, start: usize, tokens: &mut Vec<(Token, Range<usize>)>) -
     if let Some((name, rest)) = word.split_once(':') {
         if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic() || c == '_') {
             let field = Field::parse(name).ok_or_else(|| {
-                let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                QueryError::new(start..start + name.len(), format!("unknown field `{name}`")).with_help(
-                    format!("fields are {}; quote the text to search for it literally", names.join(", ")),
-                )
+                QueryError::new(start..start + name.len(), format!("unknown field `{name}`"))
+                    .with_help(unknown_field_help(name, word))
             })?;
             tokens.push((Token::Field(field), start..start + name.len() + 1));
             if rest.is_empty() {
@@ -170,6 +168,25 @@ fn lex_word(word: &str, start: usize, tokens: &mut Vec<(Token, Range<usize>)>) -
         }
     }
     push(tokens, Token::Word(word.to_string()), span)
+}
+
+/// What to write instead of `word`, whose `name:` is no field: the nearest field when
+/// one is close, and otherwise the text quoted, since `name:` is always read as a field.
+fn unknown_field_help(name: &str, word: &str) -> String {
+    let names: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+    let lowercase = name.to_ascii_lowercase();
+    let nearest = names
+        .iter()
+        .map(|field| (strsim::damerau_levenshtein(&lowercase, field), *field))
+        .min()
+        .filter(|(distance, field)| *distance <= (field.len() / 3).max(1));
+    match nearest {
+        Some((_, field)) => format!("did you mean `{field}:`? fields are {}", names.join(", ")),
+        None => format!(
+            "`{name}:` is read as a field; to search for the text, quote it: `\"{word}\"` (fields are {})",
+            names.join(", ")
+        ),
+    }
 }
 
 fn push(tokens: &mut Vec<(Token, Range<usize>)>, token: Token, span: Range<usize>) -> Result<(), QueryError> {
