@@ -8,6 +8,7 @@
 //! not an approximation of it.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use cull_match::evaluate;
 use cull_match::verify::Document;
@@ -96,15 +97,20 @@ pub struct Backtest {
     pub rules: Vec<RuleBacktest>,
 }
 
-/// Runs `rules` over the indexed mentions.
+/// Runs `rules` over the indexed mentions, within the searcher's time limit for the
+/// whole backtest: past it, the backtest stops with [`IndexError::TimeLimit`] rather
+/// than report counts of part of the mentions.
 pub fn backtest(
     searcher: &Searcher,
     rules: &[CompiledRule],
     request: &BacktestRequest,
 ) -> Result<Backtest, IndexError> {
+    // A limit too long to add to now (Duration::MAX) is no limit.
+    let deadline = Instant::now().checked_add(searcher.limits().timeout);
+    let over = || deadline.is_some_and(|d| Instant::now() >= d);
     let mut report = Backtest { rules: Vec::with_capacity(rules.len()) };
     for rule in rules {
-        let mut records = searcher.records(&rule.query, request.since, request.until)?;
+        let mut records = searcher.records(&rule.query, request.since, request.until, deadline)?;
         let time_of = |record: &cull_model::Verdict| {
             let mention = record.mention.as_ref()?;
             let at = mention.published_at.as_deref().or(mention.fetched_at.as_deref())?;
@@ -124,6 +130,9 @@ pub fn backtest(
         };
         let mut days: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for record in &records {
+            if over() {
+                return Err(searcher.time_limit());
+            }
             let Some(mention) = &record.mention else { continue };
             let at = time_of(record).and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
             let day = at.map_or_else(|| "unknown".to_string(), |t| t.date().to_string());

@@ -1,6 +1,7 @@
 //! Errors of the analyst index.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,17 @@ pub enum IndexError {
     /// A stored record or a commit payload cannot be read back.
     #[error("index record: {0}")]
     Record(String),
+    /// A backtest ran past the time limit and was stopped (a backtest that counted
+    /// only part of the mentions would mislead the operator who reads it).
+    #[error(
+        "the backtest ran past the query time limit of {} ms and was stopped; narrow its time range \
+         (since, until) or its rules",
+        limit.as_millis()
+    )]
+    TimeLimit {
+        /// The limit.
+        limit: Duration,
+    },
     /// A mention asked for is not in the index.
     #[error("no mention {0:?} in the index")]
     NotFound(String),

@@ -164,7 +164,8 @@ pub struct Hit {
     pub matched: Vec<String>,
     /// Rules that were culled.
     pub culled: Vec<String>,
-    /// The title, highlighted.
+    /// The title, highlighted (a passage of it, as `text`, when it is longer than
+    /// that; the whole mention is at `/api/mentions/{id}`).
     pub title: Option<Snippet>,
     /// A passage of the text around the first highlight.
     pub text: Snippet,
@@ -240,6 +241,45 @@ impl std::fmt::Debug for Searcher {
 /// The characters of text shown around the first highlight.
 const PASSAGE_BYTES: usize = 280;
 
+/// Decompressed blocks of stored documents each segment keeps (Tantivy's default is
+/// 100). A block holds at least one whole document, so with mentions of a megabyte
+/// the default kept a hundred megabytes per segment after one large page; a page reads
+/// its documents one by one and gains little from more.
+const DOC_STORE_CACHE_BLOCKS: usize = 4;
+
+/// The earliest time the index can hold: Tantivy keeps dates as nanoseconds in an
+/// `i64`, from 1677-09-21T00:12:44Z.
+const MIN_TIME_SECS: i64 = i64::MIN / 1_000_000_000;
+/// The latest time the index can hold, 2262-04-11T23:47:16Z.
+const MAX_TIME_SECS: i64 = i64::MAX / 1_000_000_000;
+
+/// Refuses a time range the index cannot represent (a bound outside it would overflow
+/// Tantivy's nanoseconds and silently find nothing) or that is empty by mistake.
+pub(crate) fn check_time_range(since: Option<i64>, until: Option<i64>) -> Result<(), IndexError> {
+    let show = |seconds: i64| {
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| format!("{seconds} s after the epoch"))
+    };
+    for (name, bound) in [("since", since), ("until", until)] {
+        if let Some(seconds) = bound.filter(|s| !(MIN_TIME_SECS..=MAX_TIME_SECS).contains(s)) {
+            return Err(IndexError::Query(format!(
+                "{name} {} is outside the times the index holds, {} to {}",
+                show(seconds),
+                show(MIN_TIME_SECS),
+                show(MAX_TIME_SECS)
+            )));
+        }
+    }
+    if let (Some(since), Some(until)) = (since, until) {
+        if since > until {
+            return Err(IndexError::Query(format!("since {} is after until {}", show(since), show(until))));
+        }
+    }
+    Ok(())
+}
+
 impl Searcher {
     /// Opens the index in `dir` for searching (creating an empty one when missing);
     /// new commits become visible shortly after they happen.
@@ -251,7 +291,11 @@ impl Searcher {
 
     /// Returns a searcher of an index already open (the indexer's, in one process).
     pub fn over(index: Index, schema: IndexSchema, limits: Limits) -> Result<Searcher, IndexError> {
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .doc_store_cache_num_blocks(DOC_STORE_CACHE_BLOCKS)
+            .try_into()?;
         Ok(Searcher { reader, schema, limits })
     }
 
@@ -310,6 +354,7 @@ impl Searcher {
     /// Runs a search.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, IndexError> {
         let started = Instant::now();
+        check_time_range(request.since, request.until)?;
         for facet in &request.facets {
             if !FACETS.contains(&facet.as_str()) {
                 return Err(IndexError::Query(format!(
@@ -329,7 +374,14 @@ impl Searcher {
         let searcher = self.reader.searcher();
         let timed_out = Arc::new(AtomicBool::new(false));
         let deadline = started + self.limits.timeout;
-        let facets = FacetCollector { fields: request.facets.clone() };
+        // A facet asked for twice is counted once.
+        let mut fields: Vec<String> = Vec::with_capacity(request.facets.len());
+        for facet in &request.facets {
+            if !fields.contains(facet) {
+                fields.push(facet.clone());
+            }
+        }
+        let facets = FacetCollector { fields };
         let histogram = HistogramCollector { interval: request.histogram };
         let page = TopDocs::with_limit(request.limit.max(1)).and_offset(request.offset);
         let addresses: Vec<(f32, DocAddress)>;
@@ -377,25 +429,51 @@ impl Searcher {
     }
 
     /// Returns every stored verdict (with its mention) that `plan` finds within the
-    /// time range, for backtests.
+    /// time range, for backtests; past `deadline` (when there is one), stops with
+    /// [`IndexError::TimeLimit`].
     pub(crate) fn records(
         &self,
         plan: &Plan,
         since: Option<i64>,
         until: Option<i64>,
+        deadline: Option<Instant>,
     ) -> Result<Vec<Verdict>, IndexError> {
+        check_time_range(since, until)?;
         let request = SearchRequest { since, until, ..SearchRequest::default() };
         let query = self.filtered(Some(plan), &request);
         let searcher = self.reader.searcher();
-        let addresses = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let addresses = match deadline {
+            Some(deadline) => {
+                let collector = Deadline {
+                    inner: tantivy::collector::DocSetCollector,
+                    deadline,
+                    timed_out: Arc::clone(&timed_out),
+                };
+                searcher.search(&query, &collector)?
+            }
+            None => searcher.search(&query, &tantivy::collector::DocSetCollector)?,
+        };
+        let over = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
+        if timed_out.load(Ordering::Relaxed) || over(deadline) {
+            return Err(self.time_limit());
+        }
         let mut records = Vec::with_capacity(addresses.len());
         for address in addresses {
+            if over(deadline) {
+                return Err(self.time_limit());
+            }
             let document: TantivyDocument = searcher.doc(address)?;
             records.push(
                 self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("{address:?}")))?,
             );
         }
         Ok(records)
+    }
+
+    /// Returns the error of a backtest stopped by the time limit.
+    pub(crate) fn time_limit(&self) -> IndexError {
+        IndexError::TimeLimit { limit: self.limits.timeout }
     }
 
     /// Returns the query of `plan` restricted by the request's filters.
@@ -478,10 +556,7 @@ impl Searcher {
             outcome: Outcome::of(&record),
             matched: record.matched.iter().map(|m| m.rule_id.clone()).collect(),
             culled: record.culled.iter().map(|c| c.rule_id.clone()).collect(),
-            title: mention
-                .title
-                .as_ref()
-                .map(|title| Snippet { text: title.clone(), highlights: ranges("title") }),
+            title: mention.title.as_ref().map(|title| passage(title, &ranges("title"))),
             text: passage(&mention.text, &ranges("text")),
             url: mention.url.clone(),
             author: mention.author.clone(),

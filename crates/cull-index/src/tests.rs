@@ -258,3 +258,93 @@ fn time_bounds_read_dates_and_ages() {
     );
     assert!(parse_time_bound("last week", now).unwrap_err().to_string().contains("not a time"));
 }
+
+#[test]
+fn a_backtest_past_the_time_limit_stops_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, _) = indexed(dir.path());
+    let hurried =
+        Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
+    let error = backtest(&hurried, set.rules(), &BacktestRequest::default()).unwrap_err();
+    assert!(matches!(error, IndexError::TimeLimit { limit } if limit == Duration::ZERO), "{error}");
+    assert!(error.to_string().contains("time limit of 0 ms"), "{error}");
+    let unlimited =
+        Searcher::open(dir.path(), Limits { timeout: Duration::MAX, ..Limits::default() }).unwrap();
+    assert_eq!(backtest(&unlimited, set.rules(), &BacktestRequest::default()).unwrap().rules.len(), 2);
+}
+
+#[test]
+fn times_the_index_cannot_hold_and_reversed_ranges_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, _) = indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let after_2262 = time::macros::datetime!(2262-04-12 00:00 UTC).unix_timestamp();
+    let before_1677 = time::macros::datetime!(1677-09-20 00:00 UTC).unix_timestamp();
+    let in_range = time::macros::datetime!(2026-11-21 00:00 UTC).unix_timestamp();
+    for (since, until, expected) in [
+        (None, Some(after_2262), "until 2262-04-12T00:00:00Z is outside the times the index holds, 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z"),
+        (Some(before_1677), None, "since 1677-09-20T00:00:00Z is outside"),
+        (Some(in_range + 1), Some(in_range), "since 2026-11-21T00:00:01Z is after until 2026-11-21T00:00:00Z"),
+    ] {
+        let error = searcher.search(&SearchRequest { since, until, ..SearchRequest::default() }).unwrap_err();
+        assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
+        let error = backtest(&searcher, set.rules(), &BacktestRequest { since, until, samples: 1 }).unwrap_err();
+        assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
+    }
+    let latest = time::macros::datetime!(2262-04-11 23:47:16 UTC).unix_timestamp();
+    let all = searcher.search(&SearchRequest { until: Some(latest), ..SearchRequest::default() }).unwrap();
+    assert_eq!(
+        all.total,
+        mentions().len(),
+        "the latest time the index holds is a bound that finds everything"
+    );
+}
+
+#[test]
+fn a_facet_asked_for_twice_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let facets = |names: &[&str]| {
+        let request = SearchRequest {
+            facets: names.iter().map(|n| n.to_string()).collect(),
+            ..SearchRequest::default()
+        };
+        searcher.search(&request).unwrap().facets
+    };
+    let once = facets(&["site", "channel"]);
+    assert_eq!(facets(&["site", "site", "channel", "site", "channel"]), once);
+    assert_eq!(once["channel"].iter().map(|f| f.count).sum::<u64>(), mentions().len() as u64);
+}
+
+#[test]
+fn a_hit_returns_passages_of_a_huge_title_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let mut huge =
+        mention("huge", 20, Channel::News, &"Slack stock ".repeat(20_000), &"Slack app ".repeat(100_000));
+    huge.title.as_mut().unwrap().push_str("end");
+    let verdicts = set.verdicts(std::slice::from_ref(&huge));
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert!(indexer.add(&Verdict { mention: Some(huge.clone()), ..verdicts[0].clone() }, None).unwrap());
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let found =
+        searcher.search(&SearchRequest { query: "slack".into(), ..SearchRequest::default() }).unwrap();
+    let hit = &found.hits[0];
+    let title = hit.title.as_ref().unwrap();
+    assert!(
+        title.text.len() < 400 && hit.text.text.len() < 400,
+        "{} and {} bytes",
+        title.text.len(),
+        hit.text.text.len()
+    );
+    assert!(
+        !title.highlights.is_empty() && title.highlights.iter().all(|h| &title.text[h[0]..h[1]] == "Slack")
+    );
+    assert_eq!(
+        searcher.mention("huge").unwrap().mention.unwrap().title,
+        huge.title,
+        "the whole mention is kept"
+    );
+}

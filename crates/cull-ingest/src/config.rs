@@ -502,6 +502,7 @@ pub async fn run_source(
                 format: mail.format,
                 channel: Channel::Email,
                 poll_interval: Duration::from_secs(mail.poll_secs),
+                max_message_bytes: options.max_mention_bytes,
             };
             let stats = run_mail(outlet, &config, options.once, stop)
                 .await

@@ -13,9 +13,12 @@
 //! `new/` is read; mail a reader already moved to `cur/` is taken as handled.
 //!
 //! An mbox has no place for such a cursor, so it is a one-shot import: every run
-//! reads the whole file (into memory) and delivers every message again.
+//! reads the whole file and delivers every message again. It is read as a stream, one
+//! message at a time ([`MboxReader`]), so its size costs time, not memory; a message
+//! over the size limit is dead-lettered (its first bytes kept) and the import goes on.
 
 use std::collections::BTreeMap;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,6 +45,13 @@ const MAX_PUBLISHER_CHARS: usize = 100;
 /// the acknowledgement, small enough that a bus error repeats little.
 const MBOX_BATCH: usize = 256;
 
+/// The line that begins a message of an mbox.
+const MBOX_SEPARATOR: &[u8] = b"From ";
+
+/// Messages read ahead of the delivery: the reading thread waits beyond them, which
+/// bounds what an import holds to this many messages of at most the size limit.
+const MBOX_READ_AHEAD: usize = 4;
+
 /// Whether the mailbox is one mbox file or a Maildir directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +76,8 @@ pub struct MailConfig {
     pub channel: Channel,
     /// How often `new/` of a Maildir is scanned for mail.
     pub poll_interval: Duration,
+    /// Messages larger than this many bytes are dead-lettered (reason `oversized`).
+    pub max_message_bytes: usize,
 }
 
 /// What a run did.
@@ -81,7 +93,7 @@ pub struct MailStats {
 
 /// Why a mail, or a whole mailbox, could not be turned into mentions.
 ///
-/// The first two concern one message, which is dead-lettered (with its location) and
+/// The first three concern one message, which is dead-lettered (with its location) and
 /// does not stop the source; the others stop it.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -91,6 +103,14 @@ pub enum MailError {
     /// A mail with nothing to mention.
     #[error("the mail has neither a subject nor a body")]
     Empty,
+    /// A message larger than the limit; only its first bytes were kept.
+    #[error("the message is {length} bytes, over the limit of {limit} (the pipeline's max_mention_bytes)")]
+    Oversized {
+        /// The full length of the message.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The mailbox (or a file in it) could not be read or a message not moved.
     #[error("cannot {action} {path}: {source}")]
     Io {
@@ -356,36 +376,139 @@ fn plain_items(text: &str) -> Vec<Item> {
     items
 }
 
-/// Returns the messages of an mbox (read as mboxrd: a line starting with `From `
-/// begins a message and is not part of it, one `>` is removed from `>From ` lines).
+/// One message of an mbox, as [`MboxReader`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MboxMessage {
+    /// The bytes of the message, unquoted.
+    Complete(Vec<u8>),
+    /// The message was longer than the limit; its first `limit` bytes are kept for the
+    /// dead letter, the rest was skipped without being held in memory.
+    Oversized {
+        /// The first bytes.
+        head: Vec<u8>,
+        /// The full length of the message.
+        length: usize,
+    },
+}
+
+/// Reads the messages of an mbox one at a time (as mboxrd: a line starting with
+/// `From ` begins a message and is not part of it, one `>` is removed from `>From `
+/// lines).
 ///
-/// Text before the first `From ` line is returned as a message too, unless blank: a
-/// mail saved without its envelope line is still read, and garbage is dead-lettered
-/// rather than silently skipped.
-pub fn read_mbox(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut messages = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut started = false;
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b"From ") {
-            if started || !current.trim_ascii().is_empty() {
-                messages.push(std::mem::take(&mut current));
+/// An mbox can be gigabytes: reading it whole held the file and a copy of every
+/// message at once (a 340 MB mbox took 707 MB). The reader holds one message of at
+/// most `limit` bytes and one line of at most that, whatever the size of the file.
+///
+/// Text before the first `From ` line is a message too, unless blank: a mail saved
+/// without its envelope line is still read, and garbage is dead-lettered rather than
+/// silently skipped.
+#[derive(Debug)]
+pub struct MboxReader<R> {
+    reader: R,
+    limit: usize,
+    /// The current line, terminator included, up to `limit + 1` bytes of it.
+    line: Vec<u8>,
+    /// The current message, up to `limit + 1` bytes of it.
+    message: Vec<u8>,
+    /// The full length of the current message.
+    length: usize,
+    /// Whether a `From ` line was seen.
+    started: bool,
+    ended: bool,
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// Returns the messages of `reader`, each at most `limit` bytes.
+    pub fn new(reader: R, limit: usize) -> MboxReader<R> {
+        MboxReader {
+            reader,
+            limit,
+            line: Vec::new(),
+            message: Vec::new(),
+            length: 0,
+            started: false,
+            ended: false,
+        }
+    }
+
+    /// Reads the next line into `line` (its first `limit + 1` bytes); returns its full
+    /// length, 0 at the end of the input.
+    fn read_line(&mut self) -> io::Result<usize> {
+        self.line.clear();
+        let mut length = 0;
+        loop {
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(length);
             }
-            current.clear();
-            started = true;
-            continue;
-        }
-        let quotes = line.iter().take_while(|&&b| b == b'>').count();
-        if quotes > 0 && line[quotes..].starts_with(b"From ") {
-            current.extend_from_slice(&line[1..]);
-        } else {
-            current.extend_from_slice(line);
+            let (taken, complete) = match buffer.iter().position(|&b| b == b'\n') {
+                Some(newline) => (newline + 1, true),
+                None => (buffer.len(), false),
+            };
+            let room = (self.limit + 1).max(MBOX_SEPARATOR.len()).saturating_sub(self.line.len());
+            self.line.extend_from_slice(&buffer[..taken.min(room)]);
+            length += taken;
+            self.reader.consume(taken);
+            if complete {
+                return Ok(length);
+            }
         }
     }
-    if started || !current.trim_ascii().is_empty() {
-        messages.push(current);
+
+    /// Returns whether there is a message to return at a `From ` line or the end.
+    fn pending(&self) -> bool {
+        self.started || !self.message.trim_ascii().is_empty()
     }
-    messages
+
+    fn take_message(&mut self) -> MboxMessage {
+        let mut message = std::mem::take(&mut self.message);
+        let length = std::mem::take(&mut self.length);
+        if length > self.limit {
+            message.truncate(self.limit);
+            return MboxMessage::Oversized { head: message, length };
+        }
+        MboxMessage::Complete(message)
+    }
+
+    fn next_message(&mut self) -> io::Result<Option<MboxMessage>> {
+        loop {
+            let length = self.read_line()?;
+            if length == 0 {
+                self.ended = true;
+                return Ok(self.pending().then(|| self.take_message()));
+            }
+            if self.line.starts_with(MBOX_SEPARATOR) {
+                let pending = self.pending();
+                self.started = true;
+                if pending {
+                    return Ok(Some(self.take_message()));
+                }
+                self.take_message();
+                continue;
+            }
+            let quotes = self.line.iter().take_while(|&&b| b == b'>').count();
+            let unquote = usize::from(quotes > 0 && self.line[quotes..].starts_with(MBOX_SEPARATOR));
+            let line = &self.line[unquote..];
+            let room = (self.limit + 1).saturating_sub(self.message.len());
+            self.message.extend_from_slice(&line[..line.len().min(room)]);
+            self.length += length - unquote;
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for MboxReader<R> {
+    type Item = io::Result<MboxMessage>;
+
+    fn next(&mut self) -> Option<io::Result<MboxMessage>> {
+        if self.ended {
+            return None;
+        }
+        let next = self.next_message();
+        if next.is_err() {
+            self.ended = true;
+        }
+        next.transpose()
+    }
 }
 
 /// Reads the mailbox of `config` and delivers its mail through `outlet`.
@@ -434,18 +557,37 @@ async fn run_mbox(
     stats: &mut MailStats,
 ) -> Result<(), MailError> {
     let path = &config.path;
-    let bytes = tokio::fs::read(path).await.map_err(|source| io_error("read", path, source))?;
+    let file = std::fs::File::open(path).map_err(|source| io_error("read", path, source))?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<io::Result<MboxMessage>>(MBOX_READ_AHEAD);
+    let limit = config.max_message_bytes;
+    // The file is read on a blocking thread, never on the async workers; the reader
+    // ends when the receiver is dropped (a stop, a bus error).
+    let reader = tokio::task::spawn_blocking(move || {
+        for message in MboxReader::new(io::BufReader::new(file), limit) {
+            if sender.blocking_send(message).is_err() {
+                return;
+            }
+        }
+    });
     let mut batch: Vec<Draft> = Vec::new();
     // The 1-based numbers of the first and last message in `batch`.
     let mut batch_messages = (0, 0);
-    for (index, raw) in read_mbox(&bytes).into_iter().enumerate() {
+    let mut number = 0;
+    while let Some(message) = receiver.recv().await {
         if *stop.borrow() {
             break;
         }
-        let number = index + 1;
+        let message = message.map_err(|source| io_error("read", path, source))?;
+        number += 1;
         let location = format!("{}#message {number}", path.display());
         stats.messages += 1;
-        match drafts_from_message(&raw, &config.name, config.channel) {
+        let parsed = match message {
+            MboxMessage::Complete(raw) => {
+                drafts_from_message(&raw, &config.name, config.channel).map_err(|error| (error, raw))
+            }
+            MboxMessage::Oversized { head, length } => Err((MailError::Oversized { length, limit }, head)),
+        };
+        match parsed {
             Ok(drafts) => {
                 if batch.is_empty() {
                     batch_messages.0 = number;
@@ -453,13 +595,15 @@ async fn run_mbox(
                 batch_messages.1 = number;
                 batch.extend(drafts);
             }
-            Err(error) => reject(outlet, config, &error, location, raw, stats).await?,
+            Err((error, raw)) => reject(outlet, config, &error, location, raw, stats).await?,
         }
         if batch.len() >= MBOX_BATCH {
             deliver(outlet, config, std::mem::take(&mut batch), mbox_range(path, batch_messages), stats)
                 .await?;
         }
     }
+    drop(receiver);
+    reader.await.map_err(|e| io_error("read", path, io::Error::other(e)))?;
     if !batch.is_empty() {
         deliver(outlet, config, batch, mbox_range(path, batch_messages), stats).await?;
     }
@@ -545,8 +689,9 @@ async fn reject(
     raw: Vec<u8>,
     stats: &mut MailStats,
 ) -> Result<(), MailError> {
+    let reason = if matches!(error, MailError::Oversized { .. }) { Reason::Oversized } else { Reason::Other };
     outlet
-        .reject(&config.name, Reason::Other, error, location.clone(), raw)
+        .reject(&config.name, reason, error, location.clone(), raw)
         .await
         .map_err(|source| MailError::Bus { location, source })?;
     stats.dead_letters += 1;
@@ -798,6 +943,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
             format,
             channel: Channel::Email,
             poll_interval: Duration::from_millis(20),
+            max_message_bytes: 64 * 1024,
         }
     }
 
@@ -938,22 +1084,68 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
         let mbox =
             b"\nFrom a@example.com Thu Mar  7 13:02:55 2024\nSubject: one\n\n>From here\n>>From there\n\
             >not from\n\nFrom b@example.com Thu Mar  7 13:03:00 2024\nSubject: two\n\nFrom\n";
-        let messages = read_mbox(mbox);
+        let messages = read_mbox(mbox, 1024);
         assert_eq!(
             messages,
             [
-                b"Subject: one\n\nFrom here\n>From there\n>not from\n\n".to_vec(),
-                b"Subject: two\n\nFrom\n".to_vec()
+                MboxMessage::Complete(b"Subject: one\n\nFrom here\n>From there\n>not from\n\n".to_vec()),
+                MboxMessage::Complete(b"Subject: two\n\nFrom\n".to_vec())
             ]
         );
         let headless =
-            read_mbox(b"Subject: saved without envelope\n\nbody\nFrom x@example.com Thu\nSubject: y\n");
+            read_mbox(b"Subject: saved without envelope\n\nbody\nFrom x@example.com Thu\nSubject: y\n", 1024);
         assert_eq!(headless.len(), 2, "text before the first From line is not dropped");
-        assert!(read_mbox(b"").is_empty());
+        assert!(read_mbox(b"", 1024).is_empty());
+    }
+
+    fn read_mbox(bytes: &[u8], limit: usize) -> Vec<MboxMessage> {
+        MboxReader::new(bytes, limit).collect::<io::Result<_>>().unwrap()
+    }
+
+    /// A reader that counts the bytes taken from it.
+    struct Counted<'a> {
+        bytes: &'a [u8],
+        taken: Arc<AtomicU64>,
+    }
+
+    impl io::Read for Counted<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            let read = self.bytes.read(buffer)?;
+            self.taken.fetch_add(read as u64, Ordering::Relaxed);
+            Ok(read)
+        }
+    }
+
+    #[test]
+    fn an_mbox_is_read_one_message_at_a_time_and_oversized_messages_are_cut() {
+        let message =
+            format!("From a@example.com Thu Mar  7 13:02:55 2024\nSubject: s\n\n{}\n", "word ".repeat(200));
+        let mbox = message.repeat(10_000);
+        let huge_line = format!("From b@example.com Thu\nSubject: big\n\n{}\n", "x".repeat(100_000));
+        let mbox = format!("{huge_line}{mbox}");
+        let taken = Arc::new(AtomicU64::new(0));
+        let counted = Counted { bytes: mbox.as_bytes(), taken: Arc::clone(&taken) };
+        let mut reader = MboxReader::new(io::BufReader::with_capacity(8192, counted), 4096);
+        let Some(Ok(MboxMessage::Oversized { head, length })) = reader.next() else { panic!("not cut") };
+        assert_eq!((head.len(), length), (4096, huge_line.len() - "From b@example.com Thu\n".len()));
+        let mut complete = 0;
+        for message in reader.by_ref().take(100) {
+            assert!(matches!(message.unwrap(), MboxMessage::Complete(m) if m.len() < 4096));
+            complete += 1;
+        }
+        assert_eq!(complete, 100);
+        let read = taken.load(Ordering::Relaxed) as usize;
+        assert!(
+            read <= huge_line.len() + 101 * message.len() + 8192,
+            "{read} bytes of {} read for 101 messages",
+            mbox.len()
+        );
+        assert!(reader.line.capacity() <= 2 * 4097 && reader.message.capacity() <= 2 * 4097 + 8192);
+        assert_eq!(reader.count(), 10_000 - 100);
     }
 
     #[tokio::test]
-    async fn an_mbox_yields_every_mention_and_dead_letters_the_garbage() {
+    async fn an_mbox_yields_every_mention_and_dead_letters_the_garbage_and_the_oversized() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.mbox");
         let mut mbox = Vec::new();
@@ -961,6 +1153,9 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
         mbox.extend_from_slice(DIGEST.as_bytes());
         mbox.extend_from_slice(b"\nFrom dana@example.net Thu Mar  7 13:02:55 2024\n");
         mbox.extend_from_slice(PLAIN_MAIL.as_bytes());
+        let oversized = format!("Subject: big\n\n{}\n", "word ".repeat(20_000));
+        mbox.extend_from_slice(b"\nFrom big@example.net Thu Mar  7 13:04:00 2024\n");
+        mbox.extend_from_slice(oversized.as_bytes());
         mbox.extend_from_slice(b"\nFrom MAILER-DAEMON Thu Mar  7 13:05:00 2024\n");
         mbox.extend_from_slice(GARBAGE);
         std::fs::write(&path, &mbox).unwrap();
@@ -971,7 +1166,7 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
             run_mail(&outlet(&bus, &recorder), &config(path.clone(), MailFormat::Mbox), true, no_stop())
                 .await
                 .unwrap();
-        assert_eq!(stats, MailStats { messages: 3, mentions: 4, dead_letters: 1 });
+        assert_eq!(stats, MailStats { messages: 4, mentions: 4, dead_letters: 2 });
 
         let mentions = mentions(&drain(&bus, MENTIONS).await);
         let titles: Vec<_> = mentions.iter().map(|m| m.title.as_deref().unwrap_or("")).collect();
@@ -979,11 +1174,16 @@ Content-Type: text/html; charset=\"UTF-8\"\n\
         assert!(titles.contains(&"Customer feedback on the Slack rollout \u{2013} week 10"));
         assert!(titles.contains(&"Salesforce's Slack adds AI search & channel recaps"));
         let dead = drain(&bus, DEAD_LETTERS).await;
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].payload, GARBAGE);
+        assert_eq!(dead.len(), 2);
+        assert_eq!(dead[0].payload, oversized.as_bytes()[..64 * 1024], "the first bytes are kept");
         assert_eq!(header(&dead[0], LOCATION_HEADER), format!("{}#message 3", path.display()));
-        assert_eq!(header(&dead[0], STAGE_HEADER), "ingest");
-        assert_eq!(*recorder.dead_letters.lock().unwrap(), [("mail".to_string(), Reason::Other)]);
+        assert_eq!(dead[1].payload, GARBAGE);
+        assert_eq!(header(&dead[1], LOCATION_HEADER), format!("{}#message 4", path.display()));
+        assert_eq!(header(&dead[1], STAGE_HEADER), "ingest");
+        assert_eq!(
+            *recorder.dead_letters.lock().unwrap(),
+            [("mail".to_string(), Reason::Oversized), ("mail".to_string(), Reason::Other)]
+        );
         assert_eq!(recorder.delivered.load(Ordering::SeqCst), 4);
     }
 

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::html::{collapse_whitespace, html_to_text, looks_like_html};
-use crate::simhash::{simhash, SimHash};
+use crate::simhash::{simhash, NearIndex, SimHash};
 use crate::url::canonical_url;
 
 /// The `meta` key naming the first copy of a syndicated near-duplicate.
@@ -307,9 +307,8 @@ pub struct Screen {
     order: VecDeque<(u64, Instant)>,
     entries: HashMap<u64, Remembered>,
     by_id: HashMap<String, u64>,
-    /// SimHash split into four 16-bit bands: two hashes within distance 3 agree on at
-    /// least one band (pigeonhole), so only those buckets need comparing.
-    bands: [HashMap<u16, Vec<u64>>; 4],
+    /// The SimHashes remembered, found again at a bounded cost per mention.
+    near: NearIndex,
 }
 
 #[derive(Debug)]
@@ -329,7 +328,7 @@ impl Screen {
             order: VecDeque::new(),
             entries: HashMap::new(),
             by_id: HashMap::new(),
-            bands: Default::default(),
+            near: NearIndex::default(),
         }
     }
 
@@ -359,6 +358,12 @@ impl Screen {
         screened
     }
 
+    /// Returns the SimHash comparisons made so far: the screen's work, which stays
+    /// proportional to the mentions screened however many copies of a text arrive.
+    pub fn comparisons(&self) -> u64 {
+        self.near.comparisons()
+    }
+
     /// Forgets mentions that were screened but could not be handed to the bus.
     pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
         for id in ids {
@@ -369,28 +374,16 @@ impl Screen {
     }
 
     /// Returns the original of the earliest remembered mention within the distance.
-    fn nearest(&self, hash: SimHash) -> Option<String> {
-        let mut best: Option<u64> = None;
-        for (band, table) in self.bands.iter().enumerate() {
-            for &seq in table.get(&hash.band(band)).into_iter().flatten() {
-                let close = self.entries[&seq]
-                    .hash
-                    .is_some_and(|other| other.distance(hash) <= self.config.max_distance);
-                if close && best.is_none_or(|b| seq < b) {
-                    best = Some(seq);
-                }
-            }
-        }
-        best.map(|seq| self.entries[&seq].original.clone())
+    fn nearest(&mut self, hash: SimHash) -> Option<String> {
+        let seq = self.near.nearest(hash, self.config.max_distance)?;
+        Some(self.entries[&seq].original.clone())
     }
 
     fn remember(&mut self, id: &str, hash: Option<SimHash>, original: String, now: Instant) {
         let seq = self.next;
         self.next += 1;
         if let Some(hash) = hash {
-            for (band, table) in self.bands.iter_mut().enumerate() {
-                table.entry(hash.band(band)).or_default().push(seq);
-            }
+            self.near.insert(hash, seq);
         }
         self.entries.insert(seq, Remembered { id: id.to_string(), hash, original });
         self.by_id.insert(id.to_string(), seq);
@@ -403,15 +396,7 @@ impl Screen {
             self.by_id.remove(&entry.id);
         }
         if let Some(hash) = entry.hash {
-            for (band, table) in self.bands.iter_mut().enumerate() {
-                let key = hash.band(band);
-                if let Some(list) = table.get_mut(&key) {
-                    list.retain(|&s| s != seq);
-                    if list.is_empty() {
-                        table.remove(&key);
-                    }
-                }
-            }
+            self.near.remove(hash, seq);
         }
     }
 
@@ -534,5 +519,29 @@ mod tests {
         screen.screen(vec![mention(2), mention(3)], start);
         assert!(screen.entries.len() <= 2);
         assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1, "the oldest was forgotten");
+    }
+
+    #[test]
+    fn identical_copies_cost_a_bounded_number_of_comparisons_each() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut screen = Screen::new(ScreenConfig::default());
+        let start = Instant::now();
+        let copies: Vec<Mention> = (0..5_000)
+            .map(|n| normalize(draft(&format!("https://copy.example/{n}"), "t", STORY), now))
+            .collect();
+        let first = copies[0].id.clone();
+        let screened = screen.screen(copies, start);
+        assert_eq!(screened.near_duplicates, 4_999);
+        assert!(screened.fresh.iter().skip(1).all(|m| m.meta.get(NEAR_DUPLICATE_OF) == Some(&first)));
+        let comparisons = screen.comparisons();
+        assert!(comparisons <= 4 * 5_000, "{comparisons} comparisons for 5,000 copies");
+        screen.forget([first.as_str()]);
+        let late = normalize(draft("https://copy.example/late", "t", STORY), now);
+        let screened = screen.screen(vec![late], start);
+        assert_eq!(
+            screened.fresh[0].meta.get(NEAR_DUPLICATE_OF).map(|o| o.as_str()),
+            Some(first.as_str()),
+            "the copies keep naming the first one even after it was forgotten"
+        );
     }
 }

@@ -11,10 +11,16 @@
 //! are bounded by the searcher's [`Limits`](cull_index::Limits); a query over a limit
 //! is refused with 422 (understood, but too costly), a query that does not parse with
 //! 400, and a search stopped by the time limit returns what it found with
-//! `timed_out: true`.
+//! `timed_out: true`. A backtest stopped by the time limit answers 422 instead: counts
+//! of part of the mentions would mislead the operator deciding whether a rule goes
+//! live. At most `max_concurrent_queries` searches, histograms and backtests run at
+//! once; one more is answered 429 with `Retry-After` rather than queued, so that a
+//! burst of costly queries cannot hold every blocking thread.
 
 use std::path::Path;
 use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -45,6 +51,10 @@ const MAX_OFFSET: usize = 10_000;
 const MAX_DRAFT_RULES: usize = 50;
 /// Samples of matches and of culls one backtest may return per rule.
 const MAX_SAMPLES: usize = 100;
+/// Searches, histograms and backtests that run at once unless configured otherwise.
+pub const DEFAULT_CONCURRENT_QUERIES: usize = 4;
+/// Seconds a client refused for lack of a query slot is told to wait.
+const RETRY_AFTER_SECS: &str = "1";
 /// The largest request body the API reads (a draft rule file of a backtest): far
 /// above any real pack of 50 rules, far below what would cost the server memory.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -55,13 +65,33 @@ pub struct ApiState {
     searcher: Arc<Searcher>,
     rules: Arc<Matcher>,
     tokens: Arc<Tokens>,
+    /// One permit per query that may run at once.
+    queries: Arc<Semaphore>,
+    max_queries: usize,
 }
 
 impl ApiState {
     /// The API over `searcher`, explaining mentions with the rule set `rules` holds
-    /// now (so a hot reload shows in the next explanation), open to `tokens`.
-    pub fn new(searcher: Arc<Searcher>, rules: Arc<Matcher>, tokens: Arc<Tokens>) -> ApiState {
-        ApiState { searcher, rules, tokens }
+    /// now (so a hot reload shows in the next explanation), open to `tokens`, running
+    /// at most `max_concurrent_queries` searches and backtests at once.
+    pub fn new(
+        searcher: Arc<Searcher>,
+        rules: Arc<Matcher>,
+        tokens: Arc<Tokens>,
+        max_concurrent_queries: usize,
+    ) -> ApiState {
+        let queries = Arc::new(Semaphore::new(max_concurrent_queries));
+        ApiState { searcher, rules, tokens, queries, max_queries: max_concurrent_queries }
+    }
+
+    /// Returns a query slot, or the 429 answer when every one is taken.
+    fn query_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.queries).try_acquire_owned().map_err(|_| {
+            ApiError::Busy(format!(
+                "{} queries are running, the most this server runs at once; retry in a moment",
+                self.max_queries
+            ))
+        })
     }
 }
 
@@ -129,6 +159,8 @@ enum ApiError {
     BadRequest(String),
     /// The request is understood but over a limit.
     Limit(String),
+    /// Every query slot is taken: try again shortly.
+    Busy(String),
     /// The body is over [`MAX_BODY_BYTES`].
     TooLarge(String),
     NotFound(String),
@@ -184,7 +216,7 @@ impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> ApiError {
         match error {
             IndexError::Query(_) => ApiError::BadRequest(error.to_string()),
-            IndexError::Limit(_) => ApiError::Limit(error.to_string()),
+            IndexError::Limit(_) | IndexError::TimeLimit { .. } => ApiError::Limit(error.to_string()),
             IndexError::NotFound(_) => ApiError::NotFound(error.to_string()),
             IndexError::Open { .. } | IndexError::Tantivy(_) | IndexError::Record(_) => {
                 ApiError::Internal(error.to_string())
@@ -198,6 +230,13 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
             ApiError::Limit(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+            ApiError::Busy(message) => {
+                let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                response
+            }
             ApiError::TooLarge(message) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
             ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
             ApiError::Rules { errors, warnings } => json(
@@ -345,8 +384,13 @@ async fn search(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Resul
             request.offset
         )));
     }
+    let slot = state.query_slot()?;
     let searcher = Arc::clone(&state.searcher);
-    let found = blocking(move || searcher.search(&request)).await?;
+    let found = blocking(move || {
+        let _slot = slot;
+        searcher.search(&request)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &found))
 }
 
@@ -369,8 +413,13 @@ async fn histogram(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Re
     })?;
     request.limit = 0;
     request.histogram = Some(interval);
+    let slot = state.query_slot()?;
     let searcher = Arc::clone(&state.searcher);
-    let found = blocking(move || searcher.search(&request)).await?;
+    let found = blocking(move || {
+        let _slot = slot;
+        searcher.search(&request)
+    })
+    .await?;
     let histogram =
         found.histogram.ok_or_else(|| ApiError::Internal("the search returned no histogram".into()))?;
     Ok(json(
@@ -535,8 +584,11 @@ async fn run_backtest(
             loaded.rules.len()
         )));
     }
+    let slot = state.query_slot()?;
     let searcher = Arc::clone(&state.searcher);
     let report = blocking(move || {
+        // The slot is held until the work ends, even when the client has gone.
+        let _slot = slot;
         // The same limits as a search: a draft's query must not starve the service either.
         for rule in &loaded.rules {
             searcher.plan(&rule.rule.query).map_err(|e| match e {
@@ -573,7 +625,7 @@ pub fn pipeline_routes(
     }
     if let Some(index) = index {
         let searcher = Searcher::over(index, cull_index::IndexSchema::new(), cull_index::Limits::default())?;
-        let state = ApiState::new(Arc::new(searcher), matcher, tokens);
+        let state = ApiState::new(Arc::new(searcher), matcher, tokens, DEFAULT_CONCURRENT_QUERIES);
         routes = routes.merge(router(state)).merge(crate::console::router());
     }
     Ok(routes)
@@ -596,5 +648,47 @@ mod tests {
             "{error:?}"
         );
         assert!(parse_time("since", "99999999999999999d", now).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_query_over_the_concurrency_cap_is_answered_429_with_retry_after() {
+        use axum::body::Body;
+        use tower::ServiceExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let searcher = Searcher::open(dir.path(), cull_index::Limits::default()).unwrap();
+        let rules = Matcher::new(cull_match::RuleSet::new(Vec::new()).unwrap());
+        let tokens = Tokens::load(None, Some("analyst:a-token")).unwrap();
+        let state = ApiState::new(Arc::new(searcher), Arc::new(rules), Arc::new(tokens), 1);
+        let app = router(state.clone());
+        let call = |method: &str, uri: &str, body: &str| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, "Bearer a-token")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            app.clone().oneshot(request)
+        };
+        let backtest = r#"{"rules": "[[rule]]\nid = \"x\"\nname = \"x\"\nquery = \"slack\"\n"}"#;
+        let running = state.query_slot().unwrap();
+        for (method, uri, body) in [
+            ("GET", "/api/search?q=slack", ""),
+            ("GET", "/api/histogram", ""),
+            ("POST", "/api/backtest", backtest),
+        ] {
+            let refused = call(method, uri, body).await.unwrap();
+            assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+            assert_eq!(refused.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        }
+        drop(running);
+        for (method, uri, body) in [
+            ("GET", "/api/search?q=slack", ""),
+            ("GET", "/api/histogram", ""),
+            ("POST", "/api/backtest", backtest),
+        ] {
+            assert_eq!(call(method, uri, body).await.unwrap().status(), StatusCode::OK, "{uri}");
+        }
     }
 }

@@ -518,19 +518,19 @@ pub fn time_bound(flag: &str, value: Option<&str>) -> Result<Option<i64>> {
 
 /// Opens the index for reading, refusing a directory that holds none (a mistyped
 /// `--index` must not silently search an empty, new index).
-fn open_searcher(index: &Path) -> Result<Searcher> {
+fn open_searcher(index: &Path, limits: Limits) -> Result<Searcher> {
     if !index.join("meta.json").is_file() {
         bail!(
             "{}: no index here (run a pipeline with [index] enabled, or pass --index DIR)",
             index.display()
         );
     }
-    Ok(Searcher::open(index, Limits::default())?)
+    Ok(Searcher::open(index, limits)?)
 }
 
 /// `cull search`: prints the hits, facets and histogram of a search.
 pub fn search(options: SearchOptions) -> Result<ExitCode> {
-    let searcher = open_searcher(&options.index)?;
+    let searcher = open_searcher(&options.index, Limits::default())?;
     let response = searcher.search(&options.request)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if options.json {
@@ -615,7 +615,8 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
         eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
         return Ok(ExitCode::FAILURE);
     }
-    let searcher = open_searcher(index)?;
+    // The operator's own process, stopped with Ctrl-C: no time limit, unlike the API's.
+    let searcher = open_searcher(index, Limits { timeout: Duration::MAX, ..Limits::default() })?;
     let report = cull_index::backtest(&searcher, &loaded.rules, request)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if json {

@@ -54,12 +54,17 @@ enum Command {
         /// Terms one wildcard (conn*) may expand to.
         #[arg(long, default_value_t = cull_index::Limits::default().max_wildcard_terms)]
         max_wildcard_terms: usize,
-        /// Milliseconds a search may take before it returns what it has, marked timed_out.
+        /// Milliseconds a search may take before it returns what it has, marked timed_out;
+        /// a backtest past it is stopped and answered 422.
         #[arg(long, default_value_t = cull_index::Limits::default().timeout.as_millis() as u64)]
         query_timeout_ms: u64,
         /// Hits one page may hold.
         #[arg(long, default_value_t = cull_index::Limits::default().max_page)]
         max_page: usize,
+        /// Searches, histograms and backtests run at once; one more is answered 429.
+        #[arg(long, default_value_t = api::DEFAULT_CONCURRENT_QUERIES,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        max_concurrent_queries: usize,
     },
     /// Work with rule packs.
     #[command(subcommand)]
@@ -337,6 +342,7 @@ fn main() -> ExitCode {
             max_wildcard_terms,
             query_timeout_ms,
             max_page,
+            max_concurrent_queries,
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
@@ -348,6 +354,7 @@ fn main() -> ExitCode {
                 timeout: std::time::Duration::from_millis(query_timeout_ms),
                 max_page,
             },
+            max_concurrent_queries,
         }),
         Command::Match { rules, input, max_bytes, dead_letters } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())

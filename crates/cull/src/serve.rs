@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub tokens: Option<PathBuf>,
     /// What one query may cost.
     pub limits: Limits,
+    /// Searches and backtests run at once at most (`--max-concurrent-queries`).
+    pub max_concurrent_queries: usize,
 }
 
 /// Returns the routes `cull serve` serves: the API, the console and `/healthz`.
@@ -51,8 +53,12 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     }
     let searcher = Searcher::open(&options.index, options.limits)
         .with_context(|| format!("cannot open the index (--index {})", options.index.display()))?;
-    let state =
-        crate::api::ApiState::new(Arc::new(searcher), Arc::new(Matcher::new(rules)), Arc::new(tokens));
+    let state = crate::api::ApiState::new(
+        Arc::new(searcher),
+        Arc::new(Matcher::new(rules)),
+        Arc::new(tokens),
+        options.max_concurrent_queries,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = crate::server::bind(options.http.listen, "--listen").await?;
