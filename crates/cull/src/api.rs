@@ -658,14 +658,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let searcher = Searcher::open(dir.path(), cull_index::Limits::default()).unwrap();
         let rules = Matcher::new(cull_match::RuleSet::new(Vec::new()).unwrap());
-        let tokens = Tokens::load(None, Some("analyst:a-token")).unwrap();
+        let tokens = Tokens::load(None, Some("analyst:a-token-0123456789")).unwrap();
         let state = ApiState::new(Arc::new(searcher), Arc::new(rules), Arc::new(tokens), 1);
         let app = router(state.clone());
         let call = |method: &str, uri: &str, body: &str| {
             let request = axum::http::Request::builder()
                 .method(method)
                 .uri(uri)
-                .header(header::AUTHORIZATION, "Bearer a-token")
+                .header(header::AUTHORIZATION, "Bearer a-token-0123456789")
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(body.to_string()))
                 .unwrap();
