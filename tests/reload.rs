@@ -11,6 +11,10 @@ use cull_model::{Ticket, Verdict};
 
 use crate::pipeline::{cull, get};
 
+const OPERATOR_TOKEN: &str = "op-token-0123456789";
+const ANALYST_TOKEN: &str = "an-token-0123456789";
+const OPERATOR_AND_ANALYST: &str = "operator:op-token-0123456789,analyst:an-token-0123456789";
+
 fn rule(id: &str, word: &str) -> String {
     format!(
         "[[rule]]\nid = \"{id}\"\nname = \"{id}\"\nquery = '{word}'\npriority = \"P2\"\nqueue = \"care\"\n"
@@ -45,7 +49,7 @@ impl Running {
         )
         .unwrap();
         std::fs::write(dir.join("in.jsonl"), "").unwrap();
-        let tokens = ("CULL_API_TOKENS", "operator:op-token-0123456789,analyst:an-token-0123456789");
+        let tokens = ("CULL_API_TOKENS", OPERATOR_AND_ANALYST);
         let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens, SECRET])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -216,26 +220,32 @@ fn post_reload(address: &str, token: &str) -> (u16, String) {
     (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
-#[test]
-fn operators_reload_through_the_api_and_analysts_cannot() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+/// Starts a pipeline serving the API over a rules directory holding one rule.
+fn with_api_and_one_rule(dir: &Path) -> Running {
     std::fs::create_dir(dir.join("rules")).unwrap();
     std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
     let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
     running.wait_metric("cull_rules_loaded", 1.0);
+    running
+}
+
+#[test]
+fn operators_reload_through_the_api_and_analysts_cannot() {
+    let tempdir = tempfile::tempdir().unwrap();
+    let dir = tempdir.path();
+    let running = with_api_and_one_rule(dir);
     std::fs::write(dir.join("rules/b.toml"), rule("beta", "betaword")).unwrap();
-    assert_eq!(post_reload(&running.address, "an-token-0123456789").0, 403, "analysts cannot reload");
+    assert_eq!(post_reload(&running.address, ANALYST_TOKEN).0, 403, "analysts cannot reload");
     assert_eq!(post_reload(&running.address, "wrong").0, 401);
     assert_eq!(running.metric("cull_rules_loaded"), Some(1.0));
-    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
     assert_eq!(status, 200, "{body}");
     let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reloaded["rules"], 2);
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
 
     std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"c\"\n").unwrap();
-    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
     assert_eq!(status, 422, "{body}");
     let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(refused["errors"][0].as_str().unwrap().contains("c.toml:"), "{body}");
@@ -245,15 +255,12 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
 
 #[test]
 fn reloads_refuse_links_out_of_the_directory_and_fifos_and_return_warnings() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/a.toml"), rule("alpha", "alphaword")).unwrap();
-    let running = Running::start_with(dir, false, "[api]\nenabled = true\n");
-    running.wait_metric("cull_rules_loaded", 1.0);
+    let tempdir = tempfile::tempdir().unwrap();
+    let dir = tempdir.path();
+    let running = with_api_and_one_rule(dir);
 
     std::os::unix::fs::symlink("/proc/self/environ", dir.join("rules/env.toml")).unwrap();
-    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("env.toml: it is a symbolic link to /proc/"), "{body}");
     std::fs::remove_file(dir.join("rules/env.toml")).unwrap();
@@ -263,13 +270,13 @@ fn reloads_refuse_links_out_of_the_directory_and_fifos_and_return_warnings() {
         .status()
         .unwrap()
         .success());
-    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("fifo.toml: it is not a regular file but a FIFO"), "{body}");
     std::fs::remove_file(dir.join("rules/fifo.toml")).unwrap();
 
     std::fs::write(dir.join("rules/b.toml"), rule("beta", "beta and gamma")).unwrap();
-    let (status, body) = post_reload(&running.address, "op-token-0123456789");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
     assert_eq!(status, 200, "warnings never refuse a pack: {body}");
     let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reloaded["rules"], 2);
