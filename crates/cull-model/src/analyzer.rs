@@ -188,11 +188,8 @@ struct Speller {
 impl Speller {
     /// Returns the term for `written`: `written` itself when it is already spelled.
     fn spell<'a>(&'a mut self, written: &'a str) -> &'a str {
-        let unchanged = if written.is_ascii() {
-            self.form == Form::Exact || !written.bytes().any(|b| b.is_ascii_uppercase())
-        } else {
-            false
-        };
+        let unchanged = written.is_ascii()
+            && (self.form == Form::Exact || !written.bytes().any(|b| b.is_ascii_uppercase()));
         if unchanged {
             return written;
         }
