@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use cull_model::thread::{thread_key, THREAD};
 use cull_model::{mention_id, short_hash, Channel, Mention, MENTION_SCHEMA, UNDETERMINED_LANGUAGE};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -15,8 +16,7 @@ use crate::html::{collapse_whitespace, html_to_text, looks_like_html};
 use crate::simhash::{simhash, NearIndex, SimHash};
 use crate::url::canonical_url;
 
-/// The `meta` key naming the first copy of a syndicated near-duplicate.
-pub const NEAR_DUPLICATE_OF: &str = "near_duplicate_of";
+pub use cull_model::thread::NEAR_DUPLICATE_OF;
 
 /// Whether a draft's title and text are HTML.
 ///
@@ -317,6 +317,8 @@ struct Remembered {
     hash: Option<SimHash>,
     /// The first copy this mention is a near-duplicate of, or its own id.
     original: String,
+    /// The thread key of that first copy, which its near-duplicates take.
+    thread: String,
 }
 
 impl Screen {
@@ -343,15 +345,16 @@ impl Screen {
                 continue;
             }
             let hash = simhash(&mention.text, self.config.min_words);
-            let original = match hash.and_then(|hash| self.nearest(hash)) {
-                Some(original) => {
+            let (original, thread) = match hash.and_then(|hash| self.nearest(hash)) {
+                Some((original, thread)) => {
                     mention.meta.insert(NEAR_DUPLICATE_OF.to_string(), original.clone());
+                    mention.meta.insert(THREAD.to_string(), thread.clone());
                     screened.near_duplicates += 1;
-                    original
+                    (original, thread)
                 }
-                None => mention.id.clone(),
+                None => (mention.id.clone(), thread_key(&mention)),
             };
-            self.remember(&mention.id, hash, original, now);
+            self.remember(Remembered { id: mention.id.clone(), hash, original, thread }, now);
             screened.fresh.push(mention);
         }
         self.expire(now);
@@ -374,19 +377,21 @@ impl Screen {
     }
 
     /// Returns the original of the earliest remembered mention within the distance.
-    fn nearest(&mut self, hash: SimHash) -> Option<String> {
+    /// Returns the first copy and the thread of the nearest remembered mention.
+    fn nearest(&mut self, hash: SimHash) -> Option<(String, String)> {
         let seq = self.near.nearest(hash, self.config.max_distance)?;
-        Some(self.entries[&seq].original.clone())
+        let entry = &self.entries[&seq];
+        Some((entry.original.clone(), entry.thread.clone()))
     }
 
-    fn remember(&mut self, id: &str, hash: Option<SimHash>, original: String, now: Instant) {
+    fn remember(&mut self, entry: Remembered, now: Instant) {
         let seq = self.next;
         self.next += 1;
-        if let Some(hash) = hash {
+        if let Some(hash) = entry.hash {
             self.near.insert(hash, seq);
         }
-        self.entries.insert(seq, Remembered { id: id.to_string(), hash, original });
-        self.by_id.insert(id.to_string(), seq);
+        self.by_id.insert(entry.id.clone(), seq);
+        self.entries.insert(seq, entry);
         self.order.push_back((seq, now));
     }
 
@@ -498,6 +503,12 @@ mod tests {
         assert_eq!(screened.near_duplicates, 1);
         assert_eq!(screened.fresh.len(), 3);
         assert_eq!(screened.fresh[1].meta.get(NEAR_DUPLICATE_OF), Some(&first.id));
+        assert_eq!(
+            thread_key(&screened.fresh[1]),
+            thread_key(&first),
+            "a syndicated copy takes the thread of the first copy, so they make one ticket"
+        );
+        assert_eq!(thread_key(&first), "url:a.example/story");
         assert!(screened.fresh[2].meta.is_empty());
 
         let again = screen.screen(vec![first.clone()], start + Duration::from_secs(60));

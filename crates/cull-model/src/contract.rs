@@ -237,13 +237,25 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// Returns the score 0..100 a universal queue compares across channels.
-    pub fn base_score(self) -> u8 {
+    /// Every priority, most urgent first.
+    pub const ALL: [Priority; 4] = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
+
+    /// Returns the priority's name, `P1`..`P4`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Priority::P1 => 90,
-            Priority::P2 => 70,
-            Priority::P3 => 50,
-            Priority::P4 => 25,
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+            Priority::P4 => "P4",
+        }
+    }
+
+    /// Returns the next more urgent priority (P1 stays P1).
+    pub fn raised(self) -> Priority {
+        match self {
+            Priority::P1 | Priority::P2 => Priority::P1,
+            Priority::P3 => Priority::P2,
+            Priority::P4 => Priority::P3,
         }
     }
 }
@@ -339,36 +351,119 @@ pub struct TicketRule {
     pub version: String,
 }
 
+/// What a ticket stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketKind {
+    /// One real issue: the mentions that share a post, a URL or an author on a rule.
+    #[default]
+    Ticket,
+    /// A spike of a rule or a queue: links the mentions in it.
+    Incident,
+    /// The tickets a queue over its capacity bundled instead of opening them.
+    Digest,
+}
+
+/// One contribution to a ticket's `priority_score`.
+///
+/// The score is the sum of the factors' points, clamped to 0..100, so an agent or a
+/// router can see why a ticket ranks where it does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Factor {
+    /// What contributed: `priority`, `sentiment`, `reach`, `vip`, `crisis`,
+    /// `velocity`, `spike`, `late`, `channel_weight`.
+    pub factor: String,
+    /// The measured input: the rule's priority number, the VADER compound, the
+    /// follower count, mentions in the last hour, minutes late, the weight.
+    pub value: f64,
+    /// Points added (negative for a channel weight under 1).
+    pub points: f64,
+    /// What the value is about, when a number does not say it: the crisis clause that
+    /// hit, the VIP author, the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// A true match handed to a contact center.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `cull.ticket/v1` grew additively: every field after `snippet` was added by the
+/// triage stage with a default, so a v1 consumer that ignores unknown fields keeps
+/// working, and this type still reads tickets written before them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
     /// Always [`TICKET_SCHEMA`].
     pub schema: String,
     /// Deterministic id, see [`crate::ticket_id`].
     pub ticket_id: String,
-    /// Revision, incremented when a later mention updates the same ticket.
+    /// Revision, incremented when a later mention updates the same ticket; it never
+    /// goes back, across restarts and replicas, so a consumer keeps the highest.
     pub revision: u32,
-    /// When the ticket was created (RFC 3339).
+    /// When the ticket was opened (its first revision; RFC 3339).
     pub created_at: String,
-    /// The queue of the rule.
+    /// The queue the ticket is routed to.
     pub queue: String,
-    /// Priority class.
+    /// Priority class: the rule's, raised by the score (see `factors`).
     pub priority: Priority,
-    /// Score 0..100 comparable across channels.
+    /// Score 0..100 comparable across channels: the sum of `factors`.
     pub priority_score: u8,
-    /// When the ticket should be answered (RFC 3339).
+    /// When the first response is due (RFC 3339): fixed at the first revision, counted
+    /// from `arrival_at` by the queue's SLA policy; never pushed back.
     pub sla_due_at: String,
     /// The client, for multi-client contact centers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// The rule that matched.
     pub rule: TicketRule,
-    /// The mention itself.
+    /// The mention itself: the latest that joined the ticket.
     pub mention: Mention,
     /// Highlighted spans.
     pub spans: Vec<Span>,
     /// A short snippet around the first span.
     pub snippet: String,
+    /// A ticket, an incident or a digest.
+    #[serde(default)]
+    pub kind: TicketKind,
+    /// The mentions that joined this ticket so far.
+    #[serde(default = "one")]
+    pub mention_count: u32,
+    /// When the first mention was posted (its `published_at`, else `fetched_at`, else
+    /// when cull saw it; RFC 3339): the entry time a universal queue orders by.
+    #[serde(default)]
+    pub arrival_at: String,
+    /// Minutes of head start a router gives this ticket over work that arrived at the
+    /// same time (Genesys: entry time minus priority minutes); capped.
+    #[serde(default)]
+    pub rank_offset_minutes: u32,
+    /// Why the score is what it is.
+    #[serde(default)]
+    pub factors: Vec<Factor>,
+    /// The SLA policy applied: `<queue>/<priority>` and its clock.
+    #[serde(default)]
+    pub sla_policy: String,
+    /// Minutes of first-response target under that policy.
+    #[serde(default)]
+    pub sla_target_minutes: u32,
+    /// `calendar` hours, or the name of the business-hours calendar that counts them.
+    #[serde(default)]
+    pub sla_clock: String,
+    /// True when the mention was already past its deadline when cull saw it.
+    #[serde(default)]
+    pub late_on_arrival: bool,
+    /// The incident ticket whose spike this ticket is part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+    /// For an incident or a digest: the mentions or tickets it links (the latest
+    /// ones, at most a hundred; `mention_count` counts them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// The queue a ticket was meant for, when that queue was over its capacity and the
+    /// ticket went to this one instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_from: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[cfg(test)]

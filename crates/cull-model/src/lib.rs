@@ -16,10 +16,11 @@ pub mod config;
 mod contract;
 pub mod escape;
 mod id;
+pub mod thread;
 
 pub use contract::{
-    Channel, CullReason, Culled, DeadLetter, MatchedRule, Mention, ModelError, Priority, Span, Ticket,
-    TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA, TICKET_SCHEMA,
-    UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
+    Channel, CullReason, Culled, DeadLetter, Factor, MatchedRule, Mention, ModelError, Priority, Span,
+    Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,
+    TICKET_SCHEMA, UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };
 pub use id::{mention_id, short_hash, ticket_id};

@@ -54,6 +54,8 @@ pub struct CompiledRule {
     pub exclude: Vec<Clause>,
     /// The `mask` entries.
     pub masks: Vec<Mask>,
+    /// Branches of the `escalate_on` query; any that matches escalates the ticket.
+    pub escalate_on: Vec<Clause>,
     /// True when the mention's channel is allowed (or unknown).
     pub channel_filter: Option<Plan>,
     /// True when the mention's language is allowed (or unknown).
@@ -88,6 +90,8 @@ pub enum QueryKey {
     Exclude,
     /// The n-th (0-based) entry of `mask`.
     Mask(usize),
+    /// `escalate_on`.
+    EscalateOn,
 }
 
 impl QueryKey {
@@ -97,6 +101,7 @@ impl QueryKey {
             QueryKey::Query => "query".to_string(),
             QueryKey::Exclude => "exclude".to_string(),
             QueryKey::Mask(i) => format!("mask[{i}]"),
+            QueryKey::EscalateOn => "escalate_on".to_string(),
         }
     }
 }
@@ -118,23 +123,11 @@ impl CompiledRule {
         let query = parse_and(QueryKey::Query, &rule.query, &mut errors, query::compile);
         let exclude = match &rule.exclude {
             None => Some(Vec::new()),
-            Some(text) => parse_and(QueryKey::Exclude, text, &mut errors, |node| {
-                let mut clauses = Vec::new();
-                let mut failures = Vec::new();
-                for branch in query::exclude_clauses(node) {
-                    match query::compile(branch) {
-                        Ok(plan) => {
-                            clauses.push(Clause { source: text[branch.span.clone()].to_string(), plan })
-                        }
-                        Err(es) => failures.extend(es),
-                    }
-                }
-                if failures.is_empty() {
-                    Ok(clauses)
-                } else {
-                    Err(failures)
-                }
-            }),
+            Some(text) => parse_and(QueryKey::Exclude, text, &mut errors, |node| branches(text, node)),
+        };
+        let escalate_on = match &rule.escalate_on {
+            None => Some(Vec::new()),
+            Some(text) => parse_and(QueryKey::EscalateOn, text, &mut errors, |node| branches(text, node)),
         };
         let masks: Vec<Option<Mask>> = rule
             .mask
@@ -145,7 +138,9 @@ impl CompiledRule {
                     .map(|sequences| Mask { source: text.clone(), sequences })
             })
             .collect();
-        let (Some(query), Some(exclude), true) = (query, exclude, errors.is_empty()) else {
+        let (Some(query), Some(exclude), Some(escalate_on), true) =
+            (query, exclude, escalate_on, errors.is_empty())
+        else {
             return Err(errors);
         };
         let masks = masks.into_iter().flatten().collect();
@@ -155,7 +150,39 @@ impl CompiledRule {
             allowed(Field::Lang, rule.langs.iter().map(|l| keyword_value(l)).chain(undetermined));
         let version = rule_version(&rule);
         let anchors = anchors(&query);
-        Ok(CompiledRule { rule, version, query, anchors, exclude, masks, channel_filter, lang_filter })
+        Ok(CompiledRule {
+            rule,
+            version,
+            query,
+            anchors,
+            exclude,
+            masks,
+            escalate_on,
+            channel_filter,
+            lang_filter,
+        })
+    }
+}
+
+/// Compiles a query as its top-level OR branches, each kept with its source text so
+/// that a verdict or a ticket can say which one hit (`exclude`, `escalate_on`).
+pub fn compile_clauses(text: &str) -> Result<Vec<Clause>, Vec<QueryError>> {
+    query::parse(text).map_err(|e| vec![e]).and_then(|node| branches(text, &node))
+}
+
+fn branches(text: &str, node: &query::Node) -> Result<Vec<Clause>, Vec<QueryError>> {
+    let mut clauses = Vec::new();
+    let mut failures = Vec::new();
+    for branch in query::exclude_clauses(node) {
+        match query::compile(branch) {
+            Ok(plan) => clauses.push(Clause { source: text[branch.span.clone()].to_string(), plan }),
+            Err(es) => failures.extend(es),
+        }
+    }
+    if failures.is_empty() {
+        Ok(clauses)
+    } else {
+        Err(failures)
     }
 }
 
@@ -188,6 +215,8 @@ fn rule_version(rule: &Rule) -> String {
         &rule.langs.join(","),
         if rule.enabled { "enabled" } else { "disabled" },
         rule.client.as_deref().unwrap_or(""),
+        rule.escalate_on.as_deref().unwrap_or(""),
+        rule.spike.as_deref().unwrap_or(""),
     ];
     cull_model::short_hash(&fields, 12)
 }

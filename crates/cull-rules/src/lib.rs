@@ -6,9 +6,9 @@ pub mod plan;
 pub mod rule;
 pub mod tantivy_query;
 
-pub use compiled::{Anchor, Clause, CompiledRule, Mask};
+pub use compiled::{compile_clauses, Anchor, Clause, CompiledRule, Mask};
 pub use plan::{Field, Plan, Sequence, TextField, Word};
-pub use rule::{Example, Expect, Rule};
+pub use rule::{Example, Expect, Rule, SPIKE_PRESETS};
 pub mod error;
 pub mod load;
 pub mod query;

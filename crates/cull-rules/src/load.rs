@@ -28,7 +28,7 @@ use toml::Spanned;
 use crate::compiled::{CompiledRule, QueryKey};
 use crate::error::{Located, Refusal, RuleError, Severity};
 use crate::query;
-use crate::rule::{Example, Expect, Rule};
+use crate::rule::{Example, Expect, Rule, SPIKE_PRESETS};
 
 /// The largest rule file read, in bytes. The largest real pack file is a few hundred
 /// KiB; the cap keeps a mistaken link or a generated file from growing the process.
@@ -71,6 +71,8 @@ struct RawRule {
     #[serde(default)]
     metrics: bool,
     client: Option<String>,
+    escalate_on: Option<Spanned<String>>,
+    spike: Option<Spanned<String>>,
     #[serde(default)]
     example: Vec<RawExample>,
 }
@@ -410,6 +412,12 @@ fn build_rule(
         });
         langs.push(value);
     }
+    if let Some(spike) = &raw.spike {
+        check(SPIKE_PRESETS.contains(&spike.get_ref().as_str()), errors, || {
+            located(spike.span(), format!("unknown spike preset `{}`", spike.get_ref()))
+                .with_help(Some(format!("presets are {}", SPIKE_PRESETS.join(", "))))
+        });
+    }
     let mut examples = Vec::new();
     for example in raw.example {
         let expect = match example.expect.get_ref().as_str() {
@@ -463,12 +471,15 @@ fn build_rule(
         enabled: raw.enabled,
         metrics: raw.metrics,
         client: raw.client,
+        escalate_on: raw.escalate_on.as_ref().map(|e| e.get_ref().clone()),
+        spike: raw.spike.as_ref().map(|s| s.get_ref().clone()),
         examples,
         path: path.to_path_buf(),
         line,
     };
     let queries: Vec<(QueryKey, &Spanned<String>)> = std::iter::once((QueryKey::Query, &raw.query))
         .chain(raw.exclude.iter().map(|e| (QueryKey::Exclude, e)))
+        .chain(raw.escalate_on.iter().map(|e| (QueryKey::EscalateOn, e)))
         .chain(raw.mask.iter().enumerate().map(|(i, m)| (QueryKey::Mask(i), m)))
         .collect();
     // Where the text of a query starts in the file: query spans plus this are file spans.

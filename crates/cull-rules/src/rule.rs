@@ -60,6 +60,10 @@ impl Example {
     }
 }
 
+/// The spike-detection presets a rule may name: fewer alerts, the default balance,
+/// or more alerts.
+pub const SPIKE_PRESETS: [&str; 3] = ["fewer", "balanced", "more"];
+
 /// One rule of a rule file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -88,6 +92,12 @@ pub struct Rule {
     pub metrics: bool,
     /// The client the rule belongs to, for multi-client contact centers.
     pub client: Option<String>,
+    /// A query; when it also matches a matched mention, its ticket is escalated (the
+    /// crisis words of the triage score: `'"food poisoning" OR lawsuit'`).
+    pub escalate_on: Option<String>,
+    /// The spike-detection preset of the rule (one of [`SPIKE_PRESETS`]), when it is
+    /// not the pipeline's.
+    pub spike: Option<String>,
     /// Rule unit tests.
     pub examples: Vec<Example>,
     /// The file the rule came from.

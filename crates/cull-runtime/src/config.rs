@@ -23,6 +23,9 @@ pub struct Topics {
     pub tickets_per_queue: bool,
     /// Input that a stage could not process.
     pub dead_letter: String,
+    /// The ticketing stage's changelog: the state of open tickets, read back after a
+    /// restart and by the replica that takes a partition over.
+    pub ticket_state: String,
 }
 
 impl Default for Topics {
@@ -33,6 +36,7 @@ impl Default for Topics {
             tickets: "cull.tickets".to_string(),
             tickets_per_queue: false,
             dead_letter: "cull.dead-letter".to_string(),
+            ticket_state: "cull.ticket-state".to_string(),
         }
     }
 }
@@ -58,6 +62,7 @@ impl Topics {
             ("verdicts", &self.verdicts),
             ("tickets", &self.tickets),
             ("dead_letter", &self.dead_letter),
+            ("ticket_state", &self.ticket_state),
         ];
         for (i, &(key, name)) in topics.iter().enumerate() {
             checks.check(is_topic_name(name), key, || {

@@ -78,7 +78,9 @@ impl Stage for MatchStage {
             };
             stats.record(outcome);
             stats.verdict(&verdict);
-            let key = mention.id.clone().into_bytes();
+            // Keyed by thread, so that every mention of one issue reaches the one
+            // ticketing replica that owns its partition (see `cull_model::thread`).
+            let key = cull_model::thread::thread_key(&mention).into_bytes();
             verdict.mention = Some(mention);
             let payload = serde_json::to_vec(&verdict).map_err(|e| StageError::new(NAME, e))?;
             out.send(self.verdicts_topic.as_str(), Message { key: Some(key), payload, headers: Vec::new() });

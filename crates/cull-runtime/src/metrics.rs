@@ -107,6 +107,9 @@ pub struct Metrics {
     registry: Registry,
     mentions: IntCounterVec,
     tickets: IntCounterVec,
+    ticket_overflows: IntCounterVec,
+    tickets_late: IntCounterVec,
+    spike_firings: IntCounterVec,
     rule_outcomes: IntCounterVec,
     dead_letters: IntCounterVec,
     batch_duration: HistogramVec,
@@ -169,6 +172,21 @@ impl Metrics {
         let metrics = Metrics {
             mentions: counter("cull_matcher_mentions_total", "Records the matcher consumed, by outcome.", &["outcome"]),
             tickets: counter("cull_tickets_emitted_total", "Tickets produced, by queue and priority.", &["queue", "priority"]),
+            ticket_overflows: counter(
+                "cull_tickets_overflow_total",
+                "Mentions a full queue (max_per_hour, max_open) sent on, by queue and where to (a queue, or `digest`).",
+                &["queue", "to"],
+            ),
+            tickets_late: counter(
+                "cull_tickets_late_on_arrival_total",
+                "Tickets whose first mention was already past its SLA deadline when cull saw it, by queue.",
+                &["queue"],
+            ),
+            spike_firings: counter(
+                "cull_spike_firings_total",
+                "Spikes detected (each opens one incident ticket), by scope kind (rule, queue) and severity.",
+                &["scope", "severity"],
+            ),
             rule_outcomes: counter(
                 "cull_rule_mentions_total",
                 "Mentions each rule matched, or culled by exclude, mask, channel or lang (the per-rule noise).",
@@ -302,6 +320,21 @@ impl Metrics {
         for ((queue, priority), &count) in tickets {
             self.tickets.with_label_values(&[queue.as_str(), priority_label(*priority)]).inc_by(count);
         }
+    }
+
+    /// Counts a mention that a full `queue` sent on `to` another queue or a digest.
+    pub fn record_overflow(&self, queue: &str, to: &str) {
+        self.ticket_overflows.with_label_values(&[queue, to]).inc();
+    }
+
+    /// Counts a ticket of `queue` that was late on arrival.
+    pub fn record_late(&self, queue: &str) {
+        self.tickets_late.with_label_values(&[queue]).inc();
+    }
+
+    /// Counts a spike of `scope` kind (`rule`, `queue`) and `severity`.
+    pub fn record_spike(&self, scope: &str, severity: &str) {
+        self.spike_firings.with_label_values(&[scope, severity]).inc();
     }
 
     /// Adds `count` dead letters from `stage`.

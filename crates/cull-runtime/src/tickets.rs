@@ -1,4 +1,10 @@
-//! The ticketing stage: verdicts in, a ticket for every true match out.
+//! The ticketing stage: verdicts in, triaged tickets out.
+//!
+//! Triage ([`cull_ticket::Triage`]) groups the mentions of one issue into one ticket,
+//! scores it and fixes its deadline; its state goes to the changelog topic
+//! (`topics.ticket_state`) in the same batch as the tickets, so it is acknowledged
+//! before the verdicts' offsets are committed, and is read back after a restart and by
+//! a replica that takes a partition over.
 //!
 //! A verdict names the rule set version that made it; the stage looks its rules up
 //! in that set when it still has it (the one in use, or the one the last hot reload
@@ -15,8 +21,8 @@ use std::sync::Arc;
 use cull_bus::dead_letter::Reason;
 use cull_bus::{Message, Record};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{Priority, Verdict};
-use cull_ticket::{TicketConfig, Ticketer};
+use cull_model::{Priority, TicketKind, Verdict};
+use cull_ticket::{OverflowTo, Position, TicketConfig, TicketState, Triage};
 use time::OffsetDateTime;
 
 use crate::config::Topics;
@@ -34,7 +40,7 @@ const PREVIOUS_SETS: usize = 1;
 pub struct TicketStage {
     matcher: Arc<Matcher>,
     previous: VecDeque<Arc<RuleSet>>,
-    ticketer: Ticketer,
+    triage: Triage,
     topics: Topics,
     metrics: Arc<Metrics>,
     summary: Arc<Summary>,
@@ -59,7 +65,7 @@ impl TicketStage {
         TicketStage {
             matcher,
             previous: VecDeque::new(),
-            ticketer: Ticketer::new(config),
+            triage: Triage::new(config),
             topics,
             metrics,
             summary,
@@ -75,6 +81,37 @@ impl TicketStage {
             self.previous.truncate(PREVIOUS_SETS + 1);
         }
         self.previous.iter().find(|set| set.version() == version).cloned().unwrap_or(current)
+    }
+
+    /// Returns the changelog topic the stage keeps its triage state in.
+    pub fn changelog_topic(&self) -> String {
+        self.topics.ticket_state.clone()
+    }
+
+    /// Takes triage state records read from the changelog, in log order; a record
+    /// that is not a ticket state is logged and skipped (it cannot be dead-lettered:
+    /// it is not this stage's input, and skipping it loses no ticket, only the memory
+    /// of one).
+    pub fn restore_records(&mut self, records: &[Record]) {
+        for record in records {
+            match serde_json::from_slice::<TicketState>(&record.payload) {
+                Ok(state) => self.triage.restore(state),
+                Err(error) => tracing::warn!(
+                    topic = %record.topic, partition = record.partition, offset = record.offset, %error,
+                    "skipping a changelog record that is not a ticket state"
+                ),
+            }
+        }
+    }
+
+    /// Adds the states triage changed to `out`, for the changelog.
+    fn send_changes(&mut self, out: &mut Output) -> Result<(), StageError> {
+        for state in self.triage.take_changes() {
+            let payload = serde_json::to_vec(&state).map_err(|e| StageError::new(NAME, e))?;
+            let key = Some(state.ticket_id.into_bytes());
+            out.send(self.topics.ticket_state.as_str(), Message { key, headers: Vec::new(), payload });
+        }
+        Ok(())
     }
 }
 
@@ -116,18 +153,35 @@ impl Stage for TicketStage {
                     out.dead_letter(record, &error, Reason::Other);
                     continue;
                 };
-                let ticket = self.ticketer.ticket(mention, matched, rule, now);
-                *tickets.entry((ticket.queue.clone(), ticket.priority)).or_default() += 1;
-                let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
-                let message = Message {
-                    key: Some(cull_ticket::key(&ticket)),
-                    headers: cull_ticket::headers(&ticket),
-                    payload,
-                };
-                out.send(self.topics.ticket_topic(&ticket.queue), message);
-                made += 1;
+                let position = Some(Position { partition: record.partition, offset: record.offset });
+                let triaged = self.triage.triage(mention, matched, rule, position, now);
+                for overflow in &triaged.overflows {
+                    let to = match &overflow.to {
+                        OverflowTo::Queue(queue) => queue.as_str(),
+                        OverflowTo::Digest => "digest",
+                    };
+                    self.metrics.record_overflow(&overflow.queue, to);
+                }
+                for ticket in triaged.tickets {
+                    if !triaged.replayed {
+                        *tickets.entry((ticket.queue.clone(), ticket.priority)).or_default() += 1;
+                        if ticket.late_on_arrival && ticket.revision == 1 && ticket.kind == TicketKind::Ticket
+                        {
+                            self.metrics.record_late(&ticket.queue);
+                        }
+                        made += 1;
+                    }
+                    let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
+                    let message = Message {
+                        key: Some(cull_ticket::key(&ticket)),
+                        headers: cull_ticket::headers(&ticket),
+                        payload,
+                    };
+                    out.send(self.topics.ticket_topic(&ticket.queue), message);
+                }
             }
         }
+        self.send_changes(out)?;
         self.metrics.record_tickets(&tickets);
         self.summary.add_tickets(made);
         Ok(())
@@ -183,9 +237,12 @@ mod tests {
         let queues: Vec<String> = out
             .records()
             .iter()
+            .filter(|(topic, _)| topic == "cull.tickets")
             .map(|(_, m)| serde_json::from_slice::<Ticket>(&m.payload).unwrap().queue)
             .collect();
         assert_eq!(queues, ["care", "care", "press"]);
+        let states = out.records().iter().filter(|(topic, _)| topic == "cull.ticket-state").count();
+        assert_eq!(states, 3, "every new ticket's state goes to the changelog");
         assert!(out.dead_letters().is_empty());
     }
 

@@ -38,6 +38,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let webhook_configs = cull_ingest::webhook_configs(&pipeline.sources)?;
     let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
     let mut queues: Vec<String> = rules.rules().iter().map(|r| r.rule.queue.clone()).collect();
+    queues.extend(pipeline.tickets.queues());
     queues.sort();
     queues.dedup();
     let metrics = Arc::new(Metrics::new());
@@ -68,7 +69,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Bus::Kafka(config)
         }
     };
-    let mut all: Vec<&str> = vec![&topics.mentions, &topics.verdicts, &topics.dead_letter];
+    let mut all: Vec<&str> =
+        vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state];
     all.extend(ticket_topics.iter().map(String::as_str));
     bus.ensure_topics(&all).await.with_context(|| match &bus {
         Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
@@ -112,7 +114,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Arc::clone(&metrics),
             Arc::clone(&summary),
         );
-        let outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
+        let mut outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
+        outputs.push(&topics.ticket_state);
         runtime.stage(stage, &[&topics.verdicts], &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
     }
     let mut index = None;
