@@ -32,6 +32,9 @@ fi
 if ! python3 -c 'import kafka' >/dev/null 2>&1; then
   python3 -m pip install --quiet kafka-python==2.2.15
 fi
+# The reference VADER (Python vaderSentiment 3.3.2) the sentiment parity test
+# compares with, in its own venv under target/.
+scripts/vader-venv.sh >/dev/null
 if [ ! -f ../shared/data/SOURCES.md ]; then
   echo "scripts/test.sh: the shared test data is missing at ../shared/data" >&2
   exit 1

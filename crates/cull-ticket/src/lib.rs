@@ -31,8 +31,11 @@
 //! the only part that waits on I/O.
 #![deny(missing_docs)]
 
+pub mod calendar;
 pub mod config;
 pub mod score;
+pub mod sentiment;
+pub mod spike;
 pub mod triage;
 
 use cull_model::{Mention, Span, Ticket};
