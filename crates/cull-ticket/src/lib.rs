@@ -26,6 +26,7 @@
 //! (in `cull-runtime`) is the only part that waits on I/O.
 #![deny(missing_docs)]
 
+pub mod spike;
 use std::collections::HashMap;
 
 use cull_model::config::{is_label, Checks, Invalid};
