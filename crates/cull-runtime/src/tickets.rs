@@ -21,8 +21,9 @@ use std::sync::Arc;
 use cull_bus::dead_letter::Reason;
 use cull_bus::{Message, Record};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{Priority, TicketKind, Verdict};
-use cull_ticket::{OverflowTo, Position, TicketConfig, TicketState, Triage};
+use cull_model::{Priority, Ticket, TicketKind, Verdict};
+use cull_ticket::calendar::CalendarError;
+use cull_ticket::{ChangelogRecord, OverflowTo, Position, TicketConfig, Triage};
 use time::OffsetDateTime;
 
 use crate::config::Topics;
@@ -54,22 +55,23 @@ impl std::fmt::Debug for TicketStage {
 
 impl TicketStage {
     /// Returns the stage ticketing with the rules of `matcher` into the ticket topics
-    /// of `topics`.
+    /// of `topics`; a business-hours calendar of `config` that does not compile is an
+    /// error.
     pub fn new(
         matcher: Arc<Matcher>,
         config: &TicketConfig,
         topics: Topics,
         metrics: Arc<Metrics>,
         summary: Arc<Summary>,
-    ) -> TicketStage {
-        TicketStage {
+    ) -> Result<TicketStage, CalendarError> {
+        Ok(TicketStage {
             matcher,
             previous: VecDeque::new(),
-            triage: Triage::new(config),
+            triage: Triage::new(config)?,
             topics,
             metrics,
             summary,
-        }
+        })
     }
 
     /// Returns the rule set a verdict was made with, if it is still known, else the
@@ -94,7 +96,7 @@ impl TicketStage {
     /// of one).
     pub fn restore_records(&mut self, records: &[Record]) {
         for record in records {
-            match serde_json::from_slice::<TicketState>(&record.payload) {
+            match serde_json::from_slice::<ChangelogRecord>(&record.payload) {
                 Ok(state) => self.triage.restore(state),
                 Err(error) => tracing::warn!(
                     topic = %record.topic, partition = record.partition, offset = record.offset, %error,
@@ -104,14 +106,28 @@ impl TicketStage {
         }
     }
 
-    /// Adds the states triage changed to `out`, for the changelog.
-    fn send_changes(&mut self, out: &mut Output) -> Result<(), StageError> {
-        for state in self.triage.take_changes() {
-            let payload = serde_json::to_vec(&state).map_err(|e| StageError::new(NAME, e))?;
-            let key = Some(state.ticket_id.into_bytes());
+    /// Adds `ticket` to `out`, on its queue's topic.
+    fn send_ticket(&self, ticket: &Ticket, out: &mut Output) -> Result<(), StageError> {
+        let payload = serde_json::to_vec(ticket).map_err(|e| StageError::new(NAME, e))?;
+        let message =
+            Message { key: Some(cull_ticket::key(ticket)), headers: cull_ticket::headers(ticket), payload };
+        out.send(self.topics.ticket_topic(&ticket.queue), message);
+        Ok(())
+    }
+
+    /// Adds the incidents mentions joined and the state triage changed to `out`: the
+    /// tickets first, then the changelog, which the runner sends in the same batch.
+    fn send_changes(&mut self, now: OffsetDateTime, out: &mut Output) -> Result<u64, StageError> {
+        let incidents = self.triage.take_incidents();
+        for incident in &incidents {
+            self.send_ticket(incident, out)?;
+        }
+        for record in self.triage.take_changes(now) {
+            let payload = serde_json::to_vec(&record).map_err(|e| StageError::new(NAME, e))?;
+            let key = Some(record.key().as_bytes().to_vec());
             out.send(self.topics.ticket_state.as_str(), Message { key, headers: Vec::new(), payload });
         }
-        Ok(())
+        Ok(incidents.len() as u64)
     }
 }
 
@@ -162,26 +178,24 @@ impl Stage for TicketStage {
                     };
                     self.metrics.record_overflow(&overflow.queue, to);
                 }
-                for ticket in triaged.tickets {
+                for firing in &triaged.firings {
+                    let scope = firing.scope.split(':').next().unwrap_or_default();
+                    self.metrics.record_spike(scope, firing.severity.as_str());
+                }
+                for ticket in &triaged.tickets {
                     if !triaged.replayed {
                         *tickets.entry((ticket.queue.clone(), ticket.priority)).or_default() += 1;
-                        if ticket.late_on_arrival && ticket.revision == 1 && ticket.kind == TicketKind::Ticket
-                        {
+                        let first = ticket.revision == 1 && ticket.kind == TicketKind::Ticket;
+                        if first && ticket.late_on_arrival {
                             self.metrics.record_late(&ticket.queue);
                         }
                         made += 1;
                     }
-                    let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
-                    let message = Message {
-                        key: Some(cull_ticket::key(&ticket)),
-                        headers: cull_ticket::headers(&ticket),
-                        payload,
-                    };
-                    out.send(self.topics.ticket_topic(&ticket.queue), message);
+                    self.send_ticket(ticket, out)?;
                 }
             }
         }
-        self.send_changes(out)?;
+        made += self.send_changes(now, out)?;
         self.metrics.record_tickets(&tickets);
         self.summary.add_tickets(made);
         Ok(())
@@ -192,7 +206,7 @@ impl Stage for TicketStage {
 mod tests {
     use std::path::Path;
 
-    use cull_model::{Mention, Ticket};
+    use cull_model::Mention;
 
     use super::*;
 
@@ -222,6 +236,7 @@ mod tests {
             metrics,
             Arc::default(),
         )
+        .expect("the default ticket config has no calendar")
     }
 
     #[test]
@@ -241,8 +256,14 @@ mod tests {
             .map(|(_, m)| serde_json::from_slice::<Ticket>(&m.payload).unwrap().queue)
             .collect();
         assert_eq!(queues, ["care", "care", "press"]);
-        let states = out.records().iter().filter(|(topic, _)| topic == "cull.ticket-state").count();
-        assert_eq!(states, 3, "every new ticket's state goes to the changelog");
+        let keys: Vec<&[u8]> = out
+            .records()
+            .iter()
+            .filter(|(topic, _)| topic == "cull.ticket-state")
+            .filter_map(|(_, m)| m.key.as_deref())
+            .filter(|key| *key != b"spikes")
+            .collect();
+        assert_eq!(keys.len(), 3, "every new ticket's state goes to the changelog");
         assert!(out.dead_letters().is_empty());
     }
 

@@ -9,6 +9,9 @@ use cull_model::config::{is_label, Checks, Invalid};
 use cull_model::Priority;
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::CalendarConfig;
+use crate::spike::SpikeConfig;
+
 /// The `[tickets]` section of a pipeline file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +38,10 @@ pub struct TicketConfig {
     pub escalation_queue: String,
     /// Per-queue settings, by queue name; a queue not listed has the defaults.
     pub queues: BTreeMap<String, QueueConfig>,
+    /// Business-hours calendars, by name, for queues whose SLA counts only open hours.
+    pub calendars: BTreeMap<String, CalendarConfig>,
+    /// Spike detection per rule and per queue.
+    pub spikes: SpikeConfig,
 }
 
 impl Default for TicketConfig {
@@ -49,6 +56,8 @@ impl Default for TicketConfig {
             vip_authors: Vec::new(),
             escalation_queue: "escalations".to_string(),
             queues: BTreeMap::new(),
+            calendars: BTreeMap::new(),
+            spikes: SpikeConfig::default(),
         }
     }
 }
@@ -67,7 +76,24 @@ impl TicketConfig {
         for (name, queue) in &self.queues {
             checks.check(is_label(name), &format!("queues.{name}"), label);
             checks.nested(&format!("queues.{name}"), queue.validate(name));
+            if let Some(calendar) = &queue.calendar {
+                checks.check(
+                    self.calendars.contains_key(calendar),
+                    &format!("queues.{name}.calendar"),
+                    || {
+                        let known: Vec<&str> = self.calendars.keys().map(String::as_str).collect();
+                        format!(
+                            "no calendar `{calendar}` in [tickets.calendars] (it has: {})",
+                            known.join(", ")
+                        )
+                    },
+                );
+            }
         }
+        for (name, calendar) in &self.calendars {
+            checks.nested(&format!("calendars.{name}"), calendar.validate());
+        }
+        checks.nested("spikes", self.spikes.validate());
         checks.finish()
     }
 
@@ -183,6 +209,9 @@ pub struct QueueConfig {
     pub escalate_on: Option<String>,
     /// First-response targets of this queue.
     pub sla_minutes: QueueSla,
+    /// The business-hours calendar (a name in `[tickets.calendars]`) that counts the
+    /// targets; without one, every minute counts.
+    pub calendar: Option<String>,
     /// At most this many new tickets per hour; the rest overflow.
     pub max_per_hour: Option<u32>,
     /// At most this many open tickets; the rest overflow.
@@ -198,6 +227,7 @@ impl Default for QueueConfig {
             channel_weight: 1.0,
             escalate_on: None,
             sla_minutes: QueueSla::default(),
+            calendar: None,
             max_per_hour: None,
             max_open: None,
             overflow_queue: None,

@@ -265,6 +265,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// Returns the severity's name, as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// A spike: what the triage stage opens an incident ticket for, and counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Firing {

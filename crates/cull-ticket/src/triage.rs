@@ -17,14 +17,16 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use cull_match::verify::{matches, Document, Hidden};
 use cull_model::thread::{canonical_url, thread_key, NEAR_DUPLICATE_OF};
-use cull_model::{MatchedRule, Mention, Priority, Ticket, TicketKind, TicketRule, TICKET_SCHEMA};
+use cull_model::{Factor, MatchedRule, Mention, Priority, Ticket, TicketKind, TicketRule, TICKET_SCHEMA};
 use cull_rules::{Clause, CompiledRule};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::calendar::{Calendar, CalendarError, SlaClock};
 use crate::config::TicketConfig;
 use crate::score::{score, Signals};
+use crate::spike::{Firing, Preset, Severity, SpikeDetector, SpikeKind};
 
 /// The `meta` key of an author's follower count.
 pub const FOLLOWERS: &str = "followers";
@@ -46,6 +48,12 @@ const MEMBERS_KEPT: usize = 100;
 const MAX_OVERFLOW_HOPS: usize = 4;
 
 const HOUR: i64 = 3600;
+
+/// VADER's conventional threshold: a compound at or below it is negative.
+pub const NEGATIVE_COMPOUND: f64 = -0.05;
+
+/// Seconds between writes of the spike baselines to the changelog.
+pub const SPIKES_WRITTEN_EVERY: i64 = 60;
 
 /// Where a verdict was read: its partition and offset on the verdicts topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +109,79 @@ pub struct TicketState {
     pub position: Option<Position>,
     /// The incident the ticket is part of.
     pub incident_id: Option<String>,
-    /// For a digest: the mentions it bundles (the latest).
+    /// For a digest or an incident: the mentions it bundles (the latest).
     pub members: Vec<String>,
+    /// For an incident: its latest mention, which its next revision carries.
+    #[serde(default)]
+    pub mention: Option<Mention>,
+    /// For an incident: what spiked, as its ticket's rule name says it.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// For an incident: how far above its baseline the spike was.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+}
+
+impl TicketState {
+    /// Returns the state of a ticket of `kind` opened at `now` for a mention posted at
+    /// `event`, before its first revision.
+    fn opened(
+        ticket_id: String,
+        kind: TicketKind,
+        rule_id: &str,
+        queue: &str,
+        event: i64,
+        now: i64,
+    ) -> TicketState {
+        TicketState {
+            ticket_id,
+            kind,
+            rule_id: rule_id.to_string(),
+            queue: queue.to_string(),
+            overflow_from: None,
+            links: Vec::new(),
+            revision: 0,
+            mention_count: 0,
+            created_at: now,
+            arrival_at: event,
+            last_event_at: event,
+            updated_at: now,
+            sla_due_at: 0,
+            sla_target_minutes: 0,
+            sla_policy: String::new(),
+            sla_clock: String::new(),
+            late_on_arrival: false,
+            priority: Priority::P4,
+            recent: Vec::new(),
+            position: None,
+            incident_id: None,
+            members: Vec::new(),
+            mention: None,
+            summary: None,
+            severity: None,
+        }
+    }
+}
+
+/// A record of the ticketing stage's changelog: a ticket's state, or the spike
+/// baselines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "lowercase")]
+pub enum ChangelogRecord {
+    /// The state of one ticket, digest or incident.
+    Ticket(Box<TicketState>),
+    /// The spike detector.
+    Spikes(SpikeDetector),
+}
+
+impl ChangelogRecord {
+    /// Returns the record's key on the changelog topic.
+    pub fn key(&self) -> &str {
+        match self {
+            ChangelogRecord::Ticket(state) => &state.ticket_id,
+            ChangelogRecord::Spikes(_) => "spikes",
+        }
+    }
 }
 
 /// Why a mention did not get a ticket of its own in its rule's queue.
@@ -141,6 +220,8 @@ pub struct Triaged {
     pub overflows: Vec<Overflow>,
     /// True when the verdict was read before and is not applied again.
     pub replayed: bool,
+    /// The spikes this mention set off (each opened an incident).
+    pub firings: Vec<Firing>,
 }
 
 /// The triage of verdicts into tickets; see the module documentation.
@@ -159,13 +240,41 @@ pub struct Triage {
     /// Tickets changed since the last [`Triage::take_changes`].
     changed: BTreeSet<String>,
     calls: u64,
+    /// How each queue counts its SLA targets: the clock's name and the clock.
+    clocks: HashMap<String, (String, SlaClock)>,
+    /// The compound of the mention scored last, by id.
+    last_sentiment: Option<(String, f64)>,
+    spikes: SpikeDetector,
+    /// Whether the detector changed, or fired, since it was last written.
+    spikes_changed: bool,
+    spikes_fired: bool,
+    spikes_written_at: i64,
+    /// The incident of each scope that fired, by scope.
+    incidents: HashMap<String, String>,
+    /// Incidents that mentions joined since the last [`Triage::take_incidents`].
+    pending_incidents: BTreeSet<String>,
+    /// Whether a mention was triaged yet: spike baselines are restored only before.
+    started: bool,
 }
 
 impl Triage {
     /// Returns the triage of a valid `config` (see [`TicketConfig::validate`]); a
     /// queue's `escalate_on` that does not compile is reported by validation and
-    /// ignored here.
-    pub fn new(config: &TicketConfig) -> Triage {
+    /// ignored here, a calendar that does not is an error.
+    pub fn new(config: &TicketConfig) -> Result<Triage, CalendarError> {
+        let mut calendars = HashMap::new();
+        for (name, calendar) in &config.calendars {
+            calendars.insert(name.clone(), Calendar::new(calendar)?);
+        }
+        let clocks = config
+            .queues
+            .iter()
+            .filter_map(|(queue, settings)| {
+                let name = settings.calendar.as_ref()?;
+                let calendar = calendars.get(name)?.clone();
+                Some((queue.clone(), (name.clone(), SlaClock::Business(calendar))))
+            })
+            .collect();
         let queue_escalations = config
             .queues
             .iter()
@@ -174,7 +283,7 @@ impl Triage {
                 Some((name.clone(), clauses))
             })
             .collect();
-        Triage {
+        Ok(Triage {
             window_secs: i64::try_from(config.dedupe_window_secs).unwrap_or(i64::MAX / 4),
             queue_escalations,
             vip_authors: config.vip_authors.iter().map(|a| normalize_author(a)).collect(),
@@ -183,8 +292,17 @@ impl Triage {
             opened: HashMap::new(),
             changed: BTreeSet::new(),
             calls: 0,
+            clocks,
+            last_sentiment: None,
+            spikes: SpikeDetector::new(),
+            spikes_changed: false,
+            spikes_fired: false,
+            spikes_written_at: 0,
+            incidents: HashMap::new(),
+            pending_incidents: BTreeSet::new(),
+            started: false,
             config: config.clone(),
-        }
+        })
     }
 
     /// Returns the state of ticket `id`, if it is remembered.
@@ -192,12 +310,26 @@ impl Triage {
         self.tickets.get(id)
     }
 
-    /// Takes a ticket state read from the changelog; a record older than what is
+    /// Takes a record read from the changelog. A ticket state older than what is
     /// already known (a lower revision) is ignored, so records may come in any order
-    /// and more than once.
-    pub fn restore(&mut self, state: TicketState) {
+    /// and more than once; spike baselines are taken only before the first mention
+    /// (after that, this process' own are newer).
+    pub fn restore(&mut self, record: ChangelogRecord) {
+        match record {
+            ChangelogRecord::Ticket(state) => self.restore_ticket(*state),
+            ChangelogRecord::Spikes(detector) if !self.started => self.spikes = detector,
+            ChangelogRecord::Spikes(_) => {}
+        }
+    }
+
+    fn restore_ticket(&mut self, state: TicketState) {
         if self.tickets.get(&state.ticket_id).is_some_and(|known| known.revision >= state.revision) {
             return;
+        }
+        if state.kind == TicketKind::Incident {
+            if let Some(scope) = state.links.first() {
+                self.incidents.insert(scope.clone(), state.ticket_id.clone());
+            }
         }
         if !self.tickets.contains_key(&state.ticket_id) {
             let opened = self.opened.entry(state.queue.clone()).or_default();
@@ -208,10 +340,24 @@ impl Triage {
         self.tickets.insert(state.ticket_id.clone(), state);
     }
 
-    /// Returns the states changed since the last call, to be written to the changelog.
-    pub fn take_changes(&mut self) -> Vec<TicketState> {
+    /// Returns the records changed since the last call, to be written to the changelog
+    /// at `now`: every changed ticket, and the spike baselines when a spike fired or
+    /// [`SPIKES_WRITTEN_EVERY`] seconds passed (a baseline is statistical: losing a
+    /// minute of it to a crash costs nothing, while writing it per batch would).
+    pub fn take_changes(&mut self, now: OffsetDateTime) -> Vec<ChangelogRecord> {
         let changed = std::mem::take(&mut self.changed);
-        changed.iter().filter_map(|id| self.tickets.get(id).cloned()).collect()
+        let mut records: Vec<ChangelogRecord> = changed
+            .iter()
+            .filter_map(|id| self.tickets.get(id).cloned())
+            .map(|state| ChangelogRecord::Ticket(Box::new(state)))
+            .collect();
+        let now = now.unix_timestamp();
+        let due = now.saturating_sub(self.spikes_written_at) >= SPIKES_WRITTEN_EVERY;
+        if self.spikes_fired || (self.spikes_changed && due) {
+            records.push(ChangelogRecord::Spikes(self.spikes.clone()));
+            (self.spikes_fired, self.spikes_changed, self.spikes_written_at) = (false, false, now);
+        }
+        records
     }
 
     /// Triages the match of `rule` on `mention`, read at `position`, at time `now`.
@@ -224,6 +370,7 @@ impl Triage {
         now: OffsetDateTime,
     ) -> Triaged {
         let now_secs = now.unix_timestamp();
+        self.started = true;
         self.calls += 1;
         if self.calls.is_multiple_of(1024) || self.tickets.len() > REMEMBERED_TICKETS {
             self.forget(now_secs);
@@ -238,18 +385,25 @@ impl Triage {
             .find(|state| self.open_for_joining(state, event))
             .map(|state| state.ticket_id.clone());
         let mut triaged = Triaged::default();
+        if let Some(state) = joined.as_ref().and_then(|id| self.tickets.get(id)) {
+            if let (Some(seen), Some(read)) = (state.position, position) {
+                if seen.partition == read.partition && read.offset < seen.offset {
+                    triaged.replayed = true;
+                    return triaged;
+                }
+            }
+            triaged.replayed = state.position.is_some() && state.position == position;
+        }
+        let compound = self.sentiment(mention);
+        let incident = if triaged.replayed {
+            None
+        } else {
+            self.observe_spikes(mention, rule, event, compound, now_secs, &mut triaged)
+        };
         let state = match joined {
             Some(id) => {
                 let state = self.tickets.get_mut(&id).expect("a linked ticket is remembered");
-                if let (Some(seen), Some(now_at)) = (state.position, position) {
-                    if seen.partition == now_at.partition && now_at.offset < seen.offset {
-                        triaged.replayed = true;
-                        return triaged;
-                    }
-                }
-                let replay = state.position.is_some() && state.position == position;
-                triaged.replayed = replay;
-                if !replay {
+                if !triaged.replayed {
                     state.revision = state.revision.saturating_add(1);
                     state.mention_count = state.mention_count.saturating_add(1);
                     state.last_event_at = state.last_event_at.max(event);
@@ -264,6 +418,9 @@ impl Triage {
                             state.links.push(key.clone());
                         }
                     }
+                    if incident.is_some() {
+                        state.incident_id.clone_from(&incident);
+                    }
                 }
                 state.clone()
             }
@@ -273,13 +430,162 @@ impl Triage {
                 &Arrival { keys, event, position, now: now_secs },
                 &mut triaged,
             ) {
-                Some(state) => state,
+                Some(mut state) => {
+                    state.incident_id.clone_from(&incident);
+                    state
+                }
                 None => return triaged,
             },
         };
-        let ticket = self.ticket(mention, matched, rule, state, now_secs);
+        let ticket = self.ticket(mention, matched, rule, state, compound, now_secs);
         triaged.tickets.push(ticket);
         triaged
+    }
+
+    /// Returns the VADER compound of the mention's title and text, computed once per
+    /// mention however many of its rules matched.
+    fn sentiment(&mut self, mention: &Mention) -> f64 {
+        if let Some((id, compound)) = &self.last_sentiment {
+            if *id == mention.id {
+                return *compound;
+            }
+        }
+        let text = match &mention.title {
+            Some(title) if !title.is_empty() => format!("{title}. {}", mention.text),
+            _ => mention.text.clone(),
+        };
+        let compound = crate::sentiment::analyze(&text).compound;
+        self.last_sentiment = Some((mention.id.clone(), compound));
+        compound
+    }
+
+    /// Counts the mention in the spike baselines of its rule and its queue; a firing
+    /// opens an incident. Returns the incident the mention is part of, if its rule's or
+    /// its queue's spike is going on.
+    fn observe_spikes(
+        &mut self,
+        mention: &Mention,
+        rule: &CompiledRule,
+        event: i64,
+        compound: f64,
+        now: i64,
+        triaged: &mut Triaged,
+    ) -> Option<String> {
+        if !self.config.spikes.enabled {
+            return None;
+        }
+        let preset = rule.rule.spike.as_deref().and_then(|p| p.parse::<Preset>().ok());
+        let scopes = [
+            (format!("rule:{}", rule.rule.id), self.config.spikes.thresholds(preset)),
+            (format!("queue:{}", rule.rule.queue), self.config.spikes.thresholds(None)),
+        ];
+        let negative = compound <= NEGATIVE_COMPOUND;
+        let mut part_of = None;
+        for (scope, thresholds) in scopes {
+            self.spikes_changed = true;
+            if let Some(firing) = self.spikes.observe(&scope, event, negative, &thresholds) {
+                self.spikes_fired = true;
+                self.open_incident(&firing, rule, now);
+                triaged.firings.push(firing);
+            }
+            if !self.spikes.is_active(&scope, event, &thresholds) {
+                continue;
+            }
+            let Some(id) = self.incidents.get(&scope).cloned() else { continue };
+            if let Some(incident) = self.tickets.get_mut(&id) {
+                incident.mention_count = incident.mention_count.saturating_add(1);
+                incident.last_event_at = incident.last_event_at.max(event);
+                incident.updated_at = now;
+                incident.members.push(mention.id.clone());
+                if incident.members.len() > MEMBERS_KEPT {
+                    incident.members.remove(0);
+                }
+                incident.mention = Some(mention.clone());
+                self.pending_incidents.insert(id.clone());
+                part_of.get_or_insert(id);
+            }
+        }
+        part_of
+    }
+
+    /// Opens the incident ticket of a spike, on the escalation queue, at P1.
+    fn open_incident(&mut self, firing: &Firing, rule: &CompiledRule, now: i64) {
+        let ticket_id =
+            cull_model::ticket_id(&format!("incident:{}@{}", firing.scope, firing.started_at), "incident");
+        let queue = self.config.escalation_queue.clone();
+        let (target, policy) = self.sla(&queue, Priority::P1);
+        let (clock, sla_due_at) = self.due(&queue, firing.started_at, target);
+        let kind = match firing.kind {
+            SpikeKind::Volume => "mentions",
+            SpikeKind::NegativeShare => "negative mentions",
+        };
+        let summary = format!(
+            "Spike of {}: {} {kind} in {} minutes against {:.1} expected ({:?})",
+            firing.scope,
+            firing.count,
+            self.config.spikes.bucket_secs / 60,
+            firing.baseline,
+            firing.severity,
+        );
+        let mut state = TicketState::opened(
+            ticket_id.clone(),
+            TicketKind::Incident,
+            &rule.rule.id,
+            &queue,
+            firing.started_at,
+            now,
+        );
+        state.links = vec![firing.scope.clone()];
+        state.sla_due_at = sla_due_at;
+        state.sla_target_minutes = target;
+        state.sla_policy = policy;
+        state.sla_clock = clock;
+        state.priority = Priority::P1;
+        state.summary = Some(summary);
+        state.severity = Some(firing.severity);
+        self.incidents.insert(firing.scope.clone(), ticket_id.clone());
+        self.tickets.insert(ticket_id, state);
+    }
+
+    /// Returns a revision of every incident that mentions joined since the last call:
+    /// one per incident per batch, however many mentions the spike brought.
+    pub fn take_incidents(&mut self) -> Vec<Ticket> {
+        let pending = std::mem::take(&mut self.pending_incidents);
+        let mut tickets = Vec::new();
+        for id in pending {
+            let Some(state) = self.tickets.get_mut(&id) else { continue };
+            let Some(mention) = state.mention.clone() else { continue };
+            state.revision = state.revision.saturating_add(1);
+            let state = state.clone();
+            let rule = TicketRule {
+                id: state.rule_id.clone(),
+                name: state.summary.clone().unwrap_or_default(),
+                version: String::new(),
+            };
+            let severity_points = match state.severity {
+                Some(Severity::Critical) => 50.0,
+                Some(Severity::Major) => 40.0,
+                _ => 30.0,
+            };
+            let factors = vec![
+                Factor { factor: "priority".into(), value: 1.0, points: 50.0, detail: Some("P1".into()) },
+                Factor {
+                    factor: "spike".into(),
+                    value: f64::from(state.mention_count),
+                    points: severity_points,
+                    detail: state.summary.clone(),
+                },
+            ];
+            let score = (50.0 + severity_points) as u8;
+            let scored = crate::score::Scored {
+                factors,
+                score,
+                priority: Priority::P1,
+                rank_offset_minutes: self.config.weights.max_rank_offset_minutes,
+            };
+            tickets.push(self.build(&state, rule, &mention, Vec::new(), state.updated_at, Some(scored)));
+        }
+        tickets
     }
 
     fn open_for_joining(&self, state: &TicketState, event: i64) -> bool {
@@ -325,30 +631,15 @@ impl Triage {
         }
         let thread = keys.first().cloned().unwrap_or_else(|| format!("mention:{}", mention.id));
         let ticket_id = cull_model::ticket_id(&format!("{thread}@{}", mention.id), &rule.rule.id);
-        let state = TicketState {
-            ticket_id: ticket_id.clone(),
-            kind: TicketKind::Ticket,
-            rule_id: rule.rule.id.clone(),
-            queue: queue.clone(),
-            overflow_from,
-            links: keys.iter().take(LINKS_PER_TICKET).cloned().collect(),
-            revision: 1,
-            mention_count: 1,
-            created_at: now,
-            arrival_at: event,
-            last_event_at: event,
-            updated_at: now,
-            sla_due_at: 0,
-            sla_target_minutes: 0,
-            sla_policy: String::new(),
-            sla_clock: String::new(),
-            late_on_arrival: false,
-            priority: rule.rule.priority,
-            recent: vec![event],
-            position,
-            incident_id: None,
-            members: Vec::new(),
-        };
+        let mut state =
+            TicketState::opened(ticket_id.clone(), TicketKind::Ticket, &rule.rule.id, &queue, event, now);
+        state.overflow_from = overflow_from;
+        state.links = keys.iter().take(LINKS_PER_TICKET).cloned().collect();
+        state.revision = 1;
+        state.mention_count = 1;
+        state.priority = rule.rule.priority;
+        state.recent = vec![event];
+        state.position = position;
         self.opened.entry(queue).or_default().push_back(now);
         self.link(&state);
         self.tickets.insert(ticket_id, state.clone());
@@ -384,29 +675,8 @@ impl Triage {
     ) -> Ticket {
         let hour = now.div_euclid(HOUR);
         let ticket_id = cull_model::ticket_id(&format!("digest:{queue}@{hour}"), "digest");
-        let state = self.tickets.entry(ticket_id.clone()).or_insert_with(|| TicketState {
-            ticket_id: ticket_id.clone(),
-            kind: TicketKind::Digest,
-            rule_id: "digest".to_string(),
-            queue: queue.to_string(),
-            overflow_from: None,
-            links: Vec::new(),
-            revision: 0,
-            mention_count: 0,
-            created_at: now,
-            arrival_at: event,
-            last_event_at: event,
-            updated_at: now,
-            sla_due_at: 0,
-            sla_target_minutes: 0,
-            sla_policy: String::new(),
-            sla_clock: String::new(),
-            late_on_arrival: false,
-            priority: Priority::P4,
-            recent: Vec::new(),
-            position: None,
-            incident_id: None,
-            members: Vec::new(),
+        let state = self.tickets.entry(ticket_id.clone()).or_insert_with(|| {
+            TicketState::opened(ticket_id, TicketKind::Digest, "digest", queue, event, now)
         });
         let replay = state.position.is_some() && state.position == position;
         if !replay {
@@ -438,6 +708,7 @@ impl Triage {
         matched: &MatchedRule,
         rule: &CompiledRule,
         mut state: TicketState,
+        compound: f64,
         now: i64,
     ) -> Ticket {
         let queue = self.config.queue(&state.queue).clone();
@@ -447,17 +718,18 @@ impl Triage {
         let first = state.sla_policy.is_empty();
         if first {
             let (target, policy) = self.sla(&state.queue, state.priority);
-            state.sla_due_at = state.arrival_at.saturating_add(i64::from(target) * 60);
+            let (clock, due) = self.due(&state.queue, state.arrival_at, target);
+            state.sla_due_at = due;
             state.sla_target_minutes = target;
             state.sla_policy = policy;
-            state.sla_clock = "calendar".to_string();
+            state.sla_clock = clock;
             state.late_on_arrival = now > state.sla_due_at;
         }
         let late_minutes = (first && state.late_on_arrival).then(|| (now - state.sla_due_at) / 60);
         let author = mention.author.as_deref();
         let signals = Signals {
             rule_priority: rule.rule.priority,
-            sentiment: None,
+            sentiment: Some(compound),
             followers: mention.meta.get(FOLLOWERS).and_then(|f| parse_count(f)),
             vip: author.filter(|a| self.vip_authors.contains(&normalize_author(a))).map(str::to_string),
             crisis,
@@ -471,7 +743,7 @@ impl Triage {
         if priority < state.priority {
             // A more urgent priority may bring the deadline forward, never push it back.
             let (target, policy) = self.sla(&state.queue, priority);
-            let due = state.arrival_at.saturating_add(i64::from(target) * 60);
+            let (_, due) = self.due(&state.queue, state.arrival_at, target);
             if due < state.sla_due_at {
                 state.sla_due_at = due;
                 state.sla_target_minutes = target;
@@ -489,6 +761,16 @@ impl Triage {
         let mut ticket = self.build(&state, rule_ref, mention, matched.spans.clone(), now, Some(scored));
         ticket.client = rule.rule.client.clone().or_else(|| mention.client.clone());
         ticket
+    }
+
+    /// Returns the name of the clock of `queue` and when a ticket that arrived there
+    /// at `arrival` with a target of `minutes` is due (unix seconds).
+    fn due(&self, queue: &str, arrival: i64, minutes: u32) -> (String, i64) {
+        let start = OffsetDateTime::from_unix_timestamp(arrival).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        match self.clocks.get(queue) {
+            Some((name, clock)) => (name.clone(), clock.due(start, minutes).unix_timestamp()),
+            None => ("calendar".to_string(), SlaClock::Calendar.due(start, minutes).unix_timestamp()),
+        }
     }
 
     /// Returns the first-response target of `priority` in `queue` and its policy name.
@@ -678,7 +960,7 @@ mod tests {
     #[test]
     fn an_authors_posts_a_url_and_copies_of_a_post_each_make_one_ticket() {
         let rules = rules("");
-        let mut t = Triage::new(&TicketConfig::default());
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
         let now = "2026-11-25T10:30:00Z";
         let tweets: Vec<Ticket> = (0..5)
             .map(|i| {
@@ -717,7 +999,7 @@ mod tests {
     #[test]
     fn a_thread_outside_the_window_opens_a_new_ticket() {
         let rules = rules("");
-        let mut t = Triage::new(&TicketConfig::default());
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
         let early = one(triage(
             &mut t,
             &rules,
@@ -733,7 +1015,8 @@ mod tests {
             "2026-11-25T12:00:00Z",
         ));
         assert_ne!(early.ticket_id, later.ticket_id);
-        let mut off = Triage::new(&TicketConfig { dedupe_window_secs: 0, ..TicketConfig::default() });
+        let mut off =
+            Triage::new(&TicketConfig { dedupe_window_secs: 0, ..TicketConfig::default() }).unwrap();
         let x = one(triage(
             &mut off,
             &rules,
@@ -755,15 +1038,17 @@ mod tests {
     fn revisions_continue_after_a_restart_and_a_replayed_verdict_changes_nothing() {
         let rules = rules("");
         let config = TicketConfig::default();
-        let mut before = Triage::new(&config);
+        let mut before = Triage::new(&config).unwrap();
         let now = "2026-11-25T10:30:00Z";
         let m = |i: i64| mention(&format!("m{i}"), Some("@a"), None, "2026-11-25T10:00:00Z");
         for i in 0..3 {
             triage(&mut before, &rules, &m(i), i, now);
         }
-        let changelog = before.take_changes();
-        assert_eq!(changelog.len(), 1, "one state per ticket, however many revisions");
-        let mut after = Triage::new(&config);
+        let changelog = before.take_changes(at(now));
+        let tickets = changelog.iter().filter(|r| matches!(r, ChangelogRecord::Ticket(_))).count();
+        assert_eq!(tickets, 1, "one state per ticket, however many revisions");
+        assert!(changelog.iter().any(|r| r.key() == "spikes"), "and the spike baselines");
+        let mut after = Triage::new(&config).unwrap();
         for state in changelog.iter().cloned().chain(changelog.iter().cloned()) {
             after.restore(state);
         }
@@ -773,16 +1058,16 @@ mod tests {
         assert!(older.replayed && older.tickets.is_empty(), "an older replay is skipped");
         let next = one(triage(&mut after, &rules, &m(3), 3, now));
         assert_eq!((next.revision, next.mention_count), (4, 4));
-        let mut stale = changelog[0].clone();
+        let ChangelogRecord::Ticket(mut stale) = changelog[0].clone() else { panic!("a ticket first") };
         stale.revision = 1;
-        after.restore(stale);
+        after.restore(ChangelogRecord::Ticket(stale));
         assert_eq!(after.state(&next.ticket_id).unwrap().revision, 4, "an older record never wins");
     }
 
     #[test]
     fn the_deadline_counts_from_the_post_is_fixed_and_a_late_mention_is_flagged_and_raised() {
         let rules = rules("");
-        let mut t = Triage::new(&TicketConfig::default());
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
         let first = one(triage(
             &mut t,
             &rules,
@@ -830,14 +1115,16 @@ mod tests {
             "care".into(),
             QueueConfig { escalate_on: Some("outage".into()), ..QueueConfig::default() },
         );
-        let mut t = Triage::new(&config);
+        let mut t = Triage::new(&config).unwrap();
         let now = "2026-11-25T10:00:00Z";
         let mut m = mention("1", None, None, now);
         m.text = "Slack gave us food poisoning, calling our lawyer".into();
         let crisis = one(triage(&mut t, &rules, &m, 1, now));
         let factor = crisis.factors.iter().find(|f| f.factor == "crisis").expect("crisis");
         assert_eq!((factor.detail.as_deref(), factor.points), (Some("\"food poisoning\""), 25.0));
-        assert_eq!(crisis.priority_score, 45);
+        let sentiment = crisis.factors.iter().find(|f| f.factor == "sentiment").expect("negative");
+        assert!(sentiment.value < -0.05, "{sentiment:?}");
+        assert_eq!(f64::from(crisis.priority_score), (20.0 + 25.0 + sentiment.points).round());
         m = mention("2", None, None, now);
         m.text = "Slack outage again".into();
         let queue_words = one(triage(&mut t, &rules, &m, 2, now));
@@ -850,7 +1137,7 @@ mod tests {
     fn reach_and_vip_authors_raise_the_score() {
         let rules = rules("");
         let config = TicketConfig { vip_authors: vec!["@BigCustomer".into()], ..TicketConfig::default() };
-        let mut t = Triage::new(&config);
+        let mut t = Triage::new(&config).unwrap();
         let now = "2026-11-25T10:00:00Z";
         let mut m = mention("1", Some("bigcustomer"), None, now);
         m.meta.insert(FOLLOWERS.into(), "12.5k".into());
@@ -865,7 +1152,7 @@ mod tests {
     #[test]
     fn velocity_counts_joins_in_the_last_hour() {
         let rules = rules("");
-        let mut t = Triage::new(&TicketConfig::default());
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
         let now = "2026-11-25T10:30:00Z";
         let tickets: Vec<Ticket> = (0..4)
             .map(|i| {
@@ -894,7 +1181,7 @@ mod tests {
         };
         config.queues.insert("care".into(), limited(2, Some("care-overflow")));
         config.queues.insert("care-overflow".into(), limited(1, None));
-        let mut t = Triage::new(&config);
+        let mut t = Triage::new(&config).unwrap();
         let now = "2026-11-25T10:00:00Z";
         let results: Vec<Triaged> = (0..6)
             .map(|i| {
@@ -929,11 +1216,11 @@ mod tests {
         let rules = rules("");
         let mut config = TicketConfig::default();
         config.queues.insert("care".into(), QueueConfig { max_per_hour: Some(1), ..QueueConfig::default() });
-        let mut t = Triage::new(&config);
+        let mut t = Triage::new(&config).unwrap();
         let m = |i: i64, at: &str| mention(&format!("{i}"), Some(&format!("@u{i}")), None, at);
         one(triage(&mut t, &rules, &m(0, "2026-11-25T10:00:00Z"), 0, "2026-11-25T10:00:00Z"));
-        let mut restarted = Triage::new(&config);
-        for state in t.take_changes() {
+        let mut restarted = Triage::new(&config).unwrap();
+        for state in t.take_changes(at("2026-11-25T10:00:00Z")) {
             restarted.restore(state);
         }
         let full =
@@ -942,5 +1229,80 @@ mod tests {
         let free =
             one(triage(&mut restarted, &rules, &m(2, "2026-11-25T11:05:00Z"), 2, "2026-11-25T11:05:00Z"));
         assert_eq!(free.kind, TicketKind::Ticket);
+    }
+
+    #[test]
+    fn a_business_hours_queue_counts_only_its_open_hours() {
+        let rules = rules("");
+        let mut config = TicketConfig::default();
+        let calendar: crate::calendar::CalendarConfig = toml::from_str(
+            "time_zone = 'Europe/Berlin'\nhours = { mon = '09:00-17:00', fri = '09:00-17:00' }\n",
+        )
+        .unwrap();
+        config.calendars.insert("emea".into(), calendar);
+        config
+            .queues
+            .insert("care".into(), QueueConfig { calendar: Some("emea".into()), ..QueueConfig::default() });
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let mut t = Triage::new(&config).unwrap();
+        // Friday 2026-11-27 16:00 Berlin (15:00Z): one open hour left, three on Monday.
+        let m = mention("1", Some("@a"), None, "2026-11-27T15:00:00Z");
+        let ticket = one(triage(&mut t, &rules, &m, 1, "2026-11-27T15:01:00Z"));
+        assert_eq!((ticket.sla_clock.as_str(), ticket.sla_due_at.as_str()), ("emea", "2026-11-30T11:00:00Z"));
+        let mut unknown = config.clone();
+        unknown.queues.get_mut("care").unwrap().calendar = Some("apac".into());
+        assert_eq!(unknown.validate()[0].key, "queues.care.calendar");
+    }
+
+    #[test]
+    fn a_burst_opens_one_incident_that_links_its_mentions_and_raises_its_tickets() {
+        let rules = rules("");
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
+        let start = at("2026-11-25T00:00:00Z").unix_timestamp();
+        let mut offset = 0;
+        let mut post = |t: &mut Triage, minute: i64, n: usize| -> Vec<Triaged> {
+            let time = OffsetDateTime::from_unix_timestamp(start + minute * 60).unwrap();
+            let published = time.format(&Rfc3339).unwrap();
+            (0..n)
+                .map(|_| {
+                    offset += 1;
+                    let m = mention(&format!("m{offset}"), Some(&format!("@u{offset}")), None, &published);
+                    let verdict = rules.verdict(&m);
+                    t.triage(
+                        &m,
+                        &verdict.matched[0],
+                        &rules.rules()[0],
+                        Some(Position { partition: 0, offset }),
+                        time,
+                    )
+                })
+                .collect()
+        };
+        let steady: Vec<Triaged> = (0..120).flat_map(|bucket| post(&mut t, bucket * 5, 2)).collect();
+        assert!(steady.iter().all(|r| r.firings.is_empty()), "two mentions per five minutes never fire");
+        assert!(t.take_incidents().is_empty());
+        let burst: Vec<Triaged> = post(&mut t, 600, 40);
+        let firings: Vec<&Firing> = burst.iter().flat_map(|r| &r.firings).collect();
+        let scopes: Vec<&str> = firings.iter().map(|f| f.scope.as_str()).collect();
+        assert_eq!(scopes, ["rule:slack", "queue:care"], "once per scope");
+        let incidents = t.take_incidents();
+        assert_eq!(incidents.len(), 2, "one revision per incident per batch");
+        let incident = &incidents[0];
+        assert_eq!(
+            (incident.kind, incident.priority, incident.queue.as_str()),
+            (TicketKind::Incident, Priority::P1, "escalations")
+        );
+        assert!(incident.links.len() >= 2 && incident.mention_count as usize == incident.links.len());
+        let last = burst.last().unwrap().tickets[0].clone();
+        assert!(last.incident_id.is_some(), "a ticket in the spike names its incident");
+        assert!(last.factors.iter().any(|f| f.factor == "spike"));
+
+        let mut restarted = Triage::new(&TicketConfig::default()).unwrap();
+        for record in t.take_changes(at("2026-11-25T10:00:00Z")) {
+            restarted.restore(record);
+        }
+        let again: Vec<Triaged> = post(&mut restarted, 601, 40);
+        assert!(again.iter().all(|r| r.firings.is_empty()), "the restart remembers the cool-down");
+        assert!(again.last().unwrap().tickets[0].incident_id.is_some(), "and the incident");
     }
 }

@@ -113,7 +113,8 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             topics.clone(),
             Arc::clone(&metrics),
             Arc::clone(&summary),
-        );
+        )
+        .context("tickets.calendars")?;
         let mut outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
         outputs.push(&topics.ticket_state);
         runtime.stage(stage, &[&topics.verdicts], &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
