@@ -559,6 +559,20 @@ mod tests {
     }
 
     #[test]
+    fn crisis_words_compile_as_clauses_and_bad_ones_or_a_bad_spike_preset_are_located() {
+        let good = "[[rule]]\nid = 'r'\nquery = 'slack'\nescalate_on = '\"food poisoning\" OR lawsuit'\nspike = 'fewer'\n";
+        let loaded = load(&[("r.toml", good)]);
+        assert!(loaded.errors.is_empty(), "{:?}", messages(&loaded));
+        let clauses: Vec<&str> = loaded.rules[0].escalate_on.iter().map(|c| c.source.as_str()).collect();
+        assert_eq!(clauses, ["\"food poisoning\"", "lawsuit"]);
+        assert_eq!(loaded.rules[0].rule.spike.as_deref(), Some("fewer"));
+        let bad = "[[rule]]\nid = 'r'\nquery = 'slack'\nescalate_on = 'outage AND ('\nspike = 'loud'\n";
+        let all = messages(&load(&[("r.toml", bad)])).join("\n\n");
+        assert!(all.contains("in `escalate_on`") && all.contains("r.toml:4:"), "{all}");
+        assert!(all.contains("unknown spike preset `loud`") && all.contains("r.toml:5:9"), "{all}");
+    }
+
+    #[test]
     fn errors_in_multiline_and_mask_strings_point_into_the_file() {
         let text = "[[rule]]\nid = 'r'\nquery = '''\nslack AND co*'''\nmask = ['ok', '\"a\" NEAR b']\n";
         let loaded = load(&[("r.toml", text)]);

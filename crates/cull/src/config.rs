@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(pipeline.matcher.batch_size, 64);
         assert!(pipeline.topics.tickets_per_queue);
         assert_eq!(pipeline.topics.ticket_topic("billing"), "cull.tickets.billing");
-        assert_eq!(pipeline.tickets.sla_minutes.for_priority(cull_model::Priority::P1), 5);
+        assert_eq!(pipeline.tickets.sla_minutes.get(cull_model::Priority::P1), 5);
         assert_eq!(pipeline.http.listen.port(), 9464);
     }
 

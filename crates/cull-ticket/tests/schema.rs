@@ -1,0 +1,85 @@
+//! Every kind of ticket triage emits matches the shipped JSON Schema
+//! (`schemas/cull.ticket.v1.schema.json`), so a consumer can validate against it.
+
+use std::path::Path;
+
+use cull_match::RuleSet;
+use cull_model::{Mention, Ticket, TicketKind};
+use cull_ticket::config::QueueConfig;
+use cull_ticket::triage::FOLLOWERS;
+use cull_ticket::{Position, TicketConfig, Triage};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+fn schema() -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/cull.ticket.v1.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+    jsonschema::draft202012::new(&schema).expect("a valid schema")
+}
+
+fn rules() -> RuleSet {
+    let toml =
+        "[[rule]]\nid = 'slack'\nquery = 'slack'\npriority = 'P2'\nqueue = 'care'\nescalate_on = 'lawsuit'\n";
+    let loaded = cull_rules::load_files([(Path::new("r.toml"), toml.as_bytes())]);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    RuleSet::new(loaded.rules).unwrap()
+}
+
+#[test]
+fn every_kind_of_ticket_matches_the_shipped_schema() {
+    let rules = rules();
+    let mut config = TicketConfig { vip_authors: vec!["@vip".into()], ..TicketConfig::default() };
+    let care = QueueConfig {
+        channel_weight: 0.8,
+        max_per_hour: Some(30),
+        overflow_queue: Some("care-overflow".into()),
+        ..QueueConfig::default()
+    };
+    config.queues.insert("care".into(), care);
+    config
+        .queues
+        .insert("care-overflow".into(), QueueConfig { max_per_hour: Some(5), ..QueueConfig::default() });
+    let mut triage = Triage::new(&config).unwrap();
+    let start = OffsetDateTime::parse("2026-11-25T00:00:00Z", &Rfc3339).unwrap();
+    let mut tickets: Vec<Ticket> = Vec::new();
+    for i in 0..300i64 {
+        // Two an hour for ten hours, then a burst of late, angry, retweeted posts.
+        let minute = if i < 20 { i * 30 } else { 600 };
+        let now = start + time::Duration::minutes(minute);
+        let mut m = Mention::new(format!("m{i}"), "Slack lost our data, we are filing a lawsuit. Terrible!");
+        m.author = Some(if i % 7 == 0 { "@vip".into() } else { format!("@user{}", i % 40) });
+        m.url = Some(format!("https://x.example/status/{i}"));
+        m.published_at =
+            Some((now - time::Duration::hours(if i % 5 == 0 { 30 } else { 0 })).format(&Rfc3339).unwrap());
+        m.meta.insert(FOLLOWERS.into(), format!("{}", i * 1000));
+        m.client = Some("acme".into());
+        let verdict = rules.verdict(&m);
+        let position = Some(Position { partition: 0, offset: i });
+        tickets.extend(triage.triage(&m, &verdict.matched[0], &rules.rules()[0], position, now).tickets);
+        tickets.extend(triage.take_incidents());
+    }
+    let kinds = |kind| tickets.iter().filter(|t| t.kind == kind).count();
+    assert!(
+        kinds(TicketKind::Ticket) > 0 && kinds(TicketKind::Incident) > 0 && kinds(TicketKind::Digest) > 0
+    );
+    let factors: std::collections::BTreeSet<&str> =
+        tickets.iter().flat_map(|t| &t.factors).map(|f| f.factor.as_str()).collect();
+    assert_eq!(
+        factors.into_iter().collect::<Vec<_>>(),
+        ["channel_weight", "crisis", "late", "priority", "reach", "sentiment", "spike", "velocity", "vip"],
+        "every factor is exercised"
+    );
+    assert!(tickets.iter().any(|t| t.overflow_from.is_some()));
+    let validator = schema();
+    for ticket in &tickets {
+        let value = serde_json::to_value(ticket).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:#?}\n{value:#}");
+    }
+    let mut broken = serde_json::to_value(&tickets[0]).unwrap();
+    broken["priority_score"] = 101.into();
+    broken["surprise"] = "an undocumented field".into();
+    assert_eq!(validator.iter_errors(&broken).count(), 2, "the schema is strict enough to catch drift");
+}
