@@ -526,6 +526,87 @@ fn two_matchers_in_one_group_split_the_partitions_and_together_emit_every_ticket
     assert_one_ticket_per_mention(&by_ticket, &ids("pair", count));
 }
 
+/// Returns `per_author` mentions by each of `authors` authors that the example rule
+/// slack-company matches, `round` naming which of them (distinct ids and URLs), all
+/// posted within the dedupe window, one per line.
+fn authors_mentions(round: usize, authors: usize, per_author: usize) -> Vec<u8> {
+    let mut lines = Vec::new();
+    for author in 0..authors {
+        for n in 0..per_author {
+            let mention = serde_json::json!({
+                "schema": "cull.mention/v1",
+                "id": format!("a{author:03}-r{round}-{n}"),
+                "channel": "twitter",
+                "author": format!("@customer{author:03}"),
+                "url": format!("https://x.example/customer{author:03}/status/{round}{n}"),
+                "published_at": format!("2026-11-25T10:{:02}:00Z", round * 10 + n),
+                "lang": "en",
+                "text": format!("Slack shares keep falling, Slack Technologies support is useless ({round}.{n})"),
+            });
+            serde_json::to_writer(&mut lines, &mention).expect("serialize");
+            lines.push(b'\n');
+        }
+    }
+    lines
+}
+
+#[test]
+fn two_ticketing_processes_and_a_restart_keep_one_ticket_per_author_with_growing_revisions() {
+    require_kafka_python();
+    let broker = start_broker();
+    let (authors, per_round) = (40, 3);
+    let env = [
+        ("CULL__MATCHER__BATCH_SIZE", "5"),
+        ("CULL__BUS__KAFKA__PARTITIONS", "4"),
+        ("CULL__BUS__KAFKA__GROUP_ID", "pair"),
+    ];
+    // Mentions are keyed by id, so an author's posts are spread over the partitions;
+    // the matcher keys verdicts by thread, so one ticketing process owns each author.
+    produce(&broker, "cull.mentions", &[("cull.mentions", 4)], &authors_mentions(0, authors, per_round));
+    let pair = [cull_run(&broker, true, &env), cull_run(&broker, true, &env)];
+    let mut shares = Vec::new();
+    for running in pair {
+        let finished = running.finish(RUN_LIMIT);
+        assert!(finished.status.success(), "cull run --once: {}", tail(&finished.stderr, 4000));
+        shares.push(mentions_in(&finished.stdout));
+    }
+    assert!(shares.iter().all(|n| *n > 0), "both processes took part: {shares:?}");
+    // A restart: one process, no memory but the changelog, takes every partition.
+    produce(&broker, "cull.mentions", &[], &authors_mentions(1, authors, per_round));
+    assert_eq!(cull_run_once(&broker, &env), (authors * per_round) as u64);
+
+    let records = consume(&broker, "cull.tickets", Until::End);
+    let mut by_ticket: BTreeMap<String, Vec<Ticket>> = BTreeMap::new();
+    for record in &records {
+        let ticket: Ticket = record.json();
+        by_ticket.entry(ticket.ticket_id.clone()).or_default().push(ticket);
+    }
+    assert_eq!(by_ticket.len(), authors, "one ticket per author: {:?}", by_ticket.keys().collect::<Vec<_>>());
+    for (id, revisions) in &by_ticket {
+        let numbers: Vec<u32> = revisions.iter().map(|t| t.revision).collect();
+        assert!(numbers.windows(2).all(|w| w[0] <= w[1]), "{id}: revisions went back: {numbers:?}");
+        let last = revisions.last().expect("a revision");
+        assert_eq!((last.revision, last.mention_count), (6, 6), "{id}: {numbers:?}");
+        let first_due = &revisions[0].sla_due_at;
+        assert!(revisions.iter().all(|t| &t.sla_due_at <= first_due), "{id}: the deadline moved back");
+    }
+    // The README's consumer keeps each ticket at its highest revision.
+    let mut command = python();
+    command.args(["examples/consume_tickets.py", "--brokers", &broker.brokers(), "--idle-ms", "5000"]);
+    let example = Running::spawn("examples/consume_tickets.py", command, None).finish(RUN_LIMIT);
+    assert!(example.status.success(), "{}", tail(&example.stderr, 4000));
+    let mut latest: BTreeMap<String, u32> = BTreeMap::new();
+    for line in example.stdout.lines() {
+        let mut words = line.split_whitespace().skip(2);
+        let (Some(id), Some(revision)) = (words.next(), words.next()) else { panic!("{line}") };
+        let revision: u32 =
+            revision.trim_start_matches('r').parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+        latest.insert(id.to_string(), revision);
+    }
+    assert_eq!(latest.len(), authors, "{}", example.stdout);
+    assert!(latest.values().all(|r| *r == 6), "the consumer ends at revision 6: {latest:?}");
+}
+
 /// Sends one HTTP/1.1 POST of a JSON body; returns the status and the whole response.
 fn post(address: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(address)?;
