@@ -24,15 +24,17 @@ const WAIT: Duration = Duration::from_secs(60);
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
 /// Counts its records per key and writes each count it changed to its changelog (key
-/// = the record's key, payload = the count, which only grows and so orders them).
+/// = the record's key, payload = the count, which only grows and so orders them);
+/// sleeps `pause` per batch.
 struct Counter {
     counts: Counts,
+    pause: Duration,
 }
 
 impl Counter {
     fn new() -> (Counter, Counts) {
         let counts = Counts::default();
-        (Counter { counts: Arc::clone(&counts) }, counts)
+        (Counter { counts: Arc::clone(&counts), pause: Duration::ZERO }, counts)
     }
 }
 
@@ -46,6 +48,7 @@ impl Stage for Counter {
     }
 
     fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {
+        std::thread::sleep(self.pause);
         let mut counts = self.counts.lock().unwrap();
         let mut changed = BTreeMap::new();
         for record in records {
@@ -183,10 +186,14 @@ async fn a_killed_run_sends_no_count_backwards() {
     let bus = EmbeddedBus::open(&config).unwrap();
     bus.producer().send_all(INPUT, keyed(&keys, 2_000)).await.unwrap();
     let (stage, counts) = Counter::new();
+    // Slow enough that the run commits its input's offsets (once a second) before the
+    // kill, so that a restart does not simply count everything again.
+    let stage = Counter { pause: Duration::from_millis(5), ..stage };
     let metrics = Arc::new(Metrics::new());
     let (signals, receiver) = mpsc::unbounded_channel::<()>();
     let run = tokio::spawn(runtime(Bus::Embedded(bus), false, stage, &metrics).run(receiver));
-    wait_until(&[&counts], "a quarter counted", |now| now[0].values().sum::<u64>() >= 2_000).await;
+    let committed = config.dir.join(INPUT).join("groups").join(format!("{GROUP}.offset"));
+    wait_until(&[&counts], "a commit", |_| committed.exists()).await;
     // As kill -9: no flush, no commit, whatever was in flight.
     run.abort();
     let before = snapshot(&counts);
