@@ -155,7 +155,8 @@ impl Consumer {
     /// assigned, synchronously; a commit refused because the group is rebalancing is
     /// not an error, since the revoke callback commits the same offsets. On the
     /// embedded bus the offset is written next to the topic's log (flushed with
-    /// `fsync = "always"`), and segments every group has committed past may go.
+    /// `fsync = "always"`), and segments every group has committed past may go; a
+    /// reader ([`EmbeddedBus::reader`]) commits nothing.
     pub async fn commit(&mut self) -> Result<(), BusError> {
         match self {
             Consumer::Embedded(consumer) => consumer.commit().await,
@@ -168,7 +169,8 @@ impl Consumer {
     /// On Kafka it is the high watermark from librdkafka's latest statistics (see
     /// [`KafkaConfig::stats_interval`]) minus the position this consumer has reached;
     /// partitions without statistics yet are left out. On the embedded bus it is
-    /// exact: the records of the log this consumer has not taken yet.
+    /// exact: the records of the log this consumer has not taken yet (for a reader,
+    /// those it can take now).
     pub fn lag(&self) -> Vec<(String, i32, i64)> {
         match self {
             Consumer::Embedded(consumer) => consumer.lag(),

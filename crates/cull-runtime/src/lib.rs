@@ -32,6 +32,7 @@
 //! (`cull-rules`, `cull-match`, `cull-ticket`, `cull-index` are sync).
 #![deny(missing_docs)]
 
+mod changelog;
 mod config;
 mod fault;
 mod index;
@@ -80,6 +81,23 @@ pub enum RuntimeError {
         task: String,
         /// What the panic said.
         message: String,
+    },
+    /// A stage could not read its changelog to the end: it would have gone on with
+    /// part of its state.
+    #[error(
+        "stage {stage}: cannot read its changelog topic {topic} to the end ({left}) within {} s without progress; \
+         it does not start with part of its state",
+        waited.as_secs()
+    )]
+    Changelog {
+        /// The stage.
+        stage: String,
+        /// Its changelog topic.
+        topic: String,
+        /// How long it waited without progress.
+        waited: std::time::Duration,
+        /// What was left: records, or the assignment the reader never got.
+        left: String,
     },
     /// The graceful stop did not finish in time; what is left stays on the bus.
     #[error(

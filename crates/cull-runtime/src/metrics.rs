@@ -116,6 +116,7 @@ pub struct Metrics {
     batch_records: HistogramVec,
     panics: IntCounterVec,
     send_retries: IntCounterVec,
+    changelog_restored: IntCounterVec,
     consumer_lag: IntGaugeVec,
     rules_loaded: IntGauge,
     rules_last_reload_success: IntGauge,
@@ -214,6 +215,11 @@ impl Metrics {
                 "Times a stage's results were not acknowledged by the bus and were sent again.",
                 &["stage"],
             ),
+            changelog_restored: counter(
+                "cull_stage_changelog_restored_total",
+                "State records a stage read back from its changelog topic: at start what earlier runs and replicas left, then what was written since.",
+                &["stage"],
+            ),
             consumer_lag: register(
                 &registry,
                 IntGaugeVec::new(
@@ -287,6 +293,17 @@ impl Metrics {
         }
         self.panics.with_label_values(&[stage]);
         self.send_retries.with_label_values(&[stage]);
+    }
+
+    /// Makes the changelog series of `stage`, which has one, exist at 0 from the first
+    /// scrape.
+    pub fn register_changelog(&self, stage: &str) {
+        self.changelog_restored.with_label_values(&[stage]);
+    }
+
+    /// Counts `count` changelog records `stage` read back.
+    pub fn record_restored(&self, stage: &str, count: u64) {
+        self.changelog_restored.with_label_values(&[stage]).inc_by(count);
     }
 
     /// Makes the series of `source` exist at 0 from the first scrape.

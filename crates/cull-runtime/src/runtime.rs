@@ -12,6 +12,7 @@ use cull_ingest::{Outlet, SourceError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::changelog::{Changelog, Reach};
 use crate::metrics::Metrics;
 use crate::stage::{panic_message, process_isolated, Output, Stage};
 use crate::summary::{Counts, Summary};
@@ -30,6 +31,8 @@ const GRACE: Duration = Duration::from_secs(10);
 /// to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// See [`Bus::changelog_patience`].
+const EMBEDDED_CHANGELOG_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The bus a pipeline runs on.
 #[derive(Debug, Clone)]
@@ -57,6 +60,28 @@ impl Bus {
                 let config = KafkaConfig { group_id: group.to_string(), ..config.clone() };
                 cull_bus::kafka_consumer(&config, topics)
             }
+        }
+    }
+
+    /// Returns a reader of a stage's changelog `topic` from its oldest record, which
+    /// never commits and leaves nothing behind: on the embedded bus a reader in no
+    /// group ([`EmbeddedBus::reader`]), which holds back neither retention nor
+    /// producers; on Kafka a consumer in `group`, which must be of its own, reading
+    /// every partition from the earliest offset (`auto.offset.reset=earliest`).
+    pub fn changelog_reader(&self, topic: &str, group: &str) -> Result<Consumer, BusError> {
+        match self {
+            Bus::Embedded(bus) => bus.reader(topic),
+            Bus::Kafka(_) => self.consumer(&[topic], group),
+        }
+    }
+
+    /// How long reading a changelog may go without progress before its stage fails:
+    /// on Kafka the session timeout, which bounds joining the reader's group; on the
+    /// embedded bus, where a reader reads at once, a bound that only catches a hang.
+    pub fn changelog_patience(&self) -> Duration {
+        match self {
+            Bus::Embedded(_) => EMBEDDED_CHANGELOG_PATIENCE,
+            Bus::Kafka(config) => config.session_timeout,
         }
     }
 
@@ -186,10 +211,10 @@ impl std::fmt::Debug for Runtime {
 }
 
 /// What the tasks of a run share.
-struct Shared {
-    bus: Bus,
+pub(crate) struct Shared {
+    pub(crate) bus: Bus,
     producer: Producer,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     summary: Arc<Summary>,
     options: RunOptions,
     stopping: watch::Receiver<bool>,
@@ -206,7 +231,7 @@ impl Shared {
     }
 
     /// Completes once the run stops hard.
-    async fn hard_stopped(&self) {
+    pub(crate) async fn hard_stopped(&self) {
         let mut hard = self.hard.clone();
         if hard.wait_for(|hard| *hard).await.is_err() {
             std::future::pending::<()>().await;
@@ -281,6 +306,12 @@ impl Runtime {
     /// Adds a stage reading `inputs` in `group` and producing to `outputs` (besides
     /// the dead-letter topic). Its consumer joins the group now, so that it sees
     /// everything the sources produce once the run starts.
+    ///
+    /// A stage with a [`Stage::changelog`] may send to its changelog topic without
+    /// naming it in `outputs`: the run creates it when missing, reads it back into the
+    /// stage before the first batch and before every batch after (in a group of its
+    /// own on Kafka, see [`Bus::changelog_reader`]), and counts what it read in
+    /// `cull_stage_changelog_restored_total{stage}`.
     pub fn stage(
         &mut self,
         stage: impl Stage,
@@ -295,6 +326,9 @@ impl Runtime {
             .consumer(inputs, group)
             .map_err(|source| RuntimeError::Bus { stage: name.clone(), source })?;
         self.metrics.register_stage(&name);
+        if stage.changelog().is_some() {
+            self.metrics.register_changelog(&name);
+        }
         self.stages.push(StageTask {
             stage: Box::new(stage),
             consumer,
@@ -538,9 +572,18 @@ async fn run_stage(
     let name = stage.name().to_string();
     let bus_error = |source| RuntimeError::Bus { stage: name.clone(), source };
     let mut stage = Some(stage);
-    if let Some(stage) = stage.as_mut() {
+    let changelog_topic = stage.as_mut().and_then(|stage| {
         stage.start(&consumer.end_offsets());
-    }
+        stage.changelog()
+    });
+    let mut changelog = match changelog_topic {
+        Some(topic) => Some(Changelog::open(shared, &name, &group, topic).await?),
+        None => None,
+    };
+    let restored = match &mut changelog {
+        Some(changelog) => changelog.catch_up(shared, &name, &mut stage, Reach::End).await?,
+        None => true,
+    };
     let mut last_commit = Instant::now();
     let mut uncommitted = false;
     // Records taken since the last commit: what a restart reads again.
@@ -548,7 +591,7 @@ async fn run_stage(
     let mut sent_all = true;
     let mut owned: Vec<(String, i32)> = Vec::new();
     loop {
-        if shared.is_hard() || (shared.is_stopping() && !shared.bus.drains_on_stop()) {
+        if !restored || shared.is_hard() || (shared.is_stopping() && !shared.bus.drains_on_stop()) {
             break;
         }
         let next = tokio::select! {
@@ -558,6 +601,11 @@ async fn run_stage(
         let Some(records) = next else { break };
         report_lag(shared, &group, &consumer, &mut owned);
         if records.is_empty() {
+            if let Some(changelog) = &mut changelog {
+                if !changelog.catch_up(shared, &name, &mut stage, Reach::Fetched).await? {
+                    break;
+                }
+            }
             let durable = flush(&name, &mut stage, false).await?;
             if durable && uncommitted && last_commit.elapsed() >= COMMIT_EVERY {
                 commit(&name, &mut consumer).await;
@@ -575,6 +623,14 @@ async fn run_stage(
         let started = Instant::now();
         let count = records.len();
         taken_since_commit += count as i64;
+        if let Some(changelog) = &mut changelog {
+            if !changelog.catch_up(shared, &name, &mut stage, Reach::End).await? {
+                // The batch in hand was not processed: it is read again at the next
+                // start.
+                sent_all = false;
+                break;
+            }
+        }
         let mut taken = stage.take().expect("the stage is back after every batch");
         let (taken, isolated) = tokio::task::spawn_blocking(move || {
             let isolated = process_isolated(&mut *taken, &records);
@@ -612,6 +668,9 @@ async fn run_stage(
     let unread = consumer.lag().iter().map(|(_, _, lag)| lag).sum::<i64>() + taken_since_commit;
     if let Err(error) = consumer.close().await {
         tracing::warn!(stage = %name, %error, "closing the consumer");
+    }
+    if let Some(changelog) = changelog {
+        changelog.close(&name).await;
     }
     Ok(StageEnd { unread })
 }
@@ -662,7 +721,7 @@ async fn flush(name: &str, stage: &mut Option<Box<dyn Stage>>, force: bool) -> R
 /// Sends what a batch produced and waits for the acknowledgements, trying again with
 /// backoff while the bus refuses (a broker away, a full disk); returns false when the
 /// run stopped hard first, with some of it maybe not sent.
-async fn send(shared: &Shared, stage: &str, output: Output) -> bool {
+pub(crate) async fn send(shared: &Shared, stage: &str, output: Output) -> bool {
     let (topics, dead_letters) = output.into_parts();
     let dead_count = dead_letters.len() as u64;
     let mut reasons = std::collections::BTreeMap::new();

@@ -44,6 +44,35 @@ pub trait Stage: Send + 'static {
     fn flush(&mut self, _force: bool) -> Result<bool, StageError> {
         Ok(true)
     }
+
+    /// Returns the changelog topic of a stage whose state must survive a restart and
+    /// move with its input partitions to another replica; `None` (the default) for a
+    /// stage whose state is its own (an index, a file) or that has none.
+    ///
+    /// The stage writes its state records (key = state key, payload = the state) to
+    /// this topic through [`Output::send`] in the batch that changed them, so they are
+    /// acknowledged before the batch's input offsets are committed. The runner reads
+    /// the topic from its oldest record before the first batch and from where it was
+    /// before every batch after, and hands the new records to [`Stage::restore`]: a
+    /// replica that takes over a partition has every state record its previous owner
+    /// had acknowledged before it processes a record of that partition. The runner
+    /// creates the topic when it is missing.
+    fn changelog(&self) -> Option<String> {
+        None
+    }
+
+    /// Is given the records of the changelog topic that are new since the last call,
+    /// in log order: every one at the first call (before the first batch), then, before
+    /// each batch, those written since, by this stage (its own echoes) or by another
+    /// replica. Called only for a stage with a [`Stage::changelog`].
+    ///
+    /// The stage keeps the latest record per key, and takes a restored record over
+    /// what it has in memory only when the record is newer (by a revision it puts in
+    /// the payload, say): its own echoes arrive a batch late, and a record of a
+    /// replica that lost the partition can arrive after this stage moved on. A record
+    /// it cannot decode is the stage's to log and skip; one it panics on is
+    /// dead-lettered with the panic (reason `panic`), as in [`Stage::process`].
+    fn restore(&mut self, _records: &[Record]) {}
 }
 
 /// What a stage produces from a batch: records for topics, and dead letters.
@@ -138,9 +167,47 @@ pub(crate) struct Isolated {
 /// at a time and dead-letters each record that panics alone, so that one poison
 /// record costs one dead letter, not the line.
 pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Result<Isolated, StageError> {
+    isolated(stage, records, Work::Process)
+}
+
+/// Restores `records` of the changelog into `stage`, as [`process_isolated`] does: a
+/// state record that panics alone is dead-lettered, so that it does not crash the
+/// stage at every start.
+pub(crate) fn restore_isolated(stage: &mut dyn Stage, records: &[Record]) -> Isolated {
+    isolated(stage, records, Work::Restore).expect("restoring cannot fail, only panic")
+}
+
+/// What a stage is asked to do with records.
+#[derive(Clone, Copy)]
+enum Work {
+    Process,
+    Restore,
+}
+
+impl Work {
+    fn run(self, stage: &mut dyn Stage, records: &[Record], out: &mut Output) -> Result<(), StageError> {
+        match self {
+            Work::Process => stage.process(records, out),
+            Work::Restore => {
+                stage.restore(records);
+                Ok(())
+            }
+        }
+    }
+
+    /// What a dead letter of a record this work panicked on says it was doing.
+    fn doing(self) -> &'static str {
+        match self {
+            Work::Process => "on",
+            Work::Restore => "restoring",
+        }
+    }
+}
+
+fn isolated(stage: &mut dyn Stage, records: &[Record], work: Work) -> Result<Isolated, StageError> {
     let name = stage.name().to_string();
     let mut output = Output::new(&name);
-    let first = catch_unwind(AssertUnwindSafe(|| stage.process(records, &mut output)));
+    let first = catch_unwind(AssertUnwindSafe(|| work.run(stage, records, &mut output)));
     let panic = match first {
         Ok(result) => return result.map(|()| Isolated { output, panics: 0 }),
         Err(panic) => panic,
@@ -150,7 +217,7 @@ pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Res
     let mut panics = 0;
     for record in records {
         let mut one = Output::new(&name);
-        match catch_unwind(AssertUnwindSafe(|| stage.process(std::slice::from_ref(record), &mut one))) {
+        match catch_unwind(AssertUnwindSafe(|| work.run(stage, std::slice::from_ref(record), &mut one))) {
             Ok(result) => {
                 result?;
                 output.append(one);
@@ -160,10 +227,12 @@ pub(crate) fn process_isolated(stage: &mut dyn Stage, records: &[Record]) -> Res
                 tracing::error!(stage = %name, topic = %record.topic, partition = record.partition, offset = record.offset, panic = %message, "dead-lettering a record the stage panicked on");
                 output.dead_letter(
                     record,
-                    &format!("the {name} stage panicked on this record: {message}"),
+                    &format!("the {name} stage panicked {} this record: {message}", work.doing()),
                     Reason::Panic,
                 );
-                stage.panicked_on(record);
+                if let Work::Process = work {
+                    stage.panicked_on(record);
+                }
                 panics += 1;
             }
         }
@@ -237,6 +306,46 @@ mod tests {
         assert_eq!(header("cull.stage").as_deref(), Some("double"));
         assert_eq!(header("cull.source.offset").as_deref(), Some("1"));
         assert!(header("cull.error").unwrap().contains("poisoned at offset 1"), "{:?}", header("cull.error"));
+    }
+
+    /// Keeps the payloads it restores (a set: restoring one again is harmless, as the
+    /// contract asks); panics on a payload of `poison`.
+    struct Restorer {
+        restored: std::collections::BTreeSet<Vec<u8>>,
+    }
+
+    impl Stage for Restorer {
+        fn name(&self) -> &str {
+            "restore"
+        }
+
+        fn process(&mut self, _records: &[Record], _out: &mut Output) -> Result<(), StageError> {
+            Ok(())
+        }
+
+        fn restore(&mut self, records: &[Record]) {
+            for record in records {
+                assert!(record.payload != b"poison", "a state record it cannot take");
+                self.restored.insert(record.payload.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn a_state_record_that_panics_is_dead_lettered_and_the_rest_restored() {
+        let mut stage = Restorer { restored: std::collections::BTreeSet::new() };
+        let records = [record(0, "a"), record(1, "poison"), record(2, "b")];
+        let isolated = restore_isolated(&mut stage, &records);
+        assert_eq!(isolated.panics, 1);
+        assert_eq!(stage.restored, [b"a".to_vec(), b"b".to_vec()].into(), "the good records");
+        let (topics, dead) = isolated.output.into_parts();
+        assert!(topics.is_empty());
+        assert_eq!(dead.len(), 1);
+        let (letter, reason) = &dead[0];
+        assert_eq!((*reason, letter.payload.as_slice()), (Reason::Panic, &b"poison"[..]));
+        let error = letter.headers.iter().find(|(n, _)| n == "cull.error").map(|(_, v)| v.clone()).unwrap();
+        let error = String::from_utf8(error).unwrap();
+        assert!(error.starts_with("the restore stage panicked restoring this record"), "{error}");
     }
 
     #[test]

@@ -25,6 +25,16 @@
 //! backlog that a shutdown must drain stays bounded. Groups are counted only while a
 //! consumer of this process is in them.
 //!
+//! # Readers
+//!
+//! A reader ([`EmbeddedBus::reader`]) reads a topic from its oldest record kept, in no
+//! group: it commits nothing, writes no file, holds back neither retention nor
+//! producers, and leaves no trace when dropped. It is how a stage reads its changelog
+//! back before each batch (a group of its own per start would leave an offset file
+//! per restart, and a group that never commits would keep every segment forever). A
+//! reader's lag counts what it can read now (with `fsync = "interval"`, records not
+//! flushed yet come with a later look).
+//!
 //! # One process, one group member
 //!
 //! The directory is locked while a bus has it open, and a group has at most one
@@ -38,7 +48,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -108,6 +118,8 @@ struct Bus {
     settings: Settings,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     closed: AtomicBool,
+    /// Numbers the readers, whose names in a topic's groups must not collide.
+    readers: AtomicU64,
     /// Holds the directory's lock while the bus is open.
     _lock: Option<File>,
 }
@@ -125,6 +137,7 @@ impl EmbeddedBus {
             settings,
             topics: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            readers: AtomicU64::new(0),
             _lock: lock_file,
         });
         if let Some(dir) = &bus.settings.dir {
@@ -173,7 +186,7 @@ impl EmbeddedBus {
             if joined.iter().any(|t| Arc::ptr_eq(t, &topic)) {
                 continue;
             }
-            if let Err(error) = topic.join(group) {
+            if let Err(error) = topic.join(group, Membership::Group) {
                 for topic in &joined {
                     topic.leave(group);
                 }
@@ -181,7 +194,29 @@ impl EmbeddedBus {
             }
             joined.push(topic);
         }
-        Ok(Consumer::Embedded(EmbeddedConsumer { topics: joined, group: group.to_string(), next: 0 }))
+        Ok(Consumer::Embedded(EmbeddedConsumer {
+            topics: joined,
+            group: group.to_string(),
+            membership: Membership::Group,
+            next: 0,
+        }))
+    }
+
+    /// Returns a reader of `topic` from its oldest record kept, in no group: its
+    /// commits do nothing, it writes no file, it holds back neither retention nor
+    /// producers, and its lag counts what it can read now. A stage reads its
+    /// changelog back with one at every start, which leaves nothing behind.
+    pub fn reader(&self, topic: &str) -> Result<Consumer, BusError> {
+        let topic = self.inner.topic(topic)?;
+        // Not a label, so no group of a pipeline file can have this name.
+        let name = format!("reader#{}", self.inner.readers.fetch_add(1, Ordering::Relaxed));
+        topic.join(&name, Membership::Reader)?;
+        Ok(Consumer::Embedded(EmbeddedConsumer {
+            topics: vec![topic],
+            group: name,
+            membership: Membership::Reader,
+            next: 0,
+        }))
     }
 
     /// Creates the topics that do not exist yet.
@@ -326,6 +361,24 @@ struct Group {
     position: i64,
     /// The offset committed: everything below it is processed.
     committed: i64,
+    membership: Membership,
+}
+
+/// How a consumer reads a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    /// In a consumer group: it resumes after its commit, and holds back retention and
+    /// producers.
+    Group,
+    /// A reader from the oldest record kept, which holds back nothing.
+    Reader,
+}
+
+impl Group {
+    /// Whether retention and producers wait for this consumer.
+    fn holds_back(&self) -> bool {
+        self.membership == Membership::Group
+    }
 }
 
 impl Topic {
@@ -530,7 +583,8 @@ impl Topic {
 
     /// Takes out of `state` the segments that retention lets go and returns them.
     fn expired(&self, state: &mut TopicState) -> Vec<Arc<Storage>> {
-        let committed = state.groups.values().map(|g| g.committed).min().unwrap_or(i64::MAX);
+        let committed =
+            state.groups.values().filter(|g| g.holds_back()).map(|g| g.committed).min().unwrap_or(i64::MAX);
         let oldest_kept = now_ms().saturating_sub(self.settings.retention_ms);
         let mut removed = Vec::new();
         while state.segments.len() > 1 {
@@ -593,9 +647,14 @@ impl Topic {
         }
     }
 
-    fn join(&self, group: &str) -> Result<(), BusError> {
-        let remembered = lock(&self.state).committed.get(group).copied();
-        let persisted = remembered.or_else(|| self.read_committed(group));
+    fn join(&self, group: &str, membership: Membership) -> Result<(), BusError> {
+        let persisted = match membership {
+            Membership::Group => {
+                let remembered = lock(&self.state).committed.get(group).copied();
+                remembered.or_else(|| self.read_committed(group))
+            }
+            Membership::Reader => None,
+        };
         let mut state = lock(&self.state);
         if state.groups.contains_key(group) {
             return Err(BusError::GroupInUse { topic: self.name.clone(), group: group.to_string() });
@@ -619,7 +678,7 @@ impl Topic {
             Some(offset) => offset,
             None => start,
         };
-        state.groups.insert(group.to_string(), Group { position: committed, committed });
+        state.groups.insert(group.to_string(), Group { position: committed, committed, membership });
         Ok(())
     }
 
@@ -657,13 +716,24 @@ impl Topic {
     /// Takes up to `max` readable records of `group` (at most [`MAX_READ_BYTES`]).
     fn take(&self, group: &str, max: usize) -> Result<Taken, BusError> {
         let (storage, first, count, start, len) = {
-            let state = lock(&self.state);
-            let Some(position) = state.groups.get(group).map(|g| g.position) else {
-                return Ok(Taken::Closed);
-            };
-            if state.closed {
+            let mut state = lock(&self.state);
+            if state.closed || !state.groups.contains_key(group) {
                 return Ok(Taken::Closed);
             }
+            let oldest = state.segments.front().map_or(0, |s| s.base);
+            let taker = state.groups.get_mut(group).expect("the group is in the topic");
+            // Only a reader, which retention does not wait for, can be behind the
+            // oldest record kept.
+            if taker.position < oldest {
+                tracing::warn!(
+                    topic = %self.name,
+                    position = taker.position,
+                    oldest,
+                    "retention deleted records a reader had not read; it goes on at the oldest kept"
+                );
+                taker.position = oldest;
+            }
+            let position = taker.position;
             let end = self.readable_end(&state);
             if position >= end {
                 return Ok(Taken::Nothing);
@@ -752,10 +822,14 @@ impl Topic {
         Ok(())
     }
 
-    /// Returns the records `group` has not taken yet.
+    /// Returns the records `group` has not taken yet; for a reader, those it can
+    /// take now.
     fn lag(&self, group: &str) -> i64 {
         let state = lock(&self.state);
-        state.groups.get(group).map_or(0, |g| state.next_offset - g.position)
+        state.groups.get(group).map_or(0, |g| match g.membership {
+            Membership::Group => state.next_offset - g.position,
+            Membership::Reader => (self.readable_end(&state) - g.position).max(0),
+        })
     }
 
     /// Waits until every group has fewer than `capacity` records to take.
@@ -769,7 +843,13 @@ impl Topic {
                 if state.closed {
                     return Err(BusError::Closed { topic: self.name.clone() });
                 }
-                let behind = state.groups.values().map(|g| state.next_offset - g.position).max().unwrap_or(0);
+                let behind = state
+                    .groups
+                    .values()
+                    .filter(|g| g.holds_back())
+                    .map(|g| state.next_offset - g.position)
+                    .max()
+                    .unwrap_or(0);
                 if behind < self.settings.capacity as i64 {
                     return Ok(());
                 }
@@ -891,6 +971,7 @@ impl EmbeddedProducer {
 pub struct EmbeddedConsumer {
     topics: Vec<Arc<Topic>>,
     group: String,
+    membership: Membership,
     /// The topic to look at first next time, so that no topic starves another.
     next: usize,
 }
@@ -975,6 +1056,9 @@ impl EmbeddedConsumer {
     }
 
     pub(crate) async fn commit(&mut self) -> Result<(), BusError> {
+        if self.membership == Membership::Reader {
+            return Ok(());
+        }
         for topic in &self.topics {
             let (topic, group) = (Arc::clone(topic), self.group.clone());
             let name = topic.name.clone();

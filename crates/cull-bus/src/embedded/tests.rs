@@ -375,3 +375,49 @@ async fn concurrent_senders_share_flushes_and_lose_nothing() {
     }
     assert_eq!(bus.end_offset("t"), 1600);
 }
+
+#[tokio::test]
+async fn a_reader_holds_back_neither_retention_nor_producers_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig { segment_mb: 1, retention_mb: 1, capacity: 1, ..on_disk(dir.path()) };
+    let bus = EmbeddedBus::open(&config).unwrap();
+    let producer = bus.producer();
+    let mut reader = bus.reader("t").unwrap();
+    let big = |n: u8| Message { key: None, payload: vec![n; 1100 << 10], headers: Vec::new() };
+    for n in 0..4 {
+        // A generous bound that only detects a producer waiting for the reader.
+        tokio::time::timeout(LONG, producer.send_all("t", vec![big(n)]))
+            .await
+            .expect("a reader that took nothing does not hold the producer back")
+            .unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path().join("t"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .count();
+    assert_eq!(segments, 1, "retention did not wait for the reader");
+    let first = batch(&mut reader, 10).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].offset, first[0].payload[0]), (3, 3), "it goes on at the oldest record kept");
+    reader.commit().await.unwrap();
+    assert_eq!(reader.exact_lag().await.unwrap(), Some(0));
+    let groups = std::fs::read_dir(dir.path().join("t").join("groups")).unwrap().count();
+    assert_eq!(groups, 0, "a reader writes no offset file");
+    drop((reader, producer, bus));
+    let bus = EmbeddedBus::open(&config).unwrap();
+    let mut again = bus.reader("t").unwrap();
+    assert_eq!(batch(&mut again, 10).await[0].offset, 3, "a new reader starts at the oldest again");
+}
+
+#[tokio::test]
+async fn a_readers_lag_counts_what_it_can_read_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        EmbeddedConfig { fsync: Fsync::Interval, fsync_interval_ms: 3_600_000, ..on_disk(dir.path()) };
+    let bus = EmbeddedBus::open(&config).unwrap();
+    let group = bus.consumer(&["t"], "g").unwrap();
+    let reader = bus.reader("t").unwrap();
+    bus.producer().send_all("t", messages(0..3)).await.unwrap();
+    assert_eq!(group.exact_lag().await.unwrap(), Some(3), "a group drains what was acknowledged");
+    assert_eq!(reader.exact_lag().await.unwrap(), Some(0), "nothing is flushed, so nothing is readable");
+}
