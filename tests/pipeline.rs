@@ -102,12 +102,13 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
     assert_eq!(ticketed, matched, "one ticket per true match");
     for ticket in &tickets {
         assert_eq!(ticket.schema, "cull.ticket/v1");
+        // The id names the thread and the mention that opened the ticket, so a replay
+        // or a restart gives the same id.
+        let thread = cull_model::thread::thread_key(&ticket.mention);
+        assert_eq!(ticket.revision, 1, "the demo's mentions are one thread each");
         assert_eq!(
             ticket.ticket_id,
-            cull_model::ticket_id(
-                &format!("url:{}@{}", ticket.mention.url.clone().unwrap(), window(ticket)),
-                &ticket.rule.id
-            )
+            cull_model::ticket_id(&format!("{thread}@{}", ticket.mention.id), &ticket.rule.id)
         );
         assert!(!ticket.snippet.is_empty() && !ticket.spans.is_empty());
     }
@@ -136,13 +137,6 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
 
 /// Returns the dedupe window a ticket's mention falls in (demo mentions carry no time,
 /// so it is the window of the ticket's creation).
-fn window(ticket: &Ticket) -> i64 {
-    let created =
-        time::OffsetDateTime::parse(&ticket.created_at, &time::format_description::well_known::Rfc3339)
-            .expect("created_at is RFC 3339");
-    created.unix_timestamp().div_euclid(3600)
-}
-
 /// Sends one HTTP/1.1 GET and returns the status code and body.
 pub fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
@@ -188,7 +182,9 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     let metrics = loop {
         let (ready, _) = get(&address, "/readyz").unwrap();
         let (_, metrics) = get(&address, "/metrics").unwrap();
-        if ready == 200 && metrics.contains("cull_matcher_mentions_total{outcome=\"matched\"} 6") {
+        let ticketed = metrics.contains("cull_stage_batch_records_count{stage=\"tickets\"}");
+        if ready == 200 && ticketed && metrics.contains("cull_matcher_mentions_total{outcome=\"matched\"} 6")
+        {
             break metrics;
         }
         assert!(Instant::now() < deadline, "not ready with all demo mentions matched: {metrics}");

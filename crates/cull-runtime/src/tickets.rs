@@ -85,27 +85,6 @@ impl TicketStage {
         self.previous.iter().find(|set| set.version() == version).cloned().unwrap_or(current)
     }
 
-    /// Returns the changelog topic the stage keeps its triage state in.
-    pub fn changelog_topic(&self) -> String {
-        self.topics.ticket_state.clone()
-    }
-
-    /// Takes triage state records read from the changelog, in log order; a record
-    /// that is not a ticket state is logged and skipped (it cannot be dead-lettered:
-    /// it is not this stage's input, and skipping it loses no ticket, only the memory
-    /// of one).
-    pub fn restore_records(&mut self, records: &[Record]) {
-        for record in records {
-            match serde_json::from_slice::<ChangelogRecord>(&record.payload) {
-                Ok(state) => self.triage.restore(state),
-                Err(error) => tracing::warn!(
-                    topic = %record.topic, partition = record.partition, offset = record.offset, %error,
-                    "skipping a changelog record that is not a ticket state"
-                ),
-            }
-        }
-    }
-
     /// Adds `ticket` to `out`, on its queue's topic.
     fn send_ticket(&self, ticket: &Ticket, out: &mut Output) -> Result<(), StageError> {
         let payload = serde_json::to_vec(ticket).map_err(|e| StageError::new(NAME, e))?;
@@ -134,6 +113,25 @@ impl TicketStage {
 impl Stage for TicketStage {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn changelog(&self) -> Option<String> {
+        Some(self.topics.ticket_state.clone())
+    }
+
+    /// Takes triage state records read from the changelog, in log order; a record
+    /// that is not a ticket state is logged and skipped (skipping it loses no ticket,
+    /// only the memory of one, so a later revision restarts its count).
+    fn restore(&mut self, records: &[Record]) {
+        for record in records {
+            match serde_json::from_slice::<ChangelogRecord>(&record.payload) {
+                Ok(state) => self.triage.restore(state),
+                Err(error) => tracing::warn!(
+                    topic = %record.topic, partition = record.partition, offset = record.offset, %error,
+                    "skipping a changelog record that is not a ticket state"
+                ),
+            }
+        }
     }
 
     fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {

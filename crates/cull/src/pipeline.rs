@@ -115,8 +115,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Arc::clone(&summary),
         )
         .context("tickets.calendars")?;
-        let mut outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
-        outputs.push(&topics.ticket_state);
+        let outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
         runtime.stage(stage, &[&topics.verdicts], &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
     }
     let mut index = None;
