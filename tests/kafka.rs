@@ -308,6 +308,13 @@ fn check_tickets(records: &[Consumed]) -> BTreeMap<String, BTreeSet<String>> {
         for varying in ["created_at", "sla_due_at", "revision"] {
             fields.remove(varying);
         }
+        // How late a mention was when cull saw it depends on when that was: a verdict
+        // read again after a crash may find it a minute later.
+        for factor in fields["factors"].as_array_mut().expect("factors") {
+            if factor["factor"] == "late" {
+                factor["value"] = serde_json::Value::Null;
+            }
+        }
         if let Some(first) = bodies.get(&ticket.ticket_id) {
             assert_eq!(first, &body, "two records of ticket {} differ", ticket.ticket_id);
         } else {
@@ -418,7 +425,9 @@ fn outside_client_mentions_become_tickets_and_bad_records_dead_letters() {
         .iter()
         .map(|r| {
             let verdict: Verdict = r.json();
-            assert_eq!(r.key.as_deref(), Some(verdict.mention_id.as_str()), "key = mention id");
+            let mention = verdict.mention.as_ref().expect("a verdict carries its mention");
+            let thread = cull_model::thread::thread_key(mention);
+            assert_eq!(r.key.as_deref(), Some(thread.as_str()), "key = the mention's thread");
             verdict.mention_id
         })
         .collect();
@@ -554,9 +563,9 @@ fn authors_mentions(round: usize, authors: usize, per_author: usize) -> Vec<u8> 
 fn two_ticketing_processes_and_a_restart_keep_one_ticket_per_author_with_growing_revisions() {
     require_kafka_python();
     let broker = start_broker();
-    let (authors, per_round) = (40, 3);
+    let (authors, per_round) = (40, 20);
     let env = [
-        ("CULL__MATCHER__BATCH_SIZE", "5"),
+        ("CULL__MATCHER__BATCH_SIZE", "1"),
         ("CULL__BUS__KAFKA__PARTITIONS", "4"),
         ("CULL__BUS__KAFKA__GROUP_ID", "pair"),
     ];
@@ -586,7 +595,8 @@ fn two_ticketing_processes_and_a_restart_keep_one_ticket_per_author_with_growing
         let numbers: Vec<u32> = revisions.iter().map(|t| t.revision).collect();
         assert!(numbers.windows(2).all(|w| w[0] <= w[1]), "{id}: revisions went back: {numbers:?}");
         let last = revisions.last().expect("a revision");
-        assert_eq!((last.revision, last.mention_count), (6, 6), "{id}: {numbers:?}");
+        let total = 2 * per_round as u32;
+        assert_eq!((last.revision, last.mention_count), (total, total), "{id}: {numbers:?}");
         let first_due = &revisions[0].sla_due_at;
         assert!(revisions.iter().all(|t| &t.sla_due_at <= first_due), "{id}: the deadline moved back");
     }
@@ -604,7 +614,8 @@ fn two_ticketing_processes_and_a_restart_keep_one_ticket_per_author_with_growing
         latest.insert(id.to_string(), revision);
     }
     assert_eq!(latest.len(), authors, "{}", example.stdout);
-    assert!(latest.values().all(|r| *r == 6), "the consumer ends at revision 6: {latest:?}");
+    let total = 2 * per_round as u32;
+    assert!(latest.values().all(|r| *r == total), "the consumer ends at revision {total}: {latest:?}");
 }
 
 /// Sends one HTTP/1.1 POST of a JSON body; returns the status and the whole response.

@@ -9,9 +9,12 @@
 //! The key, in order of precedence:
 //! 1. what ingest wrote in `meta.thread`: a near-duplicate (a retweet, a syndicated
 //!    copy) takes the thread of the first copy, whatever its author or URL;
-//! 2. `author:<author>`: one author writing about one rule is one ticket per window;
-//! 3. `url:<canonical URL>`: the copies of one item under one address;
-//! 4. `mention:<id>`: a mention that says nothing else stands alone.
+//! 2. for a retweet written as such (`RT @handle: …`), `author:handle`: it joins the
+//!    ticket of the post it repeats, even when the original never reached cull;
+//! 3. `author:<author>` (lowercased, without a leading `@`): one author writing about
+//!    one rule is one ticket per window;
+//! 4. `url:<canonical URL>`: the copies of one item under one address;
+//! 5. `mention:<id>`: a mention that says nothing else stands alone.
 
 use crate::Mention;
 
@@ -29,13 +32,23 @@ pub fn thread_key(mention: &Mention) -> String {
     if let Some(thread) = mention.meta.get(THREAD).filter(|t| !t.is_empty()) {
         return thread.clone();
     }
+    if let Some(original) = retweeted_author(&mention.text) {
+        return format!("author:{}", original.to_lowercase());
+    }
     if let Some(author) = mention.author.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        return format!("author:{}", author.to_lowercase());
+        return format!("author:{}", author.trim_start_matches('@').to_lowercase());
     }
     if let Some(url) = mention.url.as_deref().and_then(canonical_url) {
         return format!("url:{url}");
     }
     format!("mention:{}", mention.id)
+}
+
+/// Returns the handle a classic retweet (`RT @handle: text`, `RT @handle text`) repeats.
+fn retweeted_author(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix("RT @")?;
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }
 
 /// Returns `url` in the form two copies of one item share: scheme and host
@@ -97,10 +110,15 @@ mod tests {
     #[test]
     fn the_thread_is_ingests_then_the_author_then_the_url_then_the_mention() {
         let mut m = mention(Some(" @Angry "), Some("https://x.example/1"));
-        assert_eq!(thread_key(&m), "author:@angry");
+        assert_eq!(thread_key(&m), "author:angry");
         m.meta.insert(THREAD.into(), "author:@original".into());
         assert_eq!(thread_key(&m), "author:@original");
         assert_eq!(thread_key(&mention(None, Some("https://www.x.example/1/"))), "url:x.example/1");
         assert_eq!(thread_key(&mention(Some(""), None)), "mention:m-1");
+        let mut retweet = mention(Some("@someone"), Some("https://x.example/2"));
+        retweet.text = "RT @Brand_Fan: Slack is down again".into();
+        assert_eq!(thread_key(&retweet), "author:brand_fan", "a retweet joins the post it repeats");
+        retweet.text = "RT @ is not a retweet".into();
+        assert_eq!(thread_key(&retweet), "author:someone");
     }
 }

@@ -120,6 +120,21 @@ pub struct TicketState {
     /// For an incident: how far above its baseline the spike was.
     #[serde(default)]
     pub severity: Option<Severity>,
+    /// The ids of the latest mentions that joined, latest last: a mention seen again
+    /// (the matcher re-read it after a crash and made a second verdict) is recognized
+    /// by its id, not only by its verdict's position.
+    #[serde(default)]
+    pub joined: Vec<String>,
+    /// The factors, score and head start of the latest revision, so that sending it
+    /// again sends it unchanged.
+    #[serde(default)]
+    pub factors: Vec<Factor>,
+    /// See `factors`.
+    #[serde(default)]
+    pub score: u8,
+    /// See `factors`.
+    #[serde(default)]
+    pub rank_offset_minutes: u32,
 }
 
 impl TicketState {
@@ -159,6 +174,19 @@ impl TicketState {
             mention: None,
             summary: None,
             severity: None,
+            joined: Vec::new(),
+            factors: Vec::new(),
+            score: 0,
+            rank_offset_minutes: 0,
+        }
+    }
+
+    /// Remembers that `mention` joined.
+    fn remember_join(&mut self, mention: &str) {
+        self.joined.retain(|id| id != mention);
+        self.joined.push(mention.to_string());
+        if self.joined.len() > RECENT_JOINS {
+            self.joined.remove(0);
         }
     }
 }
@@ -386,41 +414,43 @@ impl Triage {
             .map(|state| state.ticket_id.clone());
         let mut triaged = Triaged::default();
         if let Some(state) = joined.as_ref().and_then(|id| self.tickets.get(id)) {
-            if let (Some(seen), Some(read)) = (state.position, position) {
-                if seen.partition == read.partition && read.offset < seen.offset {
-                    triaged.replayed = true;
-                    return triaged;
-                }
+            let older = matches!((state.position, position), (Some(seen), Some(read))
+                if seen.partition == read.partition && read.offset < seen.offset);
+            let latest = state.joined.last() == Some(&mention.id);
+            if latest || (state.position.is_some() && state.position == position) {
+                // This mention made the latest revision: send that revision again, as it
+                // was, so that a consumer sees a duplicate and nothing new.
+                triaged.replayed = true;
+                let state = state.clone();
+                triaged.tickets.push(self.resend(&state, mention, matched, rule));
+                return triaged;
             }
-            triaged.replayed = state.position.is_some() && state.position == position;
+            if older || state.joined.contains(&mention.id) {
+                triaged.replayed = true;
+                return triaged;
+            }
         }
         let compound = self.sentiment(mention);
-        let incident = if triaged.replayed {
-            None
-        } else {
-            self.observe_spikes(mention, rule, event, compound, now_secs, &mut triaged)
-        };
+        let incident = self.observe_spikes(mention, rule, event, compound, now_secs, &mut triaged);
         let state = match joined {
             Some(id) => {
                 let state = self.tickets.get_mut(&id).expect("a linked ticket is remembered");
-                if !triaged.replayed {
-                    state.revision = state.revision.saturating_add(1);
-                    state.mention_count = state.mention_count.saturating_add(1);
-                    state.last_event_at = state.last_event_at.max(event);
-                    state.updated_at = now_secs;
-                    state.position = position;
-                    state.recent.push(event);
-                    if state.recent.len() > RECENT_JOINS {
-                        state.recent.remove(0);
+                state.revision = state.revision.saturating_add(1);
+                state.mention_count = state.mention_count.saturating_add(1);
+                state.last_event_at = state.last_event_at.max(event);
+                state.updated_at = now_secs;
+                state.position = position;
+                state.recent.push(event);
+                if state.recent.len() > RECENT_JOINS {
+                    state.recent.remove(0);
+                }
+                for key in &keys {
+                    if !state.links.contains(key) && state.links.len() < LINKS_PER_TICKET {
+                        state.links.push(key.clone());
                     }
-                    for key in &keys {
-                        if !state.links.contains(key) && state.links.len() < LINKS_PER_TICKET {
-                            state.links.push(key.clone());
-                        }
-                    }
-                    if incident.is_some() {
-                        state.incident_id.clone_from(&incident);
-                    }
+                }
+                if incident.is_some() {
+                    state.incident_id.clone_from(&incident);
                 }
                 state.clone()
             }
@@ -678,7 +708,7 @@ impl Triage {
         let state = self.tickets.entry(ticket_id.clone()).or_insert_with(|| {
             TicketState::opened(ticket_id, TicketKind::Digest, "digest", queue, event, now)
         });
-        let replay = state.position.is_some() && state.position == position;
+        let replay = state.members.contains(&mention.id);
         if !replay {
             state.revision = state.revision.saturating_add(1);
             state.mention_count = state.mention_count.saturating_add(1);
@@ -751,6 +781,9 @@ impl Triage {
             }
         }
         state.priority = priority;
+        state.remember_join(&mention.id);
+        state.factors.clone_from(&scored.factors);
+        (state.score, state.rank_offset_minutes) = (scored.score, scored.rank_offset_minutes);
         self.tickets.insert(state.ticket_id.clone(), state.clone());
         self.changed.insert(state.ticket_id.clone());
         let rule_ref = TicketRule {
@@ -771,6 +804,32 @@ impl Triage {
             Some((name, clock)) => (name.clone(), clock.due(start, minutes).unix_timestamp()),
             None => ("calendar".to_string(), SlaClock::Calendar.due(start, minutes).unix_timestamp()),
         }
+    }
+
+    /// Returns the latest revision of `state` again, as it was sent, for `mention`,
+    /// which made it.
+    fn resend(
+        &mut self,
+        state: &TicketState,
+        mention: &Mention,
+        matched: &MatchedRule,
+        rule: &CompiledRule,
+    ) -> Ticket {
+        let rule_ref = TicketRule {
+            id: rule.rule.id.clone(),
+            name: rule.rule.name.clone(),
+            version: rule.version.clone(),
+        };
+        let scored = crate::score::Scored {
+            factors: state.factors.clone(),
+            score: state.score,
+            priority: state.priority,
+            rank_offset_minutes: state.rank_offset_minutes,
+        };
+        let mut ticket =
+            self.build(state, rule_ref, mention, matched.spans.clone(), state.updated_at, Some(scored));
+        ticket.client = rule.rule.client.clone().or_else(|| mention.client.clone());
+        ticket
     }
 
     /// Returns the first-response target of `priority` in `queue` and its policy name.
@@ -987,6 +1046,11 @@ mod tests {
             .collect();
         assert!(retweets.iter().all(|r| r.ticket_id == first.ticket_id), "30 retweets join the original");
         assert_eq!(retweets[29].mention_count, 31);
+        let mut classic =
+            mention("crt", Some("@other"), Some("https://x.example/status/999"), "2026-11-25T10:06:00Z");
+        classic.text = "RT @Brand_Fan: slack is down again for the whole team".into();
+        let classic = one(triage(&mut t, &rules, &classic, 45, now));
+        assert_eq!(classic.ticket_id, first.ticket_id, "a classic retweet joins the post it repeats");
 
         let a = mention("a", None, Some("https://news.example/story?utm_source=x"), "2026-11-25T10:00:00Z");
         let b =
@@ -1062,6 +1126,23 @@ mod tests {
         stale.revision = 1;
         after.restore(ChangelogRecord::Ticket(stale));
         assert_eq!(after.state(&next.ticket_id).unwrap().revision, 4, "an older record never wins");
+    }
+
+    #[test]
+    fn a_second_verdict_of_one_mention_sends_its_revision_again_unchanged() {
+        let rules = rules("");
+        let mut t = Triage::new(&TicketConfig::default()).unwrap();
+        let m = |i: i64| mention(&format!("m{i}"), Some("@a"), None, "2026-11-25T02:00:00Z");
+        let first = one(triage(&mut t, &rules, &m(0), 0, "2026-11-25T10:00:00Z"));
+        let second = one(triage(&mut t, &rules, &m(1), 1, "2026-11-25T10:00:00Z"));
+        // The matcher re-read m1 after a crash: a new verdict, at a new offset, later.
+        let again = triage(&mut t, &rules, &m(1), 7, "2026-11-25T10:09:00Z");
+        assert!(again.replayed);
+        assert_eq!(again.tickets, [second.clone()], "the same revision, byte for byte");
+        let older = triage(&mut t, &rules, &m(0), 8, "2026-11-25T10:10:00Z");
+        assert!(older.replayed && older.tickets.is_empty(), "an older mention is not a new revision");
+        let next = one(triage(&mut t, &rules, &m(2), 9, "2026-11-25T10:11:00Z"));
+        assert_eq!((first.revision, second.revision, next.revision, next.mention_count), (1, 2, 3, 3));
     }
 
     #[test]
