@@ -367,6 +367,48 @@ fn pipeline_file(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// The README's promise on the embedded bus: an author's posts are one ticket, its
+/// retweets join it, and a restart continues its revisions (it used to start again at
+/// revision 1, which a consumer keeping the highest revision drops).
+#[test]
+fn a_thread_stays_one_ticket_across_a_restart_and_its_revisions_keep_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("in.jsonl");
+    let file = pipeline(dir.path(), &source, "127.0.0.1:0", 1 << 20);
+    let post = |id: &str, author: &str, text: &str, minute: u32| {
+        serde_json::json!({
+            "schema": "cull.mention/v1", "id": id, "author": author, "channel": "twitter",
+            "url": format!("https://x.example/{author}/status/{id}"), "lang": "en",
+            "published_at": format!("2026-12-01T10:{minute:02}:00Z"), "text": text,
+        })
+        .to_string()
+    };
+    let complaint = "Slack is down again for the whole support team, the messaging app is useless";
+    let mut first: Vec<String> = (0..3).map(|i| post(&format!("a{i}"), "@angry", complaint, i)).collect();
+    first.extend(
+        (0..5).map(|i| {
+            post(&format!("rt{i}"), &format!("@fan{i}"), &format!("RT @angry: {complaint}"), 10 + i)
+        }),
+    );
+    std::fs::write(&source, first.join("\n") + "\n").unwrap();
+    let run = || {
+        let out = cull(&["run", file.to_str().unwrap(), "--once"], &[]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    run();
+    std::fs::write(&source, post("later", "@angry", complaint, 30) + "\n").unwrap();
+    run();
+    let tickets: Vec<Ticket> = lines(&dir.path().join("tickets.jsonl"));
+    let ids: std::collections::BTreeSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one ticket for an author, their posts and the retweets of them: {ids:?}");
+    let revisions: Vec<u32> = tickets.iter().map(|t| t.revision).collect();
+    assert_eq!(revisions, (1..=9).collect::<Vec<u32>>(), "the restart went on at revision 9");
+    let last = tickets.last().unwrap();
+    assert_eq!((last.mention_count, last.mention.id.as_str()), (9, "later"));
+    assert_eq!(last.sla_due_at, tickets[0].sla_due_at, "the deadline set at the first revision holds");
+    assert_eq!(last.arrival_at, "2026-12-01T10:00:00Z");
+}
+
 /// `cull config check` passes exactly when `cull run` would start: what the run checks
 /// in the environment (a webhook's secret variable, the rules directory, API tokens)
 /// the check reports too, each naming its key.

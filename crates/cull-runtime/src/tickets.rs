@@ -96,9 +96,15 @@ impl TicketStage {
 
     /// Adds the incidents mentions joined and the state triage changed to `out`: the
     /// tickets first, then the changelog, which the runner sends in the same batch.
-    fn send_changes(&mut self, now: OffsetDateTime, out: &mut Output) -> Result<u64, StageError> {
+    fn send_changes(
+        &mut self,
+        now: OffsetDateTime,
+        tickets: &mut BTreeMap<(String, Priority), u64>,
+        out: &mut Output,
+    ) -> Result<u64, StageError> {
         let incidents = self.triage.take_incidents();
         for incident in &incidents {
+            *tickets.entry((incident.queue.clone(), incident.priority)).or_default() += 1;
             self.send_ticket(incident, out)?;
         }
         for record in self.triage.take_changes(now) {
@@ -193,7 +199,7 @@ impl Stage for TicketStage {
                 }
             }
         }
-        made += self.send_changes(now, out)?;
+        made += self.send_changes(now, &mut tickets, out)?;
         self.metrics.record_tickets(&tickets);
         self.summary.add_tickets(made);
         Ok(())
