@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 
 use cull_index::{Indexer, Origin};
 use cull_match::RuleSet;
-use cull_model::{Channel, Mention, Verdict};
+use cull_model::{Channel, Mention, Ticket, Verdict};
 use serde_json::{json, Value};
 
 use crate::corpus::{data_dir, real_mentions};
@@ -104,7 +104,44 @@ pub fn mentions(set: &RuleSet) -> Vec<Mention> {
     mentions
 }
 
-/// Indexes `mentions` with their live verdicts into `dir`; returns the verdicts.
+/// The detail of the crisis factor of the fixture's ticket: hostile HTML.
+pub const HOSTILE_DETAIL: &str = "<img src=x onerror=alert(1)>";
+
+/// The tickets the fixture indexes about the first matched mention: a ticket (whose
+/// crisis factor's detail is [`HOSTILE_DETAIL`]) and the incident it is part of.
+pub fn fixture_tickets(mention: &Mention) -> [Ticket; 2] {
+    let ticket = |id: &str, kind: &str, rule: &str, factor: Value, extra: Value| -> Ticket {
+        let mut ticket = json!({
+            "schema": "cull.ticket/v1", "ticket_id": id, "revision": 2, "created_at": "2026-11-20T10:00:00Z",
+            "queue": "social", "priority": "P1", "priority_score": 85, "sla_due_at": "2026-11-20T10:15:00Z",
+            "rule": { "id": "slack-company", "name": rule, "version": "v1" }, "mention": mention,
+            "spans": [], "snippet": "", "kind": kind, "mention_count": 3, "arrival_at": "2026-11-20T09:58:00Z",
+            "rank_offset_minutes": 30, "factors": [factor], "sla_policy": "social/P1",
+            "sla_target_minutes": 15, "sla_clock": "calendar", "late_on_arrival": true,
+        });
+        ticket.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(ticket).unwrap()
+    };
+    [
+        ticket(
+            "t-fixture",
+            "ticket",
+            "Slack",
+            json!({ "factor": "crisis", "value": 1.0, "points": 25.0, "detail": HOSTILE_DETAIL }),
+            json!({ "incident_id": "i-fixture" }),
+        ),
+        ticket(
+            "i-fixture",
+            "incident",
+            "Spike of rule:slack-company: 40 mentions in 5 minutes",
+            json!({ "factor": "spike", "value": 40.0, "points": 30.0, "detail": "High" }),
+            json!({ "links": [mention.id] }),
+        ),
+    ]
+}
+
+/// Indexes `mentions` with their live verdicts into `dir`, and the
+/// [`fixture_tickets`] of the first matched one, if any; returns the verdicts.
 pub fn index(dir: &Path, set: &RuleSet, mentions: &[Mention]) -> Vec<Verdict> {
     let verdicts = set.verdicts(mentions);
     let mut indexer = Indexer::open(dir, 1, 0).unwrap();
@@ -112,6 +149,12 @@ pub fn index(dir: &Path, set: &RuleSet, mentions: &[Mention]) -> Vec<Verdict> {
         let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
         let origin = Origin { topic: "cull.verdicts", partition: 0, offset: offset as i64 };
         assert!(indexer.add(&carried, Some(origin)).unwrap());
+    }
+    if let Some((matched, _)) = mentions.iter().zip(&verdicts).find(|(_, v)| !v.matched.is_empty()) {
+        for (offset, ticket) in fixture_tickets(matched).iter().enumerate() {
+            let origin = Origin { topic: "cull.tickets", partition: 0, offset: offset as i64 };
+            assert_eq!(indexer.add_ticket(ticket, Some(origin)).unwrap(), 1);
+        }
     }
     indexer.commit().unwrap();
     verdicts
@@ -440,6 +483,11 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(body["ruleset_version"], set.version());
     let stored: Verdict = serde_json::from_value(body["verdict"].clone()).unwrap();
     assert_eq!(stored.matched, matched.matched);
+    // The tickets about it, as the ticketing stage wrote them, ordered by id.
+    let tickets: Vec<Ticket> = serde_json::from_value(body["tickets"].clone()).unwrap();
+    let mention = mentions.iter().find(|m| m.id == matched.mention_id).unwrap();
+    let [ticket, incident] = fixture_tickets(mention);
+    assert_eq!(tickets, [incident, ticket]);
     let culled = verdicts.iter().find(|v| v.matched.is_empty() && !v.culled.is_empty()).unwrap();
     let reply = get(format!("/api/mentions/{}", culled.mention_id)).await;
     let body = spec.check("GET", "/api/mentions/{id}", &reply);
@@ -452,6 +500,7 @@ async fn every_route_answers_as_the_openapi_document_says() {
     let body = spec.check("GET", "/api/mentions/{id}", &reply);
     let raw = mentions.iter().find(|m| m.id == hostile).unwrap();
     assert_eq!(body["verdict"]["mention"]["text"], raw.text, "the mention comes back as it went in");
+    assert_eq!(body["tickets"], json!([]), "no ticket about it");
     let reply = get("/api/mentions/no%20such%20mention".into()).await;
     assert_eq!(reply.status, 404);
     let message = spec.check("GET", "/api/mentions/{id}", &reply)["error"].as_str().unwrap().to_string();

@@ -1,7 +1,7 @@
 //! The web console in headless Chromium, driven over the W3C WebDriver protocol by
 //! chromedriver: sign in, search, highlights, facets, the histogram, a mention's
-//! "why", and hostile HTML that must stay text. A screenshot is kept in
-//! `target/console.png`.
+//! "why", a mention's tickets (factors, SLA, incident), and hostile HTML that must
+//! stay text. Screenshots are kept in `target/console*.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::api::{fixture, ANALYST};
-use crate::pipeline::repo;
+use crate::api::{fixture, serve, tokens_file, ANALYST, HOSTILE_DETAIL};
+use crate::pipeline::{cull, repo, text};
 
 /// The key of an element reference in WebDriver responses.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -244,6 +244,41 @@ async fn the_console_searches_highlights_explains_and_keeps_hostile_html_as_text
             > 0
     );
     browser.screenshot("console-mention.png").await;
+
+    // The first matched mention's tickets: factors as a table, the SLA, the incident.
+    let ticketed = verdicts.iter().find(|v| !v.matched.is_empty()).unwrap();
+    browser.open(&format!("{base}/#/mention/{}", ticketed.mention_id)).await;
+    browser.wait_for("document.querySelectorAll('#mention .ticket').length === 2").await;
+    let ticket =
+        browser.script("return document.querySelector('#mention .ticket.kind-ticket').textContent;").await;
+    let ticket = ticket.as_str().unwrap();
+    for shown in [
+        "t-fixture revision 2",
+        "P1, score 85",
+        "2026-11-20T10:15:00Z",
+        "social/P1",
+        "calendar",
+        "15 minutes",
+        "30 minutes",
+        "2026-11-20T09:58:00Z",
+        "Spike of rule:slack-company",
+    ] {
+        assert!(ticket.contains(shown), "{shown:?} is not on the ticket: {ticket}");
+    }
+    let factor = browser
+        .script("return [...document.querySelectorAll('#mention .kind-ticket table.factors tbody tr td')].map(td => td.textContent);")
+        .await;
+    assert_eq!(factor, json!(["crisis", "1", "25", HOSTILE_DETAIL]), "the factor row, its detail as text");
+    let link =
+        browser.script("return document.querySelector('#mention a.incident').getAttribute('href');").await;
+    assert_eq!(link, json!(format!("#/mention/{}", ticketed.mention_id)), "the incident's mention");
+    let parsed = browser
+        .script(&format!("return document.querySelectorAll('#mention :is({PAYLOAD_ELEMENTS})').length;"))
+        .await;
+    assert_eq!(parsed, 0, "the factor's detail was parsed as HTML");
+    browser.script("document.querySelector('#mention .ticket').scrollIntoView(); return true;").await;
+    browser.screenshot("console-tickets.png").await;
+
     let culled = verdicts.iter().find(|v| v.matched.is_empty() && !v.culled.is_empty()).unwrap();
     browser.open(&format!("{base}/#/mention/{}", culled.mention_id)).await;
     let why = browser.wait_for("document.querySelector('#mention .why.outcome-culled') && document.getElementById('mention').textContent").await;
@@ -283,5 +318,61 @@ async fn the_console_searches_highlights_explains_and_keeps_hostile_html_as_text
     assert_eq!(browser.alert().await, None, "a payload opened an alert");
     let location = browser.script("return location.origin;").await;
     assert_eq!(location, base, "a payload navigated away");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_from_a_pipeline_run_shows_on_its_mentions_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    // A VIP author whose name is hostile HTML: the ticket's `vip` factor names it.
+    let mention = json!({
+        "schema": "cull.mention/v1", "id": "vip-1", "channel": "news", "lang": "en",
+        "author": HOSTILE_DETAIL, "published_at": "2026-11-20T09:00:00Z",
+        "title": "Slack shares climb after earnings",
+        "text": "Slack Technologies reported revenue growth and its shares rose in after-hours trading.",
+    });
+    std::fs::write(path("mentions.jsonl"), format!("{mention}\n")).unwrap();
+    let pipeline = format!(
+        "[bus.embedded]\ndir = \"{bus}\"\n[matcher]\nrules = \"rules\"\n[tickets]\nvip_authors = [{vip}]\n\
+         [index]\nenabled = true\ndir = \"{index}\"\n[[source]]\nkind = \"jsonl\"\nname = \"vip\"\npath = \"{source}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
+        bus = path("bus"),
+        vip = json!(HOSTILE_DETAIL),
+        index = path("index"),
+        source = path("mentions.jsonl"),
+    );
+    std::fs::write(path("pipeline.toml"), pipeline).unwrap();
+    let out = cull(&["run", &path("pipeline.toml"), "--once"], &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tokens = tokens_file(dir.path());
+    let server = serve(&dir.path().join("index"), &["--tokens", tokens.to_str().unwrap()], &[]);
+    let base = format!("http://{}", server.address);
+    let browser = Browser::start().await;
+    browser.open(&format!("{base}/")).await;
+    browser.wait_for("!document.getElementById('login').hidden").await;
+    browser.type_into("#token", ANALYST).await;
+    browser.click("#login-button").await;
+    browser.wait_for("/^\\d+ mention/.test(document.getElementById('status').textContent)").await;
+    browser.open(&format!("{base}/#/mention/vip-1")).await;
+    let ticket = browser.wait_for("document.querySelector('#mention .ticket') && document.querySelector('#mention .ticket').textContent").await;
+    let ticket = ticket.as_str().unwrap();
+    assert!(
+        ticket.contains("SLA due at") && ticket.contains("SLA policy") && ticket.contains("revision 1"),
+        "{ticket}"
+    );
+    let rows = browser
+        .script("return [...document.querySelectorAll('#mention .ticket table.factors tbody tr')].map(tr => [...tr.cells].map(td => td.textContent));")
+        .await;
+    let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+    assert!(rows.iter().any(|row| row[0] == "vip" && row[3] == HOSTILE_DETAIL), "{rows:?}");
+    let parsed = browser
+        .script(&format!("return document.querySelectorAll('#mention :is({PAYLOAD_ELEMENTS})').length;"))
+        .await;
+    assert_eq!(parsed, 0, "the author was parsed as HTML");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.alert().await, None, "a payload opened an alert");
+    browser.script("document.querySelector('#mention .ticket').scrollIntoView(); return true;").await;
+    browser.screenshot("console-pipeline-ticket.png").await;
     browser.quit().await;
 }

@@ -5,7 +5,8 @@
 //! search mean what a rule means, and a [`backtest`] of a draft rule show what the live
 //! matcher would have done.
 //!
-//! * [`Indexer`] writes: it upserts by mention id and commits every N documents or T
+//! * [`Indexer`] writes: it upserts by mention id (the verdict and the tickets about
+//!   the mention, in either order) and commits every N documents or T
 //!   seconds with the consumed offsets in the commit's payload ([`Checkpoint`]), so a
 //!   restart resumes exactly where the last commit ended.
 //! * [`Searcher`] reads: queries in the rule language with filters, sort by time or
@@ -26,8 +27,8 @@ pub use config::IndexConfig;
 pub use error::IndexError;
 pub use schema::{IndexSchema, Outcome};
 pub use search::{
-    parse_time_bound, Bucket, FacetCount, Histogram, Hit, Interval, Limits, SearchRequest, SearchResponse,
-    Searcher, Snippet, Sort, FACETS,
+    parse_time_bound, Bucket, FacetCount, Histogram, Hit, Interval, Limits, MentionRecord, SearchRequest,
+    SearchResponse, Searcher, Snippet, Sort, FACETS,
 };
 pub use tantivy::Index;
 pub use writer::{Checkpoint, Indexer, Origin};

@@ -1,7 +1,12 @@
 //! The analyst index's schema: the matcher's fields plus dates, verdicts and the
 //! stored record.
+//!
+//! A document is one mention. Its stored record is the verdict (with the mention) and
+//! the tickets about the mention; a mention whose tickets came before its verdict has a
+//! document that holds only its id and the tickets (no verdict, so no search finds it)
+//! until the verdict joins them.
 
-use cull_model::Verdict;
+use cull_model::{Ticket, Verdict};
 use cull_rules::tantivy_query::MentionSchema;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{self, Schema, FAST, INDEXED, STORED, STRING};
@@ -104,9 +109,15 @@ impl IndexSchema {
         self.mention.schema()
     }
 
-    /// Returns the document of a verdict and the mention it carries (`None` when it
-    /// carries none); `now` dates a mention that has no time of its own.
-    pub fn document(&self, verdict: &Verdict, now: OffsetDateTime) -> Option<TantivyDocument> {
+    /// Returns the document of a verdict, the mention it carries (`None` when it
+    /// carries none) and the tickets about it; `now` dates a mention that has no time of
+    /// its own.
+    pub fn document(
+        &self,
+        verdict: &Verdict,
+        tickets: &[Ticket],
+        now: OffsetDateTime,
+    ) -> Option<TantivyDocument> {
         let mention = verdict.mention.as_ref()?;
         let mut document = self.mention.document(mention);
         let published = mention.published_at.as_deref().and_then(parse_time);
@@ -125,15 +136,43 @@ impl IndexSchema {
         for culled in &verdict.culled {
             document.add_text(self.culled_rule, &culled.rule_id);
         }
-        document.add_text(self.record, serde_json::to_string(verdict).expect("a verdict always serializes"));
+        let record = StoredRecord { verdict: Some(verdict), tickets };
+        document.add_text(self.record, serde_json::to_string(&record).expect("a record always serializes"));
         Some(document)
     }
 
-    /// Returns the stored record (the verdict with its mention) of a document.
+    /// Returns the document of a mention whose verdict has not come yet: its id (so that
+    /// the verdict replaces it) and the tickets about it, nothing a search looks at.
+    pub fn tickets_document(&self, mention_id: &str, tickets: &[Ticket]) -> TantivyDocument {
+        let mut document = TantivyDocument::new();
+        document.add_text(self.mention.id_field(), mention_id);
+        let record = StoredRecord { verdict: None, tickets };
+        document.add_text(self.record, serde_json::to_string(&record).expect("a record always serializes"));
+        document
+    }
+
+    /// Returns the stored verdict (with its mention) of a document; `None` for a
+    /// document that holds only tickets.
     pub fn record(&self, document: &TantivyDocument) -> Option<Verdict> {
+        serde_json::from_str(self.stored(document)?).ok()
+    }
+
+    /// Returns the tickets about the mention of a document (the highest revision of
+    /// each, by ticket id).
+    pub fn tickets(&self, document: &TantivyDocument) -> Vec<Ticket> {
+        #[derive(Deserialize)]
+        struct Tickets {
+            #[serde(default)]
+            tickets: Vec<Ticket>,
+        }
+        self.stored(document)
+            .and_then(|json| serde_json::from_str::<Tickets>(json).ok())
+            .map_or_else(Vec::new, |stored| stored.tickets)
+    }
+
+    fn stored<'d>(&self, document: &'d TantivyDocument) -> Option<&'d str> {
         use tantivy::schema::Value;
-        let json = document.get_first(self.record)?.as_str()?;
-        serde_json::from_str(json).ok()
+        document.get_first(self.record)?.as_str()
     }
 
     /// Returns the stored time of a document, in seconds since the epoch.
@@ -141,6 +180,16 @@ impl IndexSchema {
         use tantivy::schema::Value;
         Some(document.get_first(self.at)?.as_datetime()?.into_timestamp_secs())
     }
+}
+
+/// The stored record: the verdict's own fields (so that a record written before
+/// tickets were kept reads the same) and the tickets.
+#[derive(Serialize)]
+struct StoredRecord<'a> {
+    #[serde(flatten)]
+    verdict: Option<&'a Verdict>,
+    #[serde(skip_serializing_if = "<[Ticket]>::is_empty")]
+    tickets: &'a [Ticket],
 }
 
 /// Reads an RFC 3339 time as a Tantivy date (seconds precision).

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cull_match::verify::{spans, Document, Hidden};
-use cull_model::{Span, Verdict};
+use cull_model::{Span, Ticket, Verdict};
 use cull_rules::plan::keyword_value;
 use cull_rules::query::{compile, parse};
 use cull_rules::{Field, Plan, Sequence};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::StrColumn;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, Weight};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery, Weight};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{
     DocAddress, DocId, DocSet, Index, IndexReader, Order, ReloadPolicy, Score, SegmentReader,
@@ -208,6 +208,15 @@ pub struct Histogram {
     pub buckets: Vec<Bucket>,
 }
 
+/// A mention as the index holds it: its verdict and the tickets about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MentionRecord {
+    /// The verdict, with the mention.
+    pub verdict: Verdict,
+    /// The tickets about the mention, the highest revision of each, ordered by id.
+    pub tickets: Vec<Ticket>,
+}
+
 /// What a search found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse {
@@ -309,9 +318,22 @@ impl Searcher {
         &self.limits
     }
 
-    /// Returns the number of mentions in the index.
+    /// Returns the number of mentions in the index (whose verdict came).
     pub fn len(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        let counted = self.reader.searcher().search(&self.mentions(), &Count);
+        counted.map_or(0, |count| count as u64)
+    }
+
+    /// Returns the query of every document that holds a verdict: a document that holds
+    /// only the tickets of a mention whose verdict has not come yet is no mention to
+    /// find.
+    fn mentions(&self) -> BooleanQuery {
+        let field = self.schema.schema().get_field(VERDICT).expect("a field of the schema");
+        let outcomes = [Outcome::Matched, Outcome::Culled, Outcome::Unmatched].map(|outcome| {
+            let term = Term::from_field_text(field, outcome.as_str());
+            (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>)
+        });
+        BooleanQuery::new(outcomes.into())
     }
 
     /// Returns true when the index holds no mention.
@@ -340,15 +362,17 @@ impl Searcher {
         Ok(Some(plan))
     }
 
-    /// Returns the stored verdict (with its mention) of mention `id`.
-    pub fn mention(&self, id: &str) -> Result<Verdict, IndexError> {
+    /// Returns the stored verdict (with its mention) of mention `id` and the tickets
+    /// about it; a mention whose verdict has not come yet is not found.
+    pub fn mention(&self, id: &str) -> Result<MentionRecord, IndexError> {
         let searcher = self.reader.searcher();
         let term = Term::from_field_text(self.schema.mention.id_field(), id);
         let query = TermQuery::new(term, IndexRecordOption::Basic);
         let hits = searcher.search(&query, &TopDocs::with_limit(1))?;
         let (_, address) = hits.first().ok_or_else(|| IndexError::NotFound(id.to_string()))?;
         let document: TantivyDocument = searcher.doc(*address)?;
-        self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("mention {id:?}")))
+        let verdict = self.schema.record(&document).ok_or_else(|| IndexError::NotFound(id.to_string()))?;
+        Ok(MentionRecord { verdict, tickets: self.schema.tickets(&document) })
     }
 
     /// Runs a search.
@@ -478,11 +502,10 @@ impl Searcher {
 
     /// Returns the query of `plan` restricted by the request's filters.
     fn filtered(&self, plan: Option<&Plan>, request: &SearchRequest) -> Box<dyn Query> {
-        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        must.push((
-            Occur::Must,
-            plan.map_or_else(|| Box::new(AllQuery) as Box<dyn Query>, |p| self.schema.mention.query(p)),
-        ));
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(self.mentions()))];
+        if let Some(plan) = plan {
+            must.push((Occur::Must, self.schema.mention.query(plan)));
+        }
         if request.since.is_some() || request.until.is_some() {
             let at = self.schema.at;
             let bound = |seconds: Option<i64>, inclusive: bool| match seconds {

@@ -151,8 +151,8 @@ fn search_finds_filters_counts_and_highlights() {
     assert_eq!(culled.total, 3);
 
     let stored = searcher.mention("m2").unwrap();
-    assert_eq!(stored.culled[0].rule_id, "slack-company");
-    assert_eq!(stored.mention.unwrap().title.as_deref(), Some("Slack adjusters"));
+    assert_eq!(stored.verdict.culled[0].rule_id, "slack-company");
+    assert_eq!(stored.verdict.mention.unwrap().title.as_deref(), Some("Slack adjusters"));
     assert!(matches!(searcher.mention("nope"), Err(IndexError::NotFound(_))));
 }
 
@@ -343,8 +343,102 @@ fn a_hit_returns_passages_of_a_huge_title_and_text() {
         !title.highlights.is_empty() && title.highlights.iter().all(|h| &title.text[h[0]..h[1]] == "Slack")
     );
     assert_eq!(
-        searcher.mention("huge").unwrap().mention.unwrap().title,
+        searcher.mention("huge").unwrap().verdict.mention.unwrap().title,
         huge.title,
         "the whole mention is kept"
     );
+}
+
+/// A ticket revision about `mention` with a factor whose detail is `detail`.
+fn ticket(id: &str, revision: u32, mention: &Mention, detail: &str) -> cull_model::Ticket {
+    serde_json::from_value(serde_json::json!({
+        "schema": cull_model::TICKET_SCHEMA,
+        "ticket_id": id,
+        "revision": revision,
+        "created_at": "2026-11-20T10:00:00Z",
+        "queue": "social",
+        "priority": "P2",
+        "priority_score": 60,
+        "sla_due_at": "2026-11-20T11:00:00Z",
+        "rule": { "id": "slack-company", "name": "Slack", "version": "v1" },
+        "mention": mention,
+        "spans": [],
+        "snippet": "",
+        "factors": [{ "factor": "crisis", "value": 1.0, "points": 25.0, "detail": detail }],
+    }))
+    .unwrap()
+}
+
+fn revisions(searcher: &Searcher, id: &str) -> Vec<(String, u32)> {
+    searcher.mention(id).unwrap().tickets.iter().map(|t| (t.ticket_id.clone(), t.revision)).collect()
+}
+
+#[test]
+fn tickets_join_their_mention_whichever_comes_first_and_the_highest_revision_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let all = mentions();
+    let (first, second) = (&all[0], &all[2]);
+    let verdict = |m: &Mention| Verdict { mention: Some(m.clone()), ..set.verdict(m) };
+    let at = |topic: &'static str, offset: i64| Some(Origin { topic, partition: 0, offset });
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    // The first mention's ticket comes before its verdict, and is committed alone.
+    assert_eq!(indexer.add_ticket(&ticket("t1", 2, first, "outage"), at("cull.tickets", 0)).unwrap(), 1);
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 0, "tickets without their verdict are no mention");
+    assert!(matches!(searcher.mention(&first.id), Err(IndexError::NotFound(_))));
+    let everything = searcher.search(&SearchRequest::default()).unwrap();
+    assert_eq!(everything.total, 0, "{everything:?}");
+    // Its verdict joins them; the second mention's verdict comes before its ticket.
+    indexer.add(&verdict(first), at("cull.verdicts", 0)).unwrap();
+    indexer.add(&verdict(second), at("cull.verdicts", 1)).unwrap();
+    assert_eq!(indexer.add_ticket(&ticket("t2", 1, second, "x"), at("cull.tickets", 1)).unwrap(), 1);
+    // A lower revision of t1 is ignored; a higher one of t2 replaces its first.
+    assert_eq!(indexer.add_ticket(&ticket("t1", 1, first, "older"), at("cull.tickets", 2)).unwrap(), 0);
+    assert_eq!(indexer.add_ticket(&ticket("t2", 3, second, "newer"), at("cull.tickets", 3)).unwrap(), 1);
+    // A second rule's ticket about the first mention, before the commit.
+    assert_eq!(indexer.add_ticket(&ticket("t0", 1, first, "y"), at("cull.tickets", 4)).unwrap(), 1);
+    indexer.commit().unwrap();
+    drop(indexer);
+    searcher.reload().unwrap();
+    assert_eq!(searcher.len(), 2);
+    assert_eq!(revisions(&searcher, &first.id), [("t0".to_string(), 1), ("t1".to_string(), 2)]);
+    let record = searcher.mention(&first.id).unwrap();
+    assert_eq!(record.verdict.mention.as_ref(), Some(first), "the verdict is there too");
+    assert_eq!(record.tickets[1].factors[0].detail.as_deref(), Some("outage"));
+    assert_eq!(revisions(&searcher, &second.id), [("t2".to_string(), 3)]);
+    assert_eq!(searcher.mention(&second.id).unwrap().tickets[0].factors[0].detail.as_deref(), Some("newer"));
+    let found =
+        searcher.search(&SearchRequest { query: "slack".into(), ..SearchRequest::default() }).unwrap();
+    assert_eq!(found.hits.iter().filter(|h| h.id == first.id).count(), 1, "one document per mention");
+
+    // A reopened index skips what its checkpoint covers, tickets included.
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert!(indexer.checkpoint().covers("cull.tickets", 0, 4));
+    assert_eq!(indexer.add_ticket(&ticket("t9", 1, first, "z"), at("cull.tickets", 4)).unwrap(), 0);
+    // A verdict again (a replay past a forgotten checkpoint) keeps the tickets.
+    assert!(indexer.add(&verdict(first), at("cull.verdicts", 2)).unwrap());
+    indexer.commit().unwrap();
+    searcher.reload().unwrap();
+    assert_eq!(revisions(&searcher, &first.id).len(), 2, "the verdict kept the tickets");
+}
+
+#[test]
+fn an_incident_joins_every_mention_it_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let all = mentions();
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    for mention in &all {
+        indexer.add(&Verdict { mention: Some(mention.clone()), ..set.verdict(mention) }, None).unwrap();
+    }
+    let mut incident = ticket("i1", 1, &all[0], "spike");
+    incident.kind = cull_model::TicketKind::Incident;
+    incident.links = vec![all[0].id.clone(), all[1].id.clone()];
+    assert_eq!(indexer.add_ticket(&incident, None).unwrap(), 2, "the mention it carries is linked too");
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(revisions(&searcher, &all[1].id), [("i1".to_string(), 1)]);
+    assert!(revisions(&searcher, &all[2].id).is_empty());
 }

@@ -1,12 +1,15 @@
 //! Writing the analyst index, with the consumed offsets in each commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use cull_model::Verdict;
+use cull_model::{Ticket, TicketKind, Verdict};
 use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexWriter, Term};
+use tantivy::query::TermQuery;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use time::OffsetDateTime;
 
 use crate::error::IndexError;
@@ -68,15 +71,50 @@ pub struct Origin<'a> {
     pub offset: i64,
 }
 
-/// Writes verdicts (with their mentions) into the index.
+/// What the index holds of one mention: its verdict, once it came, and the tickets
+/// about it.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    verdict: Option<Verdict>,
+    /// The stored time of a mention that has no time of its own, kept when the
+    /// document is rewritten.
+    at: Option<OffsetDateTime>,
+    /// The highest revision of each ticket, ordered by ticket id.
+    tickets: Vec<Ticket>,
+}
+
+impl Entry {
+    /// Keeps `ticket` unless a revision at least as high is held; returns whether the
+    /// entry changed.
+    fn keep(&mut self, ticket: &Ticket) -> bool {
+        match self.tickets.binary_search_by(|held| held.ticket_id.cmp(&ticket.ticket_id)) {
+            Ok(at) if self.tickets[at].revision >= ticket.revision => false,
+            Ok(at) => {
+                self.tickets[at] = ticket.clone();
+                true
+            }
+            Err(at) => {
+                self.tickets.insert(at, ticket.clone());
+                true
+            }
+        }
+    }
+}
+
+/// Writes verdicts (with their mentions) and the tickets about them into the index.
 pub struct Indexer {
     index: Index,
     writer: IndexWriter,
+    /// Reads the last commit, where a verdict or a ticket finds what the document of
+    /// its mention already holds.
+    reader: IndexReader,
     schema: IndexSchema,
     dir: PathBuf,
     committed: Checkpoint,
     pending: Checkpoint,
     uncommitted: usize,
+    /// The mentions written since the last commit, which the reader cannot see yet.
+    written: HashMap<String, Entry>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -117,14 +155,17 @@ impl Indexer {
                 .map_err(|e| IndexError::Record(format!("commit payload {json:?}: {e}")))?,
             None => Checkpoint::default(),
         };
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Indexer {
             index,
             writer,
+            reader,
             schema,
             dir: dir.to_path_buf(),
             pending: committed.clone(),
             committed,
             uncommitted: 0,
+            written: HashMap::new(),
         })
     }
 
@@ -156,27 +197,83 @@ impl Indexer {
     }
 
     /// Adds a verdict and its mention, replacing any earlier document of the same
-    /// mention; returns false (and adds nothing) when the last commit already covers
-    /// `origin`. The verdict must carry its mention (as verdicts on the topic do).
+    /// mention (and keeping the tickets it held); returns false (and adds nothing) when
+    /// the last commit already covers `origin`. The verdict must carry its mention (as
+    /// verdicts on the topic do).
     pub fn add(&mut self, verdict: &Verdict, origin: Option<Origin<'_>>) -> Result<bool, IndexError> {
-        if let Some(origin) = origin {
-            if self.committed.covers(origin.topic, origin.partition, origin.offset) {
-                return Ok(false);
-            }
+        if origin.is_some_and(|o| self.committed.covers(o.topic, o.partition, o.offset)) {
+            return Ok(false);
         }
-        let document = self.schema.document(verdict, OffsetDateTime::now_utc()).ok_or_else(|| {
-            IndexError::Record(format!("the verdict of {:?} carries no mention", verdict.mention_id))
-        })?;
         // The document is indexed under its mention's id: replace by that.
         let id = verdict.mention.as_ref().map_or(verdict.mention_id.as_str(), |m| m.id.as_str());
-        let id = Term::from_field_text(self.schema.mention.id_field(), id);
-        self.writer.delete_term(id);
-        self.writer.add_document(document)?;
+        let mut entry = self.entry(id)?;
+        entry.verdict = Some(verdict.clone());
+        self.write(id, entry)?;
         if let Some(origin) = origin {
             self.pending.advance(origin.topic, origin.partition, origin.offset);
         }
-        self.uncommitted += 1;
         Ok(true)
+    }
+
+    /// Adds a ticket revision to the document of the mention it carries and, for an
+    /// incident, of every mention it links, keeping the highest revision of each ticket
+    /// id there; a mention whose verdict has not come yet gets a document of its
+    /// tickets that the verdict later joins. Returns the documents written (none when
+    /// the last commit covers `origin` or a revision as high was held).
+    pub fn add_ticket(&mut self, ticket: &Ticket, origin: Option<Origin<'_>>) -> Result<usize, IndexError> {
+        if origin.is_some_and(|o| self.committed.covers(o.topic, o.partition, o.offset)) {
+            return Ok(0);
+        }
+        let mut mentions = vec![ticket.mention.id.as_str()];
+        if ticket.kind == TicketKind::Incident {
+            mentions.extend(ticket.links.iter().map(String::as_str).filter(|id| *id != ticket.mention.id));
+        }
+        let mut written = 0;
+        for id in mentions {
+            let mut entry = self.entry(id)?;
+            if entry.keep(ticket) {
+                self.write(id, entry)?;
+                written += 1;
+            }
+        }
+        if let Some(origin) = origin {
+            self.pending.advance(origin.topic, origin.partition, origin.offset);
+        }
+        Ok(written)
+    }
+
+    /// Returns what the index holds of mention `id`: written since the last commit,
+    /// else in it, else nothing yet.
+    fn entry(&self, id: &str) -> Result<Entry, IndexError> {
+        if let Some(entry) = self.written.get(id) {
+            return Ok(entry.clone());
+        }
+        let searcher = self.reader.searcher();
+        let term = Term::from_field_text(self.schema.mention.id_field(), id);
+        let hits =
+            searcher.search(&TermQuery::new(term, IndexRecordOption::Basic), &TopDocs::with_limit(1))?;
+        let Some((_, address)) = hits.first() else { return Ok(Entry::default()) };
+        let document: TantivyDocument = searcher.doc(*address)?;
+        let at = self.schema.at(&document).and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
+        Ok(Entry { verdict: self.schema.record(&document), at, tickets: self.schema.tickets(&document) })
+    }
+
+    /// Replaces the document of mention `id` by one of `entry`.
+    fn write(&mut self, id: &str, entry: Entry) -> Result<(), IndexError> {
+        let document = match &entry.verdict {
+            Some(verdict) => {
+                let now = entry.at.unwrap_or_else(OffsetDateTime::now_utc);
+                self.schema.document(verdict, &entry.tickets, now).ok_or_else(|| {
+                    IndexError::Record(format!("the verdict of {:?} carries no mention", verdict.mention_id))
+                })?
+            }
+            None => self.schema.tickets_document(id, &entry.tickets),
+        };
+        self.writer.delete_term(Term::from_field_text(self.schema.mention.id_field(), id));
+        self.writer.add_document(document)?;
+        self.written.insert(id.to_string(), entry);
+        self.uncommitted += 1;
+        Ok(())
     }
 
     /// Notes that a record at `origin` needs no document (it was dead-lettered), so
@@ -191,8 +288,10 @@ impl Indexer {
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
+        self.reader.reload()?;
         self.committed = self.pending.clone();
         self.uncommitted = 0;
+        self.written.clear();
         Ok(())
     }
 }

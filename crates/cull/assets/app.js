@@ -307,6 +307,62 @@
     return box;
   }
 
+  /** Returns a table with a header row and one row per item (cells become text). */
+  function table(className, headers, rows) {
+    return el(
+      'table',
+      className,
+      el('thead', null, el('tr', null, ...headers.map((h) => el('th', null, h)))),
+      el('tbody', null, ...rows.map((cells) => el('tr', null, ...cells.map((c) => el('td', null, String(c ?? '')))))),
+    );
+  }
+
+  /**
+   * Returns the account of one ticket about the mention: its place in the queue, why
+   * it scores what it does, its SLA and the incident it is part of (`tickets` are all
+   * the mention's, where that incident may be).
+   */
+  function renderTicket(ticket, tickets) {
+    const fields = el('dl', 'fields');
+    const field = (name, value) => {
+      if (value !== undefined && value !== null && value !== '') fields.append(el('dt', null, name), el('dd', null, value));
+    };
+    field('kind', ticket.kind);
+    field('queue', ticket.overflow_from ? `${ticket.queue} (overflow from ${ticket.overflow_from})` : ticket.queue);
+    field('priority', `${ticket.priority}, score ${ticket.priority_score}`);
+    field('rule', `${ticket.rule.name} (${ticket.rule.id})`);
+    field('arrival_at', ticket.arrival_at);
+    field('rank offset', `${ticket.rank_offset_minutes} minutes`);
+    field('SLA due at', ticket.sla_due_at);
+    field('SLA policy', ticket.sla_policy);
+    field('SLA clock', ticket.sla_clock);
+    field('SLA target', `${ticket.sla_target_minutes} minutes`);
+    field('late on arrival', ticket.late_on_arrival ? 'yes' : 'no');
+    field('mentions', String(ticket.mention_count));
+    if (ticket.incident_id) {
+      const incident = tickets.find((t) => t.kind === 'incident' && t.ticket_id === ticket.incident_id);
+      const id = el('code', null, ticket.incident_id);
+      if (incident) {
+        const link = el('a', 'incident', id);
+        link.href = `#/mention/${encodeURIComponent(incident.mention.id)}`;
+        field('incident', el('span', null, link, ` — ${incident.rule.name}`));
+      } else {
+        field('incident', id);
+      }
+    }
+    const box = el(
+      'section',
+      `ticket kind-${ticket.kind}`,
+      el('h3', null, el('code', null, ticket.ticket_id), ` revision ${ticket.revision}`),
+      fields,
+    );
+    if (ticket.factors.length) {
+      const rows = ticket.factors.map((f) => [f.factor, f.value, f.points, f.detail]);
+      box.append(table('factors', ['factor', 'value', 'points', 'detail'], rows));
+    }
+    return box;
+  }
+
   async function showMention(id) {
     show('mention-view');
     const article = $('mention');
@@ -321,7 +377,7 @@
       $('mention-error').textContent = error.message;
       return;
     }
-    const { verdict, explanations } = found;
+    const { verdict, explanations, tickets } = found;
     const mention = verdict.mention;
     const matched = explanations.filter((e) => e.outcome === 'matched');
     const outcome = verdict.matched.length ? 'matched' : verdict.culled.length ? 'culled' : 'unmatched';
@@ -348,6 +404,9 @@
     if (found.unexplained.length) {
       article.append(el('p', 'meta', `Rules no longer loaded, not explained: ${found.unexplained.join(', ')}`));
     }
+    article.append(el('h2', null, 'Tickets'));
+    if (!tickets.length) article.append(el('p', 'tickets-none', 'No ticket about this mention (yet).'));
+    article.append(...tickets.map((ticket) => renderTicket(ticket, tickets)));
   }
 
   function route() {

@@ -31,11 +31,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use cull_index::{
-    backtest, BacktestRequest, Histogram, IndexError, Interval, Outcome, SearchRequest, Searcher, Sort,
+    backtest, BacktestRequest, Histogram, IndexError, Interval, MentionRecord, Outcome, SearchRequest,
+    Searcher, Sort,
 };
 use cull_match::explain::explain;
 use cull_match::Matcher;
-use cull_model::{Span, Verdict};
+use cull_model::{Span, Ticket, Verdict};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -437,6 +438,8 @@ async fn histogram(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Re
 #[derive(Serialize)]
 struct MentionResponse {
     verdict: Verdict,
+    /// The tickets about the mention (the highest revision of each seen so far).
+    tickets: Vec<Ticket>,
     /// The version of the rule set the explanations come from (the verdict's may be
     /// older).
     ruleset_version: String,
@@ -485,7 +488,7 @@ struct CheckBody {
 /// `GET /api/mentions/{id}`.
 async fn mention(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let searcher = Arc::clone(&state.searcher);
-    let verdict = blocking(move || searcher.mention(&id)).await?;
+    let MentionRecord { verdict, tickets } = blocking(move || searcher.mention(&id)).await?;
     let mention = verdict.mention.as_ref().ok_or_else(|| {
         ApiError::Internal(format!("the record of {:?} has no mention", verdict.mention_id))
     })?;
@@ -525,8 +528,13 @@ async fn mention(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) ->
             excludes: explanation.excludes.into_iter().map(check).collect(),
         });
     }
-    let body =
-        MentionResponse { ruleset_version: set.version().to_string(), verdict, explanations, unexplained };
+    let body = MentionResponse {
+        ruleset_version: set.version().to_string(),
+        verdict,
+        tickets,
+        explanations,
+        unexplained,
+    };
     Ok(json(StatusCode::OK, &body))
 }
 

@@ -122,12 +122,18 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     if pipeline.index.enabled {
         let config = pipeline.index.clone();
         let (metrics, summary) = (Arc::clone(&metrics), Arc::clone(&summary));
-        let stage = tokio::task::spawn_blocking(move || IndexStage::open(&config, metrics, summary))
-            .await
-            .context("opening the index")?
-            .with_context(|| format!("index.dir = {:?}", pipeline.index.dir))?;
+        let tickets = ticket_topics.clone();
+        let stage = tokio::task::spawn_blocking(move || {
+            IndexStage::open(&config, metrics, summary).map(|stage| stage.reading_tickets_from(tickets))
+        })
+        .await
+        .context("opening the index")?
+        .with_context(|| format!("index.dir = {:?}", pipeline.index.dir))?;
         index = Some(stage.index().clone());
-        runtime.stage(stage, &[&topics.verdicts], &pipeline.index.group_id, &[], INDEX_BATCH)?;
+        // The tickets too, so that an analyst sees a mention's tickets beside it.
+        let mut inputs = vec![topics.verdicts.as_str()];
+        inputs.extend(ticket_topics.iter().map(String::as_str));
+        runtime.stage(stage, &inputs, &pipeline.index.group_id, &[], INDEX_BATCH)?;
     }
     let sinks = [
         ("tickets", &pipeline.sink.tickets, ticket_topics.clone(), SinkFormat::Payload),
