@@ -1138,7 +1138,7 @@ mod tests {
         // The matcher re-read m1 after a crash: a new verdict, at a new offset, later.
         let again = triage(&mut t, &rules, &m(1), 7, "2026-11-25T10:09:00Z");
         assert!(again.replayed);
-        assert_eq!(again.tickets, [second.clone()], "the same revision, byte for byte");
+        assert_eq!(again.tickets, std::slice::from_ref(&second), "the same revision, byte for byte");
         let older = triage(&mut t, &rules, &m(0), 8, "2026-11-25T10:10:00Z");
         assert!(older.replayed && older.tickets.is_empty(), "an older mention is not a new revision");
         let next = one(triage(&mut t, &rules, &m(2), 9, "2026-11-25T10:11:00Z"));
