@@ -116,7 +116,7 @@ fn headlines() -> Vec<Headline> {
     rows
 }
 
-fn rfc3339(unix_ms: i64) -> OffsetDateTime {
+fn time_of(unix_ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).expect("a valid timestamp")
 }
 
@@ -142,7 +142,7 @@ fn ingest(rows: &[Headline], shape: Shape) -> Ingested {
     let first_ms = rows.first().map_or(0, |h| h.seen_ms);
     let mut ingested = Ingested { mentions: Vec::new(), near_duplicates: 0 };
     for row in rows {
-        let seen = rfc3339(row.seen_ms);
+        let seen = time_of(row.seen_ms);
         let draft = Draft {
             source: "uci-news".to_string(),
             channel: Some(Channel::News),
