@@ -35,6 +35,8 @@ fi
 # The reference VADER (Python vaderSentiment 3.3.2) the sentiment parity test
 # compares with, in its own venv under target/.
 scripts/vader-venv.sh >/dev/null
+# The Standard Webhooks verifier and the SMTP server the alert sink tests deliver to.
+scripts/alert-venv.sh >/dev/null
 if [ ! -f ../shared/data/SOURCES.md ]; then
   echo "scripts/test.sh: the shared test data is missing at ../shared/data" >&2
   exit 1
