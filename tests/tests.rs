@@ -2,6 +2,7 @@
 //! and the binary.
 
 mod agreement;
+mod alerts;
 mod api;
 mod cli;
 mod console;

@@ -17,13 +17,22 @@ pub struct EmailSink {}
 
 impl EmailSink {
     /// Opens the e-mail sink of entry `index`, reading its digest state.
-    pub fn open(index: usize, config: &AlertConfig, env: Env<'_>, context: Context) -> Result<EmailSink, AlertError> {
+    pub fn open(
+        index: usize,
+        config: &AlertConfig,
+        env: Env<'_>,
+        context: Context,
+    ) -> Result<EmailSink, AlertError> {
         let _ = (index, config, env, context);
         unimplemented!("the e-mail sink")
     }
 
     /// Mails `tickets` (as it happens) or adds them to the digest.
-    pub async fn deliver(&mut self, tickets: &[&cull_model::Ticket], now: OffsetDateTime) -> Result<Vec<Outcome>, Stopped> {
+    pub async fn deliver(
+        &mut self,
+        tickets: &[&cull_model::Ticket],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, Stopped> {
         let _ = (tickets, now);
         unimplemented!("the e-mail sink")
     }

@@ -111,7 +111,12 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     /// Opens the webhook sink of entry `index`.
-    pub fn open(index: usize, config: &AlertConfig, env: Env<'_>, context: Context) -> Result<WebhookSink, AlertError> {
+    pub fn open(
+        index: usize,
+        config: &AlertConfig,
+        env: Env<'_>,
+        context: Context,
+    ) -> Result<WebhookSink, AlertError> {
         let url = endpoint(index, config, env)?;
         let variable = config.secret_env.as_deref().unwrap_or_default();
         let secret = required_env(env, index, "secret_env", variable)?;
@@ -127,10 +132,18 @@ impl WebhookSink {
 
     /// Delivers `tickets`, up to `concurrency` at once; the revisions of one ticket
     /// go one after the other, in the order given.
-    pub async fn deliver(&mut self, tickets: &[&Ticket], _now: OffsetDateTime) -> Result<Vec<Outcome>, Stopped> {
-        let mut chains: BTreeMap<&str, Vec<(usize, String, Vec<u8>)>> = BTreeMap::new();
+    pub async fn deliver(
+        &mut self,
+        tickets: &[&Ticket],
+        _now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, Stopped> {
+        let mut chains: BTreeMap<&str, Vec<Message>> = BTreeMap::new();
         for (i, ticket) in tickets.iter().enumerate() {
-            chains.entry(&ticket.ticket_id).or_default().push((i, message_id(ticket), body(ticket)));
+            chains.entry(&ticket.ticket_id).or_default().push(Message {
+                index: i,
+                id: message_id(ticket),
+                body: body(ticket),
+            });
         }
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
@@ -139,7 +152,7 @@ impl WebhookSink {
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
                 let mut outcomes = Vec::with_capacity(chain.len());
-                for (i, id, body) in chain {
+                for Message { index: i, id, body } in chain {
                     let sign = || {
                         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
                         headers(&[
@@ -174,6 +187,14 @@ impl WebhookSink {
             None => Ok(outcomes),
         }
     }
+}
+
+/// One signed message to deliver: the ticket's place in the batch, its id, its body.
+#[derive(Debug)]
+struct Message {
+    index: usize,
+    id: String,
+    body: Vec<u8>,
 }
 
 /// Returns the endpoint of an HTTP entry: `url`, or the value of `url_env`.
@@ -222,6 +243,9 @@ mod tests {
         assert_eq!(envelope["type"], "ticket.created");
         assert_eq!(envelope["data"]["ticket_id"], "t-1");
         ticket.revision = 2;
-        assert_eq!((message_id(&ticket).as_str(), event_type(&ticket).as_str()), ("t-1.r2", "ticket.updated"));
+        assert_eq!(
+            (message_id(&ticket).as_str(), event_type(&ticket).as_str()),
+            ("t-1.r2", "ticket.updated")
+        );
     }
 }

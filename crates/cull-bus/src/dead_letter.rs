@@ -53,18 +53,22 @@ pub enum Reason {
     Oversized,
     /// The stage panicked while processing it: a bug, isolated to this record.
     Panic,
+    /// An alert sink could not deliver it: the receiver refused it, or was down past
+    /// every retry.
+    Undeliverable,
     /// Anything else; the dead letter's error says what.
     Other,
 }
 
 impl Reason {
     /// Every reason, for metrics that must exist before anything happens.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::MalformedJson,
         Reason::Schema,
         Reason::InvalidUtf8,
         Reason::Oversized,
         Reason::Panic,
+        Reason::Undeliverable,
         Reason::Other,
     ];
 
@@ -76,6 +80,7 @@ impl Reason {
             Reason::InvalidUtf8 => "invalid_utf8",
             Reason::Oversized => "oversized",
             Reason::Panic => "panic",
+            Reason::Undeliverable => "undeliverable",
             Reason::Other => "other",
         }
     }

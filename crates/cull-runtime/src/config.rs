@@ -137,6 +137,9 @@ pub struct SinksConfig {
     pub verdicts: Option<FileSinkConfig>,
     /// Dead letters.
     pub dead_letter: Option<FileSinkConfig>,
+    /// Alert sinks (`[[sink.alert]]`): tickets to webhooks, Slack, Teams and e-mail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert: Vec<cull_alert::AlertConfig>,
 }
 
 impl SinksConfig {

@@ -26,12 +26,14 @@
 //!   gracefully; either way the process ends with one error, never a hang.
 //!
 //! The stages: [`MatchStage`] (mentions to verdicts), [`TicketStage`] (verdicts to
-//! tickets), [`IndexStage`] (verdicts into the analyst index) and [`FileSink`] (a
-//! topic to a JSON-lines file). The crate depends on every component crate and is
+//! tickets), [`IndexStage`] (verdicts into the analyst index), [`FileSink`] (a
+//! topic to a JSON-lines file) and [`AlertStage`] (tickets to a webhook, a chat or a
+//! mailbox). The crate depends on every component crate and is
 //! the only one that does async I/O on behalf of those that must not
 //! (`cull-rules`, `cull-match`, `cull-ticket`, `cull-index` are sync).
 #![deny(missing_docs)]
 
+mod alert;
 mod changelog;
 mod config;
 mod fault;
@@ -44,6 +46,7 @@ mod sink;
 mod stage;
 mod summary;
 
+pub use alert::{alert_stages, AlertStage};
 pub use config::{FileSinkConfig, MatcherConfig, ShutdownConfig, SinkKind, SinksConfig, Topics};
 pub use index::IndexStage;
 pub use matcher::MatchStage;

@@ -129,6 +129,11 @@ pub struct Metrics {
     webhook_requests: IntCounterVec,
     indexed: IntCounter,
     index_commit_duration: Histogram,
+    alert_attempts: IntCounterVec,
+    alert_delivered: IntCounterVec,
+    alert_circuit_open: IntGaugeVec,
+    alert_rolled_up: IntCounterVec,
+    alert_pending: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -277,6 +282,37 @@ impl Metrics {
                 )
                 .expect("a valid series"),
             ),
+            alert_attempts: counter(
+                "cull_alert_attempts_total",
+                "Tries to deliver to an alert sink's endpoint, by sink and outcome (ok, retry, failed).",
+                &["sink", "outcome"],
+            ),
+            alert_delivered: counter(
+                "cull_alert_delivered_total",
+                "Messages an alert sink delivered, by sink and what (alert, digest, roll-up).",
+                &["sink", "what"],
+            ),
+            alert_circuit_open: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("cull_alert_circuit_open", "1 while an alert sink's circuit breaker holds its tries back."),
+                    &["sink"],
+                )
+                .expect("a valid series"),
+            ),
+            alert_rolled_up: counter(
+                "cull_alert_rolled_up_total",
+                "Alerts over a chat sink's rate cap, delivered in a roll-up message instead.",
+                &["sink"],
+            ),
+            alert_pending: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("cull_alert_digest_pending", "Items an e-mail digest holds until it is sent."),
+                    &["sink"],
+                )
+                .expect("a valid series"),
+            ),
             registry,
         };
         for outcome in Outcome::ALL {
@@ -421,6 +457,39 @@ impl Metrics {
 
 /// The sources count through the ingest crate's observer, which keeps that crate free
 /// of the metrics library.
+impl Metrics {
+    /// Makes the series of alert sink `sink` exist at 0 from the first scrape.
+    pub fn register_alert_sink(&self, sink: &str) {
+        for outcome in ["ok", "retry", "failed"] {
+            self.alert_attempts.with_label_values(&[sink, outcome]);
+        }
+        self.alert_circuit_open.with_label_values(&[sink]).set(0);
+        self.alert_rolled_up.with_label_values(&[sink]);
+    }
+}
+
+impl cull_alert::Observer for Metrics {
+    fn attempt(&self, sink: &str, outcome: &'static str) {
+        self.alert_attempts.with_label_values(&[sink, outcome]).inc();
+    }
+
+    fn delivered(&self, sink: &str, what: &'static str) {
+        self.alert_delivered.with_label_values(&[sink, what]).inc();
+    }
+
+    fn breaker(&self, sink: &str, open: bool) {
+        self.alert_circuit_open.with_label_values(&[sink]).set(i64::from(open));
+    }
+
+    fn rolled_up(&self, sink: &str, alerts: u64) {
+        self.alert_rolled_up.with_label_values(&[sink]).inc_by(alerts);
+    }
+
+    fn pending(&self, sink: &str, items: u64) {
+        self.alert_pending.with_label_values(&[sink]).set(i64::try_from(items).unwrap_or(i64::MAX));
+    }
+}
+
 impl cull_ingest::Observer for Metrics {
     fn delivered(&self, source: &str, count: u64) {
         self.source_mentions.with_label_values(&[source]).inc_by(count);

@@ -177,6 +177,22 @@ pub fn check_environment(pipeline: &Pipeline) -> Vec<Problem> {
     if let Err(error) = cull_ingest::webhook_configs(&pipeline.sources) {
         problems.push(Problem { key: None, message: error.to_string() });
     }
+    let env = |name: &str| std::env::var(name).ok();
+    for (index, alert) in pipeline.sink.alert.iter().enumerate() {
+        for error in cull_alert::check_environment(index, alert, &env) {
+            let key = match &error {
+                cull_alert::AlertError::MissingEnv { key, .. }
+                | cull_alert::AlertError::Invalid { key, .. } => Some(format!("sink.alert[{index}].{key}")),
+                cull_alert::AlertError::State { .. } => None,
+            };
+            let message = error.to_string();
+            let message = match message.split_once(": ") {
+                Some((_, rest)) if key.is_some() => rest.to_string(),
+                _ => message,
+            };
+            problems.push(Problem { key, message });
+        }
+    }
     if pipeline.api.enabled {
         let env = std::env::var(crate::auth::TOKENS_ENV).ok();
         if let Err(error) = crate::auth::Tokens::load(pipeline.api.tokens.as_deref(), env.as_deref()) {
@@ -419,6 +435,15 @@ impl Pipeline {
                 names.join(", ")
             )
         });
+        for (i, alert) in self.sink.alert.iter().enumerate() {
+            let at = format!("sink.alert[{i}]");
+            checks.nested(&at, alert.validate());
+            if let Some(j) = self.sink.alert[..i].iter().position(|earlier| earlier.name == alert.name) {
+                checks.check(false, &format!("{at}.name"), || {
+                    format!("`{}` is also sink.alert[{j}].name: each sink needs its own name", alert.name)
+                });
+            }
+        }
         for (key, sink) in self.sink.configured() {
             checks.nested(&format!("sink.{key}"), sink.validate());
             files.push((format!("sink.{key}.path"), &sink.path));
@@ -539,6 +564,7 @@ mod tests {
             tickets: Some(sink.clone()),
             verdicts: Some(sink.clone()),
             dead_letter: Some(sink),
+            alert: Vec::new(),
         };
         let mut expected = Default::default();
         keys(&toml::Value::try_from(&full).unwrap(), "", &mut expected);

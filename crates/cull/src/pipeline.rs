@@ -147,6 +147,14 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         runtime.stage(stage, &inputs, &format!("cull-sink-{}", key.replace('_', "-")), &[], SINK_BATCH)?;
     }
+    // Alert sinks read the tickets, each in its own group; they give a backoff up when
+    // the run begins to stop (a retry is not worth a hard stop at the deadline).
+    let (stopping_sender, stopping) = watch::channel(false);
+    let alerts = cull_runtime::alert_stages(&pipeline.sink.alert, &metrics, &stopping)?;
+    for (stage, config) in alerts.into_iter().zip(&pipeline.sink.alert) {
+        let inputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
+        runtime.stage(stage, &inputs, &format!("cull-alert-{}", config.name), &[], SINK_BATCH)?;
+    }
     if !verdict_readers {
         tracing::info!(topic = %topics.verdicts, "no stage reads the verdicts here; they stay on the bus");
     }
@@ -208,7 +216,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
         tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), extra, wait_for(stop.clone())));
 
     let (signal_sender, signals) = mpsc::unbounded_channel();
-    let signal_task = tokio::spawn(forward_signals(signal_sender, Arc::clone(&health)));
+    let signal_task = tokio::spawn(forward_signals(signal_sender, Arc::clone(&health), stopping_sender));
     let finished = runtime.run(signals).await;
     signal_task.abort();
     let _ = stop_sender.send(true);
@@ -218,9 +226,14 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     Ok(finished)
 }
 
-/// Sends one message per SIGINT or SIGTERM, and marks the process not ready at the
-/// first: the runtime drains at the first and stops hard at the second.
-async fn forward_signals(signals: mpsc::UnboundedSender<()>, health: Arc<Health>) {
+/// Sends one message per SIGINT or SIGTERM, and marks the process not ready and
+/// `stopping` true at the first: the runtime drains at the first and stops hard at
+/// the second.
+async fn forward_signals(
+    signals: mpsc::UnboundedSender<()>,
+    health: Arc<Health>,
+    stopping: watch::Sender<bool>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut terminate), Ok(mut interrupt)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -234,6 +247,7 @@ async fn forward_signals(signals: mpsc::UnboundedSender<()>, health: Arc<Health>
             _ = interrupt.recv() => {}
         }
         health.set_stopping();
+        let _ = stopping.send(true);
         if signals.send(()).is_err() {
             return;
         }
