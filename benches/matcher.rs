@@ -16,9 +16,11 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[path = "timing.rs"]
+mod timing;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aho_corasick::AhoCorasick;
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -30,6 +32,7 @@ use cull_rules::{load_files, CompiledRule};
 use tantivy::collector::DocSetCollector;
 
 use corpus::{generated_pack, index_of, real_mentions, Vocabulary};
+use timing::Timing;
 
 const RULE_COUNTS: [usize; 4] = [100, 1_000, 10_000, 100_000];
 
@@ -205,32 +208,6 @@ fn candidates_per_mention(set: &RuleSet, mentions: &[Mention]) -> f64 {
         })
         .sum();
     total as f64 / mentions.len() as f64
-}
-
-/// Total time and iterations of the measured runs of one benchmark, so the table can
-/// be printed from the same measurements criterion reports.
-#[derive(Default)]
-struct Timing {
-    elapsed: Duration,
-    iterations: u64,
-}
-
-impl Timing {
-    fn measure(&mut self, iters: u64, mut run: impl FnMut() -> usize) -> Duration {
-        let started = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(run());
-        }
-        let elapsed = started.elapsed();
-        self.elapsed += elapsed;
-        self.iterations += iters;
-        elapsed
-    }
-
-    fn per_second(&self, mentions_per_iteration: usize) -> Option<f64> {
-        (self.iterations > 0)
-            .then(|| (self.iterations as f64 * mentions_per_iteration as f64) / self.elapsed.as_secs_f64())
-    }
 }
 
 #[derive(Default)]

@@ -15,10 +15,12 @@
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
+#[path = "timing.rs"]
+mod timing;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use cull_match::RuleSet;
@@ -29,6 +31,7 @@ use cull_ticket::TicketConfig;
 use time::OffsetDateTime;
 
 use corpus::{generated_pack, real_mentions, Vocabulary};
+use timing::Timing;
 
 const RULE_COUNT: usize = 1_000;
 /// Mentions per corpus (five corpora).
@@ -106,34 +109,10 @@ fn main() {
     });
     group.finish();
     criterion.final_summary();
-    let (matcher, with_triage) = (matcher.per_second(mentions.len()), with_triage.per_second(mentions.len()));
+    let rate = |timing: &Timing| timing.per_second(mentions.len()).expect("both benchmarks ran");
+    let (matcher, with_triage) = (rate(&matcher), rate(&with_triage));
     println!(
         "\nmatcher alone: {matcher:.0} mentions/s; matcher + triage: {with_triage:.0} mentions/s; ratio {:.2} (one core)",
         with_triage / matcher
     );
-}
-
-/// Total time and iterations of the measured runs of one benchmark, so the summary can
-/// be printed from the same measurements criterion reports.
-#[derive(Default)]
-struct Timing {
-    elapsed: Duration,
-    iterations: u64,
-}
-
-impl Timing {
-    fn measure(&mut self, iters: u64, mut run: impl FnMut() -> usize) -> Duration {
-        let started = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(run());
-        }
-        let elapsed = started.elapsed();
-        self.elapsed += elapsed;
-        self.iterations += iters;
-        elapsed
-    }
-
-    fn per_second(&self, mentions_per_iteration: usize) -> f64 {
-        self.iterations as f64 * mentions_per_iteration as f64 / self.elapsed.as_secs_f64()
-    }
 }

@@ -1,0 +1,32 @@
+//! What the benchmarks share: the time criterion measured, kept so that a bench can
+//! print its ratios from the same measurements criterion reports.
+
+use std::time::{Duration, Instant};
+
+/// Total time and iterations of the measured runs of one benchmark.
+#[derive(Default)]
+pub struct Timing {
+    elapsed: Duration,
+    iterations: u64,
+}
+
+impl Timing {
+    /// Runs `run` `iters` times (an `iter_custom` body), adds the time, returns it.
+    pub fn measure(&mut self, iters: u64, mut run: impl FnMut() -> usize) -> Duration {
+        let started = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(run());
+        }
+        let elapsed = started.elapsed();
+        self.elapsed += elapsed;
+        self.iterations += iters;
+        elapsed
+    }
+
+    /// Returns items per second, with `per_iteration` items per run; `None` when the
+    /// benchmark did not run (filtered out).
+    pub fn per_second(&self, per_iteration: usize) -> Option<f64> {
+        (self.iterations > 0)
+            .then(|| (self.iterations as f64 * per_iteration as f64) / self.elapsed.as_secs_f64())
+    }
+}
