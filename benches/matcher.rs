@@ -20,7 +20,7 @@ mod corpus;
 mod timing;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use criterion::{BenchmarkId, Criterion, Throughput};
