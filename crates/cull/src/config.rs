@@ -762,6 +762,20 @@ mod tests {
     }
 
     #[test]
+    fn alert_sinks_are_checked_by_their_position_and_need_distinct_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.toml");
+        let entry = "[[sink.alert]]\nname = 'care'\nkind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/X'\n";
+        std::fs::write(&path, format!("{entry}{entry}max_attempts = 0\n")).unwrap();
+        let message = load_err(&path, &[]);
+        assert!(message.contains("sink.alert[1].max_attempts: must be at least 1"), "{message}");
+        assert!(message.contains("sink.alert[1].name: `care` is also sink.alert[0].name"), "{message}");
+        std::fs::write(&path, format!("{entry}chanel = '#care'\n")).unwrap();
+        let message = load_err(&path, &[]);
+        assert!(message.contains("unknown field `chanel`") && message.contains(":5:"), "{message}");
+    }
+
+    #[test]
     fn empty_file_gives_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.toml");
