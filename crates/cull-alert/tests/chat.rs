@@ -293,7 +293,8 @@ async fn over_the_cap_alerts_are_held_then_rolled_up_once_when_the_minute_is_ove
         let mut sink = open(&config(kind, &receiver.url, "max_per_minute = 5\n"), recorder.clone());
         let mut tickets: Vec<Ticket> = (0..30).map(|i| ordinary(&format!("t{i}"))).collect();
         tickets[29].priority = cull_model::Priority::P1;
-        tickets[29].mention.title = Some("the most urgent".to_string());
+        tickets[29].mention.title = Some("the most urgent <!channel>".to_string());
+        tickets[29].mention.id = "m|29".to_string();
         let outcomes = sink.deliver(&tickets, T0).await.unwrap();
         assert_eq!(outcomes[..5], vec![Outcome::Delivered; 5]);
         assert_eq!(outcomes[5..], vec![Outcome::Held; 25]);
@@ -305,12 +306,19 @@ async fn over_the_cap_alerts_are_held_then_rolled_up_once_when_the_minute_is_ove
         sink.tick(T0 + Duration::seconds(200)).await.unwrap();
         let posts = receiver.posts();
         assert_eq!(posts.len(), 6, "{kind}: five alerts and one roll-up");
+        match kind {
+            "slack" => check_block_kit(&posts[5].json),
+            _ => check_adaptive_card(&posts[5]),
+        }
         let roll_up = posts[5].json.to_string();
         assert!(roll_up.contains("25 alerts held by the rate cap"), "{roll_up}");
         assert!(roll_up.contains("and 15 more"), "ten are named: {roll_up}");
         let first_named = roll_up.find("the most urgent").expect("the P1 is named");
         assert!(first_named < roll_up.find("Slack is down").unwrap(), "the P1 comes first");
-        assert!(roll_up.contains("https://cull.example.com/mentions/m-t29"));
+        // Slack ends a `<url|text>` link at a `|`: its URL has the `|` encoded.
+        let link = if kind == "slack" { "mentions/m%7C29|the most urgent" } else { "mentions/m|29)" };
+        assert!(roll_up.contains(link), "{roll_up}");
+        assert!(!roll_up.contains("<!channel>"), "{roll_up}");
         assert!(sink.make_durable(false).unwrap());
         let events = recorder.events();
         assert_eq!(events.iter().filter(|e| *e == "delivered alert").count(), 5);

@@ -84,7 +84,10 @@ pub(super) fn roll_up(held: usize, named: &[(&Ticket, Option<reqwest::Url>)]) ->
         let title = Markup::Slack.text(super::title(ticket), NAMED_TITLE);
         let queue = Markup::Slack.text(&ticket.queue, NAMED_TITLE);
         let name = match url {
-            Some(url) if url.as_str().len() <= MAX_URL => format!("<{url}|{title}>"),
+            // A `|` in the URL would end it early: Slack splits the link there.
+            Some(url) if url.as_str().len() <= MAX_URL => {
+                format!("<{}|{title}>", url.as_str().replace('|', "%7C"))
+            }
             _ => title,
         };
         let line = format!("• *{}* {name} · {queue}\n", ticket.priority.as_str());
