@@ -395,14 +395,21 @@ fn posted_by(ticket: &Ticket) -> String {
     }
 }
 
-/// Returns the text of a ticket's body: its mention's text, else its snippet.
-fn body_field(ticket: &Ticket) -> (&str, Vec<Range<usize>>) {
+/// Returns a ticket's snippet in `markup`, at most `max` long: its mention's text
+/// (else the ticket's snippet) with the matched words bold, after the title when
+/// words of the title matched, as the header that shows the title cannot be bold.
+fn snippet(ticket: &Ticket, markup: Markup, max: usize) -> String {
     let (text, spans) = field(ticket, "text");
-    if text.trim().is_empty() {
-        (ticket.snippet.as_str(), Vec::new())
-    } else {
-        (text, spans)
+    let (text, spans) =
+        if text.trim().is_empty() { (ticket.snippet.as_str(), Vec::new()) } else { (text, spans) };
+    let (title, title_spans) = field(ticket, "title");
+    if title_spans.is_empty() || title.trim().is_empty() {
+        return markup.highlighted(text, &spans, max);
     }
+    // The title takes at most a quarter, so that the text is still shown.
+    let line = markup.highlighted(title, &title_spans, max / 4);
+    let rest = max.saturating_sub(line.encode_utf16().count() + 2);
+    format!("{line}\n\n{}", markup.highlighted(text, &spans, rest))
 }
 
 #[cfg(test)]

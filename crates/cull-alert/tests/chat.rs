@@ -239,7 +239,10 @@ async fn slack_messages_keep_to_block_kit_limits_for_ordinary_and_hostile_ticket
     assert_eq!(buttons, ["https://x.example/status/1", "https://cull.example.com/mentions/m-ordinary"]);
     let long = &posts[1].json;
     assert!(long["blocks"][0]["text"]["text"].as_str().unwrap().ends_with('…'));
-    assert!(long["blocks"][1]["text"]["text"].as_str().unwrap().ends_with('…'));
+    let section = long["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(section.ends_with('…'));
+    assert!(section.starts_with("*TTT") && section.contains("TT*…\n\n"), "the title's match is bold, cut");
+    assert!(section.contains("\n\n😀 *Slack* &amp; &lt;b&gt;down"), "the text's match after it");
     let script = &posts[2].json["blocks"][1]["text"]["text"];
     assert_eq!(
         script.as_str().unwrap().split(" &amp; ").next().unwrap(),
@@ -278,6 +281,7 @@ async fn teams_cards_are_adaptive_cards_1_4_under_28_kb_for_ordinary_and_hostile
     assert_eq!(urls, ["https://x.example/status/1", "https://cull.example.com/mentions/m-ordinary"]);
     let long = &posts[1].json["attachments"][0]["content"]["body"][1]["text"];
     assert!(long.as_str().unwrap().ends_with('…'), "the snippet is cut to fit");
+    assert!(long.as_str().unwrap().starts_with("**TTT"), "the title's match is bold");
     let script = posts[2].json["attachments"][0]["content"]["body"][1]["text"].as_str().unwrap().to_string();
     assert!(script.starts_with("**\\<script\\>**alert\\('x'\\)\\</script\\>"), "{script}");
     assert!(script.contains("\\*bold\\* \\_it\\_ \\[a\\]\\(b\\)"), "markdown in a post is escaped: {script}");

@@ -5,7 +5,7 @@
 use cull_model::Ticket;
 use serde_json::{json, Value};
 
-use super::{body_field, heading, posted_by, Markup};
+use super::{heading, posted_by, snippet, Markup};
 
 /// The most blocks a message has.
 pub const MAX_BLOCKS: usize = 50;
@@ -30,8 +30,7 @@ const NAMED_TITLE: usize = 100;
 /// Returns the message of one ticket.
 pub(super) fn alert(ticket: &Ticket, links: &[(&'static str, reqwest::Url)]) -> Value {
     let heading = heading(ticket);
-    let (text, spans) = body_field(ticket);
-    let snippet = Markup::Slack.highlighted(text, &spans, MAX_SECTION);
+    let snippet = snippet(ticket, Markup::Slack, MAX_SECTION);
     let mut facts = vec![
         ("Rule", ticket.rule.name.clone()),
         ("Queue", ticket.queue.clone()),

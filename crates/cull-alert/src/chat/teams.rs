@@ -6,7 +6,7 @@
 use cull_model::Ticket;
 use serde_json::{json, Value};
 
-use super::{body_field, heading, posted_by, Markup};
+use super::{heading, posted_by, snippet, Markup};
 
 /// The most bytes of a payload: under Teams' 28 KB, with room for what Teams wraps
 /// around it.
@@ -28,7 +28,6 @@ const NAMED_TITLE: usize = 100;
 
 /// Returns the message of one ticket.
 pub(super) fn alert(ticket: &Ticket, links: &[(&'static str, reqwest::Url)]) -> Value {
-    let (text, spans) = body_field(ticket);
     let mut facts = vec![
         ("Rule", ticket.rule.name.clone()),
         ("Queue", ticket.queue.clone()),
@@ -51,7 +50,7 @@ pub(super) fn alert(ticket: &Ticket, links: &[(&'static str, reqwest::Url)]) -> 
     let heading = Markup::Markdown.text(&heading(ticket), MAX_LINE);
     let mut budget = MAX_SNIPPET;
     loop {
-        let snippet = Markup::Markdown.highlighted(text, &spans, budget);
+        let snippet = snippet(ticket, Markup::Markdown, budget);
         let body = vec![
             json!({"type": "TextBlock", "text": heading, "weight": "Bolder", "size": "Medium", "wrap": true}),
             json!({"type": "TextBlock", "text": snippet, "wrap": true}),
