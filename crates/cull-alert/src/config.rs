@@ -75,8 +75,9 @@ pub struct AlertConfig {
     /// always delivered in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
-    /// At most this many messages per minute to a chat destination (slack, teams);
-    /// what exceeds it is rolled up into one message when the minute is over.
+    /// At most this many messages per minute to a chat destination (slack, teams;
+    /// default [`DEFAULT_MAX_PER_MINUTE`]); what exceeds it is rolled up into one
+    /// message when the minute is over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_minute: Option<u32>,
     /// The e-mail settings, for kind = "email".
@@ -87,6 +88,11 @@ pub struct AlertConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
 }
+
+/// The rate cap of a chat destination when `max_per_minute` is unset: low enough
+/// that a spike does not bury a channel, and well under Slack's one message a second
+/// per incoming webhook.
+pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
 
 /// What an alert sink delivers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -387,6 +393,11 @@ impl AlertConfig {
             breaker_open_secs: self.breaker_open_secs.unwrap_or(default.breaker_open_secs),
             concurrency: self.concurrency.unwrap_or(default.concurrency),
         }
+    }
+
+    /// Returns the rate cap of a chat destination: messages per minute.
+    pub fn per_minute(&self) -> u32 {
+        self.max_per_minute.unwrap_or(DEFAULT_MAX_PER_MINUTE)
     }
 
     /// Returns the stage name of this sink.

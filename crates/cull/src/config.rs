@@ -765,7 +765,8 @@ mod tests {
     fn alert_sinks_are_checked_by_their_position_and_need_distinct_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.toml");
-        let entry = "[[sink.alert]]\nname = 'care'\nkind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/X'\n";
+        let entry =
+            "[[sink.alert]]\nname = 'care'\nkind = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/X'\n";
         std::fs::write(&path, format!("{entry}{entry}max_attempts = 0\n")).unwrap();
         let message = load_err(&path, &[]);
         assert!(message.contains("sink.alert[1].max_attempts: must be at least 1"), "{message}");
