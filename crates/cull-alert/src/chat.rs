@@ -12,13 +12,22 @@ pub struct ChatSink {}
 
 impl ChatSink {
     /// Opens the chat sink of entry `index`.
-    pub fn open(index: usize, config: &AlertConfig, env: Env<'_>, context: Context) -> Result<ChatSink, AlertError> {
+    pub fn open(
+        index: usize,
+        config: &AlertConfig,
+        env: Env<'_>,
+        context: Context,
+    ) -> Result<ChatSink, AlertError> {
         let _ = (index, config, env, context);
         unimplemented!("the chat sink")
     }
 
     /// Delivers `tickets`, or holds those over the rate cap for the roll-up.
-    pub async fn deliver(&mut self, tickets: &[&cull_model::Ticket], now: OffsetDateTime) -> Result<Vec<Outcome>, Stopped> {
+    pub async fn deliver(
+        &mut self,
+        tickets: &[&cull_model::Ticket],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, Stopped> {
         let _ = (tickets, now);
         unimplemented!("the chat sink")
     }

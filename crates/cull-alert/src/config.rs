@@ -226,9 +226,16 @@ impl Delivery {
         checks.positive("breaker_failures", u64::from(self.breaker_failures));
         checks.positive("breaker_open_secs", self.breaker_open_secs);
         checks.positive("concurrency", self.concurrency as u64);
-        checks.check(self.backoff_initial_ms <= self.backoff_max_secs.saturating_mul(1000), "backoff_initial_ms", || {
-            format!("{} ms is longer than backoff_max_secs ({} s)", self.backoff_initial_ms, self.backoff_max_secs)
-        });
+        checks.check(
+            self.backoff_initial_ms <= self.backoff_max_secs.saturating_mul(1000),
+            "backoff_initial_ms",
+            || {
+                format!(
+                    "{} ms is longer than backoff_max_secs ({} s)",
+                    self.backoff_initial_ms, self.backoff_max_secs
+                )
+            },
+        );
     }
 }
 
@@ -353,7 +360,8 @@ pub enum DigestSort {
 }
 
 /// Names of the weekdays, as `weekday` takes them.
-pub const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+pub const WEEKDAYS: [&str; 7] =
+    ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 
 impl AlertConfig {
     /// Returns which tickets this sink alerts on.
@@ -414,16 +422,24 @@ impl AlertConfig {
         only(&mut checks, "url", self.url.is_some(), &http);
         only(&mut checks, "url_env", self.url_env.is_some(), &http);
         only(&mut checks, "secret_env", self.secret_env.is_some(), &[AlertKind::Webhook]);
-        only(&mut checks, "max_per_minute", self.max_per_minute.is_some(), &[AlertKind::Slack, AlertKind::Teams]);
+        only(
+            &mut checks,
+            "max_per_minute",
+            self.max_per_minute.is_some(),
+            &[AlertKind::Slack, AlertKind::Teams],
+        );
         only(&mut checks, "email", self.email.is_some(), &[AlertKind::Email]);
         if kind.posts_http() {
             match (&self.url, &self.url_env) {
-                (Some(_), Some(_)) => checks.check(false, "url_env", || "set url or url_env, not both".into()),
-                (None, None) => checks.check(false, "url", || {
-                    format!("kind = \"{}\" needs url or url_env", kind.as_str())
-                }),
+                (Some(_), Some(_)) => {
+                    checks.check(false, "url_env", || "set url or url_env, not both".into())
+                }
+                (None, None) => checks
+                    .check(false, "url", || format!("kind = \"{}\" needs url or url_env", kind.as_str())),
                 (Some(url), None) => checks.nested("", endpoint_problems("url", url)),
-                (None, Some(var)) => checks.check(!var.is_empty(), "url_env", || "must name a variable".into()),
+                (None, Some(var)) => {
+                    checks.check(!var.is_empty(), "url_env", || "must name a variable".into())
+                }
             }
         }
         if kind == AlertKind::Webhook {
@@ -445,7 +461,8 @@ impl AlertConfig {
             (None, _) => {}
         }
         for (i, queue) in self.queues.iter().enumerate() {
-            checks.check(is_label(queue), &format!("queues[{i}]"), || format!("`{queue}` is not a queue name"));
+            checks
+                .check(is_label(queue), &format!("queues[{i}]"), || format!("`{queue}` is not a queue name"));
         }
         self.delivery().validate(&mut checks);
         checks.finish()
@@ -475,9 +492,11 @@ impl EmailConfig {
         let mut checks = Checks::default();
         checks.check(!self.smtp.host.is_empty(), "smtp.host", || "must name the SMTP server".into());
         checks.positive("smtp.port", u64::from(self.smtp.port));
-        checks.check(self.smtp.username_env.is_some() == self.smtp.password_env.is_some(), "smtp.password_env", || {
-            "set both smtp.username_env and smtp.password_env, or neither".into()
-        });
+        checks.check(
+            self.smtp.username_env.is_some() == self.smtp.password_env.is_some(),
+            "smtp.password_env",
+            || "set both smtp.username_env and smtp.password_env, or neither".into(),
+        );
         checks.check(crate::email::parse_mailbox(&self.from).is_ok(), "from", || {
             format!("`{}` is not an address", self.from)
         });
@@ -485,10 +504,13 @@ impl EmailConfig {
             "name at least one recipient (to, or to_by_queue)".into()
         });
         let lists = self.to.iter().map(|to| ("to".to_string(), to)).chain(
-            self.to_by_queue.iter().flat_map(|(queue, list)| list.iter().map(move |to| (format!("to_by_queue.{queue}"), to))),
+            self.to_by_queue
+                .iter()
+                .flat_map(|(queue, list)| list.iter().map(move |to| (format!("to_by_queue.{queue}"), to))),
         );
         for (key, to) in lists {
-            checks.check(crate::email::parse_mailbox(to).is_ok(), &key, || format!("`{to}` is not an address"));
+            checks
+                .check(crate::email::parse_mailbox(to).is_ok(), &key, || format!("`{to}` is not an address"));
         }
         for (queue, list) in &self.to_by_queue {
             checks.check(!list.is_empty(), &format!("to_by_queue.{queue}"), || "names no recipient".into());
@@ -537,9 +559,11 @@ mod tests {
                 "secret_env: a webhook is signed: name the environment variable that holds its whsec_ secret",
             ]
         );
-        let config = entry("name = 'care'\nkind = 'webhook'\nurl = 'http://example.com/hook'\nsecret_env = 'S'\n");
+        let config =
+            entry("name = 'care'\nkind = 'webhook'\nurl = 'http://example.com/hook'\nsecret_env = 'S'\n");
         assert_eq!(problems(&config), ["url: `http` must be https (http only to localhost)"]);
-        let config = entry("name = 'care'\nkind = 'webhook'\nurl = 'http://127.0.0.1:9/hook'\nsecret_env = 'S'\n");
+        let config =
+            entry("name = 'care'\nkind = 'webhook'\nurl = 'http://127.0.0.1:9/hook'\nsecret_env = 'S'\n");
         assert!(problems(&config).is_empty(), "{:?}", problems(&config));
     }
 
@@ -566,16 +590,21 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_refused_by_name() {
-        let error = toml::from_str::<AlertConfig>("name = 'x'\nkind = 'slack'\nurl = 'https://h'\nchanel = '#a'\n")
-            .unwrap_err()
-            .to_string();
+        let error =
+            toml::from_str::<AlertConfig>("name = 'x'\nkind = 'slack'\nurl = 'https://h'\nchanel = '#a'\n")
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("unknown field `chanel`"), "{error}");
     }
 
     #[test]
     fn filters_select_by_queue_priority_rule_kind_and_revision() {
         let mut ticket = crate::tests::ticket("t1");
-        let filter = Filter { queues: vec![ticket.queue.clone()], priorities: vec![Priority::P1], ..Filter::default() };
+        let filter = Filter {
+            queues: vec![ticket.queue.clone()],
+            priorities: vec![Priority::P1],
+            ..Filter::default()
+        };
         ticket.priority = Priority::P1;
         assert!(filter.accepts(AlertKind::Slack, &ticket));
         ticket.priority = Priority::P2;

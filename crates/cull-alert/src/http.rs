@@ -34,7 +34,10 @@ pub struct Poster {
 enum Try {
     Accepted,
     /// Worth another try, after the receiver's `Retry-After` when it gave one.
-    Transient { error: String, retry_after: Option<Duration> },
+    Transient {
+        error: String,
+        retry_after: Option<Duration>,
+    },
     /// The receiver refused the request itself: another try would be refused too.
     Refused(String),
 }
@@ -98,10 +101,15 @@ impl Poster {
                 )));
             }
             self.context.observer.attempt(sink, "retry");
-            let wait = retry_after.map_or_else(|| self.delivery.backoff(attempt), |after| after.min(self.delivery.backoff_max()));
+            let wait = retry_after.map_or_else(
+                || self.delivery.backoff(attempt),
+                |after| after.min(self.delivery.backoff_max()),
+            );
             tracing::warn!(sink = %sink, endpoint = %self.endpoint(), attempt, wait_ms = wait.as_millis() as u64, %error, "alert delivery failed; trying again");
             if !self.context.stop.sleep(wait).await {
-                return Err(self.stopped(format!("try {attempt} failed ({error}) and the retry was given up")));
+                return Err(
+                    self.stopped(format!("try {attempt} failed ({error}) and the retry was given up"))
+                );
             }
         }
     }
@@ -128,10 +136,14 @@ impl Poster {
         if status.is_success() {
             return Try::Accepted;
         }
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| parse_retry_after(v.to_str().ok()?));
+        let retry_after =
+            response.headers().get(RETRY_AFTER).and_then(|v| parse_retry_after(v.to_str().ok()?));
         let body = response.bytes().await.unwrap_or_default();
         let quoted: String = String::from_utf8_lossy(&body).chars().take(QUOTED_BODY).collect();
-        let error = format!("HTTP {status}{}", if quoted.trim().is_empty() { String::new() } else { format!(": {}", quoted.trim()) });
+        let error = format!(
+            "HTTP {status}{}",
+            if quoted.trim().is_empty() { String::new() } else { format!(": {}", quoted.trim()) }
+        );
         if is_transient(status) {
             Try::Transient { error, retry_after }
         } else {
@@ -204,7 +216,9 @@ struct Breaker {
 
 /// Returns whether a try that got `status` may succeed later.
 fn is_transient(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// Parses a `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3).
@@ -254,7 +268,11 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_and_dates() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a date gone by");
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a date gone by"
+        );
         let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
         let format = time::macros::format_description!(
             "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"

@@ -172,7 +172,12 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Returns the value of `variable` for `key` of entry `index`, refusing an unset or
 /// empty one.
-pub(crate) fn required_env(env: Env<'_>, index: usize, key: &str, variable: &str) -> Result<String, AlertError> {
+pub(crate) fn required_env(
+    env: Env<'_>,
+    index: usize,
+    key: &str,
+    variable: &str,
+) -> Result<String, AlertError> {
     env(variable).filter(|v| !v.is_empty()).ok_or_else(|| AlertError::MissingEnv {
         index,
         key: key.to_string(),
@@ -198,18 +203,30 @@ enum Inner {
 impl AlertSink {
     /// Opens the sink of entry `index`, reading its secrets from `env`: a missing
     /// secret or an unreadable digest state is an error here, before anything runs.
-    pub fn open(index: usize, config: &AlertConfig, env: Env<'_>, context: Context) -> Result<AlertSink, AlertError> {
+    pub fn open(
+        index: usize,
+        config: &AlertConfig,
+        env: Env<'_>,
+        context: Context,
+    ) -> Result<AlertSink, AlertError> {
         let inner = match config.kind {
             AlertKind::Webhook => Inner::Webhook(webhook::WebhookSink::open(index, config, env, context)?),
-            AlertKind::Slack | AlertKind::Teams => Inner::Chat(chat::ChatSink::open(index, config, env, context)?),
+            AlertKind::Slack | AlertKind::Teams => {
+                Inner::Chat(chat::ChatSink::open(index, config, env, context)?)
+            }
             AlertKind::Email => Inner::Email(email::EmailSink::open(index, config, env, context)?),
         };
         Ok(AlertSink { filter: config.filter(), kind: config.kind, inner })
     }
 
     /// Delivers `tickets` (in order per ticket id), returning one outcome per ticket.
-    pub async fn deliver(&mut self, tickets: &[Ticket], now: OffsetDateTime) -> Result<Vec<Outcome>, Stopped> {
-        let wanted: Vec<usize> = (0..tickets.len()).filter(|&i| self.filter.accepts(self.kind, &tickets[i])).collect();
+    pub async fn deliver(
+        &mut self,
+        tickets: &[Ticket],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, Stopped> {
+        let wanted: Vec<usize> =
+            (0..tickets.len()).filter(|&i| self.filter.accepts(self.kind, &tickets[i])).collect();
         let chosen: Vec<&Ticket> = wanted.iter().map(|&i| &tickets[i]).collect();
         let delivered = match &mut self.inner {
             Inner::Webhook(sink) => sink.deliver(&chosen, now).await?,

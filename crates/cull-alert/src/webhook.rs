@@ -111,7 +111,12 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     /// Opens the webhook sink of entry `index`.
-    pub fn open(index: usize, config: &AlertConfig, env: Env<'_>, context: Context) -> Result<WebhookSink, AlertError> {
+    pub fn open(
+        index: usize,
+        config: &AlertConfig,
+        env: Env<'_>,
+        context: Context,
+    ) -> Result<WebhookSink, AlertError> {
         let url = endpoint(index, config, env)?;
         let variable = config.secret_env.as_deref().unwrap_or_default();
         let secret = required_env(env, index, "secret_env", variable)?;
@@ -127,7 +132,11 @@ impl WebhookSink {
 
     /// Delivers `tickets`, up to `concurrency` at once; the revisions of one ticket
     /// go one after the other, in the order given.
-    pub async fn deliver(&mut self, tickets: &[&Ticket], _now: OffsetDateTime) -> Result<Vec<Outcome>, Stopped> {
+    pub async fn deliver(
+        &mut self,
+        tickets: &[&Ticket],
+        _now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, Stopped> {
         let mut chains: BTreeMap<&str, Vec<(usize, String, Vec<u8>)>> = BTreeMap::new();
         for (i, ticket) in tickets.iter().enumerate() {
             chains.entry(&ticket.ticket_id).or_default().push((i, message_id(ticket), body(ticket)));
@@ -222,6 +231,9 @@ mod tests {
         assert_eq!(envelope["type"], "ticket.created");
         assert_eq!(envelope["data"]["ticket_id"], "t-1");
         ticket.revision = 2;
-        assert_eq!((message_id(&ticket).as_str(), event_type(&ticket).as_str()), ("t-1.r2", "ticket.updated"));
+        assert_eq!(
+            (message_id(&ticket).as_str(), event_type(&ticket).as_str()),
+            ("t-1.r2", "ticket.updated")
+        );
     }
 }
