@@ -151,7 +151,7 @@ impl State {
             DigestSort::Priority => {
                 group.items.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.time.cmp(&a.time)))
             }
-            DigestSort::Time => group.items.sort_by(|a, b| b.time.cmp(&a.time)),
+            DigestSort::Time => group.items.sort_by_key(|item| std::cmp::Reverse(item.time)),
         }
         if group.items.len() > max_items {
             group.items.truncate(max_items);

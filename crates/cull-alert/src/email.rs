@@ -39,8 +39,10 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
 /// Sends mail for one entry.
 #[derive(Debug)]
 pub struct EmailSink {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    email: EmailConfig,
+    /// Boxed, as is the config: they make the sink much larger than the others,
+    /// and [`crate::AlertSink`] holds one of any kind.
+    transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
+    email: Box<EmailConfig>,
     from: Mailbox,
     console_url: Option<String>,
     delivery: Delivery,
@@ -118,8 +120,8 @@ impl EmailSink {
             }
         };
         Ok(EmailSink {
-            transport: builder.build(),
-            email,
+            transport: Box::new(builder.build()),
+            email: Box::new(email),
             from,
             console_url: config.console_url.clone(),
             delivery,
