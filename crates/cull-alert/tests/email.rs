@@ -217,6 +217,11 @@ async fn a_digest_lists_the_best_items_in_priority_order_and_how_many_more() {
     assert!(text.contains("and 2 more"), "{text}");
     assert!(care["html"].as_str().unwrap().contains("and 2 more"));
     assert_eq!(care["list_unsubscribe"], "<https://u.example/unsub>");
+    assert!(
+        care["message_id"].as_str().unwrap().starts_with("<cull.digest.mail.1795680000."),
+        "{}",
+        care["message_id"]
+    );
     assert!(sink.make_durable(true).unwrap());
 }
 
@@ -316,4 +321,48 @@ fn a_corrupt_digest_state_is_an_error_naming_its_path() {
     let error = EmailSink::open(0, &config, &no_env, context()).unwrap_err();
     assert!(matches!(error, AlertError::State { .. }), "{error}");
     assert!(error.to_string().contains("mail.json is not a digest state"), "{error}");
+}
+
+#[tokio::test]
+async fn a_stop_gives_up_the_backoff_and_leaves_the_digest_pending() {
+    let port = free_port();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(port, state.path(), "mode = 'hourly'");
+    config.max_attempts = Some(6);
+    config.backoff_initial_ms = Some(60_000);
+    config.backoff_max_secs = Some(600);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let context = Context { stop: Stop::new(stopped), ..context() };
+    let mut sink = EmailSink::open(0, &config, &no_env, context.clone()).unwrap();
+    let one = ticket("one", "social-care", "P2", "2026-11-25T10:00:00Z");
+    sink.deliver(&[&one], NOW).await.unwrap();
+    assert!(sink.make_durable(true).unwrap());
+    stop.send(true).unwrap();
+    let error = sink.tick(datetime!(2026-11-25 11:00 UTC)).await.unwrap_err();
+    assert!(error.left.contains("the retry was given up"), "{error}");
+
+    config.email.as_mut().unwrap().mode = cull_alert::config::EmailMode::AsItHappens;
+    let mut sink = EmailSink::open(0, &config, &no_env, context).unwrap();
+    assert!(sink.deliver(&[&one], NOW).await.is_err(), "a stopped run delivers again at the next start");
+
+    config.email.as_mut().unwrap().mode = cull_alert::config::EmailMode::Hourly;
+    let server = Server::start(port, None);
+    let mut sink = open(&config);
+    sink.tick(datetime!(2026-11-25 11:00 UTC)).await.unwrap();
+    assert_eq!(server.mails().len(), 1, "the digest given up stayed pending");
+}
+
+#[tokio::test]
+async fn starttls_is_required_when_asked_for() {
+    let server = Server::start(free_port(), None);
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(server.port, state.path(), "");
+    config.email.as_mut().unwrap().smtp.tls = cull_alert::config::SmtpTls::Starttls;
+    let mut sink = open(&config);
+    let one = ticket("one", "social-care", "P2", "2026-11-25T10:00:00Z");
+    match &sink.deliver(&[&one], NOW).await.unwrap()[..] {
+        [Outcome::Failed(error)] => assert!(error.contains("refused it on try 1"), "{error}"),
+        other => panic!("a server without STARTTLS got the mail in the clear: {other:?}"),
+    }
+    assert!(server.mails().is_empty());
 }
