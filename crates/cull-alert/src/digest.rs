@@ -91,6 +91,9 @@ impl Schedule {
 pub struct Item {
     /// The ticket id and revision: what a replay is recognized by.
     pub key: String,
+    /// The ticket id: a later revision replaces the item of an earlier one, so a
+    /// sink with `revisions = "all"` lists a ticket once, as it is now.
+    pub ticket: String,
     /// The priority.
     pub priority: Priority,
     /// When the revision was made (Unix seconds), for "newest first".
@@ -146,6 +149,7 @@ impl State {
         self.taken.insert(item.key.clone(), due);
         let group =
             self.groups.entry(to.join(", ")).or_insert_with(|| Group { to: to.to_vec(), ..Group::default() });
+        group.items.retain(|earlier| earlier.ticket != item.ticket);
         group.items.push(item);
         match sort {
             DigestSort::Priority => {
@@ -246,6 +250,8 @@ mod tests {
         // On Monday before 09:30: the same day; after: a week later.
         assert_eq!(weekly.next_due(at("2026-11-30T08:00:00Z")), at("2026-11-30T08:30:00Z"));
         assert_eq!(weekly.next_due(at("2026-11-30T08:30:00Z")), at("2026-12-07T08:30:00Z"));
+        // Across the spring change (Sunday 2026-03-29): Monday 09:30 CEST is 07:30 UTC.
+        assert_eq!(weekly.next_due(at("2026-03-25T10:00:00Z")), at("2026-03-30T07:30:00Z"));
         assert_eq!(parse_weekday("sunday"), Some(Weekday::Sunday));
         assert_eq!(parse_weekday("funday"), None);
     }
@@ -253,6 +259,7 @@ mod tests {
     fn item(key: &str, priority: Priority, time: i64) -> Item {
         Item {
             key: key.into(),
+            ticket: key.split('.').next().unwrap_or(key).into(),
             priority,
             time,
             sla_due_at: String::new(),
@@ -290,6 +297,9 @@ mod tests {
             state.add(&to, item("a", Priority::P3, 1), 300, 3, DigestSort::Time),
             "two periods ago: forgotten"
         );
+        assert!(state.add(&to, item("a.r2", Priority::P1, 6), 300, 3, DigestSort::Time), "a later revision");
+        let keys: Vec<&str> = state.groups["a@example.com"].items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["a.r2"], "it replaces the earlier one");
     }
 
     #[test]

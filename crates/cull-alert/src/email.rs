@@ -411,6 +411,7 @@ fn item(ticket: &Ticket, console_url: Option<&str>) -> Item {
     let made = ticket.mention.fetched_at.as_deref().unwrap_or(&ticket.created_at);
     Item {
         key: ticket_key(ticket),
+        ticket: ticket.ticket_id.clone(),
         priority: ticket.priority,
         time: made.parse::<Timestamp>().map(|t| t.as_second()).unwrap_or_default(),
         sla_due_at: ticket.sla_due_at.clone(),
