@@ -60,7 +60,9 @@ struct Pending {
     /// The state changed since it was last written.
     dirty: bool,
     written_at: Option<Instant>,
-    /// After a digest failed: no new try before then.
+    /// After a digest failed: no new try before then. The send already used its
+    /// `max_attempts`, and ticks come every 200 ms, so the next round waits the
+    /// longest backoff rather than hammer a server that is down.
     retry_at: Option<Instant>,
 }
 
