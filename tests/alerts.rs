@@ -294,3 +294,141 @@ fn sigterm_in_the_middle_of_retries_stops_at_once_and_the_restart_delivers_every
     run(dir.path(), &pipeline(dir.path(), &input, &up.url(), retrying));
     assert_eq!(by_id(&up.entries()).len(), count, "nothing was lost: {:?}", up.entries());
 }
+
+/// The SMTP server of the e-mail sink's own tests (aiosmtpd), stopped when dropped.
+struct Smtp {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    fn start(dir: &Path) -> Smtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mails = dir.join("mails");
+        std::fs::create_dir_all(&mails).unwrap();
+        let mut child = Command::new(alert_python())
+            .arg(repo().join("crates/cull-alert/tests/smtp_sink.py"))
+            .args(["serve", &port.to_string(), mails.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the SMTP server starts");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Smtp { child, port, dir: mails }
+    }
+
+    /// Returns the mails received, parsed by Python's `email` package.
+    fn mails(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Vec::new();
+        }
+        let out = Command::new(alert_python())
+            .arg(repo().join("crates/cull-alert/tests/smtp_sink.py"))
+            .arg("parse")
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a pipeline reading `input` whose tickets are mailed by an e-mail sink in `mode`.
+fn email_pipeline(dir: &Path, input: &Path, port: u16, mode: &str) -> PathBuf {
+    let rules = slack_rules(dir);
+    let text = format!(
+        "[matcher]\nrules = \"{rules}\"\nwatch = false\n\
+         [[source]]\nkind = \"jsonl\"\nname = \"file\"\npath = \"{input}\"\n\
+         [sink.dead_letter]\nkind = \"jsonl\"\npath = \"out/dead-letter.jsonl\"\n\
+         [[sink.alert]]\nname = \"care-mail\"\nkind = \"email\"\nbackoff_initial_ms = 20\n\
+         [sink.alert.email]\nfrom = \"cull <alerts@example.com>\"\nto = [\"care@example.com\"]\nmode = \"{mode}\"\n\
+         unsubscribe = \"mailto:unsubscribe@example.com\"\nstate_dir = \"data/alerts\"\n\
+         [sink.alert.email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
+        rules = rules.display(),
+        input = input.display(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_run_mails_each_ticket_as_it_happens_or_keeps_it_durably_for_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(dir.path());
+    let input = input(dir.path(), "mail", 3);
+    run_once(dir.path(), &email_pipeline(dir.path(), &input, smtp.port, "as-it-happens"), LIMIT);
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 3, "one mail per ticket: {mails:?}");
+    assert!(mails.iter().all(|m| m.to_string().contains("Slack")), "{mails:?}");
+    assert!(dead_letters(dir.path()).is_empty());
+
+    // The same tickets in a daily digest: nothing is mailed before 08:00 comes, and the
+    // items wait in the state file, not in memory.
+    let digest = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(digest.path());
+    let input = self::input(digest.path(), "digest", 3);
+    run_once(digest.path(), &email_pipeline(digest.path(), &input, smtp.port, "weekly"), LIMIT);
+    assert!(smtp.mails().is_empty(), "a weekly digest is not due yet");
+    let state =
+        std::fs::read_to_string(digest.path().join("data/alerts/care-mail.json")).expect("the digest state");
+    for i in 0..3 {
+        assert!(state.contains(&format!("digest{i}")), "item {i} is pending in the state: {state}");
+    }
+}
+
+#[test]
+fn the_shipped_alerts_pipeline_checks_with_its_variables_and_names_each_missing_one() {
+    let variables = [
+        ("CULL_CRM_WEBHOOK_SECRET", SECRET),
+        ("CULL_SLACK_CARE_URL", "https://hooks.slack.com/services/T0/B0/x"),
+        ("CULL_TEAMS_ESCALATIONS_URL", "https://example.webhook.office.com/webhookb2/x"),
+        ("CULL_SMTP_USERNAME", "cull"),
+        ("CULL_SMTP_PASSWORD", "secret"),
+    ];
+    let check = |set: &[(&str, &str)]| {
+        let mut command = cull(&repo(), &["config", "check", "pipelines/alerts.toml"]);
+        for (name, _) in variables {
+            command.env_remove(name);
+        }
+        command.envs(set.iter().copied());
+        command.output().unwrap()
+    };
+    let all = check(&variables);
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    let none = check(&[]);
+    assert!(!none.status.success());
+    let stderr = text(&none.stderr);
+    for (key, (name, _)) in [
+        "sink.alert[0].secret_env",
+        "sink.alert[1].url_env",
+        "sink.alert[2].url_env",
+        "sink.alert[3].email.smtp.username_env",
+        "sink.alert[3].email.smtp.password_env",
+    ]
+    .iter()
+    .zip(variables)
+    {
+        assert!(
+            stderr.contains(&format!("{key}: the environment variable `{name}` is not set")),
+            "{key}: {stderr}"
+        );
+    }
+}

@@ -564,13 +564,32 @@ mod tests {
             tickets: Some(sink.clone()),
             verdicts: Some(sink.clone()),
             dead_letter: Some(sink),
-            alert: Vec::new(),
+            // One of each kind, every key set: the shipped files must document them all.
+            alert: ["webhook", "slack", "email"]
+                .into_iter()
+                .map(|kind| {
+                    let text = format!(
+                        "name = '{kind}'\nkind = '{kind}'\nurl = 'https://h'\nurl_env = 'U'\nsecret_env = 'S'\n\
+                         queues = ['q']\npriorities = ['P1']\nrules = ['r']\nkinds = ['ticket']\nrevisions = 'all'\n\
+                         max_attempts = 1\nbackoff_initial_ms = 1\nbackoff_max_secs = 1\ntimeout_secs = 1\n\
+                         breaker_failures = 1\nbreaker_open_secs = 1\nconcurrency = 1\nmax_per_minute = 1\n\
+                         console_url = 'https://c'\n\
+                         [email]\nfrom = 'a@b'\nto = ['a@b']\nto_by_queue = {{ social-care = ['a@b'] }}\nmode = 'daily'\n\
+                         max_items = 1\nsort = 'time'\nsend_at = '08:00'\nweekday = 'monday'\ntimezone = 'UTC'\n\
+                         unsubscribe = 'mailto:a@b'\nstate_dir = 'd'\n\
+                         [email.smtp]\nhost = 'h'\nport = 1\ntls = 'none'\nusername_env = 'U'\npassword_env = 'P'\n"
+                    );
+                    toml::from_str(&text).expect("every alert key")
+                })
+                .collect(),
         };
         let mut expected = Default::default();
         keys(&toml::Value::try_from(&full).unwrap(), "", &mut expected);
 
         let mut shipped = Default::default();
-        for file in ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml"] {
+        for file in
+            ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml", "pipelines/alerts.toml"]
+        {
             let text = std::fs::read_to_string(root().join(file)).unwrap();
             keys(&toml::from_str::<toml::Value>(&text).unwrap(), "", &mut shipped);
             // Documented means a comment line right above every key.
