@@ -413,8 +413,10 @@ fn the_shipped_alerts_pipeline_checks_with_its_variables_and_names_each_missing_
     };
     let all = check(&variables);
     assert!(all.status.success(), "{}", text(&all.stderr));
+    assert!(text(&all.stdout).starts_with("pipelines/alerts.toml: OK; rules"), "{}", text(&all.stdout));
     let none = check(&[]);
     assert!(!none.status.success());
+    assert!(!text(&none.stdout).contains("OK"), "a file with problems is not OK: {}", text(&none.stdout));
     let stderr = text(&none.stderr);
     for (key, (name, _)) in [
         "sink.alert[0].secret_env",

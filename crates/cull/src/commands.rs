@@ -241,9 +241,12 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
             if let Some(rules) = &report.rules {
                 rules.print_problems();
                 if rules.ok {
+                    // "OK" only when the whole check is: a file with bad settings whose rules
+                    // are fine is not OK.
                     println!(
-                        "{}: OK; rules {}: {} rule(s), version {}",
+                        "{}: {}rules {}: {} rule(s), version {}",
                         path.display(),
+                        if report.ok { "OK; " } else { "" },
                         rules.dir.display(),
                         rules.rules,
                         rules.version
