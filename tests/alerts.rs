@@ -20,9 +20,9 @@ use crate::durability::{
 use crate::pipeline::repo;
 
 /// A secret in the specification's format (24 random bytes, base64).
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_c2VjcmV0LW9mLWFub3RoZXItc2VuZGVyIQ==";
-const SECRET_ENV: &str = "CULL_TEST_WEBHOOK_SECRET";
+pub const SECRET_ENV: &str = "CULL_TEST_WEBHOOK_SECRET";
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// Returns the python of the alert venv, creating it when missing.
@@ -34,7 +34,7 @@ pub fn alert_python() -> PathBuf {
 }
 
 /// The Python receiver, killed when dropped.
-struct Receiver {
+pub struct Receiver {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -43,7 +43,7 @@ struct Receiver {
 impl Receiver {
     /// Starts the receiver verifying with `secret`, logging to `log`, with `faults`
     /// (its `--fail-first`, `--status` options).
-    fn start(secret: &str, log: &Path, faults: &[&str]) -> Receiver {
+    pub fn start(secret: &str, log: &Path, faults: &[&str]) -> Receiver {
         let mut child = Command::new(alert_python())
             .arg(repo().join("tests/alert_receiver.py"))
             .args(["--secret", secret, "--log", log.to_str().unwrap()])
@@ -61,12 +61,12 @@ impl Receiver {
         Receiver { child, port, log: log.to_path_buf() }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks/cull", self.port)
     }
 
     /// Returns every request it logged.
-    fn entries(&self) -> Vec<serde_json::Value> {
+    pub fn entries(&self) -> Vec<serde_json::Value> {
         lines(&self.log)
     }
 }

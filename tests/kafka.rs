@@ -133,8 +133,13 @@ impl Drop for Running {
 
 /// `cull run PIPELINE` on the test's broker, the example Kafka pipeline with overrides.
 fn cull_run(broker: &TestBroker, once: bool, env: &[(&str, &str)]) -> Running {
+    cull_run_file(broker, Path::new("pipelines/kafka.toml"), once, env)
+}
+
+/// As [`cull_run`], with the pipeline file `file`.
+fn cull_run_file(broker: &TestBroker, file: &Path, once: bool, env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
-    command.args(["run", "pipelines/kafka.toml"]).current_dir(repo());
+    command.arg("run").arg(file).current_dir(repo());
     if once {
         command.arg("--once");
     }
@@ -838,4 +843,42 @@ fn a_poison_mention_is_dead_lettered_once_and_the_group_moves_past_it() {
     let tickets = consume(&broker, "cull.tickets", Until::End);
     let expected: BTreeSet<String> = ids("good", 60).into_iter().chain(ids("late", 60)).collect();
     assert_one_ticket_per_mention(&check_tickets(&tickets), &expected);
+}
+
+#[test]
+fn tickets_on_kafka_reach_a_signed_webhook_each_under_its_own_id() {
+    require_kafka_python();
+    let broker = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver =
+        crate::alerts::Receiver::start(crate::alerts::SECRET, &dir.path().join("hooks.jsonl"), &[]);
+    let kafka = std::fs::read_to_string(repo().join("pipelines/kafka.toml")).unwrap();
+    let file = dir.path().join("kafka-alerts.toml");
+    let sink = format!(
+        "\n[[sink.alert]]\nname = \"crm\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"{}\"\n",
+        receiver.url(),
+        crate::alerts::SECRET_ENV
+    );
+    std::fs::write(&file, kafka + &sink).unwrap();
+    let count = 30;
+    produce(&broker, "cull.mentions", &[("cull.mentions", 2)], &matching_mentions("alert", count));
+    let finished = cull_run_file(&broker, &file, true, &[(crate::alerts::SECRET_ENV, crate::alerts::SECRET)])
+        .finish(RUN_LIMIT);
+    assert!(finished.status.success(), "cull run --once: {}", tail(&finished.stderr, 4000));
+    let tickets = consume(&broker, "cull.tickets", Until::End);
+    let expected: BTreeSet<String> = tickets
+        .iter()
+        .map(|record| {
+            let ticket: Ticket = record.json();
+            format!("{}.r{}", ticket.ticket_id, ticket.revision)
+        })
+        .collect();
+    assert_eq!(expected.len(), count, "one ticket per mention");
+    let entries = receiver.entries();
+    let delivered: BTreeSet<String> = entries.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        delivered, expected,
+        "every ticket on the topic reached the webhook under its ticket id and revision"
+    );
+    assert!(entries.iter().all(|e| e["verified"] == true && e["status"] == 200), "{entries:?}");
 }
