@@ -105,3 +105,64 @@ pub fn alert_stages(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use cull_alert::{Context, NoObserver, Stop};
+
+    use super::*;
+
+    /// A webhook sink to a port nothing listens on, trying once.
+    fn unreachable_sink(runtime: &tokio::runtime::Runtime) -> AlertStage {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config: cull_alert::AlertConfig = toml::from_str(&format!(
+            "name = 'hook'\nkind = 'webhook'\nurl = 'http://127.0.0.1:{port}/h'\nsecret_env = 'S'\nmax_attempts = 1\ntimeout_secs = 2\n"
+        ))
+        .unwrap();
+        let env = |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string());
+        let context = Context { sink: "hook".into(), observer: Arc::new(NoObserver), stop: Stop::never() };
+        let _entered = runtime.enter();
+        let sink = AlertSink::open(0, &config, &env, context).unwrap();
+        AlertStage::new("sink.alert.hook".into(), sink, runtime.handle().clone())
+    }
+
+    fn record(offset: i64, payload: &[u8]) -> Record {
+        Record { topic: "cull.tickets".into(), offset, payload: payload.to_vec(), ..Record::default() }
+    }
+
+    #[test]
+    fn a_record_that_is_no_ticket_and_an_undeliverable_ticket_are_dead_letters_with_their_bytes() {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut stage = unreachable_sink(&runtime);
+        let mention = cull_model::Mention::new("m1", "slack is down");
+        let ticket = serde_json::json!({
+            "schema": "cull.ticket/v1", "ticket_id": "t-1", "revision": 1, "created_at": "2026-12-01T10:00:00Z",
+            "queue": "care", "priority": "P2", "priority_score": 50, "sla_due_at": "2026-12-01T11:00:00Z",
+            "rule": {"id": "slack", "name": "Slack", "version": "v"}, "mention": mention, "spans": [],
+            "snippet": "slack is down",
+        });
+        let ticket = serde_json::to_vec(&ticket).unwrap();
+        let records = [record(0, b"{\"schema\": \"cull.ticket/v1\"}"), record(1, &ticket)];
+        let out = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut out = Output::new("sink.alert.hook");
+                    stage.process(&records, &mut out).unwrap();
+                    out
+                })
+                .join()
+                .unwrap()
+        });
+        let letters = out.dead_letters();
+        assert_eq!(letters.len(), 2, "{letters:?}");
+        assert_eq!(
+            (letters[0].1, letters[0].0.payload.as_slice()),
+            (Reason::Schema, records[0].payload.as_slice())
+        );
+        assert_eq!(
+            (letters[1].1, letters[1].0.payload.as_slice()),
+            (Reason::Undeliverable, ticket.as_slice())
+        );
+    }
+}
