@@ -262,8 +262,10 @@ impl EmailSink {
     /// Returns the mail of one ticket revision.
     fn ticket_mail(&self, ticket: &Ticket) -> Result<Message, String> {
         let title = title(ticket);
-        let subject =
-            format!("[{}] {} · {}: {}", ticket.priority.as_str(), ticket.queue, ticket.rule.name, title);
+        let subject = one_line(
+            &format!("[{}] {} · {}: {}", ticket.priority.as_str(), ticket.queue, ticket.rule.name, title),
+            SUBJECT_CHARS,
+        );
         let links = self.links(ticket);
         let mut text = format!(
             "{} ticket in {} (rule {}), first response due {}\n\n{}\n\n{}\n",
@@ -398,6 +400,28 @@ fn ticket_key(ticket: &Ticket) -> String {
     format!("{}.r{}", ticket.ticket_id, ticket.revision)
 }
 
+/// The most characters of a subject: mail clients show about 80, and a mention's
+/// title can be kilobytes.
+const SUBJECT_CHARS: usize = 200;
+
+/// Returns `text` as one line of at most `max` characters: line breaks and other
+/// control characters become spaces, runs of spaces one. A title is someone else's
+/// text: lettre encodes a line break in a header safely, but the subject a person
+/// reads should still be one line, not a title's layout or kilobytes.
+fn one_line(text: &str, max: usize) -> String {
+    let mut line = String::with_capacity(text.len().min(max * 4));
+    for word in text.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()) {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    match line.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if line[cut..].chars().count() > 1 => format!("{}…", &line[..cut]),
+        _ => line,
+    }
+}
+
 /// Returns the title of a ticket: its mention's title, else its snippet.
 fn title(ticket: &Ticket) -> String {
     ticket.mention.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| ticket.snippet.clone())
@@ -518,6 +542,34 @@ mod tests {
             span("text", 2, 5),
         ];
         assert_eq!(highlight(text, &bad, "text"), "S<mark>lack</mark> &lt;is&gt; down &amp; &quot;ü&quot;");
+    }
+
+    #[test]
+    fn a_subject_is_one_line_of_bounded_length_whatever_the_title() {
+        assert_eq!(
+            one_line("Slack\r\nBcc: victim@example.com\t down\u{7}", 80),
+            "Slack Bcc: victim@example.com down"
+        );
+        let long = one_line(&"ü".repeat(1000), 200);
+        assert_eq!(long.chars().count(), 200);
+        assert!(long.ends_with('…'));
+        assert_eq!(one_line("exactly", 7), "exactly");
+        let mut ticket = crate::tests::ticket("t3");
+        ticket.mention.title = Some("Down\r\nBcc: victim@example.com".into());
+        let config: AlertConfig = toml::from_str(
+            "name = 'm'\nkind = 'email'\n[email]\nfrom = 'a@example.com'\nto = ['b@example.com']\n\
+             unsubscribe = 'mailto:u@example.com'\n[email.smtp]\nhost = '127.0.0.1'\nport = 9\ntls = 'none'\n",
+        )
+        .unwrap();
+        let context = crate::Context {
+            sink: "m".into(),
+            observer: std::sync::Arc::new(crate::NoObserver),
+            stop: crate::Stop::never(),
+        };
+        let sink = EmailSink::open(0, &config, &|_| None, context).unwrap();
+        let mail = String::from_utf8(sink.ticket_mail(&ticket).unwrap().formatted()).unwrap();
+        let head = &mail[..mail.find("\r\n\r\n").unwrap()];
+        assert!(!head.lines().any(|line| line.starts_with("Bcc:")), "{head}");
     }
 
     #[test]
