@@ -78,22 +78,30 @@ impl Drop for Receiver {
     }
 }
 
-/// Writes a pipeline reading `input` whose tickets go to a webhook sink at `url`
-/// with the delivery settings `delivery` (TOML lines), and dead letters to a file.
-fn pipeline(dir: &Path, input: &Path, url: &str, delivery: &str) -> PathBuf {
+/// Writes a pipeline reading `input` whose tickets go to the alert sink `sink` (the
+/// TOML of one `[[sink.alert]]` and its tables), and dead letters to a file.
+fn pipeline_with(dir: &Path, input: &Path, sink: &str) -> PathBuf {
     let rules = slack_rules(dir);
     let text = format!(
         "[matcher]\nrules = \"{rules}\"\nwatch = false\n\
          [[source]]\nkind = \"jsonl\"\nname = \"file\"\npath = \"{input}\"\n\
-         [sink.dead_letter]\nkind = \"jsonl\"\npath = \"out/dead-letter.jsonl\"\n\
-         [[sink.alert]]\nname = \"care-hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"{SECRET_ENV}\"\n{delivery}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [sink.dead_letter]\nkind = \"jsonl\"\npath = \"out/dead-letter.jsonl\"\n{sink}",
         rules = rules.display(),
         input = input.display(),
     );
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Writes a pipeline whose tickets go to a webhook sink at `url` with the delivery
+/// settings `delivery` (TOML lines).
+fn pipeline(dir: &Path, input: &Path, url: &str, delivery: &str) -> PathBuf {
+    let sink = format!(
+        "[[sink.alert]]\nname = \"care-hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"{SECRET_ENV}\"\n{delivery}\n"
+    );
+    pipeline_with(dir, input, &sink)
 }
 
 /// Writes `count` mentions, each its own ticket, to `dir/in.jsonl`.
@@ -349,24 +357,15 @@ impl Drop for Smtp {
     }
 }
 
-/// Writes a pipeline reading `input` whose tickets are mailed by an e-mail sink in `mode`.
+/// Writes a pipeline whose tickets are mailed by an e-mail sink in `mode`.
 fn email_pipeline(dir: &Path, input: &Path, port: u16, mode: &str) -> PathBuf {
-    let rules = slack_rules(dir);
-    let text = format!(
-        "[matcher]\nrules = \"{rules}\"\nwatch = false\n\
-         [[source]]\nkind = \"jsonl\"\nname = \"file\"\npath = \"{input}\"\n\
-         [sink.dead_letter]\nkind = \"jsonl\"\npath = \"out/dead-letter.jsonl\"\n\
-         [[sink.alert]]\nname = \"care-mail\"\nkind = \"email\"\nbackoff_initial_ms = 20\n\
+    let sink = format!(
+        "[[sink.alert]]\nname = \"care-mail\"\nkind = \"email\"\nbackoff_initial_ms = 20\n\
          [sink.alert.email]\nfrom = \"cull <alerts@example.com>\"\nto = [\"care@example.com\"]\nmode = \"{mode}\"\n\
          unsubscribe = \"mailto:unsubscribe@example.com\"\nstate_dir = \"data/alerts\"\n\
-         [sink.alert.email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n",
-        rules = rules.display(),
-        input = input.display(),
+         [sink.alert.email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
     );
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    pipeline_with(dir, input, &sink)
 }
 
 #[test]

@@ -384,6 +384,21 @@ fn heading(ticket: &Ticket) -> String {
     }
 }
 
+/// Returns the facts a chat alert lists for a ticket, label and value, in order.
+fn facts(ticket: &Ticket) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("Rule", ticket.rule.name.clone()),
+        ("Queue", ticket.queue.clone()),
+        ("Priority", format!("{} · score {}", ticket.priority.as_str(), ticket.priority_score)),
+        ("SLA due", ticket.sla_due_at.clone()),
+        ("Posted", posted_by(ticket)),
+    ];
+    if ticket.kind == cull_model::TicketKind::Incident {
+        facts.push(("Mentions", ticket.mention_count.to_string()));
+    }
+    facts
+}
+
 /// Returns where a mention was posted and by whom.
 fn posted_by(ticket: &Ticket) -> String {
     let channel = ticket.mention.channel.map(|c| c.as_str().to_string());

@@ -125,30 +125,31 @@ impl Observer for NoObserver {
 /// Tells a sink that the run is stopping, so that it gives up a backoff rather than
 /// hold the shutdown.
 #[derive(Debug, Clone)]
-pub struct Stop(watch::Receiver<bool>);
+pub struct Stop(Option<watch::Receiver<bool>>);
 
 impl Stop {
     /// Returns the stop signalled when `receiver` turns true.
     pub fn new(receiver: watch::Receiver<bool>) -> Stop {
-        Stop(receiver)
+        Stop(Some(receiver))
     }
 
     /// Returns a stop that never comes.
     pub fn never() -> Stop {
-        let (sender, receiver) = watch::channel(false);
-        // Dropping the sender would end `stopped()` at once.
-        std::mem::forget(sender);
-        Stop(receiver)
+        Stop(None)
     }
 
     /// Returns whether the run is stopping.
     pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        self.0.as_ref().is_some_and(|receiver| *receiver.borrow())
     }
 
     /// Waits `duration`, or returns `false` early when the run stops.
     pub async fn sleep(&self, duration: std::time::Duration) -> bool {
-        let mut receiver = self.0.clone();
+        let Some(receiver) = &self.0 else {
+            tokio::time::sleep(duration).await;
+            return true;
+        };
+        let mut receiver = receiver.clone();
         tokio::select! {
             () = tokio::time::sleep(duration) => true,
             _ = receiver.wait_for(|stopped| *stopped) => false,

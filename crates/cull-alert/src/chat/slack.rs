@@ -5,7 +5,7 @@
 use cull_model::Ticket;
 use serde_json::{json, Value};
 
-use super::{heading, posted_by, snippet, Markup};
+use super::{facts, heading, snippet, Markup};
 
 /// The most blocks a message has.
 pub const MAX_BLOCKS: usize = 50;
@@ -31,16 +31,7 @@ const NAMED_TITLE: usize = 100;
 pub(super) fn alert(ticket: &Ticket, links: &[(&'static str, reqwest::Url)]) -> Value {
     let heading = heading(ticket);
     let snippet = snippet(ticket, Markup::Slack, MAX_SECTION);
-    let mut facts = vec![
-        ("Rule", ticket.rule.name.clone()),
-        ("Queue", ticket.queue.clone()),
-        ("Priority", format!("{} · score {}", ticket.priority.as_str(), ticket.priority_score)),
-        ("SLA due", ticket.sla_due_at.clone()),
-        ("Posted", posted_by(ticket)),
-    ];
-    if ticket.kind == cull_model::TicketKind::Incident {
-        facts.push(("Mentions", ticket.mention_count.to_string()));
-    }
+    let facts = facts(ticket);
     let fields: Vec<Value> = facts
         .iter()
         .take(MAX_FIELDS)

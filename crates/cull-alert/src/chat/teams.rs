@@ -6,7 +6,7 @@
 use cull_model::Ticket;
 use serde_json::{json, Value};
 
-use super::{heading, posted_by, snippet, Markup};
+use super::{facts, heading, snippet, Markup};
 
 /// The most bytes of a payload: under Teams' 28 KB, with room for what Teams wraps
 /// around it.
@@ -28,16 +28,7 @@ const NAMED_TITLE: usize = 100;
 
 /// Returns the message of one ticket.
 pub(super) fn alert(ticket: &Ticket, links: &[(&'static str, reqwest::Url)]) -> Value {
-    let mut facts = vec![
-        ("Rule", ticket.rule.name.clone()),
-        ("Queue", ticket.queue.clone()),
-        ("Priority", format!("{} · score {}", ticket.priority.as_str(), ticket.priority_score)),
-        ("SLA due", ticket.sla_due_at.clone()),
-        ("Posted", posted_by(ticket)),
-    ];
-    if ticket.kind == cull_model::TicketKind::Incident {
-        facts.push(("Mentions", ticket.mention_count.to_string()));
-    }
+    let facts = facts(ticket);
     let facts: Vec<Value> = facts
         .iter()
         .map(|(title, value)| json!({"title": title, "value": Markup::Markdown.text(value, MAX_LINE)}))
