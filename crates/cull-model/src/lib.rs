@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod analyzer;
+pub mod client;
 pub mod config;
 mod contract;
 pub mod escape;
@@ -23,4 +24,5 @@ pub use contract::{
     Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,
     TICKET_SCHEMA, UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };
+pub use client::{client_name_problem, Scope, ALL_CLIENTS};
 pub use id::{mention_id, short_hash, ticket_id};
