@@ -23,7 +23,8 @@ pub const ALL_CLIENTS: &str = "*";
 /// Returns why `name` cannot be a client name, or `None` when it can.
 pub fn client_name_problem(name: &str) -> Option<String> {
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let valid_rest = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let valid_rest =
+        name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if name.is_empty() || name.chars().count() > MAX_CLIENT_CHARS || !valid_start || !valid_rest {
         Some(format!(
             "`{}` is not a client name: use 1 to {MAX_CLIENT_CHARS} of a-z 0-9 - _, starting with a letter or a digit",
