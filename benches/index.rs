@@ -78,6 +78,7 @@ fn copy(base: &[Verdict], i: usize, rng: &mut Rng) -> Verdict {
     Verdict {
         schema: original.schema.clone(),
         mention_id: mention.id.clone(),
+        client: mention.client.clone(),
         ruleset_version: original.ruleset_version.clone(),
         matched: original.matched.clone(),
         culled: original.culled.clone(),
@@ -362,7 +363,7 @@ fn bench_search(base: &[Verdict]) {
     for round in 0..=runs {
         for (i, (request, query)) in requests.iter().zip(&queries).enumerate() {
             let started = Instant::now();
-            let response = searcher.search(request).expect("search");
+            let response = searcher.search(&cull_model::Scope::All, request).expect("search");
             let cull = started.elapsed();
             std::hint::black_box(&response);
             let started = Instant::now();

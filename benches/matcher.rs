@@ -203,8 +203,12 @@ fn candidates_per_mention(set: &RuleSet, mentions: &[Mention]) -> f64 {
     let total: usize = mentions
         .iter()
         .map(|m| {
-            set.prefilter().candidates(&Document::new(m), &mut scratch, &mut out);
-            out.len()
+            set.partitions_for(m.client.as_deref())
+                .map(|partition| {
+                    partition.prefilter().candidates(&Document::new(m), &mut scratch, &mut out);
+                    out.len()
+                })
+                .sum::<usize>()
         })
         .sum();
     total as f64 / mentions.len() as f64

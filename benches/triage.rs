@@ -75,7 +75,7 @@ fn main() {
     let mentions = real_mentions(PER_CORPUS);
     let vocabulary = Vocabulary::of(&real_mentions(3_000), 1_000, 30_000);
     let set = rules(&vocabulary);
-    let by_id: HashMap<&str, &CompiledRule> = set.rules().iter().map(|r| (r.rule.id.as_str(), r)).collect();
+    let by_id: HashMap<&str, &CompiledRule> = set.rules().map(|r| (r.rule.id.as_str(), r)).collect();
     let config = TicketConfig::default();
     let now = OffsetDateTime::now_utc();
     let matches: usize = set.verdicts(&mentions).iter().map(|v| v.matched.len()).sum();

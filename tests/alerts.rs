@@ -399,6 +399,7 @@ fn the_shipped_alerts_pipeline_checks_with_its_variables_and_names_each_missing_
         ("CULL_CRM_WEBHOOK_SECRET", SECRET),
         ("CULL_SLACK_CARE_URL", "https://hooks.slack.com/services/T0/B0/x"),
         ("CULL_TEAMS_ESCALATIONS_URL", "https://example.webhook.office.com/webhookb2/x"),
+        ("CULL_TEAMS_ACME_URL", "https://example.webhook.office.com/webhookb2/acme"),
         ("CULL_SMTP_USERNAME", "cull"),
         ("CULL_SMTP_PASSWORD", "secret"),
     ];
@@ -421,8 +422,9 @@ fn the_shipped_alerts_pipeline_checks_with_its_variables_and_names_each_missing_
         "sink.alert[0].secret_env",
         "sink.alert[1].url_env",
         "sink.alert[2].url_env",
-        "sink.alert[3].email.smtp.username_env",
-        "sink.alert[3].email.smtp.password_env",
+        "sink.alert[3].url_env",
+        "sink.alert[4].email.smtp.username_env",
+        "sink.alert[4].email.smtp.password_env",
     ]
     .iter()
     .zip(variables)

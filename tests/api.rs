@@ -93,7 +93,12 @@ pub fn mentions(set: &RuleSet) -> Vec<Mention> {
     for rule in set.rules() {
         for (n, example) in rule.rule.examples.iter().enumerate() {
             let mut mention = example.to_mention();
-            mention.id = format!("example-{}-{n}", rule.rule.id);
+            // A client's example is a mention of that client, as the rule meets it.
+            mention.id = match &rule.rule.client {
+                Some(client) => format!("example-{client}-{}-{n}", rule.rule.id),
+                None => format!("example-{}-{n}", rule.rule.id),
+            };
+            mention.client.clone_from(&rule.rule.client);
             mentions.push(mention);
         }
     }
@@ -166,8 +171,8 @@ pub fn tokens_file(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"{ANALYST}\"\n\n\
-             [[token]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n"
+            "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"{ANALYST}\"\n\n\
+             [[token]]\nname = \"ops\"\nrole = \"operator\"\nclient = \"*\"\ntoken = \"{OPERATOR}\"\n"
         ),
     )
     .unwrap();
@@ -669,7 +674,7 @@ async fn tokens_decide_who_may_call() {
     assert_eq!(call("GET", &url, Some(OPERATOR), None).await.status, 200, "an operator is an analyst too");
 
     // Tokens from the environment, with or without a file.
-    let env = format!("analyst:from-env-0123456789,operator:{OPERATOR}-env");
+    let env = format!("analyst@*:from-env-0123456789,operator@*:{OPERATOR}-env");
     let from_env = serve(&index_dir, &[], &[("CULL_API_TOKENS", env.as_str())]);
     let url = format!("http://{}/api/search", from_env.address);
     assert_eq!(call("GET", &url, Some("from-env-0123456789"), None).await.status, 200);
@@ -716,7 +721,7 @@ fn bad_tokens_are_refused_at_start_with_their_place() {
     let index_dir = dir.path().join("index");
     index(&index_dir, &rules(), &hostile_mentions());
     let file = dir.path().join("tokens.toml");
-    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-token-0123456789\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b-token-0123456789\"\n").unwrap();
+    std::fs::write(&file, "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"a-token-0123456789\"\n\n[[token]]\nname = \"x\"\nrole = \"admin\"\ntoken = \"b-token-0123456789\"\n").unwrap();
     let index_arg = index_dir.to_str().unwrap();
     let output = cull(
         &["serve", "--index", index_arg, "--tokens", file.to_str().unwrap(), "--listen", "127.0.0.1:0"],
@@ -726,13 +731,15 @@ fn bad_tokens_are_refused_at_start_with_their_place() {
     .output()
     .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    let wanted = format!("{}:8: unknown role \"admin\"; roles are analyst, operator", file.display());
+    let wanted = format!("{}:9: unknown role \"admin\"; roles are analyst, operator", file.display());
     assert!(text(&output.stderr).contains(&wanted), "{}", text(&output.stderr));
 
-    let output =
-        cull(&["serve", "--index", index_arg, "--listen", "127.0.0.1:0"], &[("CULL_API_TOKENS", "analyst:")])
-            .output()
-            .unwrap();
+    let output = cull(
+        &["serve", "--index", index_arg, "--listen", "127.0.0.1:0"],
+        &[("CULL_API_TOKENS", "analyst@*:")],
+    )
+    .output()
+    .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(
         text(&output.stderr).contains("CULL_API_TOKENS entry 1: the token is empty"),

@@ -44,7 +44,7 @@ fn rules_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 fn rules_check_accepts_the_example_packs() {
     let out = cull(&["rules", "check", "rules"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("3 rule(s) OK"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("7 rule(s) OK"), "{}", text(&out.stdout));
 }
 
 #[test]
@@ -203,12 +203,18 @@ fn checks_for_ci_exit_non_zero_and_report_json() {
     let out = cull(&["rules", "check", "--format", "json", "rules"], None);
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((report["ok"].as_bool(), report["rules"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(
+        (report["ok"].as_bool(), report["rules"].as_u64()),
+        (Some(true), Some(7)),
+        "3 global, 2 of each client"
+    );
 
     // The shipped ingest pipeline's webhook reads its secret from the environment, as
     // `cull run` does: the check fails without it and passes with it.
     let secret = [("CULL_WEBHOOK_SECRET", "a-webhook-secret-for-the-check")];
-    for pipeline in ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml"] {
+    for pipeline in
+        ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml", "pipelines/clients.toml"]
+    {
         let out = cull_bounded(&["config", "check", pipeline], &secret);
         assert!(out.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&out.stderr));
     }

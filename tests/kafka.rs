@@ -796,7 +796,10 @@ fn an_indexer_killed_between_commits_resumes_at_its_checkpoint_and_holds_each_ve
     let searcher = cull_index::Searcher::open(&index, cull_index::Limits::default()).unwrap();
     assert_eq!(searcher.len(), total as u64, "every verdict once");
     let all = searcher
-        .search(&cull_index::SearchRequest { limit: 0, facets: vec!["verdict".into()], ..Default::default() })
+        .search(
+            &cull_model::Scope::All,
+            &cull_index::SearchRequest { limit: 0, facets: vec!["verdict".into()], ..Default::default() },
+        )
         .unwrap();
     assert_eq!(all.total, total);
     assert_eq!(all.facets["verdict"][0].count, total as u64, "every one matched the Slack rule");

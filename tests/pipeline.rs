@@ -199,7 +199,7 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
         "cull_tickets_emitted_total{priority=\"P2\",queue=\"publisher-care\"} 2",
         "cull_rule_mentions_total{outcome=\"matched\",rule=\"connections-magazine\"} 2",
         "cull_source_mentions_total{source=\"test\"} 14",
-        "cull_rules_loaded 3",
+        "cull_rules_loaded 7",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
@@ -436,7 +436,7 @@ fn config_check_refuses_what_run_refuses() {
     ];
     for (body, expected) in cases {
         let file = pipeline_file(dir.path(), body);
-        let env = [("CULL_API_TOKENS", "analyst:try-me")];
+        let env = [("CULL_API_TOKENS", "analyst@*:try-me")];
         let check = cull(&["config", "check", file.to_str().unwrap()], &env).output().unwrap();
         assert_ne!(check.status.code(), Some(0), "config check passed: {body}");
         assert!(text(&check.stderr).contains(expected), "config check of {body}: {}", text(&check.stderr));

@@ -13,7 +13,7 @@ use crate::pipeline::{cull, get};
 
 const OPERATOR_TOKEN: &str = "op-token-0123456789";
 const ANALYST_TOKEN: &str = "an-token-0123456789";
-const OPERATOR_AND_ANALYST: &str = "operator:op-token-0123456789,analyst:an-token-0123456789";
+const OPERATOR_AND_ANALYST: &str = "operator@*:op-token-0123456789,analyst@*:an-token-0123456789";
 
 fn rule(id: &str, word: &str) -> String {
     format!(

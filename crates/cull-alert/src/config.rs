@@ -34,6 +34,11 @@ pub struct AlertConfig {
     /// (`whsec_` and base64), for kind = "webhook".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
+    /// Alert only on tickets of these clients (every client's and the contact
+    /// center's own when empty). A sink that reaches one client's people names that
+    /// client here: nothing else keeps another client's tickets from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
     /// Alert only on tickets of these queues (every queue when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<String>,
@@ -127,6 +132,8 @@ impl AlertKind {
 /// Which tickets a sink alerts on; an empty list lets everything through.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
+    /// Clients.
+    pub clients: Vec<String>,
     /// Queues.
     pub queues: Vec<String>,
     /// Priorities.
@@ -156,7 +163,8 @@ impl Filter {
             AlertKind::Webhook => Revisions::All,
             _ => Revisions::First,
         });
-        (self.queues.is_empty() || self.queues.contains(&ticket.queue))
+        (self.clients.is_empty() || ticket.client.as_ref().is_some_and(|c| self.clients.contains(c)))
+            && (self.queues.is_empty() || self.queues.contains(&ticket.queue))
             && (self.priorities.is_empty() || self.priorities.contains(&ticket.priority))
             && (self.rules.is_empty() || self.rules.contains(&ticket.rule.id))
             && (self.kinds.is_empty() || self.kinds.contains(&ticket.kind))
@@ -373,6 +381,7 @@ impl AlertConfig {
     /// Returns which tickets this sink alerts on.
     pub fn filter(&self) -> Filter {
         Filter {
+            clients: self.clients.clone(),
             queues: self.queues.clone(),
             priorities: self.priorities.clone(),
             rules: self.rules.clone(),
@@ -474,6 +483,11 @@ impl AlertConfig {
         for (i, queue) in self.queues.iter().enumerate() {
             checks
                 .check(is_label(queue), &format!("queues[{i}]"), || format!("`{queue}` is not a queue name"));
+        }
+        for (i, client) in self.clients.iter().enumerate() {
+            if let Some(problem) = cull_model::client_name_problem(client) {
+                checks.check(false, &format!("clients[{i}]"), || problem);
+            }
         }
         self.delivery().validate(&mut checks);
         checks.finish()
@@ -626,6 +640,23 @@ mod tests {
         assert!(filter.accepts(AlertKind::Webhook, &ticket), "a receiver gets every revision");
         let incidents = Filter { kinds: vec![TicketKind::Incident], ..Filter::default() };
         assert!(!incidents.accepts(AlertKind::Webhook, &ticket));
+    }
+
+    #[test]
+    fn a_clients_sink_alerts_on_that_clients_tickets_only() {
+        let mut ticket = crate::tests::ticket("t1");
+        let acme = Filter { clients: vec!["acme".into()], ..Filter::default() };
+        assert!(!acme.accepts(AlertKind::Webhook, &ticket), "not the contact center's own");
+        ticket.client = Some("globex".into());
+        assert!(!acme.accepts(AlertKind::Webhook, &ticket));
+        ticket.client = Some("acme".into());
+        assert!(acme.accepts(AlertKind::Webhook, &ticket));
+        assert!(Filter::default().accepts(AlertKind::Webhook, &ticket), "no filter: every client's");
+        let config: AlertConfig =
+            toml::from_str("name = 'x'\nkind = 'webhook'\nurl = 'https://h'\nclients = ['acme', 'Globex']\n")
+                .unwrap();
+        let keys: Vec<String> = config.validate().into_iter().map(|i| i.key).collect();
+        assert!(keys.contains(&"clients[1]".to_string()), "{keys:?}");
     }
 
     #[test]

@@ -56,19 +56,23 @@ pub enum Reason {
     /// An alert sink could not deliver it: the receiver refused it, or was down past
     /// every retry.
     Undeliverable,
+    /// It names a client it may not: another client than its source's, or a name
+    /// that cannot be a client's.
+    Client,
     /// Anything else; the dead letter's error says what.
     Other,
 }
 
 impl Reason {
     /// Every reason, for metrics that must exist before anything happens.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::MalformedJson,
         Reason::Schema,
         Reason::InvalidUtf8,
         Reason::Oversized,
         Reason::Panic,
         Reason::Undeliverable,
+        Reason::Client,
         Reason::Other,
     ];
 
@@ -81,6 +85,7 @@ impl Reason {
             Reason::Oversized => "oversized",
             Reason::Panic => "panic",
             Reason::Undeliverable => "undeliverable",
+            Reason::Client => "client",
             Reason::Other => "other",
         }
     }
@@ -94,6 +99,7 @@ impl From<&ModelError> for Reason {
             ModelError::Json { .. } => Reason::MalformedJson,
             ModelError::Schema { .. } => Reason::Schema,
             ModelError::EmptyField { .. } => Reason::Other,
+            ModelError::Client { .. } | ModelError::ForeignClient { .. } => Reason::Client,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use cull_match::evaluate;
 use cull_match::verify::Document;
+use cull_model::Scope;
 use cull_rules::CompiledRule;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -97,20 +98,27 @@ pub struct Backtest {
     pub rules: Vec<RuleBacktest>,
 }
 
-/// Runs `rules` over the indexed mentions, within the searcher's time limit for the
-/// whole backtest: past it, the backtest stops with [`IndexError::TimeLimit`] rather
-/// than report counts of part of the mentions.
-pub fn backtest(
+/// Runs `rules` over the indexed mentions of `scope`, within the searcher's time
+/// limit for the whole backtest: past it, the backtest stops with
+/// [`IndexError::TimeLimit`] rather than report counts of part of the mentions.
+///
+/// A rule is tried on the mentions the live matcher would give it: a client's rule on
+/// that client's mentions only, a global rule on every mention the scope admits.
+pub fn backtest<'a>(
     searcher: &Searcher,
-    rules: &[CompiledRule],
+    scope: &Scope,
+    rules: impl IntoIterator<Item = &'a CompiledRule>,
     request: &BacktestRequest,
 ) -> Result<Backtest, IndexError> {
     // A limit too long to add to now (Duration::MAX) is no limit.
     let deadline = Instant::now().checked_add(searcher.limits().timeout);
     let over = || deadline.is_some_and(|d| Instant::now() >= d);
-    let mut report = Backtest { rules: Vec::with_capacity(rules.len()) };
+    let mut report = Backtest { rules: Vec::new() };
     for rule in rules {
-        let mut records = searcher.records(&rule.query, request.since, request.until, deadline)?;
+        let mut records = match rule_scope(scope, rule.rule.client.as_deref()) {
+            Some(scope) => searcher.records(&scope, &rule.query, request.since, request.until, deadline)?,
+            None => Vec::new(),
+        };
         let time_of = |record: &cull_model::Verdict| {
             let mention = record.mention.as_ref()?;
             let at = mention.published_at.as_deref().or(mention.fetched_at.as_deref())?;
@@ -172,4 +180,14 @@ pub fn backtest(
         report.rules.push(result);
     }
     Ok(report)
+}
+
+/// Returns the mentions a rule of `client` may be tried on within `scope`, `None`
+/// when there are none (another client's rule in a client's scope).
+fn rule_scope(scope: &Scope, client: Option<&str>) -> Option<Scope> {
+    match (scope, client) {
+        (_, None) => Some(scope.clone()),
+        (Scope::All, Some(client)) => Some(Scope::Client(client.to_string())),
+        (Scope::Client(own), Some(client)) => (own == client).then(|| scope.clone()),
+    }
 }

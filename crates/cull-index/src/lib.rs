@@ -13,11 +13,18 @@
 //!   relevance, highlighted snippets, facet counts and a date histogram, within
 //!   [`Limits`] so that one query cannot starve the service.
 //! * [`backtest`] runs draft rules over the indexed mentions.
+//!
+//! Every read is limited to the reader's [`cull_model::Scope`]: a client's analysts
+//! see that client's mentions only, enforced in the searcher itself so that the API,
+//! the console, `cull search` and backtests cannot differ. An index written by an
+//! earlier version of cull is rebuilt from its own stored records when it is opened
+//! (see `migrate.rs`).
 #![deny(missing_docs)]
 
 mod backtest;
 mod config;
 mod error;
+mod migrate;
 mod schema;
 mod search;
 mod writer;

@@ -25,6 +25,9 @@ pub const VERDICT: &str = "verdict";
 pub const RULE: &str = "rule";
 /// The ids of the rules whose match was culled.
 pub const CULLED_RULE: &str = "culled_rule";
+/// The client of a mention; absent for the contact center's own. Every search is
+/// limited by it (see [`cull_model::Scope`]).
+pub const CLIENT: &str = "client";
 const RECORD: &str = "record";
 
 /// What happened to a mention, as the `verdict` facet counts it.
@@ -70,6 +73,7 @@ pub struct IndexSchema {
     verdict: schema::Field,
     rule: schema::Field,
     culled_rule: schema::Field,
+    pub(crate) client: schema::Field,
     record: schema::Field,
 }
 
@@ -89,6 +93,7 @@ impl IndexSchema {
             builder.add_text_field(VERDICT, STRING | FAST);
             builder.add_text_field(RULE, STRING | FAST);
             builder.add_text_field(CULLED_RULE, STRING | FAST);
+            builder.add_text_field(CLIENT, STRING | FAST);
             builder.add_text_field(RECORD, STORED);
         });
         let field = |name: &str| mention.schema().get_field(name).expect("added just above");
@@ -99,6 +104,7 @@ impl IndexSchema {
             verdict: field(VERDICT),
             rule: field(RULE),
             culled_rule: field(CULLED_RULE),
+            client: field(CLIENT),
             record: field(RECORD),
             mention,
         }
@@ -130,6 +136,9 @@ impl IndexSchema {
             document.add_date(self.fetched_at, fetched);
         }
         document.add_text(self.verdict, Outcome::of(verdict).as_str());
+        if let Some(client) = &mention.client {
+            document.add_text(self.client, client);
+        }
         for matched in &verdict.matched {
             document.add_text(self.rule, &matched.rule_id);
         }
@@ -154,20 +163,13 @@ impl IndexSchema {
     /// Returns the stored verdict (with its mention) of a document; `None` for a
     /// document that holds only tickets.
     pub fn record(&self, document: &TantivyDocument) -> Option<Verdict> {
-        serde_json::from_str(self.stored(document)?).ok()
+        verdict_of(self.stored(document)?)
     }
 
     /// Returns the tickets about the mention of a document (the highest revision of
     /// each, by ticket id).
     pub fn tickets(&self, document: &TantivyDocument) -> Vec<Ticket> {
-        #[derive(Deserialize)]
-        struct Tickets {
-            #[serde(default)]
-            tickets: Vec<Ticket>,
-        }
-        self.stored(document)
-            .and_then(|json| serde_json::from_str::<Tickets>(json).ok())
-            .map_or_else(Vec::new, |stored| stored.tickets)
+        self.stored(document).map_or_else(Vec::new, tickets_of)
     }
 
     fn stored<'d>(&self, document: &'d TantivyDocument) -> Option<&'d str> {
@@ -190,6 +192,21 @@ struct StoredRecord<'a> {
     verdict: Option<&'a Verdict>,
     #[serde(skip_serializing_if = "<[Ticket]>::is_empty")]
     tickets: &'a [Ticket],
+}
+
+/// Returns the verdict of a stored record; `None` for a record of tickets only.
+pub(crate) fn verdict_of(record: &str) -> Option<Verdict> {
+    serde_json::from_str(record).ok()
+}
+
+/// Returns the tickets of a stored record.
+pub(crate) fn tickets_of(record: &str) -> Vec<Ticket> {
+    #[derive(Deserialize)]
+    struct Tickets {
+        #[serde(default)]
+        tickets: Vec<Ticket>,
+    }
+    serde_json::from_str::<Tickets>(record).map_or_else(|_| Vec::new(), |stored| stored.tickets)
 }
 
 /// Reads an RFC 3339 time as a Tantivy date (seconds precision).

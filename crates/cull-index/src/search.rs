@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cull_match::verify::{spans, Document, Hidden};
-use cull_model::{Span, Ticket, Verdict};
+use cull_model::{Scope, Span, Ticket, Verdict};
 use cull_rules::plan::keyword_value;
 use cull_rules::query::{compile, parse};
 use cull_rules::{Field, Plan, Sequence};
@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::IndexError;
-use crate::schema::{IndexSchema, Outcome, AT, CULLED_RULE, RULE, VERDICT};
+use crate::schema::{IndexSchema, Outcome, AT, CLIENT, CULLED_RULE, RULE, VERDICT};
 use crate::writer::open_index;
 
 /// What one search may cost.
@@ -88,7 +88,7 @@ impl Interval {
 }
 
 /// The keyword fields whose values can be counted.
-pub const FACETS: [&str; 7] = [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site"];
+pub const FACETS: [&str; 8] = [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site", CLIENT];
 
 /// A search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +115,7 @@ pub struct SearchRequest {
     /// Hits to skip (for the next pages).
     pub offset: usize,
     /// Keyword fields to count values of: rule, culled_rule, verdict, channel, lang,
-    /// source, site.
+    /// source, site, client.
     pub facets: Vec<String>,
     /// A date histogram of the matching mentions, with buckets of this width.
     pub histogram: Option<Interval>,
@@ -235,6 +235,12 @@ pub struct SearchResponse {
 }
 
 /// Reads the analyst index.
+///
+/// Every read takes the [`Scope`] of the reader: a client's analyst sees that
+/// client's mentions only, whichever way the read comes (the API, the console, `cull
+/// search`, a backtest), because the limit is a clause of the search itself rather
+/// than a filter some caller must remember. A mention outside the scope is not found,
+/// exactly as a missing one is.
 pub struct Searcher {
     reader: IndexReader,
     schema: IndexSchema,
@@ -363,8 +369,9 @@ impl Searcher {
     }
 
     /// Returns the stored verdict (with its mention) of mention `id` and the tickets
-    /// about it; a mention whose verdict has not come yet is not found.
-    pub fn mention(&self, id: &str) -> Result<MentionRecord, IndexError> {
+    /// about it; a mention whose verdict has not come yet, or outside `scope`, is not
+    /// found.
+    pub fn mention(&self, scope: &Scope, id: &str) -> Result<MentionRecord, IndexError> {
         let searcher = self.reader.searcher();
         let term = Term::from_field_text(self.schema.mention.id_field(), id);
         let query = TermQuery::new(term, IndexRecordOption::Basic);
@@ -372,11 +379,15 @@ impl Searcher {
         let (_, address) = hits.first().ok_or_else(|| IndexError::NotFound(id.to_string()))?;
         let document: TantivyDocument = searcher.doc(*address)?;
         let verdict = self.schema.record(&document).ok_or_else(|| IndexError::NotFound(id.to_string()))?;
+        let client = verdict.mention.as_ref().and_then(|m| m.client.as_deref());
+        if !scope.admits(client) {
+            return Err(IndexError::NotFound(id.to_string()));
+        }
         Ok(MentionRecord { verdict, tickets: self.schema.tickets(&document) })
     }
 
-    /// Runs a search.
-    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, IndexError> {
+    /// Runs a search over the mentions of `scope`.
+    pub fn search(&self, scope: &Scope, request: &SearchRequest) -> Result<SearchResponse, IndexError> {
         let started = Instant::now();
         check_time_range(request.since, request.until)?;
         for facet in &request.facets {
@@ -394,7 +405,7 @@ impl Searcher {
             )));
         }
         let plan = self.plan(&request.query)?;
-        let query = self.filtered(plan.as_ref(), request);
+        let query = self.filtered(scope, plan.as_ref(), request);
         let searcher = self.reader.searcher();
         let timed_out = Arc::new(AtomicBool::new(false));
         let deadline = started + self.limits.timeout;
@@ -452,11 +463,12 @@ impl Searcher {
         })
     }
 
-    /// Returns every stored verdict (with its mention) that `plan` finds within the
-    /// time range, for backtests; past `deadline` (when there is one), stops with
-    /// [`IndexError::TimeLimit`].
+    /// Returns every stored verdict (with its mention) of `scope` that `plan` finds
+    /// within the time range, for backtests; past `deadline` (when there is one),
+    /// stops with [`IndexError::TimeLimit`].
     pub(crate) fn records(
         &self,
+        scope: &Scope,
         plan: &Plan,
         since: Option<i64>,
         until: Option<i64>,
@@ -464,7 +476,7 @@ impl Searcher {
     ) -> Result<Vec<Verdict>, IndexError> {
         check_time_range(since, until)?;
         let request = SearchRequest { since, until, ..SearchRequest::default() };
-        let query = self.filtered(Some(plan), &request);
+        let query = self.filtered(scope, Some(plan), &request);
         let searcher = self.reader.searcher();
         let timed_out = Arc::new(AtomicBool::new(false));
         let addresses = match deadline {
@@ -500,9 +512,13 @@ impl Searcher {
         IndexError::TimeLimit { limit: self.limits.timeout }
     }
 
-    /// Returns the query of `plan` restricted by the request's filters.
-    fn filtered(&self, plan: Option<&Plan>, request: &SearchRequest) -> Box<dyn Query> {
+    /// Returns the query of `plan` restricted to `scope` and by the request's filters.
+    fn filtered(&self, scope: &Scope, plan: Option<&Plan>, request: &SearchRequest) -> Box<dyn Query> {
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(self.mentions()))];
+        if let Some(client) = scope.client() {
+            let term = Term::from_field_text(self.schema.client, client);
+            must.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
         if let Some(plan) = plan {
             must.push((Occur::Must, self.schema.mention.query(plan)));
         }

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cull_match::RuleSet;
-use cull_model::{Channel, Mention, Verdict};
+use cull_model::{Channel, Mention, Scope, Verdict};
 use cull_rules::load_files;
 
 use crate::*;
@@ -106,7 +106,7 @@ fn search_finds_filters_counts_and_highlights() {
         histogram: Some(Interval::Day),
         ..SearchRequest::default()
     };
-    let found = searcher.search(&request).unwrap();
+    let found = searcher.search(&Scope::All, &request).unwrap();
     assert_eq!(found.total, 3);
     let ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(ids, ["m6", "m2", "m1"], "newest first");
@@ -130,30 +130,33 @@ fn search_finds_filters_counts_and_highlights() {
     );
 
     let filtered = searcher
-        .search(&SearchRequest {
-            query: "\"connections magazine\"".into(),
-            channels: vec!["news".into()],
-            since: Some(time::macros::datetime!(2026-11-21 00:00 UTC).unix_timestamp()),
-            until: Some(time::macros::datetime!(2026-11-22 00:00 UTC).unix_timestamp()),
-            ..SearchRequest::default()
-        })
+        .search(
+            &Scope::All,
+            &SearchRequest {
+                query: "\"connections magazine\"".into(),
+                channels: vec!["news".into()],
+                since: Some(time::macros::datetime!(2026-11-21 00:00 UTC).unix_timestamp()),
+                until: Some(time::macros::datetime!(2026-11-22 00:00 UTC).unix_timestamp()),
+                ..SearchRequest::default()
+            },
+        )
         .unwrap();
     assert_eq!(filtered.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["m3"]);
     let by_rule = searcher
-        .search(&SearchRequest { rules: vec!["magazine".into()], ..SearchRequest::default() })
+        .search(&Scope::All, &SearchRequest { rules: vec!["magazine".into()], ..SearchRequest::default() })
         .unwrap();
     let mut ids: Vec<&str> = by_rule.hits.iter().map(|h| h.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["m3", "m4", "m5"], "matched or culled by the rule");
     let culled = searcher
-        .search(&SearchRequest { verdicts: vec![Outcome::Culled], ..SearchRequest::default() })
+        .search(&Scope::All, &SearchRequest { verdicts: vec![Outcome::Culled], ..SearchRequest::default() })
         .unwrap();
     assert_eq!(culled.total, 3);
 
-    let stored = searcher.mention("m2").unwrap();
+    let stored = searcher.mention(&Scope::All, "m2").unwrap();
     assert_eq!(stored.verdict.culled[0].rule_id, "slack-company");
     assert_eq!(stored.verdict.mention.unwrap().title.as_deref(), Some("Slack adjusters"));
-    assert!(matches!(searcher.mention("nope"), Err(IndexError::NotFound(_))));
+    assert!(matches!(searcher.mention(&Scope::All, "nope"), Err(IndexError::NotFound(_))));
 }
 
 #[test]
@@ -184,24 +187,25 @@ fn queries_over_the_limits_are_refused_and_slow_ones_stop() {
     let limits = Limits { max_clauses: 3, max_wildcard_terms: 0, ..Limits::default() };
     let searcher = Searcher::open(dir.path(), limits).unwrap();
     let error = searcher
-        .search(&SearchRequest { query: "a OR b OR c OR d".into(), ..SearchRequest::default() })
+        .search(&Scope::All, &SearchRequest { query: "a OR b OR c OR d".into(), ..SearchRequest::default() })
         .unwrap_err();
     assert!(matches!(error, IndexError::Limit(_)) && error.to_string().contains("8 clauses"), "{error}");
-    let error =
-        searcher.search(&SearchRequest { query: "con*".into(), ..SearchRequest::default() }).unwrap_err();
+    let error = searcher
+        .search(&Scope::All, &SearchRequest { query: "con*".into(), ..SearchRequest::default() })
+        .unwrap_err();
     assert!(error.to_string().contains("expand"), "{error}");
     let error = searcher
-        .search(&SearchRequest { query: "\"unclosed".into(), ..SearchRequest::default() })
+        .search(&Scope::All, &SearchRequest { query: "\"unclosed".into(), ..SearchRequest::default() })
         .unwrap_err();
     assert!(matches!(error, IndexError::Query(_)), "{error}");
     let error = searcher
-        .search(&SearchRequest { facets: vec!["colour".into()], ..SearchRequest::default() })
+        .search(&Scope::All, &SearchRequest { facets: vec!["colour".into()], ..SearchRequest::default() })
         .unwrap_err();
     assert!(error.to_string().contains("unknown facet"), "{error}");
 
     let hurried =
         Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
-    let partial = hurried.search(&SearchRequest::default()).unwrap();
+    let partial = hurried.search(&Scope::All, &SearchRequest::default()).unwrap();
     assert!(partial.timed_out);
     assert_eq!(partial.total, 0);
 }
@@ -211,7 +215,7 @@ fn a_backtest_says_what_the_live_matcher_said() {
     let dir = tempfile::tempdir().unwrap();
     let (set, verdicts) = indexed(dir.path());
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
-    let report = backtest(&searcher, set.rules(), &BacktestRequest::default()).unwrap();
+    let report = backtest(&searcher, &Scope::All, set.rules(), &BacktestRequest::default()).unwrap();
     for rule in &report.rules {
         let mut matched: Vec<String> = verdicts
             .iter()
@@ -239,7 +243,7 @@ fn a_backtest_says_what_the_live_matcher_said() {
         since: Some(time::macros::datetime!(2026-11-22 00:00 UTC).unix_timestamp()),
         ..BacktestRequest::default()
     };
-    let recent = backtest(&searcher, set.rules(), &window).unwrap();
+    let recent = backtest(&searcher, &Scope::All, set.rules(), &window).unwrap();
     assert_eq!(recent.rules[1].matched, 0);
 }
 
@@ -265,12 +269,15 @@ fn a_backtest_past_the_time_limit_stops_with_an_error_naming_it() {
     let (set, _) = indexed(dir.path());
     let hurried =
         Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
-    let error = backtest(&hurried, set.rules(), &BacktestRequest::default()).unwrap_err();
+    let error = backtest(&hurried, &Scope::All, set.rules(), &BacktestRequest::default()).unwrap_err();
     assert!(matches!(error, IndexError::TimeLimit { limit } if limit == Duration::ZERO), "{error}");
     assert!(error.to_string().contains("time limit of 0 ms"), "{error}");
     let unlimited =
         Searcher::open(dir.path(), Limits { timeout: Duration::MAX, ..Limits::default() }).unwrap();
-    assert_eq!(backtest(&unlimited, set.rules(), &BacktestRequest::default()).unwrap().rules.len(), 2);
+    assert_eq!(
+        backtest(&unlimited, &Scope::All, set.rules(), &BacktestRequest::default()).unwrap().rules.len(),
+        2
+    );
 }
 
 #[test]
@@ -286,13 +293,15 @@ fn times_the_index_cannot_hold_and_reversed_ranges_are_refused() {
         (Some(before_1677), None, "since 1677-09-20T00:00:00Z is outside"),
         (Some(in_range + 1), Some(in_range), "since 2026-11-21T00:00:01Z is after until 2026-11-21T00:00:00Z"),
     ] {
-        let error = searcher.search(&SearchRequest { since, until, ..SearchRequest::default() }).unwrap_err();
+        let error = searcher.search(&Scope::All, &SearchRequest { since, until, ..SearchRequest::default() }).unwrap_err();
         assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
-        let error = backtest(&searcher, set.rules(), &BacktestRequest { since, until, samples: 1 }).unwrap_err();
+        let error = backtest(&searcher, &Scope::All, set.rules(), &BacktestRequest { since, until, samples: 1 }).unwrap_err();
         assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
     }
     let latest = time::macros::datetime!(2262-04-11 23:47:16 UTC).unix_timestamp();
-    let all = searcher.search(&SearchRequest { until: Some(latest), ..SearchRequest::default() }).unwrap();
+    let all = searcher
+        .search(&Scope::All, &SearchRequest { until: Some(latest), ..SearchRequest::default() })
+        .unwrap();
     assert_eq!(
         all.total,
         mentions().len(),
@@ -310,7 +319,7 @@ fn a_facet_asked_for_twice_is_counted_once() {
             facets: names.iter().map(|n| n.to_string()).collect(),
             ..SearchRequest::default()
         };
-        searcher.search(&request).unwrap().facets
+        searcher.search(&Scope::All, &request).unwrap().facets
     };
     let once = facets(&["site", "channel"]);
     assert_eq!(facets(&["site", "site", "channel", "site", "channel"]), once);
@@ -329,8 +338,9 @@ fn a_hit_returns_passages_of_a_huge_title_and_text() {
     assert!(indexer.add(&Verdict { mention: Some(huge.clone()), ..verdicts[0].clone() }, None).unwrap());
     indexer.commit().unwrap();
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
-    let found =
-        searcher.search(&SearchRequest { query: "slack".into(), ..SearchRequest::default() }).unwrap();
+    let found = searcher
+        .search(&Scope::All, &SearchRequest { query: "slack".into(), ..SearchRequest::default() })
+        .unwrap();
     let hit = &found.hits[0];
     let title = hit.title.as_ref().unwrap();
     assert!(
@@ -343,7 +353,7 @@ fn a_hit_returns_passages_of_a_huge_title_and_text() {
         !title.highlights.is_empty() && title.highlights.iter().all(|h| &title.text[h[0]..h[1]] == "Slack")
     );
     assert_eq!(
-        searcher.mention("huge").unwrap().verdict.mention.unwrap().title,
+        searcher.mention(&Scope::All, "huge").unwrap().verdict.mention.unwrap().title,
         huge.title,
         "the whole mention is kept"
     );
@@ -370,7 +380,13 @@ fn ticket(id: &str, revision: u32, mention: &Mention, detail: &str) -> cull_mode
 }
 
 fn revisions(searcher: &Searcher, id: &str) -> Vec<(String, u32)> {
-    searcher.mention(id).unwrap().tickets.iter().map(|t| (t.ticket_id.clone(), t.revision)).collect()
+    searcher
+        .mention(&Scope::All, id)
+        .unwrap()
+        .tickets
+        .iter()
+        .map(|t| (t.ticket_id.clone(), t.revision))
+        .collect()
 }
 
 #[test]
@@ -387,8 +403,8 @@ fn tickets_join_their_mention_whichever_comes_first_and_the_highest_revision_sta
     indexer.commit().unwrap();
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
     assert_eq!(searcher.len(), 0, "tickets without their verdict are no mention");
-    assert!(matches!(searcher.mention(&first.id), Err(IndexError::NotFound(_))));
-    let everything = searcher.search(&SearchRequest::default()).unwrap();
+    assert!(matches!(searcher.mention(&Scope::All, &first.id), Err(IndexError::NotFound(_))));
+    let everything = searcher.search(&Scope::All, &SearchRequest::default()).unwrap();
     assert_eq!(everything.total, 0, "{everything:?}");
     // Its verdict joins them; the second mention's verdict comes before its ticket.
     indexer.add(&verdict(first), at("cull.verdicts", 0)).unwrap();
@@ -404,13 +420,17 @@ fn tickets_join_their_mention_whichever_comes_first_and_the_highest_revision_sta
     searcher.reload().unwrap();
     assert_eq!(searcher.len(), 2);
     assert_eq!(revisions(&searcher, &first.id), [("t0".to_string(), 1), ("t1".to_string(), 2)]);
-    let record = searcher.mention(&first.id).unwrap();
+    let record = searcher.mention(&Scope::All, &first.id).unwrap();
     assert_eq!(record.verdict.mention.as_ref(), Some(first), "the verdict is there too");
     assert_eq!(record.tickets[1].factors[0].detail.as_deref(), Some("outage"));
     assert_eq!(revisions(&searcher, &second.id), [("t2".to_string(), 3)]);
-    assert_eq!(searcher.mention(&second.id).unwrap().tickets[0].factors[0].detail.as_deref(), Some("newer"));
-    let found =
-        searcher.search(&SearchRequest { query: "slack".into(), ..SearchRequest::default() }).unwrap();
+    assert_eq!(
+        searcher.mention(&Scope::All, &second.id).unwrap().tickets[0].factors[0].detail.as_deref(),
+        Some("newer")
+    );
+    let found = searcher
+        .search(&Scope::All, &SearchRequest { query: "slack".into(), ..SearchRequest::default() })
+        .unwrap();
     assert_eq!(found.hits.iter().filter(|h| h.id == first.id).count(), 1, "one document per mention");
 
     // A reopened index skips what its checkpoint covers, tickets included.
@@ -441,4 +461,149 @@ fn an_incident_joins_every_mention_it_links() {
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
     assert_eq!(revisions(&searcher, &all[1].id), [("i1".to_string(), 1)]);
     assert!(revisions(&searcher, &all[2].id).is_empty());
+}
+
+/// The mentions of two clients with the same brand words, and the house's.
+fn two_clients() -> Vec<Mention> {
+    let of = |client: Option<&str>, id: &str, day: u32, text: &str| {
+        let mut m = mention(id, day, Channel::News, "Slack app news", text);
+        m.client = client.map(str::to_string);
+        m.source = Some(format!("{}-alerts", client.unwrap_or("house")));
+        m.url = Some(format!("https://{}.example.com/{id}", client.unwrap_or("house")));
+        m
+    };
+    vec![
+        of(Some("acme"), "acme:1", 20, "Slack app outage hits acme stores"),
+        of(Some("acme"), "acme:2", 21, "Slack stock and the acme brand"),
+        of(Some("globex"), "globex:1", 20, "Slack app outage hits globex labs"),
+        of(Some("globex"), "globex:2", 22, "Slack messaging for globex secret project"),
+        of(None, "house:1", 23, "Slack app in our own call center"),
+    ]
+}
+
+fn index_all(dir: &Path, set: &RuleSet, mentions: &[Mention]) {
+    let mut indexer = Indexer::open(dir, 1, 0).unwrap();
+    for mention in mentions {
+        assert!(indexer
+            .add(&Verdict { mention: Some(mention.clone()), ..set.verdict(mention) }, None)
+            .unwrap());
+    }
+    indexer.commit().unwrap();
+}
+
+#[test]
+fn a_clients_scope_sees_only_its_own_mentions_in_every_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let mentions = two_clients();
+    index_all(dir.path(), &set, &mentions);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let acme = Scope::Client("acme".into());
+    let request = SearchRequest {
+        query: "slack".into(),
+        facets: FACETS.iter().map(|f| f.to_string()).collect(),
+        histogram: Some(Interval::Day),
+        ..SearchRequest::default()
+    };
+    let seen = searcher.search(&acme, &request).unwrap();
+    assert_eq!(seen.total, 2);
+    let ids: Vec<&str> = seen.hits.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(ids, ["acme:2", "acme:1"]);
+    let shown = serde_json::to_string(&seen).unwrap();
+    for foreign in ["globex", "house"] {
+        assert!(!shown.contains(foreign), "{foreign} in acme's answer: {shown}");
+    }
+    assert_eq!(seen.facets["client"], [FacetCount { value: "acme".into(), count: 2 }]);
+    let counted: u64 = seen.histogram.unwrap().buckets.iter().map(|b| b.count).sum();
+    assert_eq!(counted, 2);
+    let everyone = searcher.search(&Scope::All, &request).unwrap();
+    assert_eq!(everyone.total, 5, "staff see every client's mentions and the house's");
+
+    let missing = searcher.mention(&acme, "nope").unwrap_err().to_string();
+    let foreign = searcher.mention(&acme, "globex:1").unwrap_err().to_string();
+    assert_eq!(foreign.replace("globex:1", "nope"), missing, "another client's mention is just not found");
+    assert!(searcher.mention(&acme, "house:1").is_err(), "nor is the house's");
+    assert_eq!(searcher.mention(&acme, "acme:1").unwrap().verdict.mention_id, "acme:1");
+    assert!(searcher.mention(&Scope::All, "globex:1").is_ok());
+
+    let draft = load_files([(
+        Path::new("draft.toml"),
+        &b"[[rule]]\nid = 'draft'\nquery = 'outage'\n\n[[rule]]\nid = 'theirs'\nquery = 'outage'\nclient = 'globex'\n"[..],
+    )]);
+    assert!(draft.errors.is_empty(), "{:?}", draft.errors);
+    let report = backtest(&searcher, &acme, &draft.rules, &BacktestRequest::default()).unwrap();
+    assert_eq!(report.rules[0].matched_ids, ["acme:1"], "a global draft over acme's mentions only");
+    assert!(report.rules[1].matched_ids.is_empty(), "globex's rule sees nothing in acme's scope");
+    let staff = backtest(&searcher, &Scope::All, &draft.rules, &BacktestRequest::default()).unwrap();
+    assert_eq!(staff.rules[0].matched_ids, ["acme:1", "globex:1"]);
+    assert_eq!(staff.rules[1].matched_ids, ["globex:1"], "a client's rule meets its client's mentions only");
+}
+
+#[test]
+fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
+    use tantivy::schema::{FAST, INDEXED, STORED, STRING};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let set = rules();
+    let mentions = two_clients();
+    {
+        // The schema of cull before clients: no `client` field.
+        let old = cull_rules::tantivy_query::MentionSchema::with_extra_fields(|builder| {
+            builder.add_date_field("at", INDEXED | FAST | STORED);
+            builder.add_date_field("published_at", INDEXED | FAST);
+            builder.add_date_field("fetched_at", INDEXED | FAST);
+            builder.add_text_field("verdict", STRING | FAST);
+            builder.add_text_field("rule", STRING | FAST);
+            builder.add_text_field("culled_rule", STRING | FAST);
+            builder.add_text_field("record", STORED);
+        });
+        std::fs::create_dir_all(&path).unwrap();
+        let index = tantivy::Index::create_in_dir(&path, old.schema().clone()).unwrap();
+        old.register_tokenizers(&index);
+        let mut writer = index.writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000).unwrap();
+        let field = |name: &str| old.schema().get_field(name).unwrap();
+        for mention in &mentions {
+            let verdict = Verdict { mention: Some(mention.clone()), ..set.verdict(mention) };
+            let mut document = old.document(mention);
+            let at = schema::parse_time(mention.published_at.as_deref().unwrap()).unwrap();
+            document.add_date(field("at"), at);
+            document.add_text(field("verdict"), Outcome::of(&verdict).as_str());
+            document.add_text(field("record"), serde_json::to_string(&verdict).unwrap());
+            writer.add_document(document).unwrap();
+        }
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}}}"#);
+        prepared.commit().unwrap();
+    }
+    assert!(Searcher::open(&path, Limits::default()).is_ok(), "a searcher may rebuild it when nobody writes");
+    let indexer = Indexer::open(&path, 1, 0).unwrap();
+    assert!(indexer.checkpoint().covers("cull.verdicts", 0, 4), "the checkpoint is carried over");
+    drop(indexer);
+    let searcher = Searcher::open(&path, Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 5, "every mention is carried over");
+    let acme = searcher.search(&Scope::Client("acme".into()), &SearchRequest::default()).unwrap();
+    assert_eq!(acme.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["acme:2", "acme:1"]);
+    assert!(
+        !path.with_file_name("index.migrating").exists() && !path.with_file_name("index.replaced").exists()
+    );
+}
+
+#[test]
+fn a_rebuild_cut_short_is_finished_or_done_again_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let set = rules();
+    index_all(&path, &set, &two_clients());
+    // Killed between the two renames: the rebuilt index waits beside, none in place.
+    std::fs::rename(&path, dir.path().join("index.migrating")).unwrap();
+    let searcher = Searcher::open(&path, Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 5, "the rebuilt index is put in place");
+    drop(searcher);
+    // Killed while rebuilding: a partial copy beside the old index.
+    std::fs::create_dir_all(dir.path().join("index.migrating")).unwrap();
+    std::fs::write(dir.path().join("index.migrating/meta.json"), "partial").unwrap();
+    std::fs::create_dir_all(dir.path().join("index.replaced")).unwrap();
+    let searcher = Searcher::open(&path, Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 5);
+    assert!(!dir.path().join("index.migrating").exists() && !dir.path().join("index.replaced").exists());
 }

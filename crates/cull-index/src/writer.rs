@@ -123,10 +123,18 @@ impl std::fmt::Debug for Indexer {
     }
 }
 
-/// Opens the index in `dir`, creating the directory and the index when missing.
+/// Opens the index in `dir`, creating the directory and the index when missing, and
+/// rebuilding one written by an earlier version of cull (see [`crate::migrate`]).
 pub(crate) fn open_index(dir: &Path, schema: &IndexSchema) -> Result<Index, IndexError> {
     let open_error = |message: String| IndexError::Open { path: dir.to_path_buf(), message };
+    crate::migrate::recover(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    if let Some(existing) = crate::migrate::open_existing(dir)? {
+        if existing.schema() != *schema.schema() {
+            let carried = crate::migrate::migrate(dir, existing, schema)?;
+            tracing::info!(dir = %dir.display(), documents = carried, "rebuilt the index with the current schema");
+        }
+    }
     let directory = MmapDirectory::open(dir).map_err(|e| open_error(e.to_string()))?;
     let index = Index::open_or_create(directory, schema.schema().clone()).map_err(|e| {
         open_error(format!("{e} (an index written by another version of cull? remove it to rebuild)"))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cull_model::config::{is_label, Checks, Invalid};
-use cull_model::Channel;
+use cull_model::{client_name_problem, Channel};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -40,6 +40,11 @@ pub enum SourceConfig {
 pub struct JsonlSource {
     /// The source name: the mentions' `source` field and a metrics label.
     pub name: String,
+    /// The client whose mentions this source brings (a client name); absent for the
+    /// contact center's own. Its mentions are matched against that client's rules
+    /// and the global ones, and only that client's analysts see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The file to read; `-` reads stdin.
     pub path: PathBuf,
     /// Keep reading at the end of the file, like `tail -F` (through rotation), with a
@@ -65,6 +70,11 @@ fn default_follow_interval_ms() -> u64 {
 pub struct FeedSource {
     /// The source name.
     pub name: String,
+    /// The client whose mentions this source brings (a client name); absent for the
+    /// contact center's own. Its mentions are matched against that client's rules
+    /// and the global ones, and only that client's analysts see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The feed URL.
     pub url: String,
     /// Seconds between two successful polls.
@@ -111,6 +121,7 @@ impl FeedSource {
     pub fn new(name: impl Into<String>, url: impl Into<String>) -> FeedSource {
         FeedSource {
             name: name.into(),
+            client: None,
             url: url.into(),
             interval_secs: default_feed_interval_secs(),
             channel: default_feed_channel(),
@@ -144,6 +155,11 @@ impl FeedSource {
 pub struct WebhookSource {
     /// The source name, also the last segment of the endpoint path.
     pub name: String,
+    /// The client whose mentions this source brings (a client name); absent for the
+    /// contact center's own. Its mentions are matched against that client's rules
+    /// and the global ones, and only that client's analysts see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The environment variable holding the HMAC-SHA256 secret; absent means unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
@@ -195,6 +211,7 @@ impl WebhookSource {
     pub fn new(name: impl Into<String>) -> WebhookSource {
         WebhookSource {
             name: name.into(),
+            client: None,
             secret_env: None,
             signature_header: default_signature_header(),
             timestamp_header: default_timestamp_header(),
@@ -224,6 +241,7 @@ impl WebhookSource {
             mapping,
             channel: self.channel,
             markup: self.markup,
+            client: self.client.clone(),
         })
     }
 }
@@ -234,6 +252,11 @@ impl WebhookSource {
 pub struct MailSource {
     /// The source name.
     pub name: String,
+    /// The client whose mentions this source brings (a client name); absent for the
+    /// contact center's own. Its mentions are matched against that client's rules
+    /// and the global ones, and only that client's analysts see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The mbox file or the Maildir directory.
     pub path: PathBuf,
     /// `mbox` (read once) or `maildir` (new mail is read and moved to `cur/`).
@@ -310,6 +333,16 @@ impl SourceConfig {
         }
     }
 
+    /// Returns the client whose mentions the source brings.
+    pub fn client(&self) -> Option<&str> {
+        match self {
+            SourceConfig::Jsonl(s) => s.client.as_deref(),
+            SourceConfig::Feed(s) => s.client.as_deref(),
+            SourceConfig::Webhook(s) => s.client.as_deref(),
+            SourceConfig::Mail(s) => s.client.as_deref(),
+        }
+    }
+
     /// Returns true for a source that reaches an end (`--once` reads it to the end).
     pub fn is_finite(&self) -> bool {
         match self {
@@ -336,6 +369,9 @@ impl SourceConfig {
         checks.check(is_label(name), "name", || {
             format!("`{name}` is not a source name: use 1 to 64 of a-z A-Z 0-9 . _ -")
         });
+        if let Some(problem) = self.client().and_then(client_name_problem) {
+            checks.check(false, "client", || problem);
+        }
         match self {
             SourceConfig::Jsonl(jsonl) => {
                 checks.positive("follow_interval_ms", jsonl.follow_interval_ms);
@@ -465,6 +501,7 @@ pub async fn run_source(
     stop: watch::Receiver<bool>,
 ) -> Result<u64, SourceError> {
     let name = source.name().to_string();
+    let outlet = &outlet.for_client(source.client().map(str::to_string));
     match source {
         SourceConfig::Jsonl(jsonl) => {
             let path = (jsonl.path != Path::new("-")).then(|| jsonl.path.clone());

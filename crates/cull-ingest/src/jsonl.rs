@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use cull_bus::dead_letter::Reason;
 use cull_bus::BusError;
-use cull_model::{Mention, ModelError};
+use cull_model::{check_claim, Mention, ModelError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -338,7 +338,9 @@ async fn deliver_chunk(
     for (location, line) in chunk {
         let (error, original) = match line {
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Complete(bytes) => match Mention::from_json_limited(&bytes, config.max_line_bytes) {
+            Line::Complete(bytes) => match Mention::from_json_limited(&bytes, config.max_line_bytes)
+                .and_then(|mention| check_claim(mention.client.as_deref(), outlet.client()).map(|()| mention))
+            {
                 Ok(mention) => {
                     stats.lines += 1;
                     drafts.push(Draft::from_mention(&config.name, mention, config.markup));

@@ -117,7 +117,14 @@ pub fn normalize(draft: Draft, now: OffsetDateTime) -> Mention {
     let url = draft.url.as_deref().map(|raw| canonical_url(raw).unwrap_or_else(|| raw.trim().to_string()));
     let url = url.filter(|u| !u.is_empty());
     let author = draft.author.as_deref().map(collapse_whitespace).filter(|a| !a.is_empty());
-    let id = draft.id.unwrap_or_else(|| {
+    // A client's source keeps the ids its input carries under the client's name, so
+    // that two clients fed the same post (with the same id) each get their own
+    // mention; the prefix is not added twice to a mention fed back in.
+    let carried = draft.id.map(|id| match &draft.client {
+        Some(client) if !id.starts_with(&format!("{client}:")) => format!("{client}:{id}"),
+        _ => id,
+    });
+    let id = carried.unwrap_or_else(|| {
         let key = match (&url, &draft.external_id) {
             (Some(url), _) => url.clone(),
             (None, Some(external)) => format!("id:{external}"),
@@ -299,8 +306,69 @@ pub struct Screened {
 /// mail digest is seen once. Mentions are remembered when screened; a source whose
 /// handoff to the bus fails calls [`Screen::forget`], so the retry is not mistaken for
 /// a duplicate of something that never arrived.
+///
+/// Each client has a window of its own: the same post fed to two clients is news to
+/// both, and a near-duplicate is marked with the first copy of its own client only,
+/// so that no mention carries the id or the thread of another client's.
 #[derive(Debug)]
 pub struct Screen {
+    config: ScreenConfig,
+    windows: HashMap<Option<String>, Window>,
+    /// The comparisons of windows dropped once empty, for [`Screen::comparisons`].
+    retired_comparisons: u64,
+}
+
+impl Screen {
+    /// Returns an empty screen.
+    pub fn new(config: ScreenConfig) -> Screen {
+        Screen { config, windows: HashMap::new(), retired_comparisons: 0 }
+    }
+
+    /// Drops the mentions seen within the window of their client (or earlier in
+    /// `mentions`), marks near-duplicates with [`NEAR_DUPLICATE_OF`], and remembers the
+    /// rest.
+    pub fn screen(&mut self, mentions: Vec<Mention>, now: Instant) -> Screened {
+        let mut screened = Screened::default();
+        for window in self.windows.values_mut() {
+            window.expire(now);
+        }
+        for mention in mentions {
+            let config = self.config;
+            let window = self.windows.entry(mention.client.clone()).or_insert_with(|| Window::new(config));
+            window.screen(mention, now, &mut screened);
+        }
+        for window in self.windows.values_mut() {
+            window.expire(now);
+        }
+        let retired = &mut self.retired_comparisons;
+        self.windows.retain(|_, window| {
+            let keep = !window.entries.is_empty();
+            if !keep {
+                *retired += window.near.comparisons();
+            }
+            keep
+        });
+        screened
+    }
+
+    /// Returns the SimHash comparisons made so far: the screen's work, which stays
+    /// proportional to the mentions screened however many copies of a text arrive.
+    pub fn comparisons(&self) -> u64 {
+        self.windows.values().map(|window| window.near.comparisons()).sum::<u64>() + self.retired_comparisons
+    }
+
+    /// Forgets mentions that were screened but could not be handed to the bus.
+    pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for window in self.windows.values_mut() {
+            window.forget(ids.iter().copied());
+        }
+    }
+}
+
+/// The window of one client.
+#[derive(Debug)]
+struct Window {
     config: ScreenConfig,
     next: u64,
     /// Sequence numbers in arrival order, with when they arrived; stale after `forget`.
@@ -321,10 +389,9 @@ struct Remembered {
     thread: String,
 }
 
-impl Screen {
-    /// Returns an empty window.
-    pub fn new(config: ScreenConfig) -> Screen {
-        Screen {
+impl Window {
+    fn new(config: ScreenConfig) -> Window {
+        Window {
             config,
             next: 0,
             order: VecDeque::new(),
@@ -334,41 +401,28 @@ impl Screen {
         }
     }
 
-    /// Drops the mentions seen within the window (or earlier in `mentions`), marks
-    /// near-duplicates with [`NEAR_DUPLICATE_OF`], and remembers the rest.
-    pub fn screen(&mut self, mentions: Vec<Mention>, now: Instant) -> Screened {
-        self.expire(now);
-        let mut screened = Screened::default();
-        for mut mention in mentions {
-            if self.by_id.contains_key(&mention.id) {
-                screened.duplicates += 1;
-                continue;
-            }
-            let hash = simhash(&mention.text, self.config.min_words);
-            let (original, thread) = match hash.and_then(|hash| self.nearest(hash)) {
-                Some((original, thread)) => {
-                    mention.meta.insert(NEAR_DUPLICATE_OF.to_string(), original.clone());
-                    mention.meta.insert(THREAD.to_string(), thread.clone());
-                    screened.near_duplicates += 1;
-                    (original, thread)
-                }
-                None => (mention.id.clone(), thread_key(&mention)),
-            };
-            self.remember(Remembered { id: mention.id.clone(), hash, original, thread }, now);
-            screened.fresh.push(mention);
+    /// Drops `mention` when seen within the window, else marks it when it is a
+    /// near-duplicate, remembers it and adds it to `screened`.
+    fn screen(&mut self, mut mention: Mention, now: Instant, screened: &mut Screened) {
+        if self.by_id.contains_key(&mention.id) {
+            screened.duplicates += 1;
+            return;
         }
-        self.expire(now);
-        screened
+        let hash = simhash(&mention.text, self.config.min_words);
+        let (original, thread) = match hash.and_then(|hash| self.nearest(hash)) {
+            Some((original, thread)) => {
+                mention.meta.insert(NEAR_DUPLICATE_OF.to_string(), original.clone());
+                mention.meta.insert(THREAD.to_string(), thread.clone());
+                screened.near_duplicates += 1;
+                (original, thread)
+            }
+            None => (mention.id.clone(), thread_key(&mention)),
+        };
+        self.remember(Remembered { id: mention.id.clone(), hash, original, thread }, now);
+        screened.fresh.push(mention);
     }
 
-    /// Returns the SimHash comparisons made so far: the screen's work, which stays
-    /// proportional to the mentions screened however many copies of a text arrive.
-    pub fn comparisons(&self) -> u64 {
-        self.near.comparisons()
-    }
-
-    /// Forgets mentions that were screened but could not be handed to the bus.
-    pub fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+    fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
         for id in ids {
             if let Some(seq) = self.by_id.remove(id) {
                 self.remove(seq);
@@ -528,8 +582,42 @@ mod tests {
         screen.forget([mention(1).id.as_str()]);
         assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1, "a failed handoff is retried");
         screen.screen(vec![mention(2), mention(3)], start);
-        assert!(screen.entries.len() <= 2);
+        assert!(screen.windows.values().map(|w| w.entries.len()).sum::<usize>() <= 2);
         assert_eq!(screen.screen(vec![mention(1)], start).fresh.len(), 1, "the oldest was forgotten");
+    }
+
+    #[test]
+    fn each_client_has_its_own_window_and_its_own_ids() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let of = |client: Option<&str>, id: &str| {
+            let mut mention = Mention::new(id, STORY);
+            mention.url = Some(format!("https://{}.example/{id}", client.unwrap_or("house")));
+            let draft = Draft {
+                client: client.map(str::to_string),
+                ..Draft::from_mention("hook", mention, Markup::Plain)
+            };
+            normalize(draft, now)
+        };
+        let acme = of(Some("acme"), "tw-1");
+        let globex = of(Some("globex"), "tw-1");
+        let house = of(None, "tw-1");
+        assert_eq!(
+            (acme.id.as_str(), globex.id.as_str(), house.id.as_str()),
+            ("acme:tw-1", "globex:tw-1", "tw-1")
+        );
+        assert_eq!(of(Some("acme"), "acme:tw-1").id, "acme:tw-1", "an id fed back in keeps one prefix");
+        let mut screen = Screen::new(ScreenConfig::default());
+        let start = Instant::now();
+        let screened = screen.screen(vec![acme.clone(), globex.clone(), house.clone()], start);
+        assert_eq!(screened.fresh.len(), 3, "one post fed to two clients is news to both");
+        assert_eq!(screened.near_duplicates, 0, "no mention is marked with another client's copy");
+        assert!(screened.fresh.iter().all(|m| !m.meta.contains_key(NEAR_DUPLICATE_OF)));
+        let copy = of(Some("globex"), "tw-2");
+        let screened = screen.screen(vec![copy], start);
+        assert_eq!(screened.fresh[0].meta.get(NEAR_DUPLICATE_OF).map(String::as_str), Some("globex:tw-1"));
+        screen.forget(["globex:tw-1"]);
+        assert_eq!(screen.screen(vec![globex], start).fresh.len(), 1, "forgotten in its client's window");
+        assert_eq!(screen.screen(vec![acme], start).duplicates, 1, "still remembered in acme's");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Delivered {
 /// every one of them either was acknowledged by the bus or was refused.
 #[derive(Debug, Clone)]
 pub struct Outlet {
+    /// The client of the source delivering through this outlet (see
+    /// [`Outlet::for_client`]).
+    client: Option<String>,
     producer: Producer,
     mentions_topic: String,
     dead_letter_topic: String,
@@ -88,6 +91,7 @@ impl Outlet {
         observer: Arc<dyn Observer>,
     ) -> Outlet {
         Outlet {
+            client: None,
             producer,
             mentions_topic: mentions_topic.into(),
             dead_letter_topic: dead_letter_topic.into(),
@@ -95,6 +99,19 @@ impl Outlet {
             observer,
             gate: Arc::default(),
         }
+    }
+
+    /// Returns this outlet for a source of `client` (`None`: the contact center's own):
+    /// every mention it delivers is that client's, whatever its input said. Sources
+    /// that read a client from their input refuse one that differs first
+    /// ([`cull_model::check_claim`]), so that nothing is silently relabelled.
+    pub fn for_client(&self, client: Option<String>) -> Outlet {
+        Outlet { client, ..self.clone() }
+    }
+
+    /// Returns the client of the source delivering through this outlet.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 
     /// Starts a push (a webhook request), or returns `None` once the outlet is closed.
@@ -134,16 +151,10 @@ impl Outlet {
     /// not taken for a duplicate.
     pub async fn deliver(&self, source: &str, drafts: Vec<Draft>) -> Result<Delivered, BusError> {
         let now = OffsetDateTime::now_utc();
-        let mentions: Vec<Mention> = drafts.into_iter().map(|draft| normalize(draft, now)).collect();
-        self.deliver_mentions(source, mentions).await
-    }
-
-    /// As [`Outlet::deliver`], for mentions already normalized.
-    pub async fn deliver_mentions(
-        &self,
-        source: &str,
-        mentions: Vec<Mention>,
-    ) -> Result<Delivered, BusError> {
+        let mentions: Vec<Mention> = drafts
+            .into_iter()
+            .map(|draft| normalize(Draft { client: self.client.clone(), ..draft }, now))
+            .collect();
         let screened =
             self.screen.lock().unwrap_or_else(PoisonError::into_inner).screen(mentions, Instant::now());
         let ids: Vec<String> = screened.fresh.iter().map(|m| m.id.clone()).collect();

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use cull_bus::dead_letter::Reason;
-use cull_model::{Channel, Mention, ModelError, MENTION_SCHEMA};
+use cull_model::{check_claim, Channel, Mention, ModelError, MENTION_SCHEMA};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -67,6 +67,9 @@ pub struct WebhookConfig {
     pub channel: Option<Channel>,
     /// Whether the mentions' title and text are plain text or HTML.
     pub markup: Markup,
+    /// The client the source belongs to: its mentions are that client's, and an item
+    /// naming another client is refused.
+    pub client: Option<String>,
 }
 
 impl WebhookConfig {
@@ -349,6 +352,7 @@ fn draft(config: &WebhookConfig, item: Value) -> Result<Draft, ItemError> {
             Draft::from_mention(&config.name, mention, config.markup)
         }
     };
+    check_claim(draft.client.as_deref(), config.client.as_deref()).map_err(ItemError::Model)?;
     draft.channel = draft.channel.or(config.channel);
     Ok(draft)
 }
@@ -491,7 +495,7 @@ async fn receive(
         return Err(refuse(config, StatusCode::PAYLOAD_TOO_LARGE, error));
     }
     let permits = reserve(source, count)?;
-    let (outlet, name) = (outlet.clone(), config.name.clone());
+    let (outlet, name) = (outlet.for_client(config.client.clone()), config.name.clone());
     // Spawned so that a client hanging up cannot cancel the delivery halfway: the
     // screen would remember mentions the bus never got and drop the client's retry.
     let delivery = tokio::spawn(async move {

@@ -42,13 +42,14 @@ pub struct Explanation {
 }
 
 /// Returns the explanation for rule `rule_id` of `set` against `mention`, or `None`
-/// when the set has no such rule.
+/// when the mention cannot meet such a rule (the set has none, or only another
+/// client's).
 pub fn explain(set: &RuleSet, rule_id: &str, mention: &Mention) -> Option<Explanation> {
-    let index = set.rules().iter().position(|r| r.rule.id == rule_id)?;
-    let rule = &set.rules()[index];
+    let (partition, index) = set.locate(mention.client.as_deref(), rule_id)?;
+    let rule = &partition.rules()[index];
     let doc = Document::new(mention);
     let mut candidates = Vec::new();
-    set.prefilter().candidates(&doc, &mut Scratch::default(), &mut candidates);
+    partition.prefilter().candidates(&doc, &mut Scratch::default(), &mut candidates);
     let hidden = doc.hide(rule.masks.iter().flat_map(|m| &m.sequences));
     Some(Explanation {
         rule_id: rule.rule.id.clone(),

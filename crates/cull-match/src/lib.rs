@@ -15,6 +15,7 @@ pub mod explain;
 pub mod prefilter;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -91,23 +92,123 @@ pub fn evaluate(rule: &CompiledRule, doc: &Document<'_>) -> Outcome {
     Outcome::Matched(spans(&rule.query, doc, &hidden))
 }
 
-/// An immutable, compiled set of rules with its prefilter.
+/// The rules of one client, or the global rules, with their own prefilter.
+///
+/// A mention meets only the global partition and its client's, so that candidate
+/// selection never touches another client's rules: one client's mentions cost the
+/// same however many rules other clients add, and a rule can never match another
+/// client's mention, whatever its words.
+#[derive(Debug)]
+pub struct Partition {
+    client: Option<String>,
+    rules: Vec<CompiledRule>,
+    /// Each rule's index in `rules`, by id (ids are unique within a partition).
+    by_id: HashMap<String, u32>,
+    prefilter: Prefilter,
+}
+
+impl Partition {
+    fn new(client: Option<String>, rules: Vec<CompiledRule>) -> Result<Partition, MatchError> {
+        let prefilter = Prefilter::new(&rules)?;
+        let by_id = rules.iter().enumerate().map(|(i, r)| (r.rule.id.clone(), i as u32)).collect();
+        Ok(Partition { client, rules, by_id, prefilter })
+    }
+
+    /// Returns the client whose mentions the partition's rules match (`None`: every
+    /// mention's).
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+
+    /// Returns the rules, in the order given.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Returns the index of rule `id`, if the partition has it.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).map(|&i| i as usize)
+    }
+
+    /// Returns the prefilter.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+}
+
+/// An immutable, compiled set of rules: the global partition and one per client.
+///
+/// Partitions are shared between sets (`Arc`), so that replacing one client's rules
+/// ([`RuleSet::replace`]) compiles only that client's partition.
 #[derive(Debug)]
 pub struct RuleSet {
-    rules: Vec<CompiledRule>,
-    prefilter: Prefilter,
+    global: Arc<Partition>,
+    clients: HashMap<String, Arc<Partition>>,
     version: String,
 }
 
 impl RuleSet {
     /// Builds a rule set from compiled rules (all of them: callers drop disabled rules
-    /// first if they want them dropped).
+    /// first if they want them dropped), each in the partition of its client.
     pub fn new(rules: Vec<CompiledRule>) -> Result<RuleSet, MatchError> {
-        let prefilter = Prefilter::new(&rules)?;
-        let mut versions: Vec<&str> = rules.iter().map(|r| r.version.as_str()).collect();
+        RuleSet::build(None, rules)
+    }
+
+    /// Returns a set with the rules of this one that `keep` keeps, plus `added`.
+    /// Only the partitions that lose or gain a rule are compiled again; the others are
+    /// shared with this set.
+    pub fn replace(
+        &self,
+        keep: impl Fn(&CompiledRule) -> bool,
+        added: Vec<CompiledRule>,
+    ) -> Result<RuleSet, MatchError> {
+        RuleSet::build(Some((self, &keep)), added)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build(
+        base: Option<(&RuleSet, &dyn Fn(&CompiledRule) -> bool)>,
+        added: Vec<CompiledRule>,
+    ) -> Result<RuleSet, MatchError> {
+        let mut grouped: HashMap<Option<String>, Vec<CompiledRule>> = HashMap::new();
+        for rule in added {
+            grouped.entry(rule.rule.client.clone()).or_default().push(rule);
+        }
+        let mut partitions: HashMap<Option<String>, Arc<Partition>> = HashMap::new();
+        if let Some((base, keep)) = base {
+            for partition in base.partitions() {
+                let client = partition.client.clone();
+                let kept: Vec<&CompiledRule> = partition.rules.iter().filter(|r| keep(r)).collect();
+                if kept.len() == partition.rules.len() && !grouped.contains_key(&client) {
+                    partitions.insert(client, Arc::clone(partition));
+                } else {
+                    let fresh = grouped.remove(&client).unwrap_or_default();
+                    let rules: Vec<CompiledRule> = kept.into_iter().cloned().chain(fresh).collect();
+                    partitions.insert(client.clone(), Arc::new(Partition::new(client, rules)?));
+                }
+            }
+        }
+        for (client, rules) in grouped {
+            partitions.insert(client.clone(), Arc::new(Partition::new(client, rules)?));
+        }
+        let global = match partitions.remove(&None) {
+            Some(global) => global,
+            None => Arc::new(Partition::new(None, Vec::new())?),
+        };
+        let clients: HashMap<String, Arc<Partition>> = partitions
+            .into_iter()
+            .filter(|(_, partition)| !partition.rules.is_empty())
+            .filter_map(|(client, partition)| Some((client?, partition)))
+            .collect();
+        let count = global.rules.len() + clients.values().map(|p| p.rules.len()).sum::<usize>();
+        if u32::try_from(count).is_err() {
+            return Err(MatchError::TooManyRules { count });
+        }
+        let mut set = RuleSet { global, clients, version: String::new() };
+        let mut versions: Vec<&str> = set.rules().map(|r| r.version.as_str()).collect();
         versions.sort_unstable();
-        let version = cull_model::short_hash(&versions, 12);
-        Ok(RuleSet { rules, prefilter, version })
+        set.version = cull_model::short_hash(&versions, 12);
+        Ok(set)
     }
 
     /// Returns the version: a hash of the versions of all rules, independent of order.
@@ -115,14 +216,53 @@ impl RuleSet {
         &self.version
     }
 
-    /// Returns the rules, in the order given to [`RuleSet::new`].
-    pub fn rules(&self) -> &[CompiledRule] {
-        &self.rules
+    /// Returns every rule: the global ones first, then each client's.
+    pub fn rules(&self) -> impl Iterator<Item = &CompiledRule> {
+        self.partitions().flat_map(|partition| partition.rules.iter())
     }
 
-    /// Returns the prefilter.
-    pub fn prefilter(&self) -> &Prefilter {
-        &self.prefilter
+    /// Returns the number of rules.
+    pub fn len(&self) -> usize {
+        self.partitions().map(|partition| partition.rules.len()).sum()
+    }
+
+    /// Returns true when the set has no rule.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the partitions: the global one first, then the clients' in name order.
+    pub fn partitions(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        let mut clients: Vec<&Arc<Partition>> = self.clients.values().collect();
+        clients.sort_by(|a, b| a.client.cmp(&b.client));
+        std::iter::once(&self.global).chain(clients)
+    }
+
+    /// Returns the partitions a mention of `client` meets: its client's, if it has
+    /// rules, and the global one.
+    pub fn partitions_for(&self, client: Option<&str>) -> impl Iterator<Item = &Partition> {
+        let own = client.and_then(|client| self.clients.get(client));
+        std::iter::once(self.global.as_ref()).chain(own.map(Arc::as_ref))
+    }
+
+    /// Returns the clients that have rules, in name order.
+    pub fn clients(&self) -> Vec<&str> {
+        let mut clients: Vec<&str> = self.clients.keys().map(String::as_str).collect();
+        clients.sort_unstable();
+        clients
+    }
+
+    /// Returns the rule `id` a mention of `client` can meet: its client's rule of that
+    /// id, else the global one.
+    pub fn rule(&self, client: Option<&str>, id: &str) -> Option<&CompiledRule> {
+        self.locate(client, id).map(|(partition, index)| &partition.rules[index])
+    }
+
+    /// Returns the partition and index of the rule `id` a mention of `client` meets.
+    pub fn locate(&self, client: Option<&str>, id: &str) -> Option<(&Partition, usize)> {
+        let mut partitions: Vec<&Partition> = self.partitions_for(client).collect();
+        partitions.reverse();
+        partitions.into_iter().find_map(|partition| Some((partition, partition.position(id)?)))
     }
 
     /// Returns the verdict for one mention.
@@ -144,26 +284,30 @@ impl RuleSet {
 
     fn verdict_with(&self, mention: &Mention, scratch: &mut Scratch, candidates: &mut Vec<u32>) -> Verdict {
         let doc = Document::new(mention);
-        self.prefilter.candidates(&doc, scratch, candidates);
         let mut verdict = Verdict {
             schema: VERDICT_SCHEMA.to_string(),
             mention_id: mention.id.clone(),
+            client: mention.client.clone(),
             ruleset_version: self.version.clone(),
             matched: Vec::new(),
             culled: Vec::new(),
             mention: None,
         };
-        for &index in candidates.iter() {
-            let rule = &self.rules[index as usize];
-            match evaluate(rule, &doc) {
-                Outcome::NoMatch => {}
-                Outcome::Matched(spans) => verdict.matched.push(MatchedRule {
-                    rule_id: rule.rule.id.clone(),
-                    rule_version: rule.version.clone(),
-                    spans,
-                }),
-                Outcome::Culled { reason, clause } => {
-                    verdict.culled.push(Culled { rule_id: rule.rule.id.clone(), reason, clause })
+        scratch.prepare(&doc);
+        for partition in self.partitions_for(mention.client.as_deref()) {
+            partition.prefilter.prepared_candidates(scratch, candidates);
+            for &index in candidates.iter() {
+                let rule = &partition.rules[index as usize];
+                match evaluate(rule, &doc) {
+                    Outcome::NoMatch => {}
+                    Outcome::Matched(spans) => verdict.matched.push(MatchedRule {
+                        rule_id: rule.rule.id.clone(),
+                        rule_version: rule.version.clone(),
+                        spans,
+                    }),
+                    Outcome::Culled { reason, clause } => {
+                        verdict.culled.push(Culled { rule_id: rule.rule.id.clone(), reason, clause })
+                    }
                 }
             }
         }
@@ -252,7 +396,7 @@ mod tests {
             reader.join().expect("reader")
         });
         assert!(seen[0] > 0 && seen[1] > 0, "both versions were used: {seen:?}");
-        assert_eq!(matcher.current().rules()[0].rule.id, "a");
+        assert_eq!(matcher.current().rules().next().unwrap().rule.id, "a");
     }
 
     #[test]
@@ -296,5 +440,58 @@ mod tests {
             1,
             "no channel, no lang: not culled"
         );
+    }
+
+    fn client_mention(client: Option<&str>, text: &str) -> Mention {
+        Mention { client: client.map(str::to_string), ..Mention::new("m", text) }
+    }
+
+    fn matched_ids(set: &RuleSet, client: Option<&str>, text: &str) -> Vec<String> {
+        set.verdict(&client_mention(client, text)).matched.into_iter().map(|m| m.rule_id).collect()
+    }
+
+    #[test]
+    fn a_clients_rule_matches_only_its_clients_mentions_and_a_global_rule_every_mention() {
+        let set = rule_set(
+            "[[rule]]\nid = 'global'\nquery = 'slack'\n\n\
+             [[rule]]\nid = 'brand'\nquery = 'slack'\nclient = 'acme'\n\n\
+             [[rule]]\nid = 'brand-x'\nquery = 'slack OR acme'\nclient = 'globex'\n",
+        );
+        assert_eq!(matched_ids(&set, Some("acme"), "slack"), ["global", "brand"]);
+        assert_eq!(matched_ids(&set, Some("globex"), "slack acme"), ["global", "brand-x"]);
+        assert_eq!(matched_ids(&set, None, "slack acme"), ["global"], "the house meets global rules only");
+        assert_eq!(matched_ids(&set, Some("initech"), "slack"), ["global"], "a client without rules");
+        let verdict = set.verdict(&client_mention(Some("acme"), "slack"));
+        assert_eq!(verdict.client.as_deref(), Some("acme"));
+        assert_eq!(set.clients(), ["acme", "globex"]);
+        assert_eq!(set.len(), 3);
+        assert!(set.rule(Some("acme"), "brand").is_some() && set.rule(Some("globex"), "brand").is_none());
+        assert_eq!(set.rule(Some("acme"), "global").unwrap().rule.id, "global");
+    }
+
+    #[test]
+    fn replacing_one_clients_rules_shares_the_other_partitions() {
+        let set = rule_set(
+            "[[rule]]\nid = 'global'\nquery = 'slack'\n\n\
+             [[rule]]\nid = 'a'\nquery = 'slack'\nclient = 'acme'\n\n\
+             [[rule]]\nid = 'g'\nquery = 'slack'\nclient = 'globex'\n",
+        );
+        let new = rule_set("[[rule]]\nid = 'a2'\nquery = 'outage'\nclient = 'acme'\n");
+        let added: Vec<CompiledRule> = new.rules().cloned().collect();
+        let replaced = set.replace(|rule| rule.rule.client.as_deref() != Some("acme"), added).unwrap();
+        let partition = |set: &RuleSet, client: &str| {
+            Arc::clone(set.partitions().find(|p| p.client() == Some(client)).unwrap())
+        };
+        assert!(
+            Arc::ptr_eq(&partition(&set, "globex"), &partition(&replaced, "globex")),
+            "not compiled again"
+        );
+        assert!(Arc::ptr_eq(&set.global, &replaced.global));
+        assert_eq!(matched_ids(&replaced, Some("acme"), "slack outage"), ["global", "a2"]);
+        assert_eq!(matched_ids(&replaced, Some("globex"), "slack outage"), ["global", "g"]);
+        assert_ne!(set.version(), replaced.version());
+        let emptied =
+            replaced.replace(|rule| rule.rule.client.as_deref() != Some("acme"), Vec::new()).unwrap();
+        assert_eq!(emptied.clients(), ["globex"], "a client whose rules are all gone has no partition");
     }
 }

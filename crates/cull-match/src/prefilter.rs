@@ -49,6 +49,18 @@ pub struct Scratch {
 
 const SEPARATOR: u8 = 0;
 
+impl Scratch {
+    /// Lays out the folded terms of `doc` as the haystack the prefilters scan.
+    pub fn prepare(&mut self, doc: &Document<'_>) {
+        self.haystack.clear();
+        self.haystack.push(SEPARATOR);
+        for term in doc.folded_terms() {
+            self.haystack.extend_from_slice(term.as_bytes());
+            self.haystack.push(SEPARATOR);
+        }
+    }
+}
+
 impl Prefilter {
     /// Builds the automaton for `rules`, indexed by their position in the slice.
     pub fn new(rules: &[CompiledRule]) -> Result<Prefilter, MatchError> {
@@ -113,16 +125,18 @@ impl Prefilter {
     /// Writes the indexes of the candidate rules for `doc` into `out`, in ascending
     /// order.
     pub fn candidates(&self, doc: &Document<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        scratch.prepare(doc);
+        self.prepared_candidates(scratch, out);
+    }
+
+    /// As [`Prefilter::candidates`], for the document `scratch` was last prepared
+    /// with ([`Scratch::prepare`]): several prefilters (a client's and the global
+    /// one) scan one haystack built once.
+    pub fn prepared_candidates(&self, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.unanchored);
         if self.pattern_ends.is_empty() {
             return;
-        }
-        scratch.haystack.clear();
-        scratch.haystack.push(SEPARATOR);
-        for term in doc.folded_terms() {
-            scratch.haystack.extend_from_slice(term.as_bytes());
-            scratch.haystack.push(SEPARATOR);
         }
         scratch.hits.resize(self.all_groups.len(), (0, 0));
         scratch.mention_number += 1;

@@ -35,6 +35,18 @@ pub fn client_name_problem(name: &str) -> Option<String> {
     }
 }
 
+/// Checks the client an input names against the client of the source it came
+/// through: naming none, or the source's own, is fine; naming another is refused.
+pub fn check_claim(claimed: Option<&str>, owner: Option<&str>) -> Result<(), crate::ModelError> {
+    match claimed {
+        Some(claimed) if Some(claimed) != owner => Err(crate::ModelError::ForeignClient {
+            claimed: crate::escape::escape_controls(claimed).into_owned(),
+            owner: owner.map(str::to_string),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Whose data a reader may see: what every read of mentions, verdicts, tickets and
 /// rules is limited to.
 ///
@@ -107,6 +119,17 @@ mod tests {
         for bad in ["", "Acme", "-acme", "ac me", "acme.eu", "acme/x", "../x", "*", "é", &"a".repeat(49)] {
             assert!(client_name_problem(bad).is_some(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn an_input_may_name_its_sources_client_or_none() {
+        assert!(check_claim(None, Some("acme")).is_ok());
+        assert!(check_claim(Some("acme"), Some("acme")).is_ok());
+        assert!(check_claim(None, None).is_ok());
+        let error = check_claim(Some("globex"), Some("acme")).unwrap_err().to_string();
+        assert_eq!(error, "field `client` says \"globex\", but this source belongs to client \"acme\"");
+        let error = check_claim(Some("acme"), None).unwrap_err().to_string();
+        assert_eq!(error, "field `client` says \"acme\", but this source belongs to no client");
     }
 
     #[test]

@@ -66,6 +66,21 @@ pub enum ModelError {
         /// The field name.
         field: &'static str,
     },
+    /// The `client` field is not a client name (see [`crate::client_name_problem`]).
+    #[error("field `client`: {problem}")]
+    Client {
+        /// Why the name cannot be a client's.
+        problem: String,
+    },
+    /// The input names another client than the source it came through belongs to: a
+    /// sender cannot put its mentions before another client's rules and analysts.
+    #[error("field `client` says {claimed:?}, but this source belongs to {}", owner.as_deref().map_or_else(|| "no client".to_string(), |o| format!("client {o:?}")))]
+    ForeignClient {
+        /// The client the input named.
+        claimed: String,
+        /// The source's client.
+        owner: Option<String>,
+    },
 }
 
 /// The kind of place a mention was found; rules can be restricted to some channels.
@@ -140,7 +155,10 @@ pub struct Mention {
     pub schema: String,
     /// Stable id, see [`crate::mention_id`].
     pub id: String,
-    /// The client this mention belongs to, for multi-client contact centers.
+    /// The client this mention belongs to (an outsourcing contact center watches
+    /// brands for many clients); `None` for the contact center's own mentions. Ingest
+    /// sets it from the source's `client`, whatever the input claims: it decides which
+    /// rules match the mention and who may see it (see [`crate::client`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// The configured source name.
@@ -207,6 +225,9 @@ impl Mention {
         }
         if mention.id.is_empty() {
             return Err(ModelError::EmptyField { field: "id" });
+        }
+        if let Some(problem) = mention.client.as_deref().and_then(crate::client_name_problem) {
+            return Err(ModelError::Client { problem });
         }
         Ok(mention)
     }
@@ -327,6 +348,9 @@ pub struct Verdict {
     pub schema: String,
     /// The mention this verdict is about.
     pub mention_id: String,
+    /// The mention's client: only its rules and the global ones were tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The version of the rule set that produced the verdict.
     pub ruleset_version: String,
     /// Rules that matched.
@@ -409,7 +433,8 @@ pub struct Ticket {
     /// When the first response is due (RFC 3339): fixed at the first revision, counted
     /// from `arrival_at` by the queue's SLA policy; never pushed back.
     pub sla_due_at: String,
-    /// The client, for multi-client contact centers.
+    /// The client of the ticket's mentions (a ticket never joins two clients'
+    /// mentions); it picks the ticket topic (`cull.tickets.<client>.<queue>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// The rule that matched.
@@ -503,6 +528,7 @@ mod tests {
         let verdict = Verdict {
             schema: VERDICT_SCHEMA.into(),
             mention_id: "m-42".into(),
+            client: None,
             ruleset_version: "3f9c".into(),
             matched: vec![MatchedRule {
                 rule_id: "connections-magazine".into(),

@@ -19,7 +19,7 @@ pub mod escape;
 mod id;
 pub mod thread;
 
-pub use client::{client_name_problem, Scope, ALL_CLIENTS};
+pub use client::{check_claim, client_name_problem, Scope, ALL_CLIENTS};
 pub use contract::{
     Channel, CullReason, Culled, DeadLetter, Factor, MatchedRule, Mention, ModelError, Priority, Span,
     Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,

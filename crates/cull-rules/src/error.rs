@@ -56,6 +56,10 @@ pub enum Refusal {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A subdirectory whose name cannot be a client's: a subdirectory of the rules
+    /// directory is the rule pack of the client it is named after.
+    #[error("a subdirectory of the rules directory is a client's rule pack: {0}")]
+    NotAClient(String),
 }
 
 impl RuleError {

@@ -1,5 +1,11 @@
 //! Loading rule packs: every `*.toml` file of a directory, every rule in it.
 //!
+//! A rules directory holds packs: its top-level files are the global pack, whose
+//! rules match every mention, and each subdirectory named after a client (`acme/`)
+//! is that client's pack, whose rules match only that client's mentions. A rule id is
+//! unique among the rules one mention can meet (its client's and the global ones), so
+//! two clients may both have a rule `brand`; see [`Taken`].
+//!
 //! Loading never stops at the first problem. TOML syntax errors are recovered from as
 //! far as the parser can; each `[[rule]]` table is deserialized on its own so that a
 //! misspelled key in one rule does not hide an error in the next; every query of every
@@ -13,14 +19,14 @@
 //! `x.toml -> ..data/x.toml` does), never a file of /proc, never more than
 //! [`MAX_RULE_FILE_BYTES`], and never in a way that can block (a FIFO).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use cull_model::{Channel, Priority};
+use cull_model::{client_name_problem, Channel, Priority};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -70,7 +76,7 @@ struct RawRule {
     enabled: bool,
     #[serde(default)]
     metrics: bool,
-    client: Option<String>,
+    client: Option<Spanned<String>>,
     escalate_on: Option<Spanned<String>>,
     spike: Option<Spanned<String>>,
     #[serde(default)]
@@ -93,37 +99,154 @@ struct RawExample {
     expect: Spanned<String>,
 }
 
-/// Loads every `*.toml` file in `dir` (not recursively), in name order.
-pub fn load_dir(dir: &Path) -> Loaded {
-    let mut loaded = Loaded::default();
-    let listed = std::fs::read_dir(dir).and_then(|entries| Ok((entries, dir.canonicalize()?)));
-    let (entries, root) = match listed {
+/// A rules directory read pack by pack: the top-level files (the global pack, which
+/// the contact center's staff own) and one pack per client subdirectory.
+///
+/// Packs are kept apart so that a reload can take the packs that load cleanly and
+/// keep the running version of the one that does not: one client's typo must not
+/// hold back another client's change.
+#[derive(Debug, Default)]
+pub struct Tree {
+    /// The top-level `*.toml` files, and every error reading the directory itself.
+    pub global: Loaded,
+    /// The pack of each client subdirectory `<client>/`, by client name.
+    pub clients: BTreeMap<String, Loaded>,
+}
+
+impl Tree {
+    /// Returns every pack as one: the global pack first, then the clients' in name
+    /// order.
+    pub fn flatten(self) -> Loaded {
+        let mut all = self.global;
+        for (_, pack) in self.clients {
+            all.rules.extend(pack.rules);
+            all.errors.extend(pack.errors);
+            all.warnings.extend(pack.warnings);
+        }
+        all
+    }
+}
+
+/// Loads a rules directory: its top-level `*.toml` files are the global pack, each
+/// subdirectory named after a client (`acme/`) is that client's pack; names starting
+/// with `.` are skipped (a Kubernetes ConfigMap's `..data`). Each pack's files are
+/// read in name order.
+pub fn load_tree(dir: &Path) -> Tree {
+    let mut tree = Tree::default();
+    let (files, packs, root) = match list_dir(dir) {
         Ok(listed) => listed,
-        Err(source) => {
-            loaded.errors.push(RuleError::Io { path: dir.to_path_buf(), source });
-            return loaded;
+        Err(error) => {
+            tree.global.errors.push(error);
+            return tree;
         }
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    paths.sort();
+    let mut taken = Taken::default();
+    tree.global = read_pack(None, &files, &root, &mut taken);
+    for (client, pack_dir) in packs {
+        let problem = client_name_problem(&client);
+        if let Some(problem) = problem {
+            tree.global
+                .errors
+                .push(RuleError::Refused { path: pack_dir, reason: Refusal::NotAClient(problem) });
+            continue;
+        }
+        let mut pack = Loaded::default();
+        match list_dir(&pack_dir) {
+            Ok((files, nested, _)) => {
+                for (_, nested) in nested {
+                    let reason = Refusal::NotAClient("a client's pack holds rule files only".into());
+                    pack.errors.push(RuleError::Refused { path: nested, reason });
+                }
+                let loaded = read_pack(Some(&client), &files, &root, &mut taken);
+                pack.rules = loaded.rules;
+                pack.errors.extend(loaded.errors);
+                pack.warnings = loaded.warnings;
+            }
+            Err(error) => pack.errors.push(error),
+        }
+        tree.clients.insert(client, pack);
+    }
+    tree
+}
+
+/// Loads one client's pack, `dir/<client>/`, for a reload of that pack alone; its ids
+/// must not be taken by `taken`, the global rules (and rules naming the client) that
+/// stay in use beside it.
+pub fn load_client_pack(dir: &Path, client: &str, mut taken: Taken) -> Loaded {
+    if let Some(problem) = client_name_problem(client) {
+        let reason = Refusal::NotAClient(problem);
+        return Loaded {
+            errors: vec![RuleError::Refused { path: dir.join(client), reason }],
+            ..Loaded::default()
+        };
+    }
+    let root = match dir.canonicalize() {
+        Ok(root) => root,
+        Err(source) => {
+            return Loaded {
+                errors: vec![RuleError::Io { path: dir.to_path_buf(), source }],
+                ..Loaded::default()
+            }
+        }
+    };
+    let pack_dir = dir.join(client);
+    if !pack_dir.exists() {
+        return Loaded::default();
+    }
+    match list_dir(&pack_dir) {
+        Ok((files, _, _)) => read_pack(Some(client), &files, &root, &mut taken),
+        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+    }
+}
+
+/// Loads every rule of a rules directory (see [`load_tree`]) as one pack.
+pub fn load_dir(dir: &Path) -> Loaded {
+    load_tree(dir).flatten()
+}
+
+/// Lists a directory: its `*.toml` entries and its other subdirectories (packs), each
+/// in name order, and the directory's canonical path.
+#[allow(clippy::type_complexity)]
+fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<(String, PathBuf)>, PathBuf), RuleError> {
+    let io = |source| RuleError::Io { path: dir.to_path_buf(), source };
+    let entries = std::fs::read_dir(dir).map_err(io)?;
+    let root = dir.canonicalize().map_err(io)?;
+    let mut files = Vec::new();
+    let mut packs = Vec::new();
+    for path in entries.filter_map(|entry| entry.ok().map(|e| e.path())) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            files.push(path);
+        } else if path.is_dir() {
+            packs.push((name, path));
+        }
+    }
+    files.sort();
+    packs.sort();
+    Ok((files, packs, root))
+}
+
+/// Reads and loads the files of one pack; a file must resolve inside `root`.
+fn read_pack(client: Option<&str>, paths: &[PathBuf], root: &Path, taken: &mut Taken) -> Loaded {
+    let mut loaded = Loaded::default();
     let mut files = Vec::new();
     for path in paths {
-        match read_rule_file(&path, Some(&root)) {
-            Ok(bytes) => files.push((path, bytes)),
+        match read_rule_file(path, Some(root)) {
+            Ok(bytes) => files.push((path.clone(), bytes)),
             Err(error) => loaded.errors.push(error),
         }
     }
-    let pack = load_files(files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())));
+    let pack = load_pack(client, files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())), taken);
     loaded.rules = pack.rules;
     loaded.errors.extend(pack.errors);
     loaded.warnings = pack.warnings;
     loaded
 }
 
-/// Loads a rules directory, or one rule file.
+/// Loads a rules directory (see [`load_tree`]), or one rule file (of the global pack).
 pub fn load_path(path: &Path) -> Loaded {
     if path.is_dir() {
         return load_dir(path);
@@ -189,10 +312,76 @@ fn regular(metadata: &Metadata) -> Result<(), Refusal> {
     Err(Refusal::NotRegularFile(what))
 }
 
-/// Loads rule files given as (path, contents), checking ids across all of them.
+/// Loads rule files given as (path, contents) as the global pack, checking ids across
+/// all of them.
 pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> Loaded {
+    load_pack(None, files, &mut Taken::default())
+}
+
+/// The rule ids in use, where each was defined.
+///
+/// A rule id is unique among the rules that can match one mention: a client's own
+/// rules and the global ones. Two clients may use the same id; tickets, spikes and
+/// statistics tell their rules apart by the mention's client.
+#[derive(Debug, Default, Clone)]
+pub struct Taken {
+    global: HashMap<String, (PathBuf, usize)>,
+    clients: HashMap<(String, String), (PathBuf, usize)>,
+    /// Where some client's rule first used each id, which a global rule may not take.
+    any_client: HashMap<String, (PathBuf, usize)>,
+}
+
+impl Taken {
+    /// Returns the ids of `rules`, already in use.
+    pub fn of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Taken {
+        let mut taken = Taken::default();
+        for rule in rules {
+            taken.claim(rule.client.as_deref(), &rule.id, &rule.path, rule.line);
+        }
+        taken
+    }
+
+    /// Claims `id` for a rule of `client` defined at `path:line`; returns where it is
+    /// defined already when it is taken.
+    fn claim(
+        &mut self,
+        client: Option<&str>,
+        id: &str,
+        path: &Path,
+        line: usize,
+    ) -> Option<(PathBuf, usize)> {
+        let place = (path.to_path_buf(), line);
+        let earlier = match client {
+            None => self.global.get(id).or_else(|| self.any_client.get(id)),
+            Some(client) => {
+                self.global.get(id).or_else(|| self.clients.get(&(client.to_string(), id.to_string())))
+            }
+        };
+        if let Some(earlier) = earlier {
+            return Some(earlier.clone());
+        }
+        match client {
+            None => {
+                self.global.insert(id.to_string(), place);
+            }
+            Some(client) => {
+                self.clients.insert((client.to_string(), id.to_string()), place.clone());
+                self.any_client.entry(id.to_string()).or_insert(place);
+            }
+        }
+        None
+    }
+}
+
+/// Loads the rule files of one pack, given as (path, contents): the global pack
+/// (`pack` is `None`) or a client's, whose rules are that client's. Ids are checked
+/// against `taken`, which gains the pack's.
+pub fn load_pack<'a>(
+    pack: Option<&str>,
+    files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
+    taken: &mut Taken,
+) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut first_seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
     for (path, bytes) in files {
         let source = match std::str::from_utf8(bytes) {
             Ok(source) => source,
@@ -203,17 +392,18 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
                 continue;
             }
         };
-        for entry in load_source(path, source, &mut loaded.errors, &mut loaded.warnings) {
-            if let Some((first_path, first_line)) = first_seen.get(&entry.id) {
+        for entry in load_source(path, source, pack, &mut loaded.errors, &mut loaded.warnings) {
+            if let Some((first_path, first_line)) =
+                taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
+            {
                 let message = format!("duplicate rule id `{}`", entry.id);
                 let help = format!(
-                    "first defined at {}:{first_line}; ids must be unique across the pack",
+                    "first defined at {}:{first_line}; ids must be unique among a client's rules and the global ones",
                     first_path.display()
                 );
                 loaded.errors.push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
                 continue;
             }
-            first_seen.insert(entry.id, (path.to_path_buf(), entry.line));
             loaded.rules.extend(entry.rule);
         }
     }
@@ -226,6 +416,8 @@ struct Entry {
     id: String,
     id_span: Range<usize>,
     line: usize,
+    /// The client the rule is for, as far as it could be told.
+    client: Option<String>,
     rule: Option<CompiledRule>,
 }
 
@@ -248,6 +440,7 @@ impl Lines {
 fn load_source(
     path: &Path,
     source: &str,
+    pack: Option<&str>,
     errors: &mut Vec<RuleError>,
     warnings: &mut Vec<Located>,
 ) -> Vec<Entry> {
@@ -297,7 +490,8 @@ fn load_source(
                     id: raw.id.get_ref().clone(),
                     id_span: raw.id.span(),
                     line: lines.line(raw.id.span().start),
-                    rule: build_rule(path, source, &lines, raw, errors, warnings),
+                    client: raw.client.as_ref().map(|c| c.get_ref().clone()).or(pack.map(str::to_string)),
+                    rule: build_rule(path, source, &lines, raw, pack, errors, warnings),
                 }),
                 Err(error) => {
                     let at = error.span().unwrap_or(span);
@@ -357,6 +551,7 @@ fn build_rule(
     source: &str,
     lines: &Lines,
     raw: RawRule,
+    pack: Option<&str>,
     errors: &mut Vec<RuleError>,
     warnings: &mut Vec<Located>,
 ) -> Option<CompiledRule> {
@@ -392,6 +587,20 @@ fn build_rule(
             ))
         });
     }
+    if let Some(client) = &raw.client {
+        let name = client.get_ref();
+        if let Some(problem) = client_name_problem(name) {
+            errors.push(located(client.span(), problem));
+        } else if let Some(pack) = pack.filter(|pack| pack != name) {
+            errors.push(
+                located(client.span(), format!("this rule is in client `{pack}`'s pack but says client `{name}`"))
+                    .with_help(Some(format!(
+                        "a client's rules live in its own directory: move the rule to `{name}/`, or remove `client`"
+                    ))),
+            );
+        }
+    }
+    let client = raw.client.as_ref().map(|c| c.get_ref().clone()).or(pack.map(str::to_string));
     let channel_help = || Some(format!("channels are {}", Channel::ALL.map(|c| c.as_str()).join(", ")));
     let mut channels = Vec::new();
     for channel in &raw.channels {
@@ -470,7 +679,8 @@ fn build_rule(
         langs,
         enabled: raw.enabled,
         metrics: raw.metrics,
-        client: raw.client,
+        client,
+        pack: pack.map(str::to_string),
         escalate_on: raw.escalate_on.as_ref().map(|e| e.get_ref().clone()),
         spike: raw.spike.as_ref().map(|s| s.get_ref().clone()),
         examples,
@@ -759,5 +969,87 @@ mod tests {
         let errors = receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("loading a FIFO hangs");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("x.toml: it is not a regular file but a FIFO"), "{errors:?}");
+    }
+
+    fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let tree = load_tree(dir.path());
+        (dir, tree)
+    }
+
+    #[test]
+    fn a_subdirectory_is_its_clients_pack_and_two_clients_may_share_an_id() {
+        let (_dir, tree) = tree(&[
+            ("global.toml", "[[rule]]\nid = 'slack'\nquery = 'slack'\n"),
+            ("acme/brand.toml", "[[rule]]\nid = 'brand'\nquery = 'acme'\n"),
+            ("globex/brand.toml", "[[rule]]\nid = 'brand'\nquery = 'globex'\nclient = 'globex'\n"),
+            ("..data/ignored.toml", "not toml at all"),
+        ]);
+        assert!(tree.global.errors.is_empty(), "{:?}", tree.global.errors);
+        assert_eq!(tree.global.rules[0].rule.client, None);
+        for client in ["acme", "globex"] {
+            let pack = &tree.clients[client];
+            assert!(pack.errors.is_empty(), "{client}: {:?}", pack.errors);
+            let rule = &pack.rules[0].rule;
+            assert_eq!(
+                (rule.id.as_str(), rule.client.as_deref(), rule.pack.as_deref()),
+                ("brand", Some(client), Some(client))
+            );
+        }
+        assert_eq!(tree.flatten().rules.len(), 3);
+    }
+
+    #[test]
+    fn a_pack_may_not_take_a_global_id_nor_speak_for_another_client() {
+        let (_dir, tree) = tree(&[
+            ("global.toml", "[[rule]]\nid = 'slack'\nquery = 'slack'\n\n[[rule]]\nid = 'legacy'\nquery = 'x'\nclient = 'acme'\n"),
+            ("acme/a.toml", "[[rule]]\nid = 'slack'\nquery = 'slack'\n\n[[rule]]\nid = 'legacy'\nquery = 'y'\n\n[[rule]]\nid = 'mine'\nquery = 'z'\nclient = 'globex'\n"),
+            ("Bad Name/a.toml", "[[rule]]\nid = 'x'\nquery = 'x'\n"),
+        ]);
+        let acme: Vec<String> = tree.clients["acme"].errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(acme.len(), 3, "{acme:#?}");
+        let has = |text: &str| acme.iter().any(|e| e.contains(text));
+        assert!(
+            has("duplicate rule id `slack`") && has("first defined at") && has("global.toml:2"),
+            "{acme:#?}"
+        );
+        assert!(
+            has("duplicate rule id `legacy`"),
+            "a rule naming acme in a global file is acme's: {acme:#?}"
+        );
+        assert!(has("in client `acme`'s pack but says client `globex`"), "{acme:#?}");
+        let global: Vec<String> = tree.global.errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            global.iter().any(|e| e.contains("Bad Name") && e.contains("is not a client name")),
+            "{global:?}"
+        );
+        assert_eq!(
+            tree.global.rules.iter().map(|r| r.rule.client.clone()).collect::<Vec<_>>(),
+            [None, Some("acme".into())]
+        );
+    }
+
+    #[test]
+    fn a_client_pack_reloads_alone_against_the_ids_that_stay() {
+        let (dir, tree) = tree(&[
+            ("global.toml", "[[rule]]\nid = 'slack'\nquery = 'slack'\n"),
+            (
+                "acme/a.toml",
+                "[[rule]]\nid = 'slack'\nquery = 'slack'\n\n[[rule]]\nid = 'brand'\nquery = 'acme'\n",
+            ),
+            ("globex/g.toml", "broken = ["),
+        ]);
+        let staying = Taken::of(tree.global.rules.iter().map(|r| &r.rule));
+        let pack = load_client_pack(dir.path(), "acme", staying);
+        assert_eq!(pack.errors.len(), 1, "{:?}", pack.errors);
+        assert!(pack.errors[0].to_string().contains("duplicate rule id `slack`"));
+        assert_eq!(pack.rules[0].rule.client.as_deref(), Some("acme"), "globex's broken file is not read");
+        assert!(load_client_pack(dir.path(), "initech", Taken::default()).rules.is_empty());
+        assert!(!load_client_pack(dir.path(), "../acme", Taken::default()).errors.is_empty());
     }
 }

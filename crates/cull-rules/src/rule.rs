@@ -90,8 +90,14 @@ pub struct Rule {
     pub enabled: bool,
     /// Whether the rule gets its own metric series.
     pub metrics: bool,
-    /// The client the rule belongs to, for multi-client contact centers.
+    /// The client whose mentions the rule matches (`None`: a global rule, which
+    /// matches every mention). A rule in `rules/<client>/` is that client's; a rule
+    /// elsewhere may name one with `client = "..."`.
     pub client: Option<String>,
+    /// The client pack (directory `rules/<client>/`) the rule's file is in; `None` for
+    /// the top-level files, which the contact center's staff own. A client's operator
+    /// reloads only the rules of the client's pack.
+    pub pack: Option<String>,
     /// A query; when it also matches a matched mention, its ticket is escalated (the
     /// crisis words of the triage score: `'"food poisoning" OR lawsuit'`).
     pub escalate_on: Option<String>,

@@ -21,6 +21,11 @@ pub struct Topics {
     /// Whether tickets go to `<tickets>.<queue>` so that each contact center consumes
     /// only its own queue.
     pub tickets_per_queue: bool,
+    /// Whether a client's tickets go to topics of their own, `<tickets>.<client>` (and
+    /// `<tickets>.<client>.<queue>` with `tickets_per_queue`), so that a client's
+    /// helpdesk reads, and Kafka ACLs grant, only that client's tickets. The contact
+    /// center's own tickets keep `<tickets>[.<queue>]`.
+    pub tickets_per_client: bool,
     /// Input that a stage could not process.
     pub dead_letter: String,
     /// The ticketing stage's changelog: the state of open tickets, read back after a
@@ -35,6 +40,7 @@ impl Default for Topics {
             verdicts: "cull.verdicts".to_string(),
             tickets: "cull.tickets".to_string(),
             tickets_per_queue: false,
+            tickets_per_client: true,
             dead_letter: "cull.dead-letter".to_string(),
             ticket_state: "cull.ticket-state".to_string(),
         }
@@ -42,16 +48,33 @@ impl Default for Topics {
 }
 
 impl Topics {
-    /// Returns the topic that tickets of `queue` go to.
+    /// Returns the topic that tickets of `client`'s `queue` go to.
     ///
-    /// Queue names are already valid topic-name characters (the rule loader checks them),
-    /// so the per-queue name needs no escaping.
-    pub fn ticket_topic(&self, queue: &str) -> String {
-        if self.tickets_per_queue {
-            format!("{}.{queue}", self.tickets)
-        } else {
-            self.tickets.clone()
+    /// Client and queue names are already valid topic-name characters (the loaders
+    /// check them), so the names need no escaping.
+    pub fn ticket_topic(&self, client: Option<&str>, queue: &str) -> String {
+        let mut topic = self.tickets.clone();
+        if let Some(client) = client.filter(|_| self.tickets_per_client) {
+            topic.push('.');
+            topic.push_str(client);
         }
+        if self.tickets_per_queue {
+            topic.push('.');
+            topic.push_str(queue);
+        }
+        topic
+    }
+
+    /// Returns why `queue` cannot have topics of its own beside the clients', if it
+    /// cannot: with per-client and per-queue topics, the house's queue `acme.care`
+    /// would share `cull.tickets.acme.care` with client acme's queue `care`.
+    pub fn queue_problem(&self, queue: &str) -> Option<String> {
+        (self.tickets_per_client && self.tickets_per_queue && queue.contains('.')).then(|| {
+            format!(
+                "queue `{queue}` has a `.`, which per-client and per-queue ticket topics cannot tell from \
+                 the client's part of the topic name: rename the queue (`-` or `_`)"
+            )
+        })
     }
 
     /// Returns every invalid setting, keys relative to `[topics]`.
@@ -76,11 +99,11 @@ impl Topics {
                 });
             }
         }
-        if self.tickets_per_queue {
-            checks.check(self.tickets.len() + 2 <= MAX_TOPIC_LEN, "tickets", || {
-                format!("too long to append `.<queue>` within {MAX_TOPIC_LEN} characters")
-            });
-        }
+        let suffixes = usize::from(self.tickets_per_queue) * 2
+            + usize::from(self.tickets_per_client) * (cull_model::client::MAX_CLIENT_CHARS + 1);
+        checks.check(self.tickets.len() + suffixes <= MAX_TOPIC_LEN, "tickets", || {
+            format!("too long to append a client's and a queue's names within {MAX_TOPIC_LEN} characters")
+        });
         checks.finish()
     }
 }
@@ -227,9 +250,15 @@ mod tests {
             problems[1],
             "dead_letter: `cull.verdicts` is also topics.verdicts: every topic needs its own name"
         );
-        assert_eq!(
-            Topics { tickets_per_queue: true, ..Topics::default() }.ticket_topic("billing"),
-            "cull.tickets.billing"
-        );
+        let per_queue = Topics { tickets_per_queue: true, ..Topics::default() };
+        assert_eq!(per_queue.ticket_topic(None, "billing"), "cull.tickets.billing");
+        assert_eq!(per_queue.ticket_topic(Some("acme"), "billing"), "cull.tickets.acme.billing");
+        assert_eq!(Topics::default().ticket_topic(Some("acme"), "billing"), "cull.tickets.acme");
+        assert_eq!(Topics::default().ticket_topic(None, "billing"), "cull.tickets");
+        let shared = Topics { tickets_per_client: false, ..per_queue.clone() };
+        assert_eq!(shared.ticket_topic(Some("acme"), "billing"), "cull.tickets.billing");
+        assert!(per_queue.queue_problem("acme.care").is_some(), "it would be acme's care");
+        assert_eq!(per_queue.queue_problem("acme-care"), None);
+        assert_eq!(shared.queue_problem("acme.care"), None);
     }
 }

@@ -213,6 +213,7 @@ mod tests {
         let verdict = Verdict {
             schema: VERDICT_SCHEMA.into(),
             mention_id: "m1".into(),
+            client: None,
             ruleset_version: "v".into(),
             matched: Vec::new(),
             culled: Vec::new(),
@@ -234,7 +235,7 @@ mod tests {
         let searcher =
             Searcher::over(stage.index().clone(), cull_index::IndexSchema::new(), Limits::default()).unwrap();
         searcher.reload().unwrap();
-        let found = searcher.mention("m1").unwrap();
+        let found = searcher.mention(&cull_model::Scope::All, "m1").unwrap();
         assert_eq!(found.tickets.iter().map(|t| t.ticket_id.as_str()).collect::<Vec<_>>(), ["t1"]);
         assert!(stage.indexer.checkpoint().covers("cull.tickets", 0, 2), "the dead letters are past");
     }

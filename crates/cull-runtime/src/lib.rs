@@ -55,7 +55,7 @@ pub use runtime::{Batching, Bus, Finished, Left, RunOptions, Runtime};
 pub use sink::{FileSink, SinkFormat};
 pub use stage::{panic_message, Output, Stage, StageError};
 pub use summary::{Counts, Summary};
-pub use tickets::TicketStage;
+pub use tickets::{ticket_topics, AdmittedTopics, TicketStage};
 
 mod tickets;
 

@@ -15,8 +15,8 @@
 //! as a dead letter rather than dropped, since that match would otherwise become no
 //! ticket and nobody would know.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use cull_bus::dead_letter::Reason;
 use cull_bus::{Message, Record};
@@ -37,12 +37,81 @@ pub const NAME: &str = "tickets";
 /// Rule sets kept after a reload replaced them, for the verdicts still in flight.
 const PREVIOUS_SETS: usize = 1;
 
+/// The ticket topics this process may produce to, shared by the ticketing stage and
+/// the reloader: a reload adds the topics of new queues and clients once the bus has
+/// them, and the stage sends a ticket only to one of these. A match whose client has
+/// no topic here (a client this process was not told about) is dead-lettered: on
+/// Kafka the send would be retried forever, and on the embedded bus no reader in this
+/// process would ever read it.
+#[derive(Debug, Clone, Default)]
+pub struct AdmittedTopics(Arc<RwLock<BTreeSet<String>>>);
+
+impl AdmittedTopics {
+    /// Returns the set of `topics`.
+    pub fn new(topics: impl IntoIterator<Item = String>) -> AdmittedTopics {
+        AdmittedTopics(Arc::new(RwLock::new(topics.into_iter().collect())))
+    }
+
+    /// Returns whether `topic` may be produced to.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).contains(topic)
+    }
+
+    /// Returns every topic, in name order.
+    pub fn all(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    /// Adds `topics`.
+    pub fn extend(&self, topics: impl IntoIterator<Item = String>) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).extend(topics);
+    }
+}
+
+/// Returns the ticket topics the rules of `set` and the `[tickets]` settings can
+/// send to, for the contact center's own mentions and for each client of `clients`,
+/// of `set` and of `config`; or every queue that cannot have a topic of its own.
+///
+/// A client's mentions meet the global rules and its own, so its topics are those of
+/// the queues of both, plus its escalation and configured queues.
+pub fn ticket_topics(
+    topics: &Topics,
+    set: &RuleSet,
+    config: &TicketConfig,
+    clients: &[String],
+) -> Result<BTreeSet<String>, Vec<String>> {
+    let mut known: BTreeSet<&str> = clients.iter().map(String::as_str).collect();
+    known.extend(set.clients());
+    known.extend(config.clients.keys().map(String::as_str));
+    let global: Vec<&str> =
+        set.partitions_for(None).flat_map(|p| p.rules()).map(|r| r.rule.queue.as_str()).collect();
+    let mut routes: Vec<(Option<&str>, String)> = Vec::new();
+    for client in std::iter::once(None).chain(known.into_iter().map(Some)) {
+        let own = client.into_iter().flat_map(|client| set.partitions_for(Some(client)).skip(1));
+        let queues = global
+            .iter()
+            .map(|queue| queue.to_string())
+            .chain(own.flat_map(|p| p.rules()).map(|r| r.rule.queue.clone()))
+            .chain(config.queues(client));
+        routes.extend(queues.map(|queue| (client, queue)));
+    }
+    let mut problems: Vec<String> =
+        routes.iter().filter_map(|(_, queue)| topics.queue_problem(queue)).collect();
+    problems.sort();
+    problems.dedup();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(routes.into_iter().map(|(client, queue)| topics.ticket_topic(client, &queue)).collect())
+}
+
 /// Turns verdicts into tickets.
 pub struct TicketStage {
     matcher: Arc<Matcher>,
     previous: VecDeque<Arc<RuleSet>>,
     triage: Triage,
     topics: Topics,
+    admitted: AdmittedTopics,
     metrics: Arc<Metrics>,
     summary: Arc<Summary>,
 }
@@ -55,12 +124,13 @@ impl std::fmt::Debug for TicketStage {
 
 impl TicketStage {
     /// Returns the stage ticketing with the rules of `matcher` into the ticket topics
-    /// of `topics`; a business-hours calendar of `config` that does not compile is an
-    /// error.
+    /// named by `topics` that `admitted` holds; a business-hours calendar of `config`
+    /// that does not compile is an error.
     pub fn new(
         matcher: Arc<Matcher>,
         config: &TicketConfig,
         topics: Topics,
+        admitted: AdmittedTopics,
         metrics: Arc<Metrics>,
         summary: Arc<Summary>,
     ) -> Result<TicketStage, CalendarError> {
@@ -69,6 +139,7 @@ impl TicketStage {
             previous: VecDeque::new(),
             triage: Triage::new(config)?,
             topics,
+            admitted,
             metrics,
             summary,
         })
@@ -90,7 +161,7 @@ impl TicketStage {
         let payload = serde_json::to_vec(ticket).map_err(|e| StageError::new(NAME, e))?;
         let message =
             Message { key: Some(cull_ticket::key(ticket)), headers: cull_ticket::headers(ticket), payload };
-        out.send(self.topics.ticket_topic(&ticket.queue), message);
+        out.send(self.topics.ticket_topic(ticket.client.as_deref(), &ticket.queue), message);
         Ok(())
     }
 
@@ -162,8 +233,9 @@ impl Stage for TicketStage {
                 continue;
             };
             let rules = self.rules_for(&verdict.ruleset_version);
+            let client = mention.client.as_deref();
             for matched in &verdict.matched {
-                let Some(rule) = rules.rules().iter().find(|r| r.rule.id == matched.rule_id) else {
+                let Some(rule) = rules.rule(client, &matched.rule_id) else {
                     let error = format!(
                         "rule {:?} matched (rule set {}), but the rule set in use ({}) has no such rule: no ticket was made",
                         matched.rule_id,
@@ -173,6 +245,18 @@ impl Stage for TicketStage {
                     out.dead_letter(record, &error, Reason::Other);
                     continue;
                 };
+                let topic = self.topics.ticket_topic(client, &rule.rule.queue);
+                if !self.admitted.contains(&topic) {
+                    let (rule_id, client) = (&matched.rule_id, client.unwrap_or_default());
+                    let error = format!(
+                        "rule {rule_id:?} matched a mention of client {client:?}, whose tickets have no topic \
+                         here ({topic}): no ticket was made; make the client known to this pipeline (a source \
+                         with `client = \"{client}\"`, [tickets.clients.{client}] or a rules directory \
+                         `{client}/`) and replay this dead letter"
+                    );
+                    out.dead_letter(record, &error, Reason::Client);
+                    continue;
+                }
                 let position = Some(Position { partition: record.partition, offset: record.offset });
                 let triaged = self.triage.triage(mention, matched, rule, position, now);
                 for overflow in &triaged.overflows {
@@ -237,6 +321,7 @@ mod tests {
             Arc::clone(matcher),
             &TicketConfig::default(),
             Topics::default(),
+            AdmittedTopics::new(["cull.tickets".to_string()]),
             metrics,
             Arc::default(),
         )
@@ -288,5 +373,127 @@ mod tests {
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .unwrap();
         assert!(error.contains("rule \"gone\" matched") && error.contains("no ticket was made"), "{error}");
+    }
+
+    /// A pack of a global rule `slack` (queue `care`) and, for each of acme and
+    /// globex, a rule `brand` on a queue of its own.
+    fn client_set() -> RuleSet {
+        let global = "[[rule]]\nid = 'slack'\nquery = 'slack'\nqueue = 'care'\n";
+        let brand = |client: &str| {
+            format!("[[rule]]\nid = 'brand'\nquery = 'slack'\nqueue = '{client}-care'\nclient = '{client}'\n")
+        };
+        let (acme, globex) = (brand("acme"), brand("globex"));
+        let loaded = cull_rules::load_files([
+            (Path::new("g.toml"), global.as_bytes()),
+            (Path::new("a.toml"), acme.as_bytes()),
+            (Path::new("x.toml"), globex.as_bytes()),
+        ]);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        RuleSet::new(loaded.rules).unwrap()
+    }
+
+    fn client_record(rules: &RuleSet, client: Option<&str>, offset: i64) -> Record {
+        let mut mention = Mention::new(format!("{}:m{offset}", client.unwrap_or("house")), "slack is down");
+        mention.client = client.map(str::to_string);
+        let mut verdict = rules.verdict(&mention);
+        verdict.mention = Some(mention);
+        Record {
+            topic: "cull.verdicts".into(),
+            offset,
+            payload: serde_json::to_vec(&verdict).unwrap(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_clients_tickets_go_to_its_own_topics_with_its_own_rule_of_a_shared_id() {
+        let rules = client_set();
+        let topics = Topics { tickets_per_queue: true, ..Topics::default() };
+        let admitted = ticket_topics(&topics, &rules, &TicketConfig::default(), &[]).unwrap();
+        assert_eq!(
+            admitted.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "cull.tickets.acme.acme-care",
+                "cull.tickets.acme.care",
+                "cull.tickets.acme.escalations",
+                "cull.tickets.care",
+                "cull.tickets.escalations",
+                "cull.tickets.globex.care",
+                "cull.tickets.globex.escalations",
+                "cull.tickets.globex.globex-care",
+            ],
+            "no client's topics hold another's queues"
+        );
+        let matcher = Arc::new(Matcher::new(rules));
+        let metrics = Arc::new(Metrics::new());
+        let mut stage = TicketStage::new(
+            Arc::clone(&matcher),
+            &TicketConfig::default(),
+            topics,
+            AdmittedTopics::new(admitted),
+            metrics,
+            Arc::default(),
+        )
+        .unwrap();
+        let mut out = Output::new(NAME);
+        let set = matcher.current();
+        let records: Vec<Record> = [Some("acme"), Some("globex"), None]
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| client_record(&set, client, i as i64))
+            .collect();
+        stage.process(&records, &mut out).unwrap();
+        let mut sent: Vec<(String, Option<String>, String)> = out
+            .records()
+            .iter()
+            .filter(|(topic, _)| topic.starts_with("cull.tickets."))
+            .map(|(topic, m)| {
+                let ticket: Ticket = serde_json::from_slice(&m.payload).unwrap();
+                (topic.clone(), ticket.client, ticket.rule.id)
+            })
+            .collect();
+        sent.sort();
+        let expected = |topic: &str, client: Option<&str>, rule: &str| {
+            (topic.to_string(), client.map(str::to_string), rule.to_string())
+        };
+        assert_eq!(
+            sent,
+            [
+                expected("cull.tickets.acme.acme-care", Some("acme"), "brand"),
+                expected("cull.tickets.acme.care", Some("acme"), "slack"),
+                expected("cull.tickets.care", None, "slack"),
+                expected("cull.tickets.globex.care", Some("globex"), "slack"),
+                expected("cull.tickets.globex.globex-care", Some("globex"), "brand"),
+            ]
+        );
+        assert!(out.dead_letters().is_empty());
+    }
+
+    #[test]
+    fn a_match_of_a_client_this_process_does_not_know_is_a_dead_letter() {
+        let rules = client_set();
+        let admitted = ticket_topics(&Topics::default(), &rules, &TicketConfig::default(), &[]).unwrap();
+        let matcher = Arc::new(Matcher::new(rules));
+        let mut stage = TicketStage::new(
+            Arc::clone(&matcher),
+            &TicketConfig::default(),
+            Topics::default(),
+            AdmittedTopics::new(admitted),
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+        .unwrap();
+        let mut out = Output::new(NAME);
+        stage.process(&[client_record(&matcher.current(), Some("initech"), 0)], &mut out).unwrap();
+        assert!(out.records().iter().all(|(topic, _)| !topic.starts_with("cull.tickets")), "no ticket");
+        let (letter, reason) = &out.dead_letters()[0];
+        assert_eq!(*reason, Reason::Client);
+        let error = letter
+            .headers
+            .iter()
+            .find(|(n, _)| n == "cull.error")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        assert!(error.contains("client \"initech\"") && error.contains("cull.tickets.initech"), "{error}");
     }
 }

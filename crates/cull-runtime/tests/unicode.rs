@@ -9,7 +9,9 @@ use cull_bus::{Message, Record};
 use cull_index::IndexConfig;
 use cull_match::{Matcher, RuleSet};
 use cull_model::{Channel, Mention, Ticket, Verdict};
-use cull_runtime::{IndexStage, MatchStage, Metrics, Output, Stage, Summary, TicketStage, Topics};
+use cull_runtime::{
+    AdmittedTopics, IndexStage, MatchStage, Metrics, Output, Stage, Summary, TicketStage, Topics,
+};
 use cull_ticket::TicketConfig;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -190,6 +192,7 @@ fn hostile_unicode_in_every_field_never_breaks_the_line() {
                 Arc::clone(&matcher),
                 &TicketConfig::default(),
                 Topics::default(),
+                AdmittedTopics::new(["cull.tickets".to_string()]),
                 Arc::clone(&metrics),
                 Arc::clone(&summary),
             )

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cull_model::config::{is_label, Checks, Invalid};
-use cull_model::Priority;
+use cull_model::{client_name_problem, Priority};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::CalendarConfig;
@@ -42,6 +42,30 @@ pub struct TicketConfig {
     pub calendars: BTreeMap<String, CalendarConfig>,
     /// Spike detection per rule and per queue.
     pub spikes: SpikeConfig,
+    /// Per-client settings, by client name: a client's own escalation queue, VIP
+    /// authors, SLA targets and queues (with their calendars and capacity). A client
+    /// without an entry has the settings above; every count (capacity, spikes) is
+    /// kept per client either way.
+    pub clients: BTreeMap<String, ClientConfig>,
+}
+
+/// The settings of one client's tickets: `[tickets.clients.<client>]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// The queue this client's incident tickets (spikes) go to; without one, the
+    /// pipeline's `escalation_queue`.
+    pub escalation_queue: Option<String>,
+    /// Authors whose mentions get the `vip` points for this client, besides the
+    /// pipeline's `vip_authors`.
+    pub vip_authors: Vec<String>,
+    /// First-response targets per priority for this client's queues that set none; a
+    /// priority left out takes the pipeline's `[tickets.sla_minutes]`.
+    pub sla_minutes: QueueSla,
+    /// This client's queues, by name; a queue listed here replaces the pipeline's
+    /// queue of the same name for this client (capacity is counted per client
+    /// anyway).
+    pub queues: BTreeMap<String, QueueConfig>,
 }
 
 impl Default for TicketConfig {
@@ -58,6 +82,7 @@ impl Default for TicketConfig {
             queues: BTreeMap::new(),
             calendars: BTreeMap::new(),
             spikes: SpikeConfig::default(),
+            clients: BTreeMap::new(),
         }
     }
 }
@@ -73,22 +98,21 @@ impl TicketConfig {
             checks.positive(&format!("sla_minutes.{}", priority.as_str()), u64::from(minutes));
         }
         checks.nested("weights", self.weights.validate());
-        for (name, queue) in &self.queues {
-            checks.check(is_label(name), &format!("queues.{name}"), label);
-            checks.nested(&format!("queues.{name}"), queue.validate(name));
-            if let Some(calendar) = &queue.calendar {
-                checks.check(
-                    self.calendars.contains_key(calendar),
-                    &format!("queues.{name}.calendar"),
-                    || {
-                        let known: Vec<&str> = self.calendars.keys().map(String::as_str).collect();
-                        format!(
-                            "no calendar `{calendar}` in [tickets.calendars] (it has: {})",
-                            known.join(", ")
-                        )
-                    },
-                );
+        self.check_queues(&mut checks, "queues", &self.queues);
+        for (client, settings) in &self.clients {
+            let key = format!("clients.{client}");
+            if let Some(problem) = client_name_problem(client) {
+                checks.check(false, &key, || problem);
             }
+            if let Some(queue) = &settings.escalation_queue {
+                checks.check(is_label(queue), &format!("{key}.escalation_queue"), label);
+            }
+            for priority in Priority::ALL {
+                if let Some(minutes) = settings.sla_minutes.get(priority) {
+                    checks.positive(&format!("{key}.sla_minutes.{}", priority.as_str()), u64::from(minutes));
+                }
+            }
+            self.check_queues(&mut checks, &format!("{key}.queues"), &settings.queues);
         }
         for (name, calendar) in &self.calendars {
             checks.nested(&format!("calendars.{name}"), calendar.validate());
@@ -97,11 +121,27 @@ impl TicketConfig {
         checks.finish()
     }
 
-    /// Returns the queues tickets may go to besides the rules' own: the escalation
-    /// queue, and every configured queue and overflow queue.
-    pub fn queues(&self) -> Vec<String> {
-        let mut queues = vec![self.escalation_queue.clone()];
-        for (name, queue) in &self.queues {
+    fn check_queues(&self, checks: &mut Checks, at: &str, queues: &BTreeMap<String, QueueConfig>) {
+        let label = || "use 1 to 64 of a-z A-Z 0-9 . _ -".to_string();
+        for (name, queue) in queues {
+            checks.check(is_label(name), &format!("{at}.{name}"), label);
+            checks.nested(&format!("{at}.{name}"), queue.validate(name));
+            if let Some(calendar) = &queue.calendar {
+                checks.check(self.calendars.contains_key(calendar), &format!("{at}.{name}.calendar"), || {
+                    let known: Vec<&str> = self.calendars.keys().map(String::as_str).collect();
+                    format!("no calendar `{calendar}` in [tickets.calendars] (it has: {})", known.join(", "))
+                });
+            }
+        }
+    }
+
+    /// Returns the queues the tickets of mentions of `client` (`None`: the contact
+    /// center's own) may go to besides the rules' own: the escalation queue, and every
+    /// configured queue and overflow queue.
+    pub fn queues(&self, client: Option<&str>) -> Vec<String> {
+        let mut queues = vec![self.escalation_queue(client).to_string()];
+        let own = client.and_then(|client| self.clients.get(client));
+        for (name, queue) in self.queues.iter().chain(own.into_iter().flat_map(|c| &c.queues)) {
             queues.push(name.clone());
             queues.extend(queue.overflow_queue.clone());
         }
@@ -110,15 +150,31 @@ impl TicketConfig {
         queues
     }
 
-    /// Returns the settings of `queue` (the defaults when it has none).
-    pub fn queue(&self, queue: &str) -> &QueueConfig {
-        static DEFAULT: std::sync::OnceLock<QueueConfig> = std::sync::OnceLock::new();
-        self.queues.get(queue).unwrap_or_else(|| DEFAULT.get_or_init(QueueConfig::default))
+    /// Returns the queue incident tickets of `client`'s spikes go to.
+    pub fn escalation_queue(&self, client: Option<&str>) -> &str {
+        client
+            .and_then(|client| self.clients.get(client)?.escalation_queue.as_deref())
+            .unwrap_or(&self.escalation_queue)
     }
 
-    /// Returns the first-response target of a ticket of `priority` in `queue`.
-    pub fn sla_target(&self, queue: &str, priority: Priority) -> u32 {
-        self.queue(queue).sla_minutes.get(priority).unwrap_or_else(|| self.sla_minutes.get(priority))
+    /// Returns the settings of `client`'s `queue`: the client's own, else the
+    /// pipeline's, else the defaults.
+    pub fn queue(&self, client: Option<&str>, queue: &str) -> &QueueConfig {
+        static DEFAULT: std::sync::OnceLock<QueueConfig> = std::sync::OnceLock::new();
+        client
+            .and_then(|client| self.clients.get(client)?.queues.get(queue))
+            .or_else(|| self.queues.get(queue))
+            .unwrap_or_else(|| DEFAULT.get_or_init(QueueConfig::default))
+    }
+
+    /// Returns the first-response target of a ticket of `priority` in `client`'s
+    /// `queue`: the queue's, else the client's, else the pipeline's.
+    pub fn sla_target(&self, client: Option<&str>, queue: &str, priority: Priority) -> u32 {
+        self.queue(client, queue)
+            .sla_minutes
+            .get(priority)
+            .or_else(|| client.and_then(|client| self.clients.get(client)?.sla_minutes.get(priority)))
+            .unwrap_or_else(|| self.sla_minutes.get(priority))
     }
 }
 
@@ -444,8 +500,44 @@ mod tests {
         let mut config = TicketConfig::default();
         let sla_minutes = QueueSla { p1: Some(5), ..QueueSla::default() };
         config.queues.insert("care".into(), QueueConfig { sla_minutes, ..QueueConfig::default() });
-        assert_eq!(config.sla_target("care", Priority::P1), 5);
-        assert_eq!(config.sla_target("care", Priority::P2), 60);
-        assert_eq!(config.sla_target("other", Priority::P1), 15);
+        assert_eq!(config.sla_target(None, "care", Priority::P1), 5);
+        assert_eq!(config.sla_target(None, "care", Priority::P2), 60);
+        assert_eq!(config.sla_target(None, "other", Priority::P1), 15);
+    }
+
+    #[test]
+    fn a_clients_queue_and_targets_come_before_the_pipelines() {
+        let mut config = TicketConfig::default();
+        config.queues.insert("care".into(), QueueConfig { max_per_hour: Some(9), ..QueueConfig::default() });
+        let acme = ClientConfig {
+            escalation_queue: Some("acme-crisis".into()),
+            sla_minutes: QueueSla { p2: Some(30), ..QueueSla::default() },
+            queues: BTreeMap::from([(
+                "care".to_string(),
+                QueueConfig {
+                    max_per_hour: Some(2),
+                    sla_minutes: QueueSla { p1: Some(5), ..QueueSla::default() },
+                    overflow_queue: Some("care-late".into()),
+                    ..QueueConfig::default()
+                },
+            )]),
+            ..ClientConfig::default()
+        };
+        config.clients.insert("acme".into(), acme);
+        assert_eq!(config.queue(Some("acme"), "care").max_per_hour, Some(2));
+        assert_eq!(config.queue(Some("globex"), "care").max_per_hour, Some(9));
+        assert_eq!(config.queue(None, "care").max_per_hour, Some(9));
+        assert_eq!(config.sla_target(Some("acme"), "care", Priority::P1), 5);
+        assert_eq!(config.sla_target(Some("acme"), "care", Priority::P2), 30, "the client's target");
+        assert_eq!(config.sla_target(Some("acme"), "care", Priority::P3), 240, "the pipeline's target");
+        assert_eq!(config.sla_target(Some("globex"), "care", Priority::P2), 60);
+        assert_eq!(config.escalation_queue(Some("acme")), "acme-crisis");
+        assert_eq!(config.escalation_queue(Some("globex")), "escalations");
+        assert_eq!(config.queues(Some("acme")), ["acme-crisis", "care", "care-late"]);
+        assert_eq!(config.queues(None), ["care", "escalations"]);
+        config.clients.insert("Bad".into(), ClientConfig::default());
+        config.clients.get_mut("acme").unwrap().queues.get_mut("care").unwrap().calendar = Some("x".into());
+        let keys: Vec<String> = config.validate().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["clients.Bad", "clients.acme.queues.care.calendar"]);
     }
 }

@@ -69,6 +69,10 @@ pub struct Position {
 pub struct TicketState {
     /// The ticket id.
     pub ticket_id: String,
+    /// The client of its mentions (`None`: the contact center's own): a ticket never
+    /// joins mentions of two clients.
+    #[serde(default)]
+    pub client: Option<String>,
     /// A ticket or a digest.
     pub kind: TicketKind,
     /// The rule of the ticket (`digest` for a digest).
@@ -142,6 +146,7 @@ impl TicketState {
     /// `event`, before its first revision.
     fn opened(
         ticket_id: String,
+        client: Option<&str>,
         kind: TicketKind,
         rule_id: &str,
         queue: &str,
@@ -150,6 +155,7 @@ impl TicketState {
     ) -> TicketState {
         TicketState {
             ticket_id,
+            client: client.map(str::to_string),
             kind,
             rule_id: rule_id.to_string(),
             queue: queue.to_string(),
@@ -230,6 +236,22 @@ pub enum OverflowTo {
     Digest,
 }
 
+/// A client's queue: capacity, digests and spikes are counted per client, so one
+/// client's flood never fills another's queue nor opens an incident over its mentions.
+type QueueKey = (Option<String>, String);
+
+fn queue_key(client: Option<&str>, queue: &str) -> QueueKey {
+    (client.map(str::to_string), queue.to_string())
+}
+
+/// Returns `what` as a client's (`acme/what`), for the names of scopes and digests.
+fn of_client(client: Option<&str>, what: &str) -> String {
+    match client {
+        Some(client) => format!("{client}/{what}"),
+        None => what.to_string(),
+    }
+}
+
 /// A mention arriving at triage: its link keys, its post time, where its verdict was
 /// read and when.
 struct Arrival {
@@ -257,19 +279,22 @@ pub struct Triaged {
 pub struct Triage {
     config: TicketConfig,
     window_secs: i64,
-    /// Crisis clauses of each configured queue.
-    queue_escalations: HashMap<String, Vec<Clause>>,
-    vip_authors: HashSet<String>,
+    /// Crisis clauses of each configured queue, by the client that configures it
+    /// (`None`: the pipeline's `[tickets.queues]`).
+    queue_escalations: HashMap<QueueKey, Vec<Clause>>,
+    /// VIP authors of everyone (`None`) and of each client.
+    vip_authors: HashMap<Option<String>, HashSet<String>>,
     tickets: HashMap<String, TicketState>,
-    /// `(rule id, link key)` to the ticket open for joining under it.
-    links: HashMap<(String, String), String>,
-    /// Per queue, when each of its tickets was opened, oldest first.
-    opened: HashMap<String, VecDeque<i64>>,
+    /// `(client, rule id, link key)` to the ticket open for joining under it.
+    links: HashMap<(Option<String>, String, String), String>,
+    /// Per client's queue, when each of its tickets was opened, oldest first.
+    opened: HashMap<QueueKey, VecDeque<i64>>,
     /// Tickets changed since the last [`Triage::take_changes`].
     changed: BTreeSet<String>,
     calls: u64,
-    /// How each queue counts its SLA targets: the clock's name and the clock.
-    clocks: HashMap<String, (String, SlaClock)>,
+    /// How each configured queue counts its SLA targets, by the client that
+    /// configures it: the clock's name and the clock.
+    clocks: HashMap<QueueKey, (String, SlaClock)>,
     /// The compound of the mention scored last, by id.
     last_sentiment: Option<(String, f64)>,
     spikes: SpikeDetector,
@@ -294,27 +319,39 @@ impl Triage {
         for (name, calendar) in &config.calendars {
             calendars.insert(name.clone(), Calendar::new(calendar)?);
         }
-        let clocks = config
+        let configured: Vec<(QueueKey, &crate::config::QueueConfig)> = config
             .queues
             .iter()
-            .filter_map(|(queue, settings)| {
+            .map(|(queue, settings)| ((None, queue.clone()), settings))
+            .chain(config.clients.iter().flat_map(|(client, own)| {
+                own.queues.iter().map(|(queue, settings)| ((Some(client.clone()), queue.clone()), settings))
+            }))
+            .collect();
+        let clocks = configured
+            .iter()
+            .filter_map(|(key, settings)| {
                 let name = settings.calendar.as_ref()?;
                 let calendar = calendars.get(name)?.clone();
-                Some((queue.clone(), (name.clone(), SlaClock::Business(calendar))))
+                Some((key.clone(), (name.clone(), SlaClock::Business(calendar))))
             })
             .collect();
-        let queue_escalations = config
-            .queues
+        let queue_escalations = configured
             .iter()
-            .filter_map(|(name, queue)| {
-                let clauses = cull_rules::compile_clauses(queue.escalate_on.as_deref()?).ok()?;
-                Some((name.clone(), clauses))
+            .filter_map(|(key, settings)| {
+                let clauses = cull_rules::compile_clauses(settings.escalate_on.as_deref()?).ok()?;
+                Some((key.clone(), clauses))
             })
+            .collect();
+        let authors = |list: &[String]| list.iter().map(|a| normalize_author(a)).collect::<HashSet<String>>();
+        let vip_authors = std::iter::once((None, authors(&config.vip_authors)))
+            .chain(
+                config.clients.iter().map(|(client, own)| (Some(client.clone()), authors(&own.vip_authors))),
+            )
             .collect();
         Ok(Triage {
             window_secs: i64::try_from(config.dedupe_window_secs).unwrap_or(i64::MAX / 4),
             queue_escalations,
-            vip_authors: config.vip_authors.iter().map(|a| normalize_author(a)).collect(),
+            vip_authors,
             tickets: HashMap::new(),
             links: HashMap::new(),
             opened: HashMap::new(),
@@ -360,7 +397,7 @@ impl Triage {
             }
         }
         if !self.tickets.contains_key(&state.ticket_id) {
-            let opened = self.opened.entry(state.queue.clone()).or_default();
+            let opened = self.opened.entry(queue_key(state.client.as_deref(), &state.queue)).or_default();
             let at = opened.partition_point(|&t| t <= state.created_at);
             opened.insert(at, state.created_at);
         }
@@ -406,9 +443,10 @@ impl Triage {
         let event = event_time(mention).map_or(now_secs, |t| t.min(now_secs));
         let keys = link_keys(mention);
         let rule_id = rule.rule.id.as_str();
+        let client = mention.client.clone();
         let joined = keys
             .iter()
-            .filter_map(|key| self.links.get(&(rule_id.to_string(), key.clone())))
+            .filter_map(|key| self.links.get(&(client.clone(), rule_id.to_string(), key.clone())))
             .filter_map(|id| self.tickets.get(id))
             .find(|state| self.open_for_joining(state, event))
             .map(|state| state.ticket_id.clone());
@@ -505,9 +543,10 @@ impl Triage {
             return None;
         }
         let preset = rule.rule.spike.as_deref().and_then(|p| p.parse::<Preset>().ok());
+        let client = mention.client.as_deref();
         let scopes = [
-            (format!("rule:{}", rule.rule.id), self.config.spikes.thresholds(preset)),
-            (format!("queue:{}", rule.rule.queue), self.config.spikes.thresholds(None)),
+            (format!("rule:{}", of_client(client, &rule.rule.id)), self.config.spikes.thresholds(preset)),
+            (format!("queue:{}", of_client(client, &rule.rule.queue)), self.config.spikes.thresholds(None)),
         ];
         let negative = compound <= NEGATIVE_COMPOUND;
         let mut part_of = None;
@@ -515,7 +554,7 @@ impl Triage {
             self.spikes_changed = true;
             if let Some(firing) = self.spikes.observe(&scope, event, negative, &thresholds) {
                 self.spikes_fired = true;
-                self.open_incident(&firing, rule, now);
+                self.open_incident(&firing, rule, client, now);
                 triaged.firings.push(firing);
             }
             if !self.spikes.is_active(&scope, event, &thresholds) {
@@ -538,13 +577,14 @@ impl Triage {
         part_of
     }
 
-    /// Opens the incident ticket of a spike, on the escalation queue, at P1.
-    fn open_incident(&mut self, firing: &Firing, rule: &CompiledRule, now: i64) {
+    /// Opens the incident ticket of a spike of `client`'s mentions, on its escalation
+    /// queue, at P1.
+    fn open_incident(&mut self, firing: &Firing, rule: &CompiledRule, client: Option<&str>, now: i64) {
         let ticket_id =
             cull_model::ticket_id(&format!("incident:{}@{}", firing.scope, firing.started_at), "incident");
-        let queue = self.config.escalation_queue.clone();
-        let (target, policy) = self.sla(&queue, Priority::P1);
-        let (clock, sla_due_at) = self.due(&queue, firing.started_at, target);
+        let queue = self.config.escalation_queue(client).to_string();
+        let (target, policy) = self.sla(client, &queue, Priority::P1);
+        let (clock, sla_due_at) = self.due(client, &queue, firing.started_at, target);
         let kind = match firing.kind {
             SpikeKind::Volume => "mentions",
             SpikeKind::NegativeShare => "negative mentions",
@@ -559,6 +599,7 @@ impl Triage {
         );
         let mut state = TicketState::opened(
             ticket_id.clone(),
+            client,
             TicketKind::Incident,
             &rule.rule.id,
             &queue,
@@ -636,13 +677,14 @@ impl Triage {
     ) -> Option<TicketState> {
         let Arrival { keys, event, position, now } = arrival;
         let (event, position, now) = (*event, *position, *now);
+        let client = mention.client.as_deref();
         let mut queue = rule.rule.queue.clone();
         let mut overflow_from = None;
         for _ in 0..=MAX_OVERFLOW_HOPS {
-            if !self.is_full(&queue, now) {
+            if !self.is_full(client, &queue, now) {
                 break;
             }
-            let next = self.config.queue(&queue).overflow_queue.clone();
+            let next = self.config.queue(client, &queue).overflow_queue.clone();
             match next {
                 Some(next) if overflow_from.as_ref() != Some(&next) => {
                     triaged
@@ -661,8 +703,15 @@ impl Triage {
         }
         let thread = keys.first().cloned().unwrap_or_else(|| format!("mention:{}", mention.id));
         let ticket_id = cull_model::ticket_id(&format!("{thread}@{}", mention.id), &rule.rule.id);
-        let mut state =
-            TicketState::opened(ticket_id.clone(), TicketKind::Ticket, &rule.rule.id, &queue, event, now);
+        let mut state = TicketState::opened(
+            ticket_id.clone(),
+            client,
+            TicketKind::Ticket,
+            &rule.rule.id,
+            &queue,
+            event,
+            now,
+        );
         state.overflow_from = overflow_from;
         state.links = keys.iter().take(LINKS_PER_TICKET).cloned().collect();
         state.revision = 1;
@@ -670,21 +719,22 @@ impl Triage {
         state.priority = rule.rule.priority;
         state.recent = vec![event];
         state.position = position;
-        self.opened.entry(queue).or_default().push_back(now);
+        self.opened.entry(queue_key(client, &queue)).or_default().push_back(now);
         self.link(&state);
         self.tickets.insert(ticket_id, state.clone());
         Some(state)
     }
 
-    /// Returns whether `queue` has reached its hourly or its open-ticket limit.
-    fn is_full(&mut self, queue: &str, now: i64) -> bool {
-        let limits = self.config.queue(queue);
+    /// Returns whether `client`'s `queue` has reached its hourly or its open-ticket
+    /// limit.
+    fn is_full(&mut self, client: Option<&str>, queue: &str, now: i64) -> bool {
+        let limits = self.config.queue(client, queue);
         let (per_hour, open) = (limits.max_per_hour, limits.max_open);
         if per_hour.is_none() && open.is_none() {
             return false;
         }
         let open_window = i64::try_from(self.config.open_window_secs).unwrap_or(i64::MAX / 4);
-        let opened = self.opened.entry(queue.to_string()).or_default();
+        let opened = self.opened.entry(queue_key(client, queue)).or_default();
         let horizon = now.saturating_sub(open_window.max(HOUR));
         while opened.front().is_some_and(|&t| t < horizon) {
             opened.pop_front();
@@ -704,9 +754,11 @@ impl Triage {
         now: i64,
     ) -> Ticket {
         let hour = now.div_euclid(HOUR);
-        let ticket_id = cull_model::ticket_id(&format!("digest:{queue}@{hour}"), "digest");
+        let client = mention.client.as_deref();
+        let subject = format!("digest:{}@{hour}", of_client(client, queue));
+        let ticket_id = cull_model::ticket_id(&subject, "digest");
         let state = self.tickets.entry(ticket_id.clone()).or_insert_with(|| {
-            TicketState::opened(ticket_id, TicketKind::Digest, "digest", queue, event, now)
+            TicketState::opened(ticket_id, client, TicketKind::Digest, "digest", queue, event, now)
         });
         let replay = state.members.contains(&mention.id);
         if !replay {
@@ -741,14 +793,16 @@ impl Triage {
         compound: f64,
         now: i64,
     ) -> Ticket {
-        let queue = self.config.queue(&state.queue).clone();
-        let crisis = self.crisis(mention, rule, &state.queue);
+        let client = state.client.clone();
+        let client = client.as_deref();
+        let queue = self.config.queue(client, &state.queue).clone();
+        let crisis = self.crisis(mention, rule, client, &state.queue);
         let hour_ago = state.last_event_at.saturating_sub(HOUR);
         let mentions_last_hour = state.recent.iter().filter(|&&t| t >= hour_ago).count() as u32;
         let first = state.sla_policy.is_empty();
         if first {
-            let (target, policy) = self.sla(&state.queue, state.priority);
-            let (clock, due) = self.due(&state.queue, state.arrival_at, target);
+            let (target, policy) = self.sla(client, &state.queue, state.priority);
+            let (clock, due) = self.due(client, &state.queue, state.arrival_at, target);
             state.sla_due_at = due;
             state.sla_target_minutes = target;
             state.sla_policy = policy;
@@ -761,7 +815,7 @@ impl Triage {
             rule_priority: rule.rule.priority,
             sentiment: Some(compound),
             followers: mention.meta.get(FOLLOWERS).and_then(|f| parse_count(f)),
-            vip: author.filter(|a| self.vip_authors.contains(&normalize_author(a))).map(str::to_string),
+            vip: author.filter(|a| self.is_vip(client, a)).map(str::to_string),
             crisis,
             mentions_last_hour,
             spike: state.incident_id.clone(),
@@ -772,8 +826,8 @@ impl Triage {
         let priority = scored.priority.min(state.priority);
         if priority < state.priority {
             // A more urgent priority may bring the deadline forward, never push it back.
-            let (target, policy) = self.sla(&state.queue, priority);
-            let (_, due) = self.due(&state.queue, state.arrival_at, target);
+            let (target, policy) = self.sla(client, &state.queue, priority);
+            let (_, due) = self.due(client, &state.queue, state.arrival_at, target);
             if due < state.sla_due_at {
                 state.sla_due_at = due;
                 state.sla_target_minutes = target;
@@ -791,16 +845,32 @@ impl Triage {
             name: rule.rule.name.clone(),
             version: rule.version.clone(),
         };
-        let mut ticket = self.build(&state, rule_ref, mention, matched.spans.clone(), now, Some(scored));
-        ticket.client = rule.rule.client.clone().or_else(|| mention.client.clone());
-        ticket
+        self.build(&state, rule_ref, mention, matched.spans.clone(), now, Some(scored))
     }
 
-    /// Returns the name of the clock of `queue` and when a ticket that arrived there
-    /// at `arrival` with a target of `minutes` is due (unix seconds).
-    fn due(&self, queue: &str, arrival: i64, minutes: u32) -> (String, i64) {
+    /// Returns whether `author` is a VIP of everyone or of `client`.
+    fn is_vip(&self, client: Option<&str>, author: &str) -> bool {
+        let author = normalize_author(author);
+        [None, client.map(str::to_string)]
+            .iter()
+            .filter_map(|owner| self.vip_authors.get(owner))
+            .any(|authors| authors.contains(&author))
+    }
+
+    /// Returns the key of the configuration of `client`'s `queue`: the client's own
+    /// queue settings when it has them, else the pipeline's.
+    fn configured(&self, client: Option<&str>, queue: &str) -> QueueKey {
+        let own = client.filter(|client| {
+            self.config.clients.get(*client).is_some_and(|settings| settings.queues.contains_key(queue))
+        });
+        queue_key(own, queue)
+    }
+
+    /// Returns the name of the clock of `client`'s `queue` and when a ticket that
+    /// arrived there at `arrival` with a target of `minutes` is due (unix seconds).
+    fn due(&self, client: Option<&str>, queue: &str, arrival: i64, minutes: u32) -> (String, i64) {
         let start = OffsetDateTime::from_unix_timestamp(arrival).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        match self.clocks.get(queue) {
+        match self.clocks.get(&self.configured(client, queue)) {
             Some((name, clock)) => (name.clone(), clock.due(start, minutes).unix_timestamp()),
             None => ("calendar".to_string(), SlaClock::Calendar.due(start, minutes).unix_timestamp()),
         }
@@ -826,20 +896,29 @@ impl Triage {
             priority: state.priority,
             rank_offset_minutes: state.rank_offset_minutes,
         };
-        let mut ticket =
-            self.build(state, rule_ref, mention, matched.spans.clone(), state.updated_at, Some(scored));
-        ticket.client = rule.rule.client.clone().or_else(|| mention.client.clone());
-        ticket
+        self.build(state, rule_ref, mention, matched.spans.clone(), state.updated_at, Some(scored))
     }
 
-    /// Returns the first-response target of `priority` in `queue` and its policy name.
-    fn sla(&self, queue: &str, priority: Priority) -> (u32, String) {
-        (self.config.sla_target(queue, priority), format!("{queue}/{}", priority.as_str()))
+    /// Returns the first-response target of `priority` in `client`'s `queue` and its
+    /// policy name.
+    fn sla(&self, client: Option<&str>, queue: &str, priority: Priority) -> (u32, String) {
+        (self.config.sla_target(client, queue, priority), format!("{queue}/{}", priority.as_str()))
     }
 
-    /// Returns the crisis clause the mention matches: the rule's own, else its queue's.
-    fn crisis(&self, mention: &Mention, rule: &CompiledRule, queue: &str) -> Option<String> {
-        let queue_clauses = self.queue_escalations.get(queue).map(Vec::as_slice).unwrap_or_default();
+    /// Returns the crisis clause the mention matches: the rule's own, else its
+    /// client's queue's.
+    fn crisis(
+        &self,
+        mention: &Mention,
+        rule: &CompiledRule,
+        client: Option<&str>,
+        queue: &str,
+    ) -> Option<String> {
+        let queue_clauses = self
+            .queue_escalations
+            .get(&self.configured(client, queue))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if rule.escalate_on.is_empty() && queue_clauses.is_empty() {
             return None;
         }
@@ -876,7 +955,7 @@ impl Triage {
             priority: state.priority,
             priority_score,
             sla_due_at: rfc3339(due),
-            client: mention.client.clone(),
+            client: state.client.clone(),
             rule,
             mention: mention.clone(),
             spans,
@@ -898,7 +977,8 @@ impl Triage {
 
     fn link(&mut self, state: &TicketState) {
         for key in &state.links {
-            self.links.insert((state.rule_id.clone(), key.clone()), state.ticket_id.clone());
+            let link = (state.client.clone(), state.rule_id.clone(), key.clone());
+            self.links.insert(link, state.ticket_id.clone());
         }
     }
 
@@ -976,6 +1056,7 @@ fn rfc3339(unix: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     use cull_match::RuleSet;
@@ -1008,7 +1089,7 @@ mod tests {
         let verdict = rules.verdict(m);
         let matched = verdict.matched.first().expect("the rule matches");
         let position = Some(Position { partition: 0, offset });
-        triage.triage(m, matched, &rules.rules()[0], position, at(now))
+        triage.triage(m, matched, rules.rules().next().unwrap(), position, at(now))
     }
 
     fn one(triaged: Triaged) -> Ticket {
@@ -1293,6 +1374,79 @@ mod tests {
     }
 
     #[test]
+    fn one_author_on_a_global_rule_for_two_clients_makes_two_tickets_counted_apart() {
+        let rules = rules("");
+        let mut config = TicketConfig::default();
+        config.queues.insert("care".into(), QueueConfig { max_per_hour: Some(1), ..QueueConfig::default() });
+        let acme = crate::config::ClientConfig {
+            queues: BTreeMap::from([(
+                "care".to_string(),
+                QueueConfig {
+                    max_per_hour: Some(5),
+                    sla_minutes: crate::config::QueueSla { p3: Some(30), ..Default::default() },
+                    ..QueueConfig::default()
+                },
+            )]),
+            vip_authors: vec!["@angry".into()],
+            ..Default::default()
+        };
+        config.clients.insert("acme".into(), acme);
+        let mut t = Triage::new(&config).unwrap();
+        let now = "2026-11-25T10:00:00Z";
+        let of = |client: Option<&str>, id: &str| {
+            let mut m = mention(id, Some("@angry"), Some("https://x.example/status/1"), now);
+            m.client = client.map(str::to_string);
+            m
+        };
+        let acme_first = one(triage(&mut t, &rules, &of(Some("acme"), "acme:1"), 0, now));
+        let globex_first = one(triage(&mut t, &rules, &of(Some("globex"), "globex:1"), 1, now));
+        let house = one(triage(&mut t, &rules, &of(None, "m-1"), 2, now));
+        assert_eq!(acme_first.client.as_deref(), Some("acme"));
+        assert_eq!(globex_first.client.as_deref(), Some("globex"));
+        assert_eq!(house.client, None);
+        let ids = [&acme_first.ticket_id, &globex_first.ticket_id, &house.ticket_id];
+        assert!(
+            ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+            "one author, three clients: {ids:?}"
+        );
+        assert!(
+            [&acme_first, &globex_first, &house]
+                .iter()
+                .all(|t| t.revision == 1 && t.kind == TicketKind::Ticket),
+            "nobody joined another client's ticket, nor took its capacity"
+        );
+        let acme_again = one(triage(&mut t, &rules, &of(Some("acme"), "acme:2"), 3, now));
+        assert_eq!((acme_again.ticket_id.as_str(), acme_again.revision), (acme_first.ticket_id.as_str(), 2));
+        assert_eq!(acme_first.sla_target_minutes, 30, "acme's own queue settings");
+        assert_eq!(globex_first.sla_target_minutes, 240, "the pipeline's");
+        assert!(acme_first.factors.iter().any(|f| f.factor == "vip"), "a VIP of acme");
+        assert!(globex_first.factors.iter().all(|f| f.factor != "vip"), "not of globex");
+        let other = |client: &str, i: i64| {
+            let mut m = mention(&format!("{client}:o{i}"), Some(&format!("@u{i}")), None, now);
+            m.client = Some(client.to_string());
+            m
+        };
+        let globex_full = one(triage(&mut t, &rules, &other("globex", 0), 10, now));
+        assert_eq!(globex_full.kind, TicketKind::Digest, "globex's care took its one ticket an hour");
+        assert_eq!(globex_full.client.as_deref(), Some("globex"));
+        let acme_room = one(triage(&mut t, &rules, &other("acme", 0), 11, now));
+        assert_eq!(acme_room.kind, TicketKind::Ticket, "acme's care has room for five");
+        let house_full = one(triage(&mut t, &rules, &mention("m-2", Some("@u9"), None, now), 12, now));
+        assert_eq!(house_full.kind, TicketKind::Digest);
+        assert_ne!(house_full.ticket_id, globex_full.ticket_id, "each client its own digest");
+        let mut restarted = Triage::new(&config).unwrap();
+        for state in t.take_changes(at(now)) {
+            restarted.restore(state);
+        }
+        let globex_again = one(triage(&mut restarted, &rules, &of(Some("globex"), "globex:2"), 13, now));
+        assert_eq!(
+            (globex_again.ticket_id.as_str(), globex_again.revision),
+            (globex_first.ticket_id.as_str(), 2)
+        );
+        assert_eq!(globex_again.client.as_deref(), Some("globex"), "the client survives a restart");
+    }
+
+    #[test]
     fn capacity_frees_up_as_the_hour_passes_and_survives_a_restart() {
         let rules = rules("");
         let mut config = TicketConfig::default();
@@ -1352,7 +1506,7 @@ mod tests {
                     t.triage(
                         &m,
                         &verdict.matched[0],
-                        &rules.rules()[0],
+                        rules.rules().next().unwrap(),
                         Some(Position { partition: 0, offset }),
                         time,
                     )
@@ -1385,5 +1539,57 @@ mod tests {
         let again: Vec<Triaged> = post(&mut restarted, 601, 40);
         assert!(again.iter().all(|r| r.firings.is_empty()), "the restart remembers the cool-down");
         assert!(again.last().unwrap().tickets[0].incident_id.is_some(), "and the incident");
+    }
+
+    #[test]
+    fn a_spike_of_one_client_opens_its_incident_on_its_escalation_queue_and_links_only_its_mentions() {
+        let rules = rules("");
+        let mut config = TicketConfig::default();
+        let acme = crate::config::ClientConfig {
+            escalation_queue: Some("acme-crisis".into()),
+            ..crate::config::ClientConfig::default()
+        };
+        config.clients.insert("acme".into(), acme);
+        let mut t = Triage::new(&config).unwrap();
+        let start = at("2026-11-25T00:00:00Z").unix_timestamp();
+        let mut offset = 0;
+        let mut post = |t: &mut Triage, client: &str, minute: i64, n: usize| -> Vec<Triaged> {
+            let time = OffsetDateTime::from_unix_timestamp(start + minute * 60).unwrap();
+            let published = time.format(&Rfc3339).unwrap();
+            (0..n)
+                .map(|_| {
+                    offset += 1;
+                    let id = format!("{client}:m{offset}");
+                    let mut m = mention(&id, Some(&format!("@u{offset}")), None, &published);
+                    m.client = Some(client.to_string());
+                    let verdict = rules.verdict(&m);
+                    let position = Some(Position { partition: 0, offset });
+                    t.triage(&m, &verdict.matched[0], rules.rules().next().unwrap(), position, time)
+                })
+                .collect()
+        };
+        for bucket in 0..120 {
+            post(&mut t, "acme", bucket * 5, 2);
+            post(&mut t, "globex", bucket * 5, 2);
+        }
+        assert!(t.take_incidents().is_empty());
+        let globex_burst: Vec<Triaged> = post(&mut t, "globex", 600, 1);
+        let burst: Vec<Triaged> = post(&mut t, "acme", 600, 40);
+        assert!(globex_burst.iter().all(|r| r.firings.is_empty()));
+        let scopes: Vec<String> = burst.iter().flat_map(|r| &r.firings).map(|f| f.scope.clone()).collect();
+        assert_eq!(scopes, ["rule:acme/slack", "queue:acme/care"], "acme's own scopes");
+        let incidents = t.take_incidents();
+        assert_eq!(incidents.len(), 2);
+        for incident in &incidents {
+            assert_eq!(
+                (incident.client.as_deref(), incident.queue.as_str()),
+                (Some("acme"), "acme-crisis"),
+                "{incident:?}"
+            );
+            assert!(incident.links.iter().all(|id| id.starts_with("acme:")), "{:?}", incident.links);
+            assert_eq!(incident.mention.client.as_deref(), Some("acme"));
+        }
+        let globex_after = post(&mut t, "globex", 601, 1);
+        assert_eq!(globex_after[0].tickets[0].incident_id, None, "acme's spike is not globex's");
     }
 }

@@ -56,7 +56,9 @@ fn every_kind_of_ticket_matches_the_shipped_schema() {
         m.client = Some("acme".into());
         let verdict = rules.verdict(&m);
         let position = Some(Position { partition: 0, offset: i });
-        tickets.extend(triage.triage(&m, &verdict.matched[0], &rules.rules()[0], position, now).tickets);
+        tickets.extend(
+            triage.triage(&m, &verdict.matched[0], rules.rules().next().unwrap(), position, now).tickets,
+        );
         tickets.extend(triage.take_incidents());
     }
     let kinds = |kind| tickets.iter().filter(|t| t.kind == kind).count();

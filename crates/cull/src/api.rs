@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path as UrlPath, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::auth::{self, Guard, Role, Tokens};
+use crate::auth::{self, Caller, Guard, Role, Tokens};
 
 /// The OpenAPI 3.1 description of the API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -357,7 +357,11 @@ fn search_request(
 }
 
 /// `GET /api/search`.
-async fn search(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn search(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let extra = ["sort", "limit", "offset", "facet", "histogram"];
     let request = search_request(raw.as_deref(), &extra, |request, key, value| {
         match key {
@@ -389,7 +393,7 @@ async fn search(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Resul
     let searcher = Arc::clone(&state.searcher);
     let found = blocking(move || {
         let _slot = slot;
-        searcher.search(&request)
+        searcher.search(&caller.scope, &request)
     })
     .await?;
     Ok(json(StatusCode::OK, &found))
@@ -406,7 +410,11 @@ struct HistogramResponse {
 }
 
 /// `GET /api/histogram`.
-async fn histogram(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn histogram(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut interval = Interval::Day;
     let mut request = search_request(raw.as_deref(), &["interval"], |_, key, value| {
         interval = parse_interval(key, value)?;
@@ -418,7 +426,7 @@ async fn histogram(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Re
     let searcher = Arc::clone(&state.searcher);
     let found = blocking(move || {
         let _slot = slot;
-        searcher.search(&request)
+        searcher.search(&caller.scope, &request)
     })
     .await?;
     let histogram =
@@ -485,10 +493,15 @@ struct CheckBody {
     matched: bool,
 }
 
-/// `GET /api/mentions/{id}`.
-async fn mention(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+/// `GET /api/mentions/{id}`: a mention outside the caller's scope is not found, with
+/// the answer a missing one gets.
+async fn mention(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let searcher = Arc::clone(&state.searcher);
-    let MentionRecord { verdict, tickets } = blocking(move || searcher.mention(&id)).await?;
+    let MentionRecord { verdict, tickets } = blocking(move || searcher.mention(&caller.scope, &id)).await?;
     let mention = verdict.mention.as_ref().ok_or_else(|| {
         ApiError::Internal(format!("the record of {:?} has no mention", verdict.mention_id))
     })?;
@@ -498,7 +511,7 @@ async fn mention(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) ->
     let (mut explanations, mut unexplained) = (Vec::new(), Vec::new());
     for rule_id in rule_ids {
         let (Some(explanation), Some(rule)) =
-            (explain(&set, rule_id, mention), set.rules().iter().find(|r| r.rule.id == rule_id))
+            (explain(&set, rule_id, mention), set.rule(mention.client.as_deref(), rule_id))
         else {
             unexplained.push(rule_id.to_string());
             continue;
@@ -549,9 +562,11 @@ struct BacktestBody {
     samples: Option<usize>,
 }
 
-/// `POST /api/backtest`.
+/// `POST /api/backtest`: a client's draft is that client's pack, tried on its
+/// mentions only.
 async fn run_backtest(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
@@ -575,7 +590,8 @@ async fn run_backtest(
             request.samples
         )));
     }
-    let loaded = cull_rules::load_files([(Path::new("draft.toml"), body.rules.as_bytes())]);
+    let draft = [(Path::new("draft.toml"), body.rules.as_bytes())];
+    let loaded = cull_rules::load_pack(caller.scope.client(), draft, &mut cull_rules::Taken::default());
     let warnings = RuleProblemBody::warnings(&loaded);
     if !loaded.errors.is_empty() {
         return Err(ApiError::Rules {
@@ -604,7 +620,7 @@ async fn run_backtest(
                 other => other,
             })?;
         }
-        backtest(&searcher, &loaded.rules, &request)
+        backtest(&searcher, &caller.scope, &loaded.rules, &request)
     })
     .await?;
     Ok(json(StatusCode::OK, &BacktestResponse { report, warnings }))
@@ -666,7 +682,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let searcher = Searcher::open(dir.path(), cull_index::Limits::default()).unwrap();
         let rules = Matcher::new(cull_match::RuleSet::new(Vec::new()).unwrap());
-        let tokens = Tokens::load(None, Some("analyst:a-token-0123456789")).unwrap();
+        let tokens = Tokens::load(None, Some("analyst@*:a-token-0123456789")).unwrap();
         let state = ApiState::new(Arc::new(searcher), Arc::new(rules), Arc::new(tokens), 1);
         let app = router(state.clone());
         let call = |method: &str, uri: &str, body: &str| {

@@ -1,4 +1,9 @@
-//! Who may call the API: bearer tokens with roles.
+//! Who may call the API: bearer tokens with roles and clients.
+//!
+//! Every token carries a client, whose data alone it sees, or `*` for the contact
+//! center's own staff ([`cull_model::Scope`]). There is no default: a token that does
+//! not say whose data it may see is refused when the tokens are loaded, since an
+//! unscoped token in a multi-client deployment would see every client's mentions.
 //!
 //! Tokens come from a TOML file (`--tokens FILE`) and from the environment variable
 //! [`TOKENS_ENV`], so that a deployment can keep them in a secret store rather than
@@ -18,12 +23,18 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cull_model::Scope;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use toml::Spanned;
 
-/// The environment variable with tokens: `role:token,role:token`.
+/// What to say to a token entry without a client.
+const NO_CLIENT: &str = "say whose data the token may see, a client's (`analyst@acme:…`, \
+                         `client = \"acme\"`) or every client's for the contact center's staff \
+                         (`analyst@*:…`, `client = \"*\"`)";
+
+/// The environment variable with tokens: `role@client:token,role@*:token`.
 pub const TOKENS_ENV: &str = "CULL_API_TOKENS";
 
 /// The shortest token accepted, in characters: a short token is guessed by anyone who
@@ -82,7 +93,19 @@ pub enum TokensError {
 struct Entry {
     name: String,
     role: Role,
+    scope: Scope,
     digest: [u8; 32],
+}
+
+/// Who called: what the guard lets through to a handler, in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name, for the logs.
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+    /// Whose data the caller may see.
+    pub scope: Scope,
 }
 
 /// The tokens the API accepts.
@@ -94,7 +117,7 @@ pub struct Tokens {
 impl fmt::Debug for Tokens {
     /// Names and roles only: a token never reaches a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| (&e.name, e.role))).finish()
+        f.debug_list().entries(self.entries.iter().map(|e| (&e.name, e.role, &e.scope))).finish()
     }
 }
 
@@ -110,6 +133,8 @@ struct TokenFile {
 struct RawToken {
     name: String,
     role: Spanned<String>,
+    /// A client name or `*`.
+    client: Option<Spanned<String>>,
     token: Spanned<String>,
 }
 
@@ -158,8 +183,13 @@ impl Tokens {
             if raw.name.trim().is_empty() {
                 return Err(invalid(start, "a token needs a name (for the logs)".into()));
             }
+            let Some(client) = raw.client else {
+                return Err(invalid(start, format!("token {:?} needs `client`: {NO_CLIENT}", raw.name)));
+            };
+            let scope =
+                Scope::parse(client.get_ref()).map_err(|message| invalid(client.span().start, message))?;
             let at = raw.token.span().start;
-            self.add(raw.name, role, raw.token.get_ref()).map_err(|message| invalid(at, message))?;
+            self.add(raw.name, role, scope, raw.token.get_ref()).map_err(|message| invalid(at, message))?;
         }
         Ok(())
     }
@@ -167,7 +197,7 @@ impl Tokens {
     /// Adds a token, or says why it cannot be one: empty, shorter than
     /// [`MIN_TOKEN_CHARS`], or the same secret as another entry (one token under two
     /// roles would make its role depend on the order of the entries).
-    fn add(&mut self, name: String, role: Role, token: &str) -> Result<(), String> {
+    fn add(&mut self, name: String, role: Role, scope: Scope, token: &str) -> Result<(), String> {
         let length = token.trim().chars().count();
         if length == 0 {
             return Err("the token is empty".to_string());
@@ -185,7 +215,7 @@ impl Tokens {
                 other.role.as_str()
             ));
         }
-        self.entries.push(Entry { name, role, digest });
+        self.entries.push(Entry { name, role, scope, digest });
         Ok(())
     }
 
@@ -195,12 +225,16 @@ impl Tokens {
                 place: format!("{TOKENS_ENV} entry {}", index + 1),
                 message,
             };
-            let (role, token) =
-                item.split_once(':').ok_or_else(|| invalid("expected role:token".to_string()))?;
+            let (who, token) =
+                item.split_once(':').ok_or_else(|| invalid("expected role@client:token".to_string()))?;
+            let (role, client) = who
+                .split_once('@')
+                .ok_or_else(|| invalid(format!("`{}` says no client: {NO_CLIENT}", who.trim())))?;
             let role = Role::parse(role.trim()).ok_or_else(|| {
                 invalid(format!("unknown role {:?}; roles are {}", role.trim(), Role::NAMES))
             })?;
-            self.add(format!("{TOKENS_ENV}#{}", index + 1), role, token).map_err(invalid)?;
+            let scope = Scope::parse(client.trim()).map_err(&invalid)?;
+            self.add(format!("{TOKENS_ENV}#{}", index + 1), role, scope, token).map_err(invalid)?;
         }
         Ok(())
     }
@@ -210,17 +244,17 @@ impl Tokens {
         self.entries.len()
     }
 
-    /// Returns the name and role of the token presented, comparing it with every
-    /// token in constant time.
-    fn authenticate(&self, presented: &str) -> Option<(&str, Role)> {
+    /// Returns who holds the token presented, comparing it with every token in
+    /// constant time.
+    fn authenticate(&self, presented: &str) -> Option<Caller> {
         let presented = digest(presented);
         let mut found = None;
         for entry in &self.entries {
             if bool::from(entry.digest.ct_eq(&presented)) {
-                found = Some((entry.name.as_str(), entry.role));
+                found = Some(entry);
             }
         }
-        found
+        found.map(|entry| Caller { name: entry.name.clone(), role: entry.role, scope: entry.scope.clone() })
     }
 }
 
@@ -270,27 +304,33 @@ pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -
             "missing bearer token: send Authorization: Bearer <token>".into(),
         );
     };
-    let Some((name, role)) = guard.tokens.authenticate(presented.trim()) else {
+    let Some(caller) = guard.tokens.authenticate(presented.trim()) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             Some(r#"Bearer realm="cull", error="invalid_token""#),
             "invalid bearer token".into(),
         );
     };
-    if role < guard.role {
+    if caller.role < guard.role {
         tracing::info!(
-            caller = name,
-            role = role.as_str(),
+            caller = caller.name,
+            role = caller.role.as_str(),
             "refused: needs the {} role",
             guard.role.as_str()
         );
         return refuse(
             StatusCode::FORBIDDEN,
             None,
-            format!("this needs the {} role; the token has the {} role", guard.role.as_str(), role.as_str()),
+            format!(
+                "this needs the {} role; the token has the {} role",
+                guard.role.as_str(),
+                caller.role.as_str()
+            ),
         );
     }
-    tracing::debug!(caller = name, path = %request.uri().path(), "authorized");
+    tracing::debug!(caller = caller.name, client = %caller.scope, path = %request.uri().path(), "authorized");
+    let mut request = request;
+    request.extensions_mut().insert(caller);
     next.run(request).await.into_response()
 }
 
@@ -301,13 +341,16 @@ mod tests {
     #[test]
     fn file_and_environment_tokens_carry_their_roles() {
         let mut tokens = Tokens::default();
-        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-secret-0123456789\"\n\n[[token]]\nname = \"ops\"\nrole = \"operator\"\ntoken = \"o-secret-0123456789\"\n";
+        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"a-secret-0123456789\"\n\n[[token]]\nname = \"ops\"\nrole = \"operator\"\nclient = \"acme\"\ntoken = \"o-secret-0123456789\"\n";
         tokens.add_file(Path::new("tokens.toml"), file).unwrap();
-        tokens.add_env("analyst:env-a-0123456789, operator:env-o-0123456789").unwrap();
+        tokens.add_env("analyst@*:env-a-0123456789, operator@*:env-o-0123456789").unwrap();
         assert_eq!(tokens.len(), 4);
-        assert_eq!(tokens.authenticate("a-secret-0123456789"), Some(("ana", Role::Analyst)));
-        assert_eq!(tokens.authenticate("o-secret-0123456789"), Some(("ops", Role::Operator)));
-        assert_eq!(tokens.authenticate("env-o-0123456789"), Some(("CULL_API_TOKENS#2", Role::Operator)));
+        let caller = |name: &str, role, scope: &str| {
+            Some(Caller { name: name.to_string(), role, scope: Scope::parse(scope).unwrap() })
+        };
+        assert_eq!(tokens.authenticate("a-secret-0123456789"), caller("ana", Role::Analyst, "*"));
+        assert_eq!(tokens.authenticate("o-secret-0123456789"), caller("ops", Role::Operator, "acme"));
+        assert_eq!(tokens.authenticate("env-o-0123456789"), caller("CULL_API_TOKENS#2", Role::Operator, "*"));
         assert_eq!(tokens.authenticate("a-secret-012345678"), None);
         assert_eq!(tokens.authenticate(""), None);
         assert!(Role::Operator > Role::Analyst);
@@ -319,38 +362,61 @@ mod tests {
         let bad_role = "[[token]]\nname = \"x\"\n\nrole = \"admin\"\ntoken = \"t\"\n";
         let error = Tokens::default().add_file(Path::new("t.toml"), bad_role).unwrap_err().to_string();
         assert!(error.starts_with("t.toml:4: unknown role \"admin\""), "{error}");
-        let empty = "[[token]]\nname = \"x\"\nrole = \"analyst\"\ntoken = \"\"\n";
+        let empty = "[[token]]\nname = \"x\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"\"\n";
         let error = Tokens::default().add_file(Path::new("t.toml"), empty).unwrap_err().to_string();
-        assert!(error.starts_with("t.toml:4: the token is empty"), "{error}");
-        let unknown = "[[token]]\nname = \"x\"\nrole = \"analyst\"\ntoken = \"t\"\nexpires = 3\n";
+        assert!(error.starts_with("t.toml:5: the token is empty"), "{error}");
+        let unknown =
+            "[[token]]\nname = \"x\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"t\"\nexpires = 3\n";
         let error = Tokens::default().add_file(Path::new("t.toml"), unknown).unwrap_err().to_string();
-        assert!(error.starts_with("t.toml:5:") && error.contains("expires"), "{error}");
-        let error = Tokens::default().add_env("analyst:a-token-0123456789,root:b").unwrap_err().to_string();
+        assert!(error.starts_with("t.toml:6:") && error.contains("expires"), "{error}");
+        let error =
+            Tokens::default().add_env("analyst@*:a-token-0123456789,root@*:b").unwrap_err().to_string();
         assert_eq!(error, "CULL_API_TOKENS entry 2: unknown role \"root\"; roles are analyst, operator");
-        let error = Tokens::default().add_env("analyst:").unwrap_err().to_string();
+        let error = Tokens::default().add_env("analyst@*:").unwrap_err().to_string();
         assert_eq!(error, "CULL_API_TOKENS entry 1: the token is empty");
     }
 
     #[test]
+    fn a_token_must_say_whose_data_it_may_see() {
+        let error = Tokens::default().add_env("analyst:a-token-0123456789").unwrap_err().to_string();
+        assert!(
+            error.starts_with("CULL_API_TOKENS entry 1: `analyst` says no client: say whose data"),
+            "{error}"
+        );
+        let error = Tokens::default().add_env("analyst@Acme:a-token-0123456789").unwrap_err().to_string();
+        assert!(error.contains("`Acme` is not a client name"), "{error}");
+        let unscoped = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"a-secret-0123456789\"\n";
+        let error = Tokens::default().add_file(Path::new("t.toml"), unscoped).unwrap_err().to_string();
+        assert!(error.starts_with("t.toml:1: token \"ana\" needs `client`"), "{error}");
+        let bad = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"../globex\"\ntoken = \"a-secret-0123456789\"\n";
+        let error = Tokens::default().add_file(Path::new("t.toml"), bad).unwrap_err().to_string();
+        assert!(error.starts_with("t.toml:4: `../globex` is not a client name"), "{error}");
+        let mut tokens = Tokens::default();
+        tokens.add_env("analyst@acme:acme-token-0123456789").unwrap();
+        let caller = tokens.authenticate("acme-token-0123456789").unwrap();
+        assert_eq!(caller.scope, Scope::Client("acme".into()));
+    }
+
+    #[test]
     fn short_tokens_and_one_token_under_two_roles_are_refused() {
-        let error = Tokens::default().add_env("analyst:try-me").unwrap_err().to_string();
+        let error = Tokens::default().add_env("analyst@*:try-me").unwrap_err().to_string();
         assert!(
             error.starts_with("CULL_API_TOKENS entry 1: the token has 6 characters; at least 16"),
             "{error}"
         );
-        let twice = "analyst:shared-secret-0123456789,operator:shared-secret-0123456789";
+        let twice = "analyst@*:shared-secret-0123456789,operator@*:shared-secret-0123456789";
         let error = Tokens::default().add_env(twice).unwrap_err().to_string();
         assert!(
             error.starts_with("CULL_API_TOKENS entry 2: the token is the same secret as token \"CULL_API_TOKENS#1\" (analyst)"),
             "{error}"
         );
-        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\ntoken = \"shared-secret-0123456789\"\n";
+        let file = "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"shared-secret-0123456789\"\n";
         let mut tokens = Tokens::default();
         tokens.add_file(Path::new("t.toml"), file).unwrap();
-        let error = tokens.add_env("operator:shared-secret-0123456789").unwrap_err().to_string();
+        let error = tokens.add_env("operator@*:shared-secret-0123456789").unwrap_err().to_string();
         assert!(error.contains("same secret as token \"ana\" (analyst)"), "{error}");
         assert!(!error.contains("shared-secret"), "the secret is never in an error: {error}");
-        assert!(Tokens::default().add_env("analyst:exactly-16-chars").is_ok());
+        assert!(Tokens::default().add_env("analyst@*:exactly-16-chars").is_ok());
     }
 
     #[tokio::test]
@@ -359,7 +425,7 @@ mod tests {
         use tower::ServiceExt as _;
 
         let mut tokens = Tokens::default();
-        tokens.add_env("analyst:a-token-0123456789,operator:o-token-0123456789").unwrap();
+        tokens.add_env("analyst@*:a-token-0123456789,operator@*:o-token-0123456789").unwrap();
         let guard = Guard::new(Arc::new(tokens), Role::Operator);
         let app = axum::Router::new()
             .route("/operator", axum::routing::post(|| async { "done" }))

@@ -13,7 +13,7 @@ use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
 use cull_model::escape::{escape_controls, escape_controls_but_newlines};
-use cull_model::{Channel, DeadLetter, Mention};
+use cull_model::{Channel, DeadLetter, Mention, Scope};
 use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
@@ -193,7 +193,7 @@ pub fn check_rules(dir: &Path, deny_warnings: bool) -> RulesReport {
         .collect();
     match RuleSet::new(loaded.rules) {
         Ok(set) => {
-            report.rules = set.rules().len();
+            report.rules = set.len();
             report.version = set.version().to_string();
         }
         Err(error) => {
@@ -273,7 +273,8 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
         }
         for example in &rule.rule.examples {
             run += 1;
-            let mention = example.to_mention();
+            // A client's rule meets that client's mentions only.
+            let mention = Mention { client: rule.rule.client.clone(), ..example.to_mention() };
             let verdict = set.verdict(&mention);
             let got = if verdict.matched.iter().any(|m| m.rule_id == rule.rule.id) {
                 Expect::Match
@@ -307,12 +308,36 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `cull rules explain`.
-pub fn explain(dir: &Path, rule_id: &str, text: String, title: Option<String>) -> Result<ExitCode> {
+/// `cull rules explain`: the mention is `client`'s when given, else the client's
+/// whose pack alone has the rule.
+pub fn explain(
+    dir: &Path,
+    rule_id: &str,
+    client: Option<String>,
+    text: String,
+    title: Option<String>,
+) -> Result<ExitCode> {
     let Some(rules) = load_or_report(dir) else { return Ok(ExitCode::FAILURE) };
     let set = RuleSet::new(rules)?;
+    let client = match client {
+        Some(client) => Some(client),
+        None if set.rule(None, rule_id).is_some() => None,
+        None => {
+            let owners: Vec<&str> =
+                set.clients().into_iter().filter(|c| set.rule(Some(c), rule_id).is_some()).collect();
+            match owners[..] {
+                [one] => Some(one.to_string()),
+                [] => None,
+                _ => bail!(
+                    "rule `{rule_id}` is a rule of clients {}: say whose with --client",
+                    owners.join(", ")
+                ),
+            }
+        }
+    };
     let mut mention = Mention::new("explain", text);
     mention.title = title;
+    mention.client = client;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;
     print!("{}", escape_controls_but_newlines(&explanation.to_string()));
@@ -410,7 +435,7 @@ pub fn match_lines(
     if let Some(file) = dead_letter_file.as_mut() {
         file.flush()?;
     }
-    eprintln!("cull: {accepted} mention(s) matched against {} rule(s): {matched} with a match, {rejected} line(s) rejected", set.rules().len());
+    eprintln!("cull: {accepted} mention(s) matched against {} rule(s): {matched} with a match, {rejected} line(s) rejected", set.len());
     Ok(if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -504,6 +529,8 @@ pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -
 pub struct SearchOptions {
     /// The index directory.
     pub index: PathBuf,
+    /// Whose mentions to search.
+    pub scope: Scope,
     /// The search.
     pub request: SearchRequest,
     /// Print the response as JSON.
@@ -534,7 +561,7 @@ fn open_searcher(index: &Path, limits: Limits) -> Result<Searcher> {
 /// `cull search`: prints the hits, facets and histogram of a search.
 pub fn search(options: SearchOptions) -> Result<ExitCode> {
     let searcher = open_searcher(&options.index, Limits::default())?;
-    let response = searcher.search(&options.request)?;
+    let response = searcher.search(&options.scope, &options.request)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if options.json {
         serde_json::to_writer_pretty(&mut out, &response)?;
@@ -610,8 +637,14 @@ fn highlighted(snippet: &cull_index::Snippet, color: bool) -> String {
 }
 
 /// `cull rules backtest`: what the rules of a file (or directory) would have matched
-/// and culled over the indexed mentions.
-pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: bool) -> Result<ExitCode> {
+/// and culled over the indexed mentions of `scope`.
+pub fn backtest(
+    rules: &Path,
+    index: &Path,
+    scope: &Scope,
+    request: &BacktestRequest,
+    json: bool,
+) -> Result<ExitCode> {
     let loaded = load_path(rules);
     print_findings(&loaded);
     if !loaded.errors.is_empty() {
@@ -620,7 +653,7 @@ pub fn backtest(rules: &Path, index: &Path, request: &BacktestRequest, json: boo
     }
     // The operator's own process, stopped with Ctrl-C: no time limit, unlike the API's.
     let searcher = open_searcher(index, Limits { timeout: Duration::MAX, ..Limits::default() })?;
-    let report = cull_index::backtest(&searcher, &loaded.rules, request)?;
+    let report = cull_index::backtest(&searcher, scope, &loaded.rules, request)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -89,8 +89,8 @@ pub struct Pipeline {
 pub struct Api {
     /// Whether to serve it.
     pub enabled: bool,
-    /// The tokens file (`[[token]]` with `name`, `role` and `token`); `CULL_API_TOKENS`
-    /// (`role:token,…`) adds tokens.
+    /// The tokens file (`[[token]]` with `name`, `role`, `client` and `token`); `CULL_API_TOKENS`
+    /// (`role@client:token,…`) adds tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<PathBuf>,
 }
@@ -401,6 +401,17 @@ impl Pipeline {
         self.matcher.enabled || self.tickets.enabled
     }
 
+    /// Returns the clients this pipeline names (its sources' and `[tickets.clients]`),
+    /// in name order; the clients with rules in the rules directory come on top.
+    pub fn clients(&self) -> Vec<String> {
+        let mut clients: Vec<String> =
+            self.sources.iter().filter_map(|s| s.client().map(str::to_string)).collect();
+        clients.extend(self.tickets.clients.keys().cloned());
+        clients.sort();
+        clients.dedup();
+        clients
+    }
+
     /// Returns every invalid setting: each section checked by the component that owns
     /// it, then what spans sections. Checks values only, never the network or the disk.
     fn validate(&self) -> Vec<Invalid> {
@@ -545,6 +556,7 @@ mod tests {
         full.sources = vec![
             SourceConfig::Jsonl(JsonlSource {
                 name: "j".into(),
+                client: Some("acme".into()),
                 path: "j".into(),
                 follow: true,
                 follow_interval_ms: 1,
@@ -554,6 +566,7 @@ mod tests {
             SourceConfig::Webhook(webhook),
             SourceConfig::Mail(MailSource {
                 name: "m".into(),
+                client: Some("acme".into()),
                 path: "m".into(),
                 format: MailFormat::Maildir,
                 poll_secs: 1,
@@ -570,7 +583,7 @@ mod tests {
                 .map(|kind| {
                     let text = format!(
                         "name = '{kind}'\nkind = '{kind}'\nurl = 'https://h'\nurl_env = 'U'\nsecret_env = 'S'\n\
-                         queues = ['q']\npriorities = ['P1']\nrules = ['r']\nkinds = ['ticket']\nrevisions = 'all'\n\
+                         clients = ['acme']\nqueues = ['q']\npriorities = ['P1']\nrules = ['r']\nkinds = ['ticket']\nrevisions = 'all'\n\
                          max_attempts = 1\nbackoff_initial_ms = 1\nbackoff_max_secs = 1\ntimeout_secs = 1\n\
                          breaker_failures = 1\nbreaker_open_secs = 1\nconcurrency = 1\nmax_per_minute = 1\n\
                          console_url = 'https://c'\n\
@@ -583,14 +596,23 @@ mod tests {
                 })
                 .collect(),
         };
+        full.tickets.clients.insert(
+            "acme".into(),
+            toml::from_str(
+                "escalation_queue = 'e'\nvip_authors = ['v']\nsla_minutes = { P1 = 1, P2 = 1 }\n\
+                 [queues.care]\nchannel_weight = 1.0\nescalate_on = 'x'\nsla_minutes = { P1 = 1, P2 = 1, P3 = 1, P4 = 1 }\n\
+                 calendar = 'c'\nmax_per_hour = 1\nmax_open = 1\noverflow_queue = 'o'\n",
+            )
+            .expect("every client key"),
+        );
         let mut expected = Default::default();
         keys(&toml::Value::try_from(&full).unwrap(), "", &mut expected);
 
         let mut shipped = Default::default();
         for file in
-            ["pipelines/local.toml", "pipelines/kafka.toml", "pipelines/ingest.toml", "pipelines/alerts.toml"]
+            ["local", "kafka", "ingest", "alerts", "clients"].map(|name| format!("pipelines/{name}.toml"))
         {
-            let text = std::fs::read_to_string(root().join(file)).unwrap();
+            let text = std::fs::read_to_string(root().join(&file)).unwrap();
             keys(&toml::from_str::<toml::Value>(&text).unwrap(), "", &mut shipped);
             // Documented means a comment line right above every key.
             let lines: Vec<&str> = text.lines().collect();
@@ -656,7 +678,7 @@ mod tests {
         assert_eq!(pipeline.matcher.rules, Path::new("/etc/cull/rules"));
         assert_eq!(pipeline.matcher.batch_size, 64);
         assert!(pipeline.topics.tickets_per_queue);
-        assert_eq!(pipeline.topics.ticket_topic("billing"), "cull.tickets.billing");
+        assert_eq!(pipeline.topics.ticket_topic(None, "billing"), "cull.tickets.billing");
         assert_eq!(pipeline.tickets.sla_minutes.get(cull_model::Priority::P1), 5);
         assert_eq!(pipeline.http.listen.port(), 9464);
     }
@@ -679,7 +701,7 @@ mod tests {
         assert_eq!((kafka.brokers.as_str(), kafka.group_id.as_str()), ("127.0.0.1:19092", "cull-matcher"));
         assert_eq!(pipeline.sources[0].name(), "renamed");
         assert_eq!(pipeline.sink.verdicts.unwrap().path, Path::new("data/v.jsonl"));
-        assert_eq!(Topics::default().ticket_topic("billing"), "cull.tickets");
+        assert_eq!(Topics::default().ticket_topic(None, "billing"), "cull.tickets");
     }
 
     #[test]

@@ -45,7 +45,7 @@ enum Command {
         #[command(flatten)]
         http: server::Http,
         /// A TOML file of API tokens ([[token]] name, role, token); the environment
-        /// variable CULL_API_TOKENS (role:token,role:token) adds more.
+        /// variable CULL_API_TOKENS (role@client:token,role@*:token) adds more.
         #[arg(long)]
         tokens: Option<PathBuf>,
         /// Words, phrases and keyword tests one query may have.
@@ -82,6 +82,10 @@ enum Command {
         query: String,
         #[command(flatten)]
         window: IndexWindow,
+        /// Whose mentions: a client's name, or `*` for every client's and the contact
+        /// center's own.
+        #[arg(long, default_value = "*", value_parser = parse_scope)]
+        client: cull_model::Scope,
         /// Only mentions on this channel (repeatable).
         #[arg(long)]
         channel: Vec<String>,
@@ -157,6 +161,10 @@ enum RulesCommand {
         rules: PathBuf,
         #[command(flatten)]
         window: IndexWindow,
+        /// Whose mentions to try the rules on: a client's name, or `*` for every
+        /// mention (a client's rule meets its client's mentions only either way).
+        #[arg(long, default_value = "*", value_parser = parse_scope)]
+        client: cull_model::Scope,
         /// Samples of matches and of culls per rule.
         #[arg(long, default_value_t = 5)]
         samples: usize,
@@ -173,6 +181,10 @@ enum RulesCommand {
         rule_id: String,
         /// The text of the mention.
         text: String,
+        /// The client the mention is of (needed when several clients have a rule of
+        /// this id).
+        #[arg(long)]
+        client: Option<String>,
         /// An optional title for the mention.
         #[arg(long)]
         title: Option<String>,
@@ -254,6 +266,10 @@ fn parse_sort(word: &str) -> Result<cull_index::Sort, String> {
     parse_word(word, "time, relevance")
 }
 
+fn parse_scope(text: &str) -> Result<cull_model::Scope, String> {
+    cull_model::Scope::parse(text)
+}
+
 fn parse_channel(name: &str) -> Result<cull_model::Channel, String> {
     cull_model::Channel::parse(name).ok_or_else(|| {
         let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
@@ -290,13 +306,14 @@ fn main() -> ExitCode {
             commands::config_check(&pipeline, format)
         }
         Command::Rules(RulesCommand::Test { dir }) => commands::test(&dir),
-        Command::Rules(RulesCommand::Explain { rules, rule_id, text, title }) => {
-            commands::explain(&rules, &rule_id, text, title)
+        Command::Rules(RulesCommand::Explain { rules, rule_id, text, title, client }) => {
+            commands::explain(&rules, &rule_id, client, text, title)
         }
         Command::Run { pipeline, once } => commands::run(&pipeline, once),
         Command::Search {
             query,
             window,
+            client,
             channel,
             rule,
             verdict,
@@ -323,12 +340,12 @@ fn main() -> ExitCode {
                 facets: facet,
                 histogram,
             };
-            commands::search(commands::SearchOptions { index: window.index, request, json })
+            commands::search(commands::SearchOptions { index: window.index, scope: client, request, json })
         })(),
-        Command::Rules(RulesCommand::Backtest { rules, window, samples, json }) => (|| {
+        Command::Rules(RulesCommand::Backtest { rules, window, client, samples, json }) => (|| {
             let (since, until) = window.bounds()?;
             let request = cull_index::BacktestRequest { since, until, samples };
-            commands::backtest(&rules, &window.index, &request, json)
+            commands::backtest(&rules, &window.index, &client, &request, json)
         })(),
         Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
             commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))

@@ -16,8 +16,8 @@ use cull_match::{Matcher, RuleSet};
 use cull_rules::CompiledRule;
 use cull_runtime::reload::{Reloader, TicketTopics};
 use cull_runtime::{
-    Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime, SinkFormat,
-    Summary, TicketStage,
+    AdmittedTopics, Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime,
+    SinkFormat, Summary, TicketStage,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -37,12 +37,15 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     }
     let webhook_configs = cull_ingest::webhook_configs(&pipeline.sources)?;
     let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
-    let mut queues: Vec<String> = rules.rules().iter().map(|r| r.rule.queue.clone()).collect();
-    queues.extend(pipeline.tickets.queues());
-    queues.sort();
-    queues.dedup();
+    let topics = &pipeline.topics;
+    let clients = pipeline.clients();
+    let ticket_topics: Vec<String> = cull_runtime::ticket_topics(topics, &rules, &pipeline.tickets, &clients)
+        .map_err(|problems| anyhow::anyhow!("the ticket topics: {}", problems.join("; ")))?
+        .into_iter()
+        .collect();
+    let admitted = AdmittedTopics::new(ticket_topics.iter().cloned());
     let metrics = Arc::new(Metrics::new());
-    metrics.rules_reloaded(rules.rules().len());
+    metrics.rules_reloaded(rules.len());
     let health = Arc::new(Health::default());
     health.set_rules_loaded(true);
     let matcher = Arc::new(Matcher::new(rules));
@@ -51,9 +54,6 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     let server = http::bind(&pipeline.http).await?;
     tracing::info!(listen = %server.local_addr(), "serving metrics and health");
 
-    let topics = &pipeline.topics;
-    let mut ticket_topics: Vec<String> = queues.iter().map(|q| topics.ticket_topic(q)).collect();
-    ticket_topics.dedup();
     let bus = match pipeline.bus.kind {
         BusKind::Embedded => {
             let config = pipeline.bus.embedded.clone();
@@ -111,6 +111,7 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
             Arc::clone(&matcher),
             &pipeline.tickets,
             topics.clone(),
+            admitted.clone(),
             Arc::clone(&metrics),
             Arc::clone(&summary),
         )
@@ -182,18 +183,21 @@ pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Re
     runtime.outlet(outlet);
 
     let (stop_sender, stop) = watch::channel(false);
+    let ticket_readers =
+        pipeline.index.enabled || pipeline.sink.tickets.is_some() || !pipeline.sink.alert.is_empty();
     let reloader = Arc::new(Reloader::new(
         pipeline.matcher.rules.clone(),
         Arc::clone(&matcher),
         Arc::clone(&metrics),
         pipeline.topics.clone(),
+        pipeline.tickets.clone(),
+        clients,
         match &bus {
-            Bus::Kafka(config) => TicketTopics::Kafka(config.clone()),
-            Bus::Embedded(_) if pipeline.sink.tickets.is_some() && topics.tickets_per_queue => {
-                TicketTopics::Fixed(ticket_topics.iter().cloned().collect())
-            }
+            Bus::Kafka(config) => TicketTopics::Kafka(Box::new(config.clone())),
+            Bus::Embedded(_) if ticket_readers => TicketTopics::Fixed,
             Bus::Embedded(_) => TicketTopics::Any,
         },
+        admitted,
     ));
     if pipeline.matcher.enabled {
         tokio::spawn(cull_runtime::reload::watch_and_reload(
