@@ -33,7 +33,7 @@ impl Drop for ChromeDriver {
 }
 
 /// A WebDriver session.
-struct Browser {
+pub struct Browser {
     client: reqwest::Client,
     session: String,
     _driver: ChromeDriver,
@@ -65,7 +65,7 @@ async fn send(
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub async fn start() -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -105,42 +105,42 @@ impl Browser {
         Browser { client, session, _driver: driver, _profile: profile }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}/session/{}{path}", self._driver.url, self.session)
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub async fn post(&self, path: &str, body: Value) -> Value {
         send(&self.client, "POST", &self.url(path), Some(body))
             .await
             .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
-    async fn open(&self, url: &str) {
+    pub async fn open(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub async fn find(&self, css: &str) -> String {
         let found = self.post("/element", json!({ "using": "css selector", "value": css })).await;
         found[ELEMENT].as_str().unwrap().to_string()
     }
 
-    async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.post(&format!("/element/{element}/click"), json!({})).await;
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.post(&format!("/element/{element}/clear"), json!({})).await;
         self.post(&format!("/element/{element}/value"), json!({ "text": text })).await;
     }
 
-    async fn script(&self, script: &str) -> Value {
+    pub async fn script(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": [] })).await
     }
 
     /// Waits until `condition` (a JavaScript expression) is truthy; returns its value.
-    async fn wait_for(&self, condition: &str) -> Value {
+    pub async fn wait_for(&self, condition: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         let script = json!({ "script": format!("return {condition};"), "args": [] });
         loop {
@@ -162,11 +162,11 @@ impl Browser {
     }
 
     /// Returns the text of an open alert, if one is open.
-    async fn alert(&self) -> Option<String> {
+    pub async fn alert(&self) -> Option<String> {
         send(&self.client, "GET", &self.url("/alert/text"), None).await.ok().map(|v| v.to_string())
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub async fn screenshot(&self, name: &str) {
         let png = send(&self.client, "GET", &self.url("/screenshot"), None).await.unwrap();
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
         let path = repo().join("target").join(name);
@@ -174,7 +174,7 @@ impl Browser {
         std::fs::write(&path, bytes).unwrap();
     }
 
-    async fn quit(self) {
+    pub async fn quit(self) {
         let _ = send(&self.client, "DELETE", &self.url(""), None).await;
     }
 }

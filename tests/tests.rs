@@ -5,6 +5,7 @@ mod agreement;
 mod alerts;
 mod api;
 mod cli;
+mod clients;
 mod console;
 mod corpus;
 mod deploy;

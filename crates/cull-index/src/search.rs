@@ -108,6 +108,9 @@ pub struct SearchRequest {
     pub verdicts: Vec<Outcome>,
     /// Only mentions in one of these languages.
     pub langs: Vec<String>,
+    /// Only mentions of one of these clients (within the reader's scope, which this
+    /// never widens).
+    pub clients: Vec<String>,
     /// The order of the hits.
     pub sort: Sort,
     /// Hits to return.
@@ -131,6 +134,7 @@ impl Default for SearchRequest {
             rules: Vec::new(),
             verdicts: Vec::new(),
             langs: Vec::new(),
+            clients: Vec::new(),
             sort: Sort::Time,
             limit: 20,
             offset: 0,
@@ -561,6 +565,7 @@ impl Searcher {
             any_of(&[Field::Lang.name()], keywords(&request.langs)),
             any_of(&[RULE, CULLED_RULE], request.rules.clone()),
             any_of(&[VERDICT], request.verdicts.iter().map(|v| v.as_str().to_string()).collect()),
+            any_of(&[CLIENT], request.clients.clone()),
         ];
         must.extend(filters.into_iter().flatten().map(|q| (Occur::Must, q)));
         Box::new(BooleanQuery::new(must))

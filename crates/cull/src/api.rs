@@ -320,7 +320,7 @@ fn parse_interval(key: &str, value: &str) -> Result<Interval, ApiError> {
 }
 
 /// The filters `/api/search` and `/api/histogram` share.
-const FILTERS: [&str; 7] = ["q", "since", "until", "channel", "rule", "verdict", "lang"];
+const FILTERS: [&str; 8] = ["q", "since", "until", "channel", "rule", "verdict", "lang", "client"];
 
 /// Builds a search request from query parameters; `extra` are the route's own keys,
 /// handled by `other`.
@@ -340,6 +340,7 @@ fn search_request(
             "channel" => request.channels.push(value),
             "rule" => request.rules.push(value),
             "lang" => request.langs.push(value),
+            "client" => request.clients.push(value),
             "verdict" => request.verdicts.push(match value.as_str() {
                 "matched" => Outcome::Matched,
                 "culled" => Outcome::Culled,

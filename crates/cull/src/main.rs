@@ -334,6 +334,7 @@ fn main() -> ExitCode {
                 rules: rule,
                 verdicts: verdict,
                 langs: lang,
+                clients: Vec::new(),
                 sort,
                 limit,
                 offset,
