@@ -87,17 +87,17 @@ fn line(client: Option<&str>, i: usize, real: &str) -> String {
     let name = client.unwrap_or("house");
     let prefix = &name[..2];
     let mut words = vec![real.to_string(), "acme and globex".to_string(), format!("{prefix}mark{i}")];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         words.push("outage".into());
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         words.push(match client {
             Some("acme") => "turbine".into(),
             Some(_) => "dishwasher".into(),
             None => "turbine dishwasher".into(),
         });
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         words.push(match client {
             Some("acme") => "dishwasher".into(),
             Some(_) => "turbine".into(),
