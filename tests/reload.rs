@@ -13,7 +13,10 @@ use crate::pipeline::{cull, get};
 
 const OPERATOR_TOKEN: &str = "op-token-0123456789";
 const ANALYST_TOKEN: &str = "an-token-0123456789";
-const OPERATOR_AND_ANALYST: &str = "operator@*:op-token-0123456789,analyst@*:an-token-0123456789";
+const ACME_OPERATOR: &str = "acme-op-token-0123456789";
+const GLOBEX_OPERATOR: &str = "globex-op-token-0123456789";
+const OPERATOR_AND_ANALYST: &str = "operator@*:op-token-0123456789,analyst@*:an-token-0123456789,\
+                                    operator@acme:acme-op-token-0123456789,operator@globex:globex-op-token-0123456789";
 
 fn rule(id: &str, word: &str) -> String {
     format!(
@@ -91,7 +94,11 @@ impl Running {
 }
 
 fn mention(dir: &Path, id: &str, text: &str) {
-    let mut file = std::fs::OpenOptions::new().append(true).open(dir.join("in.jsonl")).unwrap();
+    mention_in(dir, "in.jsonl", id, text);
+}
+
+fn mention_in(dir: &Path, file: &str, id: &str, text: &str) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(file)).unwrap();
     writeln!(file, "{{\"schema\":\"cull.mention/v1\",\"id\":\"{id}\",\"text\":\"{text}\"}}").unwrap();
 }
 
@@ -346,5 +353,70 @@ fn reloads_during_a_stream_lose_no_mention() {
     let versions: std::collections::BTreeSet<String> =
         verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap().ruleset_version).collect();
     assert!(versions.len() >= 2, "verdicts name the versions they were made with: {versions:?}");
+    running.stop();
+}
+
+#[test]
+fn a_clients_operator_reloads_only_that_clients_pack_and_hears_only_of_it() {
+    let tempdir = tempfile::tempdir().unwrap();
+    let dir = tempdir.path();
+    std::fs::create_dir_all(dir.join("rules/acme")).unwrap();
+    std::fs::create_dir_all(dir.join("rules/globex")).unwrap();
+    std::fs::write(dir.join("rules/global.toml"), rule("shared", "sharedword")).unwrap();
+    std::fs::write(dir.join("rules/acme/a.toml"), rule("brand", "acmeword")).unwrap();
+    std::fs::write(dir.join("rules/globex/g.toml"), rule("brand", "globexword")).unwrap();
+    let sources: String = ["acme", "globex"]
+        .map(|client| {
+            std::fs::write(dir.join(format!("in-{client}.jsonl")), "").unwrap();
+            format!(
+                "[[source]]\nkind = \"jsonl\"\nname = \"{client}-tail\"\nclient = \"{client}\"\npath = \"{}/in-{client}.jsonl\"\nfollow = true\nfollow_interval_ms = 20\n",
+                dir.display()
+            )
+        })
+        .concat();
+    let running = Running::start_with(dir, false, &format!("[api]\nenabled = true\n{sources}"));
+    running.wait_metric("cull_rules_loaded", 3.0);
+    mention_in(dir, "in-acme.jsonl", "a1", "acmeword globexword sharedword");
+    mention_in(dir, "in-globex.jsonl", "g1", "acmeword globexword sharedword");
+    let (acme, rules) = outcome(dir, "acme:a1");
+    assert_eq!(
+        (acme.client.as_deref(), rules),
+        (Some("acme"), vec!["shared".to_string(), "brand".to_string()])
+    );
+    let (globex, _) = outcome(dir, "globex:g1");
+    let matched: Vec<&str> = globex.matched.iter().map(|m| m.rule_id.as_str()).collect();
+    assert_eq!(matched, ["shared", "brand"], "globex's own brand rule, whose word is globexword");
+
+    // globex's pack breaks; acme's operator reloads a new acme rule: it applies, and the
+    // answer says nothing of globex.
+    std::fs::write(dir.join("rules/globex/g.toml"), "[[rule]\nid = 'broken'\n").unwrap();
+    std::fs::write(
+        dir.join("rules/acme/a.toml"),
+        format!("{}\n{}", rule("brand", "acmeword"), rule("launch", "newacmeword")),
+    )
+    .unwrap();
+    let (status, body) = post_reload(&running.address, ACME_OPERATOR);
+    assert_eq!(status, 200, "{body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reloaded["rules"], 2, "acme's pack: {body}");
+    assert!(!body.contains("globex") && !body.contains("g.toml") && !body.contains("shared"), "{body}");
+    running.wait_metric("cull_rules_loaded", 4.0);
+    mention_in(dir, "in-acme.jsonl", "a2", "newacmeword");
+    assert_eq!(outcome(dir, "acme:a2").1, ["launch"]);
+    mention_in(dir, "in-globex.jsonl", "g2", "newacmeword globexword");
+    let (globex, _) = outcome(dir, "globex:g2");
+    let matched: Vec<&str> = globex.matched.iter().map(|m| m.rule_id.as_str()).collect();
+    assert_eq!(matched, ["brand"], "globex keeps its running rules, and never meets acme's new one");
+
+    // globex's operator hears of globex's errors only; the staff hear of every pack's.
+    let (status, body) = post_reload(&running.address, GLOBEX_OPERATOR);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("g.toml:1:") && !body.contains("a.toml") && !body.contains("acme"), "{body}");
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
+    assert_eq!(status, 422, "{body}");
+    let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refused["refused"], serde_json::json!(["globex"]), "{body}");
+    assert_eq!(refused["reloaded"]["rules"], 3, "the global pack and acme's were taken: {body}");
+    assert_eq!(post_reload(&running.address, ANALYST_TOKEN).0, 403);
     running.stop();
 }

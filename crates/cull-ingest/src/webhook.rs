@@ -940,6 +940,53 @@ mod tests {
         assert_eq!(server.observer.statuses(), [400, 400, 400]);
     }
 
+    #[tokio::test]
+    async fn a_clients_webhook_makes_its_mentions_that_clients_and_refuses_a_claim_of_another() {
+        let bus = EmbeddedBus::in_memory(100);
+        let acme = WebhookConfig { client: Some("acme".into()), ..WebhookConfig::new("acme-hook") };
+        let mapped = WebhookConfig {
+            client: Some("acme".into()),
+            mapping: Some(
+                FieldMapping::new(BTreeMap::from([
+                    ("text".to_string(), "/body".to_string()),
+                    ("client".to_string(), "/account".to_string()),
+                ]))
+                .unwrap(),
+            ),
+            ..WebhookConfig::new("acme-tool")
+        };
+        let server = serve(&bus, vec![acme, mapped, WebhookConfig::new("house")]).await;
+
+        let body = json!([mention("m1", "acme is down"), {"schema": MENTION_SCHEMA, "id": "m2", "text": "x", "client": "acme"}]);
+        let (status, reply) = answer(server.post("acme-hook", &[], body.to_string().as_bytes()).await).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["ids"], json!(["acme:m1", "acme:m2"]), "the sender's ids, under the client's name");
+        let records = drain(&bus, MENTIONS).await;
+        let clients: Vec<Option<String>> =
+            records.iter().map(|r| Mention::from_json(&r.payload).unwrap().client).collect();
+        assert_eq!(clients, [Some("acme".to_string()), Some("acme".to_string())]);
+
+        for (source, body) in [
+            (
+                "acme-hook",
+                json!([mention("m3", "fine"), {"schema": MENTION_SCHEMA, "id": "m4", "text": "x", "client": "globex"}]),
+            ),
+            ("acme-tool", json!({"body": "acme is down", "account": "globex"})),
+            ("house", json!({"schema": MENTION_SCHEMA, "id": "m5", "text": "x", "client": "acme"})),
+        ] {
+            let (status, reply) = answer(server.post(source, &[], body.to_string().as_bytes()).await).await;
+            assert_eq!(status, 400, "{source}: {reply}");
+            assert!(reply["error"].as_str().unwrap().contains("but this source belongs to"), "{reply}");
+            let letters = drain(&bus, DEAD_LETTERS).await;
+            assert_eq!(letters.len(), 1, "{source}");
+            assert_eq!(letters[0].payload, body.to_string().as_bytes(), "the request's bytes");
+        }
+        assert!(drain(&bus, MENTIONS).await.is_empty(), "a request with a claim is refused whole");
+        let reasons: Vec<Reason> =
+            server.observer.dead_letters.lock().unwrap().iter().map(|(_, r)| *r).collect();
+        assert_eq!(reasons, [Reason::Client; 3]);
+    }
+
     fn tool_mapping() -> FieldMapping {
         let pointers = [
             ("text", "/data/body"),
