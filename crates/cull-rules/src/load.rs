@@ -199,6 +199,28 @@ pub fn load_client_pack(dir: &Path, client: &str, mut taken: Taken) -> Loaded {
     }
 }
 
+/// Loads a rule file, or the rule files of a directory (not its subdirectories), as
+/// the pack of `client`: a client's draft, whatever directory it sits in.
+pub fn load_as_pack(path: &Path, client: &str) -> Loaded {
+    if let Some(problem) = client_name_problem(client) {
+        let reason = Refusal::NotAClient(problem);
+        return Loaded {
+            errors: vec![RuleError::Refused { path: path.to_path_buf(), reason }],
+            ..Loaded::default()
+        };
+    }
+    if !path.is_dir() {
+        return match read_rule_file(path, None) {
+            Ok(bytes) => load_pack(Some(client), [(path, bytes.as_slice())], &mut Taken::default()),
+            Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+        };
+    }
+    match list_dir(path) {
+        Ok((files, _, root)) => read_pack(Some(client), &files, &root, &mut Taken::default()),
+        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+    }
+}
+
 /// Loads every rule of a rules directory (see [`load_tree`]) as one pack.
 pub fn load_dir(dir: &Path) -> Loaded {
     load_tree(dir).flatten()

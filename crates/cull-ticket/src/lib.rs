@@ -49,6 +49,8 @@ pub const QUEUE_HEADER: &str = "cull.queue";
 pub const PRIORITY_HEADER: &str = "cull.priority";
 /// The header naming a ticket's kind (`ticket`, `incident`, `digest`).
 pub const KIND_HEADER: &str = "cull.kind";
+/// The header naming a ticket's client, on the tickets of a client only.
+pub const CLIENT_HEADER: &str = "cull.client";
 
 /// Characters of context kept on each side of the first highlighted span.
 const SNIPPET_CONTEXT: usize = 80;
@@ -61,11 +63,15 @@ pub fn key(ticket: &Ticket) -> Vec<u8> {
 /// Returns the headers of a ticket's record: its queue, its priority and its kind.
 pub fn headers(ticket: &Ticket) -> Vec<(String, Vec<u8>)> {
     let kind = serde_json::to_value(ticket.kind).ok().and_then(|v| v.as_str().map(str::to_string));
-    vec![
+    let mut headers = vec![
         (QUEUE_HEADER.to_string(), ticket.queue.as_bytes().to_vec()),
         (PRIORITY_HEADER.to_string(), ticket.priority.as_str().as_bytes().to_vec()),
         (KIND_HEADER.to_string(), kind.unwrap_or_default().into_bytes()),
-    ]
+    ];
+    if let Some(client) = &ticket.client {
+        headers.push((CLIENT_HEADER.to_string(), client.as_bytes().to_vec()));
+    }
+    headers
 }
 
 /// Returns up to [`SNIPPET_CONTEXT`] characters on each side of the first span in the
@@ -162,6 +168,8 @@ mod tests {
                 ("cull.kind".to_string(), b"ticket".to_vec())
             ]
         );
+        let acme = Ticket { client: Some("acme".into()), ..ticket };
+        assert_eq!(headers(&acme).last(), Some(&("cull.client".to_string(), b"acme".to_vec())));
     }
 
     proptest! {

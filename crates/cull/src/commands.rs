@@ -645,7 +645,11 @@ pub fn backtest(
     request: &BacktestRequest,
     json: bool,
 ) -> Result<ExitCode> {
-    let loaded = load_path(rules);
+    // A client's draft is the client's pack, wherever its files are.
+    let loaded = match scope.client() {
+        Some(client) => cull_rules::load_as_pack(rules, client),
+        None => load_path(rules),
+    };
     print_findings(&loaded);
     if !loaded.errors.is_empty() {
         eprintln!("cull: {} error(s) in {}", loaded.errors.len(), rules.display());
