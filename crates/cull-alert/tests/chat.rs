@@ -418,3 +418,29 @@ async fn a_500_then_200_is_delivered_once_and_a_404_fails() {
         assert_eq!(receiver.posts().len(), 3, "a refusal is not tried again");
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_that_keeps_failing_opens_its_circuit_and_only_a_probe_goes_until_it_answers() {
+    // Backoffs are a few milliseconds here (at most 1 s); the circuit holds tries off
+    // for 2 s after 2 failures in a row, and half-opens for one probe at a time.
+    let receiver = Receiver::start(&[500, 500, 503, 500]);
+    let recorder = Arc::new(Recorder::default());
+    let extra = "max_attempts = 10\nbreaker_failures = 2\nbreaker_open_secs = 2\n";
+    let mut sink = open(&config("slack", &receiver.url, extra), recorder.clone());
+    let outcomes = sink.deliver(&[ordinary("t1")], T0).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Delivered]);
+    let posts = receiver.posts();
+    assert_eq!(posts.iter().map(|p| p.status).collect::<Vec<_>>(), [500, 500, 503, 500, 200]);
+    let gaps: Vec<std::time::Duration> = posts.windows(2).map(|pair| pair[1].at - pair[0].at).collect();
+    for (i, gap) in gaps.iter().enumerate().skip(1) {
+        assert!(
+            *gap >= std::time::Duration::from_millis(1900),
+            "try {} came {gap:?} after the last: {gaps:?}",
+            i + 2
+        );
+    }
+    let events = recorder.events();
+    let opened = events.iter().position(|e| e == "breaker true").expect("the circuit opened");
+    let closed = events.iter().position(|e| e == "breaker false").expect("the circuit closed");
+    assert!(opened < closed && events.iter().filter(|e| *e == "breaker true").count() == 1, "{events:?}");
+}

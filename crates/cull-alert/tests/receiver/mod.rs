@@ -15,6 +15,8 @@ pub struct Post {
     pub json: serde_json::Value,
     /// Its size in bytes.
     pub size: usize,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// A receiver listening on loopback.
@@ -54,7 +56,12 @@ impl Receiver {
                 }
                 let status = script.lock().unwrap().pop_front().unwrap_or(200);
                 let json = serde_json::from_slice(&body).expect("the sink posts JSON");
-                recorded.lock().unwrap().push(Post { status, json, size: body.len() });
+                recorded.lock().unwrap().push(Post {
+                    status,
+                    json,
+                    size: body.len(),
+                    at: std::time::Instant::now(),
+                });
                 let answer =
                     format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
                 let _ = stream.write_all(answer.as_bytes());
