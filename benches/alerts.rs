@@ -22,10 +22,9 @@ mod corpus;
 mod timing;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use criterion::{Criterion, Throughput};
+use criterion::Throughput;
 use cull_alert::webhook::{message_id, Signer};
 use cull_alert::{AlertConfig, AlertSink, Context, NoObserver, Outcome, Stop};
 use cull_model::{Mention, Ticket};
@@ -153,11 +152,7 @@ fn main() {
             .collect(),
     );
 
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .configure_from_args();
+    let mut criterion = timing::criterion();
     let mut group = criterion.benchmark_group("alerts");
     group.throughput(Throughput::Elements(BATCH as u64));
     let (mut ceiling, mut delivered) = (Timing::default(), Timing::default());

@@ -18,11 +18,9 @@ mod corpus;
 mod timing;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use criterion::{BenchmarkId, Criterion, Throughput};
-use cull_match::prefilter::Scratch;
-use cull_match::verify::Document;
+use criterion::{BenchmarkId, Throughput};
 use cull_match::RuleSet;
 use cull_model::Mention;
 use cull_rules::{load_pack, CompiledRule, Taken};
@@ -84,12 +82,8 @@ fn main() {
     let mentions = acme_mentions();
     let vocabulary = Vocabulary::of(&real_mentions(3_000), 1_000, 30_000);
     let acme = pack(&vocabulary, 0, Some("acme"));
-    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .configure_from_args();
+    let one_core = timing::one_core();
+    let mut criterion = timing::criterion();
     let mut rows = Vec::new();
     for others in other_clients() {
         let started = Instant::now();
@@ -148,20 +142,8 @@ fn main() {
     }
 }
 
-/// Returns how many rules the prefilters hand to verification per mention, on average:
-/// the work that would grow with other clients' rules, counted exactly.
+/// Returns how many rules the prefilters hand to verification per mention, on
+/// average: the work that grows with the rule count.
 fn candidates_per_mention(set: &RuleSet, mentions: &[Mention]) -> f64 {
-    let (mut scratch, mut out) = (Scratch::default(), Vec::new());
-    let total: usize = mentions
-        .iter()
-        .map(|m| {
-            set.partitions_for(m.client.as_deref())
-                .map(|partition| {
-                    partition.prefilter().candidates(&Document::new(m), &mut scratch, &mut out);
-                    out.len()
-                })
-                .sum::<usize>()
-        })
-        .sum();
-    total as f64 / mentions.len() as f64
+    mentions.iter().map(|m| set.candidate_count(m)).sum::<usize>() as f64 / mentions.len() as f64
 }

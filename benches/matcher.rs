@@ -23,8 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
-use criterion::{BenchmarkId, Criterion, Throughput};
-use cull_match::prefilter::Scratch;
+use criterion::{BenchmarkId, Throughput};
 use cull_match::verify::Document;
 use cull_match::RuleSet;
 use cull_model::Mention;
@@ -111,12 +110,8 @@ fn main() {
     let bytes: usize = mentions.iter().map(|m| m.text.len()).sum();
     eprintln!("{} mentions, {} bytes on average", mentions.len(), bytes / mentions.len());
     let vocabulary = Vocabulary::of(&real_mentions(3_000), 1_000, 30_000);
-    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .configure_from_args();
+    let one_core = timing::one_core();
+    let mut criterion = timing::criterion();
     let mut analysis = Timing::default();
     criterion.bench_function("analysis_only", |b| {
         b.iter_custom(|iters| {
@@ -195,23 +190,10 @@ fn main() {
     }
 }
 
-/// Returns how many rules the prefilter hands to verification per mention, on
+/// Returns how many rules the prefilters hand to verification per mention, on
 /// average: the work that grows with the rule count.
 fn candidates_per_mention(set: &RuleSet, mentions: &[Mention]) -> f64 {
-    let mut scratch = Scratch::default();
-    let mut out = Vec::new();
-    let total: usize = mentions
-        .iter()
-        .map(|m| {
-            set.partitions_for(m.client.as_deref())
-                .map(|partition| {
-                    partition.prefilter().candidates(&Document::new(m), &mut scratch, &mut out);
-                    out.len()
-                })
-                .sum::<usize>()
-        })
-        .sum();
-    total as f64 / mentions.len() as f64
+    mentions.iter().map(|m| set.candidate_count(m)).sum::<usize>() as f64 / mentions.len() as f64
 }
 
 #[derive(Default)]

@@ -3,6 +3,24 @@
 
 use std::time::{Duration, Instant};
 
+use criterion::Criterion;
+
+/// Returns criterion as the benchmarks run it: ten samples of four seconds after a
+/// second of warm-up, unless the command line says otherwise.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args()
+}
+
+/// Returns a rayon pool of one thread, for rates per core.
+#[allow(dead_code, reason = "a benchmark that matches nothing has no pool to pin")]
+pub fn one_core() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a pool of one thread")
+}
+
 /// Total time and iterations of the measured runs of one benchmark.
 #[derive(Default)]
 pub struct Timing {

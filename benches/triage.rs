@@ -20,9 +20,8 @@ mod timing;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
-use criterion::{Criterion, Throughput};
+use criterion::Throughput;
 use cull_match::RuleSet;
 use cull_model::Mention;
 use cull_rules::{load_files, CompiledRule};
@@ -84,12 +83,8 @@ fn main() {
         "{} mentions, {RULE_COUNT} rules: {matched} mentions matched, {matches} matches",
         mentions.len()
     );
-    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .configure_from_args();
+    let one_core = timing::one_core();
+    let mut criterion = timing::criterion();
     let mut group = criterion.benchmark_group("triage");
     group.throughput(Throughput::Elements(mentions.len() as u64));
     let (mut matcher, mut with_triage) = (Timing::default(), Timing::default());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use cull_model::{DeadLetter, Ticket, Verdict};
 use serde_json::{json, Value};
 
-use crate::api::serve;
+use crate::api::{serve, Server};
 use crate::console::Browser;
 use crate::corpus::real_mentions;
 use crate::pipeline::{cull, text};
@@ -273,6 +273,17 @@ fn tokens_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// Serves the deployment's index with its tokens and rules.
+fn serve_deployment(deployment: &Deployment) -> Server {
+    let tokens = tokens_file(deployment.dir.path());
+    let rules = deployment.rules();
+    serve(
+        &deployment.index(),
+        &["--tokens", tokens.to_str().unwrap(), "--rules", rules.to_str().unwrap()],
+        &[],
+    )
+}
+
 /// An answer: status and body.
 async fn call(base: &str, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
     let client = reqwest::Client::new();
@@ -354,10 +365,7 @@ fn leaked<'s>(body: &str, secrets: &'s [String]) -> Vec<&'s str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_to_one_clients_token_holds_anything_of_the_others() {
     let deployment = deploy();
-    let tokens = tokens_file(deployment.dir.path());
-    let rules = deployment.rules();
-    let args = ["--tokens", tokens.to_str().unwrap(), "--rules", rules.to_str().unwrap()];
-    let server = serve(&deployment.index(), &args, &[]);
+    let server = serve_deployment(&deployment);
     let base = format!("http://{}", server.address);
     let mut asked = 0;
     for (token, own, other) in [(ACME, "acme", "globex"), (GLOBEX, "globex", "acme")] {
@@ -440,10 +448,7 @@ async fn no_answer_to_one_clients_token_holds_anything_of_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_a_client_its_own_mentions_only() {
     let deployment = deploy();
-    let tokens = tokens_file(deployment.dir.path());
-    let rules = deployment.rules();
-    let args = ["--tokens", tokens.to_str().unwrap(), "--rules", rules.to_str().unwrap()];
-    let server = serve(&deployment.index(), &args, &[]);
+    let server = serve_deployment(&deployment);
     let base = format!("http://{}", server.address);
     let secrets = deployment.secrets_of("globex");
     let browser = Browser::start().await;

@@ -265,6 +265,19 @@ impl RuleSet {
         partitions.into_iter().find_map(|partition| Some((partition, partition.position(id)?)))
     }
 
+    /// Returns how many rules the prefilters hand to verification for `mention`: the
+    /// work of matching it, which other clients' rules never add to.
+    pub fn candidate_count(&self, mention: &Mention) -> usize {
+        let (mut scratch, mut candidates) = (Scratch::default(), Vec::new());
+        scratch.prepare(&Document::new(mention));
+        self.partitions_for(mention.client.as_deref())
+            .map(|partition| {
+                partition.prefilter.prepared_candidates(&mut scratch, &mut candidates);
+                candidates.len()
+            })
+            .sum()
+    }
+
     /// Returns the verdict for one mention.
     pub fn verdict(&self, mention: &Mention) -> Verdict {
         self.verdict_with(mention, &mut Scratch::default(), &mut Vec::new())

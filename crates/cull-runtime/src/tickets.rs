@@ -316,13 +316,19 @@ mod tests {
     }
 
     fn stage(matcher: &Arc<Matcher>) -> TicketStage {
-        let metrics = Arc::new(Metrics::new());
+        stage_with(matcher, Topics::default(), ["cull.tickets".to_string()].into())
+    }
+
+    /// Returns the stage of the default `[tickets]` with `topics`, producing to
+    /// `admitted`.
+    fn stage_with(matcher: &Arc<Matcher>, topics: Topics, admitted: BTreeSet<String>) -> TicketStage {
+        let admitted = AdmittedTopics::new(admitted);
         TicketStage::new(
             Arc::clone(matcher),
             &TicketConfig::default(),
-            Topics::default(),
-            AdmittedTopics::new(["cull.tickets".to_string()]),
-            metrics,
+            topics,
+            admitted,
+            Arc::default(),
             Arc::default(),
         )
         .expect("the default ticket config has no calendar")
@@ -366,13 +372,14 @@ mod tests {
         assert!(out.records().is_empty());
         let (letter, reason) = &out.dead_letters()[0];
         assert_eq!(*reason, Reason::Other);
-        let error = letter
-            .headers
-            .iter()
-            .find(|(n, _)| n == "cull.error")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap();
+        let error = error_of(letter);
         assert!(error.contains("rule \"gone\" matched") && error.contains("no ticket was made"), "{error}");
+    }
+
+    /// Returns the error a dead letter carries.
+    fn error_of(letter: &Message) -> String {
+        let error = letter.headers.iter().find(|(name, _)| name == "cull.error").expect("an error header");
+        String::from_utf8_lossy(&error.1).into_owned()
     }
 
     /// A pack of a global rule `slack` (queue `care`) and, for each of acme and
@@ -425,16 +432,7 @@ mod tests {
             "no client's topics hold another's queues"
         );
         let matcher = Arc::new(Matcher::new(rules));
-        let metrics = Arc::new(Metrics::new());
-        let mut stage = TicketStage::new(
-            Arc::clone(&matcher),
-            &TicketConfig::default(),
-            topics,
-            AdmittedTopics::new(admitted),
-            metrics,
-            Arc::default(),
-        )
-        .unwrap();
+        let mut stage = stage_with(&matcher, topics, admitted);
         let mut out = Output::new(NAME);
         let set = matcher.current();
         let records: Vec<Record> = [Some("acme"), Some("globex"), None]
@@ -474,26 +472,13 @@ mod tests {
         let rules = client_set();
         let admitted = ticket_topics(&Topics::default(), &rules, &TicketConfig::default(), &[]).unwrap();
         let matcher = Arc::new(Matcher::new(rules));
-        let mut stage = TicketStage::new(
-            Arc::clone(&matcher),
-            &TicketConfig::default(),
-            Topics::default(),
-            AdmittedTopics::new(admitted),
-            Arc::new(Metrics::new()),
-            Arc::default(),
-        )
-        .unwrap();
+        let mut stage = stage_with(&matcher, Topics::default(), admitted);
         let mut out = Output::new(NAME);
         stage.process(&[client_record(&matcher.current(), Some("initech"), 0)], &mut out).unwrap();
         assert!(out.records().iter().all(|(topic, _)| !topic.starts_with("cull.tickets")), "no ticket");
         let (letter, reason) = &out.dead_letters()[0];
         assert_eq!(*reason, Reason::Client);
-        let error = letter
-            .headers
-            .iter()
-            .find(|(n, _)| n == "cull.error")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap();
+        let error = error_of(letter);
         assert!(error.contains("client \"initech\"") && error.contains("cull.tickets.initech"), "{error}");
     }
 }
