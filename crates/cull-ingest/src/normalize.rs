@@ -309,19 +309,18 @@ pub struct Screened {
 ///
 /// Each client has a window of its own: the same post fed to two clients is news to
 /// both, and a near-duplicate is marked with the first copy of its own client only,
-/// so that no mention carries the id or the thread of another client's.
+/// so that no mention carries the id or the thread of another client's. (Clients come
+/// from the configured sources, so the windows are few.)
 #[derive(Debug)]
 pub struct Screen {
     config: ScreenConfig,
     windows: HashMap<Option<String>, Window>,
-    /// The comparisons of windows dropped once empty, for [`Screen::comparisons`].
-    retired_comparisons: u64,
 }
 
 impl Screen {
     /// Returns an empty screen.
     pub fn new(config: ScreenConfig) -> Screen {
-        Screen { config, windows: HashMap::new(), retired_comparisons: 0 }
+        Screen { config, windows: HashMap::new() }
     }
 
     /// Drops the mentions seen within the window of their client (or earlier in
@@ -340,21 +339,13 @@ impl Screen {
         for window in self.windows.values_mut() {
             window.expire(now);
         }
-        let retired = &mut self.retired_comparisons;
-        self.windows.retain(|_, window| {
-            let keep = !window.entries.is_empty();
-            if !keep {
-                *retired += window.near.comparisons();
-            }
-            keep
-        });
         screened
     }
 
     /// Returns the SimHash comparisons made so far: the screen's work, which stays
     /// proportional to the mentions screened however many copies of a text arrive.
     pub fn comparisons(&self) -> u64 {
-        self.windows.values().map(|window| window.near.comparisons()).sum::<u64>() + self.retired_comparisons
+        self.windows.values().map(|window| window.near.comparisons()).sum()
     }
 
     /// Forgets mentions that were screened but could not be handed to the bus.

@@ -15,7 +15,7 @@ pub mod explain;
 pub mod prefilter;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -143,7 +143,8 @@ impl Partition {
 #[derive(Debug)]
 pub struct RuleSet {
     global: Arc<Partition>,
-    clients: HashMap<String, Arc<Partition>>,
+    /// By client name, so that they list in name order.
+    clients: BTreeMap<String, Arc<Partition>>,
     version: String,
 }
 
@@ -195,7 +196,7 @@ impl RuleSet {
             Some(global) => global,
             None => Arc::new(Partition::new(None, Vec::new())?),
         };
-        let clients: HashMap<String, Arc<Partition>> = partitions
+        let clients: BTreeMap<String, Arc<Partition>> = partitions
             .into_iter()
             .filter(|(_, partition)| !partition.rules.is_empty())
             .filter_map(|(client, partition)| Some((client?, partition)))
@@ -233,9 +234,7 @@ impl RuleSet {
 
     /// Returns the partitions: the global one first, then the clients' in name order.
     pub fn partitions(&self) -> impl Iterator<Item = &Arc<Partition>> {
-        let mut clients: Vec<&Arc<Partition>> = self.clients.values().collect();
-        clients.sort_by(|a, b| a.client.cmp(&b.client));
-        std::iter::once(&self.global).chain(clients)
+        std::iter::once(&self.global).chain(self.clients.values())
     }
 
     /// Returns the partitions a mention of `client` meets: its client's, if it has
@@ -247,9 +246,7 @@ impl RuleSet {
 
     /// Returns the clients that have rules, in name order.
     pub fn clients(&self) -> Vec<&str> {
-        let mut clients: Vec<&str> = self.clients.keys().map(String::as_str).collect();
-        clients.sort_unstable();
-        clients
+        self.clients.keys().map(String::as_str).collect()
     }
 
     /// Returns the rule `id` a mention of `client` can meet: its client's rule of that
@@ -260,9 +257,10 @@ impl RuleSet {
 
     /// Returns the partition and index of the rule `id` a mention of `client` meets.
     pub fn locate(&self, client: Option<&str>, id: &str) -> Option<(&Partition, usize)> {
-        let mut partitions: Vec<&Partition> = self.partitions_for(client).collect();
-        partitions.reverse();
-        partitions.into_iter().find_map(|partition| Some((partition, partition.position(id)?)))
+        let own = client.and_then(|client| self.clients.get(client)).map(Arc::as_ref);
+        own.into_iter()
+            .chain([self.global.as_ref()])
+            .find_map(|partition| Some((partition, partition.position(id)?)))
     }
 
     /// Returns how many rules the prefilters hand to verification for `mention`: the

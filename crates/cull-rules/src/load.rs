@@ -57,6 +57,13 @@ pub struct Loaded {
     pub warnings: Vec<Located>,
 }
 
+impl Loaded {
+    /// Returns the result of a load that failed with `error` before any rule.
+    fn failed(error: RuleError) -> Loaded {
+        Loaded { errors: vec![error], ..Loaded::default() }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
@@ -143,27 +150,22 @@ pub fn load_tree(dir: &Path) -> Tree {
     let mut taken = Taken::default();
     tree.global = read_pack(None, &files, &root, &mut taken);
     for (client, pack_dir) in packs {
-        let problem = client_name_problem(&client);
-        if let Some(problem) = problem {
-            tree.global
-                .errors
-                .push(RuleError::Refused { path: pack_dir, reason: Refusal::NotAClient(problem) });
+        if let Some(problem) = client_name_problem(&client) {
+            let reason = Refusal::NotAClient(problem);
+            tree.global.errors.push(RuleError::Refused { path: pack_dir, reason });
             continue;
         }
-        let mut pack = Loaded::default();
-        match list_dir(&pack_dir) {
+        let pack = match list_dir(&pack_dir) {
             Ok((files, nested, _)) => {
+                let mut pack = read_pack(Some(&client), &files, &root, &mut taken);
                 for (_, nested) in nested {
                     let reason = Refusal::NotAClient("a client's pack holds rule files only".into());
                     pack.errors.push(RuleError::Refused { path: nested, reason });
                 }
-                let loaded = read_pack(Some(&client), &files, &root, &mut taken);
-                pack.rules = loaded.rules;
-                pack.errors.extend(loaded.errors);
-                pack.warnings = loaded.warnings;
+                pack
             }
-            Err(error) => pack.errors.push(error),
-        }
+            Err(error) => Loaded::failed(error),
+        };
         tree.clients.insert(client, pack);
     }
     tree
@@ -171,53 +173,42 @@ pub fn load_tree(dir: &Path) -> Tree {
 
 /// Loads one client's pack, `dir/<client>/`, for a reload of that pack alone; its ids
 /// must not be taken by `taken`, the global rules (and rules naming the client) that
-/// stay in use beside it.
-pub fn load_client_pack(dir: &Path, client: &str, mut taken: Taken) -> Loaded {
-    if let Some(problem) = client_name_problem(client) {
-        let reason = Refusal::NotAClient(problem);
-        return Loaded {
-            errors: vec![RuleError::Refused { path: dir.join(client), reason }],
-            ..Loaded::default()
-        };
-    }
-    let root = match dir.canonicalize() {
-        Ok(root) => root,
-        Err(source) => {
-            return Loaded {
-                errors: vec![RuleError::Io { path: dir.to_path_buf(), source }],
-                ..Loaded::default()
-            }
-        }
-    };
+/// stay in use beside it. A client without a directory has an empty pack.
+pub fn load_client_pack(dir: &Path, client: &str, taken: Taken) -> Loaded {
     let pack_dir = dir.join(client);
-    if !pack_dir.exists() {
+    if client_name_problem(client).is_none() && !pack_dir.exists() {
         return Loaded::default();
     }
-    match list_dir(&pack_dir) {
-        Ok((files, _, _)) => read_pack(Some(client), &files, &root, &mut taken),
-        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+    match dir.canonicalize() {
+        Ok(root) => load_pack_at(&pack_dir, client, Some(&root), taken),
+        Err(source) => Loaded::failed(RuleError::Io { path: dir.to_path_buf(), source }),
     }
 }
 
 /// Loads a rule file, or the rule files of a directory (not its subdirectories), as
 /// the pack of `client`: a client's draft, whatever directory it sits in.
 pub fn load_as_pack(path: &Path, client: &str) -> Loaded {
+    load_pack_at(path, client, None, Taken::default())
+}
+
+/// Loads a rule file, or the rule files of directory `path`, as `client`'s pack; the
+/// files must resolve inside `root` (by default, the directory itself).
+fn load_pack_at(path: &Path, client: &str, root: Option<&Path>, mut taken: Taken) -> Loaded {
     if let Some(problem) = client_name_problem(client) {
-        let reason = Refusal::NotAClient(problem);
-        return Loaded {
-            errors: vec![RuleError::Refused { path: path.to_path_buf(), reason }],
-            ..Loaded::default()
-        };
+        return Loaded::failed(RuleError::Refused {
+            path: path.to_path_buf(),
+            reason: Refusal::NotAClient(problem),
+        });
     }
     if !path.is_dir() {
-        return match read_rule_file(path, None) {
-            Ok(bytes) => load_pack(Some(client), [(path, bytes.as_slice())], &mut Taken::default()),
-            Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+        return match read_rule_file(path, root) {
+            Ok(bytes) => load_pack(Some(client), [(path, bytes.as_slice())], &mut taken),
+            Err(error) => Loaded::failed(error),
         };
     }
     match list_dir(path) {
-        Ok((files, _, root)) => read_pack(Some(client), &files, &root, &mut Taken::default()),
-        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+        Ok((files, _, own)) => read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken),
+        Err(error) => Loaded::failed(error),
     }
 }
 
@@ -253,19 +244,19 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<(String, PathBuf)>, PathBuf
 
 /// Reads and loads the files of one pack; a file must resolve inside `root`.
 fn read_pack(client: Option<&str>, paths: &[PathBuf], root: &Path, taken: &mut Taken) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut unread = Vec::new();
     let mut files = Vec::new();
     for path in paths {
         match read_rule_file(path, Some(root)) {
             Ok(bytes) => files.push((path.clone(), bytes)),
-            Err(error) => loaded.errors.push(error),
+            Err(error) => unread.push(error),
         }
     }
-    let pack = load_pack(client, files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())), taken);
-    loaded.rules = pack.rules;
-    loaded.errors.extend(pack.errors);
-    loaded.warnings = pack.warnings;
-    loaded
+    let mut pack =
+        load_pack(client, files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())), taken);
+    unread.append(&mut pack.errors);
+    pack.errors = unread;
+    pack
 }
 
 /// Loads a rules directory (see [`load_tree`]), or one rule file (of the global pack).
@@ -275,7 +266,7 @@ pub fn load_path(path: &Path) -> Loaded {
     }
     match read_rule_file(path, None) {
         Ok(bytes) => load_files([(path, bytes.as_slice())]),
-        Err(error) => Loaded { errors: vec![error], ..Loaded::default() },
+        Err(error) => Loaded::failed(error),
     }
 }
 

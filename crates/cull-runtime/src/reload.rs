@@ -126,8 +126,7 @@ impl Reloader {
     /// staff, one client's for that client); `cause` is logged.
     pub async fn reload(&self, cause: &str, scope: &Scope) -> Result<Reloaded, ReloadFailed> {
         let _running = self.running.lock().await;
-        let current = self.matcher.current();
-        let (dir, scope_owned, base) = (self.dir.clone(), scope.clone(), Arc::clone(&current));
+        let (dir, scope_owned, base) = (self.dir.clone(), scope.clone(), self.matcher.current());
         let built = tokio::task::spawn_blocking(move || build(&dir, &scope_owned, &base))
             .await
             .unwrap_or_else(|e| Built::failed(vec![format!("the reload task failed: {e}")]));

@@ -304,15 +304,7 @@ mod tests {
     }
 
     fn verdict_record(rules: &RuleSet, offset: i64) -> Record {
-        let mention = Mention::new(format!("m{offset}"), "slack is down");
-        let mut verdict = rules.verdict(&mention);
-        verdict.mention = Some(mention);
-        Record {
-            topic: "cull.verdicts".into(),
-            offset,
-            payload: serde_json::to_vec(&verdict).unwrap(),
-            ..Record::default()
-        }
+        client_record(rules, None, offset)
     }
 
     fn stage(matcher: &Arc<Matcher>) -> TicketStage {
@@ -399,9 +391,11 @@ mod tests {
         RuleSet::new(loaded.rules).unwrap()
     }
 
+    /// Returns the verdict record, at `offset`, of a mention of `client` that `slack`
+    /// rules match.
     fn client_record(rules: &RuleSet, client: Option<&str>, offset: i64) -> Record {
-        let mut mention = Mention::new(format!("{}:m{offset}", client.unwrap_or("house")), "slack is down");
-        mention.client = client.map(str::to_string);
+        let id = client.map_or_else(|| format!("m{offset}"), |client| format!("{client}:m{offset}"));
+        let mention = Mention { client: client.map(str::to_string), ..Mention::new(id, "slack is down") };
         let mut verdict = rules.verdict(&mention);
         verdict.mention = Some(mention);
         Record {

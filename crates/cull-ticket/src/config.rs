@@ -161,10 +161,16 @@ impl TicketConfig {
     /// pipeline's, else the defaults.
     pub fn queue(&self, client: Option<&str>, queue: &str) -> &QueueConfig {
         static DEFAULT: std::sync::OnceLock<QueueConfig> = std::sync::OnceLock::new();
-        client
-            .and_then(|client| self.clients.get(client)?.queues.get(queue))
+        self.queue_owner(client, queue)
+            .and_then(|owner| self.clients.get(owner)?.queues.get(queue))
             .or_else(|| self.queues.get(queue))
             .unwrap_or_else(|| DEFAULT.get_or_init(QueueConfig::default))
+    }
+
+    /// Returns the client whose own `[tickets.clients.<client>.queues.<queue>]`
+    /// `client`'s `queue` takes, `None` when it takes the pipeline's settings.
+    pub fn queue_owner<'c>(&self, client: Option<&'c str>, queue: &str) -> Option<&'c str> {
+        client.filter(|client| self.clients.get(*client).is_some_and(|own| own.queues.contains_key(queue)))
     }
 
     /// Returns the first-response target of a ticket of `priority` in `client`'s

@@ -860,10 +860,7 @@ impl Triage {
     /// Returns the key of the configuration of `client`'s `queue`: the client's own
     /// queue settings when it has them, else the pipeline's.
     fn configured(&self, client: Option<&str>, queue: &str) -> QueueKey {
-        let own = client.filter(|client| {
-            self.config.clients.get(*client).is_some_and(|settings| settings.queues.contains_key(queue))
-        });
-        queue_key(own, queue)
+        queue_key(self.config.queue_owner(client, queue), queue)
     }
 
     /// Returns the name of the clock of `client`'s `queue` and when a ticket that
