@@ -298,3 +298,71 @@ pub fn index_of(mentions: &[Mention]) -> (Index, MentionSchema) {
     writer.commit().expect("commit");
     (index, schema)
 }
+
+/// The two rule workloads of the peer benchmark, both in conjunctive normal form
+/// (every clause a word or an OR of words), the rules a term percolator can express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// 1–3 AND'ed clauses, each a word or an OR of 2–4 words of the mid- and
+    /// low-frequency vocabulary: many mentions match many rules.
+    Dense,
+    /// Brand monitoring: one rare word, half the time with a context clause (an OR of
+    /// 2–3 words); most mentions match nothing.
+    Sparse,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Dense => "dense",
+            Workload::Sparse => "sparse",
+        }
+    }
+}
+
+/// A rule in conjunctive normal form: it matches when every clause has one of its
+/// words in the mention.
+pub type Cnf = Vec<Vec<String>>;
+
+/// Returns `count` rules of `workload` over `v`'s words (ranked by document
+/// frequency: `v.words` skips the most common ones).
+pub fn cnf_rules(v: &Vocabulary, workload: Workload, count: usize, seed: u64) -> Vec<Cnf> {
+    let mut rng = Rng::new(seed);
+    let rare_from = v.words.len() / 6;
+    (0..count)
+        .map(|_| {
+            let clause = |rng: &mut Rng, words: &[String], max_alternatives: usize| -> Vec<String> {
+                let alternatives = if rng.below(2) == 0 { 1 } else { 2 + rng.below(max_alternatives - 1) };
+                let mut clause: Vec<String> = (0..alternatives).map(|_| rng.pick(words).clone()).collect();
+                clause.sort();
+                clause.dedup();
+                clause
+            };
+            match workload {
+                Workload::Dense => {
+                    let clauses = 1 + rng.below(3);
+                    (0..clauses).map(|_| clause(&mut rng, &v.words, 4)).collect()
+                }
+                Workload::Sparse => {
+                    let mut rule = vec![vec![rng.pick(&v.words[rare_from..]).clone()]];
+                    if rng.below(2) == 0 {
+                        rule.push(clause(&mut rng, &v.words, 3));
+                    }
+                    rule
+                }
+            }
+        })
+        .collect()
+}
+
+/// Writes a CNF rule as a cull query: `a (b OR c)`.
+pub fn cnf_query(rule: &Cnf) -> String {
+    let clauses: Vec<String> = rule
+        .iter()
+        .map(|clause| match clause.as_slice() {
+            [word] => word.clone(),
+            words => format!("({})", words.join(" OR ")),
+        })
+        .collect();
+    clauses.join(" ")
+}

@@ -15,7 +15,9 @@ use cull_rules::tantivy_query::{search_ids, MentionSchema};
 use cull_rules::{load_files, CompiledRule, Plan};
 use tantivy::Index;
 
-use crate::corpus::{boundary_pack, generated_pack, index_of, real_mentions, Vocabulary};
+use crate::corpus::{
+    boundary_pack, cnf_query, cnf_rules, generated_pack, index_of, real_mentions, Vocabulary, Workload,
+};
 
 fn compile_pack(toml: &str) -> Vec<CompiledRule> {
     let loaded = load_files([(Path::new("generated.toml"), toml.as_bytes())]);
@@ -39,6 +41,56 @@ fn matcher_results(rules: &[CompiledRule], mentions: &[Mention]) -> Vec<BTreeSet
 
 fn tantivy_results(index: &Index, schema: &MentionSchema, plan: &Plan) -> BTreeSet<String> {
     search_ids(index, schema, plan).expect("search").into_iter().collect()
+}
+
+/// Rules of plain word clauses are answered by the prefilter alone (a candidate is a
+/// match, nothing is verified): their answers must still be Tantivy's, a word seen
+/// only in the author or URL must not count, and each verdict must be what the
+/// verifier gives.
+#[test]
+fn rules_the_prefilter_proves_equal_tantivy_and_the_verifier_on_real_text() {
+    let mentions = real_mentions(1500);
+    let vocabulary = Vocabulary::of(&mentions, 20, 3000);
+    let mut pack = String::new();
+    for (workload, seed) in [(Workload::Dense, 3), (Workload::Sparse, 5)] {
+        for (i, rule) in cnf_rules(&vocabulary, workload, 300, seed).iter().enumerate() {
+            let query = cnf_query(rule);
+            pack += &format!("[[rule]]\nid = '{}-{i}'\nquery = '{query}'\n\n", workload.name());
+        }
+    }
+    // Words of the authors and URLs, which a proven rule must not see.
+    for (i, word) in ["huffpost", "www", "reuters", "com"].iter().enumerate() {
+        pack += &format!("[[rule]]\nid = 'elsewhere-{i}'\nquery = '{word}'\n\n");
+    }
+    let rules = compile_pack(&pack);
+    let set = RuleSet::new(rules.clone()).expect("rule set");
+    let partition = set.partitions().next().expect("the global partition");
+    let proven = (0..rules.len() as u32).filter(|&i| partition.prefilter().proves(i)).count();
+    assert_eq!(proven, rules.len(), "every rule here is plain word clauses");
+    let (index, schema) = index_of(&mentions);
+    let ours = matcher_results(&rules, &mentions);
+    let mut matched_somewhere = 0;
+    for (rule, matched) in rules.iter().zip(&ours) {
+        let expected = tantivy_results(&index, &schema, &rule.matching_plan());
+        assert_eq!(*matched, expected, "{} `{}`", rule.rule.id, rule.rule.query);
+        matched_somewhere += usize::from(!expected.is_empty());
+    }
+    assert!(matched_somewhere * 3 > rules.len(), "only {matched_somewhere} rules match: a vacuous pass");
+    let urls = mentions.iter().filter(|m| m.url.is_some()).count();
+    assert!(urls > 1000 && ours[rules.len() - 1].len() < urls / 2, "URL words are not title or text words");
+    for (mention, verdict) in mentions.iter().zip(set.verdicts(&mentions)) {
+        let doc = cull_match::verify::Document::new(mention);
+        let verified: Vec<(String, Vec<cull_model::Span>)> = rules
+            .iter()
+            .filter_map(|rule| match cull_match::evaluate(rule, &doc) {
+                cull_match::Outcome::Matched(spans) => Some((rule.rule.id.clone(), spans)),
+                _ => None,
+            })
+            .collect();
+        let proven: Vec<(String, Vec<cull_model::Span>)> =
+            verdict.matched.into_iter().map(|m| (m.rule_id, m.spans)).collect();
+        assert_eq!(proven, verified, "{}", mention.id);
+    }
 }
 
 #[test]

@@ -309,7 +309,12 @@ impl RuleSet {
             partition.prefilter.prepared_candidates(scratch, candidates);
             for &index in candidates.iter() {
                 let rule = &partition.rules[index as usize];
-                match evaluate(rule, &doc) {
+                let outcome = if partition.prefilter.proves(index) {
+                    Outcome::Matched(spans(&rule.query, &doc, &Hidden::NONE))
+                } else {
+                    evaluate(rule, &doc)
+                };
+                match outcome {
                     Outcome::NoMatch => {}
                     Outcome::Matched(spans) => verdict.matched.push(MatchedRule {
                         rule_id: rule.rule.id.clone(),

@@ -12,11 +12,18 @@
 //! The haystack is built from analyzed terms rather than raw text so that the
 //! prefilter sees exactly the words the verifier sees: no case, accent or word
 //! boundary rule can make the prefilter miss a match that the verifier would find.
+//!
+//! Most brand rules are conjunctions of ORs of plain words (`slack (stock OR
+//! shares)`, see [`cull_rules::plan::Plan::word_clauses`]). For those the groups are
+//! the clauses themselves, counted only for hits in the title and text (the fields
+//! the words search): all groups hit *is* the match, so such a rule is *proven* by the
+//! prefilter and never verified. At hundreds of thousands of rules this is most of the
+//! matching work saved.
 
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use cull_rules::compiled::MAX_ANCHOR_GROUPS;
+use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
 
 use crate::verify::Document;
@@ -33,6 +40,9 @@ pub struct Prefilter {
     pattern_ends: Vec<u32>,
     /// For each rule, the bits of all its groups: it is a candidate when all are hit.
     all_groups: Vec<u8>,
+    /// For each rule, whether its groups are its word clauses (a candidate is a match
+    /// and only title and text hits count), see the module documentation.
+    proven: Vec<bool>,
     /// Rules that are candidates for every mention.
     unanchored: Vec<u32>,
 }
@@ -41,6 +51,9 @@ pub struct Prefilter {
 #[derive(Debug, Default)]
 pub struct Scratch {
     haystack: Vec<u8>,
+    /// The offset in `haystack` of the separator after the last term of the title
+    /// and text: a hit starting before it is a hit in those fields.
+    default_end: usize,
     /// For each rule, the number of the last mention that hit one of its anchors and
     /// the groups hit in that mention.
     hits: Vec<(u64, u8)>,
@@ -54,8 +67,13 @@ impl Scratch {
     pub fn prepare(&mut self, doc: &Document<'_>) {
         self.haystack.clear();
         self.haystack.push(SEPARATOR);
-        for term in doc.folded_terms() {
+        let default_terms = doc.default_term_count();
+        self.default_end = 0;
+        for (i, term) in doc.folded_terms().enumerate() {
             self.haystack.extend_from_slice(term.as_bytes());
+            if i + 1 == default_terms {
+                self.default_end = self.haystack.len();
+            }
             self.haystack.push(SEPARATOR);
         }
     }
@@ -69,12 +87,21 @@ impl Prefilter {
         let mut rules_by_pattern: Vec<Vec<(u32, u8)>> = Vec::new();
         let mut all_groups = Vec::with_capacity(rules.len());
         let mut unanchored = Vec::new();
+        let mut proven = Vec::with_capacity(rules.len());
         for (index, rule) in rules.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count: rules.len() })?;
-            let Some(groups) = rule.anchors.as_ref().filter(|groups| !groups.is_empty()) else {
-                unanchored.push(index);
-                all_groups.push(0);
-                continue;
+            let clauses = proven_clauses(rule);
+            proven.push(clauses.is_some());
+            let groups = match &clauses {
+                Some(clauses) => clauses,
+                None => match rule.anchors.as_ref().filter(|groups| !groups.is_empty()) {
+                    Some(groups) => groups,
+                    None => {
+                        unanchored.push(index);
+                        all_groups.push(0);
+                        continue;
+                    }
+                },
             };
             all_groups.push(u8::MAX >> (8 - groups.len().min(MAX_ANCHOR_GROUPS)));
             for (group, anchors) in groups.iter().take(MAX_ANCHOR_GROUPS).enumerate() {
@@ -109,12 +136,18 @@ impl Prefilter {
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .map_err(|e| MatchError::Automaton(e.to_string()))?;
-        Ok(Prefilter { automaton, rules_by_pattern: flat, pattern_ends, all_groups, unanchored })
+        Ok(Prefilter { automaton, rules_by_pattern: flat, pattern_ends, all_groups, proven, unanchored })
     }
 
     /// Returns the number of distinct anchor patterns.
     pub fn pattern_count(&self) -> usize {
         self.pattern_ends.len()
+    }
+
+    /// Returns whether rule `index` is a match whenever it is a candidate (see the
+    /// module documentation).
+    pub fn proves(&self, index: u32) -> bool {
+        self.proven[index as usize]
     }
 
     /// Returns the number of rules verified against every mention.
@@ -145,7 +178,11 @@ impl Prefilter {
         for found in self.automaton.find_overlapping_iter(&scratch.haystack) {
             let pattern = found.pattern().as_usize();
             let start = pattern.checked_sub(1).map_or(0, |p| self.pattern_ends[p] as usize);
+            let in_default_fields = found.start() < scratch.default_end;
             for &(rule, bits) in &self.rules_by_pattern[start..self.pattern_ends[pattern] as usize] {
+                if !in_default_fields && self.proven[rule as usize] {
+                    continue;
+                }
                 let hit = &mut scratch.hits[rule as usize];
                 if hit.0 != number {
                     *hit = (number, 0);
@@ -168,4 +205,26 @@ impl Prefilter {
         out.sort_unstable();
         out.dedup();
     }
+}
+
+/// Returns the word clauses of a rule the prefilter proves: a query of
+/// [`Plan::word_clauses`](cull_rules::plan::Plan::word_clauses) with no more clauses
+/// than the prefilter tracks, and nothing else that could cull (exclusions, masks,
+/// channel or language filters).
+fn proven_clauses(rule: &CompiledRule) -> Option<Vec<Vec<Anchor>>> {
+    if !rule.exclude.is_empty() || !rule.masks.is_empty() {
+        return None;
+    }
+    if rule.channel_filter.is_some() || rule.lang_filter.is_some() {
+        return None;
+    }
+    let clauses = rule.query.word_clauses()?;
+    (clauses.len() <= MAX_ANCHOR_GROUPS).then(|| {
+        clauses
+            .into_iter()
+            .map(|words| {
+                words.into_iter().map(|term| Anchor { term: term.to_string(), prefix: false }).collect()
+            })
+            .collect()
+    })
 }

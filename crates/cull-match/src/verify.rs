@@ -235,6 +235,12 @@ impl<'m> Document<'m> {
         self.folded.terms()
     }
 
+    /// Returns how many of [`Document::folded_terms`] come from the title and text,
+    /// the fields an unscoped word searches: they come first.
+    pub fn default_term_count(&self) -> usize {
+        self.folded.fields[1].1
+    }
+
     /// Returns the set of positions covered by any occurrence of any of `sequences`:
     /// every position from the first to the last word of each occurrence, in the
     /// sequence's field.

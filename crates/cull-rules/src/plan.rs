@@ -105,6 +105,16 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// Returns the word of a one-word, non-prefix sequence of folded `field`.
+    fn folded_word_in(&self, field: Field) -> Option<&str> {
+        match self.words.as_slice() {
+            [word] if self.field == (TextField { field, form: Form::Folded }) && !self.prefix => {
+                Some(word.term.as_str())
+            }
+            _ => None,
+        }
+    }
+
     /// Returns the number of positions from the first word to the last, inclusive.
     pub fn width(&self) -> u32 {
         self.words.last().map_or(0, |w| w.offset + 1)
@@ -159,6 +169,39 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Returns the plan as a conjunction of clauses of words, each clause an OR of
+    /// whole words in the default scope (the folded title or text), when that is all
+    /// the plan is: `slack (stock OR shares)` gives `[[slack], [stock, shares]]`.
+    ///
+    /// Such a plan matches exactly when every clause has a word among the terms of the
+    /// mention's title or text, which a term lookup decides without positions: the
+    /// matcher answers these plans from its prefilter alone.
+    pub fn word_clauses(&self) -> Option<Vec<Vec<&str>>> {
+        match self {
+            Plan::And { must, must_not } if must_not.is_empty() && !must.is_empty() => {
+                must.iter().map(Plan::default_scope_words).collect()
+            }
+            plan => Some(vec![plan.default_scope_words()?]),
+        }
+    }
+
+    /// Returns the words of an OR of default-scope words (one word is an OR of the
+    /// word in the title and in the text).
+    fn default_scope_words(&self) -> Option<Vec<&str>> {
+        let Plan::Or(any) = self else { return None };
+        if let [Plan::Sequence(title), Plan::Sequence(text)] = any.as_slice() {
+            if let (Some(a), Some(b)) = (title.folded_word_in(Field::Title), text.folded_word_in(Field::Text))
+            {
+                return (a == b).then(|| vec![a]);
+            }
+        }
+        let mut words = Vec::new();
+        for alternative in any {
+            words.extend(alternative.default_scope_words()?);
+        }
+        (!words.is_empty()).then_some(words)
+    }
+
     /// Calls `visit` for every [`Sequence`] under this plan that is not under a
     /// `must_not`, that is, every leaf that can contribute a highlighted span.
     pub fn for_each_positive_sequence<'a>(&'a self, visit: &mut impl FnMut(&'a Sequence)) {
