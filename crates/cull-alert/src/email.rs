@@ -522,7 +522,7 @@ fn describe(error: &lettre::transport::smtp::Error) -> String {
 mod tests {
     use super::*;
 
-    fn span(field: &str, start: usize, end: usize) -> Span {
+    fn span(field: &'static str, start: usize, end: usize) -> Span {
         Span { field: field.into(), start, end }
     }
 

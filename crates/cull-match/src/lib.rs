@@ -24,7 +24,7 @@ use cull_rules::CompiledRule;
 use rayon::prelude::*;
 
 use crate::prefilter::{Prefilter, Scratch};
-use crate::verify::{first_mask_hit, matches, spans, Document, Hidden};
+use crate::verify::{first_mask_hit, matches, spans_into, Document, DocumentBuffers, Hidden};
 
 /// Errors building a rule set.
 #[derive(Debug, thiserror::Error)]
@@ -63,19 +63,27 @@ pub enum Outcome {
 /// cheapest; then masks (the query must still match with masked occurrences hidden);
 /// then exclusions, which look at the whole mention.
 pub fn evaluate(rule: &CompiledRule, doc: &Document<'_>) -> Outcome {
-    if !matches(&rule.query, doc, &Hidden::NONE) {
-        return Outcome::NoMatch;
+    let mut spans = Vec::new();
+    match evaluate_into(rule, doc, &mut spans) {
+        HitKind::NoMatch => Outcome::NoMatch,
+        HitKind::Matched => Outcome::Matched(spans),
+        HitKind::Culled(reason, clause) => {
+            Outcome::Culled { reason, clause: clause.text(rule, doc.mention()).to_string() }
+        }
     }
-    let mention = doc.mention();
+}
+
+/// As [`evaluate`], with the spans of a match appended to `spans` and the culling
+/// clause named rather than copied, so that nothing is allocated.
+fn evaluate_into(rule: &CompiledRule, doc: &Document<'_>, spans: &mut Vec<Span>) -> HitKind {
+    if !matches(&rule.query, doc, &Hidden::NONE) {
+        return HitKind::NoMatch;
+    }
     if rule.channel_filter.as_ref().is_some_and(|filter| !matches(filter, doc, &Hidden::NONE)) {
-        let clause = mention.channel.map_or_else(String::new, |c| c.as_str().to_string());
-        return Outcome::Culled { reason: CullReason::Channel, clause };
+        return HitKind::Culled(CullReason::Channel, Clause::Channel);
     }
     if rule.lang_filter.as_ref().is_some_and(|filter| !matches(filter, doc, &Hidden::NONE)) {
-        return Outcome::Culled {
-            reason: CullReason::Lang,
-            clause: mention.lang.clone().unwrap_or_default(),
-        };
+        return HitKind::Culled(CullReason::Lang, Clause::Lang);
     }
     let hidden = if rule.masks.is_empty() {
         Hidden::NONE
@@ -83,13 +91,90 @@ pub fn evaluate(rule: &CompiledRule, doc: &Document<'_>) -> Outcome {
         doc.hide(rule.masks.iter().flat_map(|mask| &mask.sequences))
     };
     if !hidden.is_empty() && !matches(&rule.query, doc, &hidden) {
-        let clause = first_mask_hit(doc, &rule.masks).unwrap_or_default().to_string();
-        return Outcome::Culled { reason: CullReason::Mask, clause };
+        let mask = first_mask_hit(doc, &rule.masks);
+        return HitKind::Culled(CullReason::Mask, mask.map_or(Clause::None, Clause::Mask));
     }
-    if let Some(clause) = rule.exclude.iter().find(|clause| matches(&clause.plan, doc, &Hidden::NONE)) {
-        return Outcome::Culled { reason: CullReason::Exclude, clause: clause.source.clone() };
+    if let Some(clause) = rule.exclude.iter().position(|clause| matches(&clause.plan, doc, &Hidden::NONE)) {
+        return HitKind::Culled(CullReason::Exclude, Clause::Exclude(clause));
     }
-    Outcome::Matched(spans(&rule.query, doc, &hidden))
+    spans_into(&rule.query, doc, &hidden, spans);
+    HitKind::Matched
+}
+
+/// The clause a cull names, by where it is: the mention's channel or language, or a
+/// mask or exclusion of the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clause {
+    /// The mention's channel.
+    Channel,
+    /// The mention's language.
+    Lang,
+    /// The rule's mask of this index.
+    Mask(usize),
+    /// The rule's exclusion branch of this index.
+    Exclude(usize),
+    /// No clause can be named.
+    None,
+}
+
+impl Clause {
+    /// Returns the clause's text, as a verdict shows it.
+    pub fn text<'a>(self, rule: &'a CompiledRule, mention: &'a Mention) -> &'a str {
+        match self {
+            Clause::Channel => mention.channel.map_or("", |c| c.as_str()),
+            Clause::Lang => mention.lang.as_deref().unwrap_or_default(),
+            Clause::Mask(i) => rule.masks.get(i).map_or("", |m| m.source.as_str()),
+            Clause::Exclude(i) => rule.exclude.get(i).map_or("", |c| c.source.as_str()),
+            Clause::None => "",
+        }
+    }
+}
+
+/// What a rule did with a mention, as [`RuleSet::match_into`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitKind {
+    /// No match.
+    NoMatch,
+    /// A match.
+    Matched,
+    /// A cull: why, and which clause.
+    Culled(CullReason, Clause),
+}
+
+/// A rule that matched or culled a mention, found by [`RuleSet::match_into`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Whether the rule is of the mention's client's partition (else the global one).
+    pub own: bool,
+    /// The rule's index in its partition.
+    pub index: u32,
+    /// What it did.
+    pub kind: HitKind,
+    /// Its spans in [`MatchScratch::spans`], when it matched.
+    pub spans: std::ops::Range<usize>,
+}
+
+/// The buffers one thread matches in, reused from mention to mention so that matching
+/// allocates nothing once they have grown; the hits of the last mention matched.
+#[derive(Debug, Default)]
+pub struct MatchScratch {
+    prefilter: Scratch,
+    candidates: Vec<u32>,
+    document: DocumentBuffers,
+    hits: Vec<Hit>,
+    spans: Vec<Span>,
+}
+
+impl MatchScratch {
+    /// Returns the rules that matched or culled the last mention, in rule order.
+    pub fn hits(&self) -> &[Hit] {
+        &self.hits
+    }
+
+    /// Returns the spans of a hit.
+    pub fn spans(&self, hit: &Hit) -> &[Span] {
+        &self.spans[hit.spans.clone()]
+    }
 }
 
 /// The rules of one client, or the global rules, with their own prefilter.
@@ -278,7 +363,7 @@ impl RuleSet {
 
     /// Returns the verdict for one mention.
     pub fn verdict(&self, mention: &Mention) -> Verdict {
-        self.verdict_with(mention, &mut Scratch::default(), &mut Vec::new())
+        self.verdict_with(mention, &mut MatchScratch::default())
     }
 
     /// Returns the verdicts for a batch, in input order, matching on all threads of
@@ -286,15 +371,51 @@ impl RuleSet {
     pub fn verdicts(&self, mentions: &[Mention]) -> Vec<Verdict> {
         mentions
             .par_iter()
-            .map_init(
-                || (Scratch::default(), Vec::new()),
-                |(scratch, candidates), m| self.verdict_with(m, scratch, candidates),
-            )
+            .map_init(MatchScratch::default, |scratch, m| self.verdict_with(m, scratch))
             .collect()
     }
 
-    fn verdict_with(&self, mention: &Mention, scratch: &mut Scratch, candidates: &mut Vec<u32>) -> Verdict {
-        let doc = Document::new(mention);
+    /// Matches one mention into `scratch` ([`MatchScratch::hits`]): the matching of a
+    /// verdict without its strings. It allocates nothing once the scratch has grown,
+    /// for rules without masks or keyword fields (`site:`, `lang:`, channel and
+    /// language filters), which build small sets per mention.
+    pub fn match_into(&self, mention: &Mention, scratch: &mut MatchScratch) {
+        let MatchScratch { prefilter, candidates, document, hits, spans } = scratch;
+        hits.clear();
+        spans.clear();
+        let doc = Document::reusing(mention, std::mem::take(document));
+        prefilter.prepare(&doc);
+        for (own, partition) in self.partitions_for(mention.client.as_deref()).enumerate() {
+            partition.prefilter.prepared_candidates(prefilter, candidates);
+            for &index in candidates.iter() {
+                let rule = &partition.rules[index as usize];
+                let first = spans.len();
+                let kind = if partition.prefilter.proves(index) {
+                    spans_into(&rule.query, &doc, &Hidden::NONE, spans);
+                    HitKind::Matched
+                } else {
+                    evaluate_into(rule, &doc, spans)
+                };
+                if kind != HitKind::NoMatch {
+                    hits.push(Hit { own: own == 1, index, kind, spans: first..spans.len() });
+                }
+            }
+        }
+        *document = doc.recycle();
+    }
+
+    /// Returns the rule of a hit of a mention of `client`.
+    pub fn hit_rule(&self, client: Option<&str>, hit: &Hit) -> &CompiledRule {
+        let partition = if hit.own {
+            client.and_then(|client| self.clients.get(client)).unwrap_or(&self.global)
+        } else {
+            &self.global
+        };
+        &partition.rules[hit.index as usize]
+    }
+
+    fn verdict_with(&self, mention: &Mention, scratch: &mut MatchScratch) -> Verdict {
+        self.match_into(mention, scratch);
         let mut verdict = Verdict {
             schema: VERDICT_SCHEMA.to_string(),
             mention_id: mention.id.clone(),
@@ -304,27 +425,20 @@ impl RuleSet {
             culled: Vec::new(),
             mention: None,
         };
-        scratch.prepare(&doc);
-        for partition in self.partitions_for(mention.client.as_deref()) {
-            partition.prefilter.prepared_candidates(scratch, candidates);
-            for &index in candidates.iter() {
-                let rule = &partition.rules[index as usize];
-                let outcome = if partition.prefilter.proves(index) {
-                    Outcome::Matched(spans(&rule.query, &doc, &Hidden::NONE))
-                } else {
-                    evaluate(rule, &doc)
-                };
-                match outcome {
-                    Outcome::NoMatch => {}
-                    Outcome::Matched(spans) => verdict.matched.push(MatchedRule {
-                        rule_id: rule.rule.id.clone(),
-                        rule_version: rule.version.clone(),
-                        spans,
-                    }),
-                    Outcome::Culled { reason, clause } => {
-                        verdict.culled.push(Culled { rule_id: rule.rule.id.clone(), reason, clause })
-                    }
-                }
+        for hit in scratch.hits() {
+            let rule = self.hit_rule(mention.client.as_deref(), hit);
+            match hit.kind {
+                HitKind::NoMatch => {}
+                HitKind::Matched => verdict.matched.push(MatchedRule {
+                    rule_id: rule.rule.id.clone(),
+                    rule_version: rule.version.clone(),
+                    spans: scratch.spans(hit).to_vec(),
+                }),
+                HitKind::Culled(reason, clause) => verdict.culled.push(Culled {
+                    rule_id: rule.rule.id.clone(),
+                    reason,
+                    clause: clause.text(rule, mention).to_string(),
+                }),
             }
         }
         verdict

@@ -13,10 +13,11 @@
 //! every evaluation takes one (empty when the rule has no masks), so there is a single
 //! evaluator whatever the masking.
 
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::ops::ControlFlow;
 
-use cull_model::analyzer::{for_each_token, Form, Mode};
+use cull_model::analyzer::{for_each_token_with, Form, Mode, TokenBuffers};
 use cull_model::{Mention, Span};
 use cull_rules::plan::{keyword_values, text_value, Field, Plan, Sequence, Word};
 use cull_rules::Mask;
@@ -90,19 +91,17 @@ struct Tokens {
 }
 
 impl Tokens {
-    /// Analyzes the text fields of `mention` in `form` as the index does.
-    fn build(mention: &Mention, form: Form) -> Tokens {
-        let bytes: usize = TEXT_FIELDS.iter().filter_map(|f| text_value(mention, *f)).map(str::len).sum();
-        let mut tokens = Tokens {
-            arena: String::with_capacity(bytes),
-            term_ends: Vec::with_capacity(bytes / 4),
-            entries: Vec::with_capacity(bytes / 4),
-            fields: [(0, 0); 4],
-        };
+    /// Replaces the tokens with those of the text fields of `mention` in `form`, as the
+    /// index analyzes them, reusing the vectors.
+    fn fill(&mut self, mention: &Mention, form: Form, buffers: &mut TokenBuffers) {
+        let tokens = self;
+        tokens.arena.clear();
+        tokens.term_ends.clear();
+        tokens.entries.clear();
         for (slot, field) in TEXT_FIELDS.into_iter().enumerate() {
             let first = tokens.entries.len();
             if let Some(text) = text_value(mention, field) {
-                for_each_token(text, form, Mode::Index, |token| {
+                for_each_token_with(text, form, Mode::Index, buffers, |token| {
                     let term_start = tokens.arena.len();
                     tokens.arena.push_str(token.term);
                     let term_end = tokens.arena.len();
@@ -117,7 +116,7 @@ impl Tokens {
                     });
                 });
             }
-            let Tokens { arena, entries, .. } = &mut tokens;
+            let Tokens { arena, entries, .. } = &mut *tokens;
             let arena = arena.as_bytes();
             entries[first..].sort_unstable_by(|a, b| {
                 a.key
@@ -127,7 +126,6 @@ impl Tokens {
             });
             tokens.fields[slot] = (first, tokens.entries.len());
         }
-        tokens
     }
 
     fn term(&self, entry: &Entry) -> &[u8] {
@@ -158,14 +156,26 @@ impl Tokens {
     }
 }
 
-/// Vectors reused across evaluations on one document, so that proximity and sloppy
-/// phrases allocate at most once per document.
+/// Vectors reused across evaluations, so that proximity, sloppy phrases and spans
+/// allocate nothing once grown.
 #[derive(Debug, Default)]
 struct Scratch {
     left_spans: Vec<(u32, u32)>,
     right_spans: Vec<(u32, u32)>,
     left_positions: Vec<u32>,
     right_positions: Vec<u32>,
+    found: Vec<(&'static str, usize, usize)>,
+}
+
+/// The vectors of a [`Document`], handed from one mention to the next
+/// ([`Document::reusing`], [`Document::recycle`]) so that analyzing and verifying a
+/// mention allocates nothing once they have grown to the longest mention.
+#[derive(Debug, Default)]
+pub struct DocumentBuffers {
+    folded: Tokens,
+    exact: Tokens,
+    analyzer: TokenBuffers,
+    scratch: Scratch,
 }
 
 /// An analyzed view of one mention, built once and evaluated against many plans.
@@ -182,6 +192,9 @@ pub struct Document<'m> {
     mention: &'m Mention,
     folded: Tokens,
     exact: OnceCell<Tokens>,
+    /// The vectors the exact tokens are built in, until they are.
+    spare_exact: RefCell<Tokens>,
+    analyzer: RefCell<TokenBuffers>,
     keywords: [OnceCell<Vec<String>>; 4],
     scratch: RefCell<Scratch>,
 }
@@ -212,12 +225,31 @@ impl Occurrence {
 impl<'m> Document<'m> {
     /// Analyzes the folded form of every text field of `mention`.
     pub fn new(mention: &'m Mention) -> Document<'m> {
+        Document::reusing(mention, DocumentBuffers::default())
+    }
+
+    /// As [`Document::new`], in the vectors of a recycled document.
+    pub fn reusing(mention: &'m Mention, buffers: DocumentBuffers) -> Document<'m> {
+        let DocumentBuffers { mut folded, exact, mut analyzer, scratch } = buffers;
+        folded.fill(mention, Form::Folded, &mut analyzer);
         Document {
             mention,
-            folded: Tokens::build(mention, Form::Folded),
+            folded,
             exact: OnceCell::new(),
+            spare_exact: RefCell::new(exact),
+            analyzer: RefCell::new(analyzer),
             keywords: Default::default(),
-            scratch: RefCell::default(),
+            scratch: RefCell::new(scratch),
+        }
+    }
+
+    /// Returns the document's vectors, for the next mention's [`Document::reusing`].
+    pub fn recycle(self) -> DocumentBuffers {
+        DocumentBuffers {
+            folded: self.folded,
+            exact: self.exact.into_inner().unwrap_or_else(|| self.spare_exact.into_inner()),
+            analyzer: self.analyzer.into_inner(),
+            scratch: self.scratch.into_inner(),
         }
     }
 
@@ -264,7 +296,11 @@ impl<'m> Document<'m> {
     fn tokens(&self, form: Form) -> &Tokens {
         match form {
             Form::Folded => &self.folded,
-            Form::Exact => self.exact.get_or_init(|| Tokens::build(self.mention, Form::Exact)),
+            Form::Exact => self.exact.get_or_init(|| {
+                let mut tokens = self.spare_exact.take();
+                tokens.fill(self.mention, Form::Exact, &mut self.analyzer.borrow_mut());
+                tokens
+            }),
         }
     }
 
@@ -497,17 +533,26 @@ pub fn matches(plan: &Plan, doc: &Document<'_>, hidden: &Hidden) -> bool {
 /// are not phrases, so those leaves contribute, when they match, the occurrences of
 /// their words (of their operands' alternatives).
 pub fn spans(plan: &Plan, doc: &Document<'_>, hidden: &Hidden) -> Vec<Span> {
-    let mut found = Vec::new();
+    let mut merged = Vec::new();
+    spans_into(plan, doc, hidden, &mut merged);
+    merged
+}
+
+/// As [`spans`], appending to `out`: allocates nothing once `out` and the document's
+/// buffers have grown.
+pub fn spans_into(plan: &Plan, doc: &Document<'_>, hidden: &Hidden, out: &mut Vec<Span>) {
+    let mut found = std::mem::take(&mut doc.scratch.borrow_mut().found);
+    found.clear();
     positive_spans(plan, doc, hidden, &mut found);
     found.sort_unstable();
-    let mut merged: Vec<Span> = Vec::with_capacity(found.len());
-    for (field, start, end) in found {
-        match merged.last_mut() {
+    let first = out.len();
+    for &(field, start, end) in &found {
+        match out[first..].last_mut() {
             Some(last) if last.field == field && start <= last.end => last.end = last.end.max(end),
-            _ => merged.push(Span { field: field.to_string(), start, end }),
+            _ => out.push(Span { field: Cow::Borrowed(field), start, end }),
         }
     }
-    merged
+    doc.scratch.borrow_mut().found = found;
 }
 
 fn positive_spans(
@@ -543,11 +588,8 @@ fn positive_spans(
     }
 }
 
-/// Returns the source text of the first of `masks` that occurs in the document, to say
+/// Returns the index of the first of `masks` that occurs in the document, to say
 /// which mask culled a rule.
-pub fn first_mask_hit<'a>(doc: &Document<'_>, masks: &'a [Mask]) -> Option<&'a str> {
-    masks
-        .iter()
-        .find(|mask| mask.sequences.iter().any(|s| doc.occurs(s, &Hidden::NONE)))
-        .map(|mask| mask.source.as_str())
+pub fn first_mask_hit(doc: &Document<'_>, masks: &[Mask]) -> Option<usize> {
+    masks.iter().position(|mask| mask.sequences.iter().any(|s| doc.occurs(s, &Hidden::NONE)))
 }

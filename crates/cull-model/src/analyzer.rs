@@ -219,13 +219,15 @@ fn without_possessive(piece: &str) -> Option<usize> {
         .then_some(apostrophe)
 }
 
-/// Returns the byte offset in `piece` after a French or Italian elision ("l'", "dell'").
-fn after_elision(piece: &str) -> Option<usize> {
+/// Returns the byte offset in `piece` after a French or Italian elision ("l'", "dell'");
+/// `article` is a buffer to fold the article into.
+fn after_elision(piece: &str, article: &mut String) -> Option<usize> {
     let (apostrophe, a) = piece.char_indices().find(|(_, c)| !c.is_alphabetic() && !is_format(*c))?;
     if !is_apostrophe(a) {
         return None;
     }
-    let article = fold(&piece[..apostrophe]);
+    article.clear();
+    spell_into(&piece[..apostrophe], Form::Folded, article);
     let rest = apostrophe + a.len_utf8();
     (ELISIONS.contains(&article.as_str()) && piece[rest..].chars().any(char::is_alphanumeric)).then_some(rest)
 }
@@ -270,9 +272,29 @@ fn joined_parts(word: &str, parts: &mut Vec<(usize, usize)>) {
 /// A word of joined parts ("NASDAQ:WORK") takes one position per part in both modes,
 /// so that a phrase of the query lines up with the text whichever way each writes it;
 /// in [`Mode::Query`] only the whole is emitted, at the first part's position.
-pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(TokenRef<'_>)) {
-    let mut speller = Speller { form, buffer: String::new() };
-    let mut parts = Vec::new();
+pub fn for_each_token(text: &str, form: Form, mode: Mode, emit: impl FnMut(TokenRef<'_>)) {
+    for_each_token_with(text, form, mode, &mut TokenBuffers::default(), emit);
+}
+
+/// The buffers of the analyzer, kept between texts by a caller that analyzes many, so
+/// that analysis allocates nothing once they have grown to the longest word.
+#[derive(Debug, Default)]
+pub struct TokenBuffers {
+    spelling: String,
+    article: String,
+    parts: Vec<(usize, usize)>,
+}
+
+/// As [`for_each_token`], with buffers kept by the caller.
+pub fn for_each_token_with(
+    text: &str,
+    form: Form,
+    mode: Mode,
+    buffers: &mut TokenBuffers,
+    mut emit: impl FnMut(TokenRef<'_>),
+) {
+    let TokenBuffers { spelling, article, parts } = buffers;
+    let mut speller = Speller { form, buffer: std::mem::take(spelling) };
     let mut position: u32 = 0;
     let mut previous_end: Option<usize> = None;
     for (start, word) in text.unicode_word_indices() {
@@ -287,7 +309,7 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(T
         previous_end = Some(end);
         let possessive = without_possessive(word);
         let stem = &word[..possessive.unwrap_or(word.len())];
-        joined_parts(stem, &mut parts);
+        joined_parts(stem, parts);
         let mut emit_piece = |range: (usize, usize), position: u32| {
             if range.1 - range.0 > MAX_WORD_BYTES {
                 return;
@@ -303,7 +325,7 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(T
             if possessive.is_some() {
                 emit_piece((start, start + stem.len()), position);
             }
-            if let Some(rest) = after_elision(stem) {
+            if let Some(rest) = after_elision(stem, article) {
                 emit_piece((start + rest, start + stem.len()), position);
             }
             for (i, &(part_start, part_end)) in parts.iter().enumerate() {
@@ -312,6 +334,7 @@ pub fn for_each_token(text: &str, form: Form, mode: Mode, mut emit: impl FnMut(T
         }
         position = position.saturating_add(parts.len().max(1) as u32);
     }
+    *spelling = speller.buffer;
 }
 
 /// Returns the tokens of `text`.

@@ -1,5 +1,6 @@
 //! The versioned JSON contracts: [`Mention`] in, [`Verdict`] and [`Ticket`] out.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -284,8 +285,9 @@ impl Priority {
 /// A byte range of a field's text, as the verdict's highlighting contract defines it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Span {
-    /// The mention field, `title` or `text`.
-    pub field: String,
+    /// The mention field, `title` or `text`; borrowed when the matcher names it, so
+    /// that a span costs no allocation.
+    pub field: Cow<'static, str>,
     /// Byte offset of the first byte.
     pub start: usize,
     /// Byte offset one past the last byte.

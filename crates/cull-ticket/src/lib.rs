@@ -80,7 +80,7 @@ pub fn headers(ticket: &Ticket) -> Vec<(String, Vec<u8>)> {
 /// A span is applied only to the field it names; its ends are clamped to the field
 /// and moved down to character boundaries, so no span, however wrong, can panic.
 pub fn snippet(mention: &Mention, spans: &[Span]) -> String {
-    let located = spans.iter().find_map(|span| match span.field.as_str() {
+    let located = spans.iter().find_map(|span| match &*span.field {
         "title" => mention.title.as_deref().map(|title| (title, span.start, span.end)),
         "text" => Some((mention.text.as_str(), span.start, span.end)),
         _ => None,
@@ -185,7 +185,7 @@ mod tests {
         ) {
             let mut m = Mention::new("m", text.clone());
             m.title = title.clone();
-            let made = snippet(&m, &[Span { field: field.clone(), start, end }]);
+            let made = snippet(&m, &[Span { field: field.clone().into(), start, end }]);
             let core = made.trim_matches('…');
             let source = if field == "title" { title.clone().unwrap_or_else(|| text.clone()) } else { text.clone() };
             prop_assert!(source.contains(core) || text.contains(core), "{made:?} from {source:?}");
