@@ -322,7 +322,6 @@ fn recompile_one_file(dir: &Path, matcher: &Matcher, batch: &[Mention]) -> (Dura
     let source = std::fs::read_to_string(&path).expect("rule file");
     let changed = source.replacen("query = '", "query = 'recompiled OR ", 1);
     std::fs::write(&path, &changed).expect("rule file");
-    let path = path.canonicalize().expect("canonical path");
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let matching = scope.spawn(|| {
@@ -340,12 +339,7 @@ fn recompile_one_file(dir: &Path, matcher: &Matcher, batch: &[Mention]) -> (Dura
         let loaded = cull_rules::load_path(&path);
         assert!(loaded.errors.is_empty(), "{}", loaded.errors[0]);
         let current = matcher.current();
-        let replaced = current
-            .replace(
-                |rule| rule.rule.path.canonicalize().ok().as_deref() != Some(path.as_path()),
-                loaded.rules,
-            )
-            .expect("replace");
+        let replaced = current.replace(|rule| rule.rule.path != path, loaded.rules).expect("replace");
         matcher.swap(replaced);
         let took = started.elapsed();
         std::thread::sleep(Duration::from_millis(200));

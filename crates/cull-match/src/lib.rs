@@ -16,11 +16,13 @@ pub mod prefilter;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use cull_model::{CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
 use cull_rules::CompiledRule;
+use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use crate::prefilter::{Prefilter, Scratch};
@@ -186,17 +188,27 @@ impl MatchScratch {
 #[derive(Debug)]
 pub struct Partition {
     client: Option<String>,
-    rules: Vec<CompiledRule>,
-    /// Each rule's index in `rules`, by id (ids are unique within a partition).
-    by_id: HashMap<String, u32>,
+    /// Shared with the sets this one was made from or makes, so that replacing one
+    /// file's rules copies pointers, not rules.
+    rules: Vec<Arc<CompiledRule>>,
+    /// Each rule's index in `rules`, found by the hash of its id (ids are unique
+    /// within a partition): a table of indexes rather than a map of copied ids, which
+    /// at a million rules would be tens of megabytes and rebuilt at each reload.
+    by_id: HashTable<u32>,
+    hasher: RandomState,
     prefilter: Prefilter,
 }
 
 impl Partition {
-    fn new(client: Option<String>, rules: Vec<CompiledRule>) -> Result<Partition, MatchError> {
+    fn new(client: Option<String>, rules: Vec<Arc<CompiledRule>>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(&rules)?;
-        let by_id = rules.iter().enumerate().map(|(i, r)| (r.rule.id.clone(), i as u32)).collect();
-        Ok(Partition { client, rules, by_id, prefilter })
+        let hasher = RandomState::new();
+        let mut by_id = HashTable::with_capacity(rules.len());
+        let hash = |i: &u32| hasher.hash_one(&rules[*i as usize].rule.id);
+        for i in 0..rules.len() as u32 {
+            by_id.insert_unique(hash(&i), i, hash);
+        }
+        Ok(Partition { client, rules, by_id, hasher, prefilter })
     }
 
     /// Returns the client whose mentions the partition's rules match (`None`: every
@@ -206,13 +218,14 @@ impl Partition {
     }
 
     /// Returns the rules, in the order given.
-    pub fn rules(&self) -> &[CompiledRule] {
+    pub fn rules(&self) -> &[Arc<CompiledRule>] {
         &self.rules
     }
 
     /// Returns the index of rule `id`, if the partition has it.
     pub fn position(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).map(|&i| i as usize)
+        let rules = &self.rules;
+        self.by_id.find(self.hasher.hash_one(id), |&i| rules[i as usize].rule.id == id).map(|&i| i as usize)
     }
 
     /// Returns the prefilter.
@@ -256,20 +269,20 @@ impl RuleSet {
         base: Option<(&RuleSet, &dyn Fn(&CompiledRule) -> bool)>,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
-        let mut grouped: HashMap<Option<String>, Vec<CompiledRule>> = HashMap::new();
+        let mut grouped: HashMap<Option<String>, Vec<Arc<CompiledRule>>> = HashMap::new();
         for rule in added {
-            grouped.entry(rule.rule.client.clone()).or_default().push(rule);
+            grouped.entry(rule.rule.client.clone()).or_default().push(Arc::new(rule));
         }
         let mut partitions: HashMap<Option<String>, Arc<Partition>> = HashMap::new();
         if let Some((base, keep)) = base {
             for partition in base.partitions() {
                 let client = partition.client.clone();
-                let kept: Vec<&CompiledRule> = partition.rules.iter().filter(|r| keep(r)).collect();
+                let kept: Vec<&Arc<CompiledRule>> = partition.rules.iter().filter(|r| keep(r)).collect();
                 if kept.len() == partition.rules.len() && !grouped.contains_key(&client) {
                     partitions.insert(client, Arc::clone(partition));
                 } else {
                     let fresh = grouped.remove(&client).unwrap_or_default();
-                    let rules: Vec<CompiledRule> = kept.into_iter().cloned().chain(fresh).collect();
+                    let rules: Vec<Arc<CompiledRule>> = kept.into_iter().cloned().chain(fresh).collect();
                     partitions.insert(client.clone(), Arc::new(Partition::new(client, rules)?));
                 }
             }
@@ -304,7 +317,7 @@ impl RuleSet {
 
     /// Returns every rule: the global ones first, then each client's.
     pub fn rules(&self) -> impl Iterator<Item = &CompiledRule> {
-        self.partitions().flat_map(|partition| partition.rules.iter())
+        self.partitions().flat_map(|partition| partition.rules.iter().map(Arc::as_ref))
     }
 
     /// Returns the number of rules.
@@ -337,7 +350,7 @@ impl RuleSet {
     /// Returns the rule `id` a mention of `client` can meet: its client's rule of that
     /// id, else the global one.
     pub fn rule(&self, client: Option<&str>, id: &str) -> Option<&CompiledRule> {
-        self.locate(client, id).map(|(partition, index)| &partition.rules[index])
+        self.locate(client, id).map(|(partition, index)| partition.rules[index].as_ref())
     }
 
     /// Returns the partition and index of the rule `id` a mention of `client` meets.

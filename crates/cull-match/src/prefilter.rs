@@ -20,6 +20,7 @@
 //! prefilter and never verified. At hundreds of thousands of rules this is most of the
 //! matching work saved.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -81,18 +82,20 @@ impl Scratch {
 
 impl Prefilter {
     /// Builds the automaton for `rules`, indexed by their position in the slice.
-    pub fn new(rules: &[CompiledRule]) -> Result<Prefilter, MatchError> {
-        let mut pattern_ids: HashMap<Vec<u8>, usize> = HashMap::new();
+    pub fn new<R: Borrow<CompiledRule>>(rules: &[R]) -> Result<Prefilter, MatchError> {
+        let mut pattern_ids: HashMap<(&str, bool), usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut rules_by_pattern: Vec<Vec<(u32, u8)>> = Vec::new();
         let mut all_groups = Vec::with_capacity(rules.len());
         let mut unanchored = Vec::new();
         let mut proven = Vec::with_capacity(rules.len());
-        for (index, rule) in rules.iter().enumerate() {
+        let clauses: Vec<Option<Vec<Vec<Anchor>>>> =
+            rules.iter().map(|rule| proven_clauses(rule.borrow())).collect();
+        for ((index, rule), clauses) in rules.iter().enumerate().zip(&clauses) {
+            let rule = rule.borrow();
             let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count: rules.len() })?;
-            let clauses = proven_clauses(rule);
             proven.push(clauses.is_some());
-            let groups = match &clauses {
+            let groups = match clauses {
                 Some(clauses) => clauses,
                 None => match rule.anchors.as_ref().filter(|groups| !groups.is_empty()) {
                     Some(groups) => groups,
@@ -107,14 +110,14 @@ impl Prefilter {
             for (group, anchors) in groups.iter().take(MAX_ANCHOR_GROUPS).enumerate() {
                 let bit = 1u8 << group;
                 for anchor in anchors {
-                    let mut pattern = Vec::with_capacity(anchor.term.len() + 2);
-                    pattern.push(SEPARATOR);
-                    pattern.extend_from_slice(anchor.term.as_bytes());
-                    if !anchor.prefix {
+                    let id = *pattern_ids.entry((anchor.term.as_str(), anchor.prefix)).or_insert_with(|| {
+                        let mut pattern = Vec::with_capacity(anchor.term.len() + 2);
                         pattern.push(SEPARATOR);
-                    }
-                    let id = *pattern_ids.entry(pattern).or_insert_with_key(|pattern| {
-                        patterns.push(pattern.clone());
+                        pattern.extend_from_slice(anchor.term.as_bytes());
+                        if !anchor.prefix {
+                            pattern.push(SEPARATOR);
+                        }
+                        patterns.push(pattern);
                         rules_by_pattern.push(Vec::new());
                         patterns.len() - 1
                     });

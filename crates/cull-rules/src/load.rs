@@ -19,6 +19,7 @@
 //! `x.toml -> ..data/x.toml` does), never a file of /proc, never more than
 //! [`MAX_RULE_FILE_BYTES`], and never in a way that can block (a FIFO).
 
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -394,18 +395,17 @@ pub fn load_pack<'a>(
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
     taken: &mut Taken,
 ) -> Loaded {
+    let files: Vec<(&Path, &[u8])> = files.into_iter().collect();
+    // Files are parsed and compiled on every core; ids are then claimed in file order,
+    // so that which of two duplicates is reported does not depend on timing.
+    let parsed: Vec<ParsedFile> =
+        files.par_iter().map(|&(path, bytes)| parse_file(path, bytes, pack)).collect();
     let mut loaded = Loaded::default();
-    for (path, bytes) in files {
-        let source = match std::str::from_utf8(bytes) {
-            Ok(source) => source,
-            Err(e) => {
-                let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned();
-                let at = valid.len();
-                loaded.errors.push(RuleError::at(path, &valid, at..at, "rule file is not valid UTF-8"));
-                continue;
-            }
-        };
-        for entry in load_source(path, source, pack, &mut loaded.errors, &mut loaded.warnings) {
+    for (&(path, _), file) in files.iter().zip(parsed) {
+        loaded.errors.extend(file.errors);
+        loaded.warnings.extend(file.warnings);
+        let Some(source) = file.source else { continue };
+        for entry in file.entries {
             if let Some((first_path, first_line)) =
                 taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
             {
@@ -421,6 +421,31 @@ pub fn load_pack<'a>(
         }
     }
     loaded
+}
+
+/// One rule file parsed and compiled, before its ids are claimed.
+struct ParsedFile<'a> {
+    /// The file's text, when it is UTF-8.
+    source: Option<&'a str>,
+    entries: Vec<Entry>,
+    errors: Vec<RuleError>,
+    warnings: Vec<Located>,
+}
+
+fn parse_file<'a>(path: &Path, bytes: &'a [u8], pack: Option<&str>) -> ParsedFile<'a> {
+    let mut file = ParsedFile { source: None, entries: Vec::new(), errors: Vec::new(), warnings: Vec::new() };
+    match std::str::from_utf8(bytes) {
+        Ok(source) => {
+            file.entries = load_source(path, source, pack, &mut file.errors, &mut file.warnings);
+            file.source = Some(source);
+        }
+        Err(e) => {
+            let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned();
+            let at = valid.len();
+            file.errors.push(RuleError::at(path, &valid, at..at, "rule file is not valid UTF-8"));
+        }
+    }
+    file
 }
 
 /// A rule of a file, with or without errors: ids are checked for duplicates even
