@@ -339,7 +339,7 @@ fn recompile_one_file(dir: &Path, matcher: &Matcher, batch: &[Mention]) -> (Dura
         let loaded = cull_rules::load_path(&path);
         assert!(loaded.errors.is_empty(), "{}", loaded.errors[0]);
         let current = matcher.current();
-        let replaced = current.replace(|rule| rule.rule.path != path, loaded.rules).expect("replace");
+        let replaced = current.replace(|rule| rule.path != path, loaded.rules).expect("replace");
         matcher.swap(replaced);
         let took = started.elapsed();
         std::thread::sleep(Duration::from_millis(200));

@@ -20,6 +20,7 @@ mod timing;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use criterion::Throughput;
 use cull_match::RuleSet;
@@ -74,7 +75,9 @@ fn main() {
     let mentions = real_mentions(PER_CORPUS);
     let vocabulary = Vocabulary::of(&real_mentions(3_000), 1_000, 30_000);
     let set = rules(&vocabulary);
-    let by_id: HashMap<&str, &CompiledRule> = set.rules().map(|r| (r.rule.id.as_str(), r)).collect();
+    let compiled: Vec<Arc<CompiledRule>> = set.rules().collect();
+    let by_id: HashMap<&str, &CompiledRule> =
+        compiled.iter().map(|r| (r.rule.id.as_str(), r.as_ref())).collect();
     let config = TicketConfig::default();
     let now = OffsetDateTime::now_utc();
     let matches: usize = set.verdicts(&mentions).iter().map(|v| v.matched.len()).sum();

@@ -104,10 +104,10 @@ pub struct Backtest {
 ///
 /// A rule is tried on the mentions the live matcher would give it: a client's rule on
 /// that client's mentions only, a global rule on every mention the scope admits.
-pub fn backtest<'a>(
+pub fn backtest<R: std::borrow::Borrow<CompiledRule>>(
     searcher: &Searcher,
     scope: &Scope,
-    rules: impl IntoIterator<Item = &'a CompiledRule>,
+    rules: impl IntoIterator<Item = R>,
     request: &BacktestRequest,
 ) -> Result<Backtest, IndexError> {
     // A limit too long to add to now (Duration::MAX) is no limit.
@@ -115,6 +115,7 @@ pub fn backtest<'a>(
     let over = || deadline.is_some_and(|d| Instant::now() >= d);
     let mut report = Backtest { rules: Vec::new() };
     for rule in rules {
+        let rule = rule.borrow();
         let mut records = match rule_scope(scope, rule.rule.client.as_deref()) {
             Some(scope) => searcher.records(&scope, &rule.query, request.since, request.until, deadline)?,
             None => Vec::new(),

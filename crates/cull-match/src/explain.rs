@@ -46,7 +46,7 @@ pub struct Explanation {
 /// client's).
 pub fn explain(set: &RuleSet, rule_id: &str, mention: &Mention) -> Option<Explanation> {
     let (partition, index) = set.locate(mention.client.as_deref(), rule_id)?;
-    let rule = &partition.rules()[index];
+    let rule = &*partition.rule(index);
     let doc = Document::new(mention);
     let mut candidates = Vec::new();
     partition.prefilter().candidates(&doc, &mut Scratch::default(), &mut candidates);

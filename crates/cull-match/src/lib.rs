@@ -13,7 +13,10 @@
 
 pub mod explain;
 pub mod prefilter;
+mod stored;
 pub mod verify;
+
+pub use stored::RuleRef;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
@@ -25,8 +28,11 @@ use cull_rules::CompiledRule;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
-use crate::prefilter::{Prefilter, Scratch};
-use crate::verify::{first_mask_hit, matches, spans_into, Document, DocumentBuffers, Hidden};
+use crate::prefilter::{Anchoring, Prefilter, Scratch};
+use crate::stored::{Interner, Stored};
+use crate::verify::{
+    first_mask_hit, matches, spans_into, word_spans_into, Document, DocumentBuffers, Hidden,
+};
 
 /// Errors building a rule set.
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +195,8 @@ impl MatchScratch {
 pub struct Partition {
     client: Option<String>,
     /// Shared with the sets this one was made from or makes, so that replacing one
-    /// file's rules copies pointers, not rules.
-    rules: Vec<Arc<CompiledRule>>,
+    /// file's rules copies pointers, not rules; most kept compact (see [`stored`]).
+    rules: Vec<Stored>,
     /// Each rule's index in `rules`, found by the hash of its id (ids are unique
     /// within a partition): a table of indexes rather than a map of copied ids, which
     /// at a million rules would be tens of megabytes and rebuilt at each reload.
@@ -200,11 +206,11 @@ pub struct Partition {
 }
 
 impl Partition {
-    fn new(client: Option<String>, rules: Vec<Arc<CompiledRule>>) -> Result<Partition, MatchError> {
-        let prefilter = Prefilter::new(&rules)?;
+    fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
+        let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
         let hasher = RandomState::new();
         let mut by_id = HashTable::with_capacity(rules.len());
-        let hash = |i: &u32| hasher.hash_one(&rules[*i as usize].rule.id);
+        let hash = |i: &u32| hasher.hash_one(rules[*i as usize].fields().id);
         for i in 0..rules.len() as u32 {
             by_id.insert_unique(hash(&i), i, hash);
         }
@@ -217,15 +223,32 @@ impl Partition {
         self.client.as_deref()
     }
 
-    /// Returns the rules, in the order given.
-    pub fn rules(&self) -> &[Arc<CompiledRule>] {
-        &self.rules
+    /// Returns the number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Returns true when the partition has no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Returns rule `index` compiled (a compact rule is compiled on first use).
+    pub fn rule(&self, index: usize) -> Arc<CompiledRule> {
+        self.rules[index].compiled()
+    }
+
+    /// Returns the fields every rule has at hand, in rule order, without compiling.
+    pub fn rule_refs(&self) -> impl Iterator<Item = RuleRef<'_>> {
+        self.rules.iter().map(Stored::fields)
     }
 
     /// Returns the index of rule `id`, if the partition has it.
     pub fn position(&self, id: &str) -> Option<usize> {
         let rules = &self.rules;
-        self.by_id.find(self.hasher.hash_one(id), |&i| rules[i as usize].rule.id == id).map(|&i| i as usize)
+        self.by_id
+            .find(self.hasher.hash_one(id), |&i| rules[i as usize].fields().id == id)
+            .map(|&i| i as usize)
     }
 
     /// Returns the prefilter.
@@ -237,7 +260,8 @@ impl Partition {
 /// An immutable, compiled set of rules: the global partition and one per client.
 ///
 /// Partitions are shared between sets (`Arc`), so that replacing one client's rules
-/// ([`RuleSet::replace`]) compiles only that client's partition.
+/// ([`RuleSet::replace`]) compiles only that client's partition, and the rules of a
+/// partition are shared too, so that replacing one file's rules compiles only them.
 #[derive(Debug)]
 pub struct RuleSet {
     global: Arc<Partition>,
@@ -254,11 +278,11 @@ impl RuleSet {
     }
 
     /// Returns a set with the rules of this one that `keep` keeps, plus `added`.
-    /// Only the partitions that lose or gain a rule are compiled again; the others are
-    /// shared with this set.
+    /// Only the partitions that lose or gain a rule are built again, from the kept
+    /// rules as they are and the added ones; the others are shared with this set.
     pub fn replace(
         &self,
-        keep: impl Fn(&CompiledRule) -> bool,
+        keep: impl Fn(&RuleRef<'_>) -> bool,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
         RuleSet::build(Some((self, &keep)), added)
@@ -266,23 +290,35 @@ impl RuleSet {
 
     #[allow(clippy::type_complexity)]
     fn build(
-        base: Option<(&RuleSet, &dyn Fn(&CompiledRule) -> bool)>,
+        base: Option<(&RuleSet, &dyn Fn(&RuleRef<'_>) -> bool)>,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
-        let mut grouped: HashMap<Option<String>, Vec<Arc<CompiledRule>>> = HashMap::new();
+        let mut interner = Interner::default();
+        let added: Vec<Stored> = added
+            .into_iter()
+            .map(|rule| {
+                let rule = Arc::new(rule);
+                let clauses = match Anchoring::of(&rule) {
+                    Anchoring::Proven(clauses) => Some(clauses),
+                    Anchoring::Verified(_) | Anchoring::Everywhere => None,
+                };
+                Stored::new(Arc::clone(&rule), clauses.as_deref(), &mut interner)
+            })
+            .collect();
+        let mut grouped: HashMap<Option<String>, Vec<Stored>> = HashMap::new();
         for rule in added {
-            grouped.entry(rule.rule.client.clone()).or_default().push(Arc::new(rule));
+            grouped.entry(rule.fields().client.map(str::to_string)).or_default().push(rule);
         }
         let mut partitions: HashMap<Option<String>, Arc<Partition>> = HashMap::new();
         if let Some((base, keep)) = base {
             for partition in base.partitions() {
                 let client = partition.client.clone();
-                let kept: Vec<&Arc<CompiledRule>> = partition.rules.iter().filter(|r| keep(r)).collect();
+                let kept: Vec<&Stored> = partition.rules.iter().filter(|r| keep(&r.fields())).collect();
                 if kept.len() == partition.rules.len() && !grouped.contains_key(&client) {
                     partitions.insert(client, Arc::clone(partition));
                 } else {
                     let fresh = grouped.remove(&client).unwrap_or_default();
-                    let rules: Vec<Arc<CompiledRule>> = kept.into_iter().cloned().chain(fresh).collect();
+                    let rules: Vec<Stored> = kept.into_iter().cloned().chain(fresh).collect();
                     partitions.insert(client.clone(), Arc::new(Partition::new(client, rules)?));
                 }
             }
@@ -304,7 +340,7 @@ impl RuleSet {
             return Err(MatchError::TooManyRules { count });
         }
         let mut set = RuleSet { global, clients, version: String::new() };
-        let mut versions: Vec<&str> = set.rules().map(|r| r.version.as_str()).collect();
+        let mut versions: Vec<&str> = set.rule_refs().map(|r| r.version).collect();
         versions.sort_unstable();
         set.version = cull_model::short_hash(&versions, 12);
         Ok(set)
@@ -315,9 +351,15 @@ impl RuleSet {
         &self.version
     }
 
-    /// Returns every rule: the global ones first, then each client's.
-    pub fn rules(&self) -> impl Iterator<Item = &CompiledRule> {
-        self.partitions().flat_map(|partition| partition.rules.iter().map(Arc::as_ref))
+    /// Returns every rule compiled, the global ones first, then each client's. Compact
+    /// rules are compiled on first use: over a large set, prefer [`RuleSet::rule_refs`].
+    pub fn rules(&self) -> impl Iterator<Item = Arc<CompiledRule>> + '_ {
+        self.partitions().flat_map(|partition| partition.rules.iter().map(Stored::compiled))
+    }
+
+    /// Returns the fields every rule has at hand, in the order of [`RuleSet::rules`].
+    pub fn rule_refs(&self) -> impl Iterator<Item = RuleRef<'_>> {
+        self.partitions().flat_map(|partition| partition.rule_refs())
     }
 
     /// Returns the number of rules.
@@ -349,8 +391,8 @@ impl RuleSet {
 
     /// Returns the rule `id` a mention of `client` can meet: its client's rule of that
     /// id, else the global one.
-    pub fn rule(&self, client: Option<&str>, id: &str) -> Option<&CompiledRule> {
-        self.locate(client, id).map(|(partition, index)| partition.rules[index].as_ref())
+    pub fn rule(&self, client: Option<&str>, id: &str) -> Option<Arc<CompiledRule>> {
+        self.locate(client, id).map(|(partition, index)| partition.rule(index))
     }
 
     /// Returns the partition and index of the rule `id` a mention of `client` meets.
@@ -401,13 +443,17 @@ impl RuleSet {
         for (own, partition) in self.partitions_for(mention.client.as_deref()).enumerate() {
             partition.prefilter.prepared_candidates(prefilter, candidates);
             for &index in candidates.iter() {
-                let rule = &partition.rules[index as usize];
                 let first = spans.len();
-                let kind = if partition.prefilter.proves(index) {
-                    spans_into(&rule.query, &doc, &Hidden::NONE, spans);
-                    HitKind::Matched
-                } else {
-                    evaluate_into(rule, &doc, spans)
+                let kind = match &partition.rules[index as usize] {
+                    Stored::Compact(compact) => {
+                        word_spans_into(compact.clauses().flatten(), &doc, spans);
+                        HitKind::Matched
+                    }
+                    Stored::Full(rule) if partition.prefilter.proves(index) => {
+                        spans_into(&rule.query, &doc, &Hidden::NONE, spans);
+                        HitKind::Matched
+                    }
+                    Stored::Full(rule) => evaluate_into(rule, &doc, spans),
                 };
                 if kind != HitKind::NoMatch {
                     hits.push(Hit { own: own == 1, index, kind, spans: first..spans.len() });
@@ -417,14 +463,12 @@ impl RuleSet {
         *document = doc.recycle();
     }
 
-    /// Returns the rule of a hit of a mention of `client`.
-    pub fn hit_rule(&self, client: Option<&str>, hit: &Hit) -> &CompiledRule {
-        let partition = if hit.own {
-            client.and_then(|client| self.clients.get(client)).unwrap_or(&self.global)
-        } else {
-            &self.global
-        };
-        &partition.rules[hit.index as usize]
+    /// Returns the partition of a hit of a mention of `client`.
+    pub fn hit_partition(&self, client: Option<&str>, hit: &Hit) -> &Partition {
+        match client.and_then(|client| self.clients.get(client)) {
+            Some(own) if hit.own => own,
+            _ => &self.global,
+        }
     }
 
     fn verdict_with(&self, mention: &Mention, scratch: &mut MatchScratch) -> Verdict {
@@ -439,18 +483,22 @@ impl RuleSet {
             mention: None,
         };
         for hit in scratch.hits() {
-            let rule = self.hit_rule(mention.client.as_deref(), hit);
+            let stored = &self.hit_partition(mention.client.as_deref(), hit).rules[hit.index as usize];
+            let rule = stored.fields();
             match hit.kind {
                 HitKind::NoMatch => {}
                 HitKind::Matched => verdict.matched.push(MatchedRule {
-                    rule_id: rule.rule.id.clone(),
-                    rule_version: rule.version.clone(),
+                    rule_id: rule.id.to_string(),
+                    rule_version: rule.version.to_string(),
                     spans: scratch.spans(hit).to_vec(),
                 }),
                 HitKind::Culled(reason, clause) => verdict.culled.push(Culled {
-                    rule_id: rule.rule.id.clone(),
+                    rule_id: rule.id.to_string(),
                     reason,
-                    clause: clause.text(rule, mention).to_string(),
+                    clause: match stored {
+                        Stored::Full(full) => clause.text(full, mention).to_string(),
+                        Stored::Compact(_) => String::new(),
+                    },
                 }),
             }
         }
@@ -620,8 +668,8 @@ mod tests {
              [[rule]]\nid = 'g'\nquery = 'slack'\nclient = 'globex'\n",
         );
         let new = rule_set("[[rule]]\nid = 'a2'\nquery = 'outage'\nclient = 'acme'\n");
-        let added: Vec<CompiledRule> = new.rules().cloned().collect();
-        let replaced = set.replace(|rule| rule.rule.client.as_deref() != Some("acme"), added).unwrap();
+        let added: Vec<CompiledRule> = new.rules().map(|rule| CompiledRule::clone(&rule)).collect();
+        let replaced = set.replace(|rule| rule.client != Some("acme"), added).unwrap();
         let partition = |set: &RuleSet, client: &str| {
             Arc::clone(set.partitions().find(|p| p.client() == Some(client)).unwrap())
         };
@@ -633,8 +681,7 @@ mod tests {
         assert_eq!(matched_ids(&replaced, Some("acme"), "slack outage"), ["global", "a2"]);
         assert_eq!(matched_ids(&replaced, Some("globex"), "slack outage"), ["global", "g"]);
         assert_ne!(set.version(), replaced.version());
-        let emptied =
-            replaced.replace(|rule| rule.rule.client.as_deref() != Some("acme"), Vec::new()).unwrap();
+        let emptied = replaced.replace(|rule| rule.client != Some("acme"), Vec::new()).unwrap();
         assert_eq!(emptied.clients(), ["globex"], "a client whose rules are all gone has no partition");
     }
 }

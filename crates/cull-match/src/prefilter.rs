@@ -20,7 +20,6 @@
 //! prefilter and never verified. At hundreds of thousands of rules this is most of the
 //! matching work saved.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -81,40 +80,40 @@ impl Scratch {
 }
 
 impl Prefilter {
-    /// Builds the automaton for `rules`, indexed by their position in the slice.
-    pub fn new<R: Borrow<CompiledRule>>(rules: &[R]) -> Result<Prefilter, MatchError> {
+    /// Builds the automaton for `rules`, indexed by their position.
+    pub fn new<'a>(rules: impl ExactSizeIterator<Item = Anchoring<'a>>) -> Result<Prefilter, MatchError> {
+        let count = rules.len();
         let mut pattern_ids: HashMap<(&str, bool), usize> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut rules_by_pattern: Vec<Vec<(u32, u8)>> = Vec::new();
-        let mut all_groups = Vec::with_capacity(rules.len());
+        let mut all_groups = Vec::with_capacity(count);
         let mut unanchored = Vec::new();
-        let mut proven = Vec::with_capacity(rules.len());
-        let clauses: Vec<Option<Vec<Vec<Anchor>>>> =
-            rules.iter().map(|rule| proven_clauses(rule.borrow())).collect();
-        for ((index, rule), clauses) in rules.iter().enumerate().zip(&clauses) {
-            let rule = rule.borrow();
-            let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count: rules.len() })?;
-            proven.push(clauses.is_some());
-            let groups = match clauses {
-                Some(clauses) => clauses,
-                None => match rule.anchors.as_ref().filter(|groups| !groups.is_empty()) {
-                    Some(groups) => groups,
-                    None => {
-                        unanchored.push(index);
-                        all_groups.push(0);
-                        continue;
-                    }
-                },
+        let mut proven = Vec::with_capacity(count);
+        for (index, anchoring) in rules.enumerate() {
+            let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count })?;
+            proven.push(matches!(anchoring, Anchoring::Proven(_)));
+            let groups: Vec<Vec<(&str, bool)>> = match anchoring {
+                Anchoring::Proven(clauses) => {
+                    clauses.into_iter().map(|words| words.into_iter().map(|w| (w, false)).collect()).collect()
+                }
+                Anchoring::Verified(groups) => {
+                    groups.iter().map(|g| g.iter().map(|a| (a.term.as_str(), a.prefix)).collect()).collect()
+                }
+                Anchoring::Everywhere => {
+                    unanchored.push(index);
+                    all_groups.push(0);
+                    continue;
+                }
             };
             all_groups.push(u8::MAX >> (8 - groups.len().min(MAX_ANCHOR_GROUPS)));
             for (group, anchors) in groups.iter().take(MAX_ANCHOR_GROUPS).enumerate() {
                 let bit = 1u8 << group;
-                for anchor in anchors {
-                    let id = *pattern_ids.entry((anchor.term.as_str(), anchor.prefix)).or_insert_with(|| {
-                        let mut pattern = Vec::with_capacity(anchor.term.len() + 2);
+                for &(term, prefix) in anchors {
+                    let id = *pattern_ids.entry((term, prefix)).or_insert_with(|| {
+                        let mut pattern = Vec::with_capacity(term.len() + 2);
                         pattern.push(SEPARATOR);
-                        pattern.extend_from_slice(anchor.term.as_bytes());
-                        if !anchor.prefix {
+                        pattern.extend_from_slice(term.as_bytes());
+                        if !prefix {
                             pattern.push(SEPARATOR);
                         }
                         patterns.push(pattern);
@@ -210,24 +209,34 @@ impl Prefilter {
     }
 }
 
-/// Returns the word clauses of a rule the prefilter proves: a query of
-/// [`Plan::word_clauses`](cull_rules::plan::Plan::word_clauses) with no more clauses
-/// than the prefilter tracks, and nothing else that could cull (exclusions, masks,
-/// channel or language filters).
-fn proven_clauses(rule: &CompiledRule) -> Option<Vec<Vec<Anchor>>> {
-    if !rule.exclude.is_empty() || !rule.masks.is_empty() {
-        return None;
+/// How the prefilter selects one rule.
+#[derive(Debug)]
+pub enum Anchoring<'a> {
+    /// Word clauses (see [`Plan::word_clauses`](cull_rules::plan::Plan::word_clauses)):
+    /// a hit of every clause in the title or text is the match.
+    Proven(Vec<Vec<&'a str>>),
+    /// Anchor groups (see [`cull_rules::compiled::anchors`]): every match hits each
+    /// group, and a candidate is verified.
+    Verified(&'a [Vec<Anchor>]),
+    /// No anchor: the rule is verified against every mention.
+    Everywhere,
+}
+
+impl<'a> Anchoring<'a> {
+    /// Returns how `rule` is selected: proven when its query is word clauses, no more
+    /// than the prefilter tracks, and nothing else could cull it (exclusions, masks,
+    /// channel or language filters).
+    pub fn of(rule: &'a CompiledRule) -> Anchoring<'a> {
+        let plain = rule.exclude.is_empty()
+            && rule.masks.is_empty()
+            && rule.channel_filter.is_none()
+            && rule.lang_filter.is_none();
+        match rule.query.word_clauses().filter(|clauses| plain && clauses.len() <= MAX_ANCHOR_GROUPS) {
+            Some(clauses) => Anchoring::Proven(clauses),
+            None => match rule.anchors.as_deref() {
+                Some(groups) if !groups.is_empty() => Anchoring::Verified(groups),
+                _ => Anchoring::Everywhere,
+            },
+        }
     }
-    if rule.channel_filter.is_some() || rule.lang_filter.is_some() {
-        return None;
-    }
-    let clauses = rule.query.word_clauses()?;
-    (clauses.len() <= MAX_ANCHOR_GROUPS).then(|| {
-        clauses
-            .into_iter()
-            .map(|words| {
-                words.into_iter().map(|term| Anchor { term: term.to_string(), prefix: false }).collect()
-            })
-            .collect()
-    })
 }

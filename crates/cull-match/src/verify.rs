@@ -544,6 +544,29 @@ pub fn spans_into(plan: &Plan, doc: &Document<'_>, hidden: &Hidden, out: &mut Ve
     let mut found = std::mem::take(&mut doc.scratch.borrow_mut().found);
     found.clear();
     positive_spans(plan, doc, hidden, &mut found);
+    merge_into(found, doc, out);
+}
+
+/// Appends to `out` the spans of `words` searched in the default scope, as [`spans`]
+/// gives them for a plan of those words (every occurrence in the title and the text):
+/// the spans of a rule of word clauses without its plan.
+pub fn word_spans_into<'w>(words: impl Iterator<Item = &'w str>, doc: &Document<'_>, out: &mut Vec<Span>) {
+    let mut found = std::mem::take(&mut doc.scratch.borrow_mut().found);
+    found.clear();
+    for word in words {
+        for field in Field::DEFAULT {
+            let slot = text_slot(field).unwrap_or_default();
+            let name = field.name();
+            found.extend(doc.folded.lookup(slot, word, false).iter().map(|e| (name, e.start, e.end)));
+        }
+    }
+    merge_into(found, doc, out);
+}
+
+/// Sorts the spans `found` (by field name, then offsets), appends them to `out` with
+/// the overlapping or adjacent spans of a field merged, and gives `found` back to the
+/// document's scratch.
+fn merge_into(mut found: Vec<(&'static str, usize, usize)>, doc: &Document<'_>, out: &mut Vec<Span>) {
     found.sort_unstable();
     let first = out.len();
     for &(field, start, end) in &found {

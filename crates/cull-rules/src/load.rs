@@ -348,9 +348,20 @@ pub struct Taken {
 impl Taken {
     /// Returns the ids of `rules`, already in use.
     pub fn of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Taken {
+        Taken::of_places(
+            rules
+                .into_iter()
+                .map(|rule| (rule.client.as_deref(), rule.id.as_str(), rule.path.as_path(), rule.line)),
+        )
+    }
+
+    /// Returns the ids in use given as (client, id, file, line) of their rules.
+    pub fn of_places<'a>(
+        rules: impl IntoIterator<Item = (Option<&'a str>, &'a str, &'a Path, usize)>,
+    ) -> Taken {
         let mut taken = Taken::default();
-        for rule in rules {
-            taken.claim(rule.client.as_deref(), &rule.id, &rule.path, rule.line);
+        for (client, id, path, line) in rules {
+            taken.claim(client, id, path, line);
         }
         taken
     }

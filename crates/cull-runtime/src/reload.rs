@@ -229,16 +229,21 @@ fn build(dir: &std::path::Path, scope: &Scope, base: &RuleSet) -> Built {
             packs.extend(tree.clients.into_iter().map(|(client, pack)| (Some(client), pack)));
             // A pack whose directory is gone is reloaded as empty: its rules go.
             let on_disk: BTreeSet<Option<String>> = packs.iter().map(|(pack, _)| pack.clone()).collect();
-            let gone: BTreeSet<Option<String>> =
-                base.rules().map(|r| r.rule.pack.clone()).filter(|pack| !on_disk.contains(pack)).collect();
+            let gone: BTreeSet<Option<String>> = base
+                .rule_refs()
+                .map(|r| r.pack.map(str::to_string))
+                .filter(|pack| !on_disk.contains(pack))
+                .collect();
             packs.extend(gone.into_iter().map(|pack| (pack, Loaded::default())));
             packs
         }
         Scope::Client(client) => {
             // The ids a client's rules may not take: the global rules and the rules
             // naming the client in the global files, which stay as they are.
-            let staying = base.partitions_for(Some(client)).flat_map(|p| p.rules());
-            let taken = Taken::of(staying.filter(|r| r.rule.pack.is_none()).map(|r| &r.rule));
+            let staying = base.partitions_for(Some(client)).flat_map(|p| p.rule_refs());
+            let taken = Taken::of_places(
+                staying.filter(|r| r.pack.is_none()).map(|r| (r.client, r.id, r.path, r.line)),
+            );
             vec![(Some(client.clone()), load_client_pack(dir, client, taken))]
         }
     };
@@ -259,7 +264,7 @@ fn build(dir: &std::path::Path, scope: &Scope, base: &RuleSet) -> Built {
         return built;
     }
     built.reloaded_rules = added.len();
-    match base.replace(|rule| !taken_packs.contains(&rule.rule.pack), added) {
+    match base.replace(|rule| !taken_packs.iter().any(|pack| pack.as_deref() == rule.pack), added) {
         Ok(set) => built.set = Some(set),
         Err(error) => built.errors.push(error.to_string()),
     }

@@ -83,15 +83,14 @@ pub fn ticket_topics(
     let mut known: BTreeSet<&str> = clients.iter().map(String::as_str).collect();
     known.extend(set.clients());
     known.extend(config.clients.keys().map(String::as_str));
-    let global: Vec<&str> =
-        set.partitions_for(None).flat_map(|p| p.rules()).map(|r| r.rule.queue.as_str()).collect();
+    let global: Vec<&str> = set.partitions_for(None).flat_map(|p| p.rule_refs()).map(|r| r.queue).collect();
     let mut routes: Vec<(Option<&str>, String)> = Vec::new();
     for client in std::iter::once(None).chain(known.into_iter().map(Some)) {
         let own = client.into_iter().flat_map(|client| set.partitions_for(Some(client)).skip(1));
         let queues = global
             .iter()
             .map(|queue| queue.to_string())
-            .chain(own.flat_map(|p| p.rules()).map(|r| r.rule.queue.clone()))
+            .chain(own.flat_map(|p| p.rule_refs()).map(|r| r.queue.to_string()))
             .chain(config.queues(client));
         routes.extend(queues.map(|queue| (client, queue)));
     }
@@ -258,7 +257,7 @@ impl Stage for TicketStage {
                     continue;
                 }
                 let position = Some(Position { partition: record.partition, offset: record.offset });
-                let triaged = self.triage.triage(mention, matched, rule, position, now);
+                let triaged = self.triage.triage(mention, matched, &rule, position, now);
                 for overflow in &triaged.overflows {
                     let to = match &overflow.to {
                         OverflowTo::Queue(queue) => queue.as_str(),

@@ -1086,7 +1086,7 @@ mod tests {
         let verdict = rules.verdict(m);
         let matched = verdict.matched.first().expect("the rule matches");
         let position = Some(Position { partition: 0, offset });
-        triage.triage(m, matched, rules.rules().next().unwrap(), position, at(now))
+        triage.triage(m, matched, &rules.rules().next().unwrap(), position, at(now))
     }
 
     fn one(triaged: Triaged) -> Ticket {
@@ -1503,7 +1503,7 @@ mod tests {
                     t.triage(
                         &m,
                         &verdict.matched[0],
-                        rules.rules().next().unwrap(),
+                        &rules.rules().next().unwrap(),
                         Some(Position { partition: 0, offset }),
                         time,
                     )
@@ -1561,7 +1561,7 @@ mod tests {
                     m.client = Some(client.to_string());
                     let verdict = rules.verdict(&m);
                     let position = Some(Position { partition: 0, offset });
-                    t.triage(&m, &verdict.matched[0], rules.rules().next().unwrap(), position, time)
+                    t.triage(&m, &verdict.matched[0], &rules.rules().next().unwrap(), position, time)
                 })
                 .collect()
         };

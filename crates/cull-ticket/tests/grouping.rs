@@ -182,7 +182,7 @@ fn group(rules: &RuleSet, mentions: &[(Mention, String)], window_secs: u64) -> V
         let position = Some(Position { partition: 0, offset: offset as i64 });
         for matched in &verdict.matched {
             let rule = rules.rule(None, &matched.rule_id).expect("its rule");
-            let triaged = triage.triage(mention, matched, rule, position, now);
+            let triaged = triage.triage(mention, matched, &rule, position, now);
             assert!(!triaged.replayed, "every verdict is read once");
             let ticket = triaged.tickets.first().expect("no capacity limit: every match has a ticket");
             grouped.push(Grouped {

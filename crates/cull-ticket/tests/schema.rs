@@ -57,7 +57,7 @@ fn every_kind_of_ticket_matches_the_shipped_schema() {
         let verdict = rules.verdict(&m);
         let position = Some(Position { partition: 0, offset: i });
         tickets.extend(
-            triage.triage(&m, &verdict.matched[0], rules.rules().next().unwrap(), position, now).tickets,
+            triage.triage(&m, &verdict.matched[0], &rules.rules().next().unwrap(), position, now).tickets,
         );
         tickets.extend(triage.take_incidents());
     }
