@@ -261,9 +261,9 @@ fn is_combining(c: char) -> bool {
 fn run_cull(dir: &Path) -> Value {
     let seconds: f64 = env_or("CULL_BENCH_SECONDS", "5").parse().expect("seconds");
     let started = Instant::now();
-    let loaded = cull_rules::load_dir(&dir.join("rules"));
+    let (loaded, set) = RuleSet::load(&dir.join("rules"), |rule| rule.rule.enabled);
     assert!(loaded.errors.is_empty(), "{}", loaded.errors[0]);
-    let set = RuleSet::new(loaded.rules).expect("rule set");
+    let set = set.expect("no errors").expect("rule set");
     let build = started.elapsed();
     let rss_after_build = status_kib("VmRSS");
     let rules = set.len();
@@ -276,22 +276,26 @@ fn run_cull(dir: &Path) -> Value {
         })
         .collect();
     let matcher = Matcher::new(set);
-    let first = matcher.verdicts(&mentions);
-    let matches: usize = first.iter().map(|v| v.matched.len()).sum();
-    write_lines(
-        &dir.join("cull.jsonl"),
-        first.iter().map(|v| {
-            let mut ids: Vec<&str> = v.matched.iter().map(|m| m.rule_id.as_str()).collect();
+    // The first pass's answers are written as they come, a chunk at a time, so that
+    // they do not count in the peak memory of the matcher.
+    let mut matches = 0;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("cull.jsonl")).expect("create"));
+    for chunk in mentions.chunks(1000) {
+        for verdict in matcher.verdicts(chunk) {
+            matches += verdict.matched.len();
+            let mut ids: Vec<&str> = verdict.matched.iter().map(|m| m.rule_id.as_str()).collect();
             ids.sort_unstable();
-            json!({"id": v.mention_id, "matches": ids})
-        }),
-    );
-    drop(first);
+            writeln!(out, "{}", json!({"id": verdict.mention_id, "matches": ids})).expect("write");
+        }
+    }
+    out.flush().expect("flush");
     let rate = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         let (started, mut passes) = (Instant::now(), 0usize);
         while passes == 0 || started.elapsed().as_secs_f64() < seconds {
-            std::hint::black_box(pool.install(|| matcher.verdicts(&mentions)));
+            for chunk in mentions.chunks(1000) {
+                std::hint::black_box(pool.install(|| matcher.verdicts(chunk)));
+            }
             passes += 1;
         }
         (passes * mentions.len()) as f64 / started.elapsed().as_secs_f64()

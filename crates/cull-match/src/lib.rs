@@ -274,7 +274,25 @@ impl RuleSet {
     /// Builds a rule set from compiled rules (all of them: callers drop disabled rules
     /// first if they want them dropped), each in the partition of its client.
     pub fn new(rules: Vec<CompiledRule>) -> Result<RuleSet, MatchError> {
-        RuleSet::build(None, rules)
+        RuleSet::build(None, store(rules, &mut Interner::default()))
+    }
+
+    /// Loads the rules at `path` (a rule file or rules directory, as
+    /// [`cull_rules::load_path`] does) into a set of those `wanted` keeps, storing each
+    /// file's rules as soon as they are compiled, so that a large pack is never held
+    /// compiled all at once; returns the loader's findings (its `rules` are empty) and
+    /// the set, which is built only when there are no errors.
+    pub fn load(
+        path: &std::path::Path,
+        wanted: impl Fn(&CompiledRule) -> bool,
+    ) -> (cull_rules::Loaded, Option<Result<RuleSet, MatchError>>) {
+        let mut interner = Interner::default();
+        let mut stored = Vec::new();
+        let loaded = cull_rules::load_path_each(path, &mut |rules| {
+            stored.extend(store(rules.into_iter().filter(|r| wanted(r)).collect(), &mut interner));
+        });
+        let set = loaded.errors.is_empty().then(|| RuleSet::build(None, stored));
+        (loaded, set)
     }
 
     /// Returns a set with the rules of this one that `keep` keeps, plus `added`.
@@ -285,26 +303,14 @@ impl RuleSet {
         keep: impl Fn(&RuleRef<'_>) -> bool,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
-        RuleSet::build(Some((self, &keep)), added)
+        RuleSet::build(Some((self, &keep)), store(added, &mut Interner::default()))
     }
 
     #[allow(clippy::type_complexity)]
     fn build(
         base: Option<(&RuleSet, &dyn Fn(&RuleRef<'_>) -> bool)>,
-        added: Vec<CompiledRule>,
+        added: Vec<Stored>,
     ) -> Result<RuleSet, MatchError> {
-        let mut interner = Interner::default();
-        let added: Vec<Stored> = added
-            .into_iter()
-            .map(|rule| {
-                let rule = Arc::new(rule);
-                let clauses = match Anchoring::of(&rule) {
-                    Anchoring::Proven(clauses) => Some(clauses),
-                    Anchoring::Verified(_) | Anchoring::Everywhere => None,
-                };
-                Stored::new(Arc::clone(&rule), clauses.as_deref(), &mut interner)
-            })
-            .collect();
         let mut grouped: HashMap<Option<String>, Vec<Stored>> = HashMap::new();
         for rule in added {
             grouped.entry(rule.fields().client.map(str::to_string)).or_default().push(rule);
@@ -504,6 +510,21 @@ impl RuleSet {
         }
         verdict
     }
+}
+
+/// Returns `rules` in the form a partition keeps them (see [`stored`]).
+fn store(rules: Vec<CompiledRule>, interner: &mut Interner) -> Vec<Stored> {
+    rules
+        .into_iter()
+        .map(|rule| {
+            let rule = Arc::new(rule);
+            let clauses = match Anchoring::of(&rule) {
+                Anchoring::Proven(clauses) => Some(clauses),
+                Anchoring::Verified(_) | Anchoring::Everywhere => None,
+            };
+            Stored::new(Arc::clone(&rule), clauses.as_deref(), interner)
+        })
+        .collect()
 }
 
 /// Holds the current [`RuleSet`] and swaps in new ones without pausing matching.

@@ -15,6 +15,6 @@ pub mod query;
 
 pub use error::{Located, Refusal, RuleError, Severity, MAX_EXCERPT_CHARS};
 pub use load::{
-    load_as_pack, load_client_pack, load_dir, load_files, load_pack, load_path, load_tree, read_rule_file,
-    Loaded, Taken, Tree, MAX_RULE_FILE_BYTES,
+    load_as_pack, load_client_pack, load_dir, load_files, load_pack, load_path, load_path_each, load_tree,
+    read_rule_file, Loaded, Taken, Tree, MAX_RULE_FILE_BYTES,
 };

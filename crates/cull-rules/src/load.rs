@@ -140,6 +140,16 @@ impl Tree {
 /// with `.` are skipped (a Kubernetes ConfigMap's `..data`). Each pack's files are
 /// read in name order.
 pub fn load_tree(dir: &Path) -> Tree {
+    load_tree_each(dir, &mut |pack: &mut Loaded, rules: Vec<CompiledRule>| pack.rules.extend(rules))
+}
+
+/// Where a loader puts each file's rules once their ids are claimed: into the pack's
+/// [`Loaded::rules`], or to a caller that keeps them in a form of its own, so that a
+/// pack of a million rules is never held compiled all at once.
+type Keep<'k> = &'k mut dyn FnMut(&mut Loaded, Vec<CompiledRule>);
+
+/// As [`load_tree`], handing each file's rules to `keep`.
+fn load_tree_each(dir: &Path, keep: Keep<'_>) -> Tree {
     let mut tree = Tree::default();
     let (files, packs, root) = match list_dir(dir) {
         Ok(listed) => listed,
@@ -149,7 +159,7 @@ pub fn load_tree(dir: &Path) -> Tree {
         }
     };
     let mut taken = Taken::default();
-    tree.global = read_pack(None, &files, &root, &mut taken);
+    tree.global = read_pack(None, &files, &root, &mut taken, keep);
     for (client, pack_dir) in packs {
         if let Some(problem) = client_name_problem(&client) {
             let reason = Refusal::NotAClient(problem);
@@ -158,7 +168,7 @@ pub fn load_tree(dir: &Path) -> Tree {
         }
         let pack = match list_dir(&pack_dir) {
             Ok((files, nested, _)) => {
-                let mut pack = read_pack(Some(&client), &files, &root, &mut taken);
+                let mut pack = read_pack(Some(&client), &files, &root, &mut taken, keep);
                 for (_, nested) in nested {
                     let reason = Refusal::NotAClient("a client's pack holds rule files only".into());
                     pack.errors.push(RuleError::Refused { path: nested, reason });
@@ -208,7 +218,9 @@ fn load_pack_at(path: &Path, client: &str, root: Option<&Path>, mut taken: Taken
         };
     }
     match list_dir(path) {
-        Ok((files, _, own)) => read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken),
+        Ok((files, _, own)) => {
+            read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken, &mut collect)
+        }
         Err(error) => Loaded::failed(error),
     }
 }
@@ -244,7 +256,13 @@ fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<(String, PathBuf)>, PathBuf
 }
 
 /// Reads and loads the files of one pack; a file must resolve inside `root`.
-fn read_pack(client: Option<&str>, paths: &[PathBuf], root: &Path, taken: &mut Taken) -> Loaded {
+fn read_pack(
+    client: Option<&str>,
+    paths: &[PathBuf],
+    root: &Path,
+    taken: &mut Taken,
+    keep: Keep<'_>,
+) -> Loaded {
     let mut unread = Vec::new();
     let mut files = Vec::new();
     for path in paths {
@@ -253,8 +271,12 @@ fn read_pack(client: Option<&str>, paths: &[PathBuf], root: &Path, taken: &mut T
             Err(error) => unread.push(error),
         }
     }
-    let mut pack =
-        load_pack(client, files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())), taken);
+    let mut pack = load_pack_each(
+        client,
+        files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())),
+        taken,
+        keep,
+    );
     unread.append(&mut pack.errors);
     pack.errors = unread;
     pack
@@ -262,13 +284,29 @@ fn read_pack(client: Option<&str>, paths: &[PathBuf], root: &Path, taken: &mut T
 
 /// Loads a rules directory (see [`load_tree`]), or one rule file (of the global pack).
 pub fn load_path(path: &Path) -> Loaded {
+    let mut rules = Vec::new();
+    let mut loaded = load_path_each(path, &mut |more| rules.extend(more));
+    loaded.rules = rules;
+    loaded
+}
+
+/// As [`load_path`], handing the rules to `keep` a file at a time as they are
+/// compiled (the [`Loaded::rules`] returned stay empty): a caller that keeps rules in
+/// a compact form of its own never holds all of a large pack compiled at once.
+pub fn load_path_each(path: &Path, keep: &mut dyn FnMut(Vec<CompiledRule>)) -> Loaded {
+    let mut keep = |_: &mut Loaded, rules: Vec<CompiledRule>| keep(rules);
     if path.is_dir() {
-        return load_dir(path);
+        return load_tree_each(path, &mut keep).flatten();
     }
     match read_rule_file(path, None) {
-        Ok(bytes) => load_files([(path, bytes.as_slice())]),
+        Ok(bytes) => load_pack_each(None, [(path, bytes.as_slice())], &mut Taken::default(), &mut keep),
         Err(error) => Loaded::failed(error),
     }
+}
+
+/// The [`Keep`] that keeps rules in their pack's [`Loaded::rules`].
+fn collect(pack: &mut Loaded, rules: Vec<CompiledRule>) {
+    pack.rules.extend(rules);
 }
 
 /// Reads a rule file: a regular file of at most [`MAX_RULE_FILE_BYTES`], not of
@@ -406,29 +444,46 @@ pub fn load_pack<'a>(
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
     taken: &mut Taken,
 ) -> Loaded {
+    load_pack_each(pack, files, taken, &mut collect)
+}
+
+/// As [`load_pack`], handing each file's rules to `keep`.
+fn load_pack_each<'a>(
+    pack: Option<&str>,
+    files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
+    taken: &mut Taken,
+    keep: Keep<'_>,
+) -> Loaded {
     let files: Vec<(&Path, &[u8])> = files.into_iter().collect();
-    // Files are parsed and compiled on every core; ids are then claimed in file order,
-    // so that which of two duplicates is reported does not depend on timing.
-    let parsed: Vec<ParsedFile> =
-        files.par_iter().map(|&(path, bytes)| parse_file(path, bytes, pack)).collect();
     let mut loaded = Loaded::default();
-    for (&(path, _), file) in files.iter().zip(parsed) {
-        loaded.errors.extend(file.errors);
-        loaded.warnings.extend(file.warnings);
-        let Some(source) = file.source else { continue };
-        for entry in file.entries {
-            if let Some((first_path, first_line)) =
-                taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
-            {
-                let message = format!("duplicate rule id `{}`", entry.id);
-                let help = format!(
-                    "first defined at {}:{first_line}; ids must be unique among a client's rules and the global ones",
-                    first_path.display()
-                );
-                loaded.errors.push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
-                continue;
+    // Files are parsed and compiled on every core, a few at a time so that only those
+    // are held compiled before `keep` takes them; ids are claimed in file order, so
+    // that which of two duplicates is reported does not depend on timing.
+    for chunk in files.chunks(rayon::current_num_threads().max(1)) {
+        let parsed: Vec<ParsedFile> =
+            chunk.par_iter().map(|&(path, bytes)| parse_file(path, bytes, pack)).collect();
+        for (&(path, _), file) in chunk.iter().zip(parsed) {
+            loaded.errors.extend(file.errors);
+            loaded.warnings.extend(file.warnings);
+            let Some(source) = file.source else { continue };
+            let mut rules = Vec::with_capacity(file.entries.len());
+            for entry in file.entries {
+                if let Some((first_path, first_line)) =
+                    taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
+                {
+                    let message = format!("duplicate rule id `{}`", entry.id);
+                    let help = format!(
+                        "first defined at {}:{first_line}; ids must be unique among a client's rules and the global ones",
+                        first_path.display()
+                    );
+                    loaded
+                        .errors
+                        .push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
+                    continue;
+                }
+                rules.extend(entry.rule);
             }
-            loaded.rules.extend(entry.rule);
+            keep(&mut loaded, rules);
         }
     }
     loaded

@@ -42,6 +42,23 @@ pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
     }
 }
 
+/// Loads the rules at `dir` that `wanted` keeps straight into a rule set (see
+/// [`RuleSet::load`]), printing the findings; `None` when there are errors.
+pub(crate) fn load_set_or_report(
+    dir: &Path,
+    wanted: impl Fn(&CompiledRule) -> bool,
+) -> Result<Option<RuleSet>> {
+    let (loaded, set) = RuleSet::load(dir, wanted);
+    print_findings(&loaded);
+    match set {
+        Some(set) => Ok(Some(set?)),
+        None => {
+            eprintln!("cull: {} error(s) in {}", loaded.errors.len(), dir.display());
+            Ok(None)
+        }
+    }
+}
+
 /// `cull rules check`: exit 1 on any error, and on any warning with `deny_warnings`.
 pub fn check(dir: &Path, format: Format, deny_warnings: bool) -> Result<ExitCode> {
     let report = check_rules(dir, deny_warnings);
@@ -479,10 +496,13 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
         anyhow::bail!(crate::config::render(&pipeline.display(), &problems));
     }
     let rules = if config.needs_rules() {
-        let Some(rules) = load_or_report(&config.matcher.rules) else { return Ok(ExitCode::FAILURE) };
+        let wanted = |rule: &CompiledRule| rule.rule.enabled;
+        let Some(rules) = load_set_or_report(&config.matcher.rules, wanted)? else {
+            return Ok(ExitCode::FAILURE);
+        };
         rules
     } else {
-        Vec::new()
+        RuleSet::new(Vec::new())?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let finished = runtime.block_on(crate::pipeline::run(config, rules, once));

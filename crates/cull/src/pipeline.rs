@@ -13,7 +13,6 @@ use anyhow::{Context, Result};
 use cull_bus::{BusKind, EmbeddedBus};
 use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
-use cull_rules::CompiledRule;
 use cull_runtime::reload::{Reloader, TicketTopics};
 use cull_runtime::{
     AdmittedTopics, Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime,
@@ -29,14 +28,13 @@ const SINK_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis
 const TICKET_BATCH: Batching = Batching { max: 512, linger: Duration::from_millis(10) };
 const INDEX_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 
-/// Runs the pipeline with `rules` until its finite input is done (`once`) or a
-/// signal stops it; returns what it did and how it ended.
-pub async fn run(pipeline: Pipeline, rules: Vec<CompiledRule>, once: bool) -> Result<Finished> {
+/// Runs the pipeline with `rules` (enabled ones) until its finite input is done
+/// (`once`) or a signal stops it; returns what it did and how it ended.
+pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finished> {
     if once {
         cull_ingest::check_once(&pipeline.sources)?;
     }
     let webhook_configs = cull_ingest::webhook_configs(&pipeline.sources)?;
-    let rules = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
     let topics = &pipeline.topics;
     let clients = pipeline.clients();
     let ticket_topics: Vec<String> = cull_runtime::ticket_topics(topics, &rules, &pipeline.tickets, &clients)

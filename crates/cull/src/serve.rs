@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use axum::routing::get;
 use axum::Router;
 use cull_index::{Limits, Searcher};
-use cull_match::{Matcher, RuleSet};
+use cull_match::Matcher;
 
 use crate::auth::{Tokens, TOKENS_ENV};
 
@@ -45,8 +45,9 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     if tokens.len() == 0 {
         tracing::warn!("no API tokens (--tokens FILE or {TOKENS_ENV}): every API request will be refused");
     }
-    let Some(rules) = crate::commands::load_or_report(&options.rules) else { return Ok(ExitCode::FAILURE) };
-    let rules = RuleSet::new(rules)?;
+    let Some(rules) = crate::commands::load_set_or_report(&options.rules, |_| true)? else {
+        return Ok(ExitCode::FAILURE);
+    };
     if !options.index.is_dir() {
         // Opening would create an empty index, and a typo would serve nothing quietly.
         bail!("--index {}: no such directory", options.index.display());
