@@ -20,32 +20,44 @@
 //! prefilter and never verified. At hundreds of thousands of rules this is most of the
 //! matching work saved.
 
-use std::collections::HashMap;
-
 use aho_corasick::{AhoCorasick, MatchKind};
 use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
+use hashbrown::HashMap;
 
 use crate::verify::Document;
 use crate::MatchError;
 
-/// The Aho-Corasick automaton over every rule's anchors.
+/// The Aho-Corasick automaton over every rule's anchors, and which rules each
+/// anchor selects.
+///
+/// Each rule is posted under the literals of one group only, its *anchor group*: the
+/// group whose literals the fewest rules share, which stands for the rarest in text.
+/// A mention's distinct literals select the rules anchored on them; each selected rule
+/// is then a candidate when each of its other groups has a literal in the mention,
+/// checked against a bit set of the literals present. A mention thus touches the
+/// rules of its rare words, not every rule sharing any of its words, which is what
+/// keeps a million rules cheap.
 #[derive(Debug)]
 pub struct Prefilter {
     automaton: AhoCorasick,
-    /// The rules anchored on each pattern with the bit of the group it is in, all
-    /// patterns' lists in one vector (`pattern_ends[p]` ends pattern `p`'s), so that a
-    /// hit reads one contiguous run.
-    rules_by_pattern: Vec<(u32, u8)>,
-    pattern_ends: Vec<u32>,
-    /// For each rule, the bits of all its groups: it is a candidate when all are hit.
-    all_groups: Vec<u8>,
+    /// The rules anchored on each pattern, all patterns' lists in one vector
+    /// (`anchor_ends[p]` ends pattern `p`'s), so that a pattern reads one run.
+    anchored: Vec<u32>,
+    anchor_ends: Vec<u32>,
+    /// Each rule's other groups: pattern ids, the last of each group marked with
+    /// [`LAST_IN_GROUP`]; `rest_ends[r]` ends rule `r`'s run.
+    rest: Vec<u32>,
+    rest_ends: Vec<u32>,
     /// For each rule, whether its groups are its word clauses (a candidate is a match
     /// and only title and text hits count), see the module documentation.
     proven: Vec<bool>,
     /// Rules that are candidates for every mention.
     unanchored: Vec<u32>,
 }
+
+/// Marks the last pattern of a group in [`Prefilter::rest`].
+const LAST_IN_GROUP: u32 = 1 << 31;
 
 /// Per-thread buffers reused from one mention to the next.
 #[derive(Debug, Default)]
@@ -54,13 +66,22 @@ pub struct Scratch {
     /// The offset in `haystack` of the separator after the last term of the title
     /// and text: a hit starting before it is a hit in those fields.
     default_end: usize,
-    /// For each rule, the number of the last mention that hit one of its anchors and
-    /// the groups hit in that mention.
-    hits: Vec<(u64, u8)>,
-    mention_number: u64,
+    /// The patterns present in the mention, anywhere and in the title or text, as bit
+    /// sets by pattern id.
+    present: Vec<u64>,
+    present_in_default: Vec<u64>,
+    /// The distinct patterns present, in the order first seen.
+    seen: Vec<u32>,
+    /// For each rule, the number of the last mention that selected it.
+    selected: Vec<u32>,
+    mention_number: u32,
 }
 
 const SEPARATOR: u8 = 0;
+
+fn contains(bits: &[u64], pattern: u32) -> bool {
+    bits[pattern as usize / 64] >> (pattern % 64) & 1 == 1
+}
 
 impl Scratch {
     /// Lays out the folded terms of `doc` as the haystack the prefilters scan.
@@ -83,32 +104,24 @@ impl Prefilter {
     /// Builds the automaton for `rules`, indexed by their position.
     pub fn new<'a>(rules: impl ExactSizeIterator<Item = Anchoring<'a>>) -> Result<Prefilter, MatchError> {
         let count = rules.len();
-        let mut pattern_ids: HashMap<(&str, bool), usize> = HashMap::new();
+        let too_many = |count: usize| MatchError::TooManyRules { count };
+        let mut pattern_ids: HashMap<(&str, bool), u32> = HashMap::new();
         let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut rules_by_pattern: Vec<Vec<(u32, u8)>> = Vec::new();
-        let mut all_groups = Vec::with_capacity(count);
-        let mut unanchored = Vec::new();
+        // How many rules each pattern is in, and every rule's groups as pattern ids
+        // (the last of a group marked), before anchors are chosen.
+        let mut rules_per_pattern: Vec<u32> = Vec::new();
+        let mut groups: Vec<u32> = Vec::new();
+        let mut group_ends: Vec<u32> = Vec::with_capacity(count);
         let mut proven = Vec::with_capacity(count);
+        let mut unanchored = Vec::new();
         for (index, anchoring) in rules.enumerate() {
-            let index = u32::try_from(index).map_err(|_| MatchError::TooManyRules { count })?;
+            let index = u32::try_from(index).map_err(|_| too_many(count))?;
             proven.push(matches!(anchoring, Anchoring::Proven(_)));
-            let groups: Vec<Vec<(&str, bool)>> = match anchoring {
-                Anchoring::Proven(clauses) => {
-                    clauses.into_iter().map(|words| words.into_iter().map(|w| (w, false)).collect()).collect()
-                }
-                Anchoring::Verified(groups) => {
-                    groups.iter().map(|g| g.iter().map(|a| (a.term.as_str(), a.prefix)).collect()).collect()
-                }
-                Anchoring::Everywhere => {
-                    unanchored.push(index);
-                    all_groups.push(0);
-                    continue;
-                }
-            };
-            all_groups.push(u8::MAX >> (8 - groups.len().min(MAX_ANCHOR_GROUPS)));
-            for (group, anchors) in groups.iter().take(MAX_ANCHOR_GROUPS).enumerate() {
-                let bit = 1u8 << group;
-                for &(term, prefix) in anchors {
+            let start = groups.len();
+            let mut add_group = |literals: &mut dyn Iterator<Item = (&'a str, bool)>| {
+                let first = groups.len();
+                for (term, prefix) in literals {
+                    let next = u32::try_from(patterns.len()).map_err(|_| too_many(patterns.len()))?;
                     let id = *pattern_ids.entry((term, prefix)).or_insert_with(|| {
                         let mut pattern = Vec::with_capacity(term.len() + 2);
                         pattern.push(SEPARATOR);
@@ -117,33 +130,106 @@ impl Prefilter {
                             pattern.push(SEPARATOR);
                         }
                         patterns.push(pattern);
-                        rules_by_pattern.push(Vec::new());
-                        patterns.len() - 1
+                        rules_per_pattern.push(0);
+                        next
                     });
-                    match rules_by_pattern[id].last_mut() {
-                        Some((rule, bits)) if *rule == index => *bits |= bit,
-                        _ => rules_by_pattern[id].push((index, bit)),
+                    if !groups[first..].contains(&id) {
+                        groups.push(id);
+                        rules_per_pattern[id as usize] += 1;
                     }
                 }
+                // An empty group can never be hit: the rule is never a candidate.
+                if groups.len() == first {
+                    return Ok(false);
+                }
+                if let Some(last) = groups.last_mut() {
+                    *last |= LAST_IN_GROUP;
+                }
+                Ok(true)
+            };
+            let complete = match anchoring {
+                Anchoring::Proven(clauses) => {
+                    let mut complete = true;
+                    for clause in clauses {
+                        complete &= add_group(&mut clause.into_iter().map(|w| (w, false)))?;
+                    }
+                    complete
+                }
+                Anchoring::Verified(anchor_groups) => {
+                    let mut complete = true;
+                    for group in anchor_groups {
+                        complete &= add_group(&mut group.iter().map(|a| (a.term.as_str(), a.prefix)))?;
+                    }
+                    complete
+                }
+                Anchoring::Everywhere => {
+                    unanchored.push(index);
+                    true
+                }
+            };
+            if !complete {
+                groups.truncate(start);
             }
+            group_ends.push(u32::try_from(groups.len()).map_err(|_| too_many(groups.len()))?);
         }
-        let mut pattern_ends = Vec::with_capacity(rules_by_pattern.len());
-        let mut flat = Vec::with_capacity(rules_by_pattern.iter().map(Vec::len).sum());
-        for rules in rules_by_pattern {
-            flat.extend(rules);
-            pattern_ends
-                .push(u32::try_from(flat.len()).map_err(|_| MatchError::TooManyRules { count: flat.len() })?);
+        // Each rule's anchor group is the one whose patterns the fewest rules share;
+        // the postings are laid out by counting first, so no list per pattern is built.
+        let runs = |ends: &[u32], rule: usize| {
+            rule.checked_sub(1).map_or(0, |r| ends[r] as usize)..ends[rule] as usize
+        };
+        let mut anchor_groups: Vec<(usize, usize)> = Vec::with_capacity(count);
+        let mut anchor_ends = vec![0u32; patterns.len()];
+        for rule in 0..count {
+            let run = &groups[runs(&group_ends, rule)];
+            let mut best: Option<(u64, usize, usize)> = None;
+            let mut first = 0;
+            let mut weight = 0u64;
+            for (i, &id) in run.iter().enumerate() {
+                weight += u64::from(rules_per_pattern[(id & !LAST_IN_GROUP) as usize]);
+                if id & LAST_IN_GROUP != 0 {
+                    if best.is_none_or(|(w, _, _)| weight < w) {
+                        best = Some((weight, first, i + 1));
+                    }
+                    first = i + 1;
+                    weight = 0;
+                }
+            }
+            let (from, to) = best.map_or((0, 0), |(_, from, to)| (from, to));
+            for &id in &run[from..to] {
+                anchor_ends[(id & !LAST_IN_GROUP) as usize] += 1;
+            }
+            anchor_groups.push((from, to));
+        }
+        let mut total = 0u32;
+        for end in &mut anchor_ends {
+            total = total.checked_add(*end).ok_or_else(|| too_many(total as usize))?;
+            *end = total;
+        }
+        let mut fill = anchor_ends.clone();
+        let mut anchored = vec![0u32; total as usize];
+        let mut rest = Vec::with_capacity(groups.len().saturating_sub(total as usize));
+        let mut rest_ends = Vec::with_capacity(count);
+        for (rule, &(from, to)) in anchor_groups.iter().enumerate() {
+            let run = &groups[runs(&group_ends, rule)];
+            for &id in &run[from..to] {
+                let slot = &mut fill[(id & !LAST_IN_GROUP) as usize];
+                *slot -= 1;
+                anchored[*slot as usize] = rule as u32;
+            }
+            rest.extend_from_slice(&run[..from]);
+            rest.extend_from_slice(&run[to..]);
+            rest_ends.push(u32::try_from(rest.len()).map_err(|_| too_many(rest.len()))?);
         }
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .map_err(|e| MatchError::Automaton(e.to_string()))?;
-        Ok(Prefilter { automaton, rules_by_pattern: flat, pattern_ends, all_groups, proven, unanchored })
+        Ok(Prefilter { automaton, anchored, anchor_ends, rest, rest_ends, proven, unanchored })
     }
 
     /// Returns the number of distinct anchor patterns.
     pub fn pattern_count(&self) -> usize {
-        self.pattern_ends.len()
+        self.anchor_ends.len()
     }
 
     /// Returns whether rule `index` is a match whenever it is a candidate (see the
@@ -170,42 +256,68 @@ impl Prefilter {
     pub fn prepared_candidates(&self, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.unanchored);
-        if self.pattern_ends.is_empty() {
+        if self.anchor_ends.is_empty() {
             return;
         }
-        scratch.hits.resize(self.all_groups.len(), (0, 0));
-        scratch.mention_number += 1;
-        let number = scratch.mention_number;
-        let first_touched = out.len();
-        for found in self.automaton.find_overlapping_iter(&scratch.haystack) {
-            let pattern = found.pattern().as_usize();
-            let start = pattern.checked_sub(1).map_or(0, |p| self.pattern_ends[p] as usize);
-            let in_default_fields = found.start() < scratch.default_end;
-            for &(rule, bits) in &self.rules_by_pattern[start..self.pattern_ends[pattern] as usize] {
-                if !in_default_fields && self.proven[rule as usize] {
+        let Scratch { haystack, default_end, present, present_in_default, seen, selected, mention_number } =
+            scratch;
+        let words = self.anchor_ends.len().div_ceil(64);
+        for bits in [&mut *present, &mut *present_in_default] {
+            bits.clear();
+            bits.resize(words, 0);
+        }
+        seen.clear();
+        for found in self.automaton.find_overlapping_iter(haystack.as_slice()) {
+            let pattern = found.pattern().as_u32();
+            let (word, bit) = (pattern as usize / 64, 1u64 << (pattern % 64));
+            if present[word] & bit == 0 {
+                present[word] |= bit;
+                seen.push(pattern);
+            }
+            if found.start() < *default_end {
+                present_in_default[word] |= bit;
+            }
+        }
+        selected.resize(self.proven.len(), 0);
+        if *mention_number == u32::MAX {
+            selected.fill(0);
+            *mention_number = 0;
+        }
+        *mention_number += 1;
+        let number = *mention_number;
+        for &pattern in seen.iter() {
+            let in_default = contains(present_in_default, pattern);
+            let start = (pattern as usize).checked_sub(1).map_or(0, |p| self.anchor_ends[p] as usize);
+            for &rule in &self.anchored[start..self.anchor_ends[pattern as usize] as usize] {
+                let proven = self.proven[rule as usize];
+                if (proven && !in_default) || selected[rule as usize] == number {
                     continue;
                 }
-                let hit = &mut scratch.hits[rule as usize];
-                if hit.0 != number {
-                    *hit = (number, 0);
+                selected[rule as usize] = number;
+                let bits = if proven { &present_in_default[..] } else { &present[..] };
+                if self.rest_is_hit(rule, bits) {
                     out.push(rule);
                 }
-                hit.1 |= bits;
             }
         }
-        // `out` holds every rule touched in this mention after the unanchored ones;
-        // keep those whose groups were all hit.
-        let mut kept = first_touched;
-        for i in first_touched..out.len() {
-            let rule = out[i] as usize;
-            if scratch.hits[rule].1 == self.all_groups[rule] {
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
         out.sort_unstable();
-        out.dedup();
+    }
+
+    /// Returns whether each group of `rule` but its anchor group has a pattern in
+    /// `bits`.
+    fn rest_is_hit(&self, rule: u32, bits: &[u64]) -> bool {
+        let start = (rule as usize).checked_sub(1).map_or(0, |r| self.rest_ends[r] as usize);
+        let mut hit = false;
+        for &id in &self.rest[start..self.rest_ends[rule as usize] as usize] {
+            hit |= contains(bits, id & !LAST_IN_GROUP);
+            if id & LAST_IN_GROUP != 0 {
+                if !hit {
+                    return false;
+                }
+                hit = false;
+            }
+        }
+        true
     }
 }
 
@@ -237,6 +349,36 @@ impl<'a> Anchoring<'a> {
                 Some(groups) if !groups.is_empty() => Anchoring::Verified(groups),
                 _ => Anchoring::Everywhere,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use cull_model::Mention;
+
+    use super::*;
+
+    #[test]
+    fn candidates_stay_right_when_the_mention_numbers_wrap() {
+        let pack = "[[rule]]\nid = 'a'\nquery = 'slack stock'\n\n[[rule]]\nid = 'b'\nquery = 'outage'\n";
+        let loaded = cull_rules::load_files([(Path::new("t.toml"), pack.as_bytes())]);
+        let prefilter = Prefilter::new(loaded.rules.iter().map(Anchoring::of)).expect("prefilter");
+        let mut scratch = Scratch { mention_number: u32::MAX - 2, ..Scratch::default() };
+        let mut out = Vec::new();
+        let mut candidates = |text: &str| {
+            let mention = Mention::new("m", text);
+            prefilter.candidates(&Document::new(&mention), &mut scratch, &mut out);
+            out.clone()
+        };
+        // Each rule is selected in every mention: a selection left from the mention
+        // before would hide a candidate, or a stale number show one.
+        for _ in 0..3 {
+            assert_eq!(candidates("slack outage"), [1]);
+            assert_eq!(candidates("stock outage"), [1]);
+            assert_eq!(candidates("slack stock"), [0]);
         }
     }
 }

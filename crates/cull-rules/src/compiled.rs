@@ -149,7 +149,7 @@ impl CompiledRule {
         let lang_filter =
             allowed(Field::Lang, rule.langs.iter().map(|l| keyword_value(l)).chain(undetermined));
         let version = rule_version(&rule);
-        let anchors = anchors(&query);
+        let anchors = word_clause_anchors(&query).or_else(|| anchors(&query));
         Ok(CompiledRule {
             rule,
             version,
@@ -221,6 +221,26 @@ fn rule_version(rule: &Rule) -> String {
     cull_model::short_hash(&fields, 12)
 }
 
+/// Returns the anchor groups of a query of word clauses (see
+/// [`Plan::word_clauses`]): the clauses themselves, each word whole, when there are no
+/// more than [`MAX_ANCHOR_GROUPS`]. Every clause is needed for a match and each is a
+/// group, so the groups are exactly the query.
+fn word_clause_anchors(query: &Plan) -> Option<Vec<Vec<Anchor>>> {
+    let clauses = query.word_clauses().filter(|clauses| clauses.len() <= MAX_ANCHOR_GROUPS)?;
+    let mut groups: Vec<Vec<Anchor>> = clauses
+        .into_iter()
+        .map(|words| {
+            let mut group: Vec<Anchor> =
+                words.into_iter().map(|term| Anchor { term: term.to_string(), prefix: false }).collect();
+            group.sort();
+            group.dedup();
+            group
+        })
+        .collect();
+    groups.dedup();
+    Some(groups)
+}
+
 /// The most anchor groups kept per rule; the prefilter tracks them in a bit set.
 pub const MAX_ANCHOR_GROUPS: usize = 8;
 
@@ -265,7 +285,7 @@ pub fn anchors(plan: &Plan) -> Option<Vec<Vec<Anchor>>> {
         group.sort();
         group.dedup();
     }
-    groups.sort_by_key(|g| cost(g));
+    groups.sort_by_cached_key(|g| cost(g));
     groups.dedup();
     // A group of common words adds little selectivity but makes the prefilter visit
     // the rule for most mentions; it is dropped when a better group remains.
