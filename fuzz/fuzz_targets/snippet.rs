@@ -46,7 +46,7 @@ fuzz_target!(|input: Input| {
     assert_eq!(verdicts.len(), 1, "one verdict per mention");
     for matched in &verdicts[0].matched {
         for span in &matched.spans {
-            let field = match span.field.as_str() {
+            let field = match &*span.field {
                 "title" => mention.title.as_deref(),
                 "text" => Some(mention.text.as_str()),
                 "author" => mention.author.as_deref(),
