@@ -502,6 +502,7 @@ impl RuleSet {
                     reason,
                     clause: match stored {
                         Stored::Full(full) => clause.text(full, mention).to_string(),
+                        // A compact rule has nothing that culls.
                         Stored::Compact(_) => String::new(),
                     },
                 }),

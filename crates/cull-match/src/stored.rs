@@ -10,7 +10,7 @@
 //! something asks for it ([`Stored::compiled`]: a ticket's triage, an explanation),
 //! once, from the same fields, so it is the rule that was loaded, version included.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -60,31 +60,27 @@ pub(crate) struct Compact {
 /// Shares the path, queue and client strings of the rules of one build.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    paths: HashMap<Arc<Path>, ()>,
-    strings: HashMap<Arc<str>, ()>,
+    paths: HashSet<Arc<Path>>,
+    strings: HashSet<Arc<str>>,
 }
 
 impl Interner {
     fn path(&mut self, path: &Path) -> Arc<Path> {
-        match self.paths.get_key_value(path) {
-            Some((shared, ())) => Arc::clone(shared),
-            None => {
-                let shared: Arc<Path> = Arc::from(path);
-                self.paths.insert(Arc::clone(&shared), ());
-                shared
-            }
+        if let Some(shared) = self.paths.get(path) {
+            return Arc::clone(shared);
         }
+        let shared: Arc<Path> = Arc::from(path);
+        self.paths.insert(Arc::clone(&shared));
+        shared
     }
 
     fn string(&mut self, text: &str) -> Arc<str> {
-        match self.strings.get_key_value(text) {
-            Some((shared, ())) => Arc::clone(shared),
-            None => {
-                let shared: Arc<str> = Arc::from(text);
-                self.strings.insert(Arc::clone(&shared), ());
-                shared
-            }
+        if let Some(shared) = self.strings.get(text) {
+            return Arc::clone(shared);
         }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(Arc::clone(&shared));
+        shared
     }
 }
 
