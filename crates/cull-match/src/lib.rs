@@ -239,6 +239,11 @@ impl Partition {
         self.rules[index].compiled()
     }
 
+    /// Returns the fields of rule `index` at hand, without compiling it.
+    pub fn rule_ref(&self, index: usize) -> RuleRef<'_> {
+        self.rules[index].fields()
+    }
+
     /// Returns the fields every rule has at hand, in rule order, without compiling.
     pub fn rule_refs(&self) -> impl Iterator<Item = RuleRef<'_>> {
         self.rules.iter().map(Stored::fields)
