@@ -1,12 +1,12 @@
-//! How a partition keeps its rules: most in a compact form of a few dozen bytes, the
-//! others whole.
+//! How a partition keeps its rules: most in a compact form of a few hundred bytes,
+//! the others whole.
 //!
 //! A compiled rule is a tree of plans with a string per word and field (about 3 KB
 //! for a rule of five words), which at a million rules is gigabytes. Most brand rules
 //! are plain word clauses with no setting but a priority, queue and metrics flag
 //! ([`Compact::of`]); their prefilter hit is their match, so matching never needs the
 //! tree. Such a rule is kept as its text (id, name, query and clause words in one
-//! string) and shared path and queue, about 150 bytes, and compiled in full only when
+//! string) and shared path and queue, about 200 bytes, and compiled in full only when
 //! something asks for it ([`Stored::compiled`]: a ticket's triage, an explanation),
 //! once, from the same fields, so it is the rule that was loaded, version included.
 
