@@ -11,6 +11,7 @@
 //! once, from the same fields, so it is the rule that was loaded, version included.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -66,22 +67,25 @@ pub(crate) struct Interner {
 
 impl Interner {
     fn path(&mut self, path: &Path) -> Arc<Path> {
-        if let Some(shared) = self.paths.get(path) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<Path> = Arc::from(path);
-        self.paths.insert(Arc::clone(&shared));
-        shared
+        shared(&mut self.paths, path)
     }
 
     fn string(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.strings.insert(Arc::clone(&shared));
-        shared
+        shared(&mut self.strings, text)
     }
+}
+
+/// Returns the copy of `value` in `set`, adding it when it is not there yet.
+fn shared<T: Eq + Hash + ?Sized>(set: &mut HashSet<Arc<T>>, value: &T) -> Arc<T>
+where
+    Arc<T>: for<'a> From<&'a T>,
+{
+    if let Some(shared) = set.get(value) {
+        return Arc::clone(shared);
+    }
+    let shared = Arc::from(value);
+    set.insert(Arc::clone(&shared));
+    shared
 }
 
 impl Compact {

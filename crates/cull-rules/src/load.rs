@@ -140,7 +140,7 @@ impl Tree {
 /// with `.` are skipped (a Kubernetes ConfigMap's `..data`). Each pack's files are
 /// read in name order.
 pub fn load_tree(dir: &Path) -> Tree {
-    load_tree_each(dir, &mut |pack: &mut Loaded, rules: Vec<CompiledRule>| pack.rules.extend(rules))
+    load_tree_each(dir, &mut collect)
 }
 
 /// Where a loader puts each file's rules once their ids are claimed: into the pack's
