@@ -98,7 +98,7 @@ impl From<&ModelError> for Reason {
             ModelError::InvalidUtf8 { .. } => Reason::InvalidUtf8,
             ModelError::Json { .. } => Reason::MalformedJson,
             ModelError::Schema { .. } => Reason::Schema,
-            ModelError::EmptyField { .. } => Reason::Other,
+            ModelError::EmptyField { .. } | ModelError::Invalid { .. } => Reason::Other,
             ModelError::Client { .. } | ModelError::ForeignClient { .. } => Reason::Client,
         }
     }

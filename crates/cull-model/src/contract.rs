@@ -67,6 +67,14 @@ pub enum ModelError {
         /// The field name.
         field: &'static str,
     },
+    /// A field's value breaks the contract.
+    #[error("field `{field}`: {problem}")]
+    Invalid {
+        /// The field name.
+        field: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// The `client` field is not a client name (see [`crate::client_name_problem`]).
     #[error("field `client`: {problem}")]
     Client {

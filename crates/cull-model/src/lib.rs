@@ -2,7 +2,7 @@
 //!
 //! Everything that crosses a process boundary is defined here: the [`Mention`] that
 //! ingest produces, the [`Verdict`] the matcher emits for every mention and the
-//! [`Ticket`] a contact center consumes. Each carries a `schema` string with a version
+//! [`Ticket`] a contact center consumes, and the [`Feedback`] its agents send back. Each carries a `schema` string with a version
 //! so that consumers written in other languages can reject what they do not know.
 //!
 //! The [`analyzer`] lives here too, rather than in the matcher or the index, because
@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 mod contract;
 pub mod escape;
+mod feedback;
 mod id;
 pub mod thread;
 
@@ -25,4 +26,5 @@ pub use contract::{
     Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,
     TICKET_SCHEMA, UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };
+pub use feedback::{Disposition, Feedback, FEEDBACK_SCHEMA, MAX_FEEDBACK_BYTES};
 pub use id::{mention_id, short_hash, ticket_id};

@@ -31,6 +31,9 @@ pub struct Topics {
     /// The ticketing stage's changelog: the state of open tickets, read back after a
     /// restart and by the replica that takes a partition over.
     pub ticket_state: String,
+    /// Agents' dispositions of tickets (`cull.feedback/v1`), from helpdesks and the
+    /// API: they close tickets for `max_open` and measure every rule's precision.
+    pub feedback: String,
 }
 
 impl Default for Topics {
@@ -43,6 +46,7 @@ impl Default for Topics {
             tickets_per_client: true,
             dead_letter: "cull.dead-letter".to_string(),
             ticket_state: "cull.ticket-state".to_string(),
+            feedback: "cull.feedback".to_string(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl Topics {
             ("tickets", &self.tickets),
             ("dead_letter", &self.dead_letter),
             ("ticket_state", &self.ticket_state),
+            ("feedback", &self.feedback),
         ];
         for (i, &(key, name)) in topics.iter().enumerate() {
             checks.check(is_topic_name(name), key, || {

@@ -110,6 +110,7 @@ pub struct Metrics {
     ticket_overflows: IntCounterVec,
     tickets_late: IntCounterVec,
     spike_firings: IntCounterVec,
+    feedback: IntCounterVec,
     rule_outcomes: IntCounterVec,
     dead_letters: IntCounterVec,
     batch_duration: HistogramVec,
@@ -192,6 +193,11 @@ impl Metrics {
                 "cull_spike_firings_total",
                 "Spikes detected (each opens one incident ticket), by scope kind (rule, queue) and severity.",
                 &["scope", "severity"],
+            ),
+            feedback: counter(
+                "cull_tickets_feedback_total",
+                "Agents' dispositions the ticketing stage read, by disposition and what they did (closed, reopened, recorded, superseded by a later one, unknown ticket).",
+                &["disposition", "outcome"],
             ),
             rule_outcomes: counter(
                 "cull_rule_mentions_total",
@@ -388,6 +394,11 @@ impl Metrics {
     /// Counts a spike of `scope` kind (`rule`, `queue`) and `severity`.
     pub fn record_spike(&self, scope: &str, severity: &str) {
         self.spike_firings.with_label_values(&[scope, severity]).inc();
+    }
+
+    /// Counts an agent's `disposition` that had `outcome` on its ticket.
+    pub fn record_feedback(&self, disposition: &str, outcome: &str) {
+        self.feedback.with_label_values(&[disposition, outcome]).inc();
     }
 
     /// Adds `count` dead letters from `stage`.

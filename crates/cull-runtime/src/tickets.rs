@@ -21,9 +21,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use cull_bus::dead_letter::Reason;
 use cull_bus::{Message, Record};
 use cull_match::{Matcher, RuleSet};
-use cull_model::{Priority, Ticket, TicketKind, Verdict};
+use cull_model::{Feedback, Priority, Ticket, TicketKind, Verdict};
 use cull_ticket::calendar::CalendarError;
-use cull_ticket::{ChangelogRecord, OverflowTo, Position, TicketConfig, Triage};
+use cull_ticket::{ChangelogRecord, Disposal, OverflowTo, Position, TicketConfig, Triage};
 use time::OffsetDateTime;
 
 use crate::config::Topics;
@@ -164,6 +164,30 @@ impl TicketStage {
         Ok(())
     }
 
+    /// Takes an agent's disposition read from the feedback topic: a closed ticket
+    /// leaves its queue's open count (its state goes to the changelog with the
+    /// batch); a record that is not valid feedback is dead-lettered.
+    fn dispose(&mut self, record: &Record, out: &mut Output) {
+        let feedback = match Feedback::from_json(&record.payload) {
+            Ok(feedback) => feedback,
+            Err(error) => {
+                out.dead_letter(record, &format!("not a disposition: {error}"), Reason::from(&error));
+                return;
+            }
+        };
+        let outcome = match self.triage.dispose(&feedback) {
+            Disposal::Closed => "closed",
+            Disposal::Reopened => "reopened",
+            Disposal::Recorded => "recorded",
+            Disposal::Superseded => "superseded",
+            Disposal::Unknown => {
+                tracing::info!(ticket = %feedback.ticket_id, client = ?feedback.client, "a disposition of a ticket this stage does not remember");
+                "unknown"
+            }
+        };
+        self.metrics.record_feedback(feedback.disposition.as_str(), outcome);
+    }
+
     /// Adds the incidents mentions joined and the state triage changed to `out`: the
     /// tickets first, then the changelog, which the runner sends in the same batch.
     fn send_changes(
@@ -216,6 +240,10 @@ impl Stage for TicketStage {
         let mut made = 0;
         for record in records {
             crate::fault::record(NAME, record);
+            if record.topic == self.topics.feedback {
+                self.dispose(record, out);
+                continue;
+            }
             let verdict = match serde_json::from_slice::<Verdict>(&record.payload) {
                 Ok(verdict) => verdict,
                 Err(error) => {

@@ -41,7 +41,7 @@ pub mod triage;
 use cull_model::{Mention, Span, Ticket};
 
 pub use config::{QueueConfig, SlaMinutes, TicketConfig, Weights};
-pub use triage::{ChangelogRecord, Overflow, OverflowTo, Position, TicketState, Triage, Triaged};
+pub use triage::{ChangelogRecord, Disposal, Overflow, OverflowTo, Position, TicketState, Triage, Triaged};
 
 /// The header naming a ticket's queue.
 pub const QUEUE_HEADER: &str = "cull.queue";

@@ -17,7 +17,10 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use cull_match::verify::{matches, Document, Hidden};
 use cull_model::thread::{canonical_url, thread_key, NEAR_DUPLICATE_OF};
-use cull_model::{Factor, MatchedRule, Mention, Priority, Ticket, TicketKind, TicketRule, TICKET_SCHEMA};
+use cull_model::{
+    Disposition, Factor, Feedback, MatchedRule, Mention, Priority, Ticket, TicketKind, TicketRule,
+    TICKET_SCHEMA,
+};
 use cull_rules::{Clause, CompiledRule};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -139,6 +142,14 @@ pub struct TicketState {
     /// See `factors`.
     #[serde(default)]
     pub rank_offset_minutes: u32,
+    /// When an agent's disposition closed it (unix seconds, the disposition's time):
+    /// a closed ticket no longer counts toward its queue's `max_open` and takes no
+    /// more mentions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<i64>,
+    /// The latest disposition an agent gave it, and when (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<(Disposition, i64)>,
 }
 
 impl TicketState {
@@ -184,6 +195,8 @@ impl TicketState {
             factors: Vec::new(),
             score: 0,
             rank_offset_minutes: 0,
+            closed_at: None,
+            disposition: None,
         }
     }
 
@@ -215,6 +228,31 @@ impl ChangelogRecord {
             ChangelogRecord::Ticket(state) => &state.ticket_id,
             ChangelogRecord::Spikes(_) => "spikes",
         }
+    }
+}
+
+/// What an agent's disposition did to a ticket (see [`Triage::dispose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// It closed the ticket: its queue has room for one more.
+    Closed,
+    /// A priority correction reopened a closed ticket.
+    Reopened,
+    /// It was recorded; the ticket stays as open or closed as it was.
+    Recorded,
+    /// A later disposition of the ticket was already taken.
+    Superseded,
+    /// The ticket is not one this triage remembers for the record's client.
+    Unknown,
+}
+
+/// Returns the later of two dispositions of one ticket, with when it closed the ticket.
+fn later_disposition(a: &TicketState, b: &TicketState) -> (Option<(Disposition, i64)>, Option<i64>) {
+    let at = |state: &TicketState| state.disposition.map(|(_, at)| at);
+    if at(a) >= at(b) {
+        (a.disposition, a.closed_at)
+    } else {
+        (b.disposition, b.closed_at)
     }
 }
 
@@ -287,8 +325,9 @@ pub struct Triage {
     tickets: HashMap<String, TicketState>,
     /// `(client, rule id, link key)` to the ticket open for joining under it.
     links: HashMap<(Option<String>, String, String), String>,
-    /// Per client's queue, when each of its tickets was opened, oldest first.
-    opened: HashMap<QueueKey, VecDeque<i64>>,
+    /// Per client's queue, when each of its tickets still open was opened (and its
+    /// id), oldest first.
+    opened: HashMap<QueueKey, VecDeque<(i64, String)>>,
     /// Tickets changed since the last [`Triage::take_changes`].
     changed: BTreeSet<String>,
     calls: u64,
@@ -387,22 +426,85 @@ impl Triage {
         }
     }
 
-    fn restore_ticket(&mut self, state: TicketState) {
-        if self.tickets.get(&state.ticket_id).is_some_and(|known| known.revision >= state.revision) {
-            return;
+    fn restore_ticket(&mut self, mut state: TicketState) {
+        // Revisions and dispositions are merged, not taken whole: a replica reading the
+        // feedback may close a ticket whose owner has revised it meanwhile, and
+        // neither may undo the other.
+        if let Some(known) = self.tickets.get_mut(&state.ticket_id) {
+            let (disposition, closed_at) = later_disposition(known, &state);
+            if known.revision >= state.revision {
+                if (known.disposition, known.closed_at) != (disposition, closed_at) {
+                    (known.disposition, known.closed_at) = (disposition, closed_at);
+                    let (key, id) =
+                        (queue_key(known.client.as_deref(), &known.queue), known.ticket_id.clone());
+                    self.reopen_or_close(key, &id);
+                }
+                return;
+            }
+            (state.disposition, state.closed_at) = (disposition, closed_at);
         }
         if state.kind == TicketKind::Incident {
             if let Some(scope) = state.links.first() {
                 self.incidents.insert(scope.clone(), state.ticket_id.clone());
             }
         }
-        if !self.tickets.contains_key(&state.ticket_id) {
-            let opened = self.opened.entry(queue_key(state.client.as_deref(), &state.queue)).or_default();
-            let at = opened.partition_point(|&t| t <= state.created_at);
-            opened.insert(at, state.created_at);
-        }
+        let (key, id) = (queue_key(state.client.as_deref(), &state.queue), state.ticket_id.clone());
+        self.tickets.insert(id.clone(), state.clone());
+        self.reopen_or_close(key, &id);
         self.link(&state);
-        self.tickets.insert(state.ticket_id.clone(), state);
+    }
+
+    /// Takes an agent's disposition of a ticket: the latest one (by its time) is kept,
+    /// and one that closes the ticket takes it out of its queue's open count. A ticket
+    /// this triage does not remember (never opened here, or forgotten) or of another
+    /// client than the record names is left alone.
+    pub fn dispose(&mut self, feedback: &Feedback) -> Disposal {
+        let Some(at) = feedback.at_unix() else { return Disposal::Unknown };
+        let Some(state) = self.tickets.get_mut(&feedback.ticket_id) else { return Disposal::Unknown };
+        if state.client != feedback.client {
+            return Disposal::Unknown;
+        }
+        if state.disposition.is_some_and(|(_, seen)| seen > at) {
+            return Disposal::Superseded;
+        }
+        state.disposition = Some((feedback.disposition, at));
+        let disposal = match (feedback.disposition.closes(), state.closed_at) {
+            (true, None) => {
+                state.closed_at = Some(at);
+                Disposal::Closed
+            }
+            (true, Some(_)) => Disposal::Recorded,
+            (false, Some(_)) => {
+                // A later disposition that does not close (a priority correction)
+                // reopens it: the agent is working on it again.
+                state.closed_at = None;
+                Disposal::Reopened
+            }
+            (false, None) => Disposal::Recorded,
+        };
+        let (key, id) = (queue_key(state.client.as_deref(), &state.queue), state.ticket_id.clone());
+        self.reopen_or_close(key, &id);
+        self.changed.insert(id);
+        disposal
+    }
+
+    /// Counts ticket `id` among the open tickets of its queue `key` or not, as its
+    /// state says.
+    fn reopen_or_close(&mut self, key: QueueKey, id: &str) {
+        let Some(state) = self.tickets.get(id) else { return };
+        let opened = self.opened.entry(key).or_default();
+        let counted = opened.iter().any(|(_, open)| open == id);
+        // Only tickets take a queue's room: a digest or an incident is what a full
+        // queue or a spike made, not one more thread for an agent.
+        let open = state.closed_at.is_none() && state.kind == TicketKind::Ticket;
+        match (open, counted) {
+            (false, true) => opened.retain(|(_, open)| open != id),
+            (true, false) => {
+                let at = opened.partition_point(|(t, _)| *t <= state.created_at);
+                opened.insert(at, (state.created_at, id.to_string()));
+            }
+            _ => {}
+        }
     }
 
     /// Returns the records changed since the last call, to be written to the changelog
@@ -662,6 +764,7 @@ impl Triage {
     fn open_for_joining(&self, state: &TicketState, event: i64) -> bool {
         self.window_secs > 0
             && state.kind == TicketKind::Ticket
+            && state.closed_at.is_none()
             && event <= state.last_event_at.saturating_add(self.window_secs)
             && event >= state.arrival_at.saturating_sub(self.window_secs)
     }
@@ -719,7 +822,7 @@ impl Triage {
         state.priority = rule.rule.priority;
         state.recent = vec![event];
         state.position = position;
-        self.opened.entry(queue_key(client, &queue)).or_default().push_back(now);
+        self.opened.entry(queue_key(client, &queue)).or_default().push_back((now, ticket_id.clone()));
         self.link(&state);
         self.tickets.insert(ticket_id, state.clone());
         Some(state)
@@ -736,10 +839,10 @@ impl Triage {
         let open_window = i64::try_from(self.config.open_window_secs).unwrap_or(i64::MAX / 4);
         let opened = self.opened.entry(queue_key(client, queue)).or_default();
         let horizon = now.saturating_sub(open_window.max(HOUR));
-        while opened.front().is_some_and(|&t| t < horizon) {
+        while opened.front().is_some_and(|(t, _)| *t < horizon) {
             opened.pop_front();
         }
-        let count_since = |since: i64| opened.len() - opened.partition_point(|&t| t < since);
+        let count_since = |since: i64| opened.len() - opened.partition_point(|(t, _)| *t < since);
         per_hour.is_some_and(|limit| count_since(now - HOUR) >= limit as usize)
             || open.is_some_and(|limit| count_since(now.saturating_sub(open_window)) >= limit as usize)
     }
@@ -1461,6 +1564,80 @@ mod tests {
         let free =
             one(triage(&mut restarted, &rules, &m(2, "2026-11-25T11:05:00Z"), 2, "2026-11-25T11:05:00Z"));
         assert_eq!(free.kind, TicketKind::Ticket);
+    }
+
+    #[test]
+    fn dispositions_free_max_open_survive_a_restart_and_merge_with_revisions_across_replicas() {
+        use cull_model::{Disposition, Feedback};
+        let rules = rules("");
+        let mut config = TicketConfig::default();
+        config.queues.insert("care".into(), QueueConfig { max_open: Some(2), ..QueueConfig::default() });
+        let mut t = Triage::new(&config).unwrap();
+        let now = "2026-11-25T10:00:00Z";
+        let m = |i: i64| mention(&format!("{i}"), Some(&format!("@u{i}")), None, now);
+        let first = one(triage(&mut t, &rules, &m(0), 0, now));
+        let second = one(triage(&mut t, &rules, &m(1), 1, now));
+        let full = one(triage(&mut t, &rules, &m(2), 2, now));
+        assert_eq!(full.kind, TicketKind::Digest, "two open tickets fill the queue");
+        let feedback = |ticket: &Ticket, disposition, minute: u8| {
+            let at = at(&format!("2026-11-25T10:{minute:02}:00Z"));
+            let mut feedback = Feedback::new(&ticket.ticket_id, disposition, at);
+            if disposition == Disposition::WrongPriority {
+                feedback.priority = Some(Priority::P1);
+            }
+            feedback
+        };
+        assert_eq!(t.dispose(&feedback(&first, Disposition::WrongPriority, 1)), Disposal::Recorded);
+        assert_eq!(one(triage(&mut t, &rules, &m(3), 3, now)).kind, TicketKind::Digest, "still open");
+        assert_eq!(t.dispose(&feedback(&first, Disposition::Irrelevant, 2)), Disposal::Closed);
+        assert_eq!(t.dispose(&feedback(&first, Disposition::Resolved, 1)), Disposal::Superseded);
+        let mut other_client = feedback(&second, Disposition::Resolved, 2);
+        other_client.client = Some("acme".into());
+        assert_eq!(t.dispose(&other_client), Disposal::Unknown, "another client cannot close it");
+        let unknown = Feedback::new("no-such-ticket", Disposition::Resolved, at(now));
+        assert_eq!(t.dispose(&unknown), Disposal::Unknown);
+        let room = one(triage(&mut t, &rules, &m(4), 4, now));
+        assert_eq!(room.kind, TicketKind::Ticket, "the closed ticket made room");
+        let rejoin = one(triage(&mut t, &rules, &mention("0b", Some("@u0"), None, now), 5, now));
+        assert_ne!(rejoin.ticket_id, first.ticket_id, "a closed ticket takes no more mentions");
+        assert_eq!(rejoin.kind, TicketKind::Digest, "and the new one finds the queue full again");
+
+        // A restart reads the closure back from the changelog.
+        let changes = t.take_changes(at(now));
+        let mut restarted = Triage::new(&config).unwrap();
+        for record in changes.iter().cloned() {
+            restarted.restore(record);
+        }
+        let closed_at = restarted.state(&first.ticket_id).unwrap().closed_at;
+        assert_eq!(closed_at, Some(at("2026-11-25T10:02:00Z").unix_timestamp()));
+        assert_eq!(one(triage(&mut restarted, &rules, &m(5), 6, now)).kind, TicketKind::Digest);
+        assert_eq!(restarted.dispose(&feedback(&second, Disposition::Duplicate, 3)), Disposal::Closed);
+        assert_eq!(one(triage(&mut restarted, &rules, &m(6), 7, now)).kind, TicketKind::Ticket);
+
+        // Another replica closes a ticket while its owner revises it: the owner's newer
+        // revision keeps the closure, and the closing replica takes the revision.
+        let mut owner = Triage::new(&config).unwrap();
+        let mut reader = Triage::new(&config).unwrap();
+        let ticket = one(triage(&mut owner, &rules, &m(7), 0, now));
+        for record in owner.take_changes(at(now)) {
+            reader.restore(record);
+        }
+        assert_eq!(reader.dispose(&feedback(&ticket, Disposition::Resolved, 5)), Disposal::Closed);
+        let revised = one(triage(&mut owner, &rules, &mention("7b", Some("@u7"), None, now), 1, now));
+        assert_eq!((revised.ticket_id.as_str(), revised.revision), (ticket.ticket_id.as_str(), 2));
+        let (from_owner, from_reader) = (owner.take_changes(at(now)), reader.take_changes(at(now)));
+        for record in from_reader {
+            owner.restore(record);
+        }
+        for record in from_owner {
+            reader.restore(record);
+        }
+        for (name, triage) in [("owner", &owner), ("reader", &reader)] {
+            let state = triage.state(&ticket.ticket_id).unwrap();
+            assert_eq!(state.revision, 2, "{name}");
+            assert_eq!(state.disposition.map(|(d, _)| d), Some(Disposition::Resolved), "{name}");
+            assert!(state.closed_at.is_some(), "{name}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         }
     };
     let mut all: Vec<&str> =
-        vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state];
+        vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state, &topics.feedback];
     all.extend(ticket_topics.iter().map(String::as_str));
     bus.ensure_topics(&all).await.with_context(|| match &bus {
         Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
@@ -115,7 +115,9 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         )
         .context("tickets.calendars")?;
         let outputs: Vec<&str> = ticket_topics.iter().map(String::as_str).collect();
-        runtime.stage(stage, &[&topics.verdicts], &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
+        // Agents' dispositions too: a closed ticket leaves its queue's open count.
+        let inputs = [topics.verdicts.as_str(), topics.feedback.as_str()];
+        runtime.stage(stage, &inputs, &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
     }
     let mut index = None;
     if pipeline.index.enabled {
