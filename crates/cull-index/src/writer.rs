@@ -54,7 +54,8 @@ impl Checkpoint {
         forgotten
     }
 
-    fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// Moves the checkpoint past the record at `offset`.
+    pub fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
         let next = self.offsets.entry(topic.to_string()).or_default().entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
     }

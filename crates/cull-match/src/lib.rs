@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use cull_model::{CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
@@ -445,6 +446,23 @@ impl RuleSet {
     /// for rules without masks or keyword fields (`site:`, `lang:`, channel and
     /// language filters), which build small sets per mention.
     pub fn match_into(&self, mention: &Mention, scratch: &mut MatchScratch) {
+        self.match_probed(mention, scratch, &mut NoProbe);
+    }
+
+    /// Matches one mention as [`RuleSet::match_into`] does and calls `each` with every
+    /// rule the prefilters made a candidate, what came of it and how long deciding it
+    /// took: the cost of each rule, for profiling a sample of the traffic (timing every
+    /// candidate would slow matching down).
+    pub fn profile_into(
+        &self,
+        mention: &Mention,
+        scratch: &mut MatchScratch,
+        each: impl FnMut(RuleRef<'_>, HitKind, Duration),
+    ) {
+        self.match_probed(mention, scratch, &mut TimedProbe(each));
+    }
+
+    fn match_probed<P: Probe>(&self, mention: &Mention, scratch: &mut MatchScratch, probe: &mut P) {
         let MatchScratch { prefilter, candidates, document, hits, spans } = scratch;
         hits.clear();
         spans.clear();
@@ -453,6 +471,7 @@ impl RuleSet {
         for (own, partition) in self.partitions_for(mention.client.as_deref()).enumerate() {
             partition.prefilter.prepared_candidates(prefilter, candidates);
             for &index in candidates.iter() {
+                let started = P::TIMED.then(Instant::now);
                 let first = spans.len();
                 let kind = match &partition.rules[index as usize] {
                     Stored::Compact(compact) => {
@@ -465,6 +484,9 @@ impl RuleSet {
                     }
                     Stored::Full(rule) => evaluate_into(rule, &doc, spans),
                 };
+                if let Some(started) = started {
+                    probe.candidate(partition.rule_ref(index as usize), kind, started.elapsed());
+                }
                 if kind != HitKind::NoMatch {
                     hits.push(Hit { own: own == 1, index, kind, spans: first..spans.len() });
                 }
@@ -514,6 +536,33 @@ impl RuleSet {
             }
         }
         verdict
+    }
+}
+
+/// What watches the candidates of a match: nothing, or a profile.
+trait Probe {
+    /// Whether candidates are timed; a constant, so that matching without a probe
+    /// compiles to no timing at all.
+    const TIMED: bool;
+
+    fn candidate(&mut self, rule: RuleRef<'_>, kind: HitKind, took: Duration);
+}
+
+struct NoProbe;
+
+impl Probe for NoProbe {
+    const TIMED: bool = false;
+
+    fn candidate(&mut self, _: RuleRef<'_>, _: HitKind, _: Duration) {}
+}
+
+struct TimedProbe<F>(F);
+
+impl<F: FnMut(RuleRef<'_>, HitKind, Duration)> Probe for TimedProbe<F> {
+    const TIMED: bool = true;
+
+    fn candidate(&mut self, rule: RuleRef<'_>, kind: HitKind, took: Duration) {
+        (self.0)(rule, kind, took);
     }
 }
 
@@ -635,6 +684,24 @@ mod tests {
         });
         assert!(seen[0] > 0 && seen[1] > 0, "both versions were used: {seen:?}");
         assert_eq!(matcher.current().rules().next().unwrap().rule.id, "a");
+    }
+
+    #[test]
+    fn a_profile_sees_every_candidate_and_matches_as_matching_does() {
+        let set = rule_set(
+            "[[rule]]\nid = 's'\nquery = 'slack'\nexclude = 'adjuster'\n\
+             [[rule]]\nid = 'w'\nquery = 'slack (stock OR shares)'\n\
+             [[rule]]\nid = 'z'\nquery = '\"zoom meeting\"'\n",
+        );
+        let mention = Mention::new("m", "Slack adjuster shares; a meeting on zoom");
+        let (mut plain, mut profiled) = (MatchScratch::default(), MatchScratch::default());
+        set.match_into(&mention, &mut plain);
+        let mut seen = Vec::new();
+        set.profile_into(&mention, &mut profiled, |rule, kind, _took| seen.push((rule.id.to_string(), kind)));
+        assert_eq!(plain.hits(), profiled.hits(), "profiling changes no answer");
+        let seen: Vec<(&str, bool)> =
+            seen.iter().map(|(id, kind)| (id.as_str(), *kind == HitKind::NoMatch)).collect();
+        assert_eq!(seen, [("s", false), ("w", false), ("z", true)], "every candidate, the phrase's miss too");
     }
 
     #[test]
