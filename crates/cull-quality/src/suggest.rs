@@ -220,6 +220,18 @@ pub fn suggest(
     })
 }
 
+impl Suggestions {
+    /// Returns what a draft takes: the best suggestion if it loses no relevant
+    /// mention, and every blocked author whose exclusion loses none. The others stay
+    /// suggestions for the operator to weigh.
+    pub fn picks(&self) -> Vec<&Suggestion> {
+        let safe = |s: &&Suggestion| s.relevant_lost == 0 && s.gain() > 0;
+        let best = self.suggestions.iter().filter(|s| s.kind != SuggestionKind::BlockAuthor).take(1);
+        let authors = self.suggestions.iter().filter(|s| s.kind == SuggestionKind::BlockAuthor);
+        best.chain(authors).filter(safe).collect()
+    }
+}
+
 /// Returns `rule` with `suggestions` added to its `exclude` and `mask`.
 fn with<'a>(rule: &Rule, suggestions: impl IntoIterator<Item = &'a Suggestion>) -> Rule {
     let mut draft = rule.clone();

@@ -86,7 +86,7 @@ impl IndexStage {
 }
 
 /// Reads a `cull.ticket/v1` record that names its ticket and its mention.
-fn parse_ticket(payload: &[u8]) -> Result<Ticket, String> {
+pub(crate) fn parse_ticket(payload: &[u8]) -> Result<Ticket, String> {
     let ticket: Ticket = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     if ticket.schema != TICKET_SCHEMA {
         return Err(format!("schema {:?}, expected {TICKET_SCHEMA:?}", ticket.schema));

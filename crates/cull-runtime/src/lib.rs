@@ -40,6 +40,7 @@ mod fault;
 mod index;
 mod matcher;
 pub mod metrics;
+mod quality;
 pub mod reload;
 mod runtime;
 mod sink;
@@ -51,6 +52,7 @@ pub use config::{FileSinkConfig, MatcherConfig, ShutdownConfig, SinkKind, SinksC
 pub use index::IndexStage;
 pub use matcher::MatchStage;
 pub use metrics::Metrics;
+pub use quality::QualityStage;
 pub use runtime::{Batching, Bus, Finished, Left, RunOptions, Runtime};
 pub use sink::{FileSink, SinkFormat};
 pub use stage::{panic_message, Output, Stage, StageError};

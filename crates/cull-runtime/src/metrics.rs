@@ -111,6 +111,9 @@ pub struct Metrics {
     tickets_late: IntCounterVec,
     spike_firings: IntCounterVec,
     feedback: IntCounterVec,
+    quality_below_precision: IntGauge,
+    quality_alerts: IntCounterVec,
+    quality_profiled: IntCounter,
     rule_outcomes: IntCounterVec,
     dead_letters: IntCounterVec,
     batch_duration: HistogramVec,
@@ -198,6 +201,19 @@ impl Metrics {
                 "cull_tickets_feedback_total",
                 "Agents' dispositions the ticketing stage read, by disposition and what they did (closed, reopened, recorded, superseded by a later one, unknown ticket).",
                 &["disposition", "outcome"],
+            ),
+            quality_below_precision: gauge(
+                "cull_quality_rules_below_precision",
+                "Rules whose precision from agents' feedback is under their threshold (`cull rules stats --sort precision` lists them).",
+            ),
+            quality_alerts: counter(
+                "cull_quality_precision_alerts_total",
+                "Rules that fell under (`dropped`) or came back over (`recovered`) their precision threshold.",
+                &["change"],
+            ),
+            quality_profiled: single(
+                "cull_quality_profiled_mentions_total",
+                "Mentions the quality stage matched again with a timed probe, for each rule's candidates and cost.",
             ),
             rule_outcomes: counter(
                 "cull_rule_mentions_total",
@@ -324,6 +340,9 @@ impl Metrics {
         for outcome in Outcome::ALL {
             metrics.mentions.with_label_values(&[outcome.label()]);
         }
+        for change in ["dropped", "recovered"] {
+            metrics.quality_alerts.with_label_values(&[change]);
+        }
         metrics.register_stage(INGEST);
         metrics
     }
@@ -399,6 +418,22 @@ impl Metrics {
     /// Counts an agent's `disposition` that had `outcome` on its ticket.
     pub fn record_feedback(&self, disposition: &str, outcome: &str) {
         self.feedback.with_label_values(&[disposition, outcome]).inc();
+    }
+
+    /// Sets how many rules are under their precision threshold.
+    pub fn set_rules_below_precision(&self, rules: usize) {
+        self.quality_below_precision.set(i64::try_from(rules).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a rule that fell under (`dropped`) or came back over (`recovered`) its
+    /// precision threshold.
+    pub fn record_precision_alert(&self, change: &str) {
+        self.quality_alerts.with_label_values(&[change]).inc();
+    }
+
+    /// Counts a mention profiled by the quality stage.
+    pub fn record_profiled(&self) {
+        self.quality_profiled.inc();
     }
 
     /// Adds `count` dead letters from `stage`.

@@ -635,6 +635,8 @@ pub fn pipeline_routes(
     reloader: Option<Arc<cull_runtime::reload::Reloader>>,
     index: Option<cull_index::Index>,
     matcher: Arc<Matcher>,
+    feedback: Option<crate::quality_api::FeedbackOutlet>,
+    quality: Option<cull_quality::QualityConfig>,
 ) -> anyhow::Result<Router> {
     use anyhow::Context as _;
     let env = std::env::var(crate::auth::TOKENS_ENV).ok();
@@ -648,12 +650,21 @@ pub fn pipeline_routes(
     if let Some(reloader) = reloader {
         routes = routes.merge(crate::reload::router(reloader, Arc::clone(&tokens)));
     }
+    let mut searcher = None;
     if let Some(index) = index {
-        let searcher = Searcher::over(index, cull_index::IndexSchema::new(), cull_index::Limits::default())?;
-        let state = ApiState::new(Arc::new(searcher), matcher, tokens, DEFAULT_CONCURRENT_QUERIES);
+        let opened =
+            Arc::new(Searcher::over(index, cull_index::IndexSchema::new(), cull_index::Limits::default())?);
+        let state = ApiState::new(
+            Arc::clone(&opened),
+            Arc::clone(&matcher),
+            Arc::clone(&tokens),
+            DEFAULT_CONCURRENT_QUERIES,
+        );
         routes = routes.merge(router(state)).merge(crate::console::router());
+        searcher = Some(opened);
     }
-    Ok(routes)
+    let quality = crate::quality_api::QualityApi { feedback, quality, searcher, matcher };
+    Ok(crate::quality_api::router(quality, tokens).merge(routes))
 }
 
 #[cfg(test)]

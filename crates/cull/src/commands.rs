@@ -707,3 +707,162 @@ pub fn backtest(
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `cull rules stats`: every rule's report from the pipeline's quality store.
+pub fn rule_stats(
+    pipeline: &Path,
+    sort: cull_quality::SortBy,
+    scope: &Scope,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = crate::config::load(pipeline)?;
+    let store = cull_quality::Store::read(&config.quality.dir)?;
+    let Some(rules) = load_set_or_report(&config.matcher.rules, |_| true)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let known: Vec<(Option<&str>, &str)> = rules.rule_refs().map(|r| (r.client, r.id)).collect();
+    let today = cull_quality::day_of(time::OffsetDateTime::now_utc().unix_timestamp());
+    let reports = store.report(scope, &config.quality, today, known, sort);
+    let mut out = BufWriter::new(io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "rules": reports }))?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let percent =
+        |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{:.0}%", v * 100.0));
+    writeln!(
+        out,
+        "last {} days; precision = 1 - irrelevant / tickets with a disposition (alert under the threshold)",
+        config.quality.window_days
+    )?;
+    writeln!(
+        out,
+        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>9} {:>7} {:>10}  top cull",
+        "rule", "matches", "culled", "tickets", "feedback", "precision", "trend", "us/mention"
+    )?;
+    for report in reports.iter().take(limit) {
+        let name = match &report.client {
+            Some(client) => format!("{client}/{}", report.rule_id),
+            None => report.rule_id.clone(),
+        };
+        let trend = report.trend.map_or_else(|| "-".to_string(), |t| format!("{:+.0}", t * 100.0));
+        let cost = report.verify_micros_per_mention.map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
+        let top = report.culls.first().map(|c| format!("{} ({})", c.clause, c.count)).unwrap_or_default();
+        let flag = if report.below_threshold { " !" } else { "" };
+        let line = format!(
+            "{name:<28} {:>8} {:>7} {:>7} {:>8} {:>9} {trend:>7} {cost:>10}  {top}{flag}",
+            report.matches,
+            report.culled,
+            report.tickets,
+            report.feedback,
+            percent(report.precision),
+        );
+        writeln!(out, "{}", escape_controls(&line))?;
+    }
+    if reports.len() > limit {
+        writeln!(out, "... {} more (--limit)", reports.len() - limit)?;
+    }
+    let below = reports.iter().filter(|r| r.below_threshold).count();
+    if below > 0 {
+        writeln!(out, "! {below} rule(s) under their precision threshold: try `cull rules suggest RULE`")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cull rules suggest`: exclusions and masks for one rule, backtested; with `write`,
+/// a draft rule file of the safe ones.
+pub fn suggest(
+    pipeline: &Path,
+    rule_id: &str,
+    client: Option<String>,
+    write: Option<&Path>,
+    max: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = crate::config::load(pipeline)?;
+    if let Some(path) = write.filter(|path| path.exists()) {
+        anyhow::bail!(
+            "--write {}: the file exists; name a new one (a draft never replaces a file)",
+            path.display()
+        );
+    }
+    let store = cull_quality::Store::read(&config.quality.dir)?;
+    let Some(rules) = load_set_or_report(&config.matcher.rules, |rule| rule.rule.id == rule_id)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let rule = rules.rule(client.as_deref(), rule_id).ok_or_else(|| {
+        cull_quality::QualityError::UnknownRule { rule: rule_id.to_string(), client: client.clone() }
+    })?;
+    let scope = client.map_or(Scope::All, Scope::Client);
+    let searcher = open_searcher(&config.index.dir, Limits { timeout: Duration::MAX, ..Limits::default() })?;
+    let options = cull_quality::SuggestOptions { max, ..cull_quality::SuggestOptions::default() };
+    let found = cull_quality::suggest(&searcher, &scope, &store, &rule, &options)?;
+    let picks = found.picks();
+    if let Some(path) = write {
+        if picks.is_empty() {
+            eprintln!("cull: no suggestion culls noise without losing a relevant mention; nothing written");
+            return Ok(ExitCode::FAILURE);
+        }
+        let draft = cull_quality::draft_toml(&rule.rule, &picks);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(draft.as_bytes()))
+            .with_context(|| format!("--write {}", path.display()))?;
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &found)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{}: {} irrelevant and {} relevant labelled mentions ({} no longer indexed); the rule matches {} indexed mentions",
+        escape_controls(&found.rule_id),
+        found.irrelevant,
+        found.relevant,
+        found.unavailable,
+        found.matched
+    )?;
+    if found.suggestions.is_empty() {
+        writeln!(out, "no suggestion: too little feedback, or nothing sets the irrelevant mentions apart")?;
+    }
+    for (i, suggestion) in found.suggestions.iter().enumerate() {
+        let kind = match suggestion.kind {
+            cull_quality::SuggestionKind::Exclude => "exclude",
+            cull_quality::SuggestionKind::Mask => "mask",
+            cull_quality::SuggestionKind::BlockAuthor => "block author",
+        };
+        let z = suggestion.z.map_or_else(String::new, |z| format!(", z {z:.1}"));
+        let line = format!(
+            "{:>2}. {kind} {}: culls {} of {} irrelevant, loses {} of {} relevant, {} indexed mentions in all (in {} irrelevant / {} relevant{z})",
+            i + 1,
+            suggestion.clause,
+            suggestion.irrelevant_culled,
+            found.irrelevant,
+            suggestion.relevant_lost,
+            found.relevant,
+            suggestion.newly_culled,
+            suggestion.irrelevant_with,
+            suggestion.relevant_with,
+        );
+        writeln!(out, "{}", escape_controls(&line))?;
+    }
+    if let Some(path) = write {
+        writeln!(
+            out,
+            "wrote a draft with {} suggestion(s) to {}; nothing is applied until you move it into the rules",
+            picks.len(),
+            path.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

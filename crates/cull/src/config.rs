@@ -32,6 +32,7 @@ use cull_bus::BusConfig;
 use cull_index::IndexConfig;
 use cull_ingest::{IngestConfig, SourceConfig};
 use cull_model::config::Invalid;
+use cull_quality::QualityConfig;
 use cull_runtime::{MatcherConfig, ShutdownConfig, SinksConfig, Topics};
 use cull_ticket::TicketConfig;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub struct Pipeline {
     /// The indexer stage: verdicts into the analyst index.
     #[serde(default)]
     pub index: IndexConfig,
+    /// The quality stage: per-rule counts, costs and precision from agents' feedback.
+    #[serde(default)]
+    pub quality: QualityConfig,
     /// The API on the `[http]` server.
     #[serde(default)]
     pub api: Api,
@@ -422,6 +426,7 @@ impl Pipeline {
         checks.nested("tickets", self.tickets.validate());
         checks.nested("ingest", self.ingest.validate());
         checks.nested("index", self.index.validate());
+        checks.nested("quality", self.quality.validate());
         checks.nested("shutdown", self.shutdown.validate());
         checks.nested("http", self.http.validate());
         let mut files: Vec<(String, &Path)> = Vec::new();

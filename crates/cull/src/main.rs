@@ -14,6 +14,7 @@ mod config;
 mod console;
 mod http;
 mod pipeline;
+mod quality_api;
 mod reload;
 mod serve;
 mod server;
@@ -179,6 +180,48 @@ enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Each rule's matches, culls per clause, tickets, cost and precision (from agents'
+    /// dispositions, with its trend), from the store of the pipeline's quality stage.
+    Stats {
+        /// The pipeline file whose `[quality]` store, rules and thresholds to read.
+        #[arg(long, default_value = "pipelines/local.toml")]
+        pipeline: PathBuf,
+        /// Order: precision (lowest first), noise (most false positives, then culls)
+        /// or cost (verification time per mention).
+        #[arg(long, default_value = "precision", value_parser = parse_sort_by)]
+        sort: cull_quality::SortBy,
+        /// Whose rules: a client's name, or `*` for everyone's.
+        #[arg(long, default_value = "*", value_parser = parse_scope)]
+        client: cull_model::Scope,
+        /// Rows to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print every rule's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose exclusions and masks that would have culled a rule's noise, from its
+    /// tickets' dispositions, each backtested on the index. Nothing is applied.
+    Suggest {
+        /// The rule id.
+        rule_id: String,
+        /// The pipeline file whose store, index and rules to read.
+        #[arg(long, default_value = "pipelines/local.toml")]
+        pipeline: PathBuf,
+        /// The client whose rule and mentions (needed when a client has a rule of
+        /// this id; limits a global rule to that client's mentions).
+        #[arg(long)]
+        client: Option<String>,
+        /// Write a draft rule file with the safe suggestions here (refused if it exists).
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// Suggestions to show.
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+        /// Print the suggestions as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Explain which clauses of a rule match a text, which culls apply, and why.
     Explain {
         /// The rules directory.
@@ -273,6 +316,11 @@ fn parse_sort(word: &str) -> Result<cull_index::Sort, String> {
     parse_word(word, "time, relevance")
 }
 
+fn parse_sort_by(word: &str) -> Result<cull_quality::SortBy, String> {
+    cull_quality::SortBy::parse(word)
+        .ok_or_else(|| format!("expected one of {}", cull_quality::SortBy::NAMES.join(", ")))
+}
+
 fn parse_scope(text: &str) -> Result<cull_model::Scope, String> {
     cull_model::Scope::parse(text)
 }
@@ -313,6 +361,12 @@ fn main() -> ExitCode {
             commands::config_check(&pipeline, format)
         }
         Command::Rules(RulesCommand::Test { dir }) => commands::test(&dir),
+        Command::Rules(RulesCommand::Stats { pipeline, sort, client, limit, json }) => {
+            commands::rule_stats(&pipeline, sort, &client, limit, json)
+        }
+        Command::Rules(RulesCommand::Suggest { rule_id, pipeline, client, write, max, json }) => {
+            commands::suggest(&pipeline, &rule_id, client, write.as_deref(), max, json)
+        }
         Command::Rules(RulesCommand::Explain { rules, rule_id, text, title, client }) => {
             commands::explain(&rules, &rule_id, client, text, title)
         }

@@ -15,8 +15,8 @@ use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
 use cull_runtime::reload::{Reloader, TicketTopics};
 use cull_runtime::{
-    AdmittedTopics, Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, RunOptions, Runtime,
-    SinkFormat, Summary, TicketStage,
+    AdmittedTopics, Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, QualityStage,
+    RunOptions, Runtime, SinkFormat, Summary, TicketStage,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +27,7 @@ use crate::http::{self, Health};
 const SINK_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(20) };
 const TICKET_BATCH: Batching = Batching { max: 512, linger: Duration::from_millis(10) };
 const INDEX_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
+const QUALITY_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 
 /// Runs the pipeline with `rules` (enabled ones) until its finite input is done
 /// (`once`) or a signal stops it; returns what it did and how it ended.
@@ -84,8 +85,10 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     let mut runtime = Runtime::new(bus.clone(), Arc::clone(&metrics), Arc::clone(&summary), options)?;
 
     // Stages first: their consumers join their groups before any source produces.
-    let verdict_readers =
-        pipeline.tickets.enabled || pipeline.index.enabled || pipeline.sink.verdicts.is_some();
+    let verdict_readers = pipeline.tickets.enabled
+        || pipeline.index.enabled
+        || pipeline.quality.enabled
+        || pipeline.sink.verdicts.is_some();
     if pipeline.matcher.enabled {
         let group = match &bus {
             Bus::Kafka(config) => config.group_id.clone(),
@@ -136,6 +139,20 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         inputs.extend(ticket_topics.iter().map(String::as_str));
         runtime.stage(stage, &inputs, &pipeline.index.group_id, &[], INDEX_BATCH)?;
     }
+    if pipeline.quality.enabled {
+        let config = pipeline.quality.clone();
+        let (matcher, metrics) = (Arc::clone(&matcher), Arc::clone(&metrics));
+        let (feedback, tickets) = (topics.feedback.clone(), ticket_topics.clone());
+        let stage = tokio::task::spawn_blocking(move || {
+            QualityStage::open(&config, matcher, &feedback, tickets, metrics)
+        })
+        .await
+        .context("opening the rule-stats store")?
+        .with_context(|| format!("quality.dir = {:?}", pipeline.quality.dir))?;
+        let mut inputs = vec![topics.verdicts.as_str(), topics.feedback.as_str()];
+        inputs.extend(ticket_topics.iter().map(String::as_str));
+        runtime.stage(stage, &inputs, &pipeline.quality.group_id, &[], QUALITY_BATCH)?;
+    }
     let sinks = [
         ("tickets", &pipeline.sink.tickets, ticket_topics.clone(), SinkFormat::Payload),
         ("verdicts", &pipeline.sink.verdicts, vec![topics.verdicts.clone()], SinkFormat::Payload),
@@ -183,8 +200,10 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     runtime.outlet(outlet);
 
     let (stop_sender, stop) = watch::channel(false);
-    let ticket_readers =
-        pipeline.index.enabled || pipeline.sink.tickets.is_some() || !pipeline.sink.alert.is_empty();
+    let ticket_readers = pipeline.index.enabled
+        || pipeline.quality.enabled
+        || pipeline.sink.tickets.is_some()
+        || !pipeline.sink.alert.is_empty();
     let reloader = Arc::new(Reloader::new(
         pipeline.matcher.rules.clone(),
         Arc::clone(&matcher),
@@ -208,7 +227,19 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     }
     let api = if pipeline.api.enabled {
         let reloader = pipeline.matcher.enabled.then_some(reloader);
-        Some(crate::api::pipeline_routes(&pipeline.api, reloader, index, Arc::clone(&matcher))?)
+        let feedback = crate::quality_api::FeedbackOutlet {
+            producer: runtime.producer().clone(),
+            topic: topics.feedback.clone(),
+        };
+        let quality = pipeline.quality.enabled.then(|| pipeline.quality.clone());
+        Some(crate::api::pipeline_routes(
+            &pipeline.api,
+            reloader,
+            index,
+            Arc::clone(&matcher),
+            Some(feedback),
+            quality,
+        )?)
     } else {
         None
     };
