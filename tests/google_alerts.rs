@@ -86,3 +86,33 @@ fn joined_tickers_match_their_parts_and_their_whole() {
         assert!(matched >= with_ticker, "{query}: {matched} of the {with_ticker} items naming NASDAQ:WORK");
     }
 }
+
+/// Google Alerts writes every entry with an empty `<author><name></name></author>`,
+/// which feed-rs reads as an author named "unknown". Taken as an author, it made every
+/// entry of the feed one author's, so triage joined unrelated stories (an automotive
+/// market report, a shooting, Slack's insider sales) into one ticket.
+#[test]
+fn entries_without_an_author_are_not_one_authors_and_each_story_is_its_own_ticket() {
+    let mentions = google_alert_mentions();
+    assert!(
+        mentions.iter().all(|m| m.author.is_none()),
+        "{:?}",
+        mentions.iter().map(|m| &m.author).collect::<Vec<_>>()
+    );
+    let set = one_rule("slack");
+    let mut triage = cull_ticket::Triage::new(&cull_ticket::TicketConfig::default()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut tickets = std::collections::BTreeSet::new();
+    let mut matched = 0;
+    for (mention, verdict) in mentions.iter().zip(set.verdicts(&mentions)) {
+        let rule = set.rule(None, "probe").unwrap();
+        for hit in &verdict.matched {
+            matched += 1;
+            tickets.extend(
+                triage.triage(mention, hit, &rule, None, now).tickets.into_iter().map(|t| t.ticket_id),
+            );
+        }
+    }
+    assert_eq!(matched, 20);
+    assert_eq!(tickets.len(), 20, "every entry is its own story at its own URL");
+}

@@ -12,6 +12,8 @@ mod deploy;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod faults;
+mod feedback;
+mod feedback_api;
 mod feeds;
 mod google_alerts;
 mod hardening_http;

@@ -393,6 +393,14 @@ fn describe(error: &dyn std::error::Error) -> String {
     message
 }
 
+/// Returns whether `name` names an author. feed-rs names an Atom `<author>` whose
+/// `<name>` is empty "unknown" (Google Alerts writes every entry so); taken as a name,
+/// every entry of the feed would have one author, and triage would join unrelated
+/// stories into one ticket (one author, one thread).
+fn is_named(name: &str) -> bool {
+    !name.is_empty() && name != "unknown"
+}
+
 /// Parses a feed document into `(entry id, draft)` pairs, in document order.
 ///
 /// Every entry becomes a draft, even one with nothing to match (it is still indexed for
@@ -441,7 +449,12 @@ pub fn parse_feed(
             external_id: Some(entry.id.clone()),
             channel: Some(channel),
             url: link,
-            author: entry.authors.first().map(|a| a.name.clone()).filter(|a| !a.trim().is_empty()),
+            author: entry
+                .authors
+                .iter()
+                .map(|a| a.name.trim())
+                .find(|name| is_named(name))
+                .map(str::to_string),
             title,
             text,
             lang: feed_lang.clone(),

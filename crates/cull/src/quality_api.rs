@@ -138,12 +138,14 @@ fn read_feedback(body: &[u8], scope: &Scope) -> Result<Vec<Feedback>, (StatusCod
             match record.client.as_deref() {
                 None => record.client = Some(own.clone()),
                 Some(named) if named == own => {}
-                Some(named) => return Err((
-                    StatusCode::FORBIDDEN,
-                    format!(
+                Some(named) => {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        format!(
                         "{at}this token is client {own:?}'s and cannot dispose of client {named:?}'s tickets"
                     ),
-                )),
+                    ))
+                }
             }
         }
         records.push(record);
