@@ -64,7 +64,7 @@ fn uci() -> Vec<(Mention, bool)> {
 }
 
 struct World {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     rules: RuleSet,
     searcher: Searcher,
     store: Store,
@@ -119,7 +119,7 @@ fn world(labelled: impl Fn(&str, usize) -> bool) -> World {
     }
     indexer.commit().unwrap();
     let searcher = Searcher::open(&dir.path().join("index"), Limits::default()).unwrap();
-    World { _dir: dir, rules, searcher, store, noise }
+    World { dir, rules, searcher, store, noise }
 }
 
 /// Returns how many of the noise and of the true matches `rule_toml` still matches.
@@ -195,4 +195,63 @@ fn the_top_suggestion_for_a_noisy_rule_culls_its_noise_and_keeps_its_true_matche
         (25, 25, 6),
         "one ticket per story: 20 alerts, 5 headlines"
     );
+}
+
+/// The console's Rules page over the same data, in headless Chromium: the rules with
+/// their precision, the noisy one flagged, its suggestions and the draft to copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_rule_quality_and_shows_a_rules_suggestions_and_draft() {
+    let world = world(|rule, n| rule == "slack" || n % 2 == 0);
+    world.store.save().unwrap();
+    let rules = world.dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("brands.toml"), RULES).unwrap();
+    let tokens = crate::api::tokens_file(world.dir.path());
+    let server = crate::api::serve(
+        &world.dir.path().join("index"),
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--stats",
+            world.dir.path().join("quality").to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let base = format!("http://{}", server.address);
+    let browser = crate::console::Browser::start().await;
+    browser.open(&format!("{base}/#/rules")).await;
+    browser.wait_for("!document.getElementById('login').hidden").await;
+    browser.type_into("#token", crate::api::ANALYST).await;
+    browser.click("#login-button").await;
+    let rows = browser
+        .wait_for("document.querySelectorAll('#rules-table tbody tr').length && [...document.querySelectorAll('#rules-table tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
+        .await;
+    let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        ["game", "slack"],
+        "lowest precision first"
+    );
+    assert_eq!(&rows[0][1..5], ["169", "0", "169", "85"], "matches, culled, tickets, feedback: {rows:?}");
+    let flagged =
+        browser.script("return document.querySelector('#rules-table tbody tr .below').textContent;").await;
+    assert_eq!(flagged, "36%", "the game rule is under its threshold: {rows:?}");
+    browser.screenshot("console-rules.png").await;
+
+    browser.click("#rules-table tbody tr a").await;
+    let clauses = browser
+        .wait_for("document.querySelectorAll('#rule table.suggestions tbody tr').length && [...document.querySelectorAll('#rule table.suggestions tbody tr')].map(r => r.cells[1].textContent)")
+        .await;
+    assert_eq!(clauses[0], "\"thrones\"", "{clauses}");
+    let draft = browser.script("return document.querySelector('#rule pre.draft').textContent;").await;
+    assert!(draft.as_str().unwrap().contains("exclude = '\"thrones\"'"), "{draft}");
+    browser.screenshot("console-rule-suggestions.png").await;
+
+    // A rule the token cannot see, or that does not exist, is an error on the page.
+    browser.open(&format!("{base}/#/rules/nope")).await;
+    let error = browser.wait_for("!document.getElementById('rule-error').hidden && document.getElementById('rule-error').textContent").await;
+    assert!(error.as_str().unwrap().contains("no rule \"nope\""), "{error}");
+    browser.quit().await;
 }

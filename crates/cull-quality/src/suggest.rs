@@ -47,6 +47,9 @@ const STOP_WORDS: &[&str] = &[
     "will", "with", "would", "you", "your",
 ];
 
+/// A labelled mention: its id and the words of each of its fields (title, text).
+type Words = (String, Vec<Vec<String>>);
+
 /// What to suggest from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,7 +143,7 @@ pub fn suggest(
         scope.admits(client) && rule.rule.client.as_deref().is_none_or(|own| client == Some(own))
     });
     let mut unavailable = 0;
-    let mut texts = |ids: &[String]| -> Result<Vec<(String, Vec<Vec<String>>)>, QualityError> {
+    let mut texts = |ids: &[String]| -> Result<Vec<Words>, QualityError> {
         let mut found = Vec::new();
         for id in ids {
             match searcher.mention(scope, id) {
@@ -162,7 +165,7 @@ pub fn suggest(
         .into_iter()
         .take(options.backtested)
         .collect();
-    for (author, _) in &labelled.blocked_authors {
+    for author in labelled.blocked_authors.keys() {
         if let Some(clause) = author_clause(author) {
             candidates.push(Suggestion {
                 kind: SuggestionKind::BlockAuthor,
@@ -279,12 +282,12 @@ fn query_words(query: &str) -> BTreeSet<String> {
 /// Returns the phrases of 1 to [`MAX_WORDS`] words over-represented in `irrelevant`
 /// against `relevant`, best first, as unbacktested suggestions.
 fn ranked_phrases(
-    irrelevant: &[(String, Vec<Vec<String>>)],
-    relevant: &[(String, Vec<Vec<String>>)],
+    irrelevant: &[Words],
+    relevant: &[Words],
     own_words: &BTreeSet<String>,
     options: &SuggestOptions,
 ) -> Vec<Suggestion> {
-    let count = |mentions: &[(String, Vec<Vec<String>>)]| {
+    let count = |mentions: &[Words]| {
         let mut counts: HashMap<Vec<String>, u64> = HashMap::new();
         for (_, fields) in mentions {
             let mut seen: BTreeSet<Vec<String>> = BTreeSet::new();
@@ -477,7 +480,7 @@ pub fn draft_toml(rule: &Rule, suggestions: &[&Suggestion]) -> String {
 mod tests {
     use super::*;
 
-    fn mentions(texts: &[&str]) -> Vec<(String, Vec<Vec<String>>)> {
+    fn mentions(texts: &[&str]) -> Vec<Words> {
         texts.iter().enumerate().map(|(i, text)| (format!("m{i}"), vec![words(text)])).collect()
     }
 

@@ -97,7 +97,8 @@ impl QualityStage {
         self.store.record_verdict(&verdict, day);
         self.verdicts += 1;
         let every = u64::from(self.config.profile_every);
-        let Some(mention) = verdict.mention.as_ref().filter(|_| every > 0 && self.verdicts % every == 0)
+        let Some(mention) =
+            verdict.mention.as_ref().filter(|_| every > 0 && self.verdicts.is_multiple_of(every))
         else {
             return;
         };

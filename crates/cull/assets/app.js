@@ -75,9 +75,10 @@
   }
 
   function show(view) {
-    for (const id of ['login', 'search-view', 'mention-view']) $(id).hidden = id !== view;
+    for (const id of ['login', 'search-view', 'mention-view', 'rules-view', 'rule-view']) $(id).hidden = id !== view;
     $('search-form').hidden = view === 'login';
     $('sign-out').hidden = view === 'login';
+    $('rules-link').hidden = view === 'login';
   }
 
   function showLogin(message) {
@@ -313,7 +314,7 @@
       'table',
       className,
       el('thead', null, el('tr', null, ...headers.map((h) => el('th', null, h)))),
-      el('tbody', null, ...rows.map((cells) => el('tr', null, ...cells.map((c) => el('td', null, String(c ?? '')))))),
+      el('tbody', null, ...rows.map((cells) => el('tr', null, ...cells.map((c) => el('td', null, c instanceof Node ? c : String(c ?? '')))))),
     );
   }
 
@@ -409,6 +410,91 @@
     article.append(...tickets.map((ticket) => renderTicket(ticket, tickets)));
   }
 
+
+  const percent = (value) => (value === null || value === undefined ? '–' : `${Math.round(value * 100)}%`);
+  const signed = (value) => (value === null || value === undefined ? '–' : `${value >= 0 ? '+' : ''}${Math.round(value * 100)}`);
+  const number = (value, digits) => (value === null || value === undefined ? '–' : value.toFixed(digits));
+
+  /** Returns the route of a rule's page: `#/rules/<id>` with its client, if any. */
+  function ruleHref(report) {
+    const client = report.client ? `?client=${encodeURIComponent(report.client)}` : '';
+    return `#/rules/${encodeURIComponent(report.rule_id)}${client}`;
+  }
+
+  const STAT_HEADERS = ['Rule', 'Matches', 'Culled', 'Tickets', 'Feedback', 'Precision', 'Trend', 'µs/mention', 'Top cull'];
+
+  function statRow(report) {
+    const name = report.client ? `${report.client}/${report.rule_id}` : report.rule_id;
+    const link = el('a', null, name);
+    link.href = ruleHref(report);
+    const top = report.culls.length ? `${report.culls[0].clause} (${report.culls[0].count})` : '';
+    const precision = el('span', report.below_threshold ? 'below' : null, percent(report.precision));
+    if (report.below_threshold) precision.title = `under its threshold of ${percent(report.threshold)}`;
+    return [link, String(report.matches), String(report.culled), String(report.tickets), String(report.feedback),
+      precision, signed(report.trend), number(report.verify_micros_per_mention, 2), top];
+  }
+
+  async function showRules() {
+    show('rules-view');
+    $('rules-error').hidden = true;
+    try {
+      const found = await api(`/api/rules/stats?sort=${encodeURIComponent($('rules-sort').value)}`);
+      const rows = found.rules.map(statRow);
+      $('rules-table').replaceChildren(rows.length ? table('stats', STAT_HEADERS, rows) : el('p', null, 'No rule has done anything yet.'));
+    } catch (error) {
+      $('rules-table').replaceChildren();
+      $('rules-error').hidden = false;
+      $('rules-error').textContent = error.message;
+    }
+  }
+
+  const KIND = { exclude: 'exclude', mask: 'mask', block_author: 'block author' };
+
+  async function showRule(id, client) {
+    show('rule-view');
+    $('rule-error').hidden = true;
+    const article = $('rule');
+    article.replaceChildren(el('p', 'meta', 'Loading…'));
+    const params = client ? `?client=${encodeURIComponent(client)}` : '';
+    try {
+      const [stats, found] = await Promise.all([
+        api('/api/rules/stats?sort=precision'),
+        api(`/api/rules/${encodeURIComponent(id)}/suggestions${params}`),
+      ]);
+      const report = stats.rules.find((r) => r.rule_id === id && (r.client || '') === (client || ''));
+      article.replaceChildren(el('h1', null, client ? `${client}/${id}` : id));
+      if (report) {
+        article.append(table('stats', STAT_HEADERS.slice(1, 8), [statRow(report).slice(1, 8)]));
+        if (report.culls.length) {
+          article.append(el('h2', null, 'Culls by clause'));
+          article.append(table('factors', ['Clause', 'Mentions'], report.culls.map((c) => [c.clause, String(c.count)])));
+        }
+      }
+      article.append(el('h2', null, 'Suggestions'));
+      article.append(el('p', 'meta', `From ${found.irrelevant} irrelevant and ${found.relevant} relevant labelled mentions` +
+        ` (${found.unavailable} no longer indexed); the rule matches ${found.matched} indexed mentions. Each is backtested; nothing is applied.`));
+      if (!found.suggestions.length) {
+        article.append(el('p', 'suggestions-none', 'No suggestion: too little feedback, or nothing sets the irrelevant mentions apart.'));
+      } else {
+        const rows = found.suggestions.map((s) => [KIND[s.kind] || s.kind, el('code', null, s.clause),
+          `${s.irrelevant_culled} of ${found.irrelevant}`, `${s.relevant_lost} of ${found.relevant}`, String(s.newly_culled)]);
+        article.append(table('suggestions', ['Add', 'Clause', 'Irrelevant culled', 'Relevant lost', 'Mentions culled in all'], rows));
+      }
+      if (found.draft) {
+        article.append(el('h2', null, 'Draft rule'));
+        const draft = el('pre', 'draft', found.draft);
+        const copy = el('button', null, 'Copy the TOML');
+        copy.type = 'button';
+        copy.addEventListener('click', () => navigator.clipboard && navigator.clipboard.writeText(found.draft));
+        article.append(draft, copy);
+      }
+    } catch (error) {
+      article.replaceChildren();
+      $('rule-error').hidden = false;
+      $('rule-error').textContent = error.message;
+    }
+  }
+
   function route() {
     if (!sessionStorage.getItem(TOKEN_KEY)) {
       showLogin('');
@@ -417,6 +503,11 @@
     const hash = location.hash;
     if (hash.startsWith('#/mention/')) {
       showMention(decodeURIComponent(hash.slice('#/mention/'.length)));
+    } else if (hash === '#/rules') {
+      showRules();
+    } else if (hash.startsWith('#/rules/')) {
+      const [path, query] = hash.slice('#/rules/'.length).split('?');
+      showRule(decodeURIComponent(path), new URLSearchParams(query || '').get('client'));
     } else {
       const first = $('search-view').hidden && !$('results').childElementCount;
       show('search-view');
@@ -443,6 +534,7 @@
       search(false);
     });
     $('more').addEventListener('click', () => search(true));
+    $('rules-sort').addEventListener('change', showRules);
     $('sign-out').addEventListener('click', () => {
       $('results').replaceChildren();
       showLogin('');

@@ -73,6 +73,11 @@ enum Command {
         #[arg(long, default_value_t = api::DEFAULT_CONCURRENT_QUERIES,
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         max_concurrent_queries: usize,
+        /// The quality stage's store directory (such as data/quality): serves the rules'
+        /// stats and suggestions (GET /api/rules/stats, /api/rules/{id}/suggestions) and
+        /// the console's Rules page, with the default thresholds.
+        #[arg(long)]
+        stats: Option<PathBuf>,
     },
     /// Work with rule packs.
     #[command(subcommand)]
@@ -422,6 +427,7 @@ fn main() -> ExitCode {
             query_timeout_ms,
             max_page,
             max_concurrent_queries,
+            stats,
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
@@ -434,6 +440,7 @@ fn main() -> ExitCode {
                 max_page,
             },
             max_concurrent_queries,
+            stats,
         }),
         Command::Match { rules, input, max_bytes, dead_letters } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())

@@ -153,16 +153,13 @@ fn read_feedback(body: &[u8], scope: &Scope) -> Result<Vec<Feedback>, (StatusCod
     Ok(records)
 }
 
-/// Returns the pairs of a query string, refusing keys not in `allowed`.
-fn params(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, Response> {
+/// Returns the pairs of a query string, or why not: a key not in `allowed`.
+fn params(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     match pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((key, _)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown parameter {key:?}; parameters are {}", allowed.join(", ")),
-        )),
+        Some((key, _)) => Err(format!("unknown parameter {key:?}; parameters are {}", allowed.join(", "))),
         None => Ok(pairs),
     }
 }
@@ -179,7 +176,7 @@ async fn stats(
 ) -> Response {
     let pairs = match params(raw.as_deref(), &["sort"]) {
         Ok(pairs) => pairs,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let mut sort = SortBy::Precision;
     for (_, value) in pairs {
@@ -228,7 +225,7 @@ async fn suggestions(
 ) -> Response {
     let pairs = match params(raw.as_deref(), &["client", "max"]) {
         Ok(pairs) => pairs,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let mut client = caller.scope.client().map(str::to_string);
     let mut options = SuggestOptions::default();

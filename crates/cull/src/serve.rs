@@ -27,6 +27,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Searches and backtests run at once at most (`--max-concurrent-queries`).
     pub max_concurrent_queries: usize,
+    /// The quality stage's store, for the rules' stats and suggestions (`--stats`).
+    pub stats: Option<PathBuf>,
 }
 
 /// Returns the routes `cull serve` serves: the API, the console and `/healthz`.
@@ -54,12 +56,15 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     }
     let searcher = Searcher::open(&options.index, options.limits)
         .with_context(|| format!("cannot open the index (--index {})", options.index.display()))?;
-    let state = crate::api::ApiState::new(
-        Arc::new(searcher),
-        Arc::new(Matcher::new(rules)),
-        Arc::new(tokens),
-        options.max_concurrent_queries,
-    );
+    let (searcher, matcher, tokens) = (Arc::new(searcher), Arc::new(Matcher::new(rules)), Arc::new(tokens));
+    let quality = crate::quality_api::QualityApi {
+        feedback: None,
+        quality: options.stats.clone().map(|dir| cull_quality::QualityConfig { dir, ..Default::default() }),
+        searcher: Some(Arc::clone(&searcher)),
+        matcher: Arc::clone(&matcher),
+    };
+    let quality = crate::quality_api::router(quality, Arc::clone(&tokens));
+    let state = crate::api::ApiState::new(searcher, matcher, tokens, options.max_concurrent_queries);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = crate::server::bind(options.http.listen, "--listen").await?;
@@ -68,7 +73,7 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
             tracing::warn!(%address, "listening beyond this machine: use TLS in front of cull");
         }
         tracing::info!(index = %options.index.display(), listen = %address, "serving the API and the console");
-        listener.serve(app(state), &options.http, stop_signal()).await;
+        listener.serve(quality.merge(app(state)), &options.http, stop_signal()).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
