@@ -85,3 +85,37 @@ fn every_kind_of_ticket_matches_the_shipped_schema() {
     broken["surprise"] = "an undocumented field".into();
     assert_eq!(validator.iter_errors(&broken).count(), 2, "the schema is strict enough to catch drift");
 }
+
+/// The shipped feedback schema (`schemas/cull.feedback.v1.schema.json`) accepts
+/// exactly the dispositions cull reads, so a helpdesk that validates against it sends
+/// nothing that is dead-lettered.
+#[test]
+fn the_feedback_schema_and_the_reader_agree_on_every_record() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/cull.feedback.v1.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+    let base = r#""schema":"cull.feedback/v1","ticket_id":"t-1","at":"2026-12-07T10:00:00Z""#;
+    let records = [
+        (format!("{{{base},\"disposition\":\"resolved\"}}"), true),
+        (format!("{{{base},\"disposition\":\"irrelevant\",\"client\":\"acme\",\"agent\":\"ana\",\"note\":\"spam\"}}"), true),
+        (format!("{{{base},\"disposition\":\"wrong_priority\",\"priority\":\"P1\"}}"), true),
+        (format!("{{{base},\"disposition\":\"duplicate\",\"duplicate_of\":\"t-0\"}}"), true),
+        (format!("{{{base},\"disposition\":\"block_author\"}}"), true),
+        (format!("{{{base},\"disposition\":\"wrong_priority\"}}"), false),
+        (format!("{{{base},\"disposition\":\"resolved\",\"priority\":\"P1\"}}"), false),
+        (format!("{{{base},\"disposition\":\"spam\"}}"), false),
+        (format!("{{{base},\"disposition\":\"resolved\",\"extra\":1}}"), false),
+        (format!("{{{base},\"disposition\":\"resolved\",\"client\":\"Acme\"}}"), false),
+        (format!("{{{base},\"disposition\":\"resolved\",\"note\":\"{}\"}}", "n".repeat(2_001)), false),
+        (r#"{"schema":"cull.feedback/v1","ticket_id":" ","disposition":"resolved","at":"2026-12-07T10:00:00Z"}"#.to_string(), false),
+        (r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"yesterday"}"#.to_string(), false),
+        (r#"{"schema":"cull.feedback/v2","ticket_id":"t","disposition":"resolved","at":"2026-12-07T10:00:00Z"}"#.to_string(), false),
+        (r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved"}"#.to_string(), false),
+    ];
+    for (json, valid) in records {
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(validator.is_valid(&value), valid, "the schema on {json}");
+        let read = cull_model::Feedback::from_json(json.as_bytes());
+        assert_eq!(read.is_ok(), valid, "the reader on {json}: {read:?}");
+    }
+}
