@@ -400,9 +400,10 @@ fn located(file: &impl std::fmt::Display, text: &str, error: &toml::de::Error, k
 
 impl Pipeline {
     /// Whether this process needs the rule pack: the matcher and the tickets stage
-    /// use it (an ingest-only or index-only process does not).
+    /// use it, and the quality stage profiles with it (an ingest-only or index-only
+    /// process does not).
     pub fn needs_rules(&self) -> bool {
-        self.matcher.enabled || self.tickets.enabled
+        self.matcher.enabled || self.tickets.enabled || self.quality.enabled
     }
 
     /// Returns the clients this pipeline names (its sources' and `[tickets.clients]`),
