@@ -202,6 +202,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A failed assertion must not leave the process running (it holds the bus's lock).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Returns the report of the contact center's rule `brand` from a stats body.
 fn brand_report(stats: &Value) -> Option<Value> {
     stats["rules"]
@@ -383,8 +393,11 @@ fn dispositions_free_queue_room_measure_precision_and_survive_a_restart() {
     running.wait_metric("cull_tickets_feedback_total{disposition=\"resolved\",outcome=\"closed\"}", 1.0);
 
     // The quality stage's store: three tickets, two dispositions, one false positive.
-    let report = running.wait_brand_stats(|r| r["feedback"] == 2 && r["tickets"] == 3 && r["matches"] == 4);
-    assert_eq!(report["irrelevant"], 1, "{report}");
+    let at_least = |r: &Value, field: &str, n: u64| r[field].as_u64().is_some_and(|v| v >= n);
+    let report = running.wait_brand_stats(|r| {
+        at_least(r, "matches", 4) && at_least(r, "tickets", 3) && at_least(r, "feedback", 2)
+    });
+    assert_eq!(essentials(&report)[..4], [4, 3, 2, 1].map(Value::from), "{report}");
     let precision = report["precision"].as_f64().unwrap_or_else(|| panic!("no precision: {report}"));
     assert!((precision - 0.5).abs() < 1e-9, "1 - 1/2: {report}");
     for sort in ["cost", "noise", "precision"] {
@@ -452,7 +465,7 @@ fn dispositions_free_queue_room_measure_precision_and_survive_a_restart() {
     assert_eq!(ticket_of(dir, &running, "m6").kind, TicketKind::Digest);
 
     // The store goes on from its checkpoint: nothing read before the restart counts twice.
-    let report = running.wait_brand_stats(|r| r["matches"] == 6);
-    assert_eq!((report["tickets"].clone(), report["feedback"].clone()), (4.into(), 2.into()), "{report}");
+    let report = running.wait_brand_stats(|r| at_least(r, "matches", 6) && at_least(r, "tickets", 4));
+    assert_eq!(essentials(&report)[..4], [6, 4, 2, 1].map(Value::from), "{report}");
     running.stop();
 }

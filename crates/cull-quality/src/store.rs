@@ -105,7 +105,14 @@ pub struct TicketFacts {
     /// The latest disposition, with its time (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disposition: Option<(Disposition, i64)>,
+    /// Dispositions read before the ticket, with the client each named: only the
+    /// ticket says whose it is, so they are taken when it comes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<(Option<String>, Disposition, i64)>,
 }
+
+/// Dispositions held per ticket until the ticket is read.
+const PENDING_PER_TICKET: usize = 16;
 
 /// The file's content.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -311,14 +318,21 @@ impl Store {
             day,
             ..TicketFacts::default()
         });
-        if facts.client != ticket.client {
-            tracing::warn!(ticket = %ticket.ticket_id, "a ticket id seen under two clients: the later is not counted");
-            return;
-        }
         let new = facts.rule.is_none();
         if new {
+            // The ticket says whose it is: of the dispositions read before it, only its
+            // client's count.
+            facts.client.clone_from(&ticket.client);
             facts.rule = Some(ticket.rule.id.clone());
             facts.day = day;
+            for (client, disposition, at) in std::mem::take(&mut facts.pending) {
+                if client == facts.client && facts.disposition.is_none_or(|(_, seen)| seen <= at) {
+                    facts.disposition = Some((disposition, at));
+                }
+            }
+        } else if facts.client != ticket.client {
+            tracing::warn!(ticket = %ticket.ticket_id, "a ticket id seen under two clients: the later is not counted");
+            return;
         }
         if !facts.mentions.contains(&ticket.mention.id) && facts.mentions.len() < MENTIONS_PER_TICKET {
             facts.mentions.push(ticket.mention.id.clone());
@@ -339,11 +353,18 @@ impl Store {
     /// disposition naming another client than the ticket's is ignored.
     pub fn record_feedback(&mut self, feedback: &Feedback) -> Option<RuleKey> {
         let at = feedback.at_unix()?;
-        let facts = self.data.tickets.entry(feedback.ticket_id.clone()).or_insert_with(|| TicketFacts {
-            client: feedback.client.clone(),
-            day: day_of(at),
-            ..TicketFacts::default()
-        });
+        let facts = self
+            .data
+            .tickets
+            .entry(feedback.ticket_id.clone())
+            .or_insert_with(|| TicketFacts { day: day_of(at), ..TicketFacts::default() });
+        if facts.rule.is_none() {
+            if facts.pending.len() == PENDING_PER_TICKET {
+                facts.pending.remove(0);
+            }
+            facts.pending.push((feedback.client.clone(), feedback.disposition, at));
+            return None;
+        }
         if facts.client != feedback.client || facts.disposition.is_some_and(|(_, seen)| seen > at) {
             return None;
         }
@@ -737,6 +758,36 @@ mod tests {
         let reports = store.report(&Scope::All, &config, TODAY, [], SortBy::Cost);
         assert_eq!(reports[0].matches, 0, "a day past retention is gone");
         assert!(store.ticket("t0").is_some(), "this window's tickets stay");
+    }
+
+    /// A disposition may come before its ticket (they are on different topics), and
+    /// may name the wrong client: the ticket, when it comes, says whose it is.
+    #[test]
+    fn dispositions_before_their_ticket_count_only_for_the_tickets_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.record_feedback(&feedback("t1", Some("acme"), Disposition::Resolved, TODAY - 1)),
+            None
+        );
+        assert_eq!(store.record_feedback(&feedback("t1", None, Disposition::Irrelevant, TODAY - 2)), None);
+        store.record_ticket(&ticket("t1", None, "r", "m1", "@a"), TODAY);
+        let config = QualityConfig::default();
+        let report = |store: &Store| store.report(&Scope::All, &config, TODAY, [], SortBy::Noise).remove(0);
+        let counted = report(&store);
+        assert_eq!(
+            (counted.tickets, counted.feedback, counted.irrelevant),
+            (1, 1, 1),
+            "acme's is not counted"
+        );
+        store.record_feedback(&feedback("t1", None, Disposition::Resolved, TODAY));
+        let counted = report(&store);
+        assert_eq!(
+            (counted.tickets, counted.feedback, counted.irrelevant),
+            (1, 1, 0),
+            "the later one counts"
+        );
+        assert!(store.ticket("t1").unwrap().pending.is_empty());
     }
 
     #[test]

@@ -200,3 +200,93 @@ impl Stage for QualityStage {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cull_match::RuleSet;
+    use cull_model::{Disposition, Mention, Scope};
+    use cull_quality::SortBy;
+
+    use super::*;
+
+    fn record(topic: &str, offset: i64, payload: Vec<u8>) -> Record {
+        Record { topic: topic.into(), offset, payload, ..Record::default() }
+    }
+
+    fn report(dir: &std::path::Path) -> cull_quality::RuleReport {
+        let store = Store::read(dir).unwrap();
+        let config = QualityConfig::default();
+        let today = day_of(OffsetDateTime::now_utc().unix_timestamp());
+        store.report(&Scope::All, &config, today, [], SortBy::Precision).remove(0)
+    }
+
+    /// A crash after the store was written but before the group's offsets were
+    /// committed replays records the store holds: its checkpoint skips them, so nothing
+    /// is counted twice; records after it are counted once; bad ones are dead-lettered.
+    #[test]
+    fn a_replay_after_a_restart_counts_nothing_twice_and_bad_records_are_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = cull_rules::load_files([(
+            std::path::Path::new("r.toml"),
+            b"[[rule]]\nid = 'slack'\nquery = 'slack'\n".as_slice(),
+        )]);
+        let matcher = Arc::new(Matcher::new(RuleSet::new(loaded.rules).unwrap()));
+        let config =
+            QualityConfig { dir: dir.path().to_path_buf(), profile_every: 1, ..QualityConfig::default() };
+        let open = || {
+            QualityStage::open(
+                &config,
+                Arc::clone(&matcher),
+                "cull.feedback",
+                ["cull.tickets".to_string()],
+                Arc::new(Metrics::new()),
+            )
+            .unwrap()
+        };
+        let verdict = |i: i64| {
+            let mention = Mention::new(format!("m{i}"), "slack is down");
+            let mut verdict = matcher.current().verdict(&mention);
+            verdict.mention = Some(mention);
+            record("cull.verdicts", i, serde_json::to_vec(&verdict).unwrap())
+        };
+        let ticket = serde_json::json!({
+            "schema": cull_model::TICKET_SCHEMA, "ticket_id": "t1", "revision": 1, "created_at": "2026-11-20T10:00:00Z",
+            "queue": "social", "priority": "P1", "priority_score": 80, "sla_due_at": "2026-11-20T10:30:00Z",
+            "rule": { "id": "slack", "name": "Slack", "version": "v" }, "mention": Mention::new("m0", "slack is down"),
+            "spans": [], "snippet": "",
+        });
+        let feedback = cull_model::Feedback::new("t1", Disposition::Irrelevant, OffsetDateTime::now_utc());
+        let first = [
+            verdict(0),
+            verdict(1),
+            record("cull.tickets", 0, serde_json::to_vec(&ticket).unwrap()),
+            record("cull.feedback", 0, serde_json::to_vec(&feedback).unwrap()),
+            record("cull.feedback", 1, b"{\"schema\":\"cull.feedback/v1\"}".to_vec()),
+            record("cull.tickets", 1, b"not a ticket".to_vec()),
+            record("cull.verdicts", 2, b"\xff".to_vec()),
+        ];
+        let mut stage = open();
+        let mut out = Output::new(NAME);
+        stage.process(&first, &mut out).unwrap();
+        assert_eq!(out.dead_letters().len(), 3, "the bad disposition, ticket and verdict");
+        assert!(!stage.flush(false).unwrap(), "not due yet: the offsets wait");
+        assert!(stage.flush(true).unwrap());
+        let counted = report(dir.path());
+        assert_eq!((counted.matches, counted.tickets, counted.feedback, counted.irrelevant), (2, 1, 1, 1));
+        assert_eq!(
+            (counted.profiled, counted.candidates),
+            (2, 2),
+            "every verdict profiled at profile_every = 1"
+        );
+
+        // The process died before committing: the group hands the same records out again.
+        let mut restarted = open();
+        let mut out = Output::new(NAME);
+        let replay: Vec<Record> = first.iter().cloned().chain([verdict(3)]).collect();
+        restarted.process(&replay, &mut out).unwrap();
+        assert!(out.dead_letters().is_empty(), "what the store holds is skipped, bad records too");
+        assert!(restarted.flush(true).unwrap());
+        let counted = report(dir.path());
+        assert_eq!((counted.matches, counted.tickets, counted.feedback), (3, 1, 1), "only m3 is new");
+    }
+}
