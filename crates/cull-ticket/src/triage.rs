@@ -13,7 +13,7 @@
 //! latest revision re-sends that revision unchanged, and an older one is skipped, so a
 //! replay never inflates a count or a revision.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cull_match::verify::{matches, Document, Hidden};
 use cull_model::thread::{canonical_url, thread_key, NEAR_DUPLICATE_OF};
@@ -325,9 +325,10 @@ pub struct Triage {
     tickets: HashMap<String, TicketState>,
     /// `(client, rule id, link key)` to the ticket open for joining under it.
     links: HashMap<(Option<String>, String, String), String>,
-    /// Per client's queue, when each of its tickets still open was opened (and its
-    /// id), oldest first.
-    opened: HashMap<QueueKey, VecDeque<(i64, String)>>,
+    /// Per client's queue, when each of its tickets still open was opened, and its id:
+    /// ordered, so that the count of a window and the closing of one ticket are
+    /// logarithmic (a restart restores every ticket of the changelog through it).
+    opened: HashMap<QueueKey, BTreeSet<(i64, String)>>,
     /// Tickets changed since the last [`Triage::take_changes`].
     changed: BTreeSet<String>,
     calls: u64,
@@ -492,18 +493,13 @@ impl Triage {
     /// state says.
     fn reopen_or_close(&mut self, key: QueueKey, id: &str) {
         let Some(state) = self.tickets.get(id) else { return };
-        let opened = self.opened.entry(key).or_default();
-        let counted = opened.iter().any(|(_, open)| open == id);
         // Only tickets take a queue's room: a digest or an incident is what a full
         // queue or a spike made, not one more thread for an agent.
-        let open = state.closed_at.is_none() && state.kind == TicketKind::Ticket;
-        match (open, counted) {
-            (false, true) => opened.retain(|(_, open)| open != id),
-            (true, false) => {
-                let at = opened.partition_point(|(t, _)| *t <= state.created_at);
-                opened.insert(at, (state.created_at, id.to_string()));
-            }
-            _ => {}
+        let entry = (state.created_at, id.to_string());
+        if state.closed_at.is_none() && state.kind == TicketKind::Ticket {
+            self.opened.entry(key).or_default().insert(entry);
+        } else if let Some(opened) = self.opened.get_mut(&key) {
+            opened.remove(&entry);
         }
     }
 
@@ -546,30 +542,39 @@ impl Triage {
         let keys = link_keys(mention);
         let rule_id = rule.rule.id.as_str();
         let client = mention.client.clone();
-        let joined = keys
+        let linked: Vec<&TicketState> = keys
             .iter()
             .filter_map(|key| self.links.get(&(client.clone(), rule_id.to_string(), key.clone())))
             .filter_map(|id| self.tickets.get(id))
-            .find(|state| self.open_for_joining(state, event))
-            .map(|state| state.ticket_id.clone());
+            .collect();
         let mut triaged = Triaged::default();
-        if let Some(state) = joined.as_ref().and_then(|id| self.tickets.get(id)) {
+        // A verdict read before is recognized on any ticket it reached, open or not: a
+        // ticket closed since (or past its window) must not make a replay a new ticket.
+        let made_latest = linked.iter().find(|state| {
+            state.joined.last() == Some(&mention.id)
+                || (state.position.is_some() && state.position == position)
+        });
+        if let Some(state) = made_latest {
+            // This mention made the latest revision: send that revision again, as it
+            // was, so that a consumer sees a duplicate and nothing new.
+            triaged.replayed = true;
+            let state = (*state).clone();
+            triaged.tickets.push(self.resend(&state, mention, matched, rule));
+            return triaged;
+        }
+        let seen = linked.iter().any(|state| {
             let older = matches!((state.position, position), (Some(seen), Some(read))
                 if seen.partition == read.partition && read.offset < seen.offset);
-            let latest = state.joined.last() == Some(&mention.id);
-            if latest || (state.position.is_some() && state.position == position) {
-                // This mention made the latest revision: send that revision again, as it
-                // was, so that a consumer sees a duplicate and nothing new.
-                triaged.replayed = true;
-                let state = state.clone();
-                triaged.tickets.push(self.resend(&state, mention, matched, rule));
-                return triaged;
-            }
-            if older || state.joined.contains(&mention.id) {
-                triaged.replayed = true;
-                return triaged;
-            }
+            older || state.joined.contains(&mention.id)
+        });
+        if seen {
+            triaged.replayed = true;
+            return triaged;
         }
+        let joined = linked
+            .iter()
+            .find(|state| self.open_for_joining(state, event))
+            .map(|state| state.ticket_id.clone());
         let compound = self.sentiment(mention);
         let incident = self.observe_spikes(mention, rule, event, compound, now_secs, &mut triaged);
         let state = match joined {
@@ -822,7 +827,7 @@ impl Triage {
         state.priority = rule.rule.priority;
         state.recent = vec![event];
         state.position = position;
-        self.opened.entry(queue_key(client, &queue)).or_default().push_back((now, ticket_id.clone()));
+        self.opened.entry(queue_key(client, &queue)).or_default().insert((now, ticket_id.clone()));
         self.link(&state);
         self.tickets.insert(ticket_id, state.clone());
         Some(state)
@@ -838,13 +843,13 @@ impl Triage {
         }
         let open_window = i64::try_from(self.config.open_window_secs).unwrap_or(i64::MAX / 4);
         let opened = self.opened.entry(queue_key(client, queue)).or_default();
-        let horizon = now.saturating_sub(open_window.max(HOUR));
-        while opened.front().is_some_and(|(t, _)| *t < horizon) {
-            opened.pop_front();
-        }
-        let count_since = |since: i64| opened.len() - opened.partition_point(|(t, _)| *t < since);
-        per_hour.is_some_and(|limit| count_since(now - HOUR) >= limit as usize)
-            || open.is_some_and(|limit| count_since(now.saturating_sub(open_window)) >= limit as usize)
+        prune_opened(opened, now.saturating_sub(open_window.max(HOUR)));
+        // Counted up to the limit only: a full queue is full whatever is beyond.
+        let reaches = |since: i64, limit: u32| {
+            opened.range((since, String::new())..).take(limit as usize).count() >= limit as usize
+        };
+        per_hour.is_some_and(|limit| reaches(now - HOUR, limit))
+            || open.is_some_and(|limit| reaches(now.saturating_sub(open_window), limit))
     }
 
     /// Adds a mention a full queue could not take to the queue's digest of this hour.
@@ -1099,6 +1104,18 @@ impl Triage {
         }
         let tickets = &self.tickets;
         self.links.retain(|_, id| tickets.contains_key(id));
+        for opened in self.opened.values_mut() {
+            prune_opened(opened, horizon);
+        }
+        self.opened.retain(|_, opened| !opened.is_empty());
+    }
+}
+
+/// Drops the tickets of a queue opened before `horizon`: past the open window, they no
+/// longer count (whether or not an agent closed them).
+fn prune_opened(opened: &mut BTreeSet<(i64, String)>, horizon: i64) {
+    while opened.first().is_some_and(|(at, _)| *at < horizon) {
+        opened.pop_first();
     }
 }
 
@@ -1596,6 +1613,15 @@ mod tests {
         assert_eq!(t.dispose(&other_client), Disposal::Unknown, "another client cannot close it");
         let unknown = Feedback::new("no-such-ticket", Disposition::Resolved, at(now));
         assert_eq!(t.dispose(&unknown), Disposal::Unknown);
+        // The verdict that opened the closed ticket, read again after a crash, changes
+        // nothing: the same revision goes out again and the ticket stays closed.
+        let replayed = triage(&mut t, &rules, &m(0), 0, now);
+        assert!(replayed.replayed, "{replayed:?}");
+        assert_eq!(
+            (replayed.tickets[0].ticket_id.as_str(), replayed.tickets[0].revision),
+            (first.ticket_id.as_str(), 1)
+        );
+        assert!(t.state(&first.ticket_id).unwrap().closed_at.is_some(), "still closed");
         let room = one(triage(&mut t, &rules, &m(4), 4, now));
         assert_eq!(room.kind, TicketKind::Ticket, "the closed ticket made room");
         let rejoin = one(triage(&mut t, &rules, &mention("0b", Some("@u0"), None, now), 5, now));

@@ -61,6 +61,10 @@ pub struct QualityApi {
 
 /// Returns the routes `api` can serve, open to `tokens` of the analyst role or higher.
 pub fn router(api: QualityApi, tokens: Arc<Tokens>) -> Router {
+    if api.feedback.is_none() && api.quality.is_none() {
+        // axum refuses a layer on a router without routes.
+        return Router::new();
+    }
     let mut routes = Router::new();
     if api.feedback.is_some() {
         routes = routes.route("/api/feedback", post(feedback));
@@ -268,6 +272,14 @@ async fn suggestions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_with_none_of_the_routes_serves_none() {
+        let matcher = Arc::new(Matcher::new(cull_match::RuleSet::new(Vec::new()).unwrap()));
+        let api = QualityApi { feedback: None, quality: None, searcher: None, matcher };
+        let tokens = Arc::new(Tokens::load(None, Some("analyst@*:a-token-0123456789")).unwrap());
+        let _ = router(api, tokens);
+    }
 
     #[test]
     fn a_body_is_taken_whole_or_refused_naming_the_bad_record() {
