@@ -158,7 +158,6 @@ fn the_top_suggestion_for_a_noisy_rule_culls_its_noise_and_keeps_its_true_matche
     assert!(game.precision.unwrap() < 0.5 && game.below_threshold, "{game:?}");
     let labelled = world.store.labelled("game", |client| client.is_none());
     assert!(labelled.irrelevant.len() >= 40 && labelled.relevant.len() >= 20, "{labelled:?}");
-    assert_eq!(world.store.labelled("game", |_| false), Default::default(), "another client sees none");
 
     let rule = world.rules.rule(None, "game").unwrap();
     let found =

@@ -19,6 +19,9 @@ pub const FEEDBACK_SCHEMA: &str = "cull.feedback/v1";
 /// short note.
 pub const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
 
+/// How far ahead of this machine's clock a disposition's time may be.
+const MAX_CLOCK_SKEW_SECS: i64 = 86_400;
+
 /// The longest free-text note kept, in characters.
 const MAX_NOTE_CHARS: usize = 2_000;
 
@@ -145,10 +148,17 @@ impl Feedback {
         if self.ticket_id.trim().is_empty() {
             return Err(ModelError::EmptyField { field: "ticket_id" });
         }
-        if self.at_unix().is_none() {
+        let Some(at) = self.at_unix() else {
             return Err(ModelError::Invalid {
                 field: "at",
                 problem: format!("{:?} is not an RFC 3339 time", self.at),
+            });
+        };
+        // A time far ahead would outrank every real disposition of the ticket.
+        if at > OffsetDateTime::now_utc().unix_timestamp() + MAX_CLOCK_SKEW_SECS {
+            return Err(ModelError::Invalid {
+                field: "at",
+                problem: format!("{:?} is more than a day in the future", self.at),
             });
         }
         if let Some(problem) = self.client.as_deref().and_then(crate::client_name_problem) {
@@ -226,6 +236,11 @@ mod tests {
             (
                 r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"yesterday"}"#.to_string(),
                 "field `at`: \"yesterday\" is not an RFC 3339 time",
+            ),
+            (
+                r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"2999-01-01T00:00:00Z"}"#
+                    .to_string(),
+                "more than a day in the future",
             ),
             (format!("{{{base},\"disposition\":\"wrong_priority\"}}"), "field `priority`: `wrong_priority` needs"),
             (format!("{{{base},\"disposition\":\"irrelevant\",\"priority\":\"P2\"}}"), "only `wrong_priority`"),

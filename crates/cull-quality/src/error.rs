@@ -21,6 +21,12 @@ pub enum QualityError {
         /// What could not be read.
         message: String,
     },
+    /// Another quality stage writes the store in this directory.
+    #[error("{}: another quality stage writes this store (one process per store: give each its own quality.dir)", path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// No quality stage has written a store there.
     #[error("{}: no rule stats yet (is `[quality] enabled = true` in the pipeline, and has it run?)", path.display())]
     Missing {

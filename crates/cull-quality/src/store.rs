@@ -239,11 +239,32 @@ pub enum PrecisionChange {
 pub struct Store {
     path: PathBuf,
     data: Persisted,
+    /// The directory's lock, held by the one writer ([`Store::open_for_writing`]).
+    _lock: Option<std::fs::File>,
 }
 
+/// The lock file in the store's directory.
+const LOCK_FILE: &str = "LOCK";
+
 impl Store {
-    /// Opens the store in `dir`, creating the directory when missing; an empty store
-    /// when it has no file yet.
+    /// Opens the store in `dir` for the one stage that writes it, creating the
+    /// directory when missing (an empty store when it has no file yet), and locks the
+    /// directory: two writers would each overwrite the other's counts and checkpoint.
+    pub fn open_for_writing(dir: &Path) -> Result<Store, QualityError> {
+        std::fs::create_dir_all(dir).map_err(|e| QualityError::io(dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| QualityError::io(&path, e))?;
+        lock.try_lock().map_err(|_| QualityError::Locked { path: dir.to_path_buf() })?;
+        Ok(Store { _lock: Some(lock), ..Store::open(dir)? })
+    }
+
+    /// Opens the store in `dir` without writing it (a report, a test), creating the
+    /// directory when missing; an empty store when it has no file yet.
     pub fn open(dir: &Path) -> Result<Store, QualityError> {
         std::fs::create_dir_all(dir).map_err(|e| QualityError::io(dir, e))?;
         let path = dir.join(STORE_FILE);
@@ -253,7 +274,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(QualityError::io(&path, e)),
         };
-        Ok(Store { path, data })
+        Ok(Store { path, data, _lock: None })
     }
 
     /// Opens the store of `dir` for reading: an error naming the file when it has
@@ -383,8 +404,11 @@ impl Store {
             days.retain(|day, _| *day > oldest);
         }
         self.data.profiled.retain(|_, days| !days.is_empty());
-        self.data.tickets.retain(|_, facts| {
-            facts.day > oldest || facts.disposition.is_some_and(|(_, at)| day_of(at) > oldest)
+        // A ticket never read (dispositions of it only) is kept a day: a helpdesk's
+        // typo or a stranger's ids must not grow the store for the whole retention.
+        self.data.tickets.retain(|_, facts| match facts.rule {
+            Some(_) => facts.day > oldest || facts.disposition.is_some_and(|(_, at)| day_of(at) > oldest),
+            None => facts.pending.iter().any(|(_, _, at)| day_of(*at) >= today - 1),
         });
     }
 
@@ -516,6 +540,10 @@ impl Store {
         touched: &BTreeSet<RuleKey>,
         thresholds: Thresholds<'_>,
     ) -> Vec<PrecisionChange> {
+        // The rules alerting now are looked at again too: one that went quiet, or whose
+        // old feedback left the window, recovers rather than alert for ever.
+        let mut touched = touched.clone();
+        touched.extend(self.data.alerting.iter().map(|key| RuleKey::decode(key)));
         if touched.is_empty() {
             return Vec::new();
         }
@@ -753,10 +781,22 @@ mod tests {
         store.record_feedback(&feedback("t1", None, Disposition::Resolved, TODAY));
         let recovered = store.precision_changes(&touched, thresholds);
         assert!(matches!(&recovered[..], [PrecisionChange::Recovered(_)]), "{recovered:?}");
+        // Dropped again, then quiet: a month later its feedback has left the window and
+        // it recovers without a new disposition.
+        store.record_feedback(&feedback("t1", None, Disposition::Irrelevant, TODAY));
+        store.record_feedback(&feedback("t2", None, Disposition::Irrelevant, TODAY));
+        assert!(matches!(&store.precision_changes(&touched, thresholds)[..], [PrecisionChange::Dropped(_)]));
+        let later = Thresholds { config: &config, today: TODAY + 30 };
+        let quiet = store.precision_changes(&BTreeSet::new(), later);
+        assert!(matches!(&quiet[..], [PrecisionChange::Recovered(_)]), "{quiet:?}");
+        assert_eq!(store.alerting(), 0);
+
         store.record_verdict(&verdict(None, &["r"], &[]), TODAY - 100);
+        let on_that_day =
+            |store: &Store| store.report(&Scope::All, &config, TODAY - 100, [], SortBy::Cost)[0].matches;
+        assert_eq!(on_that_day(&store), 1);
         store.prune(TODAY, config.retention_days);
-        let reports = store.report(&Scope::All, &config, TODAY, [], SortBy::Cost);
-        assert_eq!(reports[0].matches, 0, "a day past retention is gone");
+        assert_eq!(on_that_day(&store), 0, "a day past retention is gone");
         assert!(store.ticket("t0").is_some(), "this window's tickets stay");
     }
 

@@ -101,7 +101,7 @@ pub struct Suggestion {
     /// Every indexed mention the live rule matches and the draft would not, labelled
     /// or not.
     pub newly_culled: u64,
-    /// Some of those, newest first.
+    /// Some of those (five, by id).
     pub newly_culled_ids: Vec<String>,
 }
 
@@ -201,7 +201,7 @@ pub fn suggest(
             dropped.iter().filter(|id| irrelevant_ids.contains(*id)).count() as u64;
         suggestion.relevant_lost = dropped.iter().filter(|id| relevant_ids.contains(*id)).count() as u64;
         suggestion.newly_culled = dropped.len() as u64;
-        suggestion.newly_culled_ids = dropped.iter().rev().take(5).map(|id| id.to_string()).collect();
+        suggestion.newly_culled_ids = dropped.iter().take(5).map(|id| id.to_string()).collect();
         if suggestion.irrelevant_culled > 0 {
             suggestions.push(suggestion);
         }
@@ -229,9 +229,10 @@ impl Suggestions {
     /// suggestions for the operator to weigh.
     pub fn picks(&self) -> Vec<&Suggestion> {
         let safe = |s: &&Suggestion| s.relevant_lost == 0 && s.gain() > 0;
-        let best = self.suggestions.iter().filter(|s| s.kind != SuggestionKind::BlockAuthor).take(1);
-        let authors = self.suggestions.iter().filter(|s| s.kind == SuggestionKind::BlockAuthor);
-        best.chain(authors).filter(safe).collect()
+        let best =
+            self.suggestions.iter().filter(|s| s.kind != SuggestionKind::BlockAuthor).filter(safe).take(1);
+        let authors = self.suggestions.iter().filter(|s| s.kind == SuggestionKind::BlockAuthor).filter(safe);
+        best.chain(authors).collect()
     }
 }
 
@@ -316,9 +317,14 @@ fn ranked_phrases(
         .map(|(phrase, a)| {
             let b = in_relevant.get(&phrase).copied().unwrap_or(0);
             let alpha = PRIOR_MENTIONS * (a + b) as f64 / total;
-            let (a_f, b_f) = (a as f64 + alpha, b as f64 + alpha);
-            let (not_a, not_b) =
-                (n_a - a as f64 + PRIOR_MENTIONS - alpha, n_b - b as f64 + PRIOR_MENTIONS - alpha);
+            // Half a mention more in every cell (Jeffreys) keeps each count positive: a
+            // phrase in every irrelevant mention and no relevant one is the best
+            // evidence there is, not a division by zero.
+            let (a_f, b_f) = (a as f64 + alpha + 0.5, b as f64 + alpha + 0.5);
+            let (not_a, not_b) = (
+                n_a - a as f64 + PRIOR_MENTIONS - alpha + 0.5,
+                n_b - b as f64 + PRIOR_MENTIONS - alpha + 0.5,
+            );
             let delta = (a_f / not_a).ln() - (b_f / not_b).ln();
             let variance = 1.0 / a_f + 1.0 / not_a + 1.0 / b_f + 1.0 / not_b;
             (phrase, a, b, delta / variance.sqrt())
@@ -514,6 +520,18 @@ mod tests {
     }
 
     #[test]
+    fn with_only_irrelevant_mentions_labelled_the_word_in_all_of_them_ranks_first() {
+        let irrelevant = mentions(&[
+            "Automotive Slack Adjuster Market report",
+            "Slack Adjuster Market share by players",
+            "Global Slack Adjuster outlook",
+        ]);
+        let ranked = ranked_phrases(&irrelevant, &[], &query_words("slack"), &SuggestOptions::default());
+        assert_eq!(ranked[0].clause, "\"adjuster\"", "{ranked:?}");
+        assert!(ranked.iter().all(|s| s.z.is_some_and(f64::is_finite)), "{ranked:?}");
+    }
+
+    #[test]
     fn a_draft_is_the_rule_with_the_suggestions_and_loads_as_a_rule() {
         let toml =
             "[[rule]]\nid = 'slack'\nname = 'Slack'\nquery = 'slack'\nexclude = 'wax'\nchannels = ['news']\n\
@@ -531,6 +549,19 @@ mod tests {
             newly_culled: 4,
             newly_culled_ids: Vec::new(),
         };
+        let mut unsafe_best = suggestion(SuggestionKind::Exclude, "\"market\"");
+        unsafe_best.relevant_lost = 1;
+        let found = |list: Vec<Suggestion>| Suggestions {
+            rule_id: "slack".into(),
+            irrelevant: 3,
+            relevant: 2,
+            unavailable: 0,
+            matched: 5,
+            suggestions: list,
+        };
+        let listed = found(vec![unsafe_best, suggestion(SuggestionKind::Exclude, "\"adjuster\"")]);
+        let picked: Vec<&str> = listed.picks().iter().map(|s| s.clause.as_str()).collect();
+        assert_eq!(picked, ["\"adjuster\""], "the best that loses nothing relevant");
         let exclude = suggestion(SuggestionKind::Exclude, "\"adjuster\"");
         let mask = suggestion(SuggestionKind::Mask, "\"slack adjuster\"");
         let author = suggestion(SuggestionKind::BlockAuthor, "author:\"spam bot\"");

@@ -69,7 +69,7 @@ impl QualityStage {
         ticket_topics: impl IntoIterator<Item = String>,
         metrics: Arc<Metrics>,
     ) -> Result<QualityStage, StageError> {
-        let store = Store::open(&config.dir).map_err(|e| StageError::new(NAME, e))?;
+        let store = Store::open_for_writing(&config.dir).map_err(|e| StageError::new(NAME, e))?;
         metrics.set_rules_below_precision(store.alerting());
         Ok(QualityStage {
             store,
@@ -94,14 +94,20 @@ impl QualityStage {
                 return;
             }
         };
-        self.store.record_verdict(&verdict, day);
         self.verdicts += 1;
         let every = u64::from(self.config.profile_every);
-        let Some(mention) =
+        // Profiled before it is counted: a panic in the profile (then dead-lettered by
+        // the runner) must not leave the verdict counted once per try.
+        if let Some(mention) =
             verdict.mention.as_ref().filter(|_| every > 0 && self.verdicts.is_multiple_of(every))
-        else {
-            return;
-        };
+        {
+            self.profile(mention, day);
+        }
+        self.store.record_verdict(&verdict, day);
+    }
+
+    /// Matches `mention` again with a timed probe and counts each candidate's cost.
+    fn profile(&mut self, mention: &cull_model::Mention, day: i64) {
         let rules = self.matcher.current();
         let mut costs: Vec<(Option<String>, String, u64)> = Vec::new();
         rules.profile_into(mention, &mut self.scratch, |rule, _, took| {
@@ -266,6 +272,9 @@ mod tests {
             record("cull.verdicts", 2, b"\xff".to_vec()),
         ];
         let mut stage = open();
+        let locked =
+            QualityStage::open(&config, Arc::clone(&matcher), "cull.feedback", [], Arc::new(Metrics::new()));
+        assert!(locked.unwrap_err().to_string().contains("another quality stage"), "one writer per store");
         let mut out = Output::new(NAME);
         stage.process(&first, &mut out).unwrap();
         assert_eq!(out.dead_letters().len(), 3, "the bad disposition, ticket and verdict");
@@ -280,6 +289,7 @@ mod tests {
         );
 
         // The process died before committing: the group hands the same records out again.
+        drop(stage);
         let mut restarted = open();
         let mut out = Output::new(NAME);
         let replay: Vec<Record> = first.iter().cloned().chain([verdict(3)]).collect();

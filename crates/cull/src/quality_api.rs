@@ -252,9 +252,12 @@ async fn suggestions(
     else {
         return error(StatusCode::NOT_FOUND, format!("no rule {id:?} this token may see"));
     };
+    // A client named narrows the mentions to that client's, as `cull rules suggest
+    // --client` does (the caller's scope admits it, checked above).
+    let scope = client.map_or(caller.scope, Scope::Client);
     let work = move || {
         let store = Store::read(&config.dir)?;
-        let found = suggest(&searcher, &caller.scope, &store, &rule, &options)?;
+        let found = suggest(&searcher, &scope, &store, &rule, &options)?;
         let picks = found.picks();
         let draft = (!picks.is_empty()).then(|| draft_toml(&rule.rule, &picks));
         Ok::<_, cull_quality::QualityError>(SuggestionsBody { suggestions: found, draft })
