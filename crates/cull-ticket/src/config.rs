@@ -24,8 +24,8 @@ pub struct TicketConfig {
     /// join one ticket while they come within this many seconds of its last mention;
     /// 0 makes every mention its own ticket.
     pub dedupe_window_secs: u64,
-    /// A ticket counts as open, for `max_open`, this long after it was opened (until
-    /// agents' dispositions say when it is resolved).
+    /// A ticket counts as open, for `max_open`, this long after it was opened, unless
+    /// an agent's disposition (`cull.feedback/v1`) closed it earlier.
     pub open_window_secs: u64,
     /// First-response targets in minutes per priority, for queues that set none.
     pub sla_minutes: SlaMinutes,
