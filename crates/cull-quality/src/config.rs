@@ -32,6 +32,11 @@ pub struct QualityConfig {
     pub profile_every: u32,
     /// Seconds between writes of the store while records flow.
     pub flush_secs: u64,
+    /// The house queue a precision alert goes to as an incident ticket, for the alert
+    /// sinks (`[[sink.alert]]` with `queues = [...]`) to deliver; none: the log line
+    /// and the metrics only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_queue: Option<String>,
 }
 
 impl Default for QualityConfig {
@@ -47,6 +52,7 @@ impl Default for QualityConfig {
             retention_days: 90,
             profile_every: 64,
             flush_secs: 10,
+            alert_queue: None,
         }
     }
 }
@@ -79,6 +85,9 @@ impl QualityConfig {
             )
         });
         checks.positive("flush_secs", self.flush_secs);
+        if let Some(queue) = &self.alert_queue {
+            checks.check(is_label(queue), "alert_queue", || "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
+        }
         checks.finish()
     }
 }

@@ -17,11 +17,13 @@
 //! becomes a draft rule file an operator reviews ([`draft_toml`]).
 #![deny(missing_docs)]
 
+mod alert;
 mod config;
 mod error;
 mod store;
 mod suggest;
 
+pub use alert::precision_alert;
 pub use config::QualityConfig;
 pub use error::QualityError;
 pub use store::{

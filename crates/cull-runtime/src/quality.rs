@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cull_bus::dead_letter::Reason;
-use cull_bus::Record;
+use cull_bus::{Message, Record};
 use cull_match::{MatchScratch, Matcher};
 use cull_model::{Feedback, Verdict};
 use cull_quality::{day_of, PrecisionChange, QualityConfig, RuleKey, Store, Thresholds};
@@ -42,6 +42,8 @@ pub struct QualityStage {
     matcher: Arc<Matcher>,
     feedback_topic: String,
     ticket_topics: BTreeSet<String>,
+    /// The ticket topic of `quality.alert_queue`, where precision alerts go.
+    alert_topic: Option<String>,
     scratch: MatchScratch,
     /// Verdicts read, for picking the ones to profile.
     verdicts: u64,
@@ -61,12 +63,13 @@ impl std::fmt::Debug for QualityStage {
 impl QualityStage {
     /// Opens the store of `config`; profiles with the rules of `matcher`; reads
     /// dispositions from `feedback_topic` and tickets from `ticket_topics` (every
-    /// other input holds verdicts).
+    /// other input holds verdicts); sends precision alerts to `alert_topic`.
     pub fn open(
         config: &QualityConfig,
         matcher: Arc<Matcher>,
         feedback_topic: &str,
         ticket_topics: impl IntoIterator<Item = String>,
+        alert_topic: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Result<QualityStage, StageError> {
         let store = Store::open_for_writing(&config.dir).map_err(|e| StageError::new(NAME, e))?;
@@ -77,6 +80,7 @@ impl QualityStage {
             matcher,
             feedback_topic: feedback_topic.to_string(),
             ticket_topics: ticket_topics.into_iter().collect(),
+            alert_topic,
             scratch: MatchScratch::default(),
             verdicts: 0,
             touched: BTreeSet::new(),
@@ -117,6 +121,48 @@ impl QualityStage {
         let costs = costs.iter().map(|(client, rule, nanos)| (client.as_deref(), rule.as_str(), *nanos));
         self.store.record_profile(mention.client.as_deref(), day, costs);
         self.metrics.record_profiled();
+    }
+}
+
+impl QualityStage {
+    /// Reports the rules of `touched` (and those alerting) whose precision fell under
+    /// or came back over their threshold: a log line and the metrics, and for a drop an
+    /// alert ticket on the alert queue's topic, sent with the batch.
+    fn report_precision(&mut self, touched: &BTreeSet<RuleKey>, out: &mut Output) -> Result<(), StageError> {
+        let now = OffsetDateTime::now_utc();
+        let thresholds = Thresholds { config: &self.config, today: day_of(now.unix_timestamp()) };
+        for change in self.store.precision_changes(touched, thresholds) {
+            match change {
+                PrecisionChange::Dropped(report) => {
+                    tracing::warn!(
+                        rule = %report.rule_id,
+                        client = report.client.as_deref().unwrap_or("-"),
+                        precision = report.precision.unwrap_or_default(),
+                        threshold = report.threshold,
+                        feedback = report.feedback,
+                        irrelevant = report.irrelevant,
+                        "a rule's precision fell under its threshold: `cull rules suggest` proposes exclusions"
+                    );
+                    self.metrics.record_precision_alert("dropped");
+                    if let (Some(topic), Some(queue)) = (&self.alert_topic, &self.config.alert_queue) {
+                        let ticket = cull_quality::precision_alert(&report, queue, now);
+                        let payload = serde_json::to_vec(&ticket).map_err(|e| StageError::new(NAME, e))?;
+                        let message = Message {
+                            key: Some(cull_ticket::key(&ticket)),
+                            headers: cull_ticket::headers(&ticket),
+                            payload,
+                        };
+                        out.send(topic.as_str(), message);
+                    }
+                }
+                PrecisionChange::Recovered(report) => {
+                    tracing::info!(rule = %report.rule_id, client = report.client.as_deref().unwrap_or("-"), precision = report.precision.unwrap_or_default(), "a rule's precision is back over its threshold");
+                    self.metrics.record_precision_alert("recovered");
+                }
+            }
+        }
+        self.metrics.set_rules_below_precision(self.store.alerting());
+        Ok(())
     }
 }
 
@@ -165,7 +211,8 @@ impl Stage for QualityStage {
             }
             self.store.checkpoint_mut().advance(&record.topic, record.partition, record.offset);
         }
-        Ok(())
+        let touched = std::mem::take(&mut self.touched);
+        self.report_precision(&touched, out)
     }
 
     fn flush(&mut self, force: bool) -> Result<bool, StageError> {
@@ -178,29 +225,10 @@ impl Stage for QualityStage {
         }
         let today = day_of(OffsetDateTime::now_utc().unix_timestamp());
         self.store.prune(today, self.config.retention_days);
-        let touched = std::mem::take(&mut self.touched);
-        let thresholds = Thresholds { config: &self.config, today };
-        for change in self.store.precision_changes(&touched, thresholds) {
-            match change {
-                PrecisionChange::Dropped(report) => {
-                    tracing::warn!(
-                        rule = %report.rule_id,
-                        client = report.client.as_deref().unwrap_or("-"),
-                        precision = report.precision.unwrap_or_default(),
-                        threshold = report.threshold,
-                        feedback = report.feedback,
-                        irrelevant = report.irrelevant,
-                        "a rule's precision fell under its threshold: `cull rules suggest` proposes exclusions"
-                    );
-                    self.metrics.record_precision_alert("dropped");
-                }
-                PrecisionChange::Recovered(report) => {
-                    tracing::info!(rule = %report.rule_id, client = report.client.as_deref().unwrap_or("-"), precision = report.precision.unwrap_or_default(), "a rule's precision is back over its threshold");
-                    self.metrics.record_precision_alert("recovered");
-                }
-            }
-        }
-        self.metrics.set_rules_below_precision(self.store.alerting());
+        // Rules alerting that went quiet recover here; a drop needs new feedback, which
+        // `process` reports with the batch it came in.
+        let mut nothing_sent = Output::new(NAME);
+        self.report_precision(&BTreeSet::new(), &mut nothing_sent)?;
         self.store.save().map_err(|e| StageError::new(NAME, e))?;
         (self.last_flush, self.pending) = (Instant::now(), false);
         Ok(true)
@@ -237,14 +265,20 @@ mod tests {
             b"[[rule]]\nid = 'slack'\nquery = 'slack'\n".as_slice(),
         )]);
         let matcher = Arc::new(Matcher::new(RuleSet::new(loaded.rules).unwrap()));
-        let config =
-            QualityConfig { dir: dir.path().to_path_buf(), profile_every: 1, ..QualityConfig::default() };
+        let config = QualityConfig {
+            dir: dir.path().to_path_buf(),
+            profile_every: 1,
+            min_feedback: 1,
+            alert_queue: Some("rule-quality".into()),
+            ..QualityConfig::default()
+        };
         let open = || {
             QualityStage::open(
                 &config,
                 Arc::clone(&matcher),
                 "cull.feedback",
                 ["cull.tickets".to_string()],
+                Some("cull.tickets.rule-quality".to_string()),
                 Arc::new(Metrics::new()),
             )
             .unwrap()
@@ -272,12 +306,26 @@ mod tests {
             record("cull.verdicts", 2, b"\xff".to_vec()),
         ];
         let mut stage = open();
-        let locked =
-            QualityStage::open(&config, Arc::clone(&matcher), "cull.feedback", [], Arc::new(Metrics::new()));
+        let locked = QualityStage::open(
+            &config,
+            Arc::clone(&matcher),
+            "cull.feedback",
+            [],
+            None,
+            Arc::new(Metrics::new()),
+        );
         assert!(locked.unwrap_err().to_string().contains("another quality stage"), "one writer per store");
         let mut out = Output::new(NAME);
         stage.process(&first, &mut out).unwrap();
         assert_eq!(out.dead_letters().len(), 3, "the bad disposition, ticket and verdict");
+        let alerts: Vec<&(String, Message)> =
+            out.records().iter().filter(|(topic, _)| topic == "cull.tickets.rule-quality").collect();
+        assert_eq!(alerts.len(), 1, "one precision alert: the only disposition is irrelevant");
+        let alert: cull_model::Ticket = serde_json::from_slice(&alerts[0].1.payload).unwrap();
+        assert_eq!(
+            (alert.kind, alert.queue.as_str(), alert.rule.id.as_str()),
+            (cull_model::TicketKind::Incident, "rule-quality", "slack")
+        );
         assert!(!stage.flush(false).unwrap(), "not due yet: the offsets wait");
         assert!(stage.flush(true).unwrap());
         let counted = report(dir.path());
@@ -295,6 +343,7 @@ mod tests {
         let replay: Vec<Record> = first.iter().cloned().chain([verdict(3)]).collect();
         restarted.process(&replay, &mut out).unwrap();
         assert!(out.dead_letters().is_empty(), "what the store holds is skipped, bad records too");
+        assert!(out.records().is_empty(), "the alert was sent once, before the restart");
         assert!(restarted.flush(true).unwrap());
         let counted = report(dir.path());
         assert_eq!((counted.matches, counted.tickets, counted.feedback), (3, 1, 1), "only m3 is new");

@@ -38,10 +38,14 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     let webhook_configs = cull_ingest::webhook_configs(&pipeline.sources)?;
     let topics = &pipeline.topics;
     let clients = pipeline.clients();
-    let ticket_topics: Vec<String> = cull_runtime::ticket_topics(topics, &rules, &pipeline.tickets, &clients)
-        .map_err(|problems| anyhow::anyhow!("the ticket topics: {}", problems.join("; ")))?
-        .into_iter()
-        .collect();
+    // A precision alert is a house ticket on `quality.alert_queue`, read like the others.
+    let alert_topic = (pipeline.quality.enabled)
+        .then(|| pipeline.quality.alert_queue.as_deref().map(|queue| topics.ticket_topic(None, queue)))
+        .flatten();
+    let mut ticket_topics = cull_runtime::ticket_topics(topics, &rules, &pipeline.tickets, &clients)
+        .map_err(|problems| anyhow::anyhow!("the ticket topics: {}", problems.join("; ")))?;
+    ticket_topics.extend(alert_topic.clone());
+    let ticket_topics: Vec<String> = ticket_topics.into_iter().collect();
     let admitted = AdmittedTopics::new(ticket_topics.iter().cloned());
     let metrics = Arc::new(Metrics::new());
     metrics.rules_reloaded(rules.len());
@@ -142,16 +146,21 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     if pipeline.quality.enabled {
         let config = pipeline.quality.clone();
         let (matcher, metrics) = (Arc::clone(&matcher), Arc::clone(&metrics));
-        let (feedback, tickets) = (topics.feedback.clone(), ticket_topics.clone());
+        let (feedback, tickets, alerts) =
+            (topics.feedback.clone(), ticket_topics.clone(), alert_topic.clone());
         let stage = tokio::task::spawn_blocking(move || {
-            QualityStage::open(&config, matcher, &feedback, tickets, metrics)
+            QualityStage::open(&config, matcher, &feedback, tickets, alerts, metrics)
         })
         .await
         .context("opening the rule-stats store")?
         .with_context(|| format!("quality.dir = {:?}", pipeline.quality.dir))?;
+        // Not its own alerts: a stage that read what it writes would wait for itself to
+        // end at a stop.
         let mut inputs = vec![topics.verdicts.as_str(), topics.feedback.as_str()];
-        inputs.extend(ticket_topics.iter().map(String::as_str));
-        runtime.stage(stage, &inputs, &pipeline.quality.group_id, &[], QUALITY_BATCH)?;
+        inputs
+            .extend(ticket_topics.iter().map(String::as_str).filter(|t| Some(*t) != alert_topic.as_deref()));
+        let outputs: Vec<&str> = alert_topic.iter().map(String::as_str).collect();
+        runtime.stage(stage, &inputs, &pipeline.quality.group_id, &outputs, QUALITY_BATCH)?;
     }
     let sinks = [
         ("tickets", &pipeline.sink.tickets, ticket_topics.clone(), SinkFormat::Payload),
