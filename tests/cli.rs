@@ -401,3 +401,36 @@ fn search_and_explain_print_control_characters_as_visible_escapes() {
         text(&unknown.stderr)
     );
 }
+
+/// A reader that stops early (`cull match … | head -1`) ends the output quietly: no
+/// panic, no "Broken pipe" message, success.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.jsonl");
+    let lines: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"schema\":\"cull.mention/v1\",\"id\":\"m{i}\",\"text\":\"Slack is down again {i}\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cull"))
+        .args(["match", "--rules", "rules", input.to_str().unwrap()])
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cull runs");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with("{\"schema\":\"cull.verdict/v1\""), "{first}");
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("Broken pipe") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -63,20 +63,21 @@ pub(crate) fn load_set_or_report(
 pub fn check(dir: &Path, format: Format, deny_warnings: bool) -> Result<ExitCode> {
     let report = check_rules(dir, deny_warnings);
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => writeln!(io::stdout(), "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Text => {
             report.print_problems();
             for note in &report.notes {
                 eprintln!("note: {note}");
             }
             if report.errors.is_empty() {
-                println!(
+                writeln!(
+                    io::stdout(),
                     "{}: {} rule(s) OK, rule set version {}, {} warning(s)",
                     dir.display(),
                     report.rules,
                     report.version,
                     report.warnings.len()
-                );
+                )?;
             }
             if !report.errors.is_empty() {
                 eprintln!("cull: {} error(s) in {}", report.errors.len(), dir.display());
@@ -249,7 +250,7 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
     let ok = problems.is_empty() && rules.as_ref().is_none_or(|r| r.ok);
     let report = Report { file: path.to_path_buf(), ok, problems, rules };
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => writeln!(io::stdout(), "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Text => {
             if !report.problems.is_empty() {
                 let problems = crate::config::render(&path.display(), &report.problems);
@@ -260,19 +261,20 @@ pub fn config_check(path: &Path, format: Format) -> Result<ExitCode> {
                 if rules.ok {
                     // "OK" only when the whole check is: a file with bad settings whose rules
                     // are fine is not OK.
-                    println!(
+                    writeln!(
+                        io::stdout(),
                         "{}: {}rules {}: {} rule(s), version {}",
                         path.display(),
                         if report.ok { "OK; " } else { "" },
                         rules.dir.display(),
                         rules.rules,
                         rules.version
-                    );
+                    )?;
                 } else {
                     eprintln!("cull: {} error(s) in the rules of {}", rules.errors.len(), path.display());
                 }
             } else if report.ok {
-                println!("{}: OK (no matcher, no rules to check)", path.display());
+                writeln!(io::stdout(), "{}: OK (no matcher, no rules to check)", path.display())?;
             }
         }
     }
@@ -312,16 +314,16 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
                 example.expect.as_str(),
                 got.as_str()
             );
-            println!("{}", escape_controls(&failure));
-            println!("  text: {:?}", example.text);
+            writeln!(io::stdout(), "{}", escape_controls(&failure))?;
+            writeln!(io::stdout(), "  text: {:?}", example.text)?;
             if let Some(explanation) = explain_rule(&set, &rule.rule.id, &mention) {
                 for line in explanation.to_string().lines() {
-                    println!("  {}", escape_controls(line));
+                    writeln!(io::stdout(), "  {}", escape_controls(line))?;
                 }
             }
         }
     }
-    println!("{run} example(s), {} passed, {failed} failed", run - failed);
+    writeln!(io::stdout(), "{run} example(s), {} passed, {failed} failed", run - failed)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -357,18 +359,19 @@ pub fn explain(
     mention.client = client;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;
-    print!("{}", escape_controls_but_newlines(&explanation.to_string()));
+    write!(io::stdout(), "{}", escape_controls_but_newlines(&explanation.to_string()))?;
     if let Outcome::Matched(spans) = &explanation.outcome {
         for span in spans {
             let field =
                 if span.field == "title" { mention.title.as_deref().unwrap_or("") } else { &mention.text };
-            println!(
+            writeln!(
+                io::stdout(),
                 "  highlight {}[{}..{}]: {:?}",
                 span.field,
                 span.start,
                 span.end,
                 field.get(span.start..span.end).unwrap_or("")
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -510,7 +513,7 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     // the grace period) must not keep the process from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let finished = finished?;
-    println!("cull run: {}", finished.counts);
+    writeln!(io::stdout(), "cull run: {}", finished.counts)?;
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
