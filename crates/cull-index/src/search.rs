@@ -402,6 +402,17 @@ impl Searcher {
                 )));
             }
         }
+        // A channel that is none finds nothing, which reads as "no such mentions":
+        // `tweets` for `twitter` must be an error, not an empty answer.
+        for channel in &request.channels {
+            if cull_model::Channel::parse(&keyword_value(channel)).is_none() {
+                let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
+                return Err(IndexError::Query(format!(
+                    "unknown channel {channel:?}; channels are {}",
+                    names.join(", ")
+                )));
+            }
+        }
         if request.limit > self.limits.max_page {
             return Err(IndexError::Limit(format!(
                 "limit {} is over the page size limit of {}",

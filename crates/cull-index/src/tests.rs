@@ -310,6 +310,21 @@ fn times_the_index_cannot_hold_and_reversed_ranges_are_refused() {
 }
 
 #[test]
+fn an_unknown_channel_is_an_error_naming_the_channels_and_a_known_one_any_case_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    searcher.reload().unwrap();
+    let request =
+        |channel: &str| SearchRequest { channels: vec![channel.into()], ..SearchRequest::default() };
+    let error = searcher.search(&Scope::All, &request("tweets")).unwrap_err().to_string();
+    assert!(error.contains("unknown channel \"tweets\"; channels are twitter,"), "{error}");
+    let all = searcher.search(&Scope::All, &SearchRequest::default()).unwrap().total;
+    let found = searcher.search(&Scope::All, &request("Twitter")).unwrap().total;
+    assert!(found > 0 && found < all, "{found} of {all}");
+}
+
+#[test]
 fn a_facet_asked_for_twice_is_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     indexed(dir.path());
