@@ -434,3 +434,23 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("Broken pipe") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// Hand-written input needs no `schema` (a wrong one is still refused), and
+/// `--matches-only` prints the verdicts of matched mentions only.
+#[test]
+fn match_reads_lines_of_only_id_and_text_and_prints_only_matches_when_asked() {
+    let input = "{\"id\":\"a\",\"text\":\"The Slack app is down for everyone\"}\n\
+                 {\"id\":\"b\",\"text\":\"nothing to see\"}\n\
+                 {\"schema\":\"cull.mention/v9\",\"id\":\"c\",\"text\":\"Slack\"}\n";
+    let out = cull(&["match", "--rules", "rules", "--matches-only"], Some(input.as_bytes()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<String> =
+        stdout.lines().map(|line| serde_json::from_str::<Verdict>(line).unwrap().mention_id).collect();
+    assert_eq!(ids, ["a"], "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdin:3") && stderr.contains("cull.mention/v9"), "{stderr}");
+    assert!(stderr.contains("2 mention(s) matched") && stderr.contains("1 with a match"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "a rejected line fails the run");
+    let all = cull(&["match", "--rules", "rules"], Some(input.as_bytes()));
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 2, "without the flag, every verdict");
+}

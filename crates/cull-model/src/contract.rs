@@ -216,6 +216,27 @@ impl Mention {
     /// Parses one serialized mention, rejecting records over `limit` bytes, invalid
     /// UTF-8, malformed JSON, a schema other than [`MENTION_SCHEMA`] and an empty id.
     pub fn from_json_limited(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
+        let text = Mention::text_of(bytes, limit)?;
+        let mention: Mention = serde_json::from_str(text).map_err(json_error)?;
+        mention.checked()
+    }
+
+    /// As [`Mention::from_json_limited`], but a record without `schema` is read as
+    /// [`MENTION_SCHEMA`] (one that names another is still refused): for input people
+    /// write by hand, `{"id": "1", "text": "…"}`, as `cull match` reads it. The
+    /// pipeline's own topics keep the schema required.
+    pub fn from_json_assuming_v1(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
+        let text = Mention::text_of(bytes, limit)?;
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
+        if let Some(object) = value.as_object_mut() {
+            object.entry("schema").or_insert_with(|| MENTION_SCHEMA.into());
+        }
+        let mention: Mention = serde_json::from_value(value).map_err(json_error)?;
+        mention.checked()
+    }
+
+    /// Returns the record as text: at most `limit` bytes of UTF-8, without a BOM.
+    fn text_of(bytes: &[u8], limit: usize) -> Result<&str, ModelError> {
         if bytes.len() > limit {
             return Err(ModelError::Oversized { size: bytes.len(), limit });
         }
@@ -223,22 +244,21 @@ impl Mention {
             std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
         // A byte-order mark opens many files exported on Windows; JSON does not allow
         // one, and refusing the first line of such a file for it would lose a mention.
-        let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-        let mention: Mention = serde_json::from_str(text).map_err(|e| ModelError::Json {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
-        if mention.schema != MENTION_SCHEMA {
-            return Err(ModelError::Schema { found: mention.schema, expected: MENTION_SCHEMA });
+        Ok(text.strip_prefix('\u{FEFF}').unwrap_or(text))
+    }
+
+    /// Checks what serde cannot: the schema, a non-empty id and the client's name.
+    fn checked(self) -> Result<Mention, ModelError> {
+        if self.schema != MENTION_SCHEMA {
+            return Err(ModelError::Schema { found: self.schema, expected: MENTION_SCHEMA });
         }
-        if mention.id.is_empty() {
+        if self.id.is_empty() {
             return Err(ModelError::EmptyField { field: "id" });
         }
-        if let Some(problem) = mention.client.as_deref().and_then(crate::client_name_problem) {
+        if let Some(problem) = self.client.as_deref().and_then(crate::client_name_problem) {
             return Err(ModelError::Client { problem });
         }
-        Ok(mention)
+        Ok(self)
     }
 
     /// Returns the host of the mention's URL, lowercased, without a port.
@@ -501,9 +521,35 @@ fn one() -> u32 {
     1
 }
 
+/// Returns serde_json's error as the model's, with its line and column (0 when the
+/// error is of a value rather than of text).
+fn json_error(e: serde_json::Error) -> ModelError {
+    ModelError::Json { line: e.line(), column: e.column(), message: e.to_string() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_written_lines_may_leave_the_schema_out_but_not_name_another() {
+        let m = Mention::from_json_assuming_v1(br#"{"id":"1","text":"Slack is down"}"#, MAX_MENTION_BYTES)
+            .unwrap();
+        assert_eq!((m.schema.as_str(), m.id.as_str()), (MENTION_SCHEMA, "1"));
+        assert!(
+            Mention::from_json(br#"{"id":"1","text":"Slack is down"}"#).is_err(),
+            "the pipeline's own reader still requires it"
+        );
+        let wrong = Mention::from_json_assuming_v1(
+            br#"{"schema":"cull.mention/v2","id":"1","text":"x"}"#,
+            MAX_MENTION_BYTES,
+        );
+        assert!(matches!(wrong, Err(ModelError::Schema { .. })), "{wrong:?}");
+        let bad = Mention::from_json_assuming_v1(br#"{"id":"1"}"#, MAX_MENTION_BYTES).unwrap_err();
+        assert!(bad.to_string().contains("missing field `text`"), "{bad}");
+        assert!(matches!(Mention::from_json_assuming_v1(b"[1", 100), Err(ModelError::Json { line: 1, .. })));
+        assert!(matches!(Mention::from_json_assuming_v1(&[b' '; 10], 5), Err(ModelError::Oversized { .. })));
+    }
 
     #[test]
     fn minimal_wire_mention_needs_schema_id_and_text() {

@@ -387,6 +387,7 @@ pub fn match_lines(
     input: Option<&Path>,
     max_bytes: usize,
     dead_letters: Option<&Path>,
+    matches_only: bool,
 ) -> Result<ExitCode> {
     let Some(rules) = load_or_report(rules) else { return Ok(ExitCode::FAILURE) };
     let set = RuleSet::new(rules.into_iter().filter(|r| r.rule.enabled).collect())?;
@@ -418,7 +419,7 @@ pub fn match_lines(
             let parsed = match &line {
                 Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
                 Line::Complete(bytes) => {
-                    Some(Mention::from_json_limited(bytes, max_bytes).map_err(|e| (e, bytes)))
+                    Some(Mention::from_json_assuming_v1(bytes, max_bytes).map_err(|e| (e, bytes)))
                 }
                 Line::Oversized { head, length } => {
                     Some(Err((cull_model::ModelError::Oversized { size: *length, limit: max_bytes }, head)))
@@ -441,6 +442,9 @@ pub fn match_lines(
         if batch.len() >= BATCH || (at_end && !batch.is_empty()) {
             for verdict in set.verdicts(&batch) {
                 matched += usize::from(!verdict.matched.is_empty());
+                if matches_only && verdict.matched.is_empty() {
+                    continue;
+                }
                 serde_json::to_writer(&mut out, &verdict)?;
                 out.write_all(b"\n")?;
             }

@@ -143,6 +143,9 @@ enum Command {
         /// Write rejected lines here as dead letters (JSON lines).
         #[arg(long)]
         dead_letters: Option<PathBuf>,
+        /// Print only the verdicts of mentions a rule matched.
+        #[arg(long)]
+        matches_only: bool,
     },
 }
 
@@ -442,8 +445,8 @@ fn main() -> ExitCode {
             max_concurrent_queries,
             stats,
         }),
-        Command::Match { rules, input, max_bytes, dead_letters } => {
-            commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref())
+        Command::Match { rules, input, max_bytes, dead_letters, matches_only } => {
+            commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref(), matches_only)
         }
     };
     match result {
