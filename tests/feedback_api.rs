@@ -5,9 +5,9 @@
 //! all of it survives a restart into the same data directory.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,25 +94,8 @@ struct Running {
 
 impl Running {
     fn start(file: &Path) -> Running {
-        let mut child =
-            cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), ("CULL_API_TOKENS", TOKENS)])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listen=").nth(1) {
-                    let _ = sender.send(address.trim().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let address = receiver.recv_timeout(PATIENCE).expect("cull run logs its address");
+        let (child, address, log) =
+            crate::reload::run_logged(file, &[("RUST_LOG", "info"), ("CULL_API_TOKENS", TOKENS)]);
         let running = Running { child, address, log };
         running.wait_metric("cull_rules_loaded", 1.0);
         running

@@ -27,6 +27,30 @@ fn rule(id: &str, word: &str) -> String {
 /// An environment variable of the running pipeline that no response or log may show.
 const SECRET: (&str, &str) = ("CULL_TEST_SECRET", "hunter2-never-shown");
 
+/// Starts `cull run` on `file` with `env`, keeps every line of its log, and returns it
+/// with the address it listens on and the log, once it has logged the address.
+pub fn run_logged(file: &Path, env: &[(&str, &str)]) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = cull(&["run", file.to_str().unwrap()], env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(address) = line.split("listen=").nth(1) {
+                let _ = sender.send(address.trim().to_string());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let address = receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its address");
+    (child, address, log)
+}
+
 struct Running {
     child: Child,
     address: String,
@@ -53,24 +77,7 @@ impl Running {
         .unwrap();
         std::fs::write(dir.join("in.jsonl"), "").unwrap();
         let tokens = ("CULL_API_TOKENS", OPERATOR_AND_ANALYST);
-        let mut child = cull(&["run", file.to_str().unwrap()], &[("RUST_LOG", "info"), tokens, SECRET])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listen=").nth(1) {
-                    let _ = sender.send(address.trim().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let address = receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its address");
+        let (child, address, log) = run_logged(&file, &[("RUST_LOG", "info"), tokens, SECRET]);
         Running { child, address, log }
     }
 

@@ -216,7 +216,7 @@ impl Mention {
     /// Parses one serialized mention, rejecting records over `limit` bytes, invalid
     /// UTF-8, malformed JSON, a schema other than [`MENTION_SCHEMA`] and an empty id.
     pub fn from_json_limited(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
-        let text = Mention::text_of(bytes, limit)?;
+        let text = record_text(bytes, limit)?;
         let mention: Mention = serde_json::from_str(text).map_err(json_error)?;
         mention.checked()
     }
@@ -226,25 +226,13 @@ impl Mention {
     /// write by hand, `{"id": "1", "text": "…"}`, as `cull match` reads it. The
     /// pipeline's own topics keep the schema required.
     pub fn from_json_assuming_v1(bytes: &[u8], limit: usize) -> Result<Mention, ModelError> {
-        let text = Mention::text_of(bytes, limit)?;
+        let text = record_text(bytes, limit)?;
         let mut value: serde_json::Value = serde_json::from_str(text).map_err(json_error)?;
         if let Some(object) = value.as_object_mut() {
             object.entry("schema").or_insert_with(|| MENTION_SCHEMA.into());
         }
         let mention: Mention = serde_json::from_value(value).map_err(json_error)?;
         mention.checked()
-    }
-
-    /// Returns the record as text: at most `limit` bytes of UTF-8, without a BOM.
-    fn text_of(bytes: &[u8], limit: usize) -> Result<&str, ModelError> {
-        if bytes.len() > limit {
-            return Err(ModelError::Oversized { size: bytes.len(), limit });
-        }
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
-        // A byte-order mark opens many files exported on Windows; JSON does not allow
-        // one, and refusing the first line of such a file for it would lose a mention.
-        Ok(text.strip_prefix('\u{FEFF}').unwrap_or(text))
     }
 
     /// Checks what serde cannot: the schema, a non-empty id and the client's name.
@@ -521,9 +509,20 @@ fn one() -> u32 {
     1
 }
 
+/// Returns a record as text: at most `limit` bytes of UTF-8, without a BOM.
+pub(crate) fn record_text(bytes: &[u8], limit: usize) -> Result<&str, ModelError> {
+    if bytes.len() > limit {
+        return Err(ModelError::Oversized { size: bytes.len(), limit });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
+    // A byte-order mark opens many files exported on Windows; JSON does not allow
+    // one, and refusing the first line of such a file for it would lose a record.
+    Ok(text.strip_prefix('\u{FEFF}').unwrap_or(text))
+}
+
 /// Returns serde_json's error as the model's, with its line and column (0 when the
 /// error is of a value rather than of text).
-fn json_error(e: serde_json::Error) -> ModelError {
+pub(crate) fn json_error(e: serde_json::Error) -> ModelError {
     ModelError::Json { line: e.line(), column: e.column(), message: e.to_string() }
 }
 

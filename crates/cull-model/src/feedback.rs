@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::contract::{ModelError, Priority};
+use crate::contract::{json_error, record_text, ModelError, Priority};
 
 /// The schema string every feedback record carries.
 pub const FEEDBACK_SCHEMA: &str = "cull.feedback/v1";
@@ -126,16 +126,8 @@ impl Feedback {
     /// client name that is one, a `priority` exactly with `wrong_priority`, and a note
     /// of at most 2,000 characters.
     pub fn from_json(bytes: &[u8]) -> Result<Feedback, ModelError> {
-        if bytes.len() > MAX_FEEDBACK_BYTES {
-            return Err(ModelError::Oversized { size: bytes.len(), limit: MAX_FEEDBACK_BYTES });
-        }
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| ModelError::InvalidUtf8 { offset: e.valid_up_to() })?;
-        let feedback: Feedback = serde_json::from_str(text).map_err(|e| ModelError::Json {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+        let text = record_text(bytes, MAX_FEEDBACK_BYTES)?;
+        let feedback: Feedback = serde_json::from_str(text).map_err(json_error)?;
         feedback.validate()?;
         Ok(feedback)
     }

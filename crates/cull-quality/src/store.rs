@@ -435,8 +435,6 @@ impl Store {
         known: impl IntoIterator<Item = (Option<&'a str>, &'a str)>,
         sort: SortBy,
     ) -> Vec<RuleReport> {
-        let window = i64::from(config.window_days);
-        let (from, previous_from) = (today - window + 1, today - 2 * window + 1);
         let mut keys: BTreeSet<RuleKey> = self.data.rules.keys().map(|k| RuleKey::decode(k)).collect();
         keys.extend(
             self.data
@@ -446,6 +444,36 @@ impl Store {
         );
         keys.extend(known.into_iter().map(|(client, rule)| RuleKey::new(client, rule)));
         keys.retain(|key| scope.admits(key.client.as_deref()));
+        let mut reports = self.reports_of(keys, config, today);
+        let key = |r: &RuleReport| (r.client.clone(), r.rule_id.clone());
+        match sort {
+            SortBy::Cost => reports.sort_by(|a, b| {
+                let cost = |r: &RuleReport| r.verify_micros_per_mention.unwrap_or(0.0);
+                cost(b).total_cmp(&cost(a)).then_with(|| key(a).cmp(&key(b)))
+            }),
+            SortBy::Noise => reports.sort_by(|a, b| {
+                (b.irrelevant, b.culled).cmp(&(a.irrelevant, a.culled)).then_with(|| key(a).cmp(&key(b)))
+            }),
+            SortBy::Precision => reports.sort_by(|a, b| {
+                let precision = |r: &RuleReport| r.precision.unwrap_or(f64::INFINITY);
+                precision(a)
+                    .total_cmp(&precision(b))
+                    .then_with(|| b.feedback.cmp(&a.feedback))
+                    .then_with(|| key(a).cmp(&key(b)))
+            }),
+        }
+        reports
+    }
+
+    /// Returns the reports of the rules of `keys`, in key order.
+    fn reports_of(
+        &self,
+        keys: BTreeSet<RuleKey>,
+        config: &crate::QualityConfig,
+        today: i64,
+    ) -> Vec<RuleReport> {
+        let window = i64::from(config.window_days);
+        let (from, previous_from) = (today - window + 1, today - 2 * window + 1);
         let mut feedback: BTreeMap<RuleKey, [(u64, u64); 2]> = BTreeMap::new();
         for facts in self.data.tickets.values() {
             let (Some(rule), Some((disposition, at))) = (&facts.rule, facts.disposition) else { continue };
@@ -465,8 +493,7 @@ impl Store {
             let days = |counts: &BTreeMap<i64, u64>| counts.range(from..=today).map(|(_, n)| n).sum::<u64>();
             self.data.profiled.get(client.unwrap_or("")).map_or(0, days)
         };
-        let mut reports: Vec<RuleReport> = keys
-            .into_iter()
+        keys.into_iter()
             .map(|key| {
                 let mut total = DayCounts::default();
                 if let Some(days) = self.data.rules.get(&key.encode()) {
@@ -512,25 +539,7 @@ impl Store {
                     client: key.client,
                 }
             })
-            .collect();
-        let key = |r: &RuleReport| (r.client.clone(), r.rule_id.clone());
-        match sort {
-            SortBy::Cost => reports.sort_by(|a, b| {
-                let cost = |r: &RuleReport| r.verify_micros_per_mention.unwrap_or(0.0);
-                cost(b).total_cmp(&cost(a)).then_with(|| key(a).cmp(&key(b)))
-            }),
-            SortBy::Noise => reports.sort_by(|a, b| {
-                (b.irrelevant, b.culled).cmp(&(a.irrelevant, a.culled)).then_with(|| key(a).cmp(&key(b)))
-            }),
-            SortBy::Precision => reports.sort_by(|a, b| {
-                let precision = |r: &RuleReport| r.precision.unwrap_or(f64::INFINITY);
-                precision(a)
-                    .total_cmp(&precision(b))
-                    .then_with(|| b.feedback.cmp(&a.feedback))
-                    .then_with(|| key(a).cmp(&key(b)))
-            }),
-        }
-        reports
+            .collect()
     }
 
     /// Returns the rules whose place under or over their threshold changed since the
@@ -547,14 +556,11 @@ impl Store {
         if touched.is_empty() {
             return Vec::new();
         }
-        let known = touched.iter().map(|key| (key.client.as_deref(), key.rule.as_str()));
-        let reports = self.report(&Scope::All, thresholds.config, thresholds.today, known, SortBy::Precision);
+        // Only these rules are reported: a batch's check must not cost the whole pack.
+        let reports = self.reports_of(touched, thresholds.config, thresholds.today);
         let mut changes = Vec::new();
         for report in reports {
             let key = RuleKey::new(report.client.as_deref(), &report.rule_id);
-            if !touched.contains(&key) {
-                continue;
-            }
             let was = self.data.alerting.contains(&key.encode());
             match (was, report.below_threshold) {
                 (false, true) => {

@@ -268,16 +268,18 @@ async fn blocking<T: Send + 'static>(
 
 /// Returns the pairs of a query string, refusing keys not in `allowed`.
 fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    query_pairs(raw, allowed).map_err(ApiError::BadRequest)
+}
+
+/// Returns the pairs of a query string, or why not: a key not in `allowed`.
+pub(crate) fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    if let Some((key, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown parameter {key:?}; parameters are {}",
-            allowed.join(", ")
-        )));
+    match pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((key, _)) => Err(format!("unknown parameter {key:?}; parameters are {}", allowed.join(", "))),
+        None => Ok(pairs),
     }
-    Ok(pairs)
 }
 
 /// Parses a time parameter: RFC 3339 (`2026-11-21T10:00:00Z`), a date

@@ -31,7 +31,7 @@ use cull_quality::{draft_toml, suggest, QualityConfig, SortBy, Store, SuggestOpt
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::api::{error, json};
+use crate::api::{error, json, query_pairs};
 use crate::auth::{self, Caller, Guard, Role, Tokens};
 
 /// Dispositions one request may hold.
@@ -157,17 +157,6 @@ fn read_feedback(body: &[u8], scope: &Scope) -> Result<Vec<Feedback>, (StatusCod
     Ok(records)
 }
 
-/// Returns the pairs of a query string, or why not: a key not in `allowed`.
-fn params(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    match pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((key, _)) => Err(format!("unknown parameter {key:?}; parameters are {}", allowed.join(", "))),
-        None => Ok(pairs),
-    }
-}
-
 fn today() -> i64 {
     cull_quality::day_of(OffsetDateTime::now_utc().unix_timestamp())
 }
@@ -178,7 +167,7 @@ async fn stats(
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let pairs = match params(raw.as_deref(), &["sort"]) {
+    let pairs = match query_pairs(raw.as_deref(), &["sort"]) {
         Ok(pairs) => pairs,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -227,7 +216,7 @@ async fn suggestions(
     UrlPath(id): UrlPath<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let pairs = match params(raw.as_deref(), &["client", "max"]) {
+    let pairs = match query_pairs(raw.as_deref(), &["client", "max"]) {
         Ok(pairs) => pairs,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
