@@ -6,16 +6,29 @@ use std::path::Path;
 
 use cull_model::Verdict;
 
-use crate::pipeline::{cull, text};
+use crate::pipeline::{cull, repo, text};
 
-/// Runs the README's main command with its outputs moved into `dir`.
-fn run_local(dir: &Path) {
+/// The real mentions the README's main command reads (pipelines/local.toml).
+const DEMO_FILES: [&str; 3] = [
+    "pipelines/demo/real/google-alerts-slack.jsonl",
+    "pipelines/demo/real/tweets.jsonl",
+    "pipelines/demo/real/headlines.jsonl",
+];
+
+/// Returns how many mentions the README's main command reads.
+fn demo_mentions() -> usize {
+    DEMO_FILES.iter().map(|file| std::fs::read_to_string(repo().join(file)).unwrap().lines().count()).sum()
+}
+
+/// Runs the README's main command with its outputs moved into `dir`; returns its output.
+fn run_local(dir: &Path) -> String {
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let out = cull(
         &["run", "pipelines/local.toml", "--once"],
         &[
             ("CULL__INDEX__DIR", &path("index")),
             ("CULL__BUS__EMBEDDED__DIR", &path("bus")),
+            ("CULL__QUALITY__DIR", &path("quality")),
             ("CULL__SINK__TICKETS__PATH", &path("tickets.jsonl")),
             ("CULL__SINK__VERDICTS__PATH", &path("verdicts.jsonl")),
             ("CULL__SINK__DEAD_LETTER__PATH", &path("dead-letter.jsonl")),
@@ -25,7 +38,80 @@ fn run_local(dir: &Path) {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).trim_end().ends_with("; 14 indexed"), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    let summary = stdout.lines().next().unwrap();
+    assert!(summary.ends_with(&format!("; {} indexed", demo_mentions())), "{stdout}");
+    stdout
+}
+
+/// The table after the summary shows matches and culls of every rule that decided,
+/// each row as the live verdict has it, the culls with the clause that culled, and
+/// totals that count every decision.
+fn the_decision_table_agrees_with_the_verdicts(stdout: &str, live: &[Verdict]) {
+    let mut lines = stdout.lines().skip_while(|line| !line.starts_with("MENTION "));
+    let header = lines.next().unwrap_or_else(|| panic!("no decision table: {stdout}"));
+    for column in ["VERDICT", "RULE", "WHY", "TITLE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let rest: Vec<&str> = lines.collect();
+    let (footer, rows) = rest.split_last().unwrap_or_else(|| panic!("no rows: {stdout}"));
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|line| line.split("  ").map(str::trim).filter(|cell| !cell.is_empty()).collect())
+        .collect();
+    let by_id = |shown: &str| -> &Verdict {
+        let tail = shown.trim_start_matches('…');
+        let found: Vec<&Verdict> = live.iter().filter(|v| v.mention_id.ends_with(tail)).collect();
+        assert_eq!(found.len(), 1, "{shown}");
+        found[0]
+    };
+    let mut rules_shown = std::collections::BTreeSet::new();
+    for row in &rows {
+        let [id, outcome, rule, why, title] = row[..] else { panic!("{row:?}") };
+        let verdict = by_id(id);
+        let mention = verdict.mention.as_ref().unwrap();
+        assert!(
+            mention.title.as_deref().unwrap_or(&mention.text).starts_with(title.trim_end_matches('…')),
+            "{row:?}"
+        );
+        match outcome {
+            "matched" => {
+                assert!(verdict.matched.iter().any(|m| m.rule_id == rule), "{row:?}");
+                let quoted = why.strip_prefix("query: ").unwrap().trim_end_matches('…');
+                let first = quoted.split(" + ").next().unwrap();
+                let haystack = format!("{} {}", mention.title.as_deref().unwrap_or(""), mention.text);
+                assert!(haystack.contains(first), "{row:?}");
+            }
+            "culled" => {
+                let cull =
+                    verdict.culled.iter().find(|c| c.rule_id == rule).unwrap_or_else(|| panic!("{row:?}"));
+                assert_eq!(why, format!("{}: {}", cull.reason.as_str(), cull.clause), "{row:?}");
+            }
+            other => panic!("verdict {other:?} in {row:?}"),
+        }
+        rules_shown.insert((outcome, rule));
+    }
+    let every_rule = |outcome: &str| -> std::collections::BTreeSet<(&str, &str)> {
+        live.iter()
+            .flat_map(|v| match outcome {
+                "matched" => v.matched.iter().map(|m| m.rule_id.as_str()).collect::<Vec<_>>(),
+                _ => v.culled.iter().map(|c| c.rule_id.as_str()).collect(),
+            })
+            .map(|rule| (if outcome == "matched" { "matched" } else { "culled" }, rule))
+            .collect()
+    };
+    for outcome in ["matched", "culled"] {
+        assert!(every_rule(outcome).is_subset(&rules_shown), "{outcome}: {rules_shown:?}");
+    }
+    let matched: usize = live.iter().map(|v| v.matched.len()).sum();
+    let culled: usize = live.iter().map(|v| v.culled.len()).sum();
+    let expected = format!(
+        "(15 of {matched} matches and {} of {culled} culls shown; every verdict is in ",
+        culled.min(15)
+    );
+    assert!(footer.starts_with(&expected), "{footer}\nexpected {expected}");
+    assert_eq!(rows.len(), 15 + culled.min(15));
+    assert!(culled >= 4, "the real Google Alerts feed has culls: {stdout}");
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
@@ -37,7 +123,7 @@ fn json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
     let dir = tempfile::tempdir().unwrap();
-    run_local(dir.path());
+    let stdout = run_local(dir.path());
     let index = dir.path().join("index");
     let index = index.to_str().unwrap();
     let live: Vec<Verdict> = std::fs::read_to_string(dir.path().join("verdicts.jsonl"))
@@ -45,10 +131,11 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(live.len(), 14);
+    assert_eq!(live.len(), demo_mentions());
+    the_decision_table_agrees_with_the_verdicts(&stdout, &live);
 
-    let everything = json(&["search", "--index", index, "--json", "--limit", "100", "--facet", "verdict"]);
-    assert_eq!(everything["total"], 14);
+    let everything = json(&["search", "--index", index, "--json", "--limit", "1", "--facet", "verdict"]);
+    assert_eq!(everything["total"], demo_mentions());
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     for verdict in &live {
         let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
@@ -66,7 +153,7 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
         .collect();
     assert_eq!(faceted, outcomes);
 
-    let found = json(&["search", "--index", index, "--json", "connections NEAR/2 magazine"]);
+    let found = json(&["search", "--index", index, "--json", "slack NEAR/3 (shares OR stock)"]);
     let hits = found["hits"].as_array().unwrap();
     assert!(!hits.is_empty());
     for hit in hits {
@@ -81,7 +168,7 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
                 })
             })
             .collect();
-        assert!(marked.iter().any(|m| m == "connections"), "{hit}");
+        assert!(marked.iter().any(|m| m == "slack"), "{hit}");
     }
 
     // The backtest of the shipped rules over the index says what the live run said.
@@ -107,14 +194,10 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
     }
 
     // The human output: the search highlights, the backtest counts per rule.
-    let out = cull(&["search", "--index", index, "magazine"], &[]).output().unwrap();
-    assert!(
-        text(&out.stdout).contains("[Magazine]") || text(&out.stdout).contains("[magazine]"),
-        "{}",
-        text(&out.stdout)
-    );
-    let out = cull(&["rules", "backtest", "rules/publisher.toml", "--index", index], &[]).output().unwrap();
-    assert!(text(&out.stdout).starts_with("connections-magazine: "), "{}", text(&out.stdout));
+    let out = cull(&["search", "--index", index, "slack"], &[]).output().unwrap();
+    assert!(text(&out.stdout).contains("[Slack]"), "{}", text(&out.stdout));
+    let out = cull(&["rules", "backtest", "rules/tech.toml", "--index", index], &[]).output().unwrap();
+    assert!(text(&out.stdout).starts_with("slack-company: 14 matched, 4 culled"), "{}", text(&out.stdout));
 
     // A mistyped index directory or query is an error, not an empty answer.
     let out = cull(&["search", "--index", "no/such/index", "x"], &[]).output().unwrap();
@@ -125,4 +208,24 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
     assert!(text(&out.stderr).contains("query:"), "{}", text(&out.stderr));
     let out = cull(&["search", "--index", index, "--since", "yesterday-ish", "x"], &[]).output().unwrap();
     assert!(text(&out.stderr).contains("--since"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_shipped_demo_mentions_are_what_the_script_writes_from_the_real_data() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts/demo-data.py"))
+        .arg(crate::corpus::data_dir())
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for file in DEMO_FILES {
+        let written = std::fs::read_to_string(scratch.path().join(file)).unwrap();
+        let shipped = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(written == shipped, "{file} is not what scripts/demo-data.py writes; run it again");
+        for line in shipped.lines() {
+            cull_model::Mention::from_json(line.as_bytes()).unwrap_or_else(|e| panic!("{file}: {e}: {line}"));
+        }
+    }
 }

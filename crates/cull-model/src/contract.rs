@@ -208,6 +208,16 @@ impl Mention {
         Mention { schema: MENTION_SCHEMA.to_string(), id: id.into(), text: text.into(), ..Mention::default() }
     }
 
+    /// Returns the matched field a [`Span`] names (`title` or `text`), if the mention
+    /// has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            "title" => self.title.as_deref(),
+            "text" => Some(self.text.as_str()),
+            _ => None,
+        }
+    }
+
     /// Parses one serialized mention, rejecting records over [`MAX_MENTION_BYTES`].
     pub fn from_json(bytes: &[u8]) -> Result<Mention, ModelError> {
         Mention::from_json_limited(bytes, MAX_MENTION_BYTES)

@@ -56,7 +56,7 @@ pub use quality::QualityStage;
 pub use runtime::{Batching, Bus, Finished, Left, RunOptions, Runtime};
 pub use sink::{FileSink, SinkFormat};
 pub use stage::{panic_message, Output, Stage, StageError};
-pub use summary::{Counts, Summary};
+pub use summary::{Counts, Decided, Decision, DecisionSample, Summary};
 pub use tickets::{ticket_topics, AdmittedTopics, TicketStage};
 
 mod tickets;

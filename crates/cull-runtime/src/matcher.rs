@@ -70,6 +70,8 @@ impl Stage for MatchStage {
             }
         }
         let verdicts = self.matcher.verdicts(&mentions);
+        let keeps_decisions = self.summary.keeps_decisions();
+        let mut decided = Vec::new();
         for (mention, mut verdict) in mentions.into_iter().zip(verdicts) {
             let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
                 (false, _) => Outcome::Matched,
@@ -78,6 +80,9 @@ impl Stage for MatchStage {
             };
             stats.record(outcome);
             stats.verdict(&verdict);
+            if keeps_decisions && outcome != Outcome::Unmatched {
+                decided.push((mention.clone(), verdict.clone()));
+            }
             // Keyed by thread, so that every mention of one issue reaches the one
             // ticketing replica that owns its partition (see `cull_model::thread`).
             let key = cull_model::thread::thread_key(&mention).into_bytes();
@@ -93,6 +98,7 @@ impl Stage for MatchStage {
             stats.count(Outcome::Culled),
             stats.count(Outcome::Unmatched),
         );
+        self.summary.add_decisions(decided.iter().map(|(mention, verdict)| (mention, verdict)));
         self.metrics.record_matches(&stats);
         Ok(())
     }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::changelog::{Changelog, Reach};
 use crate::metrics::Metrics;
 use crate::stage::{panic_message, process_isolated, Output, Stage};
-use crate::summary::{Counts, Summary};
+use crate::summary::{Counts, DecisionSample, Summary};
 use crate::RuntimeError;
 
 /// How long a stage waits for a first record before it looks at its stop conditions.
@@ -165,6 +165,8 @@ pub(crate) fn describe(left: &[Left]) -> String {
 pub struct Finished {
     /// The counts.
     pub counts: Counts,
+    /// The decisions the summary kept (none unless it was made to keep them).
+    pub decisions: DecisionSample,
     /// `Ok` when the run ended as asked: its input done (`--once`), or stopped and
     /// drained.
     pub result: Result<(), RuntimeError>,
@@ -488,9 +490,9 @@ impl Runtime {
             tracing::error!(tasks = tasks.len(), "tasks did not end within the grace period; leaving them");
             tasks.abort_all();
         }
-        let counts = summary.counts();
+        let (counts, decisions) = (summary.counts(), summary.decisions());
         if let Some(error) = error {
-            return Finished { counts, result: Err(error) };
+            return Finished { counts, decisions, result: Err(error) };
         }
         if deadline_passed {
             let left: Vec<Left> = described
@@ -502,11 +504,12 @@ impl Runtime {
             if !left.is_empty() {
                 return Finished {
                     counts,
+                    decisions,
                     result: Err(RuntimeError::Deadline { deadline: options.deadline, left }),
                 };
             }
         }
-        Finished { counts, result: Ok(()) }
+        Finished { counts, decisions, result: Ok(()) }
     }
 }
 

@@ -1,11 +1,19 @@
-//! What a run did, counted by its stages as they go and printed when it ends.
+//! What a run did, counted by its stages as they go and printed when it ends, with a
+//! sample of the matcher's decisions and the reason for each.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cull_model::{Mention, Verdict};
+
+/// Matched words a decision quotes at most: enough to show why, short enough for a row.
+const QUOTED_SPANS: usize = 3;
 
 /// The counts of a run so far, shared by its stages.
 #[derive(Debug, Default)]
 pub struct Summary {
+    decisions: Decisions,
     mentions_in: AtomicU64,
     matched: AtomicU64,
     culled: AtomicU64,
@@ -35,6 +43,65 @@ pub struct Counts {
 }
 
 impl Summary {
+    /// Returns a summary that also keeps the first `per_outcome` matches and the first
+    /// `per_outcome` culls of the run, for the decision table a `--once` run prints.
+    pub fn keeping_decisions(per_outcome: usize) -> Summary {
+        Summary { decisions: Decisions { per_outcome, ..Decisions::default() }, ..Summary::default() }
+    }
+
+    /// Whether the summary keeps decisions (so the matcher need not collect them).
+    pub fn keeps_decisions(&self) -> bool {
+        self.decisions.per_outcome > 0
+    }
+
+    /// Notes the matcher's decisions about the mentions of one batch: every rule that
+    /// matched or was culled, with the words that matched or the clause that culled.
+    /// Costs nothing unless the summary keeps decisions.
+    pub fn add_decisions<'a>(&self, decided: impl IntoIterator<Item = (&'a Mention, &'a Verdict)>) {
+        if !self.keeps_decisions() {
+            return;
+        }
+        let mut kept = self.decisions.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (mention, verdict) in decided {
+            for matched in &verdict.matched {
+                kept.matched_total += 1;
+                if kept.matched.len() < self.decisions.candidates() {
+                    let mut words: Vec<&str> = Vec::new();
+                    let quoted = matched
+                        .spans
+                        .iter()
+                        .filter_map(|span| mention.field(&span.field)?.get(span.start..span.end));
+                    for word in quoted {
+                        if words.len() < QUOTED_SPANS
+                            && !words.iter().any(|seen| seen.eq_ignore_ascii_case(word))
+                        {
+                            words.push(word);
+                        }
+                    }
+                    let why = format!("query: {}", words.join(" + "));
+                    kept.matched.push(Decision::new(mention, Decided::Matched, &matched.rule_id, why));
+                }
+            }
+            for culled in &verdict.culled {
+                kept.culled_total += 1;
+                if kept.culled.len() < self.decisions.candidates() {
+                    let why = format!("{}: {}", culled.reason.as_str(), culled.clause);
+                    kept.culled.push(Decision::new(mention, Decided::Culled, &culled.rule_id, why));
+                }
+            }
+        }
+    }
+
+    /// Returns the decisions to show: the matches, then the culls, each taking one of
+    /// each rule in turn.
+    pub fn decisions(&self) -> DecisionSample {
+        let kept = self.decisions.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let per_outcome = self.decisions.per_outcome;
+        let mut rows = round_robin_by_rule(&kept.matched, per_outcome);
+        rows.extend(round_robin_by_rule(&kept.culled, per_outcome));
+        DecisionSample { rows, matched_total: kept.matched_total, culled_total: kept.culled_total }
+    }
+
     /// Adds what the matcher did with a batch.
     pub fn add_matches(&self, records: u64, matched: u64, culled: u64, unmatched: u64) {
         self.mentions_in.fetch_add(records, Ordering::Relaxed);
@@ -84,5 +151,203 @@ impl fmt::Display for Counts {
             write!(f, "; {} indexed", self.indexed)?;
         }
         Ok(())
+    }
+}
+
+/// Candidates kept per decision shown, so that the rows shown can take turns among the
+/// rules rather than all be the first rule's.
+const CANDIDATES_PER_ROW: usize = 8;
+
+/// The decisions a summary keeps, when asked to.
+#[derive(Debug, Default)]
+struct Decisions {
+    /// Matches and culls shown at most, each; 0 keeps none.
+    per_outcome: usize,
+    kept: Mutex<Kept>,
+}
+
+impl Decisions {
+    /// Matches and culls kept at most, each.
+    fn candidates(&self) -> usize {
+        self.per_outcome.saturating_mul(CANDIDATES_PER_ROW)
+    }
+}
+
+/// Returns up to `limit` of `decisions`, taking one of each rule and source in turn (in
+/// the order they first decided), each one's in the order they were made.
+fn round_robin_by_rule(decisions: &[Decision], limit: usize) -> Vec<Decision> {
+    type Key<'a> = (&'a str, Option<&'a str>);
+    let mut by_rule: Vec<(Key<'_>, std::collections::VecDeque<&Decision>)> = Vec::new();
+    for decision in decisions {
+        let key = (decision.rule_id.as_str(), decision.source.as_deref());
+        match by_rule.iter_mut().find(|(seen, _)| *seen == key) {
+            Some((_, queue)) => queue.push_back(decision),
+            None => by_rule.push((key, [decision].into())),
+        }
+    }
+    let mut rows = Vec::with_capacity(limit.min(decisions.len()));
+    while rows.len() < limit && by_rule.iter().any(|(_, queue)| !queue.is_empty()) {
+        for (_, queue) in &mut by_rule {
+            if rows.len() < limit {
+                rows.extend(queue.pop_front().cloned());
+            }
+        }
+    }
+    rows
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    matched: Vec<Decision>,
+    culled: Vec<Decision>,
+    matched_total: u64,
+    culled_total: u64,
+}
+
+/// What the matcher decided about one rule and one mention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// The rule matched: the mention is a true match of it.
+    Matched,
+    /// The rule's query matched but a cull removed it.
+    Culled,
+}
+
+impl Decided {
+    /// Returns the word the verdict facet uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decided::Matched => "matched",
+            Decided::Culled => "culled",
+        }
+    }
+}
+
+/// One decision with its reason, a row of the decision table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The mention's id.
+    pub mention_id: String,
+    /// Matched or culled.
+    pub outcome: Decided,
+    /// The mention's source.
+    pub source: Option<String>,
+    /// The rule decided on.
+    pub rule_id: String,
+    /// Why: `query: ` and the words that matched, or the cull's reason and clause
+    /// (`exclude: adjuster*`, `mask: "family connections magazine"`, `channel: forum`).
+    pub why: String,
+    /// The mention's title, else the start of its text.
+    pub title: String,
+}
+
+impl Decision {
+    fn new(mention: &Mention, outcome: Decided, rule_id: &str, why: String) -> Decision {
+        let title =
+            mention.title.as_deref().filter(|title| !title.trim().is_empty()).unwrap_or(&mention.text);
+        Decision {
+            mention_id: mention.id.clone(),
+            source: mention.source.clone(),
+            outcome,
+            rule_id: rule_id.to_string(),
+            why,
+            title: title.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// The decisions a summary kept, and how many there were in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionSample {
+    /// The matches kept, then the culls kept.
+    pub rows: Vec<Decision>,
+    /// Rules matched over the whole run (a mention may match several).
+    pub matched_total: u64,
+    /// Rules culled over the whole run.
+    pub culled_total: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use cull_model::{CullReason, Culled, MatchedRule, Span};
+
+    use super::*;
+
+    fn decided(id: &str, source: &str, matched: &[&str], culled: &[&str]) -> (Mention, Verdict) {
+        let mut mention = Mention::new(id, "Slack shares rose; slack wax fell");
+        mention.source = Some(source.to_string());
+        let verdict = Verdict {
+            schema: cull_model::VERDICT_SCHEMA.to_string(),
+            mention_id: id.to_string(),
+            client: None,
+            ruleset_version: "v".to_string(),
+            matched: matched
+                .iter()
+                .map(|rule| MatchedRule {
+                    rule_id: rule.to_string(),
+                    rule_version: "1".to_string(),
+                    spans: [(0, 5), (6, 12), (19, 24)]
+                        .map(|(start, end)| Span { field: Cow::Borrowed("text"), start, end })
+                        .to_vec(),
+                })
+                .collect(),
+            culled: culled
+                .iter()
+                .map(|rule| Culled {
+                    rule_id: rule.to_string(),
+                    reason: CullReason::Exclude,
+                    clause: "\"slack wax\"".to_string(),
+                })
+                .collect(),
+            mention: None,
+        };
+        (mention, verdict)
+    }
+
+    #[test]
+    fn a_summary_keeps_no_decisions_unless_asked() {
+        let summary = Summary::default();
+        let (mention, verdict) = decided("m", "s", &["a"], &["b"]);
+        summary.add_decisions([(&mention, &verdict)]);
+        assert!(!summary.keeps_decisions());
+        assert_eq!(summary.decisions(), DecisionSample::default());
+    }
+
+    #[test]
+    fn decisions_quote_the_matched_words_once_and_the_culling_clause() {
+        let summary = Summary::keeping_decisions(5);
+        let (mention, verdict) = decided("m", "s", &["slack"], &["wax"]);
+        summary.add_decisions([(&mention, &verdict)]);
+        let sample = summary.decisions();
+        let whys: Vec<(&str, Decided, &str)> =
+            sample.rows.iter().map(|row| (row.rule_id.as_str(), row.outcome, row.why.as_str())).collect();
+        // The third span ("slack" again, lower case) is the first word said twice.
+        assert_eq!(
+            whys,
+            [
+                ("slack", Decided::Matched, "query: Slack + shares"),
+                ("wax", Decided::Culled, "exclude: \"slack wax\"")
+            ]
+        );
+        assert_eq!((sample.matched_total, sample.culled_total), (1, 1));
+    }
+
+    #[test]
+    fn the_rows_shown_take_turns_among_rules_and_sources_and_the_totals_count_all() {
+        let summary = Summary::keeping_decisions(4);
+        let mut batch = Vec::new();
+        for i in 0..30 {
+            batch.push(decided(&format!("a{i}"), "feed", &["busy"], &[]));
+        }
+        batch.push(decided("b", "feed", &["quiet"], &[]));
+        batch.push(decided("c", "tweets", &["busy"], &["culling"]));
+        summary.add_decisions(batch.iter().map(|(m, v)| (m, v)));
+        let sample = summary.decisions();
+        let shown: Vec<(&str, &str)> =
+            sample.rows.iter().map(|row| (row.rule_id.as_str(), row.mention_id.as_str())).collect();
+        assert_eq!(shown, [("busy", "a0"), ("quiet", "b"), ("busy", "c"), ("busy", "a1"), ("culling", "c")]);
+        assert_eq!((sample.matched_total, sample.culled_total), (32, 1));
     }
 }

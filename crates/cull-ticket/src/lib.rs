@@ -80,11 +80,7 @@ pub fn headers(ticket: &Ticket) -> Vec<(String, Vec<u8>)> {
 /// A span is applied only to the field it names; its ends are clamped to the field
 /// and moved down to character boundaries, so no span, however wrong, can panic.
 pub fn snippet(mention: &Mention, spans: &[Span]) -> String {
-    let located = spans.iter().find_map(|span| match &*span.field {
-        "title" => mention.title.as_deref().map(|title| (title, span.start, span.end)),
-        "text" => Some((mention.text.as_str(), span.start, span.end)),
-        _ => None,
-    });
+    let located = spans.iter().find_map(|span| Some((mention.field(&span.field)?, span.start, span.end)));
     let (text, start, end) = located.unwrap_or((mention.text.as_str(), 0, 0));
     let start = floor_char_boundary(text, start);
     let end = floor_char_boundary(text, end.max(start));

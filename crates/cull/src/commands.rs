@@ -15,6 +15,7 @@ use cull_match::{Outcome, RuleSet};
 use cull_model::escape::{escape_controls, escape_controls_but_newlines};
 use cull_model::{Channel, DeadLetter, Mention, Scope};
 use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
+use cull_runtime::{Decided, DecisionSample};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
 /// verdicts stream out steadily.
@@ -493,9 +494,11 @@ fn log_field(
     }
 }
 
-/// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
-/// line saying why, when a stage or source failed or the shutdown deadline passed.
-pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
+/// `cull run`: prints what the run did (with `once`, and a table of up to `decisions`
+/// matches and as many culls, each with its reason); exits 0 when it ended as asked and
+/// 1, with one line saying why, when a stage or source failed or the shutdown deadline
+/// passed.
+pub fn run(pipeline: &Path, once: bool, decisions: usize) -> Result<ExitCode> {
     init_logging();
     let config = crate::config::load(pipeline)?;
     let problems = crate::config::check_environment(&config);
@@ -511,13 +514,18 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     } else {
         RuleSet::new(Vec::new())?
     };
+    let verdicts_file = config.sink.verdicts.as_ref().map(|sink| sink.path.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let finished = runtime.block_on(crate::pipeline::run(config, rules, once));
+    let decisions = if once { decisions } else { 0 };
+    let finished = runtime.block_on(crate::pipeline::run(config, rules, once, decisions));
     // A thread still blocked (a source reading stdin, a stage that did not end within
     // the grace period) must not keep the process from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let finished = finished?;
-    writeln!(io::stdout(), "cull run: {}", finished.counts)?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "cull run: {}", finished.counts)?;
+    write_decision_table(&mut out, &finished.decisions, verdicts_file.as_deref())?;
+    drop(out);
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
@@ -525,6 +533,63 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Widths of the decision table's columns but the last, in characters.
+const DECISION_COLUMNS: [(&str, usize); 4] = [("MENTION", 28), ("VERDICT", 7), ("RULE", 22), ("WHY", 38)];
+/// Characters of the last column, the title, at most.
+const DECISION_TITLE_WIDTH: usize = 60;
+
+/// Writes the decisions of a run as a table, one rule and mention per row: what was
+/// decided and why, on screen, without opening a JSON file. Nothing when none were kept.
+fn write_decision_table(
+    out: &mut impl Write,
+    sample: &DecisionSample,
+    verdicts: Option<&Path>,
+) -> io::Result<()> {
+    if sample.rows.is_empty() {
+        return Ok(());
+    }
+    // Ids are told apart by their ends (`tag:google.com,2013:googlealerts/feed:8974…`),
+    // everything else by its start.
+    let cell = |text: &str, width: usize, keep_end: bool| {
+        let text = escape_controls(text);
+        let count = text.chars().count();
+        if count <= width {
+            return text.into_owned();
+        }
+        match keep_end {
+            true => format!("…{}", text.chars().skip(count - (width - 1)).collect::<String>()),
+            false => format!("{}…", text.chars().take(width - 1).collect::<String>()),
+        }
+    };
+    let mut header = String::new();
+    for (name, width) in DECISION_COLUMNS {
+        header.push_str(&format!("{name:width$}  "));
+    }
+    writeln!(out, "\n{header}TITLE")?;
+    for row in &sample.rows {
+        let cells = [&row.mention_id, row.outcome.as_str(), &row.rule_id, &row.why];
+        let mut line = String::new();
+        for (column, (text, (_, width))) in cells.into_iter().zip(DECISION_COLUMNS).enumerate() {
+            line.push_str(&format!("{:width$}  ", cell(text, width, column == 0)));
+        }
+        line.push_str(&cell(&row.title, DECISION_TITLE_WIDTH, false));
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    let shown = |outcome: Decided| sample.rows.iter().filter(|row| row.outcome == outcome).count();
+    let all = match verdicts {
+        Some(path) => format!("every verdict is in {}", path.display()),
+        None => "every verdict is in the analyst index (cull search)".to_string(),
+    };
+    writeln!(
+        out,
+        "({} of {} matches and {} of {} culls shown; {all})",
+        shown(Decided::Matched),
+        sample.matched_total,
+        shown(Decided::Culled),
+        sample.culled_total,
+    )
 }
 
 /// `cull ingest feed URL`: prints the mentions one poll of the feed yields, as the feed

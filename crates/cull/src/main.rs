@@ -41,6 +41,10 @@ enum Command {
         /// Read finite sources to their end, drain the pipeline, print a summary and exit.
         #[arg(long)]
         once: bool,
+        /// With --once, the matches and the culls the decision table after the summary
+        /// shows at most, each (0: no table).
+        #[arg(long, default_value_t = 15, value_name = "N")]
+        decisions: usize,
     },
     /// Serve the analyst API (/api/*) and web console over an index.
     Serve {
@@ -378,7 +382,7 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Explain { rules, rule_id, text, title, client }) => {
             commands::explain(&rules, &rule_id, client, text, title)
         }
-        Command::Run { pipeline, once } => commands::run(&pipeline, once),
+        Command::Run { pipeline, once, decisions } => commands::run(&pipeline, once, decisions),
         Command::Search {
             query,
             window,

@@ -30,8 +30,9 @@ const INDEX_BATCH: Batching = Batching { max: 1024, linger: Duration::from_milli
 const QUALITY_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 
 /// Runs the pipeline with `rules` (enabled ones) until its finite input is done
-/// (`once`) or a signal stops it; returns what it did and how it ended.
-pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finished> {
+/// (`once`) or a signal stops it; returns what it did and how it ended, with up to
+/// `decisions` of its matches and as many of its culls.
+pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usize) -> Result<Finished> {
     if once {
         cull_ingest::check_once(&pipeline.sources)?;
     }
@@ -52,7 +53,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     let health = Arc::new(Health::default());
     health.set_rules_loaded(true);
     let matcher = Arc::new(Matcher::new(rules));
-    let summary = Arc::new(Summary::default());
+    let summary = Arc::new(Summary::keeping_decisions(decisions));
 
     let server = http::bind(&pipeline.http).await?;
     tracing::info!(listen = %server.local_addr(), "serving metrics and health");
