@@ -185,6 +185,49 @@ fn explain_says_which_clauses_matched_and_what_culled() {
 }
 
 #[test]
+fn explain_takes_every_field_a_rule_can_test_reports_near_distances_and_disabled_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oven.toml"),
+        "[[rule]]\nid = \"oven\"\nquery = 'acme NEAR/2 oven'\n\
+         exclude = 'author:spambot OR site:coupons.example OR url:recall'\n\
+         channels = [\"twitter\"]\nlangs = [\"en\"]\nenabled = false\n",
+    )
+    .unwrap();
+    let rules = dir.path().to_str().unwrap();
+    let explain = |mention: &str, flags: &[&str]| {
+        let mut args = vec!["rules", "explain", "--rules", rules, "oven", mention];
+        args.extend(flags);
+        let out = cull(&args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("note: the rule is disabled (enabled = false)"), "{stdout}");
+        stdout
+    };
+    let stdout = explain("my acme oven broke", &[]);
+    assert!(stdout.starts_with("rule oven: match"), "{stdout}");
+    assert!(stdout.contains("query NEAR/2: acme … oven: 0 words apart; NEAR/2 allows 2"), "{stdout}");
+    let stdout = explain("acme says the new convection oven is here", &[]);
+    assert!(stdout.contains("query NEAR/2: acme … oven: 4 words apart; NEAR/2 allows 2"), "{stdout}");
+    for (flag, value, culled) in [
+        ("--author", "SpamBot", "culled by exclude: author:spambot"),
+        ("--url", "https://www.coupons.example/acme", "culled by exclude: site:coupons.example"),
+        ("--url", "https://news.example/acme-recall", "culled by exclude: url:recall"),
+        ("--channel", "forum", "culled by channel: forum"),
+        ("--lang", "FR", "culled by lang: fr"),
+    ] {
+        let stdout = explain("my acme oven broke", &[flag, value]);
+        assert!(stdout.starts_with(&format!("rule oven: {culled}")), "{flag} {value}: {stdout}");
+    }
+    let stdout =
+        explain("my acme oven broke", &["--title", "Acme oven", "--channel", "twitter", "--lang", "en"]);
+    assert!(stdout.contains("highlight title[0..4]: \"Acme\""), "{stdout}");
+    let out = cull(&["rules", "explain", "--rules", rules, "oven", "x", "--channel", "tweets"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("expected one of twitter, facebook"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn checks_for_ci_exit_non_zero_and_report_json() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

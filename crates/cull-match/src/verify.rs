@@ -399,6 +399,22 @@ impl<'m> Document<'m> {
         within(left_spans, right_spans, distance) || (!ordered && within(right_spans, left_spans, distance))
     }
 
+    /// Returns the fewest words between a visible occurrence of `left` and a later one
+    /// of `right`, and between a `right` and a later `left` (`None` where no such pair
+    /// exists): what a `NEAR/n` clause would need as `n`, for explanations.
+    pub fn near_gaps(
+        &self,
+        left: &[Sequence],
+        right: &[Sequence],
+        hidden: &Hidden,
+    ) -> (Option<u32>, Option<u32>) {
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { left_spans, right_spans, .. } = &mut *scratch;
+        self.collect_spans(left, hidden, left_spans);
+        self.collect_spans(right, hidden, right_spans);
+        (fewest_between(left_spans, right_spans), fewest_between(right_spans, left_spans))
+    }
+
     /// Replaces `spans` with the (first, last) positions of every visible occurrence of
     /// any of `alternatives`, sorted.
     fn collect_spans(&self, alternatives: &[Sequence], hidden: &Hidden, spans: &mut Vec<(u32, u32)>) {
@@ -466,6 +482,18 @@ fn within(first: &[(u32, u32)], second: &[(u32, u32)], distance: u32) -> bool {
         let next = second.partition_point(|&(start, _)| start <= end);
         second.get(next).is_some_and(|&(start, _)| start - end - 1 <= distance)
     })
+}
+
+/// Returns the fewest positions between a span of `first` and a later span of
+/// `second` (sorted by start), as [`within`] counts them.
+fn fewest_between(first: &[(u32, u32)], second: &[(u32, u32)]) -> Option<u32> {
+    first
+        .iter()
+        .filter_map(|&(_, end)| {
+            let next = second.partition_point(|&(start, _)| start <= end);
+            second.get(next).map(|&(start, _)| start - end - 1)
+        })
+        .min()
 }
 
 /// Positions whose tokens are treated as absent, per text field.

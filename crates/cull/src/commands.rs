@@ -330,13 +330,7 @@ pub fn test(dir: &Path) -> Result<ExitCode> {
 
 /// `cull rules explain`: the mention is `client`'s when given, else the client's
 /// whose pack alone has the rule.
-pub fn explain(
-    dir: &Path,
-    rule_id: &str,
-    client: Option<String>,
-    text: String,
-    title: Option<String>,
-) -> Result<ExitCode> {
+pub fn explain(dir: &Path, rule_id: &str, client: Option<String>, mut mention: Mention) -> Result<ExitCode> {
     let Some(rules) = load_or_report(dir) else { return Ok(ExitCode::FAILURE) };
     let set = RuleSet::new(rules)?;
     let client = match client {
@@ -355,8 +349,6 @@ pub fn explain(
             }
         }
     };
-    let mut mention = Mention::new("explain", text);
-    mention.title = title;
     mention.client = client;
     let explanation = explain_rule(&set, rule_id, &mention)
         .with_context(|| format!("no rule `{rule_id}` in {}", dir.display()))?;

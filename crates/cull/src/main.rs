@@ -247,9 +247,22 @@ enum RulesCommand {
         /// this id).
         #[arg(long)]
         client: Option<String>,
-        /// An optional title for the mention.
+        /// The mention's title (matched like the text).
         #[arg(long)]
         title: Option<String>,
+        /// The mention's URL (`url:` and `site:` clauses).
+        #[arg(long)]
+        url: Option<String>,
+        /// The mention's author (`author:` clauses).
+        #[arg(long)]
+        author: Option<String>,
+        /// The mention's channel, which the rule's `channels` may cull.
+        #[arg(long, value_parser = parse_channel)]
+        channel: Option<cull_model::Channel>,
+        /// The mention's language (an ISO 639-1 code such as `en`, or `und`), which the
+        /// rule's `langs` may cull.
+        #[arg(long)]
+        lang: Option<String>,
     },
 }
 
@@ -379,8 +392,24 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Suggest { rule_id, pipeline, client, write, max, json }) => {
             commands::suggest(&pipeline, &rule_id, client, write.as_deref(), max, json)
         }
-        Command::Rules(RulesCommand::Explain { rules, rule_id, text, title, client }) => {
-            commands::explain(&rules, &rule_id, client, text, title)
+        Command::Rules(RulesCommand::Explain {
+            rules,
+            rule_id,
+            text,
+            client,
+            title,
+            url,
+            author,
+            channel,
+            lang,
+        }) => {
+            let mut mention = cull_model::Mention::new("explain", text);
+            mention.title = title;
+            mention.url = url;
+            mention.author = author;
+            mention.channel = channel;
+            mention.lang = lang.map(|lang| lang.trim().to_ascii_lowercase());
+            commands::explain(&rules, &rule_id, client, mention)
         }
         Command::Run { pipeline, once, decisions } => commands::run(&pipeline, once, decisions),
         Command::Search {
