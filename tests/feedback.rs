@@ -108,7 +108,8 @@ fn world(labelled: impl Fn(&str, usize) -> bool) -> World {
                 if labelled(&matched.rule_id, *n) {
                     let disposition =
                         if truth[&mention.id] { Disposition::Irrelevant } else { Disposition::Resolved };
-                    store.record_feedback(&Feedback::new(&ticket.ticket_id, disposition, now));
+                    let outcome = store.record_feedback(&Feedback::new(&ticket.ticket_id, disposition, now));
+                    assert!(matches!(outcome, cull_quality::FeedbackOutcome::Counted(_)), "{outcome:?}");
                 }
                 *n += 1;
             }

@@ -27,7 +27,7 @@ pub use alert::precision_alert;
 pub use config::QualityConfig;
 pub use error::QualityError;
 pub use store::{
-    day_of, CullCount, DayCounts, Labelled, PrecisionChange, RuleKey, RuleReport, SortBy, Store, Thresholds,
-    TicketFacts, STORE_FILE,
+    day_of, CullCount, DayCounts, FeedbackOutcome, Labelled, PrecisionChange, RuleKey, RuleReport, SortBy,
+    Store, Thresholds, TicketFacts, STORE_FILE,
 };
 pub use suggest::{draft_toml, suggest, SuggestOptions, Suggestion, SuggestionKind, Suggestions};

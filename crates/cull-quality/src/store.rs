@@ -36,6 +36,42 @@ pub fn day_of(unix: i64) -> i64 {
     unix.div_euclid(DAY)
 }
 
+/// What became of a disposition the store read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackOutcome {
+    /// It is the ticket's latest and counts for this rule's precision.
+    Counted(RuleKey),
+    /// Its ticket was not read yet: it counts once the ticket says whose it is.
+    Waiting,
+    /// It names another client than the ticket's (`None`: the contact center's own), so
+    /// it does not count.
+    OtherClient {
+        /// The ticket's client.
+        ticket_client: Option<String>,
+    },
+    /// A later disposition of the ticket was read before it.
+    Superseded,
+    /// Its time is not a valid one.
+    InvalidTime,
+}
+
+impl FeedbackOutcome {
+    /// Returns the metric label of the outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FeedbackOutcome::Counted(_) => "counted",
+            FeedbackOutcome::Waiting => "waiting",
+            FeedbackOutcome::OtherClient { .. } => "other_client",
+            FeedbackOutcome::Superseded => "superseded",
+            FeedbackOutcome::InvalidTime => "invalid_time",
+        }
+    }
+
+    /// Every label, so the series exist from the first scrape.
+    pub const LABELS: [&'static str; 5] =
+        ["counted", "waiting", "other_client", "superseded", "invalid_time"];
+}
+
 /// A rule as stats know it: its client (`None`: a global rule, or the contact
 /// center's own) and its id. Two clients may use the same id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -370,27 +406,31 @@ impl Store {
     }
 
     /// Takes an agent's disposition: the latest (by its time) of each ticket counts.
-    /// Returns the rule whose precision it changed, if the ticket's rule is known; a
-    /// disposition naming another client than the ticket's is ignored.
-    pub fn record_feedback(&mut self, feedback: &Feedback) -> Option<RuleKey> {
-        let at = feedback.at_unix()?;
+    /// Says what became of it; a disposition naming another client than the ticket's
+    /// is not counted (a helpdesk's mistake the stage logs and counts).
+    pub fn record_feedback(&mut self, feedback: &Feedback) -> FeedbackOutcome {
+        let Some(at) = feedback.at_unix() else { return FeedbackOutcome::InvalidTime };
         let facts = self
             .data
             .tickets
             .entry(feedback.ticket_id.clone())
             .or_insert_with(|| TicketFacts { day: day_of(at), ..TicketFacts::default() });
-        if facts.rule.is_none() {
+        let Some(rule) = facts.rule.as_deref() else {
             if facts.pending.len() == PENDING_PER_TICKET {
                 facts.pending.remove(0);
             }
             facts.pending.push((feedback.client.clone(), feedback.disposition, at));
-            return None;
+            return FeedbackOutcome::Waiting;
+        };
+        if facts.client != feedback.client {
+            return FeedbackOutcome::OtherClient { ticket_client: facts.client.clone() };
         }
-        if facts.client != feedback.client || facts.disposition.is_some_and(|(_, seen)| seen > at) {
-            return None;
+        if facts.disposition.is_some_and(|(_, seen)| seen > at) {
+            return FeedbackOutcome::Superseded;
         }
+        let key = RuleKey::new(facts.client.as_deref(), rule);
         facts.disposition = Some((feedback.disposition, at));
-        facts.rule.as_deref().map(|rule| RuleKey::new(facts.client.as_deref(), rule))
+        FeedbackOutcome::Counted(key)
     }
 
     /// Drops the counts and tickets older than `retention_days` before `today`.
@@ -704,7 +744,10 @@ mod tests {
             let id = format!("t{i}");
             if i == 2 {
                 // Feedback before its ticket: counted once the ticket says whose it is.
-                assert_eq!(store.record_feedback(&feedback(&id, None, disposition, day)), None);
+                assert_eq!(
+                    store.record_feedback(&feedback(&id, None, disposition, day)),
+                    FeedbackOutcome::Waiting
+                );
             }
             store.record_ticket(&ticket(&id, None, "slack", &format!("m{i}"), &format!("@a{i}")), TODAY);
             store.record_ticket(&ticket(&id, None, "slack", &format!("m{i}"), &format!("@a{i}")), TODAY);
@@ -713,12 +756,20 @@ mod tests {
                 disposition_record.priority = Some(cull_model::Priority::P1);
             }
             if i != 2 {
-                assert_eq!(store.record_feedback(&disposition_record), Some(RuleKey::new(None, "slack")));
+                assert_eq!(
+                    store.record_feedback(&disposition_record),
+                    FeedbackOutcome::Counted(RuleKey::new(None, "slack"))
+                );
             }
         }
+        // Staff answering for the wrong client: not counted, and said so.
         assert_eq!(
             store.record_feedback(&feedback("t0", Some("acme"), Disposition::Irrelevant, TODAY)),
-            None
+            FeedbackOutcome::OtherClient { ticket_client: None }
+        );
+        assert_eq!(
+            store.record_feedback(&feedback("t0", None, Disposition::Irrelevant, TODAY - 30)),
+            FeedbackOutcome::Superseded
         );
         store.record_ticket(&ticket("a0", Some("acme"), "slack", "acme:m0", "@x"), TODAY);
         store.record_profile(None, TODAY, [(None, "slack", 4_000)]);
@@ -814,9 +865,12 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(
             store.record_feedback(&feedback("t1", Some("acme"), Disposition::Resolved, TODAY - 1)),
-            None
+            FeedbackOutcome::Waiting
         );
-        assert_eq!(store.record_feedback(&feedback("t1", None, Disposition::Irrelevant, TODAY - 2)), None);
+        assert_eq!(
+            store.record_feedback(&feedback("t1", None, Disposition::Irrelevant, TODAY - 2)),
+            FeedbackOutcome::Waiting
+        );
         store.record_ticket(&ticket("t1", None, "r", "m1", "@a"), TODAY);
         let config = QualityConfig::default();
         let report = |store: &Store| store.report(&Scope::All, &config, TODAY, [], SortBy::Noise).remove(0);

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use cull_index::{backtest, BacktestRequest, Searcher};
 use cull_model::analyzer::{analyze, Form, Mode};
 use cull_model::Scope;
-use cull_rules::{CompiledRule, Rule};
+use cull_rules::query::{Node, NodeKind};
+use cull_rules::{CompiledRule, Field, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::error::QualityError;
@@ -269,15 +270,34 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
-/// Returns the folded words of a query, its operators aside: a phrase with one of
-/// them is a mask, not an exclusion.
+/// Returns the folded words the query looks for in a mention's title and text: a
+/// phrase with one of them is a mask, not an exclusion. Words under `NOT` and in other
+/// fields (`author:bob`, `site:example.com`) are not the rule's own: a phrase of them
+/// is an ordinary exclusion.
 fn query_words(query: &str) -> BTreeSet<String> {
-    let operators = ["and", "or", "not", "near", "onear"];
-    analyze(query, Form::Folded, Mode::Index)
-        .into_iter()
-        .map(|token| token.term)
-        .filter(|term| !operators.contains(&term.as_str()) && !term.starts_with("near/"))
-        .collect()
+    fn collect(node: &Node, words: &mut BTreeSet<String>) {
+        let mut add =
+            |text: &str| words.extend(analyze(text, Form::Folded, Mode::Index).into_iter().map(|t| t.term));
+        match &node.kind {
+            NodeKind::Term(term) => add(&term.text),
+            NodeKind::Phrase(phrase) => add(&phrase.text),
+            NodeKind::Near(near) => {
+                collect(&near.left, words);
+                collect(&near.right, words);
+            }
+            NodeKind::And(nodes) | NodeKind::Or(nodes) => {
+                nodes.iter().for_each(|inner| collect(inner, words))
+            }
+            NodeKind::Scoped(Field::Title | Field::Text, inner) => collect(inner, words),
+            NodeKind::Not(_) | NodeKind::Scoped(..) => {}
+        }
+    }
+    let mut words = BTreeSet::new();
+    // The rule compiled, so its query parses.
+    if let Ok(root) = cull_rules::query::parse(query) {
+        collect(&root, &mut words);
+    }
+    words
 }
 
 /// Returns the phrases of 1 to [`MAX_WORDS`] words over-represented in `irrelevant`
@@ -488,6 +508,15 @@ mod tests {
 
     fn mentions(texts: &[&str]) -> Vec<Words> {
         texts.iter().enumerate().map(|(i, text)| (format!("m{i}"), vec![words(text)])).collect()
+    }
+
+    #[test]
+    fn the_rules_own_words_are_its_positive_title_and_text_words() {
+        // A phrase of `wax` or `adjuster` is then an exclusion, not a mask.
+        let words = query_words(
+            r#"(slack OR title:"Slack Technologies") AND NOT wax AND -author:adjuster site:x.com"#,
+        );
+        assert_eq!(words, ["slack", "technologies"].map(String::from).into());
     }
 
     #[test]

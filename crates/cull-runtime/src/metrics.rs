@@ -114,6 +114,7 @@ pub struct Metrics {
     quality_below_precision: IntGauge,
     quality_alerts: IntCounterVec,
     quality_profiled: IntCounter,
+    quality_feedback: IntCounterVec,
     rule_outcomes: IntCounterVec,
     dead_letters: IntCounterVec,
     batch_duration: HistogramVec,
@@ -214,6 +215,11 @@ impl Metrics {
             quality_profiled: single(
                 "cull_quality_profiled_mentions_total",
                 "Mentions the quality stage matched again with a timed probe, for each rule's candidates and cost.",
+            ),
+            quality_feedback: counter(
+                "cull_quality_feedback_total",
+                "Agents' dispositions the quality stage read, by outcome (counted, waiting for its ticket, naming another client than the ticket's, superseded by a later one, invalid time).",
+                &["outcome"],
             ),
             rule_outcomes: counter(
                 "cull_rule_mentions_total",
@@ -343,6 +349,9 @@ impl Metrics {
         for change in ["dropped", "recovered"] {
             metrics.quality_alerts.with_label_values(&[change]);
         }
+        for outcome in cull_quality::FeedbackOutcome::LABELS {
+            metrics.quality_feedback.with_label_values(&[outcome]);
+        }
         metrics.register_stage(INGEST);
         metrics
     }
@@ -429,6 +438,11 @@ impl Metrics {
     /// precision threshold.
     pub fn record_precision_alert(&self, change: &str) {
         self.quality_alerts.with_label_values(&[change]).inc();
+    }
+
+    /// Counts a disposition the quality stage read, by what became of it.
+    pub fn record_quality_feedback(&self, outcome: &str) {
+        self.quality_feedback.with_label_values(&[outcome]).inc();
     }
 
     /// Counts a mention profiled by the quality stage.

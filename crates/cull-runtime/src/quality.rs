@@ -25,7 +25,7 @@ use cull_bus::dead_letter::Reason;
 use cull_bus::{Message, Record};
 use cull_match::{MatchScratch, Matcher};
 use cull_model::{Feedback, Verdict};
-use cull_quality::{day_of, PrecisionChange, QualityConfig, RuleKey, Store, Thresholds};
+use cull_quality::{day_of, FeedbackOutcome, PrecisionChange, QualityConfig, RuleKey, Store, Thresholds};
 use time::OffsetDateTime;
 
 use crate::index::parse_ticket;
@@ -193,7 +193,22 @@ impl Stage for QualityStage {
             self.pending = true;
             if record.topic == self.feedback_topic {
                 match Feedback::from_json(&record.payload) {
-                    Ok(feedback) => self.touched.extend(self.store.record_feedback(&feedback)),
+                    Ok(feedback) => {
+                        let outcome = self.store.record_feedback(&feedback);
+                        self.metrics.record_quality_feedback(outcome.label());
+                        match outcome {
+                            FeedbackOutcome::Counted(rule) => {
+                                self.touched.insert(rule);
+                            }
+                            FeedbackOutcome::OtherClient { ticket_client } => tracing::warn!(
+                                ticket = %feedback.ticket_id,
+                                named = feedback.client.as_deref().unwrap_or("(the contact center)"),
+                                owner = ticket_client.as_deref().unwrap_or("(the contact center)"),
+                                "a disposition names another client than its ticket's; not counted"
+                            ),
+                            _ => {}
+                        }
+                    }
                     Err(error) => {
                         out.dead_letter(record, &format!("not a disposition: {error}"), Reason::from(&error))
                     }
@@ -272,6 +287,7 @@ mod tests {
             alert_queue: Some("rule-quality".into()),
             ..QualityConfig::default()
         };
+        let metrics = Arc::new(Metrics::new());
         let open = || {
             QualityStage::open(
                 &config,
@@ -279,7 +295,7 @@ mod tests {
                 "cull.feedback",
                 ["cull.tickets".to_string()],
                 Some("cull.tickets.rule-quality".to_string()),
-                Arc::new(Metrics::new()),
+                Arc::clone(&metrics),
             )
             .unwrap()
         };
@@ -296,12 +312,15 @@ mod tests {
             "spans": [], "snippet": "",
         });
         let feedback = cull_model::Feedback::new("t1", Disposition::Irrelevant, OffsetDateTime::now_utc());
+        let mut other_client = feedback.clone();
+        other_client.client = Some("acme".into());
         let first = [
             verdict(0),
             verdict(1),
             record("cull.tickets", 0, serde_json::to_vec(&ticket).unwrap()),
             record("cull.feedback", 0, serde_json::to_vec(&feedback).unwrap()),
             record("cull.feedback", 1, b"{\"schema\":\"cull.feedback/v1\"}".to_vec()),
+            record("cull.feedback", 2, serde_json::to_vec(&other_client).unwrap()),
             record("cull.tickets", 1, b"not a ticket".to_vec()),
             record("cull.verdicts", 2, b"\xff".to_vec()),
         ];
@@ -318,6 +337,12 @@ mod tests {
         let mut out = Output::new(NAME);
         stage.process(&first, &mut out).unwrap();
         assert_eq!(out.dead_letters().len(), 3, "the bad disposition, ticket and verdict");
+        let exposition = metrics.render();
+        for counted in
+            [r#"{outcome="counted"} 1"#, r#"{outcome="other_client"} 1"#, r#"{outcome="waiting"} 0"#]
+        {
+            assert!(exposition.contains(&format!("cull_quality_feedback_total{counted}")), "{exposition}");
+        }
         let alerts: Vec<&(String, Message)> =
             out.records().iter().filter(|(topic, _)| topic == "cull.tickets.rule-quality").collect();
         assert_eq!(alerts.len(), 1, "one precision alert: the only disposition is irrelevant");
