@@ -93,7 +93,12 @@ fn every_kind_of_ticket_matches_the_shipped_schema() {
 fn the_feedback_schema_and_the_reader_agree_on_every_record() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/cull.feedback.v1.schema.json");
     let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+    // Formats asserted, as a strict helpdesk would; the pattern alone is checked below.
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a valid schema");
+    let annotating = jsonschema::draft202012::new(&schema).expect("a valid schema");
     let base = r#""schema":"cull.feedback/v1","ticket_id":"t-1","at":"2026-12-07T10:00:00Z""#;
     let records = [
         (format!("{{{base},\"disposition\":\"resolved\"}}"), true),
@@ -111,7 +116,27 @@ fn the_feedback_schema_and_the_reader_agree_on_every_record() {
         (r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"yesterday"}"#.to_string(), false),
         (r#"{"schema":"cull.feedback/v2","ticket_id":"t","disposition":"resolved","at":"2026-12-07T10:00:00Z"}"#.to_string(), false),
         (r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved"}"#.to_string(), false),
+        (r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"2026-02-28T23:59:59.5+05:30"}"#.to_string(), true),
     ];
+    // Impossible times: the pattern refuses them even where formats are not asserted.
+    for at in [
+        "2026-13-07T10:00:00Z",
+        "2026-12-32T10:00:00Z",
+        "2026-12-07T24:00:00Z",
+        "2026-12-07T10:60:00Z",
+        "2026-12-07T10:00:00+25:00",
+    ] {
+        let json = format!(
+            r#"{{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"{at}"}}"#
+        );
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(!annotating.is_valid(&value), "the pattern on {at}");
+        assert!(!validator.is_valid(&value), "the schema on {at}");
+        assert!(cull_model::Feedback::from_json(json.as_bytes()).is_err(), "the reader on {at}");
+    }
+    let february_30 = r#"{"schema":"cull.feedback/v1","ticket_id":"t","disposition":"resolved","at":"2026-02-30T10:00:00Z"}"#;
+    assert!(!validator.is_valid(&serde_json::from_str(february_30).unwrap()), "a date-time format");
+    assert!(cull_model::Feedback::from_json(february_30.as_bytes()).is_err());
     for (json, valid) in records {
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(validator.is_valid(&value), valid, "the schema on {json}");
