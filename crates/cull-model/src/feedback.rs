@@ -25,6 +25,15 @@ const MAX_CLOCK_SKEW_SECS: i64 = 86_400;
 /// The longest free-text note kept, in characters.
 const MAX_NOTE_CHARS: usize = 2_000;
 
+/// Whether `candidate`, a disposition and its time in Unix seconds, takes the place of
+/// `kept`, the one kept so far: a later time does, and at the same second the later in
+/// [`Disposition`]'s order does. The tie-break is arbitrary but total, so replicas that
+/// read two same-second dispositions in different orders keep the same one; reading
+/// the kept one again changes nothing.
+pub fn supersedes(candidate: (Disposition, i64), kept: Option<(Disposition, i64)>) -> bool {
+    kept.is_none_or(|(disposition, at)| (candidate.1, candidate.0) >= (at, disposition))
+}
+
 /// What an agent decided about a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +204,17 @@ mod tests {
 
     fn parse(json: &str) -> Result<Feedback, String> {
         Feedback::from_json(json.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_later_disposition_wins_and_a_same_second_tie_has_one_winner_in_any_order() {
+        let (resolved, irrelevant) = ((Disposition::Resolved, 100), (Disposition::Irrelevant, 100));
+        assert!(supersedes(resolved, None));
+        assert!(supersedes((Disposition::Resolved, 101), Some(irrelevant)));
+        assert!(!supersedes((Disposition::BlockAuthor, 99), Some(resolved)));
+        assert!(supersedes(resolved, Some(resolved)), "a replay of the kept one");
+        // Read in either order, the same one is kept.
+        assert!(supersedes(irrelevant, Some(resolved)) && !supersedes(resolved, Some(irrelevant)));
     }
 
     #[test]

@@ -26,5 +26,5 @@ pub use contract::{
     Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,
     TICKET_SCHEMA, UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };
-pub use feedback::{Disposition, Feedback, FEEDBACK_SCHEMA, MAX_FEEDBACK_BYTES};
+pub use feedback::{supersedes, Disposition, Feedback, FEEDBACK_SCHEMA, MAX_FEEDBACK_BYTES};
 pub use id::{mention_id, short_hash, ticket_id};

@@ -383,7 +383,7 @@ impl Store {
             facts.rule = Some(ticket.rule.id.clone());
             facts.day = day;
             for (client, disposition, at) in std::mem::take(&mut facts.pending) {
-                if client == facts.client && facts.disposition.is_none_or(|(_, seen)| seen <= at) {
+                if client == facts.client && cull_model::supersedes((disposition, at), facts.disposition) {
                     facts.disposition = Some((disposition, at));
                 }
             }
@@ -425,7 +425,7 @@ impl Store {
         if facts.client != feedback.client {
             return FeedbackOutcome::OtherClient { ticket_client: facts.client.clone() };
         }
-        if facts.disposition.is_some_and(|(_, seen)| seen > at) {
+        if !cull_model::supersedes((feedback.disposition, at), facts.disposition) {
             return FeedbackOutcome::Superseded;
         }
         let key = RuleKey::new(facts.client.as_deref(), rule);
@@ -719,7 +719,18 @@ mod tests {
     }
 
     fn feedback(ticket: &str, client: Option<&str>, disposition: Disposition, day: i64) -> Feedback {
-        let at = OffsetDateTime::from_unix_timestamp(day * DAY + 3_600).unwrap();
+        changed_mind(ticket, client, disposition, day, 0)
+    }
+
+    /// A disposition `minutes` after the first of the day: an agent who changed her mind.
+    fn changed_mind(
+        ticket: &str,
+        client: Option<&str>,
+        disposition: Disposition,
+        day: i64,
+        minutes: i64,
+    ) -> Feedback {
+        let at = OffsetDateTime::from_unix_timestamp(day * DAY + 3_600 + minutes * 60).unwrap();
         let mut feedback = Feedback::new(ticket, disposition, at);
         feedback.client = client.map(str::to_string);
         feedback
@@ -835,13 +846,13 @@ mod tests {
         assert!(store.precision_changes(&touched, thresholds).is_empty(), "alerted once");
         assert_eq!(store.alerting(), 1);
         store.record_feedback(&feedback("t2", None, Disposition::Resolved, TODAY));
-        store.record_feedback(&feedback("t1", None, Disposition::Resolved, TODAY));
+        store.record_feedback(&changed_mind("t1", None, Disposition::Resolved, TODAY, 1));
         let recovered = store.precision_changes(&touched, thresholds);
         assert!(matches!(&recovered[..], [PrecisionChange::Recovered(_)]), "{recovered:?}");
         // Dropped again, then quiet: a month later its feedback has left the window and
         // it recovers without a new disposition.
-        store.record_feedback(&feedback("t1", None, Disposition::Irrelevant, TODAY));
-        store.record_feedback(&feedback("t2", None, Disposition::Irrelevant, TODAY));
+        store.record_feedback(&changed_mind("t1", None, Disposition::Irrelevant, TODAY, 2));
+        store.record_feedback(&changed_mind("t2", None, Disposition::Irrelevant, TODAY, 2));
         assert!(matches!(&store.precision_changes(&touched, thresholds)[..], [PrecisionChange::Dropped(_)]));
         let later = Thresholds { config: &config, today: TODAY + 30 };
         let quiet = store.precision_changes(&BTreeSet::new(), later);

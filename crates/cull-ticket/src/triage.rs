@@ -248,8 +248,11 @@ pub enum Disposal {
 
 /// Returns the later of two dispositions of one ticket, with when it closed the ticket.
 fn later_disposition(a: &TicketState, b: &TicketState) -> (Option<(Disposition, i64)>, Option<i64>) {
-    let at = |state: &TicketState| state.disposition.map(|(_, at)| at);
-    if at(a) >= at(b) {
+    let kept_over = |a: &TicketState, b: &TicketState| {
+        a.disposition.is_some_and(|disposition| cull_model::supersedes(disposition, b.disposition))
+            || b.disposition.is_none()
+    };
+    if kept_over(a, b) {
         (a.disposition, a.closed_at)
     } else {
         (b.disposition, b.closed_at)
@@ -465,7 +468,7 @@ impl Triage {
         if state.client != feedback.client {
             return Disposal::Unknown;
         }
-        if state.disposition.is_some_and(|(_, seen)| seen > at) {
+        if !cull_model::supersedes((feedback.disposition, at), state.disposition) {
             return Disposal::Superseded;
         }
         state.disposition = Some((feedback.disposition, at));
