@@ -241,6 +241,13 @@ async fn call(method: &str, url: &str, token: Option<&str>, body: Option<&Value>
     Reply { status, challenge, body }
 }
 
+/// Returns the status, headers and text of a GET that is not JSON (an export).
+async fn download(url: &str, token: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
 /// Checks responses against the OpenAPI document and remembers which of its
 /// responses were seen.
 struct Spec {
@@ -380,7 +387,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
             "channel",
             (|m: &Mention| m.channel.map(|c| c.as_str().to_string())) as fn(&Mention) -> Option<String>,
         ),
-        ("lang", |m: &Mention| m.lang.clone()),
+        // A mention without a language counts as undetermined.
+        ("lang", |m: &Mention| Some(m.lang.clone().unwrap_or_else(|| "und".into()))),
     ] {
         let mut expected: Vec<(String, u64)> = Vec::new();
         for value in mentions.iter().filter_map(value_of) {
@@ -418,6 +426,80 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert!(!expected.is_empty());
     assert_eq!(ids, expected);
 
+    // Facets by registered domain, author and language (`und` for none): each value
+    // filters to exactly the mentions it counts; a hit says why each cull culled.
+    let reply =
+        get("/api/search?facet=domain&facet=author&facet=lang&facet=culled_rule&limit=0".into()).await;
+    let found = spec.check("GET", "/api/search", &reply).clone();
+    let domains = found["facets"]["domain"].as_array().unwrap();
+    assert!(domains.iter().all(|f| f["value"].as_str().unwrap().split('.').count() >= 2), "{found}");
+    assert!(found["facets"]["lang"].as_array().unwrap().iter().any(|f| f["value"] == "und"), "{found}");
+    for facet in ["domain", "author", "lang", "culled_rule"] {
+        for value in found["facets"][facet].as_array().unwrap().iter().take(5) {
+            let filter = format!("{facet}:{}", value["value"].as_str().unwrap());
+            let query =
+                form_urlencoded::Serializer::new(String::new()).append_pair("filter", &filter).finish();
+            let reply = get(format!("/api/search?{query}&limit=100")).await;
+            let filtered = spec.check("GET", "/api/search", &reply);
+            assert_eq!(filtered["total"], value["count"], "{filter}");
+            if facet == "culled_rule" {
+                for hit in filtered["hits"].as_array().unwrap() {
+                    let culls = hit["culls"].as_array().unwrap();
+                    assert!(
+                        culls.iter().any(|c| c["rule_id"] == value["value"] && c["clause"].is_string()),
+                        "{hit}"
+                    );
+                }
+            }
+        }
+    }
+    let reply =
+        get("/api/histogram?interval=week&split=verdict&filter=verdict:matched&filter=verdict:culled".into())
+            .await;
+    let histogram = spec.check("GET", "/api/histogram", &reply);
+    for bucket in histogram["buckets"].as_array().unwrap() {
+        let series =
+            bucket["series"].as_object().map_or(0, |s| s.values().map(|n| n.as_u64().unwrap()).sum());
+        assert_eq!(series, bucket["count"].as_u64().unwrap(), "a verdict split partitions: {bucket}");
+        assert!(
+            bucket["series"].as_object().into_iter().flatten().all(|(k, _)| k != "unmatched"),
+            "{bucket}"
+        );
+    }
+    let reply = get("/api/search?histogram=day&split=rule&limit=0".into()).await;
+    let found = spec.check("GET", "/api/search", &reply);
+    assert!(
+        found["histogram"]["buckets"].as_array().unwrap().iter().any(|b| b["series"]["(none)"].is_u64()),
+        "{found}"
+    );
+
+    // An export: the whole result (past the page size) as CSV and as JSON Lines.
+    let all = mentions.len();
+    for format in ["csv", "jsonl"] {
+        let (status, headers, text) =
+            download(&format!("{base}/api/export?format={format}&sort=time"), ANALYST).await;
+        assert_eq!(status, 200, "{text}");
+        let content_type = headers["content-type"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let documented = &spec.document["paths"]["/api/export"]["get"]["responses"]["200"]["content"];
+        assert!(documented[&content_type].is_object(), "{content_type} is not documented");
+        assert_eq!(headers["x-cull-total"].to_str().unwrap(), all.to_string());
+        assert_eq!(headers["x-cull-exported"].to_str().unwrap(), all.to_string());
+        let ids: BTreeSet<String> = if format == "csv" {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            reader.records().map(|r| r.unwrap()[0].to_string()).collect()
+        } else {
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids, mentions.iter().map(|m| m.id.clone()).collect(), "{format}");
+        spec.seen.insert(("GET".into(), "/api/export".into(), "200".into()));
+    }
+    let reply = get("/api/export".into()).await;
+    assert_eq!(reply.status, 400);
+    let message = spec.check("GET", "/api/export", &reply)["error"].as_str().unwrap().to_string();
+    assert!(message.contains("format is required"), "{message}");
+
     // The histogram route: the same filters, every mention counted once.
     let reply = get("/api/histogram?interval=week".into()).await;
     let histogram = spec.check("GET", "/api/histogram", &reply);
@@ -444,11 +526,20 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(reply.status, 400);
     let message = spec.check("GET", "/api/search", &reply)["error"].as_str().unwrap().to_string();
     assert!(message.contains(&parser), "{message} does not carry {parser}");
+    // A query that does not parse says where, in bytes of `q`.
+    let span = cull_rules::query::parse("café AND OR slack").unwrap_err().span;
+    let reply = get("/api/search?q=caf%C3%A9%20AND%20OR%20slack".into()).await;
+    assert_eq!(reply.status, 400);
+    let body = spec.check("GET", "/api/search", &reply);
+    assert_eq!(body["position"], json!({ "start": span.start, "end": span.end }), "{body}");
     for (query, wanted) in [
         ("colour=red", "unknown parameter \"colour\""),
         ("since=yesterday", "since=\"yesterday\""),
         ("verdict=maybe", "verdict=\"maybe\""),
         ("facet=colour", "unknown facet"),
+        ("filter=domain", "filter=\"domain\": expected FACET:VALUE"),
+        ("filter=colour:red", "unknown facet \"colour\""),
+        ("split=day", "split=\"day\": expected verdict or rule"),
         ("limit=-1", "limit=\"-1\""),
     ] {
         let reply = get(format!("/api/search?{query}")).await;
@@ -466,6 +557,7 @@ async fn every_route_answers_as_the_openapi_document_says() {
         ("/api/search", "limit=1001", "page size limit"),
         ("/api/search", "offset=10001", "offset 10001"),
         ("/api/histogram", "q=sta*", "expands to more than 3 terms"),
+        ("/api/export", "q=sta*&format=csv", "expands to more than 3 terms"),
     ] {
         let reply = get(format!("{route}?{query}")).await;
         assert_eq!(reply.status, 422, "{query}: {}", reply.body);
@@ -510,6 +602,26 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(reply.status, 404);
     let message = spec.check("GET", "/api/mentions/{id}", &reply)["error"].as_str().unwrap().to_string();
     assert!(message.contains("no mention \"no such mention\""), "{message}");
+
+    // A live rule as a rule file: what the rules of `--rules` hold, loadable as a draft.
+    let reply = get("/api/rules/slack-company/definition".into()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = spec.check("GET", "/api/rules/{id}/definition", &reply);
+    let toml = body["toml"].as_str().unwrap();
+    let loaded = cull_rules::load_files([(Path::new("live.toml"), toml.as_bytes())]);
+    assert!(loaded.errors.is_empty(), "{:?}\n{toml}", loaded.errors);
+    let live = set.rules().find(|r| r.rule.id == "slack-company" && r.rule.client.is_none()).unwrap();
+    assert_eq!(
+        (&loaded.rules[0].rule.query, &loaded.rules[0].rule.exclude),
+        (&live.rule.query, &live.rule.exclude)
+    );
+    for (path, status) in
+        [("/api/rules/no-such-rule/definition", 404), ("/api/rules/slack-company/definition?colour=red", 400)]
+    {
+        let reply = get(path.into()).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        spec.check("GET", "/api/rules/{id}/definition", &reply);
+    }
 
     // A backtest of a rule pack says what the live verdicts say; broken drafts are
     // located; a draft's query is held to the search limits.
@@ -595,6 +707,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
     for (method, path, template) in [
         ("GET", "/api/search".to_string(), "/api/search"),
         ("GET", "/api/histogram".to_string(), "/api/histogram"),
+        ("GET", "/api/export?format=csv".to_string(), "/api/export"),
+        ("GET", "/api/rules/slack-company/definition".to_string(), "/api/rules/{id}/definition"),
         ("GET", format!("/api/mentions/{}", matched.mention_id), "/api/mentions/{id}"),
         ("POST", "/api/backtest".to_string(), "/api/backtest"),
     ] {
@@ -751,4 +865,31 @@ fn bad_tokens_are_refused_at_start_with_their_place() {
     let output = cull(&["serve", "--index", missing.to_str().unwrap()], &[]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--index"), "{}", text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_token_exports_only_its_clients_mentions() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let mentions = mentions(&set);
+    index(&dir.path().join("index"), &set, &mentions);
+    let acme = "acme-analyst-0123456789";
+    let env = format!("analyst@acme:{acme},analyst@*:{ANALYST}");
+    let server = serve(&dir.path().join("index"), &[], &[("CULL_API_TOKENS", env.as_str())]);
+    let url = format!("http://{}/api/export?format=jsonl", server.address);
+    let ids = |text: String| -> BTreeSet<String> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, _, text) = download(&url, acme).await;
+    assert_eq!(status, 200, "{text}");
+    let expected: BTreeSet<String> =
+        mentions.iter().filter(|m| m.client.as_deref() == Some("acme")).map(|m| m.id.clone()).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(ids(text), expected);
+    let (_, _, text) = download(&format!("{url}&client=globex"), acme).await;
+    assert_eq!(ids(text), BTreeSet::new(), "asking for another client widens nothing");
+    let (_, _, text) = download(&url, ANALYST).await;
+    assert_eq!(ids(text).len(), mentions.len(), "the staff's token exports every client's");
 }

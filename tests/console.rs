@@ -376,3 +376,222 @@ async fn a_ticket_from_a_pipeline_run_shows_on_its_mentions_page() {
     browser.screenshot("console-pipeline-ticket.png").await;
     browser.quit().await;
 }
+
+/// The number at the start of the status line (the total of the search shown).
+const TOTAL: &str = "parseInt(document.getElementById('status').textContent, 10)";
+
+/// Waits until the search shown is settled (its status says how many), returns the total.
+async fn settled(browser: &Browser) -> u64 {
+    browser.wait_for("/^\\d+ mention/.test(document.getElementById('status').textContent)").await;
+    browser.script(&format!("return {TOTAL};")).await.as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_keeps_its_view_in_the_url_and_shows_errors_facets_histogram_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, mentions, _) = fixture(dir.path());
+    let base = format!("http://{}", server.address);
+    let browser = Browser::start().await;
+    browser.open(&format!("{base}/")).await;
+    browser.wait_for("!document.getElementById('login').hidden").await;
+    browser.type_into("#token", ANALYST).await;
+    browser.click("#login-button").await;
+    assert_eq!(settled(&browser).await as usize, mentions.len());
+
+    // A facet value and a search go into the URL; a reload shows the same view, and
+    // back and forward step through them.
+    let domains = browser
+        .script("return [...document.querySelectorAll('#facets button[data-facet=domain]')].map(b => [b.dataset.value, Number(b.querySelector('.count').textContent)]);")
+        .await;
+    let domains: Vec<(String, u64)> = serde_json::from_value(domains).unwrap();
+    assert!(!domains.is_empty(), "a site facet");
+    assert!(
+        domains.iter().all(|(d, _)| d.contains('.') && !d.starts_with("www.")),
+        "registered domains: {domains:?}"
+    );
+    let (domain, count) = domains[0].clone();
+    browser.click(&format!("#facets button[data-facet=domain][data-value='{domain}']")).await;
+    browser.wait_for(&format!("location.hash === '#/?filter=domain%3A{domain}'")).await;
+    browser.wait_for(&format!("{TOTAL} === {count}")).await;
+    let hits = browser.script("return document.querySelectorAll('#results li.hit').length;").await;
+    assert_eq!(hits.as_u64().unwrap(), count.min(20), "the filter selects what the facet counted");
+    browser.type_into("#query", "slack OR stock").await;
+    browser.click("#search-button").await;
+    browser.wait_for(&format!("location.hash === '#/?q=slack+OR+stock&filter=domain%3A{domain}'")).await;
+    let narrowed = settled(&browser).await;
+    let url = browser.script("return location.href;").await;
+    browser.post("/refresh", json!({})).await;
+    assert_eq!(settled(&browser).await, narrowed, "a reload restores the view");
+    assert_eq!(browser.script("return document.getElementById('query').value;").await, "slack OR stock");
+    assert_eq!(browser.script("return location.href;").await, url);
+    let chips = browser.script("return document.getElementById('filters').textContent;").await;
+    assert!(chips.as_str().unwrap().contains(&format!("site: {domain}")), "{chips}");
+    browser.screenshot("console-url-state.png").await;
+    browser.post("/back", json!({})).await;
+    browser.wait_for(&format!("location.hash === '#/?filter=domain%3A{domain}'")).await;
+    browser.wait_for(&format!("{TOTAL} === {count} && document.getElementById('query').value === ''")).await;
+    browser.post("/forward", json!({})).await;
+    browser
+        .wait_for(&format!(
+            "{TOTAL} === {narrowed} && document.getElementById('query').value === 'slack OR stock'"
+        ))
+        .await;
+
+    // Each hit shows its verdict and, when culled, the rule and clause; an untitled
+    // hit is named by its text.
+    browser.open(&format!("{base}/#/?filter=verdict%3Aculled")).await;
+    settled(&browser).await;
+    let culls = browser
+        .script("return [...document.querySelectorAll('#results li.hit')].map(h => [h.querySelector('.outcome').textContent, h.querySelector('ul.culls') ? h.querySelector('ul.culls').textContent : '']);")
+        .await;
+    let culls: Vec<(String, String)> = serde_json::from_value(culls).unwrap();
+    assert!(!culls.is_empty());
+    for (outcome, why) in &culls {
+        assert_eq!(outcome, "culled");
+        assert!(why.contains("culled by") && why.contains(" — "), "{why}");
+    }
+    let untitled = mentions.iter().find(|m| m.title.is_none()).expect("an untitled mention");
+    let words: Vec<&str> =
+        untitled.text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(4).collect();
+    let phrase: String =
+        form_urlencoded::byte_serialize(format!("\"{}\"", words.join(" ")).as_bytes()).collect();
+    browser.open(&format!("{base}/#/?q={phrase}")).await;
+    settled(&browser).await;
+    let names = browser
+        .script("return [...document.querySelectorAll('#results a.untitled')].map(a => a.textContent);")
+        .await;
+    let names: Vec<String> = serde_json::from_value(names).unwrap();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| !n.is_empty() && !mentions.iter().any(|m| m.id == *n)),
+        "{names:?}"
+    );
+
+    // A failed query clears the results and points at the error under the query.
+    browser.open(&format!("{base}/#/?q=slack")).await;
+    settled(&browser).await;
+    let broken = "café AND OR slack";
+    let span = cull_rules::query::parse(broken).unwrap_err().span;
+    assert!(
+        span.start > "café ".len() && span.end > span.start,
+        "an error after a non-ASCII letter: {span:?}"
+    );
+    browser.type_into("#query", broken).await;
+    browser.click("#search-button").await;
+    browser.wait_for("!document.getElementById('error').hidden").await;
+    let left = browser
+        .script("return [document.querySelectorAll('#results li').length, document.querySelectorAll('#facets button').length, document.querySelectorAll('#histogram rect').length, document.getElementById('status').textContent];")
+        .await;
+    assert_eq!(left, json!([0, 0, 0, ""]), "the old results are gone");
+    let caret = browser.script("return document.getElementById('error-caret').textContent;").await;
+    let under = format!(
+        "{broken}\n{}{}",
+        " ".repeat(broken[..span.start].chars().count()),
+        "^".repeat(broken[span].chars().count())
+    );
+    assert_eq!(caret, json!(under), "the caret is under the clause");
+    browser.screenshot("console-error.png").await;
+
+    // The histogram: axes, a count on hover, a split into series, drag-to-zoom.
+    browser.open(&format!("{base}/#/?q=slack")).await;
+    settled(&browser).await;
+    let labels = browser
+        .script("return [...document.querySelectorAll('#histogram text.axis')].map(t => t.textContent);")
+        .await;
+    let labels: Vec<String> = serde_json::from_value(labels).unwrap();
+    assert!(labels.len() >= 4 && labels.iter().any(|l| l.starts_with("2026-11")), "{labels:?}");
+    let tip = browser
+        .script("const hover = document.querySelectorAll('#histogram rect.hover')[1]; hover.dispatchEvent(new MouseEvent('mouseenter')); return document.getElementById('histogram-tip').textContent;")
+        .await;
+    assert!(tip.as_str().unwrap().starts_with("2026-11") && tip.as_str().unwrap().contains(": "), "{tip}");
+    browser.script("const s = document.getElementById('split'); s.value = 'verdict'; s.dispatchEvent(new Event('change')); return true;").await;
+    browser.wait_for("location.hash.includes('split=verdict') && document.querySelectorAll('#histogram rect.series').length > 0").await;
+    let legend = browser
+        .script("return [...document.querySelectorAll('#legend .key')].map(k => k.textContent);")
+        .await;
+    let legend: Vec<String> = serde_json::from_value(legend).unwrap();
+    assert!(
+        legend.iter().all(|k| ["matched", "culled", "unmatched"].contains(&k.as_str())) && !legend.is_empty(),
+        "{legend:?}"
+    );
+    browser.screenshot("console-histogram-split.png").await;
+    let before = settled(&browser).await;
+    browser
+        .script(
+            "const chart = document.getElementById('histogram'); const box = chart.getBoundingClientRect();\
+             const bars = chart.querySelectorAll('rect.hover');\
+             const at = (i) => { const r = bars[i].getBoundingClientRect(); return r.left + r.width / 2; };\
+             const y = box.top + box.height / 2;\
+             const [from, to] = [Math.floor(bars.length / 4), Math.floor(bars.length * 3 / 4)];\
+             chart.dispatchEvent(new MouseEvent('mousedown', { clientX: at(from), clientY: y, bubbles: true }));\
+             chart.dispatchEvent(new MouseEvent('mousemove', { clientX: at(to), clientY: y, bubbles: true }));\
+             window.dispatchEvent(new MouseEvent('mouseup', { clientX: at(to), clientY: y, bubbles: true }));\
+             return true;",
+        )
+        .await;
+    browser.wait_for("location.hash.includes('since=') && location.hash.includes('until=')").await;
+    browser.wait_for("document.querySelector('#filters .chip.window')").await;
+    let zoomed = settled(&browser).await;
+    assert!(zoomed < before && zoomed > 0, "zoomed to the middle half: {zoomed} of {before}");
+    let hash = browser.script("return decodeURIComponent(location.hash);").await;
+    assert!(hash.as_str().unwrap().contains("split=verdict"), "the zoom keeps the split: {hash}");
+
+    // An export of the whole result, not the page.
+    browser.open(&format!("{base}/#/")).await;
+    let total = settled(&browser).await;
+    assert!(total > 20, "more than a page");
+    browser.click("#export-csv").await;
+    let exported = browser.wait_for("document.getElementById('export-status').textContent.startsWith('Exported') && document.getElementById('export-status').textContent").await;
+    assert_eq!(exported, json!(format!("Exported {total} mention(s) as CSV.")));
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_400_px_and_drafts_a_rule_against_the_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, _, verdicts) = fixture(dir.path());
+    let base = format!("http://{}", server.address);
+    let browser = Browser::start().await;
+    browser.post("/window/rect", json!({ "width": 400, "height": 900 })).await;
+    browser.open(&format!("{base}/")).await;
+    browser.wait_for("!document.getElementById('login').hidden").await;
+    browser.type_into("#token", ANALYST).await;
+    browser.click("#login-button").await;
+    settled(&browser).await;
+    let layout = browser
+        .script(
+            "const top = (id) => document.getElementById(id).getBoundingClientRect().top;\
+             return [window.innerWidth <= 400, document.documentElement.scrollWidth <= window.innerWidth,\
+                     top('facets') > top('results'), document.getElementById('query').getBoundingClientRect().width > 300];",
+        )
+        .await;
+    assert_eq!(layout, json!([true, true, true, true]), "one column, nothing wider than the screen");
+    browser.screenshot("console-400px.png").await;
+    browser.post("/window/rect", json!({ "width": 1280, "height": 900 })).await;
+
+    // Drafting: the live rule loads, the draft without its exclude backtests as a
+    // diff against it: what it would newly match, and nothing it would lose.
+    browser.open(&format!("{base}/#/draft?rule=slack-company")).await;
+    browser.wait_for("document.getElementById('live-toml').value.includes('slack-company')").await;
+    browser.type_into("#draft-since", "").await;
+    let excluded = verdicts
+        .iter()
+        .filter(|v| v.culled.iter().any(|c| c.rule_id == "slack-company" && c.reason.as_str() == "exclude"))
+        .count();
+    assert!(excluded > 0, "the fixture has mentions the rule's exclude culls");
+    browser
+        .script("const draft = document.getElementById('draft-toml'); draft.value = draft.value.replace(/^exclude = .*$/m, ''); return true;")
+        .await;
+    browser.click("#draft-run").await;
+    let diff = browser.wait_for("document.querySelector('#draft-diff .gained') && document.getElementById('draft-diff').textContent").await;
+    let diff = diff.as_str().unwrap();
+    assert!(diff.contains("No longer matched: 0"), "{diff}");
+    let gained = browser.script("return document.querySelector('#draft-diff .gained h3').textContent;").await;
+    let gained: usize = gained.as_str().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(gained >= excluded, "the culled-by-exclude mentions are newly matched: {gained} < {excluded}");
+    let links = browser
+        .script("return document.querySelectorAll('#draft-diff .gained a[href^=\"#/mention/\"]').length;")
+        .await;
+    assert!(links.as_u64().unwrap() > 0, "examples link to their mentions");
+    browser.screenshot("console-draft.png").await;
+    browser.quit().await;
+}

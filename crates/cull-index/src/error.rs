@@ -1,5 +1,6 @@
 //! Errors of the analyst index.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,9 +18,18 @@ pub enum IndexError {
     /// Tantivy failed.
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
-    /// A query does not parse or compile; the message points at the clause.
+    /// A request is malformed (a filter, a facet, a time range).
     #[error("query: {0}")]
     Query(String),
+    /// The query text does not parse or compile; `span` locates the first offending
+    /// clause, so that a console can point at it under the query.
+    #[error("query: {message}")]
+    Syntax {
+        /// The parser's message (every error, when there are several).
+        message: String,
+        /// Byte range `[start, end)` of the first offending clause in the query text.
+        span: Range<usize>,
+    },
     /// A query is over a limit (clauses, wildcard expansion).
     #[error("query over a limit: {0}")]
     Limit(String),

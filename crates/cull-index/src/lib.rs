@@ -32,10 +32,10 @@ mod writer;
 pub use backtest::{backtest, Backtest, BacktestRequest, DayCount, RuleBacktest, Sample};
 pub use config::IndexConfig;
 pub use error::IndexError;
-pub use schema::{IndexSchema, Outcome};
+pub use schema::{registered_domain, IndexSchema, Outcome};
 pub use search::{
-    parse_time_bound, Bucket, FacetCount, Histogram, Hit, Interval, Limits, MentionRecord, SearchRequest,
-    SearchResponse, Searcher, Snippet, Sort, FACETS,
+    parse_time_bound, Bucket, ExportedMention, FacetCount, FacetFilter, Histogram, Hit, Interval, Limits,
+    MentionRecord, SearchRequest, SearchResponse, Searcher, Snippet, Sort, Split, FACETS, NO_VALUE_SERIES,
 };
 pub use tantivy::Index;
 pub use writer::{Checkpoint, Indexer, Origin};

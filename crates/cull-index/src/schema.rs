@@ -28,6 +28,14 @@ pub const CULLED_RULE: &str = "culled_rule";
 /// The client of a mention; absent for the contact center's own. Every search is
 /// limited by it (see [`cull_model::Scope`]).
 pub const CLIENT: &str = "client";
+/// The registered domain of a mention's host (`huffpost.com` for
+/// `www.huffpost.com`, `bbc.co.uk` for `news.bbc.co.uk`), by the Public Suffix List:
+/// the `site` field holds every label suffix of the host for `site:` queries, so
+/// counting it counts `com` and each subdomain beside the domain an analyst means.
+pub const DOMAIN: &str = "domain";
+/// The author as written (trimmed), a keyword to count and filter on: the `author`
+/// field is analyzed text for queries, which has no single value to count.
+pub const AUTHOR_KEYWORD: &str = "author_keyword";
 const RECORD: &str = "record";
 
 /// What happened to a mention, as the `verdict` facet counts it.
@@ -74,6 +82,8 @@ pub struct IndexSchema {
     rule: schema::Field,
     culled_rule: schema::Field,
     pub(crate) client: schema::Field,
+    domain: schema::Field,
+    author_keyword: schema::Field,
     record: schema::Field,
 }
 
@@ -94,6 +104,8 @@ impl IndexSchema {
             builder.add_text_field(RULE, STRING | FAST);
             builder.add_text_field(CULLED_RULE, STRING | FAST);
             builder.add_text_field(CLIENT, STRING | FAST);
+            builder.add_text_field(DOMAIN, STRING | FAST);
+            builder.add_text_field(AUTHOR_KEYWORD, STRING | FAST);
             builder.add_text_field(RECORD, STORED);
         });
         let field = |name: &str| mention.schema().get_field(name).expect("added just above");
@@ -105,6 +117,8 @@ impl IndexSchema {
             rule: field(RULE),
             culled_rule: field(CULLED_RULE),
             client: field(CLIENT),
+            domain: field(DOMAIN),
+            author_keyword: field(AUTHOR_KEYWORD),
             record: field(RECORD),
             mention,
         }
@@ -138,6 +152,12 @@ impl IndexSchema {
         document.add_text(self.verdict, Outcome::of(verdict).as_str());
         if let Some(client) = &mention.client {
             document.add_text(self.client, client);
+        }
+        if let Some(host) = mention.host() {
+            document.add_text(self.domain, registered_domain(&host));
+        }
+        if let Some(author) = mention.author.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            document.add_text(self.author_keyword, author);
         }
         for matched in &verdict.matched {
             document.add_text(self.rule, &matched.rule_id);
@@ -207,6 +227,16 @@ pub(crate) fn tickets_of(record: &str) -> Vec<Ticket> {
         tickets: Vec<Ticket>,
     }
     serde_json::from_str::<Tickets>(record).map_or_else(|_| Vec::new(), |stored| stored.tickets)
+}
+
+/// Returns the registered domain of a (lowercase) host by the Public Suffix List, or
+/// the host itself when it has none (an IP address, `localhost`, a bare suffix).
+pub fn registered_domain(host: &str) -> &str {
+    let host = host.trim_end_matches('.');
+    if host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    psl::domain_str(host).unwrap_or(host)
 }
 
 /// Reads an RFC 3339 time as a Tantivy date (seconds precision).

@@ -1,16 +1,16 @@
 //! Searching the analyst index in the rule query language.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cull_match::verify::{spans, Document, Hidden};
-use cull_model::{Scope, Span, Ticket, Verdict};
+use cull_model::{Culled, Scope, Span, Ticket, Verdict, UNDETERMINED_LANGUAGE};
 use cull_rules::plan::keyword_value;
-use cull_rules::query::{compile, parse};
+use cull_rules::query::{compile, parse, QueryError};
 use cull_rules::{Field, Plan, Sequence};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::IndexError;
-use crate::schema::{IndexSchema, Outcome, AT, CLIENT, CULLED_RULE, RULE, VERDICT};
+use crate::schema::{IndexSchema, Outcome, AT, AUTHOR_KEYWORD, CLIENT, CULLED_RULE, DOMAIN, RULE, VERDICT};
 use crate::writer::open_index;
 
 /// What one search may cost.
@@ -87,8 +87,69 @@ impl Interval {
     }
 }
 
-/// The keyword fields whose values can be counted.
-pub const FACETS: [&str; 8] = [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site", CLIENT];
+/// The facets: keyword fields whose values can be counted and filtered on.
+pub const FACETS: [&str; 10] =
+    [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site", DOMAIN, "author", CLIENT];
+
+/// Returns the index field a facet counts: the facet's own name, but for `author`,
+/// whose field of that name is analyzed text for queries.
+fn facet_field(facet: &str) -> &str {
+    if facet == "author" {
+        AUTHOR_KEYWORD
+    } else {
+        facet
+    }
+}
+
+/// Returns the value a facet counts, and a filter on it selects, for a mention that
+/// has none; only the language has one, [`UNDETERMINED_LANGUAGE`] (what ingest sets
+/// when it cannot tell), so that mentions without a language are found from the
+/// facet with those ingest could not place.
+fn missing_value(facet: &str) -> Option<&'static str> {
+    (facet == "lang").then_some(UNDETERMINED_LANGUAGE)
+}
+
+/// Refuses a name that is not a facet.
+fn check_facet(facet: &str) -> Result<(), IndexError> {
+    if FACETS.contains(&facet) {
+        return Ok(());
+    }
+    Err(IndexError::Query(format!("unknown facet {facet:?}; facets are {}", FACETS.join(", "))))
+}
+
+/// A histogram's split into stacked series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// One series per outcome: matched, culled, unmatched.
+    Verdict,
+    /// One series per rule that matched (a mention matched by two rules counts in
+    /// both), and [`NO_VALUE_SERIES`] for the mentions no rule matched.
+    Rule,
+}
+
+impl Split {
+    fn field(self) -> &'static str {
+        match self {
+            Split::Verdict => VERDICT,
+            Split::Rule => RULE,
+        }
+    }
+}
+
+/// The series of a split that counts the mentions without a value (no rule matched
+/// them); no rule id has parentheses, so it names no rule.
+pub const NO_VALUE_SERIES: &str = "(none)";
+
+/// A filter on a facet's value: it selects exactly the mentions the facet counts
+/// under that value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacetFilter {
+    /// One of [`FACETS`].
+    pub facet: String,
+    /// A value as the facet reports it.
+    pub value: String,
+}
 
 /// A search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,17 +172,20 @@ pub struct SearchRequest {
     /// Only mentions of one of these clients (within the reader's scope, which this
     /// never widens).
     pub clients: Vec<String>,
+    /// Only mentions with one of the values filtered on, for each facet filtered on.
+    pub facet_filters: Vec<FacetFilter>,
     /// The order of the hits.
     pub sort: Sort,
     /// Hits to return.
     pub limit: usize,
     /// Hits to skip (for the next pages).
     pub offset: usize,
-    /// Keyword fields to count values of: rule, culled_rule, verdict, channel, lang,
-    /// source, site, client.
+    /// Facets to count values of: one of [`FACETS`].
     pub facets: Vec<String>,
     /// A date histogram of the matching mentions, with buckets of this width.
     pub histogram: Option<Interval>,
+    /// Split each bucket of the histogram into series.
+    pub split: Option<Split>,
 }
 
 impl Default for SearchRequest {
@@ -135,11 +199,13 @@ impl Default for SearchRequest {
             verdicts: Vec::new(),
             langs: Vec::new(),
             clients: Vec::new(),
+            facet_filters: Vec::new(),
             sort: Sort::Time,
             limit: 20,
             offset: 0,
             facets: Vec::new(),
             histogram: None,
+            split: None,
         }
     }
 }
@@ -168,6 +234,8 @@ pub struct Hit {
     pub matched: Vec<String>,
     /// Rules that were culled.
     pub culled: Vec<String>,
+    /// Why each culled rule was culled: the reason and the clause.
+    pub culls: Vec<Culled>,
     /// The title, highlighted (a passage of it, as `text`, when it is longer than
     /// that; the whole mention is at `/api/mentions/{id}`).
     pub title: Option<Snippet>,
@@ -201,6 +269,10 @@ pub struct Bucket {
     pub start: String,
     /// Matching mentions in it.
     pub count: u64,
+    /// With a split, matching mentions in it per series (a rule split may count a
+    /// mention in several).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub series: BTreeMap<String, u64>,
 }
 
 /// A date histogram.
@@ -236,6 +308,26 @@ pub struct SearchResponse {
     pub took_ms: u64,
     /// True when the time limit stopped the search: counts and hits are partial.
     pub timed_out: bool,
+}
+
+/// One mention of an export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedMention {
+    /// When it was published (or fetched), RFC 3339, as a hit's `at`.
+    pub at: Option<String>,
+    /// The verdict, with the mention.
+    pub verdict: Verdict,
+}
+
+/// What the collectors of one search found.
+struct Found {
+    plan: Option<Plan>,
+    searcher: tantivy::Searcher,
+    addresses: Vec<(f32, DocAddress)>,
+    total: usize,
+    facets: BTreeMap<String, Vec<FacetCount>>,
+    buckets: HashMap<i64, BucketCounts>,
+    timed_out: bool,
 }
 
 /// Reads the analyst index.
@@ -357,10 +449,12 @@ impl Searcher {
         if query.trim().is_empty() {
             return Ok(None);
         }
-        let node = parse(query).map_err(|e| IndexError::Query(e.to_string()))?;
-        let plan = compile(&node).map_err(|errors| {
-            IndexError::Query(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
+        let syntax = |errors: &[QueryError]| IndexError::Syntax {
+            message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            span: errors.first().map_or(0..0, |e| e.span.clone()),
+        };
+        let node = parse(query).map_err(|e| syntax(&[e]))?;
+        let plan = compile(&node).map_err(|errors| syntax(&errors))?;
         let clauses = leaves(&plan);
         if clauses > self.limits.max_clauses {
             return Err(IndexError::Limit(format!(
@@ -393,14 +487,70 @@ impl Searcher {
     /// Runs a search over the mentions of `scope`.
     pub fn search(&self, scope: &Scope, request: &SearchRequest) -> Result<SearchResponse, IndexError> {
         let started = Instant::now();
-        check_time_range(request.since, request.until)?;
-        for facet in &request.facets {
-            if !FACETS.contains(&facet.as_str()) {
-                return Err(IndexError::Query(format!(
-                    "unknown facet {facet:?}; facets are {}",
-                    FACETS.join(", ")
-                )));
+        self.check(request)?;
+        if request.limit > self.limits.max_page {
+            return Err(IndexError::Limit(format!(
+                "limit {} is over the page size limit of {}",
+                request.limit, self.limits.max_page
+            )));
+        }
+        let found = self.run(scope, request, started, request.limit)?;
+        let mut hits = Vec::with_capacity(found.addresses.len());
+        if request.limit > 0 {
+            for (score, address) in found.addresses {
+                let document: TantivyDocument = found.searcher.doc(address)?;
+                hits.push(self.hit(&document, score, found.plan.as_ref())?);
             }
+        }
+        Ok(SearchResponse {
+            total: found.total,
+            hits,
+            facets: found.facets,
+            histogram: request
+                .histogram
+                .map(|interval| Histogram { interval, buckets: fill(found.buckets, interval) }),
+            took_ms: started.elapsed().as_millis() as u64,
+            timed_out: found.timed_out,
+        })
+    }
+
+    /// Calls `each` with the first `cap` mentions of a search (from its first hit, in
+    /// its order) in full, for an export, until it breaks; returns the number of
+    /// matching mentions. A search stopped by the time limit is an error,
+    /// [`IndexError::TimeLimit`]: an export that silently held part of the mentions
+    /// would mislead whoever reads it.
+    pub fn export(
+        &self,
+        scope: &Scope,
+        request: &SearchRequest,
+        cap: usize,
+        mut each: impl FnMut(ExportedMention) -> ControlFlow<()>,
+    ) -> Result<usize, IndexError> {
+        let started = Instant::now();
+        self.check(request)?;
+        let whole = SearchRequest { offset: 0, facets: Vec::new(), histogram: None, ..request.clone() };
+        let found = self.run(scope, &whole, started, cap)?;
+        if found.timed_out {
+            return Err(self.time_limit());
+        }
+        for (_, address) in found.addresses {
+            let document: TantivyDocument = found.searcher.doc(address)?;
+            let verdict =
+                self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("{address:?}")))?;
+            let at = self.schema.at(&document).and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
+            if each(ExportedMention { at: at.and_then(|t| t.format(&Rfc3339).ok()), verdict }).is_break() {
+                break;
+            }
+        }
+        Ok(found.total)
+    }
+
+    /// Refuses a request whose time range, facets or channels are not ones the index
+    /// knows.
+    fn check(&self, request: &SearchRequest) -> Result<(), IndexError> {
+        check_time_range(request.since, request.until)?;
+        for facet in request.facets.iter().chain(request.facet_filters.iter().map(|f| &f.facet)) {
+            check_facet(facet)?;
         }
         // A channel that is none finds nothing, which reads as "no such mentions":
         // `tweets` for `twitter` must be an error, not an empty answer.
@@ -413,12 +563,18 @@ impl Searcher {
                 )));
             }
         }
-        if request.limit > self.limits.max_page {
-            return Err(IndexError::Limit(format!(
-                "limit {} is over the page size limit of {}",
-                request.limit, self.limits.max_page
-            )));
-        }
+        Ok(())
+    }
+
+    /// Runs the collectors of a checked request: the first `limit` hits from its
+    /// offset, the count, its facets and its histogram, within the time limit.
+    fn run(
+        &self,
+        scope: &Scope,
+        request: &SearchRequest,
+        started: Instant,
+        limit: usize,
+    ) -> Result<Found, IndexError> {
         let plan = self.plan(&request.query)?;
         let query = self.filtered(scope, plan.as_ref(), request);
         let searcher = self.reader.searcher();
@@ -431,9 +587,9 @@ impl Searcher {
                 fields.push(facet.clone());
             }
         }
-        let facets = FacetCollector { fields };
-        let histogram = HistogramCollector { interval: request.histogram };
-        let page = TopDocs::with_limit(request.limit.max(1)).and_offset(request.offset);
+        let facets = FacetCollector { facets: fields };
+        let histogram = HistogramCollector { interval: request.histogram, split: request.split };
+        let page = TopDocs::with_limit(limit.max(1)).and_offset(request.offset);
         let addresses: Vec<(f32, DocAddress)>;
         let (total, facet_counts, buckets);
         match request.sort {
@@ -459,23 +615,9 @@ impl Searcher {
                 (total, facet_counts, buckets) = (count, counted, histogram);
             }
         }
-        let mut hits = Vec::with_capacity(addresses.len());
-        if request.limit > 0 {
-            for (score, address) in addresses {
-                let document: TantivyDocument = searcher.doc(address)?;
-                hits.push(self.hit(&document, score, plan.as_ref())?);
-            }
-        }
-        Ok(SearchResponse {
-            total,
-            hits,
-            facets: facet_counts,
-            histogram: request
-                .histogram
-                .map(|interval| Histogram { interval, buckets: fill(buckets, interval) }),
-            took_ms: started.elapsed().as_millis() as u64,
-            timed_out: timed_out.load(Ordering::Relaxed),
-        })
+        let addresses = if limit == 0 { Vec::new() } else { addresses };
+        let timed_out = timed_out.load(Ordering::Relaxed);
+        Ok(Found { plan, searcher, addresses, total, facets: facet_counts, buckets, timed_out })
     }
 
     /// Returns every stored verdict (with its mention) of `scope` that `plan` finds
@@ -579,7 +721,35 @@ impl Searcher {
             any_of(&[CLIENT], request.clients.clone()),
         ];
         must.extend(filters.into_iter().flatten().map(|q| (Occur::Must, q)));
+        must.extend(self.facet_filters(&request.facet_filters).map(|q| (Occur::Must, q)));
         Box::new(BooleanQuery::new(must))
+    }
+
+    /// Returns one query per facet filtered on: any of its values, the facet's
+    /// missing value standing for the mentions without one, as [`FacetCollector`]
+    /// counts them.
+    fn facet_filters<'a>(&'a self, filters: &'a [FacetFilter]) -> impl Iterator<Item = Box<dyn Query>> + 'a {
+        let mut by_facet: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for filter in filters {
+            by_facet.entry(filter.facet.as_str()).or_default().push(filter.value.as_str());
+        }
+        by_facet.into_iter().map(move |(facet, values)| {
+            let name = facet_field(facet);
+            let field = self.schema.schema().get_field(name).expect("every facet is a field of the schema");
+            let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for value in values {
+                let term = Term::from_field_text(field, value);
+                should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+                if missing_value(facet) == Some(value) {
+                    let without = BooleanQuery::new(vec![
+                        (Occur::Must, Box::new(tantivy::query::AllQuery) as Box<dyn Query>),
+                        (Occur::MustNot, Box::new(tantivy::query::ExistsQuery::new(name.to_string(), false))),
+                    ]);
+                    should.push((Occur::Should, Box::new(without)));
+                }
+            }
+            Box::new(BooleanQuery::new(should)) as Box<dyn Query>
+        })
     }
 
     fn hit(&self, document: &TantivyDocument, score: Score, plan: Option<&Plan>) -> Result<Hit, IndexError> {
@@ -611,6 +781,7 @@ impl Searcher {
             outcome: Outcome::of(&record),
             matched: record.matched.iter().map(|m| m.rule_id.clone()).collect(),
             culled: record.culled.iter().map(|c| c.rule_id.clone()).collect(),
+            culls: record.culled.clone(),
             title: mention.title.as_ref().map(|title| passage(title, &ranges("title"))),
             text: passage(&mention.text, &ranges("text")),
             url: mention.url.clone(),
@@ -738,7 +909,7 @@ fn passage(text: &str, highlights: &[[usize; 2]]) -> Snippet {
 
 /// Returns the buckets from the first to the last, with the empty ones between (at
 /// most 10,000 buckets; a wider range keeps only the non-empty ones).
-fn fill(counts: HashMap<i64, u64>, interval: Interval) -> Vec<Bucket> {
+fn fill(mut counts: HashMap<i64, BucketCounts>, interval: Interval) -> Vec<Bucket> {
     let width = interval.seconds();
     let (Some(&first), Some(&last)) = (counts.keys().min(), counts.keys().max()) else { return Vec::new() };
     let keys: Vec<i64> = if (last - first) / width < 10_000 {
@@ -749,12 +920,16 @@ fn fill(counts: HashMap<i64, u64>, interval: Interval) -> Vec<Bucket> {
         keys
     };
     keys.into_iter()
-        .map(|start| Bucket {
-            start: OffsetDateTime::from_unix_timestamp(start)
-                .ok()
-                .and_then(|t| t.format(&Rfc3339).ok())
-                .unwrap_or_default(),
-            count: counts.get(&start).copied().unwrap_or(0),
+        .map(|start| {
+            let counted = counts.remove(&start).unwrap_or_default();
+            Bucket {
+                start: OffsetDateTime::from_unix_timestamp(start)
+                    .ok()
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_default(),
+                count: counted.count,
+                series: counted.series.into_iter().collect(),
+            }
         })
         .collect()
 }
@@ -815,13 +990,62 @@ impl<C: Collector> Collector for Deadline<C> {
     }
 }
 
-/// Counts the values of keyword fast fields among the matching documents.
+/// Counts the values of facets among the matching documents; a document without a
+/// value counts under the facet's missing value, when it has one.
 struct FacetCollector {
-    fields: Vec<String>,
+    facets: Vec<String>,
+}
+
+/// A keyword column of a segment, with its values counted by term ordinal.
+struct CountedColumn {
+    column: Option<StrColumn>,
+    counts: Vec<u64>,
+    /// Documents without a value.
+    missing: u64,
+}
+
+impl CountedColumn {
+    fn open(reader: &SegmentReader, field: &str) -> tantivy::Result<CountedColumn> {
+        let column = reader.fast_fields().str(field)?;
+        let terms = column.as_ref().map_or(0, |c| c.num_terms());
+        Ok(CountedColumn { column, counts: vec![0; terms], missing: 0 })
+    }
+
+    fn count(&mut self, doc: DocId) {
+        let mut any = false;
+        if let Some(column) = &self.column {
+            for ord in column.term_ords(doc) {
+                self.counts[ord as usize] += 1;
+                any = true;
+            }
+        }
+        if !any {
+            self.missing += 1;
+        }
+    }
+
+    /// Returns the counts by value, the documents without one under `missing` (when
+    /// given).
+    fn harvest(self, missing: Option<&str>) -> HashMap<String, u64> {
+        let mut values = HashMap::new();
+        if let Some(column) = &self.column {
+            let mut value = String::new();
+            for (ord, count) in self.counts.into_iter().enumerate().filter(|(_, c)| *c > 0) {
+                value.clear();
+                if column.ord_to_str(ord as u64, &mut value).unwrap_or(false) {
+                    values.insert(value.clone(), count);
+                }
+            }
+        }
+        if let Some(missing) = missing.filter(|_| self.missing > 0) {
+            *values.entry(missing.to_string()).or_default() += self.missing;
+        }
+        values
+    }
 }
 
 struct FacetSegment {
-    columns: Vec<(String, Option<StrColumn>, Vec<u64>)>,
+    columns: Vec<(String, CountedColumn)>,
 }
 
 impl Collector for FacetCollector {
@@ -829,11 +1053,9 @@ impl Collector for FacetCollector {
     type Child = FacetSegment;
 
     fn for_segment(&self, _ord: u32, reader: &SegmentReader) -> tantivy::Result<FacetSegment> {
-        let mut columns = Vec::with_capacity(self.fields.len());
-        for field in &self.fields {
-            let column = reader.fast_fields().str(field)?;
-            let terms = column.as_ref().map_or(0, |c| c.num_terms());
-            columns.push((field.clone(), column, vec![0; terms]));
+        let mut columns = Vec::with_capacity(self.facets.len());
+        for facet in &self.facets {
+            columns.push((facet.clone(), CountedColumn::open(reader, facet_field(facet))?));
         }
         Ok(FacetSegment { columns })
     }
@@ -848,24 +1070,24 @@ impl Collector for FacetCollector {
     ) -> tantivy::Result<Self::Fruit> {
         let mut merged: BTreeMap<String, HashMap<String, u64>> = BTreeMap::new();
         for fruit in fruits {
-            for (field, counts) in fruit {
-                let into = merged.entry(field).or_default();
+            for (facet, counts) in fruit {
+                let into = merged.entry(facet).or_default();
                 for (value, count) in counts {
                     *into.entry(value).or_default() += count;
                 }
             }
         }
-        for field in &self.fields {
-            merged.entry(field.clone()).or_default();
+        for facet in &self.facets {
+            merged.entry(facet.clone()).or_default();
         }
         Ok(merged
             .into_iter()
-            .map(|(field, counts)| {
+            .map(|(facet, counts)| {
                 let mut counts: Vec<FacetCount> =
                     counts.into_iter().map(|(value, count)| FacetCount { value, count }).collect();
                 counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
                 counts.truncate(100);
-                (field, counts)
+                (facet, counts)
             })
             .collect())
     }
@@ -875,46 +1097,47 @@ impl SegmentCollector for FacetSegment {
     type Fruit = HashMap<String, HashMap<String, u64>>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        for (_, column, counts) in &mut self.columns {
-            if let Some(column) = column {
-                for ord in column.term_ords(doc) {
-                    counts[ord as usize] += 1;
-                }
-            }
+        for (_, column) in &mut self.columns {
+            column.count(doc);
         }
     }
 
     fn harvest(self) -> Self::Fruit {
-        let mut fruit = HashMap::new();
-        for (field, column, counts) in self.columns {
-            let mut values = HashMap::new();
-            if let Some(column) = column {
-                let mut value = String::new();
-                for (ord, count) in counts.into_iter().enumerate().filter(|(_, c)| *c > 0) {
-                    value.clear();
-                    if column.ord_to_str(ord as u64, &mut value).unwrap_or(false) {
-                        values.insert(value.clone(), count);
-                    }
-                }
-            }
-            fruit.insert(field, values);
-        }
-        fruit
+        self.columns
+            .into_iter()
+            .map(|(facet, column)| {
+                let missing = missing_value(&facet);
+                (facet, column.harvest(missing))
+            })
+            .collect()
     }
 }
 
-/// Counts matching documents per time bucket of the `at` fast field.
+/// The count of one histogram bucket and, with a split, its counts per series.
+#[derive(Debug, Default)]
+struct BucketCounts {
+    count: u64,
+    series: HashMap<String, u64>,
+}
+
+/// Counts matching documents per time bucket of the `at` fast field, and per series
+/// of a split.
 struct HistogramCollector {
     interval: Option<Interval>,
+    split: Option<Split>,
 }
 
 struct HistogramSegment {
     column: Option<(tantivy::columnar::Column<tantivy::DateTime>, i64)>,
+    /// The split's column (`None` inside when the segment has no value of it).
+    split: Option<Option<StrColumn>>,
     counts: HashMap<i64, u64>,
+    /// Per bucket and term ordinal of the split column (`None`: no value).
+    series: HashMap<(i64, Option<u64>), u64>,
 }
 
 impl Collector for HistogramCollector {
-    type Fruit = HashMap<i64, u64>;
+    type Fruit = HashMap<i64, BucketCounts>;
     type Child = HistogramSegment;
 
     fn for_segment(&self, _ord: u32, reader: &SegmentReader) -> tantivy::Result<HistogramSegment> {
@@ -922,18 +1145,26 @@ impl Collector for HistogramCollector {
             Some(interval) => Some((reader.fast_fields().date(AT)?, interval.seconds())),
             None => None,
         };
-        Ok(HistogramSegment { column, counts: HashMap::new() })
+        let split = self.split.map(|split| reader.fast_fields().str(split.field())).transpose()?;
+        Ok(HistogramSegment { column, split, counts: HashMap::new(), series: HashMap::new() })
     }
 
     fn requires_scoring(&self) -> bool {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<HashMap<i64, u64>>) -> tantivy::Result<HashMap<i64, u64>> {
-        let mut merged = HashMap::new();
+    fn merge_fruits(
+        &self,
+        fruits: Vec<HashMap<i64, BucketCounts>>,
+    ) -> tantivy::Result<HashMap<i64, BucketCounts>> {
+        let mut merged: HashMap<i64, BucketCounts> = HashMap::new();
         for fruit in fruits {
-            for (bucket, count) in fruit {
-                *merged.entry(bucket).or_default() += count;
+            for (bucket, counts) in fruit {
+                let into = merged.entry(bucket).or_default();
+                into.count += counts.count;
+                for (series, count) in counts.series {
+                    *into.series.entry(series).or_default() += count;
+                }
             }
         }
         Ok(merged)
@@ -941,18 +1172,42 @@ impl Collector for HistogramCollector {
 }
 
 impl SegmentCollector for HistogramSegment {
-    type Fruit = HashMap<i64, u64>;
+    type Fruit = HashMap<i64, BucketCounts>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        if let Some((column, width)) = &self.column {
-            if let Some(at) = column.first(doc) {
-                let seconds = at.into_timestamp_secs();
-                *self.counts.entry(seconds.div_euclid(*width) * width).or_default() += 1;
+        let Some((column, width)) = &self.column else { return };
+        let Some(at) = column.first(doc) else { return };
+        let bucket = at.into_timestamp_secs().div_euclid(*width) * width;
+        *self.counts.entry(bucket).or_default() += 1;
+        if let Some(split) = &self.split {
+            let mut any = false;
+            for ord in split.iter().flat_map(|column| column.term_ords(doc)) {
+                *self.series.entry((bucket, Some(ord))).or_default() += 1;
+                any = true;
+            }
+            if !any {
+                *self.series.entry((bucket, None)).or_default() += 1;
             }
         }
     }
 
-    fn harvest(self) -> HashMap<i64, u64> {
-        self.counts
+    fn harvest(self) -> HashMap<i64, BucketCounts> {
+        let mut buckets: HashMap<i64, BucketCounts> = self
+            .counts
+            .into_iter()
+            .map(|(bucket, count)| (bucket, BucketCounts { count, series: HashMap::new() }))
+            .collect();
+        let column = self.split.flatten();
+        let mut value = String::new();
+        for ((bucket, ord), count) in self.series {
+            value.clear();
+            let named = match (ord, &column) {
+                (Some(ord), Some(column)) => column.ord_to_str(ord, &mut value).unwrap_or(false),
+                _ => false,
+            };
+            let series = if named { value.clone() } else { NO_VALUE_SERIES.to_string() };
+            *buckets.entry(bucket).or_default().series.entry(series).or_default() += count;
+        }
+        buckets
     }
 }

@@ -197,7 +197,7 @@ fn queries_over_the_limits_are_refused_and_slow_ones_stop() {
     let error = searcher
         .search(&Scope::All, &SearchRequest { query: "\"unclosed".into(), ..SearchRequest::default() })
         .unwrap_err();
-    assert!(matches!(error, IndexError::Query(_)), "{error}");
+    assert!(matches!(error, IndexError::Syntax { .. }), "{error}");
     let error = searcher
         .search(&Scope::All, &SearchRequest { facets: vec!["colour".into()], ..SearchRequest::default() })
         .unwrap_err();
@@ -598,6 +598,14 @@ fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
     assert_eq!(searcher.len(), 5, "every mention is carried over");
     let acme = searcher.search(&Scope::Client("acme".into()), &SearchRequest::default()).unwrap();
     assert_eq!(acme.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["acme:2", "acme:1"]);
+    let domains = searcher
+        .search(&Scope::All, &SearchRequest { facets: vec!["domain".into()], ..SearchRequest::default() })
+        .unwrap();
+    assert_eq!(
+        domains.facets["domain"],
+        [FacetCount { value: "example.com".into(), count: 5 }],
+        "fields added since are filled"
+    );
     assert!(
         !path.with_file_name("index.migrating").exists() && !path.with_file_name("index.replaced").exists()
     );
@@ -621,4 +629,160 @@ fn a_rebuild_cut_short_is_finished_or_done_again_at_the_next_open() {
     let searcher = Searcher::open(&path, Limits::default()).unwrap();
     assert_eq!(searcher.len(), 5);
     assert!(!dir.path().join("index.migrating").exists() && !dir.path().join("index.replaced").exists());
+}
+
+#[test]
+fn a_query_that_does_not_parse_or_compile_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    for query in ["café AND", "café NEAR/2 channel:tweets", "(slack"] {
+        let error = searcher
+            .search(&Scope::All, &SearchRequest { query: query.into(), ..SearchRequest::default() })
+            .unwrap_err();
+        let IndexError::Syntax { message, span } = &error else { panic!("{query}: {error:?}") };
+        let expected = match cull_rules::query::parse(query) {
+            Err(error) => error.span,
+            Ok(node) => cull_rules::query::compile(&node).unwrap_err()[0].span.clone(),
+        };
+        assert_eq!(*span, expected, "{query}: {message}");
+        assert!(query.get(span.clone()).is_some(), "{query}: the span falls on characters");
+    }
+}
+
+/// Mentions on subdomains and public suffixes of two registries, one without a
+/// language, with authors.
+fn sites() -> Vec<Mention> {
+    let of = |id: &str, url: Option<&str>, lang: Option<&str>, author: Option<&str>| {
+        let mut m = mention(id, 20, Channel::News, "Slack app news", "Slack app news of the day");
+        m.url = url.map(str::to_string);
+        m.lang = lang.map(str::to_string);
+        m.author = author.map(str::to_string);
+        m
+    };
+    vec![
+        of("s1", Some("https://www.huffpost.com/a"), Some("en"), Some("Ann Lee")),
+        of("s2", Some("https://huffpost.com/b"), Some("EN"), Some("Ann Lee")),
+        of("s3", Some("https://news.bbc.co.uk/c"), None, Some("Bo")),
+        of("s4", Some("http://bbc.co.uk./d"), Some("und"), None),
+        of("s5", Some("http://127.0.0.1:8080/e"), Some("fr"), Some(" Bo ")),
+        of("s6", None, None, None),
+    ]
+}
+
+#[test]
+fn facets_count_registered_domains_authors_and_no_language_and_filters_select_exactly_those() {
+    let dir = tempfile::tempdir().unwrap();
+    index_all(dir.path(), &rules(), &sites());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let request = SearchRequest { facets: FACETS.map(String::from).to_vec(), ..SearchRequest::default() };
+    let found = searcher.search(&Scope::All, &request).unwrap();
+    let counts = |facet: &str| -> Vec<(String, u64)> {
+        found.facets[facet].iter().map(|f| (f.value.clone(), f.count)).collect()
+    };
+    let expected = |pairs: &[(&str, u64)]| pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(counts("domain"), expected(&[("bbc.co.uk", 2), ("huffpost.com", 2), ("127.0.0.1", 1)]));
+    assert_eq!(counts("author"), expected(&[("Ann Lee", 2), ("Bo", 2)]));
+    assert_eq!(counts("lang"), expected(&[("und", 3), ("en", 2), ("fr", 1)]), "no language counts as und");
+    // Every value of every facet selects exactly the mentions it counts.
+    for (facet, values) in &found.facets {
+        for value in values {
+            let filter = FacetFilter { facet: facet.clone(), value: value.value.clone() };
+            let request = SearchRequest { facet_filters: vec![filter], limit: 0, ..SearchRequest::default() };
+            let filtered = searcher.search(&Scope::All, &request).unwrap();
+            assert_eq!(filtered.total as u64, value.count, "{facet}={}", value.value);
+        }
+    }
+    // Two values of one facet are either; two facets are both.
+    let filter = |facet: &str, value: &str| FacetFilter { facet: facet.into(), value: value.into() };
+    let request = SearchRequest {
+        facet_filters: vec![
+            filter("domain", "bbc.co.uk"),
+            filter("domain", "huffpost.com"),
+            filter("lang", "und"),
+        ],
+        ..SearchRequest::default()
+    };
+    let found = searcher.search(&Scope::All, &request).unwrap();
+    let mut ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["s3", "s4"]);
+    let unknown = SearchRequest { facet_filters: vec![filter("colour", "red")], ..SearchRequest::default() };
+    let error = searcher.search(&Scope::All, &unknown).unwrap_err();
+    assert!(error.to_string().contains("unknown facet \"colour\""), "{error}");
+}
+
+#[test]
+fn a_histogram_splits_into_series_by_verdict_or_by_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let split = |split: Split| {
+        let request =
+            SearchRequest { histogram: Some(Interval::Day), split: Some(split), ..SearchRequest::default() };
+        let found = searcher.search(&Scope::All, &request).unwrap();
+        found
+            .histogram
+            .unwrap()
+            .buckets
+            .into_iter()
+            .map(|b| (b.start[..10].to_string(), b.count, b.series.into_iter().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    let series = |pairs: &[(&str, u64)]| pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(
+        split(Split::Verdict),
+        [
+            ("2026-11-20".to_string(), 1, series(&[("matched", 1)])),
+            ("2026-11-21".to_string(), 2, series(&[("culled", 1), ("matched", 1)])),
+            ("2026-11-22".to_string(), 2, series(&[("culled", 2)])),
+            ("2026-11-23".to_string(), 1, series(&[("unmatched", 1)])),
+        ]
+    );
+    assert_eq!(
+        split(Split::Rule),
+        [
+            ("2026-11-20".to_string(), 1, series(&[("slack-company", 1)])),
+            ("2026-11-21".to_string(), 2, series(&[("(none)", 1), ("magazine", 1)])),
+            ("2026-11-22".to_string(), 2, series(&[("(none)", 2)])),
+            ("2026-11-23".to_string(), 1, series(&[("(none)", 1)])),
+        ]
+    );
+}
+
+#[test]
+fn an_export_holds_every_mention_of_a_search_in_its_order_up_to_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    indexed(dir.path());
+    let limits = Limits { max_page: 2, ..Limits::default() };
+    let searcher = Searcher::open(dir.path(), limits).unwrap();
+    let request =
+        SearchRequest { query: "slack OR magazine".into(), limit: 1, offset: 3, ..SearchRequest::default() };
+    let export = |searcher: &Searcher, cap: usize, stop_after: usize| {
+        let mut mentions = Vec::new();
+        let total = searcher.export(&Scope::All, &request, cap, |mention| {
+            mentions.push(mention);
+            if mentions.len() == stop_after {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
+        Ok::<_, IndexError>((total, mentions))
+    };
+    let (total, mentions) = export(&searcher, 100, usize::MAX).unwrap();
+    let ids: Vec<&str> = mentions.iter().map(|m| m.verdict.mention_id.as_str()).collect();
+    assert_eq!(
+        (total, ids),
+        (6, vec!["m6", "m4", "m5", "m2", "m3", "m1"]),
+        "not the page: the whole result, past the page size"
+    );
+    assert_eq!(mentions[0].at.as_deref(), Some("2026-11-23T10:00:00Z"));
+    let (total, capped) = export(&searcher, 2, usize::MAX).unwrap();
+    assert_eq!((total, capped.len()), (6, 2));
+    let (_, stopped) = export(&searcher, 100, 3).unwrap();
+    assert_eq!(stopped.len(), 3, "the caller stops it");
+    let hurried =
+        Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
+    let error = export(&hurried, 100, usize::MAX).unwrap_err();
+    assert!(matches!(error, IndexError::TimeLimit { .. }), "{error}");
 }

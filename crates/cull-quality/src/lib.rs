@@ -30,4 +30,4 @@ pub use store::{
     day_of, CullCount, DayCounts, FeedbackOutcome, Labelled, PrecisionChange, RuleKey, RuleReport, SortBy,
     Store, Thresholds, TicketFacts, STORE_FILE,
 };
-pub use suggest::{draft_toml, suggest, SuggestOptions, Suggestion, SuggestionKind, Suggestions};
+pub use suggest::{draft_toml, rule_toml, suggest, SuggestOptions, Suggestion, SuggestionKind, Suggestions};

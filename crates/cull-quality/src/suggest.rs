@@ -412,6 +412,33 @@ fn author_clause(author: &str) -> Option<String> {
 /// it until an operator moves it into the rules directory.
 pub fn draft_toml(rule: &Rule, suggestions: &[&Suggestion]) -> String {
     let draft = with(rule, suggestions.iter().copied());
+    let mut header = format!(
+        "# A draft of rule {:?} ({}:{}) with suggestions from agents' feedback.\n\
+         # Nothing applies it: review it, then replace the rule in its file.\n",
+        rule.id,
+        rule.path.display(),
+        rule.line
+    );
+    for suggestion in suggestions {
+        header.push_str(&format!(
+            "#   {} {}: culls {} irrelevant, loses {} relevant of the labelled mentions ({} mentions in all)\n",
+            match suggestion.kind {
+                SuggestionKind::Exclude => "exclude",
+                SuggestionKind::Mask => "mask",
+                SuggestionKind::BlockAuthor => "block author",
+            },
+            suggestion.clause,
+            suggestion.irrelevant_culled,
+            suggestion.relevant_lost,
+            suggestion.newly_culled
+        ));
+    }
+    header + &rule_toml(&draft)
+}
+
+/// Returns a rule file holding `draft` alone, as its own file would define it (the
+/// console's draft page starts from a live rule this way).
+pub fn rule_toml(draft: &Rule) -> String {
     let mut table = toml::Table::new();
     let mut put = |key: &str, value: toml::Value| {
         table.insert(key.to_string(), value);
@@ -478,28 +505,7 @@ pub fn draft_toml(rule: &Rule, suggestions: &[&Suggestion]) -> String {
     }
     let mut root = toml::Table::new();
     root.insert("rule".into(), toml::Value::Array(vec![toml::Value::Table(table)]));
-    let mut header = format!(
-        "# A draft of rule {:?} ({}:{}) with suggestions from agents' feedback.\n\
-         # Nothing applies it: review it, then replace the rule in its file.\n",
-        rule.id,
-        rule.path.display(),
-        rule.line
-    );
-    for suggestion in suggestions {
-        header.push_str(&format!(
-            "#   {} {}: culls {} irrelevant, loses {} relevant of the labelled mentions ({} mentions in all)\n",
-            match suggestion.kind {
-                SuggestionKind::Exclude => "exclude",
-                SuggestionKind::Mask => "mask",
-                SuggestionKind::BlockAuthor => "block author",
-            },
-            suggestion.clause,
-            suggestion.irrelevant_culled,
-            suggestion.relevant_lost,
-            suggestion.newly_culled
-        ));
-    }
-    header + &toml::to_string(&root).expect("a rule table always serializes")
+    toml::to_string(&root).expect("a rule table always serializes")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! once; one more is answered 429 with `Retry-After` rather than queued, so that a
 //! burst of costly queries cannot hold every blocking thread.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use cull_index::{
-    backtest, BacktestRequest, Histogram, IndexError, Interval, MentionRecord, Outcome, SearchRequest,
-    Searcher, Sort,
+    backtest, BacktestRequest, FacetFilter, Histogram, IndexError, Interval, MentionRecord, Outcome,
+    SearchRequest, Searcher, Sort, Split,
 };
 use cull_match::explain::explain;
 use cull_match::Matcher;
@@ -42,6 +43,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::auth::{self, Caller, Guard, Role, Tokens};
+use crate::export::{ExportBody, Format, MAX_EXPORT_MENTIONS};
 
 /// The OpenAPI 3.1 description of the API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -104,7 +106,9 @@ pub fn router(state: ApiState) -> Router {
     let analyst = Router::new()
         .route("/api/search", get(search))
         .route("/api/histogram", get(histogram))
+        .route("/api/export", get(export))
         .route("/api/mentions/{id}", get(mention))
+        .route("/api/rules/{id}/definition", get(rule_definition))
         .route("/api/backtest", post(run_backtest))
         .route_layer(from_fn_with_state(guard, auth::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -137,11 +141,27 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    /// Where in the query `q` the error is, for a query that does not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<Position>,
+}
+
+/// A byte range `[start, end)` of the query text (UTF-8, as highlights are).
+#[derive(Debug, Serialize)]
+struct Position {
+    start: usize,
+    end: usize,
 }
 
 /// Returns the API's error body, `{"error": message}`, with `status`.
 pub fn error(status: StatusCode, message: String) -> Response {
-    let body = serde_json::to_vec(&ErrorBody { error: &message }).expect("a string always serializes");
+    error_at(status, message, None)
+}
+
+/// Returns the API's error body with the place in the query it is about.
+fn error_at(status: StatusCode, message: String, position: Option<Position>) -> Response {
+    let body =
+        serde_json::to_vec(&ErrorBody { error: &message, position }).expect("a string always serializes");
     (
         status,
         [
@@ -156,8 +176,13 @@ pub fn error(status: StatusCode, message: String) -> Response {
 /// Why a request failed, as the API answers it.
 #[derive(Debug)]
 enum ApiError {
-    /// The request is malformed: a parameter, the body, a query that does not parse.
+    /// The request is malformed: a parameter, the body.
     BadRequest(String),
+    /// The query does not parse or compile, at `position`.
+    Syntax {
+        message: String,
+        position: Position,
+    },
     /// The request is understood but over a limit.
     Limit(String),
     /// Every query slot is taken: try again shortly.
@@ -217,6 +242,10 @@ impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> ApiError {
         match error {
             IndexError::Query(_) => ApiError::BadRequest(error.to_string()),
+            IndexError::Syntax { ref span, .. } => {
+                let position = Position { start: span.start, end: span.end };
+                ApiError::Syntax { message: error.to_string(), position }
+            }
             IndexError::Limit(_) | IndexError::TimeLimit { .. } => ApiError::Limit(error.to_string()),
             IndexError::NotFound(_) => ApiError::NotFound(error.to_string()),
             IndexError::Open { .. } | IndexError::Tantivy(_) | IndexError::Record(_) => {
@@ -230,6 +259,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::BadRequest(message) => error(StatusCode::BAD_REQUEST, message),
+            ApiError::Syntax { message, position } => {
+                error_at(StatusCode::BAD_REQUEST, message, Some(position))
+            }
             ApiError::Limit(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
             ApiError::Busy(message) => {
                 let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
@@ -312,6 +344,22 @@ fn parse_number(key: &str, value: &str) -> Result<usize, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{key}={value:?}: expected a non-negative integer")))
 }
 
+fn parse_split(key: &str, value: &str) -> Result<Split, ApiError> {
+    match value {
+        "verdict" => Ok(Split::Verdict),
+        "rule" => Ok(Split::Rule),
+        _ => Err(ApiError::BadRequest(format!("{key}={value:?}: expected verdict or rule"))),
+    }
+}
+
+fn parse_sort(key: &str, value: &str) -> Result<Sort, ApiError> {
+    match value {
+        "time" => Ok(Sort::Time),
+        "relevance" => Ok(Sort::Relevance),
+        _ => Err(ApiError::BadRequest(format!("{key}={value:?}: expected time or relevance"))),
+    }
+}
+
 fn parse_interval(key: &str, value: &str) -> Result<Interval, ApiError> {
     match value {
         "hour" => Ok(Interval::Hour),
@@ -321,8 +369,8 @@ fn parse_interval(key: &str, value: &str) -> Result<Interval, ApiError> {
     }
 }
 
-/// The filters `/api/search` and `/api/histogram` share.
-const FILTERS: [&str; 8] = ["q", "since", "until", "channel", "rule", "verdict", "lang", "client"];
+/// The filters `/api/search`, `/api/histogram` and `/api/export` share.
+const FILTERS: [&str; 9] = ["q", "since", "until", "channel", "rule", "verdict", "lang", "client", "filter"];
 
 /// Builds a search request from query parameters; `extra` are the route's own keys,
 /// handled by `other`.
@@ -343,6 +391,14 @@ fn search_request(
             "rule" => request.rules.push(value),
             "lang" => request.langs.push(value),
             "client" => request.clients.push(value),
+            "filter" => {
+                let Some((facet, value)) = value.split_once(':') else {
+                    return Err(ApiError::BadRequest(format!(
+                        "filter={value:?}: expected FACET:VALUE, such as domain:example.com"
+                    )));
+                };
+                request.facet_filters.push(FacetFilter { facet: facet.into(), value: value.into() });
+            }
             "verdict" => request.verdicts.push(match value.as_str() {
                 "matched" => Outcome::Matched,
                 "culled" => Outcome::Culled,
@@ -365,23 +421,14 @@ async fn search(
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let extra = ["sort", "limit", "offset", "facet", "histogram"];
+    let extra = ["sort", "limit", "offset", "facet", "histogram", "split"];
     let request = search_request(raw.as_deref(), &extra, |request, key, value| {
         match key {
-            "sort" => {
-                request.sort = match value {
-                    "time" => Sort::Time,
-                    "relevance" => Sort::Relevance,
-                    _ => {
-                        return Err(ApiError::BadRequest(format!(
-                            "sort={value:?}: expected time or relevance"
-                        )))
-                    }
-                }
-            }
+            "sort" => request.sort = parse_sort(key, value)?,
             "limit" => request.limit = parse_number(key, value)?,
             "offset" => request.offset = parse_number(key, value)?,
             "facet" => request.facets.push(value.to_string()),
+            "split" => request.split = Some(parse_split(key, value)?),
             _ => request.histogram = Some(parse_interval(key, value)?),
         }
         Ok(())
@@ -402,6 +449,65 @@ async fn search(
     Ok(json(StatusCode::OK, &found))
 }
 
+/// `GET /api/export`: the whole result of a search (the search's filters and `sort`),
+/// as CSV or JSON Lines, within the caller's scope as every search is; see
+/// [`crate::export`] for the limits.
+async fn export(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut format = None;
+    let request = search_request(raw.as_deref(), &["format", "sort"], |request, key, value| {
+        match key {
+            "sort" => request.sort = parse_sort(key, value)?,
+            _ => {
+                let parsed = Format::parse(value);
+                format = Some(parsed.ok_or_else(|| {
+                    ApiError::BadRequest(format!("{key}={value:?}: expected csv or jsonl"))
+                })?);
+            }
+        }
+        Ok(())
+    })?;
+    let format = format.ok_or_else(|| ApiError::BadRequest("format is required: csv or jsonl".into()))?;
+    let slot = state.query_slot()?;
+    let searcher = Arc::clone(&state.searcher);
+    let (total, body) = blocking(move || {
+        let _slot = slot;
+        let mut body = ExportBody::new(format);
+        let total = searcher.export(&caller.scope, &request, MAX_EXPORT_MENTIONS, |mention| {
+            if body.push(&mention) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })?;
+        Ok((total, body))
+    })
+    .await?;
+    let exported = body.written;
+    let disposition = format!("attachment; filename=\"cull-mentions.{}\"", format.extension());
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(format.content_type())),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("an ASCII header")),
+            (TOTAL_HEADER, HeaderValue::from(total)),
+            (EXPORTED_HEADER, HeaderValue::from(exported)),
+        ],
+        body.into_bytes(),
+    )
+        .into_response())
+}
+
+/// The header of an export that says how many mentions matched.
+const TOTAL_HEADER: header::HeaderName = header::HeaderName::from_static("x-cull-total");
+/// The header of an export that says how many mentions it holds (fewer than matched
+/// when a limit cut it).
+const EXPORTED_HEADER: header::HeaderName = header::HeaderName::from_static("x-cull-exported");
+
 /// What `/api/histogram` returns: the histogram with the count and flags of its search.
 #[derive(Serialize)]
 struct HistogramResponse {
@@ -419,8 +525,11 @@ async fn histogram(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut interval = Interval::Day;
-    let mut request = search_request(raw.as_deref(), &["interval"], |_, key, value| {
-        interval = parse_interval(key, value)?;
+    let mut request = search_request(raw.as_deref(), &["interval", "split"], |request, key, value| {
+        match key {
+            "split" => request.split = Some(parse_split(key, value)?),
+            _ => interval = parse_interval(key, value)?,
+        }
         Ok(())
     })?;
     request.limit = 0;
@@ -550,6 +659,42 @@ async fn mention(
         tickets,
         explanations,
         unexplained,
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// A live rule as a rule file.
+#[derive(Serialize)]
+struct RuleDefinition {
+    rule_id: String,
+    /// The client whose pack holds it; absent for a global rule.
+    client: Option<String>,
+    /// A rule file holding the rule alone.
+    toml: String,
+}
+
+/// `GET /api/rules/{id}/definition`: live rule `id` as a rule file, for the
+/// console's draft page to backtest a draft against. The rule is the caller's
+/// client's or a global one; a staff token names a client's with `client`. A rule
+/// the caller may not see is not found, as a missing one.
+async fn rule_definition(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let asked = pairs(raw.as_deref(), &["client"])?.into_iter().next().map(|(_, client)| client);
+    let not_found = || ApiError::NotFound(format!("no live rule {id:?}"));
+    let client = match (caller.scope.client(), asked.as_deref()) {
+        (Some(own), Some(asked)) if own != asked => return Err(not_found()),
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    let rule = state.rules.current().rule(client, &id).ok_or_else(not_found)?;
+    let body = RuleDefinition {
+        rule_id: id.clone(),
+        client: rule.rule.client.clone(),
+        toml: cull_quality::rule_toml(&rule.rule),
     };
     Ok(json(StatusCode::OK, &body))
 }

@@ -12,6 +12,7 @@ mod auth;
 mod commands;
 mod config;
 mod console;
+mod export;
 mod http;
 mod pipeline;
 mod quality_api;
@@ -115,7 +116,8 @@ enum Command {
         /// Only mentions in this language (repeatable).
         #[arg(long)]
         lang: Vec<String>,
-        /// Count the values of a field: rule, culled_rule, verdict, channel, lang, source, site (repeatable).
+        /// Count the values of a field: rule, culled_rule, verdict, channel, lang, source, site, domain,
+        /// author, client (repeatable).
         #[arg(long)]
         facet: Vec<String>,
         /// Add a date histogram: hour, day or week.
@@ -436,12 +438,12 @@ fn main() -> ExitCode {
                 rules: rule,
                 verdicts: verdict,
                 langs: lang,
-                clients: Vec::new(),
                 sort,
                 limit,
                 offset,
                 facets: facet,
                 histogram,
+                ..cull_index::SearchRequest::default()
             };
             commands::search(commands::SearchOptions { index: window.index, scope: client, request, json })
         })(),
