@@ -502,21 +502,30 @@ pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
     if !problems.is_empty() {
         anyhow::bail!(crate::config::render(&pipeline.display(), &problems));
     }
-    let rules = if config.needs_rules() {
-        let wanted = |rule: &CompiledRule| rule.rule.enabled;
-        let Some(rules) = load_set_or_report(&config.matcher.rules, wanted)? else {
-            return Ok(ExitCode::FAILURE);
-        };
-        rules
-    } else {
-        RuleSet::new(Vec::new())?
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let finished = runtime.block_on(crate::pipeline::run(config, rules, once));
+    let finished = runtime.block_on(async {
+        // The probes answer while the rules compile, which takes minutes for a large pack.
+        let served = crate::pipeline::serve(&config.http).await?;
+        served.health.starting("compiling rules");
+        let rules = if config.needs_rules() {
+            let dir = config.matcher.rules.clone();
+            let wanted = |rule: &CompiledRule| rule.rule.enabled;
+            let loaded = tokio::task::spawn_blocking(move || load_set_or_report(&dir, wanted))
+                .await
+                .context("compiling the rules")??;
+            let Some(rules) = loaded else { return Ok(None) };
+            rules
+        } else {
+            RuleSet::new(Vec::new())?
+        };
+        crate::pipeline::run(config, rules, once, served).await.map(Some)
+    });
     // A thread still blocked (a source reading stdin, a stage that did not end within
     // the grace period) must not keep the process from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let finished = finished?;
+    let Some(finished) = finished? else {
+        return Ok(ExitCode::FAILURE);
+    };
     writeln!(io::stdout(), "cull run: {}", finished.counts)?;
     match finished.result {
         Ok(()) => Ok(ExitCode::SUCCESS),

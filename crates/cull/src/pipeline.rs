@@ -1,10 +1,10 @@
 //! `cull run`: the stages a pipeline file enables, composed on the embedded bus or
 //! Kafka, and run by the stage runtime (`cull-runtime`).
 //!
-//! Composition is all this module does: it opens the bus, builds the stages and the
-//! sources of the file, wires their topics, serves HTTP, and hands everything to the
-//! runtime, which owns batching, commits, lag, poison isolation and the ordered
-//! shutdown.
+//! Composition is all this module does: it serves HTTP from the start, opens the bus,
+//! builds the stages and the sources of the file, wires their topics, and hands
+//! everything to the runtime, which owns batching, commits, lag, poison isolation and
+//! the ordered shutdown. Each step of the start is named on `/readyz` while it runs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,9 +19,11 @@ use cull_runtime::{
     RunOptions, Runtime, SinkFormat, Summary, TicketStage,
 };
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::Pipeline;
-use crate::http::{self, Health};
+use crate::http::{self, Health, LateRoutes};
+use crate::server::Http;
 
 /// How the file sinks, the tickets stage and the indexer batch their input.
 const SINK_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(20) };
@@ -29,9 +31,41 @@ const TICKET_BATCH: Batching = Batching { max: 512, linger: Duration::from_milli
 const INDEX_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 const QUALITY_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 
+/// The HTTP server of a run, serving `/metrics`, `/healthz` and `/readyz` while the
+/// pipeline is built; it stops when this is dropped or the run ends.
+#[derive(Debug)]
+pub struct Served {
+    /// The process' metrics, served as they are recorded.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` says.
+    pub health: Arc<Health>,
+    late: LateRoutes,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+/// Binds `config.listen` and serves the metrics and the probes at once: the process
+/// answers `/healthz` from its first moment and `/readyz` names each start-up step.
+pub async fn serve(config: &Http) -> Result<Served> {
+    let server = http::bind(config).await?;
+    tracing::info!(listen = %server.local_addr(), "serving metrics and health");
+    let (metrics, health, late) =
+        (Arc::new(Metrics::new()), Arc::new(Health::default()), LateRoutes::default());
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(server.serve(
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        late.clone(),
+        wait_for(stopped),
+    ));
+    Ok(Served { metrics, health, late, stop, server })
+}
+
 /// Runs the pipeline with `rules` (enabled ones) until its finite input is done
-/// (`once`) or a signal stops it; returns what it did and how it ended.
-pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finished> {
+/// (`once`) or a signal stops it, serving HTTP through `served`; returns what it did
+/// and how it ended.
+pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, served: Served) -> Result<Finished> {
+    let Served { metrics, health, late, stop: stop_sender, server } = served;
     if once {
         cull_ingest::check_once(&pipeline.sources)?;
     }
@@ -47,16 +81,11 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     ticket_topics.extend(alert_topic.clone());
     let ticket_topics: Vec<String> = ticket_topics.into_iter().collect();
     let admitted = AdmittedTopics::new(ticket_topics.iter().cloned());
-    let metrics = Arc::new(Metrics::new());
     metrics.rules_reloaded(rules.len());
-    let health = Arc::new(Health::default());
-    health.set_rules_loaded(true);
     let matcher = Arc::new(Matcher::new(rules));
     let summary = Arc::new(Summary::default());
 
-    let server = http::bind(&pipeline.http).await?;
-    tracing::info!(listen = %server.local_addr(), "serving metrics and health");
-
+    health.starting("opening the bus");
     let bus = match pipeline.bus.kind {
         BusKind::Embedded => {
             let config = pipeline.bus.embedded.clone();
@@ -75,11 +104,11 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     let mut all: Vec<&str> =
         vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state, &topics.feedback];
     all.extend(ticket_topics.iter().map(String::as_str));
+    health.starting("creating the topics");
     bus.ensure_topics(&all).await.with_context(|| match &bus {
         Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
         Bus::Embedded(_) => "cannot create the topics of the embedded bus".to_string(),
     })?;
-    health.set_bus_connected(true);
 
     let options = RunOptions {
         once,
@@ -128,6 +157,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     }
     let mut index = None;
     if pipeline.index.enabled {
+        health.starting("opening the index");
         let config = pipeline.index.clone();
         let (metrics, summary) = (Arc::clone(&metrics), Arc::clone(&summary));
         let tickets = ticket_topics.clone();
@@ -144,6 +174,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         runtime.stage(stage, &inputs, &pipeline.index.group_id, &[], INDEX_BATCH)?;
     }
     if pipeline.quality.enabled {
+        health.starting("opening the rule-stats store");
         let config = pipeline.quality.clone();
         let (matcher, metrics) = (Arc::clone(&matcher), Arc::clone(&metrics));
         let (feedback, tickets, alerts) =
@@ -208,7 +239,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     }
     runtime.outlet(outlet);
 
-    let (stop_sender, stop) = watch::channel(false);
+    let stop = stop_sender.subscribe();
     let ticket_readers = pipeline.index.enabled
         || pipeline.quality.enabled
         || pipeline.sink.tickets.is_some()
@@ -252,17 +283,25 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
     } else {
         None
     };
-    let extra = match (webhooks, api) {
-        (Some(webhooks), Some(api)) => Some(webhooks.merge(api)),
-        (webhooks, api) => webhooks.or(api),
-    };
-    let server =
-        tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), extra, wait_for(stop.clone())));
+    late.set(webhooks.unwrap_or_default().merge(api.unwrap_or_default()));
+
+    // Ready once every stage has read its state back and reads its input.
+    health.starting(if pipeline.tickets.enabled { "restoring ticket state" } else { "starting the stages" });
+    let started = runtime.started();
+    let ready = tokio::spawn({
+        let health = Arc::clone(&health);
+        async move {
+            if started.await {
+                health.set_ready();
+            }
+        }
+    });
 
     let (signal_sender, signals) = mpsc::unbounded_channel();
     let signal_task = tokio::spawn(forward_signals(signal_sender, Arc::clone(&health), stopping_sender));
     let finished = runtime.run(signals).await;
     signal_task.abort();
+    ready.abort();
     let _ = stop_sender.send(true);
     if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
         tracing::warn!("the http server did not stop within 5 s");
