@@ -464,17 +464,46 @@ pub fn match_lines(
 }
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says.
-pub(crate) fn init_logging() {
-    use tracing_subscriber::field::MakeExt as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .init();
+pub(crate) fn init_logging(options: &LogOptions) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match options.log_format {
+        LogFormat::Text => {
+            use tracing_subscriber::field::MakeExt as _;
+            logger
+                .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
+                .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+                .init()
+        }
+        // The JSON encoder escapes control characters itself.
+        LogFormat::Json => logger.json().with_ansi(false).init(),
+    }
+}
+
+/// What is logged when `RUST_LOG` is not set: every crate's `info` and above.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// The log options of the commands that log (`cull run`, `cull serve`); which events
+/// are written is `RUST_LOG`'s (`info` by default, `RUST_LOG=cull_runtime=debug`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogOptions {
+    /// How log lines are written on standard error: `text` for people, `json` for a
+    /// log collector (one object per line).
+    #[arg(long, value_enum, default_value = "text", env = "CULL_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event: time, level, target, message and `key=value` fields, with
+    /// control characters escaped.
+    Text,
+    /// One JSON object per event and line, with `timestamp`, `level`, `target` and
+    /// `fields` (the `message` and the event's fields), so a collector (Loki,
+    /// Elasticsearch, CloudWatch) needs no parsing rules.
+    Json,
 }
 
 /// Writes one field of a log line, its control characters escaped: field values carry
@@ -495,8 +524,8 @@ fn log_field(
 
 /// `cull run`: prints what the run did; exits 0 when it ended as asked and 1, with one
 /// line saying why, when a stage or source failed or the shutdown deadline passed.
-pub fn run(pipeline: &Path, once: bool) -> Result<ExitCode> {
-    init_logging();
+pub fn run(pipeline: &Path, once: bool, log: &LogOptions) -> Result<ExitCode> {
+    init_logging(log);
     let config = crate::config::load(pipeline)?;
     let problems = crate::config::check_environment(&config);
     if !problems.is_empty() {

@@ -41,6 +41,8 @@ enum Command {
         /// Read finite sources to their end, drain the pipeline, print a summary and exit.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        log: commands::LogOptions,
     },
     /// Serve the analyst API (/api/*) and web console over an index.
     Serve {
@@ -78,6 +80,8 @@ enum Command {
         /// the console's Rules page, with the default thresholds.
         #[arg(long)]
         stats: Option<PathBuf>,
+        #[command(flatten)]
+        log: commands::LogOptions,
     },
     /// Work with rule packs.
     #[command(subcommand)]
@@ -378,7 +382,7 @@ fn main() -> ExitCode {
         Command::Rules(RulesCommand::Explain { rules, rule_id, text, title, client }) => {
             commands::explain(&rules, &rule_id, client, text, title)
         }
-        Command::Run { pipeline, once } => commands::run(&pipeline, once),
+        Command::Run { pipeline, once, log } => commands::run(&pipeline, once, &log),
         Command::Search {
             query,
             window,
@@ -431,6 +435,7 @@ fn main() -> ExitCode {
             max_page,
             max_concurrent_queries,
             stats,
+            log,
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
@@ -444,6 +449,7 @@ fn main() -> ExitCode {
             },
             max_concurrent_queries,
             stats,
+            log,
         }),
         Command::Match { rules, input, max_bytes, dead_letters, matches_only } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref(), matches_only)
