@@ -166,6 +166,20 @@ pub fn listening_address(child: &mut Child) -> String {
     receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its listen address")
 }
 
+/// Waits until the `cull run` at `address` listens and says it is ready: its webhooks
+/// and API answer `503` while the pipeline is still being built.
+pub fn wait_ready(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = get(address, "/readyz");
+        if matches!(answer, Ok((200, _))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{address} never ready: {answer:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     let promtool = which("promtool")
