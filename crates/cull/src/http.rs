@@ -55,6 +55,12 @@ impl Health {
         *self.lock() = Some(format!("starting: {step}"));
     }
 
+    /// Records that the brokers did not answer at start (`error` says how): the
+    /// process waits for them.
+    pub fn broker_unreachable(&self, error: &dyn std::fmt::Display) {
+        *self.lock() = Some(format!("broker unreachable: {error}"));
+    }
+
     /// Records that the pipeline is built and every stage reads its input.
     pub fn set_ready(&self) {
         *self.lock() = None;
@@ -228,6 +234,12 @@ mod tests {
         assert_eq!(
             (response.status, response.body.as_str()),
             (503, "not ready: starting: compiling rules\n")
+        );
+        health.broker_unreachable(&"Local: Timed out");
+        let response = get(addr, "/readyz").await;
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (503, "not ready: broker unreachable: Local: Timed out\n")
         );
         health.set_ready();
         let response = get(addr, "/readyz").await;

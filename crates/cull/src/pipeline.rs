@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cull_bus::{BusKind, EmbeddedBus};
+use cull_bus::{BusError, BusKind, EmbeddedBus};
 use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
 use cull_runtime::reload::{Reloader, TicketTopics};
@@ -105,7 +105,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, served: Served)
         vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state, &topics.feedback];
     all.extend(ticket_topics.iter().map(String::as_str));
     health.starting("creating the topics");
-    bus.ensure_topics(&all).await.with_context(|| match &bus {
+    create_topics(&bus, &all, &health, once).await.with_context(|| match &bus {
         Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
         Bus::Embedded(_) => "cannot create the topics of the embedded bus".to_string(),
     })?;
@@ -307,6 +307,31 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, served: Served)
         tracing::warn!("the http server did not stop within 5 s");
     }
     Ok(finished)
+}
+
+/// The first wait before the topics are asked for again from brokers that did not
+/// answer; it doubles up to [`BROKER_RETRY_MAX`].
+const BROKER_RETRY_FIRST: Duration = Duration::from_secs(1);
+const BROKER_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Creates the missing `topics`. Brokers that do not answer (down, not yet up, a
+/// network between) are waited for, with backoff, while `/readyz` says `broker
+/// unreachable` and why: a deployment whose brokers start after cull, or restart,
+/// comes up by itself instead of in a crash loop. A `--once` run is a batch job and
+/// fails at once instead; a broker that answers with a refusal fails it always.
+async fn create_topics(bus: &Bus, topics: &[&str], health: &Health, once: bool) -> Result<(), BusError> {
+    let mut wait = BROKER_RETRY_FIRST;
+    loop {
+        match bus.ensure_topics(topics).await {
+            Err(error @ BusError::Admin { .. }) if !once => {
+                health.broker_unreachable(&error);
+                tracing::warn!(%error, retry_in_secs = wait.as_secs(), "the brokers do not answer; waiting for them");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BROKER_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Sends one message per SIGINT or SIGTERM, and marks the process not ready and
