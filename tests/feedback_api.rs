@@ -96,7 +96,6 @@ impl Running {
     fn start(file: &Path) -> Running {
         let (child, address, log) =
             crate::reload::run_logged(file, &[("RUST_LOG", "info"), ("CULL_API_TOKENS", TOKENS)]);
-        crate::pipeline::wait_ready(&address);
         Running { child, address, log }
     }
 
