@@ -1,6 +1,8 @@
 //! The deployment files: every YAML/JSON/TOML file parses, the pipeline files and the
 //! rule pack they mount pass `cull config check` / `cull rules check`, every container
-//! has health probes, and the metrics the Grafana dashboard queries exist.
+//! has health probes, the metrics the Grafana dashboard and the alerting rules query
+//! exist, the alerting rules pass `promtool` and their unit tests, and no deployment
+//! mounts an example secret as a live one.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,11 +28,35 @@ fn check(args: &[&str], env: &[(&str, &str)]) {
     assert!(out.status.success(), "cull {args:?}:\n{}{}", text(&out.stdout), text(&out.stderr));
 }
 
-/// Returns the metric names of a live `cull run` (the demo pipeline, embedded).
-fn live_metric_names() -> BTreeSet<String> {
+/// Returns the metric names of a live `cull run` of `args` (with `env`), once its
+/// `/metrics` has a series of each family of `wanted`: most series exist only once
+/// something happened to them.
+fn live_metric_names(args: &[&str], env: &[(&str, &str)], wanted: &[&str]) -> BTreeSet<String> {
+    let mut child = cull(args, &[env, &[("RUST_LOG", "info")]].concat())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = listening_address(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (_, metrics) = get(&address, "/metrics").unwrap();
+        if wanted.iter().all(|family| metrics.contains(&format!("{family}{{"))) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "not every one of {wanted:?} yet:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_string).collect()
+}
+
+/// Returns the metric names of a live `cull run` of the demo pipeline (embedded).
+fn demo_metric_names() -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let mut child = cull(
+    live_metric_names(
         &["run", "pipelines/local.toml"],
         &[
             ("CULL__INDEX__DIR", &path("index")),
@@ -39,27 +65,22 @@ fn live_metric_names() -> BTreeSet<String> {
             ("CULL__SINK__VERDICTS__PATH", &path("v.jsonl")),
             ("CULL__SINK__DEAD_LETTER__PATH", &path("d.jsonl")),
             ("CULL__HTTP__LISTEN", "127.0.0.1:0"),
-            ("RUST_LOG", "info"),
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let address = listening_address(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let (_, metrics) = get(&address, "/metrics").unwrap();
         // Tickets come a stage after the per-rule series: wait for both.
-        if metrics.contains("cull_rule_mentions_total{") && metrics.contains("cull_tickets_emitted_total{") {
-            break metrics;
-        }
-        assert!(Instant::now() < deadline, "no per-rule or ticket series yet:\n{metrics}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).map(str::to_string).collect()
+        &["cull_rule_mentions_total", "cull_tickets_emitted_total"],
+    )
+}
+
+/// Asserts that every metric of `queried` (a histogram's `_bucket`, `_sum` or
+/// `_count` by its family) is in `live`.
+fn assert_exported(what: &str, queried: &BTreeSet<String>, live: &BTreeSet<String>) {
+    for name in queried {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|base| live.contains(*base)))
+            .unwrap_or(name);
+        assert!(live.contains(family), "{what} queries {name}, which /metrics does not have: {live:?}");
+    }
 }
 
 #[test]
@@ -168,6 +189,184 @@ fn deploy_files_parse_and_what_they_mount_passes_the_checks() {
     }
 }
 
+/// A deployment supplies its own secrets: the example tokens and Secrets are never
+/// mounted or applied as live ones, the compose file refuses to start without the
+/// deployment's tokens file (rather than mount an empty directory in its place), and
+/// that file stays out of git and out of the image build.
+#[test]
+fn deployments_mount_their_own_secrets_never_the_examples() {
+    let kustomization = &yaml(&repo().join("deploy/k8s/kustomization.yaml"))[0];
+    for resource in kustomization["resources"].as_vec().unwrap() {
+        let resource = resource.as_str().unwrap();
+        assert!(!resource.contains("example"), "the kustomization applies {resource}");
+    }
+
+    let compose = &yaml(&repo().join("deploy/docker-compose.yml"))[0];
+    let mut tokens_mounts = 0;
+    for (name, service) in compose["services"].as_hash().unwrap() {
+        for volume in service["volumes"].as_vec().into_iter().flatten() {
+            let source = volume.as_str().map_or_else(
+                || volume["source"].as_str().unwrap_or_default(),
+                |short| short.split(':').next().unwrap(),
+            );
+            assert!(!source.contains("example"), "{name:?} mounts {source}");
+            if volume["target"].as_str() == Some("/etc/cull/tokens.toml") {
+                assert_eq!(source, "./tokens.toml", "{name:?}");
+                assert_eq!(volume["type"].as_str(), Some("bind"), "{name:?}");
+                assert_eq!(volume["bind"]["create_host_path"].as_bool(), Some(false), "{name:?}");
+                tokens_mounts += 1;
+            }
+        }
+    }
+    assert_eq!(tokens_mounts, 1, "the API's tokens");
+
+    for ignore in [".gitignore", ".dockerignore"] {
+        let text = std::fs::read_to_string(repo().join(ignore)).unwrap();
+        assert!(
+            text.lines().any(|line| line == "deploy/tokens.toml"),
+            "{ignore} does not list deploy/tokens.toml"
+        );
+    }
+}
+
+/// Runs `promtool` with `args` in deploy/prometheus and fails with its output unless it
+/// succeeds.
+fn promtool(args: &[&str]) {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(repo().join("deploy/prometheus"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}): scripts/test.sh installs it (Debian package prometheus)")
+        });
+    assert!(out.status.success(), "promtool {args:?}:\n{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
+fn alerting_rules_pass_promtool_and_their_unit_tests() {
+    promtool(&["check", "rules", "alerts.yml"]);
+    promtool(&["test", "rules", "alerts.test.yml"]);
+    // The scrape configuration loads them.
+    promtool(&["check", "config", "prometheus.yml"]);
+}
+
+/// Returns the metric names a PromQL expression selects: its identifiers but the
+/// functions and aggregations (followed by `(`, `by` or `without`), the operators'
+/// keywords, the labels of `by (…)` and the like, and what is inside `{…}` and `[…]`.
+fn selected_metrics(expr: &str) -> BTreeSet<String> {
+    let mut plain = String::new();
+    let mut depth = 0;
+    for c in expr.chars() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let mut tokens = Vec::new();
+    let mut rest = plain.as_str();
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            tokens.push(&rest[..end]);
+            rest = &rest[end..];
+        } else {
+            if c == '(' || c == ')' {
+                tokens.push(&rest[..1]);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let mut names = BTreeSet::new();
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" => {
+                tokens.by_ref().find(|t| *t == ")");
+            }
+            "and" | "or" | "unless" | "bool" | "offset" | "(" | ")" => {}
+            // A function, or an aggregation (`max by (sink) (…)` too).
+            _ if matches!(tokens.peek(), Some(&("(" | "by" | "without"))) => {}
+            name => {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Every metric an alert uses is one a running `cull run` exports (with a failing feed,
+/// an alert sink and a late ticket, so that those series exist): a renamed metric
+/// breaks this test, not the alert, silently, in production. `up` is Prometheus' own.
+#[test]
+fn the_alerting_rules_use_metrics_that_exist() {
+    let rules = &yaml(&repo().join("deploy/prometheus/alerts.yml"))[0];
+    let mut used = BTreeSet::new();
+    let mut alerts = 0;
+    for group in rules["groups"].as_vec().unwrap() {
+        for rule in group["rules"].as_vec().unwrap() {
+            let expr = rule["expr"].as_str().unwrap();
+            let names = selected_metrics(expr);
+            assert!(!names.is_empty(), "{expr}");
+            used.extend(names);
+            alerts += 1;
+        }
+    }
+    assert!(alerts >= 5, "{alerts} alerts");
+    assert!(used.remove("up"), "{used:?}");
+    for family in [
+        "cull_consumer_lag_messages",
+        "cull_rules_last_reload_success",
+        "cull_dead_letters_total",
+        "cull_feed_polls_total",
+        "cull_tickets_late_on_arrival_total",
+    ] {
+        assert!(used.contains(family), "no alert on {family}: {used:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = crate::durability::slack_rules(dir.path());
+    std::fs::write(
+        dir.path().join("input.jsonl"),
+        "{\"schema\":\"cull.mention/v1\",\"id\":\"old\",\"text\":\"Slack is down\",\
+         \"published_at\":\"2020-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[matcher]\nrules = \"{rules}\"\nwatch = false\n\
+             [bus.embedded]\ndir = \"{dir}/bus\"\n\
+             [index]\ndir = \"{dir}/index\"\n\
+             [quality]\ndir = \"{dir}/quality\"\n\
+             [[source]]\nkind = \"jsonl\"\nname = \"file\"\npath = \"{dir}/input.jsonl\"\n\
+             [[source]]\nkind = \"feed\"\nname = \"unreachable\"\nurl = \"http://127.0.0.1:9/feed.xml\"\n\
+             [sink.dead_letter]\nkind = \"jsonl\"\npath = \"{dir}/dead-letter.jsonl\"\n\
+             [[sink.alert]]\nname = \"crm\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\
+             secret_env = \"CULL_TEST_ALERT_SECRET\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            rules = rules.display(),
+            dir = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let live = live_metric_names(
+        &["run", pipeline.to_str().unwrap()],
+        &[("CULL_TEST_ALERT_SECRET", "whsec_YS10ZXN0LXNlY3JldC1vZi0zMi1ieXRlcy1sb25nISE=")],
+        &[
+            "cull_consumer_lag_messages",
+            "cull_feed_polls_total",
+            "cull_tickets_late_on_arrival_total",
+            "cull_alert_circuit_open",
+        ],
+    );
+    assert_exported("deploy/prometheus/alerts.yml", &used, &live);
+}
+
 #[test]
 fn the_dashboard_queries_metrics_that_exist() {
     let dashboard: serde_json::Value =
@@ -187,15 +386,5 @@ fn the_dashboard_queries_metrics_that_exist() {
         }
     }
     assert!(queried.len() >= 8, "{queried:?}");
-    let live = live_metric_names();
-    for name in &queried {
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix).filter(|base| live.contains(*base)))
-            .unwrap_or(name);
-        assert!(
-            live.contains(family),
-            "the dashboard queries {name}, which /metrics does not have: {live:?}"
-        );
-    }
+    assert_exported("the dashboard", &queried, &demo_metric_names());
 }

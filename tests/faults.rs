@@ -1,7 +1,8 @@
 //! Faults injected into a real `cull run` (the `failpoints` feature, which the test
 //! script builds with): a stage that panics on one record, a stage that fails outright,
 //! a drain that cannot finish in time. Each must end in a dead letter or in one clear
-//! error and a non-zero exit, never in a hang or a loss.
+//! error and a non-zero exit, never in a hang or a loss. And a slow start, which the
+//! probes must report rather than hide.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -135,4 +136,47 @@ fn mentions_on_the_log(dir: &std::path::Path) -> usize {
         cull_bus::EmbeddedConfig { dir: dir.join("data/bus"), ..cull_bus::EmbeddedConfig::default() };
     let bus = cull_bus::EmbeddedBus::open(&config).unwrap();
     usize::try_from(bus.end_offset("cull.mentions")).unwrap()
+}
+
+/// While the pipeline starts (here its ticketing stage reads its state back slowly),
+/// the process answers `/healthz` and `/readyz` says which step it is in; then it is
+/// ready. An orchestrator neither restarts it nor sends it work meanwhile.
+#[test]
+fn during_a_slow_start_healthz_answers_and_readyz_names_the_step_until_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = slack_rules(dir.path());
+    let file = pipeline(dir.path(), &rules, "");
+    let mut child = cull(dir.path(), &["run", file.to_str().unwrap()])
+        .env("FAILPOINTS", "stage::restore=sleep(3000)")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = crate::pipeline::listening_address(&mut child);
+    let mut reasons: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (live, _) = crate::pipeline::get(&address, "/healthz").unwrap();
+        assert_eq!(live, 200, "not live while starting");
+        let (status, body) = crate::pipeline::get(&address, "/readyz").unwrap();
+        if status == 200 {
+            assert_eq!(body, "ready\n");
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(body.starts_with("not ready: starting"), "{body}");
+        if reasons.last() != Some(&body) {
+            reasons.push(body);
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {reasons:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        reasons.last().map(String::as_str),
+        Some("not ready: starting: restoring ticket state\n"),
+        "the last step before ready: {reasons:?}"
+    );
 }

@@ -65,6 +65,7 @@ impl Running {
             }
         });
         let address = receiver.recv_timeout(HANG).expect("cull run logs its listen address");
+        crate::pipeline::wait_ready(&address);
         Running { child, address, log }
     }
 

@@ -662,6 +662,52 @@ fn webhook_body(ids: &[&str]) -> String {
     format!("[{}]", items.join(","))
 }
 
+/// A broker that does not answer at start is waited for rather than a crash loop:
+/// `/healthz` answers, `/readyz` says `broker unreachable` and why, and once the broker
+/// is back the process creates its topics and is ready.
+#[test]
+fn a_broker_unreachable_at_start_is_named_on_readyz_and_waited_for() {
+    let mut broker = start_broker();
+    broker.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{}\"\n[matcher]\nenabled = false\n\
+             [tickets]\nenabled = false\n[http]\nlisten = \"{address}\"\n",
+            broker.brokers()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cull"));
+    command.args(["run", file.to_str().unwrap()]).current_dir(dir.path()).env("RUST_LOG", "info");
+    let running = Running::spawn("cull run (broker down)", command, None);
+
+    // The topic creation times out after the client's request timeout (30 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = crate::pipeline::get(&address, "/readyz");
+        if matches!(&ready, Ok((503, body)) if body.starts_with("not ready: broker unreachable: ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(crate::pipeline::get(&address, "/healthz").unwrap().0, 200);
+
+    broker.restart().unwrap();
+    crate::pipeline::wait_ready(&address);
+    let finished = running.sigkill();
+    assert!(
+        finished.stderr.contains("the brokers do not answer; waiting for them"),
+        "{}",
+        tail(&finished.stderr, 4000)
+    );
+}
+
 #[test]
 fn webhook_mentions_reach_kafka_and_a_missing_broker_is_a_503_never_a_2xx() {
     require_kafka_python();
@@ -684,15 +730,10 @@ fn webhook_mentions_reach_kafka_and_a_missing_broker_is_a_503_never_a_2xx() {
     command.args(["run", file.to_str().unwrap()]).current_dir(repo()).env("RUST_LOG", "info");
     let running = Running::spawn("cull run (webhook ingest)", command, None);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The webhook answers 503 until the topics exist and the process is ready.
+    crate::pipeline::wait_ready(&address);
     let first = webhook_body(&["k-1", "k-2", "k-3"]);
-    let answer = loop {
-        match post(&address, "/ingest/hook", &first) {
-            Ok(answer) => break answer,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(error) => panic!("the webhook never answered: {error}"),
-        }
-    };
+    let answer = post(&address, "/ingest/hook", &first).unwrap();
     assert_eq!(answer.0, 202, "{}", answer.1);
     let consumed = consume(&broker, "cull.mentions", Until::Count(3));
     let keys: BTreeSet<String> = consumed.iter().map(|r| r.key.clone().unwrap_or_default()).collect();

@@ -166,6 +166,20 @@ pub fn listening_address(child: &mut Child) -> String {
     receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its listen address")
 }
 
+/// Waits until the `cull run` at `address` listens and says it is ready: its webhooks
+/// and API answer `503` while the pipeline is still being built.
+pub fn wait_ready(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = get(address, "/readyz");
+        if matches!(answer, Ok((200, _))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{address} never ready: {answer:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     let promtool = which("promtool")
@@ -200,6 +214,10 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
         "cull_rule_mentions_total{outcome=\"matched\",rule=\"connections-magazine\"} 2",
         "cull_source_mentions_total{source=\"test\"} 14",
         "cull_rules_loaded 7",
+        "cull_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
@@ -220,6 +238,41 @@ fn live_metrics_pass_promtool_and_sigterm_stops_gracefully() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit status {:?}", out.status);
     assert!(text(&out.stdout).starts_with("cull run: 14 mention(s) in: 6 matched"), "{}", text(&out.stdout));
+}
+
+/// `--log-format json` and `CULL_LOG_FORMAT=json` write one JSON object per line, each
+/// with its time, level, target, message and fields, for a log collector to take as is.
+#[test]
+fn json_logs_are_one_object_per_line_with_time_level_target_message_and_fields() {
+    for (flags, env) in
+        [(&["--log-format", "json"][..], &[][..]), (&[][..], &[("CULL_LOG_FORMAT", "json")][..])]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let file =
+            pipeline(dir.path(), &repo().join("pipelines/demo/mentions.jsonl"), "127.0.0.1:0", 1 << 20);
+        let args = [&["run", file.to_str().unwrap(), "--once"][..], flags].concat();
+        let out = cull(&args, &[env, &[("RUST_LOG", "info")]].concat()).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        let events: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not a JSON line: {line}")))
+            .collect();
+        assert!(!events.is_empty(), "{flags:?} {env:?}: no log");
+        for event in &events {
+            for key in ["timestamp", "level", "target"] {
+                assert!(event[key].is_string(), "no {key}: {event}");
+            }
+            assert!(event["fields"]["message"].is_string(), "no message: {event}");
+        }
+        let serving = events
+            .iter()
+            .find(|event| event["fields"]["message"] == "serving metrics and health")
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert_eq!(serving["level"], "INFO");
+        assert_eq!(serving["target"], "cull::pipeline");
+        assert!(serving["fields"]["listen"].as_str().unwrap().starts_with("127.0.0.1:"), "{serving}");
+    }
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {

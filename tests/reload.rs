@@ -28,7 +28,8 @@ fn rule(id: &str, word: &str) -> String {
 const SECRET: (&str, &str) = ("CULL_TEST_SECRET", "hunter2-never-shown");
 
 /// Starts `cull run` on `file` with `env`, keeps every line of its log, and returns it
-/// with the address it listens on and the log, once it has logged the address.
+/// with the address it listens on and the log, once it is ready (its API answers
+/// `503` before).
 pub fn run_logged(file: &Path, env: &[(&str, &str)]) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = cull(&["run", file.to_str().unwrap()], env)
         .stdout(Stdio::piped())
@@ -48,6 +49,7 @@ pub fn run_logged(file: &Path, env: &[(&str, &str)]) -> (Child, String, Arc<Mute
         }
     });
     let address = receiver.recv_timeout(Duration::from_secs(30)).expect("cull run logs its address");
+    crate::pipeline::wait_ready(&address);
     (child, address, log)
 }
 

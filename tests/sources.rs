@@ -168,6 +168,7 @@ fn start(file: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let address = listening_address(&mut child);
+    crate::pipeline::wait_ready(&address);
     (child, address)
 }
 

@@ -8,7 +8,9 @@
 //! * `stage::record=return(<stage>:<key>)`: the stage panics while processing the
 //!   record whose key is `<key>` (a mention id), as a bug on one poison record would;
 //! * `stage::flush=return(<stage>)`: the stage panics while flushing its state, a
-//!   failure no single record explains.
+//!   failure no single record explains;
+//! * `stage::restore=sleep(<ms>)`: a stage with a changelog takes that long more to
+//!   read it back at start, a slow start the readiness probe must report.
 
 use cull_bus::Record;
 
@@ -44,3 +46,15 @@ pub(crate) fn flush(stage: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub(crate) fn flush(_stage: &str) {}
+
+/// Waits as long as `FAILPOINTS` asks before a stage reads its changelog back (on a
+/// blocking thread: the failpoint's sleep blocks).
+#[cfg(feature = "failpoints")]
+pub(crate) async fn restore() {
+    let _ = tokio::task::spawn_blocking(|| fail::fail_point!("stage::restore")).await;
+}
+
+/// Does nothing: fault injection is compiled out.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) async fn restore() {}

@@ -12,6 +12,12 @@
 //!
 //! The registry is private to [`Metrics`] rather than prometheus' global default, so that
 //! tests (and two pipelines in one process) do not share counters.
+//!
+//! Beside cull's own series it holds the ones every Prometheus client exposes, so that
+//! the usual dashboards and alerts work unchanged: `cull_build_info` (which version runs
+//! where, during a rollout) and, on Linux, the process series (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds`, …),
+//! read from `/proc` at each scrape.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +64,26 @@ impl Outcome {
             Outcome::DeadLetter => "dead_letter",
         }
     }
+}
+
+/// The commit the binary was built from, when the build said (`CULL_GIT_COMMIT=$(git
+/// rev-parse HEAD) cargo build`; the Dockerfile's build argument of the same name): an
+/// environment variable rather than a build script, which would need git and the
+/// repository's `.git` wherever cull is built.
+const GIT_COMMIT: Option<&str> = option_env!("CULL_GIT_COMMIT");
+
+/// Returns the gauge `cull_build_info{version, commit}` = 1: the workspace's version and,
+/// when known at build time, the commit (the label is absent otherwise).
+fn build_info() -> IntGauge {
+    let mut opts =
+        Opts::new("cull_build_info", "The version (and commit, when known) of the running binary; always 1.")
+            .const_label("version", env!("CARGO_PKG_VERSION"));
+    if let Some(commit) = GIT_COMMIT.filter(|commit| !commit.is_empty()) {
+        opts = opts.const_label("commit", commit);
+    }
+    let gauge = IntGauge::with_opts(opts).expect("a valid series");
+    gauge.set(1);
+    gauge
 }
 
 /// Why the sources dead-letter input: the `stage` label of their dead letters.
@@ -343,6 +369,12 @@ impl Metrics {
             ),
             registry,
         };
+        register(&metrics.registry, build_info());
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("the process series have their own names");
         for outcome in Outcome::ALL {
             metrics.mentions.with_label_values(&[outcome.label()]);
         }
@@ -598,6 +630,26 @@ mod tests {
         assert_eq!(sample(&text, r#"cull_dead_letters_total{reason="panic",stage="ingest"}"#), Some(0.0));
         assert_eq!(sample(&text, r#"cull_stage_panics_total{stage="index"}"#), Some(0.0));
         assert_eq!(sample(&text, "cull_rules_loaded"), Some(0.0));
+    }
+
+    #[test]
+    fn build_info_and_the_process_series_are_exported() {
+        let text = Metrics::new().render();
+        let version = env!("CARGO_PKG_VERSION");
+        let build = text.lines().find(|line| line.starts_with("cull_build_info{")).expect(&text);
+        assert!(build.contains(&format!("version=\"{version}\"")) && build.ends_with("} 1"), "{build}");
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = sample(&text, name).unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+            assert!(value >= 0.0, "{name} {value}");
+        }
+        assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(sample(&text, "process_start_time_seconds").unwrap() > 1.7e9);
     }
 
     #[test]

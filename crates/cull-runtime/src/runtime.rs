@@ -200,6 +200,8 @@ pub struct Runtime {
     source_outputs: Vec<String>,
     outlet: Option<Outlet>,
     stages: Vec<StageTask>,
+    /// Stages that have read their changelog back and begun reading their input.
+    started: Arc<watch::Sender<usize>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -271,7 +273,16 @@ impl Runtime {
             source_outputs: Vec::new(),
             outlet: None,
             stages: Vec::new(),
+            started: Arc::new(watch::Sender::new(0)),
         })
+    }
+
+    /// Returns a future that completes with `true` once every stage added so far has
+    /// read its changelog back and begun reading its input, which is when the process
+    /// can do its job (its readiness), or with `false` when the run ended first.
+    pub fn started(&self) -> impl Future<Output = bool> + Send + 'static {
+        let (mut started, stages) = (self.started.subscribe(), self.stages.len());
+        async move { started.wait_for(|count| *count >= stages).await.is_ok() }
     }
 
     /// Returns the producer the stages and sources share.
@@ -354,8 +365,18 @@ impl Runtime {
     /// current step instead: what was not done stays on the bus, uncommitted, for the
     /// next start. A failing source stops the run gracefully.
     pub async fn run(self, mut signals: mpsc::UnboundedReceiver<()>) -> Finished {
-        let Runtime { bus, producer, metrics, summary, options, sources, source_outputs, outlet, stages } =
-            self;
+        let Runtime {
+            bus,
+            producer,
+            metrics,
+            summary,
+            options,
+            sources,
+            source_outputs,
+            outlet,
+            stages,
+            started,
+        } = self;
         let (stopping_sender, stopping) = watch::channel(false);
         let (hard_sender, hard) = watch::channel(false);
         let stopping_sender = Arc::new(stopping_sender);
@@ -391,9 +412,9 @@ impl Runtime {
                 }
             }
             described.push((task.stage.name().to_string(), task.group.clone(), task.inputs.clone()));
-            let shared = Arc::clone(&shared);
+            let (shared, started) = (Arc::clone(&shared), Arc::clone(&started));
             tasks.spawn(async move {
-                let end = run_stage(&shared, task, &upstream).await;
+                let end = run_stage(&shared, task, &upstream, &started).await;
                 let _ = done.send(true);
                 TaskEnd::Stage(index, end)
             });
@@ -565,11 +586,12 @@ fn join_failure(join: tokio::task::JoinError) -> String {
 }
 
 /// Runs one stage until its input is done (and everything upstream of it), the run
-/// stops, or it fails.
+/// stops, or it fails; counts it in `started` once its changelog is read back.
 async fn run_stage(
     shared: &Shared,
     task: StageTask,
     upstream: &[watch::Receiver<bool>],
+    started: &watch::Sender<usize>,
 ) -> Result<StageEnd, RuntimeError> {
     let StageTask { stage, mut consumer, group, batching, .. } = task;
     let name = stage.name().to_string();
@@ -584,9 +606,13 @@ async fn run_stage(
         None => None,
     };
     let restored = match &mut changelog {
-        Some(changelog) => changelog.catch_up(shared, &name, &mut stage, Reach::End).await?,
+        Some(changelog) => {
+            crate::fault::restore().await;
+            changelog.catch_up(shared, &name, &mut stage, Reach::End).await?
+        }
         None => true,
     };
+    started.send_modify(|count| *count += 1);
     let mut last_commit = Instant::now();
     let mut uncommitted = false;
     // Records taken since the last commit: what a restart reads again.

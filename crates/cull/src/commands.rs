@@ -457,17 +457,46 @@ pub fn match_lines(
 }
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says.
-pub(crate) fn init_logging() {
-    use tracing_subscriber::field::MakeExt as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .init();
+pub(crate) fn init_logging(options: &LogOptions) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match options.log_format {
+        LogFormat::Text => {
+            use tracing_subscriber::field::MakeExt as _;
+            logger
+                .fmt_fields(tracing_subscriber::fmt::format::debug_fn(log_field).delimited(" "))
+                .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+                .init()
+        }
+        // The JSON encoder escapes control characters itself.
+        LogFormat::Json => logger.json().with_ansi(false).init(),
+    }
+}
+
+/// What is logged when `RUST_LOG` is not set: every crate's `info` and above.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// The log options of the commands that log (`cull run`, `cull serve`); which events
+/// are written is `RUST_LOG`'s (`info` by default, `RUST_LOG=cull_runtime=debug`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogOptions {
+    /// How log lines are written on standard error: `text` for people, `json` for a
+    /// log collector (one object per line).
+    #[arg(long, value_enum, default_value = "text", env = "CULL_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event: time, level, target, message and `key=value` fields, with
+    /// control characters escaped.
+    Text,
+    /// One JSON object per event and line, with `timestamp`, `level`, `target` and
+    /// `fields` (the `message` and the event's fields), so a collector (Loki,
+    /// Elasticsearch, CloudWatch) needs no parsing rules.
+    Json,
 }
 
 /// Writes one field of a log line, its control characters escaped: field values carry
@@ -490,30 +519,39 @@ fn log_field(
 /// matches and as many culls, each with its reason); exits 0 when it ended as asked and
 /// 1, with one line saying why, when a stage or source failed or the shutdown deadline
 /// passed.
-pub fn run(pipeline: &Path, once: bool, decisions: usize) -> Result<ExitCode> {
-    init_logging();
+pub fn run(pipeline: &Path, once: bool, decisions: usize, log: &LogOptions) -> Result<ExitCode> {
+    init_logging(log);
     let config = crate::config::load(pipeline)?;
     let problems = crate::config::check_environment(&config);
     if !problems.is_empty() {
         anyhow::bail!(crate::config::render(&pipeline.display(), &problems));
     }
-    let rules = if config.needs_rules() {
-        let wanted = |rule: &CompiledRule| rule.rule.enabled;
-        let Some(rules) = load_set_or_report(&config.matcher.rules, wanted)? else {
-            return Ok(ExitCode::FAILURE);
-        };
-        rules
-    } else {
-        RuleSet::new(Vec::new())?
-    };
     let verdicts_file = config.sink.verdicts.as_ref().map(|sink| sink.path.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let decisions = if once { decisions } else { 0 };
-    let finished = runtime.block_on(crate::pipeline::run(config, rules, once, decisions));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let finished = runtime.block_on(async {
+        // The probes answer while the rules compile, which takes minutes for a large pack.
+        let served = crate::pipeline::serve(&config.http).await?;
+        served.health.starting("compiling rules");
+        let rules = if config.needs_rules() {
+            let dir = config.matcher.rules.clone();
+            let wanted = |rule: &CompiledRule| rule.rule.enabled;
+            let loaded = tokio::task::spawn_blocking(move || load_set_or_report(&dir, wanted))
+                .await
+                .context("compiling the rules")??;
+            let Some(rules) = loaded else { return Ok(None) };
+            rules
+        } else {
+            RuleSet::new(Vec::new())?
+        };
+        crate::pipeline::run(config, rules, once, decisions, served).await.map(Some)
+    });
     // A thread still blocked (a source reading stdin, a stage that did not end within
     // the grace period) must not keep the process from exiting.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let finished = finished?;
+    let Some(finished) = finished? else {
+        return Ok(ExitCode::FAILURE);
+    };
     let mut out = io::stdout().lock();
     writeln!(out, "cull run: {}", finished.counts)?;
     write_decision_table(&mut out, &finished.decisions, verdicts_file.as_deref())?;

@@ -2,9 +2,13 @@
 //!
 //! Liveness and readiness are separate because they answer different questions for an
 //! orchestrator: `/healthz` says the process is running (restart it if not), `/readyz`
-//! says it can do its job now (the bus is connected and a rule set is loaded; route work
-//! to it, or count it as up, only then). Readiness is read from [`Health`], atomics the
-//! pipeline sets, so a probe never waits on the pipeline.
+//! says it can do its job now (route work to it, or count it as up, only then). The
+//! server starts before the pipeline is built, since compiling a large rule pack,
+//! opening the index or reading the ticket state back can take minutes: a liveness
+//! probe that got no answer meanwhile would restart the process in a loop, and an SRE
+//! would see a dead port instead of what the process is doing. `/readyz` names the
+//! step until then. Readiness is read from [`Health`], which the pipeline sets, so a
+//! probe never waits on the pipeline.
 //!
 //! Binding and serving are split so that a caller (and the tests) can bind port 0 and learn
 //! the port before serving. The server itself, with its timeouts and connection cap, is
@@ -13,13 +17,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::ServiceExt as _;
 
 use cull_runtime::Metrics;
 
@@ -28,23 +33,37 @@ use crate::server::{self, Http, Listener};
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the pipeline tells the readiness probe; every flag starts false.
-#[derive(Debug, Default)]
+/// What the pipeline tells the readiness probe: the step it is starting with, until
+/// it is ready, and whether it is stopping.
+#[derive(Debug)]
 pub struct Health {
-    bus_connected: AtomicBool,
-    rules_loaded: AtomicBool,
+    /// Why the process is not ready yet; `None` once it is.
+    not_ready: Mutex<Option<String>>,
     stopping: AtomicBool,
 }
 
+impl Default for Health {
+    fn default() -> Health {
+        Health { not_ready: Mutex::new(Some("starting".to_string())), stopping: AtomicBool::new(false) }
+    }
+}
+
 impl Health {
-    /// Records whether the bus (broker or embedded queues) is connected.
-    pub fn set_bus_connected(&self, connected: bool) {
-        self.bus_connected.store(connected, Ordering::Relaxed);
+    /// Records the start-up `step` in progress (`compiling rules`, `restoring ticket
+    /// state`): the process is not ready, and `/readyz` says why.
+    pub fn starting(&self, step: &str) {
+        *self.lock() = Some(format!("starting: {step}"));
     }
 
-    /// Records whether a rule set is loaded and in use.
-    pub fn set_rules_loaded(&self, loaded: bool) {
-        self.rules_loaded.store(loaded, Ordering::Relaxed);
+    /// Records that the brokers did not answer at start (`error` says how): the
+    /// process waits for them.
+    pub fn broker_unreachable(&self, error: &dyn std::fmt::Display) {
+        *self.lock() = Some(format!("broker unreachable: {error}"));
+    }
+
+    /// Records that the pipeline is built and every stage reads its input.
+    pub fn set_ready(&self) {
+        *self.lock() = None;
     }
 
     /// Records that the process is stopping (draining): an orchestrator should send
@@ -54,16 +73,31 @@ impl Health {
     }
 
     /// Returns `Ok` when the process is ready, or the one-line reason it is not.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub fn readiness(&self) -> Result<(), String> {
         if self.stopping.load(Ordering::Relaxed) {
-            return Err("stopping");
+            return Err("stopping".to_string());
         }
-        match (self.bus_connected.load(Ordering::Relaxed), self.rules_loaded.load(Ordering::Relaxed)) {
-            (true, true) => Ok(()),
-            (false, true) => Err("bus not connected"),
-            (true, false) => Err("no rule set loaded"),
-            (false, false) => Err("bus not connected; no rule set loaded"),
-        }
+        self.lock().clone().map_or(Ok(()), Err)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // The reason is a plain string, whole after any panic: a poisoned lock holds a
+        // valid value.
+        self.not_ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Routes that exist only once the pipeline is built (the webhook sources, the API),
+/// served beside the probes by a server that started before them. Until they are set
+/// a request to any other path is answered `503` with `Retry-After`: a webhook sender
+/// retries, as it would for a process that is stopping.
+#[derive(Debug, Clone, Default)]
+pub struct LateRoutes(Arc<OnceLock<Router>>);
+
+impl LateRoutes {
+    /// Serves `routes` from now on; a second call changes nothing.
+    pub fn set(&self, routes: Router) {
+        let _ = self.0.set(routes);
     }
 }
 
@@ -84,6 +118,7 @@ pub async fn bind(config: &Http) -> anyhow::Result<HttpServer> {
 struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    late: LateRoutes,
 }
 
 impl HttpServer {
@@ -92,21 +127,21 @@ impl HttpServer {
         self.listener.local_addr()
     }
 
-    /// Serves the endpoints, and the routes of `extra` (the webhook sources and the
-    /// API), until `shutdown` completes, then lets open requests finish.
+    /// Serves the endpoints, and the routes of `late` once they are set, until
+    /// `shutdown` completes, then lets open requests finish.
     pub async fn serve(
         self,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        extra: Option<Router>,
+        late: LateRoutes,
         shutdown: impl Future<Output = ()>,
     ) {
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz_handler))
-            .with_state(AppState { metrics, health })
-            .merge(extra.unwrap_or_default());
+            .fallback(late_handler)
+            .with_state(AppState { metrics, health, late });
         self.listener.serve(app, &self.config, shutdown).await;
     }
 }
@@ -119,6 +154,13 @@ async fn readyz_handler(State(state): State<AppState>) -> impl IntoResponse {
     match state.health.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+    }
+}
+
+async fn late_handler(State(state): State<AppState>, request: Request) -> Response {
+    match state.late.0.get() {
+        Some(routes) => routes.clone().oneshot(request).await.into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "starting\n").into_response(),
     }
 }
 
@@ -165,42 +207,68 @@ mod tests {
     async fn start(
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        late: LateRoutes,
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let server = bind(&any_port()).await.unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(metrics, health, None, async {
+        let task = tokio::spawn(server.serve(metrics, health, late, async {
             let _ = stopped.await;
         }));
         (addr, stop, task)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn readiness_flips_with_health() {
+    async fn readiness_names_the_start_up_step_until_ready_then_stopping() {
         let health = Arc::new(Health::default());
-        let (addr, stop, task) = start(Arc::new(Metrics::new()), health.clone()).await;
+        let (addr, stop, task) = start(Arc::new(Metrics::new()), health.clone(), LateRoutes::default()).await;
 
         let live = get(addr, "/healthz").await;
         assert_eq!((live.status, live.body.as_str()), (200, "ok\n"));
 
         let response = get(addr, "/readyz").await;
-        assert_eq!(response.status, 503);
-        assert_eq!(response.body, "not ready: bus not connected; no rule set loaded\n");
-        health.set_bus_connected(true);
+        assert_eq!((response.status, response.body.as_str()), (503, "not ready: starting\n"));
+        health.starting("compiling rules");
         let response = get(addr, "/readyz").await;
-        assert_eq!((response.status, response.body.as_str()), (503, "not ready: no rule set loaded\n"));
-        health.set_rules_loaded(true);
-        assert_eq!(get(addr, "/readyz").await.status, 200);
-        health.set_bus_connected(false);
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (503, "not ready: starting: compiling rules\n")
+        );
+        health.broker_unreachable(&"Local: Timed out");
         let response = get(addr, "/readyz").await;
-        assert_eq!((response.status, response.body.as_str()), (503, "not ready: bus not connected\n"));
-        health.set_bus_connected(true);
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (503, "not ready: broker unreachable: Local: Timed out\n")
+        );
+        health.set_ready();
+        let response = get(addr, "/readyz").await;
+        assert_eq!((response.status, response.body.as_str()), (200, "ready\n"));
         health.set_stopping();
         let response = get(addr, "/readyz").await;
         assert_eq!((response.status, response.body.as_str()), (503, "not ready: stopping\n"));
         assert_eq!(get(addr, "/healthz").await.status, 200);
+
+        drop(stop);
+        task.await.unwrap();
+    }
+
+    /// The webhook and API routes come once the pipeline is built: before, a request
+    /// to them is told to come back; after, unknown paths are 404 as usual.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_routes_answer_503_until_set() {
+        let late = LateRoutes::default();
+        let (addr, stop, task) =
+            start(Arc::new(Metrics::new()), Arc::new(Health::default()), late.clone()).await;
+
+        let early = get(addr, "/ingest/hook").await;
+        assert_eq!((early.status, early.body.as_str()), (503, "starting\n"));
+        assert!(early.head.contains("retry-after: 1"), "{}", early.head);
+        late.set(Router::new().route("/ingest/hook", axum::routing::get(|| async { "hooked\n" })));
+        let served = get(addr, "/ingest/hook").await;
+        assert_eq!((served.status, served.body.as_str()), (200, "hooked\n"));
         assert_eq!(get(addr, "/nope").await.status, 404);
+        assert_eq!(get(addr, "/healthz").await.status, 200);
 
         drop(stop);
         task.await.unwrap();
@@ -209,7 +277,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_stops_on_shutdown() {
         let metrics = Arc::new(Metrics::new());
-        bind(&any_port()).await.unwrap().serve(metrics, Arc::new(Health::default()), None, async {}).await;
+        bind(&any_port())
+            .await
+            .unwrap()
+            .serve(metrics, Arc::new(Health::default()), LateRoutes::default(), async {})
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +315,7 @@ mod tests {
         cull_ingest::Observer::delivered(metrics.as_ref(), "demo", 3);
         metrics.set_consumer_lag("cull-matcher", "cull.mentions", 2, 17);
         metrics.rules_reloaded(4);
-        let (addr, stop, task) = start(metrics, Arc::new(Health::default())).await;
+        let (addr, stop, task) = start(metrics, Arc::new(Health::default()), LateRoutes::default()).await;
         let response = get(addr, "/metrics").await;
         drop(stop);
         task.await.unwrap();

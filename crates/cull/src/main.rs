@@ -46,6 +46,8 @@ enum Command {
         /// shows at most, each (0: no table).
         #[arg(long, default_value_t = 15, value_name = "N")]
         decisions: usize,
+        #[command(flatten)]
+        log: commands::LogOptions,
     },
     /// Serve the analyst API (/api/*) and web console over an index.
     Serve {
@@ -83,6 +85,8 @@ enum Command {
         /// the console's Rules page, with the default thresholds.
         #[arg(long)]
         stats: Option<PathBuf>,
+        #[command(flatten)]
+        log: commands::LogOptions,
     },
     /// Work with rule packs.
     #[command(subcommand)]
@@ -413,7 +417,7 @@ fn main() -> ExitCode {
             mention.lang = lang.map(|lang| lang.trim().to_ascii_lowercase());
             commands::explain(&rules, &rule_id, client, mention)
         }
-        Command::Run { pipeline, once, decisions } => commands::run(&pipeline, once, decisions),
+        Command::Run { pipeline, once, decisions, log } => commands::run(&pipeline, once, decisions, &log),
         Command::Search {
             query,
             window,
@@ -466,6 +470,7 @@ fn main() -> ExitCode {
             max_page,
             max_concurrent_queries,
             stats,
+            log,
         } => serve::serve(serve::ServeOptions {
             index,
             rules,
@@ -479,6 +484,7 @@ fn main() -> ExitCode {
             },
             max_concurrent_queries,
             stats,
+            log,
         }),
         Command::Match { rules, input, max_bytes, dead_letters, matches_only } => {
             commands::match_lines(&rules, input.as_deref(), max_bytes, dead_letters.as_deref(), matches_only)

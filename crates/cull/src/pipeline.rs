@@ -1,16 +1,16 @@
 //! `cull run`: the stages a pipeline file enables, composed on the embedded bus or
 //! Kafka, and run by the stage runtime (`cull-runtime`).
 //!
-//! Composition is all this module does: it opens the bus, builds the stages and the
-//! sources of the file, wires their topics, serves HTTP, and hands everything to the
-//! runtime, which owns batching, commits, lag, poison isolation and the ordered
-//! shutdown.
+//! Composition is all this module does: it serves HTTP from the start, opens the bus,
+//! builds the stages and the sources of the file, wires their topics, and hands
+//! everything to the runtime, which owns batching, commits, lag, poison isolation and
+//! the ordered shutdown. Each step of the start is named on `/readyz` while it runs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cull_bus::{BusKind, EmbeddedBus};
+use cull_bus::{BusError, BusKind, EmbeddedBus};
 use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
 use cull_runtime::reload::{Reloader, TicketTopics};
@@ -19,9 +19,11 @@ use cull_runtime::{
     RunOptions, Runtime, SinkFormat, Summary, TicketStage,
 };
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::Pipeline;
-use crate::http::{self, Health};
+use crate::http::{self, Health, LateRoutes};
+use crate::server::Http;
 
 /// How the file sinks, the tickets stage and the indexer batch their input.
 const SINK_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(20) };
@@ -29,10 +31,47 @@ const TICKET_BATCH: Batching = Batching { max: 512, linger: Duration::from_milli
 const INDEX_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 const QUALITY_BATCH: Batching = Batching { max: 1024, linger: Duration::from_millis(50) };
 
+/// The HTTP server of a run, serving `/metrics`, `/healthz` and `/readyz` while the
+/// pipeline is built; it stops when this is dropped or the run ends.
+#[derive(Debug)]
+pub struct Served {
+    /// The process' metrics, served as they are recorded.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` says.
+    pub health: Arc<Health>,
+    late: LateRoutes,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+/// Binds `config.listen` and serves the metrics and the probes at once: the process
+/// answers `/healthz` from its first moment and `/readyz` names each start-up step.
+pub async fn serve(config: &Http) -> Result<Served> {
+    let server = http::bind(config).await?;
+    tracing::info!(listen = %server.local_addr(), "serving metrics and health");
+    let (metrics, health, late) =
+        (Arc::new(Metrics::new()), Arc::new(Health::default()), LateRoutes::default());
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(server.serve(
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        late.clone(),
+        wait_for(stopped),
+    ));
+    Ok(Served { metrics, health, late, stop, server })
+}
+
 /// Runs the pipeline with `rules` (enabled ones) until its finite input is done
-/// (`once`) or a signal stops it; returns what it did and how it ended, with up to
-/// `decisions` of its matches and as many of its culls.
-pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usize) -> Result<Finished> {
+/// (`once`) or a signal stops it, serving HTTP through `served`; returns what it did
+/// and how it ended, with up to `decisions` of its matches and as many of its culls.
+pub async fn run(
+    pipeline: Pipeline,
+    rules: RuleSet,
+    once: bool,
+    decisions: usize,
+    served: Served,
+) -> Result<Finished> {
+    let Served { metrics, health, late, stop: stop_sender, server } = served;
     if once {
         cull_ingest::check_once(&pipeline.sources)?;
     }
@@ -48,16 +87,11 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
     ticket_topics.extend(alert_topic.clone());
     let ticket_topics: Vec<String> = ticket_topics.into_iter().collect();
     let admitted = AdmittedTopics::new(ticket_topics.iter().cloned());
-    let metrics = Arc::new(Metrics::new());
     metrics.rules_reloaded(rules.len());
-    let health = Arc::new(Health::default());
-    health.set_rules_loaded(true);
     let matcher = Arc::new(Matcher::new(rules));
     let summary = Arc::new(Summary::keeping_decisions(decisions));
 
-    let server = http::bind(&pipeline.http).await?;
-    tracing::info!(listen = %server.local_addr(), "serving metrics and health");
-
+    health.starting("opening the bus");
     let bus = match pipeline.bus.kind {
         BusKind::Embedded => {
             let config = pipeline.bus.embedded.clone();
@@ -76,11 +110,11 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
     let mut all: Vec<&str> =
         vec![&topics.mentions, &topics.verdicts, &topics.dead_letter, &topics.ticket_state, &topics.feedback];
     all.extend(ticket_topics.iter().map(String::as_str));
-    bus.ensure_topics(&all).await.with_context(|| match &bus {
+    health.starting("creating the topics");
+    create_topics(&bus, &all, &health, once).await.with_context(|| match &bus {
         Bus::Kafka(config) => format!("bus.kafka.brokers = {:?}: cannot create the topics", config.brokers),
         Bus::Embedded(_) => "cannot create the topics of the embedded bus".to_string(),
     })?;
-    health.set_bus_connected(true);
 
     let options = RunOptions {
         once,
@@ -129,6 +163,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
     }
     let mut index = None;
     if pipeline.index.enabled {
+        health.starting("opening the index");
         let config = pipeline.index.clone();
         let (metrics, summary) = (Arc::clone(&metrics), Arc::clone(&summary));
         let tickets = ticket_topics.clone();
@@ -145,6 +180,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
         runtime.stage(stage, &inputs, &pipeline.index.group_id, &[], INDEX_BATCH)?;
     }
     if pipeline.quality.enabled {
+        health.starting("opening the rule-stats store");
         let config = pipeline.quality.clone();
         let (matcher, metrics) = (Arc::clone(&matcher), Arc::clone(&metrics));
         let (feedback, tickets, alerts) =
@@ -209,7 +245,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
     }
     runtime.outlet(outlet);
 
-    let (stop_sender, stop) = watch::channel(false);
+    let stop = stop_sender.subscribe();
     let ticket_readers = pipeline.index.enabled
         || pipeline.quality.enabled
         || pipeline.sink.tickets.is_some()
@@ -253,22 +289,55 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool, decisions: usiz
     } else {
         None
     };
-    let extra = match (webhooks, api) {
-        (Some(webhooks), Some(api)) => Some(webhooks.merge(api)),
-        (webhooks, api) => webhooks.or(api),
-    };
-    let server =
-        tokio::spawn(server.serve(Arc::clone(&metrics), Arc::clone(&health), extra, wait_for(stop.clone())));
+    late.set(webhooks.unwrap_or_default().merge(api.unwrap_or_default()));
+
+    // Ready once every stage has read its state back and reads its input.
+    health.starting(if pipeline.tickets.enabled { "restoring ticket state" } else { "starting the stages" });
+    let started = runtime.started();
+    let ready = tokio::spawn({
+        let health = Arc::clone(&health);
+        async move {
+            if started.await {
+                health.set_ready();
+            }
+        }
+    });
 
     let (signal_sender, signals) = mpsc::unbounded_channel();
     let signal_task = tokio::spawn(forward_signals(signal_sender, Arc::clone(&health), stopping_sender));
     let finished = runtime.run(signals).await;
     signal_task.abort();
+    ready.abort();
     let _ = stop_sender.send(true);
     if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
         tracing::warn!("the http server did not stop within 5 s");
     }
     Ok(finished)
+}
+
+/// The first wait before the topics are asked for again from brokers that did not
+/// answer; it doubles up to [`BROKER_RETRY_MAX`].
+const BROKER_RETRY_FIRST: Duration = Duration::from_secs(1);
+const BROKER_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Creates the missing `topics`. Brokers that do not answer (down, not yet up, a
+/// network between) are waited for, with backoff, while `/readyz` says `broker
+/// unreachable` and why: a deployment whose brokers start after cull, or restart,
+/// comes up by itself instead of in a crash loop. A `--once` run is a batch job and
+/// fails at once instead; a broker that answers with a refusal fails it always.
+async fn create_topics(bus: &Bus, topics: &[&str], health: &Health, once: bool) -> Result<(), BusError> {
+    let mut wait = BROKER_RETRY_FIRST;
+    loop {
+        match bus.ensure_topics(topics).await {
+            Err(error @ BusError::Admin { .. }) if !once => {
+                health.broker_unreachable(&error);
+                tracing::warn!(%error, retry_in_secs = wait.as_secs(), "the brokers do not answer; waiting for them");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BROKER_RETRY_MAX);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Sends one message per SIGINT or SIGTERM, and marks the process not ready and

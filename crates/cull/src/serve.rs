@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub max_concurrent_queries: usize,
     /// The quality stage's store, for the rules' stats and suggestions (`--stats`).
     pub stats: Option<PathBuf>,
+    /// How the log is written (`--log-format`).
+    pub log: crate::commands::LogOptions,
 }
 
 /// Returns the routes `cull serve` serves: the API, the console and `/healthz`.
@@ -38,7 +40,7 @@ pub fn app(state: crate::api::ApiState) -> Router {
 
 /// `cull serve`.
 pub fn serve(options: ServeOptions) -> Result<ExitCode> {
-    crate::commands::init_logging();
+    crate::commands::init_logging(&options.log);
     if let Some(problem) = options.http.validate().into_iter().next() {
         bail!("--{}: {}", problem.key.replace('_', "-"), problem.message);
     }
