@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cull_match::verify::{spans, Document, Hidden};
 use cull_model::{Scope, Span, Ticket, Verdict};
 use cull_rules::plan::keyword_value;
-use cull_rules::query::{compile, parse};
+use cull_rules::query::{compile, parse, QueryError};
 use cull_rules::{Field, Plan, Sequence};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
@@ -283,17 +283,21 @@ pub(crate) fn check_time_range(since: Option<i64>, until: Option<i64>) -> Result
     };
     for (name, bound) in [("since", since), ("until", until)] {
         if let Some(seconds) = bound.filter(|s| !(MIN_TIME_SECS..=MAX_TIME_SECS).contains(s)) {
-            return Err(IndexError::Query(format!(
-                "{name} {} is outside the times the index holds, {} to {}",
-                show(seconds),
-                show(MIN_TIME_SECS),
-                show(MAX_TIME_SECS)
-            )));
+            return Err(IndexError::Parameter {
+                name,
+                message: format!(
+                    "{} is outside the times the index holds, {} to {}",
+                    show(seconds),
+                    show(MIN_TIME_SECS),
+                    show(MAX_TIME_SECS)
+                ),
+            });
         }
     }
     if let (Some(since), Some(until)) = (since, until) {
         if since > until {
-            return Err(IndexError::Query(format!("since {} is after until {}", show(since), show(until))));
+            let message = format!("{} is after until {}", show(since), show(until));
+            return Err(IndexError::Parameter { name: "since", message });
         }
     }
     Ok(())
@@ -357,10 +361,17 @@ impl Searcher {
         if query.trim().is_empty() {
             return Ok(None);
         }
-        let node = parse(query).map_err(|e| IndexError::Query(e.to_string()))?;
-        let plan = compile(&node).map_err(|errors| {
-            IndexError::Query(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-        })?;
+        let located = |error: &QueryError| -> String {
+            // A search query is one line: its column says where, as a compiler would.
+            let column = query.get(..error.span.start).map_or(1, |before| before.chars().count() + 1);
+            match &error.help {
+                Some(help) => format!("{} at column {column}; {help}", error.message),
+                None => format!("{} at column {column}", error.message),
+            }
+        };
+        let node = parse(query).map_err(|e| IndexError::Query(located(&e)))?;
+        let plan = compile(&node)
+            .map_err(|errors| IndexError::Query(errors.iter().map(located).collect::<Vec<_>>().join("; ")))?;
         let clauses = leaves(&plan);
         if clauses > self.limits.max_clauses {
             return Err(IndexError::Limit(format!(
@@ -396,10 +407,10 @@ impl Searcher {
         check_time_range(request.since, request.until)?;
         for facet in &request.facets {
             if !FACETS.contains(&facet.as_str()) {
-                return Err(IndexError::Query(format!(
-                    "unknown facet {facet:?}; facets are {}",
-                    FACETS.join(", ")
-                )));
+                return Err(IndexError::Parameter {
+                    name: "facet",
+                    message: format!("unknown facet {facet:?}; facets are {}", FACETS.join(", ")),
+                });
             }
         }
         // A channel that is none finds nothing, which reads as "no such mentions":
@@ -407,10 +418,10 @@ impl Searcher {
         for channel in &request.channels {
             if cull_model::Channel::parse(&keyword_value(channel)).is_none() {
                 let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
-                return Err(IndexError::Query(format!(
-                    "unknown channel {channel:?}; channels are {}",
-                    names.join(", ")
-                )));
+                return Err(IndexError::Parameter {
+                    name: "channel",
+                    message: format!("unknown channel {channel:?}; channels are {}", names.join(", ")),
+                });
             }
         }
         if request.limit > self.limits.max_page {
@@ -673,9 +684,10 @@ fn plan_sequences<'a>(plan: &'a Plan, visit: &mut impl FnMut(&'a Sequence)) {
     }
 }
 
-/// Reads a time bound: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC
-/// midnight) or an age before `now` (`30m`, `24h`, `7d`, `2w`); returns Unix seconds.
-pub fn parse_time_bound(text: &str, now: OffsetDateTime) -> Result<i64, IndexError> {
+/// Reads the time bound `name` (`since`, `until`): RFC 3339 (`2026-11-01T00:00:00Z`), a
+/// date (`2026-11-01`, UTC midnight) or an age before `now` (`30m`, `24h`, `7d`, `2w`);
+/// returns Unix seconds.
+pub fn parse_time_bound(name: &'static str, text: &str, now: OffsetDateTime) -> Result<i64, IndexError> {
     let text = text.trim();
     if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(time.unix_timestamp());
@@ -695,9 +707,12 @@ pub fn parse_time_bound(text: &str, now: OffsetDateTime) -> Result<i64, IndexErr
     };
     match number.parse::<i64>() {
         Ok(n) if unit_seconds > 0 => Ok(now.unix_timestamp() - n.saturating_mul(unit_seconds)),
-        _ => Err(IndexError::Query(format!(
-            "{text:?} is not a time: use RFC 3339, YYYY-MM-DD, or an age such as 30m, 24h, 7d, 2w"
-        ))),
+        _ => Err(IndexError::Parameter {
+            name,
+            message: format!(
+                "{text:?} is not a time: use RFC 3339, YYYY-MM-DD, or an age such as 30m, 24h, 7d, 2w"
+            ),
+        }),
     }
 }
 
