@@ -137,7 +137,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         .await
         .context("opening the index")?
         .with_context(|| format!("index.dir = {:?}", pipeline.index.dir))?;
-        index = Some(stage.index().clone());
+        index = Some(stage.index());
         // The tickets too, so that an analyst sees a mention's tickets beside it.
         let mut inputs = vec![topics.verdicts.as_str()];
         inputs.extend(ticket_topics.iter().map(String::as_str));
