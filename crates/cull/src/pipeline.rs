@@ -126,7 +126,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         let inputs = [topics.verdicts.as_str(), topics.feedback.as_str()];
         runtime.stage(stage, &inputs, &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
     }
-    let mut index = None;
+    let mut indexer = None;
     if pipeline.index.enabled {
         let config = pipeline.index.clone();
         let (metrics, summary) = (Arc::clone(&metrics), Arc::clone(&summary));
@@ -137,7 +137,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         .await
         .context("opening the index")?
         .with_context(|| format!("index.dir = {:?}", pipeline.index.dir))?;
-        index = Some(stage.index());
+        indexer = Some(stage.indexer());
         // The tickets too, so that an analyst sees a mention's tickets beside it.
         let mut inputs = vec![topics.verdicts.as_str()];
         inputs.extend(ticket_topics.iter().map(String::as_str));
@@ -244,7 +244,7 @@ pub async fn run(pipeline: Pipeline, rules: RuleSet, once: bool) -> Result<Finis
         Some(crate::api::pipeline_routes(
             &pipeline.api,
             reloader,
-            index,
+            indexer,
             Arc::clone(&matcher),
             Some(feedback),
             quality,
