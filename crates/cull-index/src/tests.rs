@@ -770,3 +770,28 @@ fn retention_days_of_zero_is_refused_naming_the_key() {
     assert!(problems[0].message.contains("leave it out"), "{}", problems[0].message);
     assert!(IndexConfig { retention_days: Some(1), ..IndexConfig::default() }.validate().is_empty());
 }
+
+/// Returns whether any file of the index directory holds `marker`.
+fn on_disk(dir: &Path, marker: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        bytes.windows(marker.len()).any(|window| window == marker.as_bytes())
+    })
+}
+
+#[test]
+fn an_erased_mentions_text_leaves_the_files_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let marker = "zq7x9k2vw4";
+    let mut mentions = mentions();
+    mentions[2].text = format!("The private words {marker} of a data subject, about Slack.");
+    index_all(dir.path(), &set, &mentions);
+    assert!(on_disk(dir.path(), marker), "the test sees text in the segment files");
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert!(indexer.erase(&Scope::All, &["m3".into()]).unwrap()[0].found);
+    assert!(!on_disk(dir.path(), marker), "the erased text is still on disk");
+    drop(indexer);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(ids(&searcher, &Scope::All), ["m1", "m2", "m4", "m5", "m6"], "the others are kept");
+}

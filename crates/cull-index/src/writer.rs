@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::error::LockError;
 use tantivy::directory::MmapDirectory;
+use tantivy::index::SegmentId;
 use tantivy::query::{RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
@@ -483,7 +484,36 @@ impl Indexer {
             answers.push(Erasure { id: id.clone(), found });
         }
         self.commit_at(self.committed.clone())?;
+        if answers.iter().any(|erasure| erasure.found) {
+            self.purge_deleted();
+        }
         Ok(answers)
+    }
+
+    /// Rewrites the segments that hold deleted documents without them, and removes the
+    /// files they leave: a deletion only marks a document in its segment, and an
+    /// erased mention's text must leave the disk now, not at some later merge. A merge
+    /// that fails (a segment Tantivy is merging already, which drops the document
+    /// itself) is logged: the mention is deleted and tombstoned either way.
+    fn purge_deleted(&mut self) {
+        let purged = (|| -> Result<(), IndexError> {
+            let segments: Vec<SegmentId> = self
+                .index
+                .searchable_segment_metas()?
+                .iter()
+                .filter(|meta| meta.has_deletes())
+                .map(|meta| meta.id())
+                .collect();
+            if !segments.is_empty() {
+                self.writer.merge(&segments).wait()?;
+                self.writer.garbage_collect_files().wait()?;
+                self.reader.reload()?;
+            }
+            Ok(())
+        })();
+        if let Err(error) = purged {
+            tracing::warn!(dir = %self.dir.display(), %error, "erased documents stay in their segment files until the next merge");
+        }
     }
 }
 
