@@ -4,8 +4,8 @@
 //! cannot be added to an index in place. But every document stores its whole record
 //! (the verdict with its mention, and its tickets) and its time, which is everything
 //! a document is built from; so an index of an earlier schema is rebuilt from its own
-//! stored records into a new directory beside it, with the checkpoint of its last
-//! commit, and then put in its place. Nothing is read from the bus again, and nothing
+//! stored records into a new directory beside it, with the payload of its last commit
+//! (the checkpoint and the tombstones of erased mentions), and then put in its place. Nothing is read from the bus again, and nothing
 //! an analyst could find before is lost.
 //!
 //! The swap is two renames of directories, each atomic; [`recover`] finishes or undoes

@@ -599,12 +599,15 @@ fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
             writer.add_document(document).unwrap();
         }
         let mut prepared = writer.prepare_commit().unwrap();
-        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}}}"#);
+        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}},"erased":{"gone":[null]}}"#);
         prepared.commit().unwrap();
     }
     assert!(Searcher::open(&path, Limits::default()).is_ok(), "a searcher may rebuild it when nobody writes");
-    let indexer = Indexer::open(&path, 1, 0).unwrap();
+    let mut indexer = Indexer::open(&path, 1, 0).unwrap();
     assert!(indexer.checkpoint().covers("cull.verdicts", 0, 4), "the checkpoint is carried over");
+    let gone = Mention::new("gone", "Slack app news");
+    let verdict = Verdict { mention: Some(gone.clone()), ..set.verdict(&gone) };
+    assert_eq!(indexer.add(&verdict, None).unwrap(), Added::Erased, "so are the tombstones");
     drop(indexer);
     let searcher = Searcher::open(&path, Limits::default()).unwrap();
     assert_eq!(searcher.len(), 5, "every mention is carried over");
