@@ -100,11 +100,6 @@ impl IndexStage {
         self
     }
 
-    /// Returns the index being written.
-    pub fn index(&self) -> cull_index::Index {
-        self.lock().index().clone()
-    }
-
     /// Returns the indexer, shared with whoever else must write the index in this
     /// process (the API's erasures); the stage holds it for a batch or a flush at a time.
     pub fn indexer(&self) -> Arc<Mutex<Indexer>> {
@@ -284,7 +279,8 @@ mod tests {
         let reasons: Vec<Reason> = out.dead_letters().iter().map(|(_, reason)| *reason).collect();
         assert_eq!(reasons, [Reason::Schema, Reason::Schema], "the two bad tickets, and only them");
         let searcher =
-            Searcher::over(stage.index(), cull_index::IndexSchema::new(), Limits::default()).unwrap();
+            Searcher::over(stage.lock().index().clone(), cull_index::IndexSchema::new(), Limits::default())
+                .unwrap();
         searcher.reload().unwrap();
         let found = searcher.mention(&cull_model::Scope::All, "m1").unwrap();
         assert_eq!(found.tickets.iter().map(|t| t.ticket_id.as_str()).collect::<Vec<_>>(), ["t1"]);
@@ -326,8 +322,12 @@ mod tests {
             crate::metrics::tests::sample(&metrics.render(), "cull_index_mentions_expired_total")
         };
         let ids = |stage: &IndexStage| {
-            let searcher =
-                Searcher::over(stage.index(), cull_index::IndexSchema::new(), Limits::default()).unwrap();
+            let searcher = Searcher::over(
+                stage.lock().index().clone(),
+                cull_index::IndexSchema::new(),
+                Limits::default(),
+            )
+            .unwrap();
             searcher.reload().unwrap();
             let found =
                 searcher.search(&cull_model::Scope::All, &cull_index::SearchRequest::default()).unwrap();
