@@ -15,6 +15,8 @@ use crate::pipeline::{cull, listening_address, repo, text};
 
 pub const ANALYST: &str = "analyst-7c1f0e2b";
 pub const OPERATOR: &str = "operator-93d4a8c6";
+/// An operator of the client acme.
+pub const ACME_OPERATOR: &str = "acme-operator-5e2b91d0";
 
 /// The feedparser sanitizer fixtures whose payloads are kept: scripts (one of them
 /// calls `alert`), event handlers, frames, objects, styles, redirects.
@@ -153,7 +155,7 @@ pub fn index(dir: &Path, set: &RuleSet, mentions: &[Mention]) -> Vec<Verdict> {
     for (offset, (mention, verdict)) in mentions.iter().zip(&verdicts).enumerate() {
         let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
         let origin = Origin { topic: "cull.verdicts", partition: 0, offset: offset as i64 };
-        assert!(indexer.add(&carried, Some(origin)).unwrap());
+        assert_eq!(indexer.add(&carried, Some(origin)).unwrap(), cull_index::Added::Written);
     }
     if let Some((matched, _)) = mentions.iter().zip(&verdicts).find(|(_, v)| !v.matched.is_empty()) {
         for (offset, ticket) in fixture_tickets(matched).iter().enumerate() {
@@ -165,14 +167,16 @@ pub fn index(dir: &Path, set: &RuleSet, mentions: &[Mention]) -> Vec<Verdict> {
     verdicts
 }
 
-/// Writes a tokens file with an analyst and an operator token.
+/// Writes a tokens file with an analyst and an operator token of the staff, and an
+/// operator token of acme.
 pub fn tokens_file(dir: &Path) -> PathBuf {
     let path = dir.join("tokens.toml");
     std::fs::write(
         &path,
         format!(
             "[[token]]\nname = \"ana\"\nrole = \"analyst\"\nclient = \"*\"\ntoken = \"{ANALYST}\"\n\n\
-             [[token]]\nname = \"ops\"\nrole = \"operator\"\nclient = \"*\"\ntoken = \"{OPERATOR}\"\n"
+             [[token]]\nname = \"ops\"\nrole = \"operator\"\nclient = \"*\"\ntoken = \"{OPERATOR}\"\n\n\
+             [[token]]\nname = \"acme-ops\"\nrole = \"operator\"\nclient = \"acme\"\ntoken = \"{ACME_OPERATOR}\"\n"
         ),
     )
     .unwrap();
@@ -224,7 +228,11 @@ struct Reply {
 
 async fn call(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
     let client = reqwest::Client::new();
-    let mut request = if method == "POST" { client.post(url) } else { client.get(url) };
+    let mut request = match method {
+        "POST" => client.post(url),
+        "DELETE" => client.delete(url),
+        _ => client.get(url),
+    };
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -304,8 +312,9 @@ impl Spec {
     }
 
     /// Returns the responses of the document never seen, but for those no test can
-    /// provoke: 500 (the index failing), 403 (no route needs more than the analyst
-    /// role yet) and 429 (every query slot taken: a unit test of `api.rs` holds one).
+    /// provoke: 500 (the index failing), 403 on routes open to analysts (every token
+    /// has that role at least) and 429 (every query slot taken: a unit test of
+    /// `api.rs` holds one).
     fn unseen(&self) -> Vec<(String, String, String)> {
         let mut unseen = Vec::new();
         for (path, operations) in self.document["paths"].as_object().unwrap() {
@@ -521,11 +530,12 @@ async fn every_route_answers_as_the_openapi_document_says() {
     );
 
     // Malformed requests: the parser's own message, unknown parameters, bad values.
-    let parser = cull_rules::query::parse("\"unclosed").unwrap_err().to_string();
+    let parser = cull_rules::query::parse("\"unclosed").unwrap_err().message;
     let reply = get("/api/search?q=%22unclosed".into()).await;
     assert_eq!(reply.status, 400);
     let message = spec.check("GET", "/api/search", &reply)["error"].as_str().unwrap().to_string();
-    assert!(message.contains(&parser), "{message} does not carry {parser}");
+    assert!(message.starts_with("query: ") && message.contains(&parser), "{message} does not carry {parser}");
+    assert!(message.contains("at column 1"), "{message}");
     // A query that does not parse says where, in bytes of `q`.
     let span = cull_rules::query::parse("café AND OR slack").unwrap_err().span;
     let reply = get("/api/search?q=caf%C3%A9%20AND%20OR%20slack".into()).await;
@@ -703,6 +713,56 @@ async fn every_route_answers_as_the_openapi_document_says() {
     let message = spec.check("POST", "/api/backtest", &reply)["error"].as_str().unwrap().to_string();
     assert!(message.contains("over the limit of 1048576 bytes"), "{message}");
 
+    // Erasure, a data subject's request: operators only, and it sticks.
+    let erase = |token: &'static str, id: &str| {
+        let url = format!("{base}/api/mentions/{id}");
+        async move { call("DELETE", &url, Some(token), None).await }
+    };
+    let target = matched.mention_id.clone();
+    let reply = erase(ANALYST, &target).await;
+    assert_eq!(reply.status, 403, "an analyst may not erase: {}", reply.body);
+    spec.check("DELETE", "/api/mentions/{id}", &reply);
+    assert_eq!(get(format!("/api/mentions/{target}")).await.status, 200, "nothing was erased");
+    // acme's operator cannot erase another client's mention, nor the house's: not found.
+    let (globex, acme) = ("example-globex-brand-0", "example-acme-brand-0");
+    for id in [globex, target.as_str()] {
+        let reply = erase(ACME_OPERATOR, id).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(spec.check("DELETE", "/api/mentions/{id}", &reply)["found"], false, "{id}");
+        assert_eq!(get(format!("/api/mentions/{id}")).await.status, 200, "{id} stays");
+    }
+    let reply = erase(ACME_OPERATOR, acme).await;
+    assert_eq!(reply.body, json!({ "id": acme, "found": true }));
+    assert_eq!(get(format!("/api/mentions/{acme}")).await.status, 404);
+    // While another process writes the index (as a `cull run` would), `cull serve`
+    // cannot erase: 409, saying where to, and nothing changes.
+    let writer = Indexer::open(&dir.path().join("index"), 1, 0).unwrap();
+    let reply = erase(OPERATOR, &target).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    let message = spec.check("DELETE", "/api/mentions/{id}", &reply)["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("another process writes the index") && message.contains("cull run"),
+        "{message}"
+    );
+    assert_eq!(get(format!("/api/mentions/{target}")).await.status, 200);
+    drop(writer);
+    let reply = erase(OPERATOR, &target).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(spec.check("DELETE", "/api/mentions/{id}", &reply)["found"], true);
+    assert_eq!(get(format!("/api/mentions/{target}")).await.status, 404, "gone at once");
+    let search = get("/api/search?limit=0".into()).await;
+    assert_eq!(search.body["total"].as_u64(), Some(mentions.len() as u64 - 2));
+    let reply = erase(OPERATOR, &target).await;
+    assert_eq!(reply.body, json!({ "id": target, "found": false }), "erased already");
+    // A replay of the bus (the verdict offered again at a new offset) does not bring it back.
+    let mut indexer = Indexer::open(&dir.path().join("index"), 1, 0).unwrap();
+    let verdict = Verdict { mention: Some(mention.clone()), ..matched.clone() };
+    let replayed = Origin { topic: "cull.verdicts", partition: 0, offset: 1_000 };
+    assert_eq!(indexer.add(&verdict, Some(replayed)).unwrap(), cull_index::Added::Erased);
+    indexer.commit().unwrap();
+    drop(indexer);
+    assert_eq!(get(format!("/api/mentions/{target}")).await.status, 404);
+
     // Without a token, every route but the document is refused.
     for (method, path, template) in [
         ("GET", "/api/search".to_string(), "/api/search"),
@@ -710,6 +770,7 @@ async fn every_route_answers_as_the_openapi_document_says() {
         ("GET", "/api/export?format=csv".to_string(), "/api/export"),
         ("GET", "/api/rules/slack-company/definition".to_string(), "/api/rules/{id}/definition"),
         ("GET", format!("/api/mentions/{}", matched.mention_id), "/api/mentions/{id}"),
+        ("DELETE", format!("/api/mentions/{}", matched.mention_id), "/api/mentions/{id}"),
         ("POST", "/api/backtest".to_string(), "/api/backtest"),
     ] {
         let body = json!({ "rules": pack });
@@ -735,10 +796,10 @@ async fn out_of_range_dates_repeated_facets_and_slow_backtests_are_answered_plai
         async move { call("GET", &url, Some(ANALYST), None).await }
     };
     for (path, expected) in [
-        ("/api/search?until=2262-04-12", "until 2262-04-12T00:00:00Z is outside the times the index holds"),
-        ("/api/search?since=1600-01-01", "since 1600-01-01T00:00:00Z is outside"),
-        ("/api/histogram?until=2262-04-12&interval=day", "until 2262-04-12T00:00:00Z is outside"),
-        ("/api/search?since=2026-11-21&until=2026-11-20", "since 2026-11-21T00:00:00Z is after until"),
+        ("/api/search?until=2262-04-12", "until: 2262-04-12T00:00:00Z is outside the times the index holds"),
+        ("/api/search?since=1600-01-01", "since: 1600-01-01T00:00:00Z is outside"),
+        ("/api/histogram?until=2262-04-12&interval=day", "until: 2262-04-12T00:00:00Z is outside"),
+        ("/api/search?since=2026-11-21&until=2026-11-20", "since: 2026-11-21T00:00:00Z is after until"),
     ] {
         let reply = get(path).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.body);

@@ -497,3 +497,199 @@ fn match_reads_lines_of_only_id_and_text_and_prints_only_matches_when_asked() {
     let all = cull(&["match", "--rules", "rules"], Some(input.as_bytes()));
     assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 2, "without the flag, every verdict");
 }
+
+/// Indexes three mentions, two of them published in the second half of November 2026,
+/// and returns the index directory.
+fn small_index(dir: &Path) -> PathBuf {
+    let mention = |id: &str, day: u32| {
+        let mut mention = cull_model::Mention::new(id, format!("Slack app news of day {day}"));
+        mention.published_at = Some(format!("2026-11-{day:02}T10:00:00Z"));
+        mention
+    };
+    let loaded = cull_rules::load_path(&repo().join("rules"));
+    let set = cull_match::RuleSet::new(loaded.rules).unwrap();
+    let index = dir.join("index");
+    crate::api::index(&index, &set, &[mention("early", 2), mention("mid", 16), mention("late", 25)]);
+    index
+}
+
+fn hit_ids(out: &Output) -> Vec<String> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    response["hits"].as_array().unwrap().iter().map(|hit| hit["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn search_without_a_query_lists_every_mention_of_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = small_index(dir.path());
+    let index = index.to_str().unwrap();
+    let all = cull(&["search", "--index", index, "--json"], None);
+    assert_eq!(hit_ids(&all), ["late", "mid", "early"], "newest first");
+    let window =
+        cull(&["search", "--index", index, "--since", "2026-11-10", "--until", "2026-11-20", "--json"], None);
+    assert_eq!(hit_ids(&window), ["mid"]);
+    let human = cull(&["search", "--index", index, "--since", "2026-11-10"], None);
+    assert!(text(&human.stdout).starts_with("2 mention(s) found, 2 shown"), "{}", text(&human.stdout));
+}
+
+#[test]
+fn search_errors_name_the_flag_or_the_query_column_not_a_layer_of_cull() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = small_index(dir.path());
+    let index = index.to_str().unwrap();
+    for (args, expected) in [
+        (vec!["--since", "yesterday-ish"], "cull: --since: \"yesterday-ish\" is not a time: use RFC 3339"),
+        (
+            vec!["--until", "2262-04-12"],
+            "cull: --until: 2262-04-12T00:00:00Z is outside the times the index holds",
+        ),
+        (
+            vec!["--since", "2026-11-21", "--until", "2026-11-20"],
+            "cull: --since: 2026-11-21T00:00:00Z is after until",
+        ),
+        (vec!["--facet", "colour"], "cull: --facet: unknown facet \"colour\"; facets are rule,"),
+        (vec!["--channel", "tweets"], "cull: --channel: unknown channel \"tweets\"; channels are twitter,"),
+        (vec!["slack OR"], "cull: query: "),
+        (vec!["\"unclosed"], "cull: query: "),
+    ] {
+        let mut all = vec!["search", "--index", index];
+        all.extend(&args);
+        let out = cull(&all, None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("index:") && !stderr.contains("query: since"), "{args:?}: {stderr}");
+    }
+    let out = cull(&["search", "--index", index, "slack OR"], None);
+    assert!(text(&out.stderr).contains("at column 9"), "{}", text(&out.stderr));
+    let out = cull(&["rules", "backtest", "rules", "--index", index, "--since", "soon"], None);
+    assert!(text(&out.stderr).starts_with("cull: --since: \"soon\" is not a time"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn index_erase_erases_for_good_and_refuses_an_index_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = small_index(dir.path());
+    let path = index.to_str().unwrap();
+    // While a process writes the index (as `cull run` does), nothing is touched.
+    let writer = cull_index::Indexer::open(&index, 1, 0).unwrap();
+    let out = cull(&["index", "erase", "--index", path, "mid"], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another process writes the index"), "{stderr}");
+    assert!(
+        stderr.contains("stop it first, or erase through its API (DELETE /api/mentions/{id}"),
+        "{stderr}"
+    );
+    drop(writer);
+    assert_eq!(hit_ids(&cull(&["search", "--index", path, "--json"], None)), ["late", "mid", "early"]);
+
+    let out = cull(&["index", "erase", "--index", path, "mid"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "erased mid\n");
+    assert_eq!(hit_ids(&cull(&["search", "--index", path, "--json"], None)), ["late", "early"]);
+    // An id the index does not hold: exit 1, and tombstoned all the same.
+    let out = cull(&["index", "erase", "--index", path, "late", "never-seen"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "erased late\nnot found never-seen: not in the index; tombstoned, so it is never indexed\n"
+    );
+    // The tombstones are in the index: a replay of the bus does not index them again.
+    let mut indexer = cull_index::Indexer::open(&index, 1, 0).unwrap();
+    for (offset, id) in ["mid", "never-seen"].into_iter().enumerate() {
+        let mention = cull_model::Mention::new(id, "Slack app news");
+        let verdict = Verdict {
+            schema: cull_model::VERDICT_SCHEMA.into(),
+            mention_id: id.into(),
+            client: None,
+            ruleset_version: "v".into(),
+            matched: Vec::new(),
+            culled: Vec::new(),
+            mention: Some(mention),
+        };
+        let origin = cull_index::Origin { topic: "cull.verdicts", partition: 0, offset: 100 + offset as i64 };
+        assert_eq!(indexer.add(&verdict, Some(origin)).unwrap(), cull_index::Added::Erased, "{id}");
+    }
+    drop(indexer);
+    let out = cull(&["index", "erase", "--index", dir.path().join("nothing").to_str().unwrap(), "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no index here"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn index_retention_days_is_checked_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(&file, "[index]\nretention_days = 0\n").unwrap();
+    let out = cull(&["config", "check", "--format", "json", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = &report["problems"][0];
+    assert_eq!(problem["key"], "index.retention_days", "{report}");
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("must be at least 1 day; leave it out to keep mentions for good"), "{report}");
+    // A value of the wrong type is a parse error, located and keyed in its message.
+    std::fs::write(&file, "[index]\nretention_days = \"30d\"\n").unwrap();
+    let out = cull(&["config", "check", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pipeline.toml:2:18: index.retention_days: invalid type: string \"30d\""),
+        "{stderr}"
+    );
+    std::fs::write(&file, "[index]\nretention_days = 90\n").unwrap();
+    let out = cull(&["config", "check", file.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The Google Alerts feed of `../shared/data`, saved as a file.
+const SAVED_FEED: &str = "../shared/data/feeds/feedjira/google_alerts_atom.xml";
+
+#[test]
+fn ingest_feed_reads_a_saved_feed_from_a_path_a_file_url_or_stdin() {
+    let ids = |out: &Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|line| cull_model::Mention::from_json(line.as_bytes()).expect("cull.mention/v1 lines").id)
+            .collect()
+    };
+    let by_path = ids(&cull(&["ingest", "feed", SAVED_FEED], None));
+    assert_eq!(by_path.len(), 20, "the feed's 20 alerts");
+    let url = format!("file://{}", repo().join(SAVED_FEED).canonicalize().unwrap().display());
+    assert_eq!(ids(&cull(&["ingest", "feed", &url], None)), by_path, "the same mentions, the same ids");
+    let bytes = std::fs::read(repo().join(SAVED_FEED)).unwrap();
+    assert_eq!(ids(&cull(&["ingest", "feed", "-"], Some(&bytes))), by_path);
+    let out = cull(&["ingest", "feed", SAVED_FEED, "--name", "alerts", "--channel", "blog"], None);
+    let first = cull_model::Mention::from_json(text(&out.stdout).lines().next().unwrap().as_bytes()).unwrap();
+    assert_eq!((first.source.as_deref(), first.channel), (Some("alerts"), Some(cull_model::Channel::Blog)));
+    assert!(!first.url.unwrap().contains("google.com/url"), "redirects unwrapped as the feed source does");
+
+    for (feed, reason) in [
+        (
+            "../shared/data/feeds/no-such-feed.xml",
+            "../shared/data/feeds/no-such-feed.xml: No such file or directory",
+        ),
+        ("../shared/data/feeds", "../shared/data/feeds: Is a directory"),
+        (
+            "../shared/data/feeds/feed-rs/rss2/rss_2.0_invalid_1.xml",
+            "../shared/data/feeds/feed-rs/rss2/rss_2.0_invalid_1.xml: not a readable RSS, Atom or JSON feed",
+        ),
+        ("file://elsewhere/feed.xml", "file://elsewhere/feed.xml: not a file URL of this machine"),
+    ] {
+        let out = cull(&["ingest", "feed", feed], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{feed}: {stderr}");
+        assert!(out.stdout.is_empty(), "{feed}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(&format!("cull: {reason}")), "{feed}: {stderr}");
+    }
+    let out = cull(&["ingest", "feed", "-"], Some(b"<rss><channel><item><title>x"));
+    assert!(
+        text(&out.stderr).starts_with("cull: -: not a readable RSS, Atom or JSON feed"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -86,7 +86,7 @@ listen = "127.0.0.1:0"
 }
 
 /// A `cull run` in the background, with its log.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     address: String,
     log: Arc<Mutex<Vec<String>>>,
@@ -94,12 +94,19 @@ struct Running {
 
 impl Running {
     fn start(file: &Path) -> Running {
+        let running = Running::start_with_tokens(file, TOKENS);
+        running.wait_metric("cull_rules_loaded", 1.0);
+        running
+    }
+
+    /// Starts `cull run` on `file` with the API tokens `tokens` (`CULL_API_TOKENS`).
+    pub(crate) fn start_with_tokens(file: &Path, tokens: &str) -> Running {
         let (child, address, log) =
-            crate::reload::run_logged(file, &[("RUST_LOG", "info"), ("CULL_API_TOKENS", TOKENS)]);
+            crate::reload::run_logged(file, &[("RUST_LOG", "info"), ("CULL_API_TOKENS", tokens)]);
         Running { child, address, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 
@@ -107,11 +114,11 @@ impl Running {
         get(&self.address, "/metrics").map(|(_, body)| body).unwrap_or_default()
     }
 
-    fn metric(&self, series: &str) -> Option<f64> {
+    pub(crate) fn metric(&self, series: &str) -> Option<f64> {
         self.metrics().lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
-    fn wait_metric(&self, series: &str, value: f64) {
+    pub(crate) fn wait_metric(&self, series: &str, value: f64) {
         let deadline = Instant::now() + PATIENCE;
         while self.metric(series) != Some(value) {
             assert!(
@@ -125,7 +132,7 @@ impl Running {
     }
 
     /// Sends one request with `token` and `body`; returns the status and the body.
-    fn send(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    pub(crate) fn send(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
         let address = &self.address;
         let mut stream = std::net::TcpStream::connect(address).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -172,7 +179,7 @@ impl Running {
     }
 
     /// SIGTERM: the process drains, flushes and exits 0.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

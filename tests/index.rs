@@ -229,3 +229,93 @@ fn the_shipped_demo_mentions_are_what_the_script_writes_from_the_real_data() {
         }
     }
 }
+
+/// Writes the pipeline of a running service: the demo-like input `in.jsonl` followed,
+/// the matcher, the indexer with `retention_days = 30` and the API, all in `dir`.
+fn serving_pipeline(dir: &Path) -> std::path::PathBuf {
+    let text = format!(
+        "[bus]\nkind = \"embedded\"\n[bus.embedded]\ndir = \"{d}/bus\"\n\
+         [matcher]\nrules = \"rules\"\nwatch = false\nbatch_wait_ms = 10\n\
+         [index]\nenabled = true\ndir = \"{d}/index\"\ncommit_secs = 1\nretention_days = 30\n\
+         [api]\nenabled = true\n[ingest]\nstate_dir = \"{d}/state\"\n\
+         [[source]]\nkind = \"jsonl\"\nname = \"tail\"\npath = \"{d}/in.jsonl\"\nfollow = true\nfollow_interval_ms = 20\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
+        d = dir.display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The mentions of `serving_pipeline`: one published 400 days ago, two this week.
+fn serving_input(dir: &Path) {
+    let now = time::OffsetDateTime::now_utc();
+    let line = |id: &str, days_ago: i64| {
+        let at =
+            (now - time::Duration::days(days_ago)).format(&time::format_description::well_known::Rfc3339);
+        serde_json::json!({"schema": "cull.mention/v1", "id": id, "text": format!("Slack is down again, says {id}"),
+                           "published_at": at.unwrap()})
+        .to_string()
+    };
+    let lines = [line("ancient", 400), line("subject", 2), line("kept", 1)];
+    std::fs::write(dir.join("in.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_running_service_expires_old_mentions_and_erases_through_its_api_for_good() {
+    const OPERATOR: &str = "operator-token-0123456789";
+    const ANALYST: &str = "analyst-token-0123456789";
+    let tokens = format!("operator@*:{OPERATOR},analyst@*:{ANALYST}");
+    let dir = tempfile::tempdir().unwrap();
+    serving_input(dir.path());
+    let file = serving_pipeline(dir.path());
+    let running = crate::feedback_api::Running::start_with_tokens(&file, &tokens);
+    running.wait_metric("cull_index_documents_total", 2.0);
+    running.wait_metric("cull_index_mentions_expired_total", 1.0);
+    // The ids the API finds, once the index's commit is visible (or after 30 s).
+    let found = |running: &crate::feedback_api::Running, wanted: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (status, body) = running.send("GET", "/api/search?limit=10", Some(ANALYST), "");
+            assert_eq!(status, 200, "{body}");
+            let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let mut ids: Vec<String> = found["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            if ids == wanted || std::time::Instant::now() > deadline {
+                return ids;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    assert_eq!(found(&running, &["kept", "subject"]), ["kept", "subject"], "the mention past 30 days is not");
+
+    // The process holds the index's writer: the command line refuses, changing nothing.
+    let index = dir.path().join("index");
+    let out = cull(&["index", "erase", "--index", index.to_str().unwrap(), "subject"], &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("another process writes the index"), "{}", text(&out.stderr));
+    // Its API erases through the indexer it runs.
+    assert_eq!(running.send("DELETE", "/api/mentions/subject", Some(ANALYST), "").0, 403);
+    let (status, body) = running.send("DELETE", "/api/mentions/subject", Some(OPERATOR), "");
+    assert_eq!((status, body.as_str()), (200, r#"{"id":"subject","found":true}"#));
+    assert_eq!(running.send("GET", "/api/mentions/subject", Some(ANALYST), "").0, 404);
+    assert_eq!(found(&running, &["kept"]), ["kept"], "at once");
+    running.stop();
+
+    // The bus directory replaced and the input read again from its start: the whole
+    // topic is replayed past the index's checkpoint, and neither mention comes back.
+    std::fs::remove_dir_all(dir.path().join("bus")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let running = crate::feedback_api::Running::start_with_tokens(&file, &tokens);
+    running.wait_metric("cull_index_documents_total", 1.0);
+    running.wait_metric("cull_index_mentions_expired_total", 1.0);
+    assert!(running.log().contains("indexing this log from its start"), "{}", running.log());
+    assert_eq!(found(&running, &["kept"]), ["kept"]);
+    assert_eq!(running.send("GET", "/api/mentions/subject", Some(ANALYST), "").0, 404);
+    running.stop();
+}

@@ -23,6 +23,9 @@ pub struct IndexConfig {
     pub memory_mb: usize,
     /// The consumer group of the indexers on the verdicts topic.
     pub group_id: String,
+    /// Days a mention stays in the index, counted from its time (published, else
+    /// fetched, else when it was first indexed); left out, mentions stay for good.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for IndexConfig {
@@ -35,6 +38,7 @@ impl Default for IndexConfig {
             threads: 1,
             memory_mb: 64,
             group_id: "cull-indexer".into(),
+            retention_days: None,
         }
     }
 }
@@ -55,6 +59,9 @@ impl IndexConfig {
             )
         });
         checks.check(is_label(&self.group_id), "group_id", || "use 1 to 64 of a-z A-Z 0-9 . _ -".into());
+        checks.check(self.retention_days != Some(0), "retention_days", || {
+            "must be at least 1 day; leave it out to keep mentions for good".into()
+        });
         checks.finish()
     }
 }

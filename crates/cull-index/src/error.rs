@@ -15,6 +15,16 @@ pub enum IndexError {
         /// What went wrong.
         message: String,
     },
+    /// Another process holds the index's writer lock: an index has one writer.
+    #[error(
+        "another process writes the index {} (an index has one writer: a `cull run` with [index] enabled, \
+         or an erasure in progress)",
+        path.display()
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Tantivy failed.
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
@@ -29,6 +39,16 @@ pub enum IndexError {
         message: String,
         /// Byte range `[start, end)` of the first offending clause in the query text.
         span: Range<usize>,
+    },
+    /// A parameter of a search or a backtest is invalid; `name` is the parameter
+    /// (`since`, `until`, `facet`, `channel`), which a caller shows as its own flag or key
+    /// (`--since`) rather than as a layer of cull.
+    #[error("{name}: {message}")]
+    Parameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong with its value.
+        message: String,
     },
     /// A query is over a limit (clauses, wildcard expansion).
     #[error("query over a limit: {0}")]

@@ -8,7 +8,9 @@
 //! * [`Indexer`] writes: it upserts by mention id (the verdict and the tickets about
 //!   the mention, in either order) and commits every N documents or T
 //!   seconds with the consumed offsets in the commit's payload ([`Checkpoint`]), so a
-//!   restart resumes exactly where the last commit ended.
+//!   restart resumes exactly where the last commit ended. It also deletes mentions:
+//!   those past the retention window, and those erased by id, whose ids it keeps in
+//!   the same payload so that a replay of the bus indexes neither again.
 //! * [`Searcher`] reads: queries in the rule language with filters, sort by time or
 //!   relevance, highlighted snippets, facet counts and a date histogram, within
 //!   [`Limits`] so that one query cannot starve the service.
@@ -38,7 +40,7 @@ pub use search::{
     MentionRecord, SearchRequest, SearchResponse, Searcher, Snippet, Sort, Split, FACETS, NO_VALUE_SERIES,
 };
 pub use tantivy::Index;
-pub use writer::{Checkpoint, Indexer, Origin};
+pub use writer::{Added, Checkpoint, Erasure, Indexer, Origin};
 
 #[cfg(test)]
 mod tests;

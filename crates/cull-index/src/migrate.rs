@@ -4,8 +4,8 @@
 //! cannot be added to an index in place. But every document stores its whole record
 //! (the verdict with its mention, and its tickets) and its time, which is everything
 //! a document is built from; so an index of an earlier schema is rebuilt from its own
-//! stored records into a new directory beside it, with the checkpoint of its last
-//! commit, and then put in its place. Nothing is read from the bus again, and nothing
+//! stored records into a new directory beside it, with the payload of its last commit
+//! (the checkpoint and the tombstones of erased mentions), and then put in its place. Nothing is read from the bus again, and nothing
 //! an analyst could find before is lost.
 //!
 //! The swap is two renames of directories, each atomic; [`recover`] finishes or undoes
@@ -83,15 +83,13 @@ pub(crate) fn migrate(dir: &Path, old: Index, schema: &IndexSchema) -> Result<u6
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t.into_timestamp_secs()).ok());
             let json = stored.get_first(record).and_then(|v| v.as_str()).unwrap_or("{}");
             let tickets = tickets_of(json);
+            let at = stored_time.unwrap_or_else(OffsetDateTime::now_utc);
             let document = match verdict_of(json) {
-                Some(verdict) => {
-                    let now = stored_time.unwrap_or_else(OffsetDateTime::now_utc);
-                    schema.document(&verdict, &tickets, now)
-                }
+                Some(verdict) => schema.document(&verdict, &tickets, at),
                 None => stored
                     .get_first(id)
                     .and_then(|v| v.as_str())
-                    .map(|mention_id| schema.tickets_document(mention_id, &tickets)),
+                    .map(|mention_id| schema.tickets_document(mention_id, &tickets, at)),
             };
             if let Some(document) = document {
                 writer.add_document(document)?;

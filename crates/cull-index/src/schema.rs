@@ -6,7 +6,7 @@
 //! document that holds only its id and the tickets (no verdict, so no search finds it)
 //! until the verdict joins them.
 
-use cull_model::{Ticket, Verdict};
+use cull_model::{Mention, Ticket, Verdict};
 use cull_rules::tantivy_query::MentionSchema;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{self, Schema, FAST, INDEXED, STORED, STRING};
@@ -142,7 +142,7 @@ impl IndexSchema {
         let mut document = self.mention.document(mention);
         let published = mention.published_at.as_deref().and_then(parse_time);
         let fetched = mention.fetched_at.as_deref().and_then(parse_time);
-        document.add_date(self.at, published.or(fetched).unwrap_or_else(|| date(now)));
+        document.add_date(self.at, mention_time(mention).unwrap_or_else(|| date(now)));
         if let Some(published) = published {
             document.add_date(self.published_at, published);
         }
@@ -171,10 +171,17 @@ impl IndexSchema {
     }
 
     /// Returns the document of a mention whose verdict has not come yet: its id (so that
-    /// the verdict replaces it) and the tickets about it, nothing a search looks at.
-    pub fn tickets_document(&self, mention_id: &str, tickets: &[Ticket]) -> TantivyDocument {
+    /// the verdict replaces it) and the tickets about it, nothing a search looks at, and
+    /// the time `at` (so that retention deletes it like a mention of that time).
+    pub fn tickets_document(
+        &self,
+        mention_id: &str,
+        tickets: &[Ticket],
+        at: OffsetDateTime,
+    ) -> TantivyDocument {
         let mut document = TantivyDocument::new();
         document.add_text(self.mention.id_field(), mention_id);
+        document.add_date(self.at, date(at));
         let record = StoredRecord { verdict: None, tickets };
         document.add_text(self.record, serde_json::to_string(&record).expect("a record always serializes"));
         document
@@ -237,6 +244,13 @@ pub fn registered_domain(host: &str) -> &str {
         return host;
     }
     psl::domain_str(host).unwrap_or(host)
+}
+
+/// Returns the time of a mention that a filter, the sort, the histogram and retention
+/// go by: when it was published, else when it was fetched; `None` when it says neither.
+pub fn mention_time(mention: &Mention) -> Option<DateTime> {
+    let published = mention.published_at.as_deref().and_then(parse_time);
+    published.or_else(|| mention.fetched_at.as_deref().and_then(parse_time))
 }
 
 /// Reads an RFC 3339 time as a Tantivy date (seconds precision).

@@ -109,12 +109,16 @@ fn missing_value(facet: &str) -> Option<&'static str> {
     (facet == "lang").then_some(UNDETERMINED_LANGUAGE)
 }
 
-/// Refuses a name that is not a facet.
-fn check_facet(facet: &str) -> Result<(), IndexError> {
+/// Refuses a name that is not a facet, naming the parameter (`facet`, `filter`) that
+/// gave it.
+fn check_facet(parameter: &'static str, facet: &str) -> Result<(), IndexError> {
     if FACETS.contains(&facet) {
         return Ok(());
     }
-    Err(IndexError::Query(format!("unknown facet {facet:?}; facets are {}", FACETS.join(", "))))
+    Err(IndexError::Parameter {
+        name: parameter,
+        message: format!("unknown facet {facet:?}; facets are {}", FACETS.join(", ")),
+    })
 }
 
 /// A histogram's split into stacked series.
@@ -375,17 +379,21 @@ pub(crate) fn check_time_range(since: Option<i64>, until: Option<i64>) -> Result
     };
     for (name, bound) in [("since", since), ("until", until)] {
         if let Some(seconds) = bound.filter(|s| !(MIN_TIME_SECS..=MAX_TIME_SECS).contains(s)) {
-            return Err(IndexError::Query(format!(
-                "{name} {} is outside the times the index holds, {} to {}",
-                show(seconds),
-                show(MIN_TIME_SECS),
-                show(MAX_TIME_SECS)
-            )));
+            return Err(IndexError::Parameter {
+                name,
+                message: format!(
+                    "{} is outside the times the index holds, {} to {}",
+                    show(seconds),
+                    show(MIN_TIME_SECS),
+                    show(MAX_TIME_SECS)
+                ),
+            });
         }
     }
     if let (Some(since), Some(until)) = (since, until) {
         if since > until {
-            return Err(IndexError::Query(format!("since {} is after until {}", show(since), show(until))));
+            let message = format!("{} is after until {}", show(since), show(until));
+            return Err(IndexError::Parameter { name: "since", message });
         }
     }
     Ok(())
@@ -449,8 +457,16 @@ impl Searcher {
         if query.trim().is_empty() {
             return Ok(None);
         }
+        let located = |error: &QueryError| -> String {
+            // A search query is one line: its column says where, as a compiler would.
+            let column = query.get(..error.span.start).map_or(1, |before| before.chars().count() + 1);
+            match &error.help {
+                Some(help) => format!("{} at column {column}; {help}", error.message),
+                None => format!("{} at column {column}", error.message),
+            }
+        };
         let syntax = |errors: &[QueryError]| IndexError::Syntax {
-            message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            message: errors.iter().map(located).collect::<Vec<_>>().join("; "),
             span: errors.first().map_or(0..0, |e| e.span.clone()),
         };
         let node = parse(query).map_err(|e| syntax(&[e]))?;
@@ -549,18 +565,21 @@ impl Searcher {
     /// knows.
     fn check(&self, request: &SearchRequest) -> Result<(), IndexError> {
         check_time_range(request.since, request.until)?;
-        for facet in request.facets.iter().chain(request.facet_filters.iter().map(|f| &f.facet)) {
-            check_facet(facet)?;
+        for facet in &request.facets {
+            check_facet("facet", facet)?;
+        }
+        for filter in &request.facet_filters {
+            check_facet("filter", &filter.facet)?;
         }
         // A channel that is none finds nothing, which reads as "no such mentions":
         // `tweets` for `twitter` must be an error, not an empty answer.
         for channel in &request.channels {
             if cull_model::Channel::parse(&keyword_value(channel)).is_none() {
                 let names: Vec<&str> = cull_model::Channel::ALL.iter().map(|c| c.as_str()).collect();
-                return Err(IndexError::Query(format!(
-                    "unknown channel {channel:?}; channels are {}",
-                    names.join(", ")
-                )));
+                return Err(IndexError::Parameter {
+                    name: "channel",
+                    message: format!("unknown channel {channel:?}; channels are {}", names.join(", ")),
+                });
             }
         }
         Ok(())
@@ -844,9 +863,10 @@ fn plan_sequences<'a>(plan: &'a Plan, visit: &mut impl FnMut(&'a Sequence)) {
     }
 }
 
-/// Reads a time bound: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC
-/// midnight) or an age before `now` (`30m`, `24h`, `7d`, `2w`); returns Unix seconds.
-pub fn parse_time_bound(text: &str, now: OffsetDateTime) -> Result<i64, IndexError> {
+/// Reads the time bound `name` (`since`, `until`): RFC 3339 (`2026-11-01T00:00:00Z`), a
+/// date (`2026-11-01`, UTC midnight) or an age before `now` (`30m`, `24h`, `7d`, `2w`);
+/// returns Unix seconds.
+pub fn parse_time_bound(name: &'static str, text: &str, now: OffsetDateTime) -> Result<i64, IndexError> {
     let text = text.trim();
     if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(time.unix_timestamp());
@@ -866,9 +886,12 @@ pub fn parse_time_bound(text: &str, now: OffsetDateTime) -> Result<i64, IndexErr
     };
     match number.parse::<i64>() {
         Ok(n) if unit_seconds > 0 => Ok(now.unix_timestamp() - n.saturating_mul(unit_seconds)),
-        _ => Err(IndexError::Query(format!(
-            "{text:?} is not a time: use RFC 3339, YYYY-MM-DD, or an age such as 30m, 24h, 7d, 2w"
-        ))),
+        _ => Err(IndexError::Parameter {
+            name,
+            message: format!(
+                "{text:?} is not a time: use RFC 3339, YYYY-MM-DD, or an age such as 30m, 24h, 7d, 2w"
+            ),
+        }),
     }
 }
 

@@ -86,7 +86,7 @@ fn indexed(dir: &Path) -> (RuleSet, Vec<Verdict>) {
     for (offset, (mention, verdict)) in mentions.iter().zip(&verdicts).enumerate() {
         let carried = Verdict { mention: Some(mention.clone()), ..verdict.clone() };
         let origin = Origin { topic: "cull.verdicts", partition: 0, offset: offset as i64 };
-        assert!(indexer.add(&carried, Some(origin)).unwrap());
+        assert_eq!(indexer.add(&carried, Some(origin)).unwrap(), Added::Written);
     }
     indexer.commit().unwrap();
     (set, verdicts)
@@ -171,9 +171,13 @@ fn a_reopened_index_keeps_its_checkpoint_and_upserts_by_mention() {
     let again = mentions().remove(0);
     let verdict = Verdict { mention: Some(again.clone()), ..set.verdict(&again) };
     let replayed = Origin { topic: "cull.verdicts", partition: 0, offset: 3 };
-    assert!(!indexer.add(&verdict, Some(replayed)).unwrap(), "a replayed offset is skipped");
+    assert_eq!(
+        indexer.add(&verdict, Some(replayed)).unwrap(),
+        Added::Covered,
+        "a replayed offset is skipped"
+    );
     let redelivered = Origin { topic: "cull.verdicts", partition: 0, offset: 6 };
-    assert!(indexer.add(&verdict, Some(redelivered)).unwrap());
+    assert_eq!(indexer.add(&verdict, Some(redelivered)).unwrap(), Added::Written);
     indexer.commit().unwrap();
     drop(indexer);
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
@@ -198,10 +202,15 @@ fn queries_over_the_limits_are_refused_and_slow_ones_stop() {
         .search(&Scope::All, &SearchRequest { query: "\"unclosed".into(), ..SearchRequest::default() })
         .unwrap_err();
     assert!(matches!(error, IndexError::Syntax { .. }), "{error}");
+    assert!(error.to_string().starts_with("query: ") && error.to_string().contains("at column 1"), "{error}");
+    let error = searcher
+        .search(&Scope::All, &SearchRequest { query: "slack OR".into(), ..SearchRequest::default() })
+        .unwrap_err();
+    assert!(error.to_string().contains("at column 9"), "the end of the query: {error}");
     let error = searcher
         .search(&Scope::All, &SearchRequest { facets: vec!["colour".into()], ..SearchRequest::default() })
         .unwrap_err();
-    assert!(error.to_string().contains("unknown facet"), "{error}");
+    assert!(error.to_string().starts_with("facet: unknown facet"), "{error}");
 
     let hurried =
         Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
@@ -250,17 +259,18 @@ fn a_backtest_says_what_the_live_matcher_said() {
 #[test]
 fn time_bounds_read_dates_and_ages() {
     let now = time::macros::datetime!(2026-11-25 12:00 UTC);
-    assert_eq!(parse_time_bound("7d", now).unwrap(), now.unix_timestamp() - 7 * 86_400);
-    assert_eq!(parse_time_bound("30m", now).unwrap(), now.unix_timestamp() - 1800);
+    assert_eq!(parse_time_bound("since", "7d", now).unwrap(), now.unix_timestamp() - 7 * 86_400);
+    assert_eq!(parse_time_bound("since", "30m", now).unwrap(), now.unix_timestamp() - 1800);
     assert_eq!(
-        parse_time_bound("2026-11-01", now).unwrap(),
+        parse_time_bound("since", "2026-11-01", now).unwrap(),
         time::macros::datetime!(2026-11-01 00:00 UTC).unix_timestamp()
     );
     assert_eq!(
-        parse_time_bound("2026-11-01T06:00:00Z", now).unwrap(),
+        parse_time_bound("since", "2026-11-01T06:00:00Z", now).unwrap(),
         time::macros::datetime!(2026-11-01 06:00 UTC).unix_timestamp()
     );
-    assert!(parse_time_bound("last week", now).unwrap_err().to_string().contains("not a time"));
+    let error = parse_time_bound("since", "last week", now).unwrap_err().to_string();
+    assert!(error.starts_with("since: \"last week\" is not a time"), "{error}");
 }
 
 #[test]
@@ -289,14 +299,14 @@ fn times_the_index_cannot_hold_and_reversed_ranges_are_refused() {
     let before_1677 = time::macros::datetime!(1677-09-20 00:00 UTC).unix_timestamp();
     let in_range = time::macros::datetime!(2026-11-21 00:00 UTC).unix_timestamp();
     for (since, until, expected) in [
-        (None, Some(after_2262), "until 2262-04-12T00:00:00Z is outside the times the index holds, 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z"),
-        (Some(before_1677), None, "since 1677-09-20T00:00:00Z is outside"),
-        (Some(in_range + 1), Some(in_range), "since 2026-11-21T00:00:01Z is after until 2026-11-21T00:00:00Z"),
+        (None, Some(after_2262), "until: 2262-04-12T00:00:00Z is outside the times the index holds, 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z"),
+        (Some(before_1677), None, "since: 1677-09-20T00:00:00Z is outside"),
+        (Some(in_range + 1), Some(in_range), "since: 2026-11-21T00:00:01Z is after until 2026-11-21T00:00:00Z"),
     ] {
         let error = searcher.search(&Scope::All, &SearchRequest { since, until, ..SearchRequest::default() }).unwrap_err();
-        assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
+        assert!(matches!(&error, IndexError::Parameter { .. }) && error.to_string().starts_with(expected), "{error}");
         let error = backtest(&searcher, &Scope::All, set.rules(), &BacktestRequest { since, until, samples: 1 }).unwrap_err();
-        assert!(matches!(&error, IndexError::Query(m) if m.starts_with(expected)), "{error}");
+        assert!(matches!(&error, IndexError::Parameter { .. }) && error.to_string().starts_with(expected), "{error}");
     }
     let latest = time::macros::datetime!(2262-04-11 23:47:16 UTC).unix_timestamp();
     let all = searcher
@@ -318,7 +328,7 @@ fn an_unknown_channel_is_an_error_naming_the_channels_and_a_known_one_any_case_f
     let request =
         |channel: &str| SearchRequest { channels: vec![channel.into()], ..SearchRequest::default() };
     let error = searcher.search(&Scope::All, &request("tweets")).unwrap_err().to_string();
-    assert!(error.contains("unknown channel \"tweets\"; channels are twitter,"), "{error}");
+    assert!(error.starts_with("channel: unknown channel \"tweets\"; channels are twitter,"), "{error}");
     let all = searcher.search(&Scope::All, &SearchRequest::default()).unwrap().total;
     let found = searcher.search(&Scope::All, &request("Twitter")).unwrap().total;
     assert!(found > 0 && found < all, "{found} of {all}");
@@ -350,7 +360,10 @@ fn a_hit_returns_passages_of_a_huge_title_and_text() {
     huge.title.as_mut().unwrap().push_str("end");
     let verdicts = set.verdicts(std::slice::from_ref(&huge));
     let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
-    assert!(indexer.add(&Verdict { mention: Some(huge.clone()), ..verdicts[0].clone() }, None).unwrap());
+    assert_eq!(
+        indexer.add(&Verdict { mention: Some(huge.clone()), ..verdicts[0].clone() }, None).unwrap(),
+        Added::Written
+    );
     indexer.commit().unwrap();
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
     let found = searcher
@@ -453,7 +466,7 @@ fn tickets_join_their_mention_whichever_comes_first_and_the_highest_revision_sta
     assert!(indexer.checkpoint().covers("cull.tickets", 0, 4));
     assert_eq!(indexer.add_ticket(&ticket("t9", 1, first, "z"), at("cull.tickets", 4)).unwrap(), 0);
     // A verdict again (a replay past a forgotten checkpoint) keeps the tickets.
-    assert!(indexer.add(&verdict(first), at("cull.verdicts", 2)).unwrap());
+    assert_eq!(indexer.add(&verdict(first), at("cull.verdicts", 2)).unwrap(), Added::Written);
     indexer.commit().unwrap();
     searcher.reload().unwrap();
     assert_eq!(revisions(&searcher, &first.id).len(), 2, "the verdict kept the tickets");
@@ -499,9 +512,8 @@ fn two_clients() -> Vec<Mention> {
 fn index_all(dir: &Path, set: &RuleSet, mentions: &[Mention]) {
     let mut indexer = Indexer::open(dir, 1, 0).unwrap();
     for mention in mentions {
-        assert!(indexer
-            .add(&Verdict { mention: Some(mention.clone()), ..set.verdict(mention) }, None)
-            .unwrap());
+        let verdict = Verdict { mention: Some(mention.clone()), ..set.verdict(mention) };
+        assert_eq!(indexer.add(&verdict, None).unwrap(), Added::Written);
     }
     indexer.commit().unwrap();
 }
@@ -587,12 +599,15 @@ fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
             writer.add_document(document).unwrap();
         }
         let mut prepared = writer.prepare_commit().unwrap();
-        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}}}"#);
+        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}},"erased":{"gone":[null]}}"#);
         prepared.commit().unwrap();
     }
     assert!(Searcher::open(&path, Limits::default()).is_ok(), "a searcher may rebuild it when nobody writes");
-    let indexer = Indexer::open(&path, 1, 0).unwrap();
+    let mut indexer = Indexer::open(&path, 1, 0).unwrap();
     assert!(indexer.checkpoint().covers("cull.verdicts", 0, 4), "the checkpoint is carried over");
+    let gone = Mention::new("gone", "Slack app news");
+    let verdict = Verdict { mention: Some(gone.clone()), ..set.verdict(&gone) };
+    assert_eq!(indexer.add(&verdict, None).unwrap(), Added::Erased, "so are the tombstones");
     drop(indexer);
     let searcher = Searcher::open(&path, Limits::default()).unwrap();
     assert_eq!(searcher.len(), 5, "every mention is carried over");
@@ -785,4 +800,165 @@ fn an_export_holds_every_mention_of_a_search_in_its_order_up_to_the_cap() {
         Searcher::open(dir.path(), Limits { timeout: Duration::ZERO, ..Limits::default() }).unwrap();
     let error = export(&hurried, 100, usize::MAX).unwrap_err();
     assert!(matches!(error, IndexError::TimeLimit { .. }), "{error}");
+}
+
+fn ids(searcher: &Searcher, scope: &Scope) -> Vec<String> {
+    searcher.reload().unwrap();
+    let request = SearchRequest { limit: 100, ..SearchRequest::default() };
+    let mut ids: Vec<String> =
+        searcher.search(scope, &request).unwrap().hits.into_iter().map(|h| h.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn retention_deletes_mentions_older_than_the_window_and_a_replay_does_not_bring_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let now = time::OffsetDateTime::now_utc();
+    let dated = |id: &str, days_ago: i64, published: bool| {
+        let mut mention = Mention::new(id, "Slack app news");
+        let at =
+            (now - time::Duration::days(days_ago)).format(&time::format_description::well_known::Rfc3339);
+        if published {
+            mention.published_at = Some(at.unwrap());
+        } else {
+            // No published date: the time it was fetched counts.
+            mention.fetched_at = Some(at.unwrap());
+        }
+        Verdict { mention: Some(mention.clone()), ..set.verdict(&mention) }
+    };
+    let (old, old_fetched, recent, undated) =
+        (dated("old", 40, true), dated("old-fetched", 31, false), dated("recent", 29, true), {
+            let mention = Mention::new("undated", "Slack app news");
+            Verdict { mention: Some(mention.clone()), ..set.verdict(&mention) }
+        });
+    let origin = |offset: i64| Some(Origin { topic: "cull.verdicts", partition: 0, offset });
+    // Indexed while the index kept everything.
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    for (offset, verdict) in [&old, &old_fetched, &recent, &undated].into_iter().enumerate() {
+        assert_eq!(indexer.add(verdict, origin(offset as i64)).unwrap(), Added::Written);
+    }
+    assert_eq!(indexer.expire(now).unwrap(), 0, "no retention, nothing expires");
+    indexer.commit().unwrap();
+    drop(indexer);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(ids(&searcher, &Scope::All), ["old", "old-fetched", "recent", "undated"]);
+
+    // Thirty days: the mentions published or fetched before go, the others stay.
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap().with_retention(Some(30));
+    assert_eq!(indexer.expire(now).unwrap(), 2);
+    assert_eq!(ids(&searcher, &Scope::All), ["recent", "undated"]);
+    // A replay from before the checkpoint (a group reset, a restored index) offers
+    // them again at new offsets: they are not indexed again.
+    assert_eq!(indexer.add(&old, origin(10)).unwrap(), Added::Expired);
+    assert_eq!(indexer.add(&old_fetched, origin(11)).unwrap(), Added::Expired);
+    assert_eq!(indexer.add(&recent, origin(12)).unwrap(), Added::Written);
+    indexer.commit().unwrap();
+    assert_eq!(indexer.checkpoint().next("cull.verdicts", 0), Some(13), "the skipped offsets are past");
+    assert_eq!(ids(&searcher, &Scope::All), ["recent", "undated"]);
+    // Days later the undated mention, dated when it was indexed, goes too.
+    assert_eq!(indexer.expire(now + time::Duration::days(31)).unwrap(), 2);
+    assert!(ids(&searcher, &Scope::All).is_empty());
+}
+
+#[test]
+fn an_erasure_deletes_the_mention_and_sticks_through_a_replay_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let all = mentions();
+    let verdict = |m: &Mention| Verdict { mention: Some(m.clone()), ..set.verdict(m) };
+    let origin = |topic: &'static str, offset: i64| Some(Origin { topic, partition: 0, offset });
+    indexed(dir.path());
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    // An uncommitted verdict before the erasure: the erasure commits, but not its offset.
+    assert_eq!(indexer.add(&verdict(&all[5]), origin("cull.verdicts", 6)).unwrap(), Added::Written);
+    let erased = indexer.erase(&Scope::All, &["m1".into(), "m6".into(), "not-yet".into()]).unwrap();
+    let found: Vec<(&str, bool)> = erased.iter().map(|e| (e.id.as_str(), e.found)).collect();
+    assert_eq!(found, [("m1", true), ("m6", true), ("not-yet", false)]);
+    assert_eq!(ids(&searcher, &Scope::All), ["m2", "m3", "m4", "m5"], "durable at once");
+    assert!(!indexer.checkpoint().covers("cull.verdicts", 0, 6), "the stage commits its offsets");
+    // The bus replays the mention, its ticket, and brings the one not yet indexed.
+    assert_eq!(indexer.add(&verdict(&all[0]), origin("cull.verdicts", 7)).unwrap(), Added::Erased);
+    assert_eq!(indexer.add_ticket(&ticket("t1", 1, &all[0], "x"), origin("cull.tickets", 0)).unwrap(), 0);
+    let mut later = all[1].clone();
+    later.id = "not-yet".into();
+    assert_eq!(indexer.add(&verdict(&later), origin("cull.verdicts", 8)).unwrap(), Added::Erased);
+    indexer.commit().unwrap();
+    drop(indexer);
+    // After a restart from a checkpoint before it all (the offsets replayed again).
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert_eq!(indexer.add(&verdict(&all[0]), origin("cull.verdicts", 20)).unwrap(), Added::Erased);
+    indexer.commit().unwrap();
+    assert_eq!(ids(&searcher, &Scope::All), ["m2", "m3", "m4", "m5"]);
+    assert_eq!(indexer.erase(&Scope::All, &["m1".into()]).unwrap()[0].found, false, "gone already");
+}
+
+#[test]
+fn a_clients_erasure_cannot_touch_another_clients_mention() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let mentions = two_clients();
+    index_all(dir.path(), &set, &mentions);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    let acme = Scope::Client("acme".into());
+    let erased = indexer.erase(&acme, &["globex:1".into(), "acme:1".into(), "house:1".into()]).unwrap();
+    let found: Vec<bool> = erased.iter().map(|e| e.found).collect();
+    assert_eq!(found, [false, true, false], "another client's and the house's are not found");
+    assert_eq!(ids(&searcher, &Scope::All), ["acme:2", "globex:1", "globex:2", "house:1"]);
+    // acme's tombstone of `globex:1` keeps only an acme mention of that id out.
+    let verdict = |m: &Mention| Verdict { mention: Some(m.clone()), ..set.verdict(m) };
+    assert_eq!(indexer.add(&verdict(&mentions[2]), None).unwrap(), Added::Written);
+    let mut claimed = mentions[2].clone();
+    claimed.client = Some("acme".into());
+    assert_eq!(indexer.add(&verdict(&claimed), None).unwrap(), Added::Erased);
+    // The staff's erasure is every client's.
+    assert!(indexer.erase(&Scope::All, &["globex:2".into()]).unwrap()[0].found);
+    assert_eq!(indexer.add(&verdict(&mentions[3]), None).unwrap(), Added::Erased);
+}
+
+#[test]
+fn a_second_writer_is_refused_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let _running = Indexer::open(dir.path(), 1, 0).unwrap();
+    let error = Indexer::open(dir.path(), 1, 0).unwrap_err();
+    assert!(matches!(error, IndexError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("another process writes the index"), "{error}");
+}
+
+#[test]
+fn retention_days_of_zero_is_refused_naming_the_key() {
+    let config = IndexConfig { retention_days: Some(0), ..IndexConfig::default() };
+    let problems = config.validate();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].key, "retention_days");
+    assert!(problems[0].message.contains("leave it out"), "{}", problems[0].message);
+    assert!(IndexConfig { retention_days: Some(1), ..IndexConfig::default() }.validate().is_empty());
+}
+
+/// Returns whether any file of the index directory holds `marker`.
+fn on_disk(dir: &Path, marker: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        bytes.windows(marker.len()).any(|window| window == marker.as_bytes())
+    })
+}
+
+#[test]
+fn an_erased_mentions_text_leaves_the_files_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = rules();
+    let marker = "zq7x9k2vw4";
+    let mut mentions = mentions();
+    mentions[2].text = format!("The private words {marker} of a data subject, about Slack.");
+    index_all(dir.path(), &set, &mentions);
+    assert!(on_disk(dir.path(), marker), "the test sees text in the segment files");
+    let mut indexer = Indexer::open(dir.path(), 1, 0).unwrap();
+    assert!(indexer.erase(&Scope::All, &["m3".into()]).unwrap()[0].found);
+    assert!(!on_disk(dir.path(), marker), "the erased text is still on disk");
+    drop(indexer);
+    let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(ids(&searcher, &Scope::All), ["m1", "m2", "m4", "m5", "m6"], "the others are kept");
 }

@@ -85,7 +85,7 @@ pub enum FeedError {
     /// The document is larger than [`FeedConfig::max_bytes`].
     #[error("{url}: the feed is larger than {limit} bytes")]
     TooLarge {
-        /// The feed URL, [redacted](crate::redacted).
+        /// The feed URL, [redacted](crate::redacted), or its saved file.
         url: String,
         /// The limit.
         limit: usize,
@@ -93,10 +93,18 @@ pub enum FeedError {
     /// The document is not a feed feed-rs can read.
     #[error("{url}: not a readable RSS, Atom or JSON feed: {message}")]
     Parse {
-        /// The feed URL, [redacted](crate::redacted).
+        /// The feed URL, [redacted](crate::redacted), or its saved file.
         url: String,
         /// What the parser said.
         message: String,
+    },
+    /// A saved feed document cannot be read.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file (`-` for standard input).
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// The cursor file cannot be read or written.
     #[error("feed cursor {}: {source}", path.display())]
@@ -119,6 +127,7 @@ impl FeedError {
             FeedError::Network { .. } => "network",
             FeedError::TooLarge { .. } => "too_large",
             FeedError::Parse { .. } => "parse",
+            FeedError::File { .. } => "file",
             FeedError::Cursor { .. } => "cursor",
             FeedError::Bus(_) => "bus",
         }
@@ -416,13 +425,83 @@ pub fn parse_feed(
     url: &str,
 ) -> Result<Vec<(String, Draft)>, FeedError> {
     let base = crate::url::without_userinfo(url);
-    let parser = feed_rs::parser::Builder::new().base_uri(Some(&base)).sanitize_content(false).build();
+    parse_document(bytes, source, channel, Some(&base), &crate::redacted(url))
+}
+
+/// Where a feed document is read from: a URL to fetch, or a saved document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedLocation {
+    /// An `http` or `https` URL.
+    Remote(String),
+    /// A saved document: a file, or `-` for standard input.
+    Saved(PathBuf),
+}
+
+impl FeedLocation {
+    /// Reads where `text` points: an `http(s)://` URL, a `file://` URL, `-`, or a path.
+    pub fn parse(text: &str) -> Result<FeedLocation, FeedError> {
+        let scheme = text.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http" | "https") => Ok(FeedLocation::Remote(text.to_string())),
+            Some("file") => {
+                let path = ::url::Url::parse(text).ok().and_then(|url| url.to_file_path().ok());
+                path.map(FeedLocation::Saved).ok_or_else(|| FeedError::File {
+                    path: PathBuf::from(text),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "not a file URL of this machine (file:///path/to/feed.xml)",
+                    ),
+                })
+            }
+            _ => Ok(FeedLocation::Saved(PathBuf::from(text))),
+        }
+    }
+}
+
+/// Reads a saved feed document (`-`: standard input) of at most `max_bytes` and returns
+/// its entries as [`parse_feed`] does, with the file's URL as the base of relative links
+/// (standard input has none); errors name the file as given.
+pub fn read_saved_feed(
+    path: &Path,
+    source: &str,
+    channel: Channel,
+    max_bytes: usize,
+) -> Result<Vec<(String, Draft)>, FeedError> {
+    use std::io::Read as _;
+    let file_error = |source: std::io::Error| FeedError::File { path: path.to_path_buf(), source };
+    let named = path.display().to_string();
+    let (reader, base): (Box<dyn std::io::Read>, Option<String>) = if path == Path::new("-") {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let file = std::fs::File::open(path).map_err(file_error)?;
+        let absolute = std::fs::canonicalize(path).map_err(file_error)?;
+        let base = ::url::Url::from_file_path(&absolute).ok().map(String::from);
+        (Box::new(file), base)
+    };
+    let mut bytes = Vec::new();
+    reader.take(max_bytes as u64 + 1).read_to_end(&mut bytes).map_err(file_error)?;
+    if bytes.len() > max_bytes {
+        return Err(FeedError::TooLarge { url: named, limit: max_bytes });
+    }
+    parse_document(&bytes, source, channel, base.as_deref(), &named)
+}
+
+/// Returns the entries of a feed document; `base` resolves relative links, `named`
+/// names the document in errors.
+fn parse_document(
+    bytes: &[u8],
+    source: &str,
+    channel: Channel,
+    base: Option<&str>,
+    named: &str,
+) -> Result<Vec<(String, Draft)>, FeedError> {
+    let parser = feed_rs::parser::Builder::new().base_uri(base).sanitize_content(false).build();
     let feed = parser
         .parse(&upgrade_atom_03(bytes)[..])
-        .map_err(|e| FeedError::Parse { url: crate::redacted(url), message: e.to_string() })?;
+        .map_err(|e| FeedError::Parse { url: named.to_string(), message: e.to_string() })?;
     if feed.entries.is_empty() && lists_entries(bytes) {
         return Err(FeedError::Parse {
-            url: crate::redacted(url),
+            url: named.to_string(),
             message: "the document has <item> or <entry> elements, but none could be read".to_string(),
         });
     }

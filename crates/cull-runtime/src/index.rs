@@ -17,16 +17,26 @@
 //! directory was removed while the index was kept) is forgotten at start, with a
 //! warning: the new log's offsets start over, and a stale checkpoint would skip them.
 //!
+//! With `index.retention_days`, the stage deletes the mentions past the window at its
+//! first flush and then every [`EXPIRE_EVERY`], in a commit with its checkpoint, and
+//! the indexer refuses a replayed verdict of a mention that old
+//! (`cull_index_mentions_expired_total` counts both).
+//!
+//! The indexer is shared ([`IndexStage::indexer`]) with the API of the same process,
+//! whose operators erase mentions through it (`DELETE /api/mentions/{id}`): an index
+//! has one writer, and the process that runs the stage holds it.
+//!
 //! [`Checkpoint`]: cull_index::Checkpoint
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cull_bus::dead_letter::Reason;
 use cull_bus::Record;
-use cull_index::{IndexConfig, Indexer, Origin};
+use cull_index::{Added, IndexConfig, Indexer, Origin};
 use cull_model::{Ticket, Verdict, TICKET_SCHEMA};
+use time::OffsetDateTime;
 
 use crate::metrics::Metrics;
 use crate::stage::{Output, Stage, StageError};
@@ -35,10 +45,18 @@ use crate::summary::Summary;
 /// The stage name, in dead letters and metrics.
 pub const NAME: &str = "index";
 
+/// How often the mentions past the retention window are deleted: a mention outlives
+/// its window by this much at most (and the time to the next flush).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
 /// Writes verdicts into the analyst index.
 #[derive(Debug)]
 pub struct IndexStage {
-    indexer: Indexer,
+    indexer: Arc<Mutex<Indexer>>,
+    /// Whether mentions expire (`index.retention_days`).
+    expires: bool,
+    /// When mentions were last expired; `None` before the first flush.
+    last_expiry: Option<Instant>,
     /// The topics whose records are tickets; every other input holds verdicts.
     ticket_topics: BTreeSet<String>,
     commit_docs: usize,
@@ -58,11 +76,14 @@ impl IndexStage {
         summary: Arc<Summary>,
     ) -> Result<IndexStage, StageError> {
         let budget = config.memory_mb * 1024 * 1024;
-        let indexer =
-            Indexer::open(&config.dir, config.threads, budget).map_err(|e| StageError::new(NAME, e))?;
-        tracing::info!(dir = %config.dir.display(), commit_docs = config.commit_docs, commit_secs = config.commit_secs, checkpoint = ?indexer.checkpoint(), "indexing");
+        let indexer = Indexer::open(&config.dir, config.threads, budget)
+            .map_err(|e| StageError::new(NAME, e))?
+            .with_retention(config.retention_days);
+        tracing::info!(dir = %config.dir.display(), commit_docs = config.commit_docs, commit_secs = config.commit_secs, retention_days = ?config.retention_days, checkpoint = ?indexer.checkpoint(), "indexing");
         Ok(IndexStage {
-            indexer,
+            indexer: Arc::new(Mutex::new(indexer)),
+            expires: config.retention_days.is_some(),
+            last_expiry: None,
             ticket_topics: BTreeSet::new(),
             commit_docs: config.commit_docs,
             commit_every: Duration::from_secs(config.commit_secs),
@@ -79,9 +100,16 @@ impl IndexStage {
         self
     }
 
-    /// Returns the index being written.
-    pub fn index(&self) -> &cull_index::Index {
-        self.indexer.index()
+    /// Returns the indexer, shared with whoever else must write the index in this
+    /// process (the API's erasures); the stage holds it for a batch or a flush at a time.
+    pub fn indexer(&self) -> Arc<Mutex<Indexer>> {
+        Arc::clone(&self.indexer)
+    }
+
+    /// Locks the indexer. A panic while it was held (a poison record, which the runner
+    /// isolates) leaves it consistent: each record is an upsert.
+    fn lock(&self) -> MutexGuard<'_, Indexer> {
+        self.indexer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -103,7 +131,8 @@ impl Stage for IndexStage {
     }
 
     fn start(&mut self, log_ends: &[(String, i32, i64)]) {
-        for (topic, partition, checkpoint) in self.indexer.forget_beyond(log_ends) {
+        let forgotten = self.lock().forget_beyond(log_ends);
+        for (topic, partition, checkpoint) in forgotten {
             tracing::warn!(
                 topic,
                 partition,
@@ -115,23 +144,23 @@ impl Stage for IndexStage {
     }
 
     fn process(&mut self, records: &[Record], out: &mut Output) -> Result<(), StageError> {
-        let mut added = 0;
+        let (mut added, mut expired) = (0, 0);
+        let indexer = Arc::clone(&self.indexer);
+        let mut indexer = indexer.lock().unwrap_or_else(PoisonError::into_inner);
         for record in records {
             crate::fault::record(NAME, record);
             let origin = Origin { topic: &record.topic, partition: record.partition, offset: record.offset };
-            if self.indexer.checkpoint().covers(origin.topic, origin.partition, origin.offset) {
+            if indexer.checkpoint().covers(origin.topic, origin.partition, origin.offset) {
                 continue;
             }
             self.pending = true;
             if self.ticket_topics.contains(&record.topic) {
                 match parse_ticket(&record.payload) {
                     Ok(ticket) => {
-                        self.indexer
-                            .add_ticket(&ticket, Some(origin))
-                            .map_err(|e| StageError::new(NAME, e))?;
+                        indexer.add_ticket(&ticket, Some(origin)).map_err(|e| StageError::new(NAME, e))?;
                     }
                     Err(error) => {
-                        self.indexer.skip(origin);
+                        indexer.skip(origin);
                         out.dead_letter(record, &format!("not a ticket: {error}"), Reason::Schema);
                     }
                 }
@@ -145,12 +174,14 @@ impl Stage for IndexStage {
                 });
             match parsed {
                 Ok(verdict) => {
-                    if self.indexer.add(&verdict, Some(origin)).map_err(|e| StageError::new(NAME, e))? {
-                        added += 1;
+                    match indexer.add(&verdict, Some(origin)).map_err(|e| StageError::new(NAME, e))? {
+                        Added::Written => added += 1,
+                        Added::Expired => expired += 1,
+                        Added::Covered | Added::Erased => {}
                     }
                 }
                 Err(error) => {
-                    self.indexer.skip(origin);
+                    indexer.skip(origin);
                     out.dead_letter(
                         record,
                         &format!("not a verdict with its mention: {error}"),
@@ -160,23 +191,38 @@ impl Stage for IndexStage {
             }
         }
         self.metrics.record_indexed(added);
+        self.metrics.record_index_expired(expired);
         self.summary.add_indexed(added);
         Ok(())
     }
 
     fn flush(&mut self, force: bool) -> Result<bool, StageError> {
         crate::fault::flush(NAME);
-        if !self.pending {
+        let expiry_due = self.expires && self.last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY);
+        if !self.pending && !expiry_due {
             return Ok(true);
         }
+        let indexer = Arc::clone(&self.indexer);
+        let mut indexer = indexer.lock().unwrap_or_else(PoisonError::into_inner);
         let due =
-            self.indexer.uncommitted() >= self.commit_docs || self.last_commit.elapsed() >= self.commit_every;
-        if !(force || due) {
+            indexer.uncommitted() >= self.commit_docs || self.last_commit.elapsed() >= self.commit_every;
+        if !(force || due || expiry_due) {
             return Ok(false);
         }
         let started = Instant::now();
-        let documents = self.indexer.uncommitted();
-        self.indexer.commit().map_err(|e| StageError::new(NAME, e))?;
+        let documents = indexer.uncommitted();
+        if expiry_due {
+            // Expiring commits too, with the checkpoint: the runner calls flush only
+            // once what the batches produced was acknowledged.
+            let expired = indexer.expire(OffsetDateTime::now_utc()).map_err(|e| StageError::new(NAME, e))?;
+            self.metrics.record_index_expired(expired);
+            self.last_expiry = Some(Instant::now());
+            if expired > 0 {
+                tracing::info!(expired, "mentions past index.retention_days deleted");
+            }
+        } else {
+            indexer.commit().map_err(|e| StageError::new(NAME, e))?;
+        }
         self.metrics.record_index_commit(started.elapsed());
         tracing::info!(documents, took_ms = started.elapsed().as_millis() as u64, "index committed");
         (self.last_commit, self.pending) = (Instant::now(), false);
@@ -233,10 +279,88 @@ mod tests {
         let reasons: Vec<Reason> = out.dead_letters().iter().map(|(_, reason)| *reason).collect();
         assert_eq!(reasons, [Reason::Schema, Reason::Schema], "the two bad tickets, and only them");
         let searcher =
-            Searcher::over(stage.index().clone(), cull_index::IndexSchema::new(), Limits::default()).unwrap();
+            Searcher::over(stage.lock().index().clone(), cull_index::IndexSchema::new(), Limits::default())
+                .unwrap();
         searcher.reload().unwrap();
         let found = searcher.mention(&cull_model::Scope::All, "m1").unwrap();
         assert_eq!(found.tickets.iter().map(|t| t.ticket_id.as_str()).collect::<Vec<_>>(), ["t1"]);
-        assert!(stage.indexer.checkpoint().covers("cull.tickets", 0, 2), "the dead letters are past");
+        assert!(stage.lock().checkpoint().covers("cull.tickets", 0, 2), "the dead letters are past");
+    }
+
+    fn verdict_record(offset: i64, mention: &Mention) -> Record {
+        let verdict = Verdict {
+            schema: VERDICT_SCHEMA.into(),
+            mention_id: mention.id.clone(),
+            client: None,
+            ruleset_version: "v".into(),
+            matched: Vec::new(),
+            culled: Vec::new(),
+            mention: Some(mention.clone()),
+        };
+        record("cull.verdicts", offset, serde_json::to_vec(&verdict).unwrap())
+    }
+
+    #[test]
+    fn the_stage_expires_old_mentions_at_its_first_flush_and_erasures_stick_through_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let dated = |id: &str, days_ago: i64| {
+            let mut mention = Mention::new(id, "Slack is down");
+            let at = now - time::Duration::days(days_ago);
+            mention.published_at = Some(at.format(&time::format_description::well_known::Rfc3339).unwrap());
+            mention
+        };
+        let (old, recent, erased) = (dated("old", 100), dated("recent", 1), dated("erased", 2));
+        let records = [verdict_record(0, &old), verdict_record(1, &recent), verdict_record(2, &erased)];
+        let open = |retention_days: Option<u32>| {
+            let config =
+                IndexConfig { dir: dir.path().join("index"), retention_days, ..IndexConfig::default() };
+            let metrics = Arc::new(Metrics::new());
+            (IndexStage::open(&config, Arc::clone(&metrics), Arc::new(Summary::default())).unwrap(), metrics)
+        };
+        let expired = |metrics: &Metrics| {
+            crate::metrics::tests::sample(&metrics.render(), "cull_index_mentions_expired_total")
+        };
+        let ids = |stage: &IndexStage| {
+            let searcher = Searcher::over(
+                stage.lock().index().clone(),
+                cull_index::IndexSchema::new(),
+                Limits::default(),
+            )
+            .unwrap();
+            searcher.reload().unwrap();
+            let found =
+                searcher.search(&cull_model::Scope::All, &cull_index::SearchRequest::default()).unwrap();
+            let mut ids: Vec<String> = found.hits.into_iter().map(|hit| hit.id).collect();
+            ids.sort();
+            ids
+        };
+        // Indexed without a retention.
+        let (mut stage, _) = open(None);
+        stage.process(&records, &mut Output::new(NAME)).unwrap();
+        assert!(stage.flush(true).unwrap());
+        assert_eq!(ids(&stage), ["erased", "old", "recent"]);
+        drop(stage);
+
+        // With 30 days, the first flush deletes the old mention, idle as the stage is.
+        let (mut stage, metrics) = open(Some(30));
+        assert!(stage.flush(false).unwrap(), "a flush that expires commits");
+        assert_eq!(ids(&stage), ["erased", "recent"]);
+        assert_eq!(expired(&metrics), Some(1.0));
+        // The API erases through the shared indexer, while the stage runs.
+        let answers =
+            stage.indexer().lock().unwrap().erase(&cull_model::Scope::All, &["erased".into()]).unwrap();
+        assert!(answers[0].found);
+        assert_eq!(ids(&stage), ["recent"]);
+        drop(stage);
+
+        // A restart and a replay of the whole topic past a forgotten checkpoint (the
+        // bus directory replaced): neither the expired nor the erased mention returns.
+        let (mut stage, metrics) = open(Some(30));
+        stage.start(&[("cull.verdicts".into(), 0, 0)]);
+        stage.process(&records, &mut Output::new(NAME)).unwrap();
+        assert!(stage.flush(true).unwrap());
+        assert_eq!(ids(&stage), ["recent"]);
+        assert_eq!(expired(&metrics), Some(1.0), "the replayed old mention is counted, not indexed");
     }
 }

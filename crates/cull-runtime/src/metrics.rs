@@ -159,6 +159,7 @@ pub struct Metrics {
     feed_polls: IntCounterVec,
     webhook_requests: IntCounterVec,
     indexed: IntCounter,
+    index_expired: IntCounter,
     index_commit_duration: Histogram,
     alert_attempts: IntCounterVec,
     alert_delivered: IntCounterVec,
@@ -325,6 +326,10 @@ impl Metrics {
                 &["source", "status"],
             ),
             indexed: single("cull_index_documents_total", "Verdicts written to the analyst index."),
+            index_expired: single(
+                "cull_index_mentions_expired_total",
+                "Mentions older than index.retention_days: deleted from the analyst index, or replayed and not indexed again.",
+            ),
             index_commit_duration: register(
                 &registry,
                 Histogram::with_opts(
@@ -514,6 +519,11 @@ impl Metrics {
         self.indexed.inc_by(count);
     }
 
+    /// Counts mentions that retention deleted from the analyst index or kept out of it.
+    pub fn record_index_expired(&self, count: u64) {
+        self.index_expired.inc_by(count);
+    }
+
     /// Records one commit of the analyst index.
     pub fn record_index_commit(&self, duration: Duration) {
         self.index_commit_duration.observe(duration.as_secs_f64());
@@ -609,7 +619,7 @@ impl cull_ingest::Observer for Metrics {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Returns the value of the sample line `series` (name and labels as rendered).

@@ -2,7 +2,8 @@
 //! and backtests of draft rules, over the analyst index.
 //!
 //! Every route but the OpenAPI document needs a bearer token of the analyst role or
-//! higher ([`crate::auth`]). The routes, their parameters and every body, errors
+//! higher ([`crate::auth`]); erasing a mention (`DELETE /api/mentions/{id}`, a data
+//! subject's request) needs the operator role. The routes, their parameters and every body, errors
 //! included, are described by `openapi.json` (served at `/api/openapi.json`), which
 //! a test checks against live responses.
 //!
@@ -18,8 +19,8 @@
 //! burst of costly queries cannot hold every blocking thread.
 
 use std::ops::ControlFlow;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -29,15 +30,15 @@ use axum::extract::{DefaultBodyLimit, Extension, Path as UrlPath, RawQuery, Stat
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use cull_index::{
-    backtest, BacktestRequest, FacetFilter, Histogram, IndexError, Interval, MentionRecord, Outcome,
-    SearchRequest, Searcher, Sort, Split,
+    backtest, BacktestRequest, Erasure, FacetFilter, Histogram, IndexError, Indexer, Interval, MentionRecord,
+    Outcome, SearchRequest, Searcher, Sort, Split,
 };
 use cull_match::explain::explain;
 use cull_match::Matcher;
-use cull_model::{Span, Ticket, Verdict};
+use cull_model::{Scope, Span, Ticket, Verdict};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -62,10 +63,34 @@ const RETRY_AFTER_SECS: &str = "1";
 /// above any real pack of 50 rules, far below what would cost the server memory.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How the API erases mentions from the index, which has one writer.
+#[derive(Debug, Clone)]
+pub enum Eraser {
+    /// Through the indexer of this process (`cull run` with `[index]`), which holds
+    /// the writer: the erasure waits for the batch in hand at most.
+    Running(Arc<Mutex<Indexer>>),
+    /// By taking the writer of the index in this directory for the request (`cull
+    /// serve`, which only reads it); refused with 409 while another process writes it.
+    Directory(PathBuf),
+}
+
+impl Eraser {
+    /// Erases the mentions `ids` within `scope`; see [`Indexer::erase`].
+    fn erase(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Erasure>, IndexError> {
+        match self {
+            Eraser::Running(indexer) => {
+                indexer.lock().unwrap_or_else(PoisonError::into_inner).erase(scope, ids)
+            }
+            Eraser::Directory(dir) => Indexer::open(dir, 1, 0)?.erase(scope, ids),
+        }
+    }
+}
+
 /// What the API handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     searcher: Arc<Searcher>,
+    eraser: Eraser,
     rules: Arc<Matcher>,
     tokens: Arc<Tokens>,
     /// One permit per query that may run at once.
@@ -74,17 +99,19 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// The API over `searcher`, explaining mentions with the rule set `rules` holds
-    /// now (so a hot reload shows in the next explanation), open to `tokens`, running
-    /// at most `max_concurrent_queries` searches and backtests at once.
+    /// The API over `searcher`, erasing with `eraser`, explaining mentions with the
+    /// rule set `rules` holds now (so a hot reload shows in the next explanation), open
+    /// to `tokens`, running at most `max_concurrent_queries` searches and backtests at
+    /// once.
     pub fn new(
         searcher: Arc<Searcher>,
+        eraser: Eraser,
         rules: Arc<Matcher>,
         tokens: Arc<Tokens>,
         max_concurrent_queries: usize,
     ) -> ApiState {
         let queries = Arc::new(Semaphore::new(max_concurrent_queries));
-        ApiState { searcher, rules, tokens, queries, max_queries: max_concurrent_queries }
+        ApiState { searcher, eraser, rules, tokens, queries, max_queries: max_concurrent_queries }
     }
 
     /// Returns a query slot, or the 429 answer when every one is taken.
@@ -99,10 +126,14 @@ impl ApiState {
 }
 
 /// Returns the routes of the API: `/api/search`, `/api/histogram`,
-/// `/api/mentions/{id}`, `/api/backtest` (analyst role) and `/api/openapi.json`
-/// (open).
+/// `GET /api/mentions/{id}`, `/api/backtest` (analyst role), `DELETE
+/// /api/mentions/{id}` (operator role) and `/api/openapi.json` (open).
 pub fn router(state: ApiState) -> Router {
     let guard = Guard::new(Arc::clone(&state.tokens), Role::Analyst);
+    let operator = Router::new()
+        .route("/api/mentions/{id}", delete(erase))
+        .route_layer(from_fn_with_state(Guard::new(Arc::clone(&state.tokens), Role::Operator), auth::require))
+        .with_state(state.clone());
     let analyst = Router::new()
         .route("/api/search", get(search))
         .route("/api/histogram", get(histogram))
@@ -112,7 +143,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/backtest", post(run_backtest))
         .route_layer(from_fn_with_state(guard, auth::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
+        .with_state(state)
+        .merge(operator);
     Router::new()
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route(
@@ -190,6 +222,9 @@ enum ApiError {
     /// The body is over [`MAX_BODY_BYTES`].
     TooLarge(String),
     NotFound(String),
+    /// Another process writes the index (an erasure through `cull serve` while a
+    /// `cull run` indexes).
+    Conflict(String),
     /// The draft rules of a backtest have errors (and maybe warnings).
     Rules {
         errors: Vec<RuleProblemBody>,
@@ -241,11 +276,15 @@ struct BacktestResponse {
 impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> ApiError {
         match error {
-            IndexError::Query(_) => ApiError::BadRequest(error.to_string()),
+            IndexError::Query(_) | IndexError::Parameter { .. } => ApiError::BadRequest(error.to_string()),
             IndexError::Syntax { ref span, .. } => {
                 let position = Position { start: span.start, end: span.end };
                 ApiError::Syntax { message: error.to_string(), position }
             }
+            IndexError::Locked { .. } => ApiError::Conflict(format!(
+                "{error}: erase through the API of the process that writes it (a `cull run` with [api] \
+                 enabled), or stop that process and try again"
+            )),
             IndexError::Limit(_) | IndexError::TimeLimit { .. } => ApiError::Limit(error.to_string()),
             IndexError::NotFound(_) => ApiError::NotFound(error.to_string()),
             IndexError::Open { .. } | IndexError::Tantivy(_) | IndexError::Record(_) => {
@@ -272,6 +311,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooLarge(message) => error(StatusCode::PAYLOAD_TOO_LARGE, message),
             ApiError::NotFound(message) => error(StatusCode::NOT_FOUND, message),
+            ApiError::Conflict(message) => error(StatusCode::CONFLICT, message),
             ApiError::Rules { errors, warnings } => json(
                 StatusCode::BAD_REQUEST,
                 &RuleErrorsBody {
@@ -699,6 +739,28 @@ async fn rule_definition(
     Ok(json(StatusCode::OK, &body))
 }
 
+/// `DELETE /api/mentions/{id}`: erases a mention from the index for good (a data
+/// subject's request), answering whether it was found. The id is tombstoned either way,
+/// so the mention is not indexed again by a replay or if it comes later. A mention
+/// outside the caller's scope is not found, as a missing one, and stays.
+async fn erase(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let (eraser, searcher, scope) = (state.eraser.clone(), Arc::clone(&state.searcher), caller.scope.clone());
+    let mut erased = blocking(move || {
+        let erased = eraser.erase(&scope, &[id])?;
+        // The next read of this API sees it gone.
+        searcher.reload()?;
+        Ok(erased)
+    })
+    .await?;
+    let erasure = erased.pop().ok_or_else(|| ApiError::Internal("the erasure answered nothing".into()))?;
+    tracing::info!(caller = caller.name, client = %caller.scope, id = erasure.id, found = erasure.found, "mention erased");
+    Ok(json(StatusCode::OK, &erasure))
+}
+
 /// The body of `POST /api/backtest`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -775,12 +837,12 @@ async fn run_backtest(
 }
 
 /// Returns the API routes of a `cull run` process: the analyst API and the console
-/// over the index it writes (when it runs the indexer), and `POST /api/rules/reload`
-/// for operators (when it runs the matcher).
+/// over the index it writes (when it runs the indexer, whose writer its erasures go
+/// through), and `POST /api/rules/reload` for operators (when it runs the matcher).
 pub fn pipeline_routes(
     config: &crate::config::Api,
     reloader: Option<Arc<cull_runtime::reload::Reloader>>,
-    index: Option<cull_index::Index>,
+    indexer: Option<Arc<Mutex<Indexer>>>,
     matcher: Arc<Matcher>,
     feedback: Option<crate::quality_api::FeedbackOutlet>,
     quality: Option<cull_quality::QualityConfig>,
@@ -798,11 +860,15 @@ pub fn pipeline_routes(
         routes = routes.merge(crate::reload::router(reloader, Arc::clone(&tokens)));
     }
     let mut searcher = None;
-    if let Some(index) = index {
-        let opened =
-            Arc::new(Searcher::over(index, cull_index::IndexSchema::new(), cull_index::Limits::default())?);
+    if let Some(indexer) = indexer {
+        let opened = Arc::new(Searcher::over(
+            indexer.lock().unwrap_or_else(PoisonError::into_inner).index().clone(),
+            cull_index::IndexSchema::new(),
+            cull_index::Limits::default(),
+        )?);
         let state = ApiState::new(
             Arc::clone(&opened),
+            Eraser::Running(indexer),
             Arc::clone(&matcher),
             Arc::clone(&tokens),
             DEFAULT_CONCURRENT_QUERIES,
@@ -840,9 +906,10 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let searcher = Searcher::open(dir.path(), cull_index::Limits::default()).unwrap();
+        let eraser = Eraser::Directory(dir.path().to_path_buf());
         let rules = Matcher::new(cull_match::RuleSet::new(Vec::new()).unwrap());
         let tokens = Tokens::load(None, Some("analyst@*:a-token-0123456789")).unwrap();
-        let state = ApiState::new(Arc::new(searcher), Arc::new(rules), Arc::new(tokens), 1);
+        let state = ApiState::new(Arc::new(searcher), eraser, Arc::new(rules), Arc::new(tokens), 1);
         let app = router(state.clone());
         let call = |method: &str, uri: &str, body: &str| {
             let request = axum::http::Request::builder()

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use cull_index::{parse_time_bound, BacktestRequest, Limits, SearchRequest, Searcher};
-use cull_ingest::feed::{FeedConfig, Poller};
+use anyhow::{anyhow, bail, Context, Result};
+use cull_index::{parse_time_bound, BacktestRequest, IndexError, Indexer, Limits, SearchRequest, Searcher};
+use cull_ingest::feed::{FeedConfig, FeedLocation, Poller};
 use cull_ingest::jsonl::{BoundedLines, Line};
 use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
@@ -622,15 +622,25 @@ fn write_decision_table(
     )
 }
 
-/// `cull ingest feed URL`: prints the mentions one poll of the feed yields, as the feed
-/// source would produce them (normalized, with their ids), and exits; 1 with a
-/// one-line reason when the feed cannot be read.
-pub fn ingest_feed(url: &str, name: &str, channel: Channel, timeout: Duration) -> Result<ExitCode> {
+/// `cull ingest feed FEED`: prints the mentions one poll of the feed (or one read of a
+/// saved feed document) yields, as the feed source would produce them (normalized,
+/// with their ids), and exits; 1 with a one-line reason when the feed cannot be read.
+pub fn ingest_feed(feed: &str, name: &str, channel: Channel, timeout: Duration) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let config = FeedConfig { channel, timeout, ..FeedConfig::new(name, url) };
-    let poller = Poller::new(config, cull_ingest::feed::client())?;
-    let fetched = match runtime.block_on(poller.fetch()) {
-        Ok(fetched) => fetched.map(|f| f.drafts).unwrap_or_default(),
+    let read = FeedLocation::parse(feed).and_then(|location| match location {
+        FeedLocation::Remote(url) => {
+            let config = FeedConfig { channel, timeout, ..FeedConfig::new(name, url) };
+            let poller = Poller::new(config, cull_ingest::feed::client())?;
+            Ok(runtime.block_on(poller.fetch())?.map(|f| f.drafts).unwrap_or_default())
+        }
+        FeedLocation::Saved(path) => {
+            let max_bytes = FeedConfig::new(name, feed).max_bytes;
+            let entries = cull_ingest::feed::read_saved_feed(&path, name, channel, max_bytes)?;
+            Ok(entries.into_iter().map(|(_, draft)| draft).collect())
+        }
+    });
+    let fetched = match read {
+        Ok(drafts) => drafts,
         Err(error) => {
             eprintln!("cull: {}", escape_controls(&error.to_string()));
             return Ok(ExitCode::FAILURE);
@@ -660,30 +670,68 @@ pub struct SearchOptions {
 }
 
 /// Reads a `--since`/`--until` value, naming the flag in the error.
-pub fn time_bound(flag: &str, value: Option<&str>) -> Result<Option<i64>> {
+pub fn time_bound(flag: &'static str, value: Option<&str>) -> Result<Option<i64>> {
     value
-        .map(|text| {
-            parse_time_bound(text, time::OffsetDateTime::now_utc()).with_context(|| format!("--{flag}"))
-        })
+        .map(|text| parse_time_bound(flag, text, time::OffsetDateTime::now_utc()).map_err(flagged))
         .transpose()
 }
 
-/// Opens the index for reading, refusing a directory that holds none (a mistyped
-/// `--index` must not silently search an empty, new index).
-fn open_searcher(index: &Path, limits: Limits) -> Result<Searcher> {
+/// Returns an index error as a user of the command line reads it: a bad parameter
+/// under the flag that gave it (`--since: …`), everything else as it is.
+fn flagged(error: IndexError) -> anyhow::Error {
+    match error {
+        IndexError::Parameter { name, message } => anyhow!("--{name}: {message}"),
+        other => other.into(),
+    }
+}
+
+/// Refuses a directory that holds no index (a mistyped `--index` must not silently
+/// search, or erase from, an empty, new index).
+fn require_index(index: &Path) -> Result<()> {
     if !index.join("meta.json").is_file() {
         bail!(
             "{}: no index here (run a pipeline with [index] enabled, or pass --index DIR)",
             index.display()
         );
     }
+    Ok(())
+}
+
+/// Opens the index for reading; see [`require_index`].
+fn open_searcher(index: &Path, limits: Limits) -> Result<Searcher> {
+    require_index(index)?;
     Ok(Searcher::open(index, limits)?)
+}
+
+/// `cull index erase`: erases mentions by id (see [`Indexer::erase`]) from an index
+/// that no process writes; while one does (a `cull run` holds the writer), refuses
+/// without touching it and says to erase through that process's API.
+pub fn erase(index: &Path, ids: &[String]) -> Result<ExitCode> {
+    require_index(index)?;
+    let mut indexer = match Indexer::open(index, 1, 0) {
+        Err(error @ IndexError::Locked { .. }) => bail!(
+            "{error}: stop it first, or erase through its API (DELETE /api/mentions/{{id}} with an operator token)"
+        ),
+        opened => opened?,
+    };
+    let erased = indexer.erase(&Scope::All, ids)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    for erasure in &erased {
+        let line = if erasure.found {
+            format!("erased {}", erasure.id)
+        } else {
+            format!("not found {}: not in the index; tombstoned, so it is never indexed", erasure.id)
+        };
+        writeln!(out, "{}", escape_controls(&line))?;
+    }
+    out.flush()?;
+    Ok(if erased.iter().all(|e| e.found) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `cull search`: prints the hits, facets and histogram of a search.
 pub fn search(options: SearchOptions) -> Result<ExitCode> {
     let searcher = open_searcher(&options.index, Limits::default())?;
-    let response = searcher.search(&options.scope, &options.request)?;
+    let response = searcher.search(&options.scope, &options.request).map_err(flagged)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if options.json {
         serde_json::to_writer_pretty(&mut out, &response)?;
@@ -779,7 +827,7 @@ pub fn backtest(
     }
     // The operator's own process, stopped with Ctrl-C: no time limit, unlike the API's.
     let searcher = open_searcher(index, Limits { timeout: Duration::MAX, ..Limits::default() })?;
-    let report = cull_index::backtest(&searcher, scope, &loaded.rules, request)?;
+    let report = cull_index::backtest(&searcher, scope, &loaded.rules, request).map_err(flagged)?;
     let mut out = BufWriter::new(io::stdout().lock());
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -97,6 +97,9 @@ enum Command {
     /// Try sources out.
     #[command(subcommand)]
     Ingest(IngestCommand),
+    /// Work with the analyst index.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Search the analyst index in the rule query language.
     Search {
         /// The query; empty finds every mention.
@@ -310,12 +313,30 @@ enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Erase mentions by id for good (a data subject's request): their documents go and
+    /// their ids are tombstoned, so that no replay of the bus indexes them again. The
+    /// index must not be written by a running process (erase through its API then:
+    /// DELETE /api/mentions/{id}). Exit 1 when an id was not in the index (it is
+    /// tombstoned all the same).
+    Erase {
+        /// The index directory.
+        #[arg(long, default_value = "data/index")]
+        index: PathBuf,
+        /// The mention ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum IngestCommand {
     /// Print the mentions one feed yields (cull.mention/v1 JSON lines) and exit; exit 1
     /// with a one-line reason for a feed that cannot be read.
     Feed {
-        /// The feed URL (RSS, Atom or JSON Feed; a Google Alerts feed, say).
-        url: String,
+        /// The feed (RSS, Atom or JSON Feed; a Google Alerts feed, say): an http(s) URL,
+        /// a saved file (a path or a file:// URL), or - for standard input.
+        feed: String,
         /// The source name the mentions carry (their ids depend on it).
         #[arg(long, default_value = "feed")]
         name: String,
@@ -456,9 +477,10 @@ fn main() -> ExitCode {
             let request = cull_index::BacktestRequest { since, until, samples };
             commands::backtest(&rules, &window.index, &client, &request, json)
         })(),
-        Command::Ingest(IngestCommand::Feed { url, name, channel, timeout_secs }) => {
-            commands::ingest_feed(&url, &name, channel, std::time::Duration::from_secs(timeout_secs))
+        Command::Ingest(IngestCommand::Feed { feed, name, channel, timeout_secs }) => {
+            commands::ingest_feed(&feed, &name, channel, std::time::Duration::from_secs(timeout_secs))
         }
+        Command::Index(IndexCommand::Erase { index, ids }) => commands::erase(&index, &ids),
         Command::Serve {
             index,
             rules,

@@ -161,7 +161,7 @@ pub async fn run(
         let inputs = [topics.verdicts.as_str(), topics.feedback.as_str()];
         runtime.stage(stage, &inputs, &pipeline.tickets.group_id, &outputs, TICKET_BATCH)?;
     }
-    let mut index = None;
+    let mut indexer = None;
     if pipeline.index.enabled {
         health.starting("opening the index");
         let config = pipeline.index.clone();
@@ -173,7 +173,7 @@ pub async fn run(
         .await
         .context("opening the index")?
         .with_context(|| format!("index.dir = {:?}", pipeline.index.dir))?;
-        index = Some(stage.index().clone());
+        indexer = Some(stage.indexer());
         // The tickets too, so that an analyst sees a mention's tickets beside it.
         let mut inputs = vec![topics.verdicts.as_str()];
         inputs.extend(ticket_topics.iter().map(String::as_str));
@@ -281,7 +281,7 @@ pub async fn run(
         Some(crate::api::pipeline_routes(
             &pipeline.api,
             reloader,
-            index,
+            indexer,
             Arc::clone(&matcher),
             Some(feedback),
             quality,

@@ -66,7 +66,8 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
         matcher: Arc::clone(&matcher),
     };
     let quality = crate::quality_api::router(quality, Arc::clone(&tokens));
-    let state = crate::api::ApiState::new(searcher, matcher, tokens, options.max_concurrent_queries);
+    let eraser = crate::api::Eraser::Directory(options.index.clone());
+    let state = crate::api::ApiState::new(searcher, eraser, matcher, tokens, options.max_concurrent_queries);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = crate::server::bind(options.http.listen, "--listen").await?;
