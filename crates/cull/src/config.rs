@@ -511,9 +511,11 @@ mod tests {
         let pipeline = load_with_env(&root().join("pipelines/local.toml"), env(&[])).unwrap();
         assert_eq!(pipeline.bus.kind, BusKind::Embedded);
         assert!(pipeline.http.listen.ip().is_loopback());
-        assert_eq!(pipeline.sources.len(), 1);
-        let SourceConfig::Jsonl(demo) = &pipeline.sources[0] else { panic!("the demo source is JSON lines") };
-        assert!(root().join(&demo.path).is_file(), "the demo source is shipped");
+        assert_eq!(pipeline.sources.len(), 3, "the real Google Alerts feed, tweets and headlines");
+        for source in &pipeline.sources {
+            let SourceConfig::Jsonl(demo) = source else { panic!("the demo sources are JSON lines") };
+            assert!(root().join(&demo.path).is_file(), "the demo source {} is shipped", demo.name);
+        }
         assert!(pipeline.sink.tickets.as_ref().is_some_and(|sink| sink.path.starts_with("data")));
         assert_eq!(pipeline.matcher.rules, Path::new("rules"));
     }
