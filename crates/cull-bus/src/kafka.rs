@@ -694,6 +694,10 @@ impl KafkaConsumer {
         }
     }
 
+    pub(crate) fn assignments(&self) -> u64 {
+        lock(&self.group).generation
+    }
+
     pub(crate) fn lag(&self) -> Vec<(String, i32, i64)> {
         let group = lock(&self.group);
         let mut lag: Vec<(String, i32, i64)> = group

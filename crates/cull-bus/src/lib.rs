@@ -178,6 +178,16 @@ impl Consumer {
         }
     }
 
+    /// Counts the partition assignments this consumer has had: it changes when its
+    /// group hands it partitions, at its start and at every rebalance. Always 0 on the
+    /// embedded bus, where a consumer owns its partitions for its whole life.
+    pub fn assignments(&self) -> u64 {
+        match self {
+            Consumer::Embedded(_) => 0,
+            Consumer::Kafka(consumer) => consumer.assignments(),
+        }
+    }
+
     /// Returns the records of this consumer's partitions that it has not taken yet,
     /// exactly: on the embedded bus from the log, on Kafka from the broker's high
     /// watermarks asked for now. `None` while a Kafka consumer has no partition

@@ -33,6 +33,15 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// See [`Bus::changelog_patience`].
 const EMBEDDED_CHANGELOG_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a stage with a changelog waits after its group handed it partitions before
+/// it reads the changelog and processes them. Their previous owner may still be
+/// finishing the batch it held when they were revoked, and writes that batch's
+/// changelog records after; the broker cannot fence it (no transactions). Read
+/// without them, the take-over would process the batch again from an older state and
+/// send its tickets again with older revisions. Rebalances are rare, so the wait
+/// costs little; it is a settle time, not a proof, so consumers still keep each
+/// ticket's highest revision.
+const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
 /// The bus a pipeline runs on.
 #[derive(Debug, Clone)]
@@ -619,6 +628,8 @@ async fn run_stage(
     let mut taken_since_commit = 0i64;
     let mut sent_all = true;
     let mut owned: Vec<(String, i32)> = Vec::new();
+    // Zero: the first assignment too may take partitions over from a running process.
+    let mut assignments_seen = 0;
     loop {
         if !restored || shared.is_hard() || (shared.is_stopping() && !shared.bus.drains_on_stop()) {
             break;
@@ -653,6 +664,12 @@ async fn run_stage(
         let count = records.len();
         taken_since_commit += count as i64;
         if let Some(changelog) = &mut changelog {
+            let assignments = consumer.assignments();
+            if assignments != assignments_seen {
+                assignments_seen = assignments;
+                tracing::info!(stage = %name, "partitions taken over: waiting for their previous owner's last changelog records");
+                tokio::time::sleep(TAKEOVER_SETTLE).await;
+            }
             if !changelog.catch_up(shared, &name, &mut stage, Reach::End).await? {
                 // The batch in hand was not processed: it is read again at the next
                 // start.
