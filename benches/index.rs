@@ -7,7 +7,7 @@
 //!   mentions into a plain Tantivy index with one `TEXT` field (title + text, Tantivy's
 //!   default tokenizer) and one thread: the ratio is what cull's schema costs (two
 //!   spellings per field, positions, keyword fast fields, dates, the stored record,
-//!   the upsert by id);
+//!   the upsert by id, the VADER sentiment of each mention);
 //! * search: an index of 1M mentions built from the real corpora (their texts repeated
 //!   with distinct ids and dates spread over 90 days), then a fixed mix of queries as
 //!   the console asks them (20 hits sorted by time, facets rule/verdict/channel, a day

@@ -389,7 +389,7 @@ async fn every_route_answers_as_the_openapi_document_says() {
     );
 
     // Facets over every mention count what the mentions hold.
-    let reply = get("/api/search?facet=channel&facet=lang&limit=0".into()).await;
+    let reply = get("/api/search?facet=channel&facet=lang&facet=sentiment&limit=0".into()).await;
     let found = spec.check("GET", "/api/search", &reply);
     for (facet, value_of) in [
         (
@@ -398,6 +398,8 @@ async fn every_route_answers_as_the_openapi_document_says() {
         ),
         // A mention without a language counts as undetermined.
         ("lang", |m: &Mention| Some(m.lang.clone().unwrap_or_else(|| "und".into()))),
+        // Every mention has a sentiment, by the scorer triage uses.
+        ("sentiment", |m: &Mention| Some(cull_model::sentiment::analyze_mention(m).label().as_str().into())),
     ] {
         let mut expected: Vec<(String, u64)> = Vec::new();
         for value in mentions.iter().filter_map(value_of) {
@@ -435,15 +437,17 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert!(!expected.is_empty());
     assert_eq!(ids, expected);
 
-    // Facets by registered domain, author and language (`und` for none): each value
-    // filters to exactly the mentions it counts; a hit says why each cull culled.
+    // Facets by registered domain, author, language (`und` for none) and sentiment:
+    // each value filters to exactly the mentions it counts; a hit says why each cull culled.
     let reply =
-        get("/api/search?facet=domain&facet=author&facet=lang&facet=culled_rule&limit=0".into()).await;
+        get("/api/search?facet=domain&facet=author&facet=lang&facet=culled_rule&facet=sentiment&limit=0"
+            .into())
+        .await;
     let found = spec.check("GET", "/api/search", &reply).clone();
     let domains = found["facets"]["domain"].as_array().unwrap();
     assert!(domains.iter().all(|f| f["value"].as_str().unwrap().split('.').count() >= 2), "{found}");
     assert!(found["facets"]["lang"].as_array().unwrap().iter().any(|f| f["value"] == "und"), "{found}");
-    for facet in ["domain", "author", "lang", "culled_rule"] {
+    for facet in ["domain", "author", "lang", "culled_rule", "sentiment"] {
         for value in found["facets"][facet].as_array().unwrap().iter().take(5) {
             let filter = format!("{facet}:{}", value["value"].as_str().unwrap());
             let query =

@@ -215,6 +215,14 @@ async fn the_console_searches_highlights_explains_and_keeps_hostile_html_as_text
     let facet: Vec<(String, u64)> = serde_json::from_value(facet).unwrap();
     assert!(!facet.is_empty(), "verdict facet counts");
     assert_eq!(facet.iter().map(|(_, n)| n).sum::<u64>(), total, "{facet:?}");
+    // Every mention has one sentiment, under its own heading.
+    let sentiment = browser
+        .script("return [[...document.querySelectorAll('#facets h2')].map(h => h.textContent), [...document.querySelectorAll('#facets button[data-facet=sentiment]')].map(b => [b.dataset.value, Number(b.querySelector('.count').textContent)])];")
+        .await;
+    let (headings, sentiment): (Vec<String>, Vec<(String, u64)>) = serde_json::from_value(sentiment).unwrap();
+    assert!(headings.iter().any(|h| h == "sentiment"), "{headings:?}");
+    assert!(sentiment.iter().all(|(label, _)| ["negative", "neutral", "positive"].contains(&label.as_str())));
+    assert_eq!(sentiment.iter().map(|(_, n)| n).sum::<u64>(), total, "{sentiment:?}");
     let bars = browser.script("return [...document.querySelectorAll('#histogram rect.bar')].map(r => Number(r.getAttribute('height')) > 0);").await;
     let bars: Vec<bool> = serde_json::from_value(bars).unwrap();
     assert!(bars.len() > 1 && bars.iter().any(|b| *b), "histogram bars: {bars:?}");

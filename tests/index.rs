@@ -134,9 +134,20 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
     assert_eq!(live.len(), demo_mentions());
     the_decision_table_agrees_with_the_verdicts(&stdout, &live);
 
-    let everything = json(&["search", "--index", index, "--json", "--limit", "1", "--facet", "verdict"]);
+    let everything = json(&[
+        "search",
+        "--index",
+        index,
+        "--json",
+        "--limit",
+        "1",
+        "--facet",
+        "verdict",
+        "--facet",
+        "sentiment",
+    ]);
     assert_eq!(everything["total"], demo_mentions());
-    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut outcomes, mut sentiments) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
     for verdict in &live {
         let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
             (false, _) => "matched",
@@ -144,14 +155,22 @@ fn after_the_main_command_search_and_backtest_agree_with_the_live_matcher() {
             (true, true) => "unmatched",
         };
         *outcomes.entry(outcome.to_string()).or_default() += 1;
+        // The indexer stage labels each mention with the scorer triage uses.
+        let mention = verdict.mention.as_ref().expect("verdicts carry their mention");
+        let label = cull_model::sentiment::analyze_mention(mention).label().as_str();
+        *sentiments.entry(label.to_string()).or_default() += 1;
     }
-    let faceted: BTreeMap<String, u64> = everything["facets"]["verdict"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["value"].as_str().unwrap().to_string(), f["count"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(faceted, outcomes);
+    let faceted = |facet: &str| -> BTreeMap<String, u64> {
+        everything["facets"][facet]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["value"].as_str().unwrap().to_string(), f["count"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(faceted("verdict"), outcomes);
+    assert_eq!(faceted("sentiment"), sentiments);
+    assert_eq!(sentiments.len(), 3, "the demo mentions are negative, neutral and positive: {sentiments:?}");
 
     let found = json(&["search", "--index", index, "--json", "slack NEAR/3 (shares OR stock)"]);
     let hits = found["hits"].as_array().unwrap();

@@ -1,12 +1,12 @@
-//! The analyst index's schema: the matcher's fields plus dates, verdicts and the
-//! stored record.
+//! The analyst index's schema: the matcher's fields plus dates, verdicts, keywords to
+//! count (domain, author, sentiment) and the stored record.
 //!
 //! A document is one mention. Its stored record is the verdict (with the mention) and
 //! the tickets about the mention; a mention whose tickets came before its verdict has a
 //! document that holds only its id and the tickets (no verdict, so no search finds it)
 //! until the verdict joins them.
 
-use cull_model::{Mention, Ticket, Verdict};
+use cull_model::{sentiment, Mention, Ticket, Verdict};
 use cull_rules::tantivy_query::MentionSchema;
 use serde::{Deserialize, Serialize};
 use tantivy::schema::{self, Schema, FAST, INDEXED, STORED, STRING};
@@ -36,6 +36,16 @@ pub const DOMAIN: &str = "domain";
 /// The author as written (trimmed), a keyword to count and filter on: the `author`
 /// field is analyzed text for queries, which has no single value to count.
 pub const AUTHOR_KEYWORD: &str = "author_keyword";
+/// The sentiment of a mention's title and text: `negative`, `neutral` or `positive`
+/// by VADER's conventional thresholds on [`SENTIMENT_SCORE`]
+/// ([`cull_model::sentiment::Label`]), scored when the mention is indexed with the
+/// scorer triage ranks tickets by. VADER reads English only: a mention in another
+/// language is mostly `neutral`, whatever it says.
+pub const SENTIMENT: &str = "sentiment";
+/// VADER's compound score of a mention, in [-1, 1]: a fast field, so that a range
+/// filter or a sort by how negative a mention is reads a column instead of every
+/// stored record.
+pub const SENTIMENT_SCORE: &str = "sentiment_score";
 const RECORD: &str = "record";
 
 /// What happened to a mention, as the `verdict` facet counts it.
@@ -84,6 +94,8 @@ pub struct IndexSchema {
     pub(crate) client: schema::Field,
     domain: schema::Field,
     author_keyword: schema::Field,
+    sentiment: schema::Field,
+    sentiment_score: schema::Field,
     record: schema::Field,
 }
 
@@ -106,6 +118,8 @@ impl IndexSchema {
             builder.add_text_field(CLIENT, STRING | FAST);
             builder.add_text_field(DOMAIN, STRING | FAST);
             builder.add_text_field(AUTHOR_KEYWORD, STRING | FAST);
+            builder.add_text_field(SENTIMENT, STRING | FAST);
+            builder.add_f64_field(SENTIMENT_SCORE, FAST);
             builder.add_text_field(RECORD, STORED);
         });
         let field = |name: &str| mention.schema().get_field(name).expect("added just above");
@@ -119,6 +133,8 @@ impl IndexSchema {
             client: field(CLIENT),
             domain: field(DOMAIN),
             author_keyword: field(AUTHOR_KEYWORD),
+            sentiment: field(SENTIMENT),
+            sentiment_score: field(SENTIMENT_SCORE),
             record: field(RECORD),
             mention,
         }
@@ -159,6 +175,9 @@ impl IndexSchema {
         if let Some(author) = mention.author.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
             document.add_text(self.author_keyword, author);
         }
+        let scored = sentiment::analyze_mention(mention);
+        document.add_text(self.sentiment, scored.label().as_str());
+        document.add_f64(self.sentiment_score, scored.compound);
         for matched in &verdict.matched {
             document.add_text(self.rule, &matched.rule_id);
         }

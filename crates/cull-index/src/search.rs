@@ -25,7 +25,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::IndexError;
-use crate::schema::{IndexSchema, Outcome, AT, AUTHOR_KEYWORD, CLIENT, CULLED_RULE, DOMAIN, RULE, VERDICT};
+use crate::schema::{
+    IndexSchema, Outcome, AT, AUTHOR_KEYWORD, CLIENT, CULLED_RULE, DOMAIN, RULE, SENTIMENT, VERDICT,
+};
 use crate::writer::open_index;
 
 /// What one search may cost.
@@ -88,8 +90,8 @@ impl Interval {
 }
 
 /// The facets: keyword fields whose values can be counted and filtered on.
-pub const FACETS: [&str; 10] =
-    [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site", DOMAIN, "author", CLIENT];
+pub const FACETS: [&str; 11] =
+    [RULE, CULLED_RULE, VERDICT, "channel", "lang", "source", "site", DOMAIN, "author", CLIENT, SENTIMENT];
 
 /// Returns the index field a facet counts: the facet's own name, but for `author`,
 /// whose field of that name is analyzed text for queries.

@@ -566,42 +566,54 @@ fn a_clients_scope_sees_only_its_own_mentions_in_every_read() {
     assert_eq!(staff.rules[1].matched_ids, ["globex:1"], "a client's rule meets its client's mentions only");
 }
 
+/// Writes `mentions` into an index at `path` as an earlier cull did: the schema of
+/// the first analyst index (dates, verdict, rules, the stored record) and the fields
+/// `later` adds, each document with its time, its outcome and its record, committed
+/// with a checkpoint at offset 5.
+fn write_index_of_an_earlier_schema(
+    path: &Path,
+    mentions: &[Mention],
+    later: impl FnOnce(&mut tantivy::schema::SchemaBuilder),
+) {
+    use tantivy::schema::{FAST, INDEXED, STORED, STRING};
+    let set = rules();
+    let old = cull_rules::tantivy_query::MentionSchema::with_extra_fields(|builder| {
+        builder.add_date_field("at", INDEXED | FAST | STORED);
+        builder.add_date_field("published_at", INDEXED | FAST);
+        builder.add_date_field("fetched_at", INDEXED | FAST);
+        builder.add_text_field("verdict", STRING | FAST);
+        builder.add_text_field("rule", STRING | FAST);
+        builder.add_text_field("culled_rule", STRING | FAST);
+        later(builder);
+        builder.add_text_field("record", STORED);
+    });
+    std::fs::create_dir_all(path).unwrap();
+    let index = tantivy::Index::create_in_dir(path, old.schema().clone()).unwrap();
+    old.register_tokenizers(&index);
+    let mut writer = index.writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000).unwrap();
+    let field = |name: &str| old.schema().get_field(name).unwrap();
+    for mention in mentions {
+        let verdict = Verdict { mention: Some(mention.clone()), ..set.verdict(mention) };
+        let mut document = old.document(mention);
+        let at = schema::parse_time(mention.published_at.as_deref().unwrap()).unwrap();
+        document.add_date(field("at"), at);
+        document.add_text(field("verdict"), Outcome::of(&verdict).as_str());
+        document.add_text(field("record"), serde_json::to_string(&verdict).unwrap());
+        writer.add_document(document).unwrap();
+    }
+    let mut prepared = writer.prepare_commit().unwrap();
+    // An erasure's tombstone too, which the rebuild must carry over.
+    prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}},"erased":{"gone":[null]}}"#);
+    prepared.commit().unwrap();
+}
+
 #[test]
 fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
-    use tantivy::schema::{FAST, INDEXED, STORED, STRING};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index");
     let set = rules();
-    let mentions = two_clients();
-    {
-        // The schema of cull before clients: no `client` field.
-        let old = cull_rules::tantivy_query::MentionSchema::with_extra_fields(|builder| {
-            builder.add_date_field("at", INDEXED | FAST | STORED);
-            builder.add_date_field("published_at", INDEXED | FAST);
-            builder.add_date_field("fetched_at", INDEXED | FAST);
-            builder.add_text_field("verdict", STRING | FAST);
-            builder.add_text_field("rule", STRING | FAST);
-            builder.add_text_field("culled_rule", STRING | FAST);
-            builder.add_text_field("record", STORED);
-        });
-        std::fs::create_dir_all(&path).unwrap();
-        let index = tantivy::Index::create_in_dir(&path, old.schema().clone()).unwrap();
-        old.register_tokenizers(&index);
-        let mut writer = index.writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000).unwrap();
-        let field = |name: &str| old.schema().get_field(name).unwrap();
-        for mention in &mentions {
-            let verdict = Verdict { mention: Some(mention.clone()), ..set.verdict(mention) };
-            let mut document = old.document(mention);
-            let at = schema::parse_time(mention.published_at.as_deref().unwrap()).unwrap();
-            document.add_date(field("at"), at);
-            document.add_text(field("verdict"), Outcome::of(&verdict).as_str());
-            document.add_text(field("record"), serde_json::to_string(&verdict).unwrap());
-            writer.add_document(document).unwrap();
-        }
-        let mut prepared = writer.prepare_commit().unwrap();
-        prepared.set_payload(r#"{"offsets":{"cull.verdicts":{"0":5}},"erased":{"gone":[null]}}"#);
-        prepared.commit().unwrap();
-    }
+    // The schema of cull before clients: no `client` field.
+    write_index_of_an_earlier_schema(&path, &two_clients(), |_| {});
     assert!(Searcher::open(&path, Limits::default()).is_ok(), "a searcher may rebuild it when nobody writes");
     let mut indexer = Indexer::open(&path, 1, 0).unwrap();
     assert!(indexer.checkpoint().covers("cull.verdicts", 0, 4), "the checkpoint is carried over");
@@ -623,6 +635,28 @@ fn an_index_of_the_schema_before_clients_is_rebuilt_from_its_own_records() {
     );
     assert!(
         !path.with_file_name("index.migrating").exists() && !path.with_file_name("index.replaced").exists()
+    );
+}
+
+#[test]
+fn an_index_of_the_schema_before_sentiment_is_rebuilt_with_it() {
+    use tantivy::schema::{FAST, STRING};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    // The schema of cull before sentiment: clients, domains and authors, no sentiment.
+    write_index_of_an_earlier_schema(&path, &sites(), |builder| {
+        for name in ["client", "domain", "author_keyword"] {
+            builder.add_text_field(name, STRING | FAST);
+        }
+    });
+    let searcher = Searcher::open(&path, Limits::default()).unwrap();
+    assert_eq!(searcher.len(), 6, "every mention is carried over");
+    let request = SearchRequest { facets: vec!["sentiment".into()], ..SearchRequest::default() };
+    let found = searcher.search(&Scope::All, &request).unwrap();
+    assert_eq!(
+        found.facets["sentiment"].iter().map(|f| (f.value.as_str(), f.count)).collect::<Vec<_>>(),
+        [("neutral", 4), ("negative", 1), ("positive", 1)],
+        "the rebuild scores every mention"
     );
 }
 
@@ -664,8 +698,28 @@ fn a_query_that_does_not_parse_or_compile_says_where() {
     }
 }
 
+/// A tweet of VADER's ground truth (`../shared/data/text/vader/tweets_GroundTruth.txt`,
+/// `id<TAB>mean human rating<TAB>text`), by id.
+fn ground_truth_tweet(id: &str) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/vader/tweets_GroundTruth.txt");
+    let raw = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (the shared data)", path.display()));
+    raw.lines()
+        .find_map(|line| {
+            line.strip_prefix(&format!("{id}\t"))?.split_once('\t').map(|(_, text)| text.to_string())
+        })
+        .unwrap_or_else(|| panic!("{}: no tweet {id}", path.display()))
+}
+
+/// A tweet its 20 human raters found negative (mean -3.35 of -4..4).
+const NEGATIVE_TWEET: &str = "284";
+/// A tweet its human raters found positive (mean 2.38).
+const POSITIVE_TWEET: &str = "699";
+
 /// Mentions on subdomains and public suffixes of two registries, one without a
-/// language, with authors.
+/// language, with authors; two are real tweets, a negative (`s1`) and a positive one
+/// (`s2`), the others neutral news.
 fn sites() -> Vec<Mention> {
     let of = |id: &str, url: Option<&str>, lang: Option<&str>, author: Option<&str>| {
         let mut m = mention(id, 20, Channel::News, "Slack app news", "Slack app news of the day");
@@ -674,9 +728,13 @@ fn sites() -> Vec<Mention> {
         m.author = author.map(str::to_string);
         m
     };
+    let tweet = |mut m: Mention, id: &str| {
+        (m.title, m.channel, m.text) = (None, Some(Channel::Twitter), ground_truth_tweet(id));
+        m
+    };
     vec![
-        of("s1", Some("https://www.huffpost.com/a"), Some("en"), Some("Ann Lee")),
-        of("s2", Some("https://huffpost.com/b"), Some("EN"), Some("Ann Lee")),
+        tweet(of("s1", Some("https://www.huffpost.com/a"), Some("en"), Some("Ann Lee")), NEGATIVE_TWEET),
+        tweet(of("s2", Some("https://huffpost.com/b"), Some("EN"), Some("Ann Lee")), POSITIVE_TWEET),
         of("s3", Some("https://news.bbc.co.uk/c"), None, Some("Bo")),
         of("s4", Some("http://bbc.co.uk./d"), Some("und"), None),
         of("s5", Some("http://127.0.0.1:8080/e"), Some("fr"), Some(" Bo ")),
@@ -685,7 +743,7 @@ fn sites() -> Vec<Mention> {
 }
 
 #[test]
-fn facets_count_registered_domains_authors_and_no_language_and_filters_select_exactly_those() {
+fn facets_count_registered_domains_authors_no_language_and_sentiment_and_filters_select_exactly_those() {
     let dir = tempfile::tempdir().unwrap();
     index_all(dir.path(), &rules(), &sites());
     let searcher = Searcher::open(dir.path(), Limits::default()).unwrap();
@@ -698,6 +756,7 @@ fn facets_count_registered_domains_authors_and_no_language_and_filters_select_ex
     assert_eq!(counts("domain"), expected(&[("bbc.co.uk", 2), ("huffpost.com", 2), ("127.0.0.1", 1)]));
     assert_eq!(counts("author"), expected(&[("Ann Lee", 2), ("Bo", 2)]));
     assert_eq!(counts("lang"), expected(&[("und", 3), ("en", 2), ("fr", 1)]), "no language counts as und");
+    assert_eq!(counts("sentiment"), expected(&[("neutral", 4), ("negative", 1), ("positive", 1)]));
     // Every value of every facet selects exactly the mentions it counts.
     for (facet, values) in &found.facets {
         for value in values {
@@ -721,9 +780,38 @@ fn facets_count_registered_domains_authors_and_no_language_and_filters_select_ex
     let mut ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["s3", "s4"]);
+    // The real tweets get the labels VADER gives them.
+    for (label, id) in [("negative", "s1"), ("positive", "s2")] {
+        let request =
+            SearchRequest { facet_filters: vec![filter("sentiment", label)], ..SearchRequest::default() };
+        let found = searcher.search(&Scope::All, &request).unwrap();
+        assert_eq!(found.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), [id], "{label}");
+    }
     let unknown = SearchRequest { facet_filters: vec![filter("colour", "red")], ..SearchRequest::default() };
     let error = searcher.search(&Scope::All, &unknown).unwrap_err();
     assert!(error.to_string().contains("unknown facet \"colour\""), "{error}");
+}
+
+#[test]
+fn every_mention_keeps_vaders_compound_in_a_fast_field() {
+    let dir = tempfile::tempdir().unwrap();
+    index_all(dir.path(), &rules(), &sites());
+    let schema = IndexSchema::new();
+    let searcher = tantivy::Index::open_in_dir(dir.path()).unwrap().reader().unwrap().searcher();
+    let mut compounds = std::collections::BTreeMap::new();
+    for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        let column = segment.fast_fields().f64(schema::SENTIMENT_SCORE).unwrap();
+        for doc in segment.doc_ids_alive() {
+            let document: tantivy::TantivyDocument =
+                searcher.doc(tantivy::DocAddress::new(ordinal as u32, doc)).unwrap();
+            let mention = schema.record(&document).unwrap().mention.unwrap();
+            let compound = column.first(doc).unwrap();
+            assert_eq!(compound, cull_model::sentiment::analyze_mention(&mention).compound, "{}", mention.id);
+            compounds.insert(mention.id, compound);
+        }
+    }
+    assert_eq!(compounds.len(), 6);
+    assert!(compounds["s1"] < -0.5 && compounds["s2"] > 0.5, "{compounds:?}");
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! The [`analyzer`] lives here too, rather than in the matcher or the index, because
 //! cull promises that a rule means exactly what a search of the analyst index means.
 //! That promise holds only if both sides cut text into the same tokens at the same
-//! positions, so there is one analyzer and both register it.
+//! positions, so there is one analyzer and both register it. [`sentiment`] is here
+//! for the same reason: triage and the index label a mention with one scorer.
 #![deny(missing_docs)]
 
 pub mod analyzer;
@@ -18,6 +19,7 @@ mod contract;
 pub mod escape;
 mod feedback;
 mod id;
+pub mod sentiment;
 pub mod thread;
 
 pub use client::{check_claim, client_name_problem, Scope, ALL_CLIENTS};

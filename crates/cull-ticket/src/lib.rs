@@ -10,7 +10,8 @@
 //!   count and the latest mention. Revisions never go back: triage state is written
 //!   to a changelog and read back after a restart or by the replica that takes over.
 //! * **A score that explains itself** ([`score`]): the rule's priority, negative
-//!   sentiment, reach, VIP authors, crisis words (`escalate_on`), velocity, spikes and
+//!   sentiment (VADER, [`cull_model::sentiment`], the scorer the index labels with),
+//!   reach, VIP authors, crisis words (`escalate_on`), velocity, spikes and
 //!   lateness each add capped points, listed on the ticket; the queue's channel weight
 //!   scales the sum so social work does not starve calls and e-mail.
 //! * **A deadline from the post's time**: the first-response target of the queue and
@@ -34,7 +35,6 @@
 pub mod calendar;
 pub mod config;
 pub mod score;
-pub mod sentiment;
 pub mod spike;
 pub mod triage;
 

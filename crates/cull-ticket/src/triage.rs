@@ -628,11 +628,7 @@ impl Triage {
                 return *compound;
             }
         }
-        let text = match &mention.title {
-            Some(title) if !title.is_empty() => format!("{title}. {}", mention.text),
-            _ => mention.text.clone(),
-        };
-        let compound = crate::sentiment::analyze(&text).compound;
+        let compound = cull_model::sentiment::analyze_mention(mention).compound;
         self.last_sentiment = Some((mention.id.clone(), compound));
         compound
     }

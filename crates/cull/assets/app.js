@@ -12,10 +12,10 @@
   const TOKEN_KEY = 'cull.token';
   // The facets of the sidebar, in order; a value filters with `filter=facet:value`,
   // which selects exactly the mentions the facet counts under it.
-  const FACETS = ['verdict', 'rule', 'culled_rule', 'domain', 'source', 'author', 'lang', 'channel'];
+  const FACETS = ['verdict', 'rule', 'culled_rule', 'sentiment', 'domain', 'source', 'author', 'lang', 'channel'];
   const FACET_NAMES = {
-    verdict: 'verdict', rule: 'matched rule', culled_rule: 'culled rule', domain: 'site',
-    source: 'source', author: 'author', lang: 'language', channel: 'channel',
+    verdict: 'verdict', rule: 'matched rule', culled_rule: 'culled rule', sentiment: 'sentiment',
+    domain: 'site', source: 'source', author: 'author', lang: 'language', channel: 'channel',
   };
   const PAGE = 20;
   const SPLITS = ['', 'verdict', 'rule'];

@@ -124,7 +124,7 @@ enum Command {
         #[arg(long)]
         lang: Vec<String>,
         /// Count the values of a field: rule, culled_rule, verdict, channel, lang, source, site, domain,
-        /// author, client (repeatable).
+        /// author, client, sentiment (repeatable).
         #[arg(long)]
         facet: Vec<String>,
         /// Add a date histogram: hour, day or week.

@@ -1,4 +1,4 @@
-//! `cull_ticket::sentiment` against the real thing: the Python `vaderSentiment`
+//! `cull_model::sentiment` against the real thing: the Python `vaderSentiment`
 //! 3.3.2 package (installed in a venv by `scripts/vader-venv.sh`) and the human
 //! ratings of the VADER paper's four ground-truth corpora in
 //! `../shared/data/text/vader` (tweets, movie reviews, Amazon reviews, New York Times
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use cull_ticket::sentiment::{analyze, Sentiment};
+use cull_model::sentiment::{analyze, Sentiment};
 
 /// The corpora, by file name in the VADER data directory.
 const CORPORA: [&str; 4] = [

@@ -1,15 +1,24 @@
-//! Sentiment of a mention, for triage: a negative mention is more urgent.
+//! Sentiment of a mention, by VADER: triage ranks a negative mention as more urgent,
+//! and the analyst index labels every mention with it for the `sentiment` facet.
+//!
+//! It lives here, beside the [`crate::analyzer`], for the analyzer's reason: triage
+//! (`cull-ticket`) and the index (`cull-index`) must say the same thing about the
+//! same mention, so there is one scorer, and this crate is the one both depend on.
 //!
 //! The scores are VADER's (Hutto & Gilbert, ICWSM-14), computed by the
 //! `vader-parity` crate, which reproduces Python `vaderSentiment` 3.3.2 over that
 //! package's own lexicons; `tests/sentiment_parity.rs` holds it to the real Python
 //! package on the 4 VADER ground-truth corpora. VADER is rule-based and English-only:
 //! text in other languages scores mostly neutral, which triage reads as "no signal",
-//! not as "calm".
+//! not as "calm", and which the index labels `neutral`; a word it shares with English
+//! is read as the English one (German "war", was, is negative).
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use vader_parity::SentimentIntensityAnalyzer;
+
+use crate::Mention;
 
 /// Bytes of a text that are scored; the rest is ignored.
 ///
@@ -27,11 +36,19 @@ pub const SCORED_BYTES: usize = 1024;
 /// caller, so scoring a mention never rebuilds them.
 static ANALYZER: LazyLock<SentimentIntensityAnalyzer> = LazyLock::new(SentimentIntensityAnalyzer::new);
 
+/// The compound at or below which a text is [`Label::Negative`]: VADER's
+/// conventional threshold (its README, "Scoring"), which its authors chose so that the
+/// label agrees with most human raters.
+pub const NEGATIVE_AT_MOST: f64 = -0.05;
+
+/// The compound at or above which a text is [`Label::Positive`] (VADER's convention).
+pub const POSITIVE_AT_LEAST: f64 = 0.05;
+
 /// VADER's scores for one text, as Python `vaderSentiment` 3.3.2 rounds them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sentiment {
-    /// The normalized sum of the valences, in [-1, 1], rounded to 4 decimals; below
-    /// -0.05 is VADER's conventional threshold for "negative".
+    /// The normalized sum of the valences, in [-1, 1], rounded to 4 decimals; see
+    /// [`Label`] for what counts as negative and positive.
     pub compound: f64,
     /// The share of the text's sentiment mass that is negative, in [0, 1].
     pub negative: f64,
@@ -39,6 +56,60 @@ pub struct Sentiment {
     pub neutral: f64,
     /// The share of the text's sentiment mass that is positive, in [0, 1].
     pub positive: f64,
+}
+
+impl Sentiment {
+    /// Returns the label of the compound.
+    pub fn label(&self) -> Label {
+        Label::of(self.compound)
+    }
+}
+
+/// A sentiment in three words, by the compound and VADER's conventional thresholds,
+/// for people who count and filter rather than rank: the analyst index's `sentiment`
+/// facet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    /// The compound is at most [`NEGATIVE_AT_MOST`].
+    Negative,
+    /// Between the thresholds, including text with nothing to score and text VADER
+    /// cannot read (other languages than English).
+    Neutral,
+    /// The compound is at least [`POSITIVE_AT_LEAST`].
+    Positive,
+}
+
+impl Label {
+    /// Returns the label of a compound score.
+    pub fn of(compound: f64) -> Label {
+        if compound <= NEGATIVE_AT_MOST {
+            Label::Negative
+        } else if compound >= POSITIVE_AT_LEAST {
+            Label::Positive
+        } else {
+            Label::Neutral
+        }
+    }
+
+    /// Returns the label as a word: `negative`, `neutral` or `positive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Negative => "negative",
+            Label::Neutral => "neutral",
+            Label::Positive => "positive",
+        }
+    }
+}
+
+/// Scores a mention: its title and text read as one passage, `"{title}. {text}"`, as
+/// a reader meets them (a headline often carries the sentiment its lead does not).
+/// Triage and the index both score a mention through this, so they agree on it.
+pub fn analyze_mention(mention: &Mention) -> Sentiment {
+    let passage = match &mention.title {
+        Some(title) if !title.is_empty() => Cow::Owned(format!("{title}. {}", mention.text)),
+        _ => Cow::Borrowed(mention.text.as_str()),
+    };
+    analyze(&passage)
 }
 
 /// Scores the first [`SCORED_BYTES`] of `text` (see [`scored_prefix`]). Total:
@@ -73,7 +144,8 @@ pub fn scored_prefix(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{analyze, scored_prefix, SCORED_BYTES};
+    use super::{analyze, analyze_mention, scored_prefix, Label, SCORED_BYTES};
+    use crate::Mention;
     use proptest::prelude::*;
 
     #[test]
@@ -86,6 +158,29 @@ mod tests {
         );
         assert!(analyze("The support line is useless and rude.").compound < -0.05);
         assert_eq!(analyze("").compound, 0.0);
+    }
+
+    #[test]
+    fn labels_follow_the_conventional_thresholds_inclusively() {
+        let labels = [-1.0, -0.05, -0.0499, 0.0, 0.0499, 0.05, 1.0].map(|c| Label::of(c).as_str());
+        assert_eq!(labels, ["negative", "negative", "neutral", "neutral", "neutral", "positive", "positive"]);
+    }
+
+    #[test]
+    fn a_mention_is_scored_with_its_title() {
+        let mut mention = Mention::new("m1", "The store opens at nine.");
+        assert_eq!(analyze_mention(&mention).label(), Label::Neutral);
+        mention.title = Some("Worst service ever".into());
+        let with_title = analyze_mention(&mention);
+        assert_eq!(with_title, analyze("Worst service ever. The store opens at nine."));
+        assert_eq!(with_title.label(), Label::Negative);
+        // German praise: VADER reads English words only, so it sees nothing in most of
+        // it, and in "war" (was) the English word.
+        assert_eq!(analyze("Der Kundendienst ist hervorragend und sehr freundlich.").label(), Label::Neutral);
+        assert_eq!(
+            analyze("Der Kundendienst war hervorragend und sehr freundlich.").label(),
+            Label::Negative
+        );
     }
 
     #[test]
