@@ -501,9 +501,14 @@ async fn every_route_answers_as_the_openapi_document_says() {
             let mut reader = csv::Reader::from_reader(text.as_bytes());
             reader.records().map(|r| r.unwrap()[0].to_string()).collect()
         } else {
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
-                .collect()
+            let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            for line in &lines {
+                // The indexed sentiment reaches the export.
+                let label = line["sentiment"].as_str().unwrap_or_default();
+                assert!(["negative", "neutral", "positive"].contains(&label), "{line}");
+                assert!(line["sentiment_score"].is_f64(), "{line}");
+            }
+            lines.iter().map(|line| line["id"].as_str().unwrap().to_string()).collect()
         };
         assert_eq!(ids, mentions.iter().map(|m| m.id.clone()).collect(), "{format}");
         spec.seen.insert(("GET".into(), "/api/export".into(), "200".into()));

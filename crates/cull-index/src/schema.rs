@@ -119,7 +119,8 @@ impl IndexSchema {
             builder.add_text_field(DOMAIN, STRING | FAST);
             builder.add_text_field(AUTHOR_KEYWORD, STRING | FAST);
             builder.add_text_field(SENTIMENT, STRING | FAST);
-            builder.add_f64_field(SENTIMENT_SCORE, FAST);
+            // Stored too, so that an export carries it.
+            builder.add_f64_field(SENTIMENT_SCORE, FAST | STORED);
             builder.add_text_field(RECORD, STORED);
         });
         let field = |name: &str| mention.schema().get_field(name).expect("added just above");
@@ -227,6 +228,12 @@ impl IndexSchema {
     pub fn at(&self, document: &TantivyDocument) -> Option<i64> {
         use tantivy::schema::Value;
         Some(document.get_first(self.at)?.as_datetime()?.into_timestamp_secs())
+    }
+
+    /// Returns the VADER compound a document was indexed with.
+    pub fn sentiment_score(&self, document: &TantivyDocument) -> Option<f64> {
+        use tantivy::schema::Value;
+        document.get_first(self.sentiment_score)?.as_f64()
     }
 }
 

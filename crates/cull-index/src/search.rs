@@ -323,6 +323,8 @@ pub struct ExportedMention {
     pub at: Option<String>,
     /// The verdict, with the mention.
     pub verdict: Verdict,
+    /// VADER's compound for the mention's title and text, as indexed.
+    pub sentiment_score: Option<f64>,
 }
 
 /// What the collectors of one search found.
@@ -556,7 +558,12 @@ impl Searcher {
             let verdict =
                 self.schema.record(&document).ok_or_else(|| IndexError::Record(format!("{address:?}")))?;
             let at = self.schema.at(&document).and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
-            if each(ExportedMention { at: at.and_then(|t| t.format(&Rfc3339).ok()), verdict }).is_break() {
+            let exported = ExportedMention {
+                at: at.and_then(|t| t.format(&Rfc3339).ok()),
+                verdict,
+                sentiment_score: self.schema.sentiment_score(&document),
+            };
+            if each(exported).is_break() {
                 break;
             }
         }

@@ -13,7 +13,7 @@
 //! JSON Lines keeps every value as it is.
 
 use cull_index::{registered_domain, ExportedMention, Outcome};
-use cull_model::Culled;
+use cull_model::{sentiment, Culled};
 use serde::Serialize;
 
 /// Mentions one export holds at most.
@@ -75,12 +75,31 @@ struct Row<'a> {
     channel: Option<&'a str>,
     lang: Option<&'a str>,
     client: Option<&'a str>,
+    /// VADER's label (`negative`, `neutral`, `positive`), as the sentiment facet has it.
+    sentiment: Option<&'static str>,
+    /// VADER's compound in [-1, 1]; JSON Lines only (a CSV cell starting with `-` would
+    /// be defused into text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sentiment_score: Option<f64>,
 }
 
 /// The CSV header: the fields of [`Row`], in order.
-const COLUMNS: [&str; 14] = [
-    "id", "at", "verdict", "matched", "culls", "title", "text", "url", "domain", "author", "source",
-    "channel", "lang", "client",
+const COLUMNS: [&str; 15] = [
+    "id",
+    "at",
+    "verdict",
+    "matched",
+    "culls",
+    "title",
+    "text",
+    "url",
+    "domain",
+    "author",
+    "source",
+    "channel",
+    "lang",
+    "client",
+    "sentiment",
 ];
 
 impl<'a> Row<'a> {
@@ -102,12 +121,14 @@ impl<'a> Row<'a> {
             channel: mention.and_then(|m| m.channel).map(|c| c.as_str()),
             lang: mention.and_then(|m| m.lang.as_deref()),
             client: mention.and_then(|m| m.client.as_deref()),
+            sentiment: exported.sentiment_score.map(|score| sentiment::Label::of(score).as_str()),
+            sentiment_score: exported.sentiment_score,
         }
     }
 
     /// Returns the CSV cells, lists joined: matched rules by `; `, culls as
     /// `rule (reason: clause)` joined by `; `.
-    fn cells(&self) -> [String; 14] {
+    fn cells(&self) -> [String; 15] {
         let text = |value: Option<&str>| value.unwrap_or_default().to_string();
         let culls: Vec<String> = self
             .culls
@@ -129,6 +150,7 @@ impl<'a> Row<'a> {
             text(self.channel),
             text(self.lang),
             text(self.client),
+            text(self.sentiment),
         ]
         .map(inert)
     }
@@ -221,7 +243,7 @@ mod tests {
             }],
             mention: Some(mention),
         };
-        ExportedMention { at: Some("2026-11-20T10:00:00Z".into()), verdict }
+        ExportedMention { at: Some("2026-11-20T10:00:00Z".into()), verdict, sentiment_score: Some(-0.5) }
     }
 
     #[test]
@@ -241,6 +263,7 @@ mod tests {
         assert_eq!((cell(1, "title"), cell(1, "text")), ("'@SUM(A1)".into(), "'-1 point".into()));
         assert_eq!(cell(0, "culls"), "slack (exclude: adjuster*)");
         assert_eq!((cell(0, "verdict"), cell(0, "domain")), ("culled".into(), "example.co.uk".into()));
+        assert_eq!(cell(0, "sentiment"), "negative");
         assert!(text.contains("\"one, \"\"two\"\"\nthree\""), "quotes doubled inside quotes: {text}");
     }
 
@@ -254,6 +277,10 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!((lines[0]["title"].as_str(), lines[0]["text"].as_str()), (Some("=1+1"), Some("a\nb")));
         assert_eq!(lines[0]["culls"][0]["clause"], "adjuster*");
+        assert_eq!(
+            (lines[0]["sentiment"].as_str(), lines[0]["sentiment_score"].as_f64()),
+            (Some("negative"), Some(-0.5))
+        );
     }
 
     #[test]
