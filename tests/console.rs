@@ -124,6 +124,14 @@ impl Browser {
         found[ELEMENT].as_str().unwrap().to_string()
     }
 
+    /// Opens `url` and signs in with `token` at the console's token prompt.
+    pub async fn sign_in(&self, url: &str, token: &str) {
+        self.open(url).await;
+        self.wait_for("!document.getElementById('login').hidden").await;
+        self.type_into("#token", token).await;
+        self.click("#login-button").await;
+    }
+
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.post(&format!("/element/{element}/click"), json!({})).await;
@@ -187,10 +195,7 @@ async fn the_console_searches_highlights_explains_and_keeps_hostile_html_as_text
     let browser = Browser::start().await;
 
     // Signing in: the token prompt first, then every mention.
-    browser.open(&format!("{base}/")).await;
-    browser.wait_for("!document.getElementById('login').hidden").await;
-    browser.type_into("#token", ANALYST).await;
-    browser.click("#login-button").await;
+    browser.sign_in(&format!("{base}/"), ANALYST).await;
     let status = browser.wait_for("/^\\d+ mention/.test(document.getElementById('status').textContent) && document.getElementById('status').textContent").await;
     assert!(status.as_str().unwrap().starts_with(&format!("{} mention(s)", mentions.len())), "{status}");
     let displayed = "[...document.querySelectorAll('#login, #search-view, #mention-view')].filter(e => e.getClientRects().length).map(e => e.id)";
@@ -357,10 +362,7 @@ async fn a_ticket_from_a_pipeline_run_shows_on_its_mentions_page() {
     let server = serve(&dir.path().join("index"), &["--tokens", tokens.to_str().unwrap()], &[]);
     let base = format!("http://{}", server.address);
     let browser = Browser::start().await;
-    browser.open(&format!("{base}/")).await;
-    browser.wait_for("!document.getElementById('login').hidden").await;
-    browser.type_into("#token", ANALYST).await;
-    browser.click("#login-button").await;
+    browser.sign_in(&format!("{base}/"), ANALYST).await;
     browser.wait_for("/^\\d+ mention/.test(document.getElementById('status').textContent)").await;
     browser.open(&format!("{base}/#/mention/vip-1")).await;
     let ticket = browser.wait_for("document.querySelector('#mention .ticket') && document.querySelector('#mention .ticket').textContent").await;
@@ -400,10 +402,7 @@ async fn the_console_keeps_its_view_in_the_url_and_shows_errors_facets_histogram
     let (server, _, mentions, _) = fixture(dir.path());
     let base = format!("http://{}", server.address);
     let browser = Browser::start().await;
-    browser.open(&format!("{base}/")).await;
-    browser.wait_for("!document.getElementById('login').hidden").await;
-    browser.type_into("#token", ANALYST).await;
-    browser.click("#login-button").await;
+    browser.sign_in(&format!("{base}/"), ANALYST).await;
     assert_eq!(settled(&browser).await as usize, mentions.len());
 
     // A facet value and a search go into the URL; a reload shows the same view, and
@@ -560,10 +559,7 @@ async fn the_console_fits_400_px_and_drafts_a_rule_against_the_live_one() {
     let base = format!("http://{}", server.address);
     let browser = Browser::start().await;
     browser.post("/window/rect", json!({ "width": 400, "height": 900 })).await;
-    browser.open(&format!("{base}/")).await;
-    browser.wait_for("!document.getElementById('login').hidden").await;
-    browser.type_into("#token", ANALYST).await;
-    browser.click("#login-button").await;
+    browser.sign_in(&format!("{base}/"), ANALYST).await;
     settled(&browser).await;
     let layout = browser
         .script(

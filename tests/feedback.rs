@@ -221,10 +221,7 @@ async fn the_console_lists_rule_quality_and_shows_a_rules_suggestions_and_draft(
     );
     let base = format!("http://{}", server.address);
     let browser = crate::console::Browser::start().await;
-    browser.open(&format!("{base}/#/rules")).await;
-    browser.wait_for("!document.getElementById('login').hidden").await;
-    browser.type_into("#token", crate::api::ANALYST).await;
-    browser.click("#login-button").await;
+    browser.sign_in(&format!("{base}/#/rules"), crate::api::ANALYST).await;
     let rows = browser
         .wait_for("document.querySelectorAll('#rules-table tbody tr').length && [...document.querySelectorAll('#rules-table tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
         .await;

@@ -70,8 +70,11 @@ impl Stage for MatchStage {
             }
         }
         let verdicts = self.matcher.verdicts(&mentions);
-        let keeps_decisions = self.summary.keeps_decisions();
-        let mut decided = Vec::new();
+        // Mentions are copied for the decision table only while it wants rows; the
+        // totals count every decision.
+        let (keeps_decisions, wants_rows) =
+            (self.summary.keeps_decisions(), self.summary.wants_decision_rows());
+        let (mut decided, mut decision_totals) = (Vec::new(), (0, 0));
         for (mention, mut verdict) in mentions.into_iter().zip(verdicts) {
             let outcome = match (verdict.matched.is_empty(), verdict.culled.is_empty()) {
                 (false, _) => Outcome::Matched,
@@ -80,7 +83,11 @@ impl Stage for MatchStage {
             };
             stats.record(outcome);
             stats.verdict(&verdict);
-            if keeps_decisions && outcome != Outcome::Unmatched {
+            if keeps_decisions {
+                decision_totals.0 += verdict.matched.len() as u64;
+                decision_totals.1 += verdict.culled.len() as u64;
+            }
+            if wants_rows && outcome != Outcome::Unmatched {
                 decided.push((mention.clone(), verdict.clone()));
             }
             // Keyed by thread, so that every mention of one issue reaches the one
@@ -98,7 +105,8 @@ impl Stage for MatchStage {
             stats.count(Outcome::Culled),
             stats.count(Outcome::Unmatched),
         );
-        self.summary.add_decisions(decided.iter().map(|(mention, verdict)| (mention, verdict)));
+        self.summary
+            .add_decisions(decided.iter().map(|(mention, verdict)| (mention, verdict)), decision_totals);
         self.metrics.record_matches(&stats);
         Ok(())
     }

@@ -49,22 +49,38 @@ impl Summary {
         Summary { decisions: Decisions { per_outcome, ..Decisions::default() }, ..Summary::default() }
     }
 
-    /// Whether the summary keeps decisions (so the matcher need not collect them).
+    /// Whether the summary keeps decisions at all (so the matcher counts them).
     pub fn keeps_decisions(&self) -> bool {
         self.decisions.per_outcome > 0
     }
 
-    /// Notes the matcher's decisions about the mentions of one batch: every rule that
-    /// matched or was culled, with the words that matched or the clause that culled.
-    /// Costs nothing unless the summary keeps decisions.
-    pub fn add_decisions<'a>(&self, decided: impl IntoIterator<Item = (&'a Mention, &'a Verdict)>) {
+    /// Whether the summary still wants rows, so that the matcher copies the decided
+    /// mentions of a batch only while they can be shown.
+    pub fn wants_decision_rows(&self) -> bool {
+        self.keeps_decisions() && {
+            let kept = self.decisions.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let candidates = self.decisions.candidates();
+            kept.matched.len() < candidates || kept.culled.len() < candidates
+        }
+    }
+
+    /// Notes the matcher's decisions about one batch: `decided`, the mentions to take
+    /// rows from (every rule that matched or was culled, with the words that matched
+    /// or the clause that culled), and `totals`, the rules matched and culled over the
+    /// whole batch. Costs nothing unless the summary keeps decisions.
+    pub fn add_decisions<'a>(
+        &self,
+        decided: impl IntoIterator<Item = (&'a Mention, &'a Verdict)>,
+        totals: (u64, u64),
+    ) {
         if !self.keeps_decisions() {
             return;
         }
         let mut kept = self.decisions.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.matched_total += totals.0;
+        kept.culled_total += totals.1;
         for (mention, verdict) in decided {
             for matched in &verdict.matched {
-                kept.matched_total += 1;
                 if kept.matched.len() < self.decisions.candidates() {
                     let mut words: Vec<&str> = Vec::new();
                     let quoted = matched
@@ -83,7 +99,6 @@ impl Summary {
                 }
             }
             for culled in &verdict.culled {
-                kept.culled_total += 1;
                 if kept.culled.len() < self.decisions.candidates() {
                     let why = format!("{}: {}", culled.reason.as_str(), culled.clause);
                     kept.culled.push(Decision::new(mention, Decided::Culled, &culled.rule_id, why));
@@ -306,11 +321,18 @@ mod tests {
         (mention, verdict)
     }
 
+    /// Adds a batch's decisions as the matcher does: every mention's rows, and its totals.
+    fn add(summary: &Summary, batch: &[(Mention, Verdict)]) {
+        let totals = batch
+            .iter()
+            .fold((0, 0), |(m, c), (_, v)| (m + v.matched.len() as u64, c + v.culled.len() as u64));
+        summary.add_decisions(batch.iter().map(|(mention, verdict)| (mention, verdict)), totals);
+    }
+
     #[test]
     fn a_summary_keeps_no_decisions_unless_asked() {
         let summary = Summary::default();
-        let (mention, verdict) = decided("m", "s", &["a"], &["b"]);
-        summary.add_decisions([(&mention, &verdict)]);
+        add(&summary, &[decided("m", "s", &["a"], &["b"])]);
         assert!(!summary.keeps_decisions());
         assert_eq!(summary.decisions(), DecisionSample::default());
     }
@@ -318,8 +340,7 @@ mod tests {
     #[test]
     fn decisions_quote_the_matched_words_once_and_the_culling_clause() {
         let summary = Summary::keeping_decisions(5);
-        let (mention, verdict) = decided("m", "s", &["slack"], &["wax"]);
-        summary.add_decisions([(&mention, &verdict)]);
+        add(&summary, &[decided("m", "s", &["slack"], &["wax"])]);
         let sample = summary.decisions();
         let whys: Vec<(&str, Decided, &str)> =
             sample.rows.iter().map(|row| (row.rule_id.as_str(), row.outcome, row.why.as_str())).collect();
@@ -343,7 +364,7 @@ mod tests {
         }
         batch.push(decided("b", "feed", &["quiet"], &[]));
         batch.push(decided("c", "tweets", &["busy"], &["culling"]));
-        summary.add_decisions(batch.iter().map(|(m, v)| (m, v)));
+        add(&summary, &batch);
         let sample = summary.decisions();
         let shown: Vec<(&str, &str)> =
             sample.rows.iter().map(|row| (row.rule_id.as_str(), row.mention_id.as_str())).collect();
