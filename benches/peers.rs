@@ -338,7 +338,7 @@ fn ids_only_rate(set: &RuleSet, mentions: &[Mention], seconds: f64) -> f64 {
             ids.clear();
             for hit in scratch.hits() {
                 let partition = set.hit_partition(mention.client.as_deref(), hit);
-                ids.push(partition.rule_ref(hit.index as usize).id);
+                ids.push(partition.rule_id(hit.index as usize));
             }
             std::hint::black_box(ids.len());
         }

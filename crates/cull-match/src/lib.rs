@@ -32,9 +32,7 @@ use rayon::prelude::*;
 
 use crate::prefilter::{Anchoring, Prefilter, Scratch};
 use crate::stored::{Interner, Stored};
-use crate::verify::{
-    first_mask_hit, matches, spans_into, word_spans_into, Document, DocumentBuffers, Hidden,
-};
+use crate::verify::{first_mask_hit, matches, merge_spans, spans_into, Document, DocumentBuffers, Hidden};
 
 /// Errors building a rule set.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +171,8 @@ pub struct MatchScratch {
     document: DocumentBuffers,
     hits: Vec<Hit>,
     spans: Vec<Span>,
+    /// The unmerged spans of one proven rule.
+    found: Vec<(&'static str, usize, usize)>,
 }
 
 impl MatchScratch {
@@ -199,6 +199,12 @@ pub struct Partition {
     /// Shared with the sets this one was made from or makes, so that replacing one
     /// file's rules copies pointers, not rules; most kept compact (see [`stored`]).
     rules: Vec<Stored>,
+    /// Every rule's id then version, in one string (`name_ends[i]` ends rule `i`'s id
+    /// and its version): what a verdict names each matched rule by, read from one place
+    /// rather than through each rule's pointer, which at hundreds of thousands of rules
+    /// is a cache miss or two per match.
+    names: String,
+    name_ends: Vec<(u32, u32)>,
     /// Each rule's index in `rules`, found by the hash of its id (ids are unique
     /// within a partition): a table of indexes rather than a map of copied ids, which
     /// at a million rules would be tens of megabytes and rebuilt at each reload.
@@ -210,13 +216,44 @@ pub struct Partition {
 impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
-        let hasher = DefaultHashBuilder::default();
-        let mut by_id = HashTable::with_capacity(rules.len());
-        let hash = |i: &u32| hasher.hash_one(rules[*i as usize].fields().id);
-        for i in 0..rules.len() as u32 {
+        let too_many = |count: usize| MatchError::TooManyRules { count };
+        let mut names = String::new();
+        let mut name_ends = Vec::with_capacity(rules.len());
+        for rule in &rules {
+            let fields = rule.fields();
+            names.push_str(fields.id);
+            let id_end = u32::try_from(names.len()).map_err(|_| too_many(rules.len()))?;
+            names.push_str(fields.version);
+            name_ends.push((id_end, u32::try_from(names.len()).map_err(|_| too_many(rules.len()))?));
+        }
+        let mut partition = Partition {
+            client,
+            rules,
+            names,
+            name_ends,
+            by_id: HashTable::new(),
+            hasher: Default::default(),
+            prefilter,
+        };
+        let mut by_id = HashTable::with_capacity(partition.rules.len());
+        let hash = |i: &u32| partition.hasher.hash_one(partition.rule_id(*i as usize));
+        for i in 0..partition.rules.len() as u32 {
             by_id.insert_unique(hash(&i), i, hash);
         }
-        Ok(Partition { client, rules, by_id, hasher, prefilter })
+        partition.by_id = by_id;
+        Ok(partition)
+    }
+
+    /// Returns the id of rule `index`.
+    pub fn rule_id(&self, index: usize) -> &str {
+        let start = index.checked_sub(1).map_or(0, |i| self.name_ends[i].1 as usize);
+        &self.names[start..self.name_ends[index].0 as usize]
+    }
+
+    /// Returns the version of rule `index`.
+    pub fn rule_version(&self, index: usize) -> &str {
+        let (id_end, end) = self.name_ends[index];
+        &self.names[id_end as usize..end as usize]
     }
 
     /// Returns the client whose mentions the partition's rules match (`None`: every
@@ -252,10 +289,7 @@ impl Partition {
 
     /// Returns the index of rule `id`, if the partition has it.
     pub fn position(&self, id: &str) -> Option<usize> {
-        let rules = &self.rules;
-        self.by_id
-            .find(self.hasher.hash_one(id), |&i| rules[i as usize].fields().id == id)
-            .map(|&i| i as usize)
+        self.by_id.find(self.hasher.hash_one(id), |&i| self.rule_id(i as usize) == id).map(|&i| i as usize)
     }
 
     /// Returns the prefilter.
@@ -418,10 +452,10 @@ impl RuleSet {
     /// work of matching it, which other clients' rules never add to.
     pub fn candidate_count(&self, mention: &Mention) -> usize {
         let (mut scratch, mut candidates) = (Scratch::default(), Vec::new());
-        scratch.prepare(&Document::new(mention));
+        let doc = Document::new(mention);
         self.partitions_for(mention.client.as_deref())
             .map(|partition| {
-                partition.prefilter.prepared_candidates(&mut scratch, &mut candidates);
+                partition.prefilter.candidates(&doc, &mut scratch, &mut candidates);
                 candidates.len()
             })
             .sum()
@@ -433,11 +467,22 @@ impl RuleSet {
     }
 
     /// Returns the verdicts for a batch, in input order, matching on all threads of
-    /// the current rayon pool.
+    /// the current rayon pool, each in its thread's [`MatchScratch`]: the buffers grown
+    /// for one batch serve the next, rather than being grown again (and, at a million
+    /// rules, megabytes zeroed) for every batch.
     pub fn verdicts(&self, mentions: &[Mention]) -> Vec<Verdict> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<MatchScratch> = std::cell::RefCell::default();
+        }
         mentions
             .par_iter()
-            .map_init(MatchScratch::default, |scratch, m| self.verdict_with(m, scratch))
+            .map(|m| {
+                SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                    Ok(mut scratch) => self.verdict_with(m, &mut scratch),
+                    // Only a matching nested in another on this thread finds it taken.
+                    Err(_) => self.verdict(m),
+                })
+            })
             .collect()
     }
 
@@ -463,26 +508,27 @@ impl RuleSet {
     }
 
     fn match_probed<P: Probe>(&self, mention: &Mention, scratch: &mut MatchScratch, probe: &mut P) {
-        let MatchScratch { prefilter, candidates, document, hits, spans } = scratch;
+        let MatchScratch { prefilter, candidates, document, hits, spans, found } = scratch;
         hits.clear();
         spans.clear();
         let doc = Document::reusing(mention, std::mem::take(document));
-        prefilter.prepare(&doc);
         for (own, partition) in self.partitions_for(mention.client.as_deref()).enumerate() {
-            partition.prefilter.prepared_candidates(prefilter, candidates);
+            partition.prefilter.candidates(&doc, prefilter, candidates);
             for &index in candidates.iter() {
                 let started = P::TIMED.then(Instant::now);
                 let first = spans.len();
                 let kind = match &partition.rules[index as usize] {
-                    Stored::Compact(compact) => {
-                        word_spans_into(compact.clauses().flatten(), &doc, spans);
+                    Stored::Full(rule) if !partition.prefilter.proves(index) => {
+                        evaluate_into(rule, &doc, spans)
+                    }
+                    // A proven candidate (every compact rule is one) is a match: only
+                    // its spans are left to find, among the words the prefilter found.
+                    _ => {
+                        found.clear();
+                        partition.prefilter.proven_spans(index, &doc, prefilter, found);
+                        merge_spans(found, spans);
                         HitKind::Matched
                     }
-                    Stored::Full(rule) if partition.prefilter.proves(index) => {
-                        spans_into(&rule.query, &doc, &Hidden::NONE, spans);
-                        HitKind::Matched
-                    }
-                    Stored::Full(rule) => evaluate_into(rule, &doc, spans),
                 };
                 if let Some(started) = started {
                     probe.candidate(partition.rule_ref(index as usize), kind, started.elapsed());
@@ -515,19 +561,19 @@ impl RuleSet {
             mention: None,
         };
         for hit in scratch.hits() {
-            let stored = &self.hit_partition(mention.client.as_deref(), hit).rules[hit.index as usize];
-            let rule = stored.fields();
+            let partition = self.hit_partition(mention.client.as_deref(), hit);
+            let index = hit.index as usize;
             match hit.kind {
                 HitKind::NoMatch => {}
                 HitKind::Matched => verdict.matched.push(MatchedRule {
-                    rule_id: rule.id.to_string(),
-                    rule_version: rule.version.to_string(),
+                    rule_id: partition.rule_id(index).to_string(),
+                    rule_version: partition.rule_version(index).to_string(),
                     spans: scratch.spans(hit).to_vec(),
                 }),
                 HitKind::Culled(reason, clause) => verdict.culled.push(Culled {
-                    rule_id: rule.id.to_string(),
+                    rule_id: partition.rule_id(index).to_string(),
                     reason,
-                    clause: match stored {
+                    clause: match &partition.rules[index] {
                         Stored::Full(full) => clause.text(full, mention).to_string(),
                         // A compact rule has nothing that culls.
                         Stored::Compact(_) => String::new(),

@@ -1,35 +1,39 @@
 //! Candidate selection: which rules could possibly match a mention.
 //!
 //! Every rule has anchor groups: folded literals such that any match contains at
-//! least one literal of every group (see [`cull_rules::compiled::anchors`]). One
-//! Aho-Corasick automaton holds the anchors of all rules; a mention's folded terms are
-//! laid out as one haystack, `\0term\0term\0…\0`, so a whole-word anchor is the
-//! pattern `\0term\0` and a prefix anchor is `\0stem`. One pass over the haystack
-//! yields every anchor present; a rule is a candidate when each of its groups was hit,
-//! and only candidates are verified. Rules without anchors (`site:example.com`) are
+//! least one literal of every group (see [`cull_rules::compiled::anchors`]). A literal
+//! is a whole word or a prefix. All rules' literals are numbered once, in a dictionary
+//! of words and one of prefixes; a mention's folded terms are looked up there, each
+//! term once as a word and once per distinct prefix length, which yields every literal
+//! present as an integer. A rule is a candidate when each of its groups was hit, and
+//! only candidates are verified. Rules without anchors (`site:example.com`) are
 //! candidates for every mention.
 //!
-//! The haystack is built from analyzed terms rather than raw text so that the
-//! prefilter sees exactly the words the verifier sees: no case, accent or word
-//! boundary rule can make the prefilter miss a match that the verifier would find.
+//! The lookups use the analyzed terms rather than raw text so that the prefilter sees
+//! exactly the words the verifier sees: no case, accent or word boundary rule can
+//! make the prefilter miss a match that the verifier would find. A hash lookup per term
+//! replaced an Aho-Corasick scan of the terms laid end to end: a term is already a
+//! whole word, so a scan would only rediscover the boundaries the analyzer found, and
+//! it walked every byte where a lookup hashes each term once.
 //!
 //! Most brand rules are conjunctions of ORs of plain words (`slack (stock OR
 //! shares)`, see [`cull_rules::plan::Plan::word_clauses`]). For those the groups are
 //! the clauses themselves, counted only for hits in the title and text (the fields
 //! the words search): all groups hit *is* the match, so such a rule is *proven* by the
-//! prefilter and never verified. At hundreds of thousands of rules this is most of the
-//! matching work saved.
+//! prefilter and never verified, and its highlights are the occurrences the lookups
+//! already found ([`Prefilter::proven_spans`]). At hundreds of thousands of rules this
+//! is most of the matching work saved.
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
 
 use crate::verify::Document;
 use crate::MatchError;
 
-/// The Aho-Corasick automaton over every rule's anchors, and which rules each
-/// anchor selects.
+/// Every rule's literals, numbered, and which rules each selects; see the module
+/// documentation.
 ///
 /// Each rule is posted under the literals of one group only, its *anchor group*: the
 /// group whose literals the fewest rules share, which stands for the rarest in text.
@@ -40,15 +44,17 @@ use crate::MatchError;
 /// keeps a million rules cheap.
 #[derive(Debug)]
 pub struct Prefilter {
-    automaton: AhoCorasick,
-    /// The rules anchored on each pattern, all patterns' lists in one vector
-    /// (`anchor_ends[p]` ends pattern `p`'s), so that a pattern reads one run.
+    dictionary: Dictionary,
+    /// The rules anchored on each literal, all literals' lists in one vector
+    /// (`anchor_ends[p]` ends literal `p`'s), so that a literal reads one run.
     anchored: Vec<u32>,
     anchor_ends: Vec<u32>,
-    /// Each rule's other groups: pattern ids, the last of each group marked with
-    /// [`LAST_IN_GROUP`]; `rest_ends[r]` ends rule `r`'s run.
-    rest: Vec<u32>,
-    rest_ends: Vec<u32>,
+    /// Each rule's groups as literal ids, its anchor group first, the last literal of
+    /// each group marked with [`LAST_IN_GROUP`]: `group_ends[r]` ends rule `r`'s run and
+    /// `rest_starts[r]` starts the groups after its anchor group.
+    groups: Vec<u32>,
+    group_ends: Vec<u32>,
+    rest_starts: Vec<u32>,
     /// For each rule, whether its groups are its word clauses (a candidate is a match
     /// and only title and text hits count), see the module documentation.
     proven: Vec<bool>,
@@ -56,60 +62,149 @@ pub struct Prefilter {
     unanchored: Vec<u32>,
 }
 
-/// Marks the last pattern of a group in [`Prefilter::rest`].
+/// Marks the last literal of a group in [`Prefilter::groups`].
 const LAST_IN_GROUP: u32 = 1 << 31;
+/// Ends a list of occurrences in [`Scratch`].
+const NO_OCCURRENCE: u32 = u32::MAX;
+
+/// The literals of a prefilter: their text, and a hash table of the words and one of
+/// the prefixes, which map a term (or the start of one) to its literal id.
+///
+/// Hand-written over `hashbrown`'s raw table rather than a `HashMap<String, u32>` so
+/// that the literals' text is one allocation and a lookup borrows the term's bytes.
+#[derive(Debug, Default)]
+struct Dictionary {
+    text: Vec<u8>,
+    /// `ends[p]` ends literal `p`'s text.
+    ends: Vec<u32>,
+    words: HashTable<u32>,
+    prefixes: HashTable<u32>,
+    /// The distinct byte lengths of the prefixes, ascending: a term is looked up in
+    /// `prefixes` once for each length it reaches.
+    prefix_lengths: Vec<usize>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Dictionary {
+    fn literal(&self, id: u32) -> &[u8] {
+        let start = (id as usize).checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.text[start..self.ends[id as usize] as usize]
+    }
+
+    /// Adds a literal of the next id, which must be new.
+    fn add(&mut self, term: &str, prefix: bool) -> Result<(), MatchError> {
+        let too_many = || MatchError::TooManyRules { count: self.ends.len() };
+        let id = u32::try_from(self.ends.len()).map_err(|_| too_many())?;
+        self.text.extend_from_slice(term.as_bytes());
+        self.ends.push(u32::try_from(self.text.len()).map_err(|_| too_many())?);
+        let Dictionary { text, ends, words, prefixes, prefix_lengths, hasher } = self;
+        let literal = |id: &u32| {
+            let start = (*id as usize).checked_sub(1).map_or(0, |p| ends[p] as usize);
+            hasher.hash_one(&text[start..ends[*id as usize] as usize])
+        };
+        let table = if prefix { prefixes } else { words };
+        table.insert_unique(hasher.hash_one(term.as_bytes()), id, literal);
+        if prefix {
+            if let Err(at) = prefix_lengths.binary_search(&term.len()) {
+                prefix_lengths.insert(at, term.len());
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, table: &HashTable<u32>, bytes: &[u8]) -> Option<u32> {
+        table.find(self.hasher.hash_one(bytes), |&id| self.literal(id) == bytes).copied()
+    }
+
+    /// Calls `hit` with the id of every literal that `term` is or starts with.
+    fn for_each_literal(&self, term: &[u8], mut hit: impl FnMut(u32)) {
+        if let Some(id) = self.find(&self.words, term) {
+            hit(id);
+        }
+        for &len in self.prefix_lengths.iter().take_while(|&&len| len <= term.len()) {
+            if let Some(id) = self.find(&self.prefixes, &term[..len]) {
+                hit(id);
+            }
+        }
+    }
+}
 
 /// Per-thread buffers reused from one mention to the next.
+///
+/// The vectors indexed by literal id are left as the last mention set them and reset
+/// at the next one through `seen`, so that a mention costs its own literals, not a
+/// sweep over a million rules' literals.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    haystack: Vec<u8>,
-    /// The offset in `haystack` of the separator after the last term of the title
-    /// and text: a hit starting before it is a hit in those fields.
-    default_end: usize,
-    /// The patterns present in the mention, anywhere and in the title or text, as bit
-    /// sets by pattern id.
+    /// The literals present in the mention, anywhere and in the title or text, as bit
+    /// sets by literal id.
     present: Vec<u64>,
     present_in_default: Vec<u64>,
-    /// The distinct patterns present, in the order first seen.
+    /// The distinct literals present, in the order first seen.
     seen: Vec<u32>,
+    /// For each literal, its last occurrence in the title or text, an index into
+    /// `occurrences`, or [`NO_OCCURRENCE`].
+    last_occurrence: Vec<u32>,
+    /// Occurrences in the title or text: the term's index among the document's folded
+    /// terms, and the literal's previous occurrence.
+    occurrences: Vec<(u32, u32)>,
     /// For each rule, the number of the last mention that selected it.
     selected: Vec<u32>,
     mention_number: u32,
 }
 
-const SEPARATOR: u8 = 0;
-
-fn contains(bits: &[u64], pattern: u32) -> bool {
-    bits[pattern as usize / 64] >> (pattern % 64) & 1 == 1
+fn contains(bits: &[u64], literal: u32) -> bool {
+    bits[literal as usize / 64] >> (literal % 64) & 1 == 1
 }
 
 impl Scratch {
-    /// Lays out the folded terms of `doc` as the haystack the prefilters scan.
-    pub fn prepare(&mut self, doc: &Document<'_>) {
-        self.haystack.clear();
-        self.haystack.push(SEPARATOR);
-        let default_terms = doc.default_term_count();
-        self.default_end = 0;
-        for (i, term) in doc.folded_terms().enumerate() {
-            self.haystack.extend_from_slice(term.as_bytes());
-            if i + 1 == default_terms {
-                self.default_end = self.haystack.len();
-            }
-            self.haystack.push(SEPARATOR);
+    /// Forgets the literals of the last mention and makes room for `literals` ids.
+    fn reset(&mut self, literals: usize) {
+        for &literal in &self.seen {
+            let (word, bit) = (literal as usize / 64, 1u64 << (literal % 64));
+            self.present[word] &= !bit;
+            self.present_in_default[word] &= !bit;
+            self.last_occurrence[literal as usize] = NO_OCCURRENCE;
+        }
+        self.seen.clear();
+        self.occurrences.clear();
+        let words = literals.div_ceil(64);
+        if self.present.len() < words {
+            self.present.resize(words, 0);
+            self.present_in_default.resize(words, 0);
+        }
+        if self.last_occurrence.len() < literals {
+            self.last_occurrence.resize(literals, NO_OCCURRENCE);
+        }
+    }
+
+    /// Records that literal `id` occurs as term `term`, in the title or text when
+    /// `in_default`.
+    fn hit(&mut self, id: u32, term: u32, in_default: bool) {
+        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        if self.present[word] & bit == 0 {
+            self.present[word] |= bit;
+            self.seen.push(id);
+        }
+        if in_default {
+            self.present_in_default[word] |= bit;
+            let previous =
+                std::mem::replace(&mut self.last_occurrence[id as usize], self.occurrences.len() as u32);
+            self.occurrences.push((term, previous));
         }
     }
 }
 
 impl Prefilter {
-    /// Builds the automaton for `rules`, indexed by their position.
+    /// Builds the prefilter for `rules`, indexed by their position.
     pub fn new<'a>(rules: impl ExactSizeIterator<Item = Anchoring<'a>>) -> Result<Prefilter, MatchError> {
         let count = rules.len();
         let too_many = |count: usize| MatchError::TooManyRules { count };
-        let mut pattern_ids: HashMap<(&str, bool), u32> = HashMap::new();
-        let mut patterns: Vec<Vec<u8>> = Vec::new();
-        // How many rules each pattern is in, and every rule's groups as pattern ids
+        let mut dictionary = Dictionary::default();
+        let mut literal_ids: HashMap<(&str, bool), u32> = HashMap::new();
+        // How many rules each literal is in, and every rule's groups as literal ids
         // (the last of a group marked), before anchors are chosen.
-        let mut rules_per_pattern: Vec<u32> = Vec::new();
+        let mut rules_per_literal: Vec<u32> = Vec::new();
         let mut groups: Vec<u32> = Vec::new();
         let mut group_ends: Vec<u32> = Vec::with_capacity(count);
         let mut proven = Vec::with_capacity(count);
@@ -121,26 +216,24 @@ impl Prefilter {
             let mut add_group = |literals: &mut dyn Iterator<Item = (&'a str, bool)>| {
                 let first = groups.len();
                 for (term, prefix) in literals {
-                    let next = u32::try_from(patterns.len()).map_err(|_| too_many(patterns.len()))?;
-                    let id = *pattern_ids.entry((term, prefix)).or_insert_with(|| {
-                        let mut pattern = Vec::with_capacity(term.len() + 2);
-                        pattern.push(SEPARATOR);
-                        pattern.extend_from_slice(term.as_bytes());
-                        if !prefix {
-                            pattern.push(SEPARATOR);
+                    let id = match literal_ids.get(&(term, prefix)) {
+                        Some(&id) => id,
+                        None => {
+                            let id = dictionary.ends.len() as u32;
+                            dictionary.add(term, prefix)?;
+                            literal_ids.insert((term, prefix), id);
+                            rules_per_literal.push(0);
+                            id
                         }
-                        patterns.push(pattern);
-                        rules_per_pattern.push(0);
-                        next
-                    });
+                    };
                     if !groups[first..].contains(&id) {
                         groups.push(id);
-                        rules_per_pattern[id as usize] += 1;
+                        rules_per_literal[id as usize] += 1;
                     }
                 }
                 // An empty group can never be hit: the rule is never a candidate.
                 if groups.len() == first {
-                    return Ok(false);
+                    return Ok::<_, MatchError>(false);
                 }
                 if let Some(last) = groups.last_mut() {
                     *last |= LAST_IN_GROUP;
@@ -172,20 +265,17 @@ impl Prefilter {
             }
             group_ends.push(u32::try_from(groups.len()).map_err(|_| too_many(groups.len()))?);
         }
-        // Each rule's anchor group is the one whose patterns the fewest rules share;
-        // the postings are laid out by counting first, so no list per pattern is built.
-        let runs = |ends: &[u32], rule: usize| {
-            rule.checked_sub(1).map_or(0, |r| ends[r] as usize)..ends[rule] as usize
-        };
+        // Each rule's anchor group is the one whose literals the fewest rules share;
+        // the postings are laid out by counting first, so no list per literal is built.
         let mut anchor_groups: Vec<(usize, usize)> = Vec::with_capacity(count);
-        let mut anchor_ends = vec![0u32; patterns.len()];
+        let mut anchor_ends = vec![0u32; dictionary.ends.len()];
         for rule in 0..count {
-            let run = &groups[runs(&group_ends, rule)];
+            let run = &groups[run(&group_ends, rule)];
             let mut best: Option<(u64, usize, usize)> = None;
             let mut first = 0;
             let mut weight = 0u64;
             for (i, &id) in run.iter().enumerate() {
-                weight += u64::from(rules_per_pattern[(id & !LAST_IN_GROUP) as usize]);
+                weight += u64::from(rules_per_literal[(id & !LAST_IN_GROUP) as usize]);
                 if id & LAST_IN_GROUP != 0 {
                     if best.is_none_or(|(w, _, _)| weight < w) {
                         best = Some((weight, first, i + 1));
@@ -207,27 +297,33 @@ impl Prefilter {
         }
         let mut fill = anchor_ends.clone();
         let mut anchored = vec![0u32; total as usize];
-        let mut rest = Vec::with_capacity(groups.len().saturating_sub(total as usize));
-        let mut rest_ends = Vec::with_capacity(count);
+        let mut ordered = Vec::with_capacity(groups.len());
+        let mut rest_starts = Vec::with_capacity(count);
         for (rule, &(from, to)) in anchor_groups.iter().enumerate() {
-            let run = &groups[runs(&group_ends, rule)];
+            let run = &groups[run(&group_ends, rule)];
             for &id in &run[from..to] {
                 let slot = &mut fill[(id & !LAST_IN_GROUP) as usize];
                 *slot -= 1;
                 anchored[*slot as usize] = rule as u32;
             }
-            rest.extend_from_slice(&run[..from]);
-            rest.extend_from_slice(&run[to..]);
-            rest_ends.push(u32::try_from(rest.len()).map_err(|_| too_many(rest.len()))?);
+            ordered.extend_from_slice(&run[from..to]);
+            rest_starts.push(ordered.len() as u32);
+            ordered.extend_from_slice(&run[..from]);
+            ordered.extend_from_slice(&run[to..]);
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .build(&patterns)
-            .map_err(|e| MatchError::Automaton(e.to_string()))?;
-        Ok(Prefilter { automaton, anchored, anchor_ends, rest, rest_ends, proven, unanchored })
+        Ok(Prefilter {
+            dictionary,
+            anchored,
+            anchor_ends,
+            groups: ordered,
+            group_ends,
+            rest_starts,
+            proven,
+            unanchored,
+        })
     }
 
-    /// Returns the number of distinct anchor patterns.
+    /// Returns the number of distinct literals.
     pub fn pattern_count(&self) -> usize {
         self.anchor_ends.len()
     }
@@ -244,51 +340,32 @@ impl Prefilter {
     }
 
     /// Writes the indexes of the candidate rules for `doc` into `out`, in ascending
-    /// order.
+    /// order. `scratch` then holds the mention's literals for
+    /// [`Prefilter::proven_spans`], until it is used for another mention or prefilter.
     pub fn candidates(&self, doc: &Document<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        scratch.prepare(doc);
-        self.prepared_candidates(scratch, out);
-    }
-
-    /// As [`Prefilter::candidates`], for the document `scratch` was last prepared
-    /// with ([`Scratch::prepare`]): several prefilters (a client's and the global
-    /// one) scan one haystack built once.
-    pub fn prepared_candidates(&self, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.unanchored);
+        scratch.reset(self.anchor_ends.len());
         if self.anchor_ends.is_empty() {
             return;
         }
-        let Scratch { haystack, default_end, present, present_in_default, seen, selected, mention_number } =
-            scratch;
-        let words = self.anchor_ends.len().div_ceil(64);
-        for bits in [&mut *present, &mut *present_in_default] {
-            bits.clear();
-            bits.resize(words, 0);
+        let default_terms = doc.default_term_count();
+        for (i, term) in doc.folded_terms().enumerate() {
+            self.dictionary
+                .for_each_literal(term.as_bytes(), |id| scratch.hit(id, i as u32, i < default_terms));
         }
-        seen.clear();
-        for found in self.automaton.find_overlapping_iter(haystack.as_slice()) {
-            let pattern = found.pattern().as_u32();
-            let (word, bit) = (pattern as usize / 64, 1u64 << (pattern % 64));
-            if present[word] & bit == 0 {
-                present[word] |= bit;
-                seen.push(pattern);
-            }
-            if found.start() < *default_end {
-                present_in_default[word] |= bit;
-            }
-        }
-        selected.resize(self.proven.len(), 0);
+        let Scratch { present, present_in_default, seen, selected, mention_number, .. } = scratch;
+        selected.resize(self.proven.len().max(selected.len()), 0);
         if *mention_number == u32::MAX {
             selected.fill(0);
             *mention_number = 0;
         }
         *mention_number += 1;
         let number = *mention_number;
-        for &pattern in seen.iter() {
-            let in_default = contains(present_in_default, pattern);
-            let start = (pattern as usize).checked_sub(1).map_or(0, |p| self.anchor_ends[p] as usize);
-            for &rule in &self.anchored[start..self.anchor_ends[pattern as usize] as usize] {
+        for &literal in seen.iter() {
+            let in_default = contains(present_in_default, literal);
+            let start = (literal as usize).checked_sub(1).map_or(0, |p| self.anchor_ends[p] as usize);
+            for &rule in &self.anchored[start..self.anchor_ends[literal as usize] as usize] {
                 let proven = self.proven[rule as usize];
                 if (proven && !in_default) || selected[rule as usize] == number {
                     continue;
@@ -303,12 +380,12 @@ impl Prefilter {
         out.sort_unstable();
     }
 
-    /// Returns whether each group of `rule` but its anchor group has a pattern in
+    /// Returns whether each group of `rule` but its anchor group has a literal in
     /// `bits`.
     fn rest_is_hit(&self, rule: u32, bits: &[u64]) -> bool {
-        let start = (rule as usize).checked_sub(1).map_or(0, |r| self.rest_ends[r] as usize);
+        let rest = self.rest_starts[rule as usize] as usize..self.group_ends[rule as usize] as usize;
         let mut hit = false;
-        for &id in &self.rest[start..self.rest_ends[rule as usize] as usize] {
+        for &id in &self.groups[rest] {
             hit |= contains(bits, id & !LAST_IN_GROUP);
             if id & LAST_IN_GROUP != 0 {
                 if !hit {
@@ -319,6 +396,32 @@ impl Prefilter {
         }
         true
     }
+
+    /// Appends to `found` the occurrences in the title and text of the words of
+    /// proven rule `rule` (field name and byte range, unsorted, possibly repeated), for
+    /// the mention [`Prefilter::candidates`] last looked at with `scratch`: the spans
+    /// [`spans`](crate::verify::spans) would give the rule's plan, found without the
+    /// plan.
+    pub fn proven_spans(
+        &self,
+        rule: u32,
+        doc: &Document<'_>,
+        scratch: &Scratch,
+        found: &mut Vec<(&'static str, usize, usize)>,
+    ) {
+        for &id in &self.groups[run(&self.group_ends, rule as usize)] {
+            let mut at = scratch.last_occurrence[(id & !LAST_IN_GROUP) as usize];
+            while let Some(&(term, previous)) = scratch.occurrences.get(at as usize) {
+                found.push(doc.default_term_span(term as usize));
+                at = previous;
+            }
+        }
+    }
+}
+
+/// Returns the range of rule `rule`'s run in a vector of runs ended by `ends`.
+fn run(ends: &[u32], rule: usize) -> std::ops::Range<usize> {
+    rule.checked_sub(1).map_or(0, |r| ends[r] as usize)..ends[rule] as usize
 }
 
 /// How the prefilter selects one rule.
@@ -360,6 +463,35 @@ mod tests {
     use cull_model::Mention;
 
     use super::*;
+
+    #[test]
+    fn words_and_prefixes_of_every_length_are_found_in_any_field() {
+        let pack = "[[rule]]\nid = 'word'\nquery = 'slack'\n\n\
+            [[rule]]\nid = 'stem'\nquery = 'slack*'\n\n\
+            [[rule]]\nid = 'accented'\nquery = 'résum*'\n\n\
+            [[rule]]\nid = 'long'\nquery = 'slackerishness*'\n\n\
+            [[rule]]\nid = 'author'\nquery = 'author:reuters'\n";
+        let loaded = cull_rules::load_files([(Path::new("t.toml"), pack.as_bytes())]);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let prefilter = Prefilter::new(loaded.rules.iter().map(Anchoring::of)).expect("prefilter");
+        let (mut scratch, mut out) = (Scratch::default(), Vec::new());
+        let mut candidates = |title: Option<&str>, text: &str, author: Option<&str>| {
+            let mention = Mention {
+                title: title.map(str::to_string),
+                author: author.map(str::to_string),
+                ..Mention::new("m", text)
+            };
+            prefilter.candidates(&Document::new(&mention), &mut scratch, &mut out);
+            out.clone()
+        };
+        assert_eq!(candidates(None, "Slack", None), [0, 1], "a prefix as long as the term");
+        assert_eq!(candidates(None, "slackers", None), [1]);
+        assert_eq!(candidates(None, "sla", None), [0u32; 0], "a term shorter than every prefix");
+        assert_eq!(candidates(Some("Résumés"), "none", None), [2], "folded, in the title");
+        assert_eq!(candidates(None, "a slackerishnesses b", None), [1, 3]);
+        assert_eq!(candidates(None, "news", Some("Reuters")), [4], "words of other fields are looked up");
+        assert_eq!(candidates(None, "news", None), [0u32; 0], "and forgotten at the next mention");
+    }
 
     #[test]
     fn candidates_stay_right_when_the_mention_numbers_wrap() {

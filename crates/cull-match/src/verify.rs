@@ -85,6 +85,8 @@ struct Tokens {
     arena: String,
     /// End offset in `arena` of each term, in emission order (position order).
     term_ends: Vec<usize>,
+    /// The byte range in its field's text of each term, in emission order.
+    term_offsets: Vec<(usize, usize)>,
     entries: Vec<Entry>,
     /// The range of `entries` holding each text field, by slot.
     fields: [(usize, usize); 4],
@@ -97,6 +99,7 @@ impl Tokens {
         let tokens = self;
         tokens.arena.clear();
         tokens.term_ends.clear();
+        tokens.term_offsets.clear();
         tokens.entries.clear();
         for (slot, field) in TEXT_FIELDS.into_iter().enumerate() {
             let first = tokens.entries.len();
@@ -106,6 +109,7 @@ impl Tokens {
                     tokens.arena.push_str(token.term);
                     let term_end = tokens.arena.len();
                     tokens.term_ends.push(term_end);
+                    tokens.term_offsets.push((token.start, token.end));
                     tokens.entries.push(Entry {
                         key: key_of(token.term.as_bytes()),
                         term_start,
@@ -271,6 +275,14 @@ impl<'m> Document<'m> {
     /// the fields an unscoped word searches: they come first.
     pub fn default_term_count(&self) -> usize {
         self.folded.fields[1].1
+    }
+
+    /// Returns the field name and byte range of term `index` of
+    /// [`Document::folded_terms`], which must be one of the title's or the text's.
+    pub fn default_term_span(&self, index: usize) -> (&'static str, usize, usize) {
+        let field = if index < self.folded.fields[0].1 { Field::Title } else { Field::Text };
+        let (start, end) = self.folded.term_offsets[index];
+        (field.name(), start, end)
     }
 
     /// Returns the set of positions covered by any occurrence of any of `sequences`:
@@ -575,35 +587,24 @@ pub fn spans_into(plan: &Plan, doc: &Document<'_>, hidden: &Hidden, out: &mut Ve
     merge_into(found, doc, out);
 }
 
-/// Appends to `out` the spans of `words` searched in the default scope, as [`spans`]
-/// gives them for a plan of those words (every occurrence in the title and the text):
-/// the spans of a rule of word clauses without its plan.
-pub fn word_spans_into<'w>(words: impl Iterator<Item = &'w str>, doc: &Document<'_>, out: &mut Vec<Span>) {
-    let mut found = std::mem::take(&mut doc.scratch.borrow_mut().found);
-    found.clear();
-    for word in words {
-        for field in Field::DEFAULT {
-            let slot = text_slot(field).unwrap_or_default();
-            let name = field.name();
-            found.extend(doc.folded.lookup(slot, word, false).iter().map(|e| (name, e.start, e.end)));
-        }
-    }
-    merge_into(found, doc, out);
+/// Gives `found` back to the document's scratch after [`merge_spans`].
+fn merge_into(mut found: Vec<(&'static str, usize, usize)>, doc: &Document<'_>, out: &mut Vec<Span>) {
+    merge_spans(&mut found, out);
+    doc.scratch.borrow_mut().found = found;
 }
 
-/// Sorts the spans `found` (by field name, then offsets), appends them to `out` with
-/// the overlapping or adjacent spans of a field merged, and gives `found` back to the
-/// document's scratch.
-fn merge_into(mut found: Vec<(&'static str, usize, usize)>, doc: &Document<'_>, out: &mut Vec<Span>) {
+/// Sorts the spans `found` (field name and byte range) by field name, then offsets, and
+/// appends them to `out` with the overlapping or adjacent spans of a field merged: the
+/// form of [`spans`].
+pub fn merge_spans(found: &mut [(&'static str, usize, usize)], out: &mut Vec<Span>) {
     found.sort_unstable();
     let first = out.len();
-    for &(field, start, end) in &found {
+    for &(field, start, end) in found.iter() {
         match out[first..].last_mut() {
             Some(last) if last.field == field && start <= last.end => last.end = last.end.max(end),
             _ => out.push(Span { field: Cow::Borrowed(field), start, end }),
         }
     }
-    doc.scratch.borrow_mut().found = found;
 }
 
 fn positive_spans(

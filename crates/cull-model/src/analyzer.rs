@@ -203,6 +203,9 @@ impl Speller {
 /// highlight covers only what is visible.
 fn trim_format(text: &str, range: (usize, usize)) -> (usize, usize) {
     let piece = &text[range.0..range.1];
+    if piece.is_ascii() {
+        return range;
+    }
     let trimmed = piece.trim_start_matches(is_format);
     let start = range.0 + (piece.len() - trimmed.len());
     (start, start + trimmed.trim_end_matches(is_format).len())
@@ -211,6 +214,18 @@ fn trim_format(text: &str, range: (usize, usize)) -> (usize, usize) {
 /// Returns the byte length of the word in `piece` without its trailing possessive or
 /// clitic "'s" ("Slack's", "Apple’s"), if it has one.
 fn without_possessive(piece: &str) -> Option<usize> {
+    match piece.as_bytes() {
+        // ASCII has no format character and one apostrophe: the last two bytes say it.
+        [stem @ .., b'\'', b's' | b'S'] if piece.is_ascii() => {
+            stem.iter().any(u8::is_ascii_alphanumeric).then_some(stem.len())
+        }
+        _ if piece.is_ascii() => None,
+        _ => unicode_without_possessive(piece),
+    }
+}
+
+/// [`without_possessive`] for any text.
+fn unicode_without_possessive(piece: &str) -> Option<usize> {
     let mut chars = piece.char_indices().rev().filter(|(_, c)| !is_format(*c));
     let (_, s) = chars.next()?;
     let (apostrophe, a) = chars.next()?;
@@ -222,6 +237,16 @@ fn without_possessive(piece: &str) -> Option<usize> {
 /// Returns the byte offset in `piece` after a French or Italian elision ("l'", "dell'");
 /// `article` is a buffer to fold the article into.
 fn after_elision(piece: &str, article: &mut String) -> Option<usize> {
+    // Most words are ASCII letters and digits: the first byte that is not a letter
+    // rules an elision in or out without decoding a character.
+    if piece.is_ascii() && piece.as_bytes().iter().find(|b| !b.is_ascii_alphabetic()) != Some(&b'\'') {
+        return None;
+    }
+    unicode_after_elision(piece, article)
+}
+
+/// [`after_elision`] for any text.
+fn unicode_after_elision(piece: &str, article: &mut String) -> Option<usize> {
     let (apostrophe, a) = piece.char_indices().find(|(_, c)| !c.is_alphabetic() && !is_format(*c))?;
     if !is_apostrophe(a) {
         return None;
@@ -237,7 +262,12 @@ fn after_elision(piece: &str, article: &mut String) -> Option<usize> {
 /// joiner: "3.5" stays one word.
 fn joined_parts(word: &str, parts: &mut Vec<(usize, usize)>) {
     parts.clear();
-    if !word.contains(is_joiner) {
+    let joined = if word.is_ascii() {
+        word.bytes().any(|b| matches!(b, b'.' | b':' | b'_' | b'/'))
+    } else {
+        word.contains(is_joiner)
+    };
+    if !joined {
         return;
     }
     let mut part_start = 0;
@@ -536,7 +566,31 @@ mod tests {
         assert_eq!(seen, terms(text, Form::Folded, Mode::Index));
     }
 
+    #[test]
+    fn the_ascii_fast_paths_rest_on_what_ascii_is() {
+        // The fast paths for ASCII words assume that no ASCII character is invisible,
+        // that `'` is ASCII's only apostrophe and `. : _ /` its only joiners, and that
+        // Unicode's letters and digits agree with ASCII's there.
+        for c in (0u8..128).map(char::from) {
+            assert!(!is_format(c), "{c:?}");
+            assert_eq!(is_apostrophe(c), c == '\'', "{c:?}");
+            assert_eq!(is_joiner(c), matches!(c, '.' | ':' | '_' | '/'), "{c:?}");
+            assert_eq!(c.is_alphabetic(), c.is_ascii_alphabetic(), "{c:?}");
+            assert_eq!(c.is_alphanumeric(), c.is_ascii_alphanumeric(), "{c:?}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn ascii_words_take_the_fast_paths_to_the_same_answers(word in "(l'|L'|qu'|dell'|x')?[a-zA-Z0-9'.:_/#@ -]{0,10}('s|'S|')?") {
+            proptest::prop_assert_eq!(without_possessive(&word), unicode_without_possessive(&word));
+            let (mut fast, mut general) = (String::new(), String::new());
+            proptest::prop_assert_eq!(
+                after_elision(&word, &mut fast),
+                unicode_after_elision(&word, &mut general)
+            );
+        }
+
         #[test]
         fn analyzer_never_panics_and_offsets_are_char_boundaries(text in "\\PC{0,80}") {
             let mut last = 0;
