@@ -1,7 +1,8 @@
 //! The compiled rule set of cull and the matching of mentions against it.
 //!
-//! Matching a mention is two steps. The [`prefilter`] runs one Aho-Corasick pass over
-//! the mention's folded terms and yields the rules that could match; the [`verify`]
+//! Matching a mention is two steps. The [`prefilter`] looks the mention's folded terms
+//! up in a dictionary of every rule's literals and yields the rules that could match
+//! (and, for rules of plain word clauses, proves them); the [`verify`]
 //! module evaluates only those rules' plans exactly, with the meaning a Tantivy search
 //! would give them. Most mentions are candidates for a handful of rules out of
 //! thousands, so the cost per mention is nearly independent of the rule count.
@@ -19,7 +20,6 @@ pub mod verify;
 pub use stored::RuleRef;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,12 +199,7 @@ pub struct Partition {
     /// Shared with the sets this one was made from or makes, so that replacing one
     /// file's rules copies pointers, not rules; most kept compact (see [`stored`]).
     rules: Vec<Stored>,
-    /// Every rule's id then version, in one string (`name_ends[i]` ends rule `i`'s id
-    /// and its version): what a verdict names each matched rule by, read from one place
-    /// rather than through each rule's pointer, which at hundreds of thousands of rules
-    /// is a cache miss or two per match.
-    names: String,
-    name_ends: Vec<(u32, u32)>,
+    names: Names,
     /// Each rule's index in `rules`, found by the hash of its id (ids are unique
     /// within a partition): a table of indexes rather than a map of copied ids, which
     /// at a million rules would be tens of megabytes and rebuilt at each reload.
@@ -216,44 +211,54 @@ pub struct Partition {
 impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
-        let too_many = |count: usize| MatchError::TooManyRules { count };
-        let mut names = String::new();
-        let mut name_ends = Vec::with_capacity(rules.len());
+        let mut names = Names::default();
         for rule in &rules {
             let fields = rule.fields();
-            names.push_str(fields.id);
-            let id_end = u32::try_from(names.len()).map_err(|_| too_many(rules.len()))?;
-            names.push_str(fields.version);
-            name_ends.push((id_end, u32::try_from(names.len()).map_err(|_| too_many(rules.len()))?));
+            names.push(fields.id, fields.version)?;
         }
-        let mut partition = Partition {
-            client,
-            rules,
-            names,
-            name_ends,
-            by_id: HashTable::new(),
-            hasher: Default::default(),
-            prefilter,
+        Ok(Partition::with(client, rules, prefilter, names))
+    }
+
+    /// Returns this partition with its rules at the indexes `kept`, plus `added`: the
+    /// kept rules' prefilter entries and names are copied rather than derived again
+    /// from each rule (see [`Prefilter::rebuilt`]).
+    fn rebuilt(&self, kept: &[u32], added: Vec<Stored>) -> Result<Partition, MatchError> {
+        let rules: Vec<Stored> = kept.iter().map(|&i| self.rules[i as usize].clone()).chain(added).collect();
+        let fresh = &rules[kept.len()..];
+        let Some(prefilter) =
+            self.prefilter.rebuilt(kept.iter().copied(), fresh.iter().map(Stored::anchoring))
+        else {
+            return Partition::new(self.client.clone(), rules);
         };
-        let mut by_id = HashTable::with_capacity(partition.rules.len());
-        let hash = |i: &u32| partition.hasher.hash_one(partition.rule_id(*i as usize));
-        for i in 0..partition.rules.len() as u32 {
+        let mut names = Names::default();
+        for &i in kept {
+            names.push(self.names.id(i as usize), self.names.version(i as usize))?;
+        }
+        for rule in fresh {
+            let fields = rule.fields();
+            names.push(fields.id, fields.version)?;
+        }
+        Ok(Partition::with(self.client.clone(), rules, prefilter?, names))
+    }
+
+    fn with(client: Option<String>, rules: Vec<Stored>, prefilter: Prefilter, names: Names) -> Partition {
+        let hasher = DefaultHashBuilder::default();
+        let mut by_id = HashTable::with_capacity(rules.len());
+        let hash = |i: &u32| hasher.hash_one(names.id(*i as usize));
+        for i in 0..rules.len() as u32 {
             by_id.insert_unique(hash(&i), i, hash);
         }
-        partition.by_id = by_id;
-        Ok(partition)
+        Partition { client, rules, names, by_id, hasher, prefilter }
     }
 
     /// Returns the id of rule `index`.
     pub fn rule_id(&self, index: usize) -> &str {
-        let start = index.checked_sub(1).map_or(0, |i| self.name_ends[i].1 as usize);
-        &self.names[start..self.name_ends[index].0 as usize]
+        self.names.id(index)
     }
 
     /// Returns the version of rule `index`.
     pub fn rule_version(&self, index: usize) -> &str {
-        let (id_end, end) = self.name_ends[index];
-        &self.names[id_end as usize..end as usize]
+        self.names.version(index)
     }
 
     /// Returns the client whose mentions the partition's rules match (`None`: every
@@ -289,12 +294,47 @@ impl Partition {
 
     /// Returns the index of rule `id`, if the partition has it.
     pub fn position(&self, id: &str) -> Option<usize> {
-        self.by_id.find(self.hasher.hash_one(id), |&i| self.rule_id(i as usize) == id).map(|&i| i as usize)
+        self.by_id.find(self.hasher.hash_one(id), |&i| self.names.id(i as usize) == id).map(|&i| i as usize)
     }
 
     /// Returns the prefilter.
     pub fn prefilter(&self) -> &Prefilter {
         &self.prefilter
+    }
+}
+
+/// Every rule's id then version, in one string: what a verdict names each matched rule
+/// by, read from one place rather than through each rule's pointer, which at hundreds
+/// of thousands of rules is a cache miss or two per match.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    /// `ends[i]` ends rule `i`'s id and its version in `text`.
+    ends: Vec<(u32, u32)>,
+    /// The partition's share of its set's version (see [`set_version`]).
+    version_sum: u64,
+}
+
+impl Names {
+    fn push(&mut self, id: &str, version: &str) -> Result<(), MatchError> {
+        let too_many = |_| MatchError::TooManyRules { count: self.ends.len() };
+        self.version_sum = self.version_sum.wrapping_add(version_number(version));
+        self.text.push_str(id);
+        let id_end = u32::try_from(self.text.len()).map_err(too_many)?;
+        self.text.push_str(version);
+        let end = u32::try_from(self.text.len()).map_err(too_many)?;
+        self.ends.push((id_end, end));
+        Ok(())
+    }
+
+    fn id(&self, index: usize) -> &str {
+        let start = index.checked_sub(1).map_or(0, |i| self.ends[i].1 as usize);
+        &self.text[start..self.ends[index].0 as usize]
+    }
+
+    fn version(&self, index: usize) -> &str {
+        let (id_end, end) = self.ends[index];
+        &self.text[id_end as usize..end as usize]
     }
 }
 
@@ -360,14 +400,16 @@ impl RuleSet {
         if let Some((base, keep)) = base {
             for partition in base.partitions() {
                 let client = partition.client.clone();
-                let kept: Vec<&Stored> = partition.rules.iter().filter(|r| keep(&r.fields())).collect();
-                if kept.len() == partition.rules.len() && !grouped.contains_key(&client) {
-                    partitions.insert(client, Arc::clone(partition));
+                let fresh = grouped.remove(&client);
+                let kept: Vec<u32> = (0..partition.rules.len() as u32)
+                    .filter(|&i| keep(&partition.rule_ref(i as usize)))
+                    .collect();
+                let partition = if fresh.is_none() && kept.len() == partition.rules.len() {
+                    Arc::clone(partition)
                 } else {
-                    let fresh = grouped.remove(&client).unwrap_or_default();
-                    let rules: Vec<Stored> = kept.into_iter().cloned().chain(fresh).collect();
-                    partitions.insert(client.clone(), Arc::new(Partition::new(client, rules)?));
-                }
+                    Arc::new(partition.rebuilt(&kept, fresh.unwrap_or_default())?)
+                };
+                partitions.insert(client, partition);
             }
         }
         for (client, rules) in grouped {
@@ -387,7 +429,7 @@ impl RuleSet {
             return Err(MatchError::TooManyRules { count });
         }
         let mut set = RuleSet { global, clients, version: String::new() };
-        set.version = set_version(set.rule_refs().map(|r| r.version));
+        set.version = set_version(set.partitions().map(|p| (p.names.version_sum, p.rules.len())));
         Ok(set)
     }
 
@@ -612,25 +654,38 @@ impl<F: FnMut(RuleRef<'_>, HitKind, Duration)> Probe for TimedProbe<F> {
     }
 }
 
-/// Returns the version of a set of rules of these versions, independent of order.
+/// Returns the version of a set of rules from its partitions' sums of
+/// [`version_number`]s and rule counts: a hash of the wrapping sum and the count,
+/// independent of order.
 ///
-/// Rule versions are hex digits, so they are sorted as numbers: sorting a million
-/// strings scattered in memory takes a reload most of a second, a million integers a
-/// few milliseconds. A version that is not a number is hashed to one.
-fn set_version<'a>(versions: impl Iterator<Item = &'a str>) -> String {
-    let mut numbers: Vec<u64> = versions
-        .map(|version| {
-            u64::from_str_radix(version, 16).unwrap_or_else(|_| {
-                u64::from_str_radix(&cull_model::short_hash(&[version], 16), 16).unwrap_or_default()
-            })
-        })
-        .collect();
-    numbers.sort_unstable();
-    let mut text = String::with_capacity(numbers.len() * 17);
-    for number in numbers {
-        let _ = write!(text, "{number:016x}");
+/// A sum needs no sort: a million rules cost a reload milliseconds, where sorting and
+/// concatenating their versions took most of a second, and each partition's sum is
+/// made while its rules' names are laid out. Two sets differing in any rule differ
+/// unless their mixed numbers happen to cancel (odds of 2⁻⁶⁴).
+fn set_version(partitions: impl Iterator<Item = (u64, usize)>) -> String {
+    let (mut sum, mut count) = (0u64, 0usize);
+    for (partition_sum, rules) in partitions {
+        sum = sum.wrapping_add(partition_sum);
+        count += rules;
     }
-    cull_model::short_hash(&[&text], 12)
+    cull_model::short_hash(&[&format!("{sum:016x}{count:016x}")], 12)
+}
+
+/// Returns a rule version as the number a set's version sums: its hex digits (a
+/// version that is not hex is hashed to some), mixed by a bijection.
+fn version_number(version: &str) -> u64 {
+    let number = u64::from_str_radix(version, 16).unwrap_or_else(|_| {
+        u64::from_str_radix(&cull_model::short_hash(&[version], 16), 16).unwrap_or_default()
+    });
+    mix(number)
+}
+
+/// SplitMix64's finalizer: a bijection of `u64` that spreads every input bit over the
+/// output, so that sums of mixed values do not cancel for related inputs.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Returns `rules` in the form a partition keeps them (see [`stored`]).
@@ -818,6 +873,94 @@ mod tests {
         assert_eq!(set.len(), 3);
         assert!(set.rule(Some("acme"), "brand").is_some() && set.rule(Some("globex"), "brand").is_none());
         assert_eq!(set.rule(Some("acme"), "global").unwrap().rule.id, "global");
+    }
+
+    #[test]
+    fn a_sets_version_ignores_order_and_tells_every_change() {
+        let version = |versions: &[&str]| {
+            let (first, second) = versions.split_at(versions.len() / 2);
+            let sum = |part: &[&str]| part.iter().fold(0u64, |sum, v| sum.wrapping_add(version_number(v)));
+            set_version([(sum(first), first.len()), (sum(second), second.len())].into_iter())
+        };
+        let base = version(&["00000000000a", "00000000000b", "not-hex"]);
+        assert_eq!(base, version(&["not-hex", "00000000000b", "00000000000a"]));
+        for other in [
+            version(&["00000000000a", "00000000000b"]),
+            version(&["00000000000a", "00000000000b", "not-hex", "not-hex"]),
+            version(&["00000000000a", "00000000000c", "not-hex"]),
+            version(&["00000000000a", "00000000000b", "not-hey"]),
+            version(&[]),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base.len(), 12);
+    }
+
+    #[test]
+    fn a_set_with_one_file_replaced_matches_as_the_same_rules_built_anew() {
+        let file = |path: &str, words: &[&str]| {
+            let mut toml = String::new();
+            for (i, w) in words.iter().enumerate() {
+                let query = match i % 5 {
+                    0 => w.to_string(),
+                    1 => format!("{w} (slack OR zoom)"),
+                    2 => format!("{}*", &w[..3]),
+                    3 => format!("\"{w} outage\""),
+                    _ => format!("site:{w}.com OR {w}"),
+                };
+                toml += &format!("[[rule]]\nid = '{path}-{i}'\nquery = '{query}'\n\n");
+            }
+            (std::path::PathBuf::from(path), toml)
+        };
+        let load = |files: &[(std::path::PathBuf, String)]| {
+            let loaded = cull_rules::load_files(files.iter().map(|(p, t)| (p.as_path(), t.as_bytes())));
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            loaded.rules
+        };
+        let mentions: Vec<Mention> = [
+            "slack outage at acme",
+            "zoom and teams",
+            "globex zoom",
+            "initech slack stock",
+            "acmeville outage",
+            "umbrella corp",
+            "hooli zoom outage",
+            "teams outage",
+            "wonka slack",
+            "stark zoom",
+            "nothing here",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Mention {
+            url: Some(format!("https://{}.com/x", text.split(' ').next().unwrap_or_default())),
+            ..Mention::new(format!("m{i}"), *text)
+        })
+        .collect();
+        let kept = file("a.toml", &["acme", "globex", "initech", "umbrella", "hooli"]);
+        let mut set =
+            RuleSet::new(load(&[kept.clone(), file("b.toml", &["teams", "wonka", "stark"])])).unwrap();
+        let mut literals = Vec::new();
+        for round in 0..6 {
+            let words: Vec<String> =
+                ["teams", "wonka", "stark", "acme"].iter().map(|w| format!("{w}{round}")).collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).chain(["zoom", "outage"]).collect();
+            let changed = file("b.toml", &words);
+            set = set
+                .replace(|rule| rule.path != Path::new("b.toml"), load(std::slice::from_ref(&changed)))
+                .unwrap();
+            let anew = RuleSet::new(load(&[kept.clone(), changed])).unwrap();
+            assert_eq!(set.version(), anew.version());
+            for mention in &mentions {
+                assert_eq!(set.verdict(mention), anew.verdict(mention), "round {round}, {}", mention.text);
+            }
+            literals.push(set.partitions().next().unwrap().prefilter().pattern_count());
+        }
+        assert!(
+            literals.windows(2).any(|pair| pair[1] > pair[0])
+                && literals.windows(2).any(|pair| pair[1] < pair[0]),
+            "unused literals accumulate, then a prefilter is built anew: {literals:?}"
+        );
     }
 
     #[test]

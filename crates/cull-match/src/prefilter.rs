@@ -26,7 +26,7 @@
 
 use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
 use crate::verify::Document;
@@ -58,8 +58,10 @@ pub struct Prefilter {
     /// For each rule, whether its groups are its word clauses (a candidate is a match
     /// and only title and text hits count), see the module documentation.
     proven: Vec<bool>,
-    /// Rules that are candidates for every mention.
+    /// Rules that are candidates for every mention, ascending.
     unanchored: Vec<u32>,
+    /// Literals of the dictionary that no rule has (left by [`Prefilter::rebuilt`]).
+    unused_literals: usize,
 }
 
 /// Marks the last literal of a group in [`Prefilter::groups`].
@@ -72,7 +74,7 @@ const NO_OCCURRENCE: u32 = u32::MAX;
 ///
 /// Hand-written over `hashbrown`'s raw table rather than a `HashMap<String, u32>` so
 /// that the literals' text is one allocation and a lookup borrows the term's bytes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Dictionary {
     text: Vec<u8>,
     /// `ends[p]` ends literal `p`'s text.
@@ -91,8 +93,21 @@ impl Dictionary {
         &self.text[start..self.ends[id as usize] as usize]
     }
 
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Returns the id of a literal, adding it when it is new.
+    fn id(&mut self, term: &str, prefix: bool) -> Result<u32, MatchError> {
+        let table = if prefix { &self.prefixes } else { &self.words };
+        match self.find(table, term.as_bytes()) {
+            Some(id) => Ok(id),
+            None => self.add(term, prefix),
+        }
+    }
+
     /// Adds a literal of the next id, which must be new.
-    fn add(&mut self, term: &str, prefix: bool) -> Result<(), MatchError> {
+    fn add(&mut self, term: &str, prefix: bool) -> Result<u32, MatchError> {
         let too_many = || MatchError::TooManyRules { count: self.ends.len() };
         let id = u32::try_from(self.ends.len()).map_err(|_| too_many())?;
         self.text.extend_from_slice(term.as_bytes());
@@ -109,7 +124,7 @@ impl Dictionary {
                 prefix_lengths.insert(at, term.len());
             }
         }
-        Ok(())
+        Ok(id)
     }
 
     fn find(&self, table: &HashTable<u32>, bytes: &[u8]) -> Option<u32> {
@@ -195,80 +210,102 @@ impl Scratch {
     }
 }
 
-impl Prefilter {
-    /// Builds the prefilter for `rules`, indexed by their position.
-    pub fn new<'a>(rules: impl ExactSizeIterator<Item = Anchoring<'a>>) -> Result<Prefilter, MatchError> {
-        let count = rules.len();
-        let too_many = |count: usize| MatchError::TooManyRules { count };
-        let mut dictionary = Dictionary::default();
-        let mut literal_ids: HashMap<(&str, bool), u32> = HashMap::new();
-        // How many rules each literal is in, and every rule's groups as literal ids
-        // (the last of a group marked), before anchors are chosen.
-        let mut rules_per_literal: Vec<u32> = Vec::new();
-        let mut groups: Vec<u32> = Vec::new();
-        let mut group_ends: Vec<u32> = Vec::with_capacity(count);
-        let mut proven = Vec::with_capacity(count);
-        let mut unanchored = Vec::new();
-        for (index, anchoring) in rules.enumerate() {
-            let index = u32::try_from(index).map_err(|_| too_many(count))?;
-            proven.push(matches!(anchoring, Anchoring::Proven(_)));
-            let start = groups.len();
-            let mut add_group = |literals: &mut dyn Iterator<Item = (&'a str, bool)>| {
-                let first = groups.len();
-                for (term, prefix) in literals {
-                    let id = match literal_ids.get(&(term, prefix)) {
-                        Some(&id) => id,
-                        None => {
-                            let id = dictionary.ends.len() as u32;
-                            dictionary.add(term, prefix)?;
-                            literal_ids.insert((term, prefix), id);
-                            rules_per_literal.push(0);
-                            id
-                        }
-                    };
-                    if !groups[first..].contains(&id) {
-                        groups.push(id);
-                        rules_per_literal[id as usize] += 1;
-                    }
+/// A prefilter being built: every rule's groups as literal ids (the last of a group
+/// marked), before anchors are chosen.
+#[derive(Debug, Default)]
+struct Draft {
+    dictionary: Dictionary,
+    groups: Vec<u32>,
+    group_ends: Vec<u32>,
+    proven: Vec<bool>,
+    unanchored: Vec<u32>,
+}
+
+impl Draft {
+    fn rule_count(&self) -> usize {
+        self.proven.len()
+    }
+
+    /// Ends the run of the rule last added.
+    fn end_rule(&mut self) -> Result<(), MatchError> {
+        let end = u32::try_from(self.groups.len())
+            .map_err(|_| MatchError::TooManyRules { count: self.groups.len() })?;
+        self.group_ends.push(end);
+        Ok(())
+    }
+
+    /// Adds a rule selected as `anchoring` says.
+    fn add(&mut self, anchoring: Anchoring<'_>) -> Result<(), MatchError> {
+        let index = u32::try_from(self.rule_count())
+            .map_err(|_| MatchError::TooManyRules { count: self.rule_count() })?;
+        self.proven.push(matches!(anchoring, Anchoring::Proven(_)));
+        let start = self.groups.len();
+        let complete = match anchoring {
+            Anchoring::Proven(clauses) => {
+                let mut complete = true;
+                for clause in clauses {
+                    complete &= self.add_group(&mut clause.into_iter().map(|w| (w, false)))?;
                 }
-                // An empty group can never be hit: the rule is never a candidate.
-                if groups.len() == first {
-                    return Ok::<_, MatchError>(false);
-                }
-                if let Some(last) = groups.last_mut() {
-                    *last |= LAST_IN_GROUP;
-                }
-                Ok(true)
-            };
-            let complete = match anchoring {
-                Anchoring::Proven(clauses) => {
-                    let mut complete = true;
-                    for clause in clauses {
-                        complete &= add_group(&mut clause.into_iter().map(|w| (w, false)))?;
-                    }
-                    complete
-                }
-                Anchoring::Verified(anchor_groups) => {
-                    let mut complete = true;
-                    for group in anchor_groups {
-                        complete &= add_group(&mut group.iter().map(|a| (a.term.as_str(), a.prefix)))?;
-                    }
-                    complete
-                }
-                Anchoring::Everywhere => {
-                    unanchored.push(index);
-                    true
-                }
-            };
-            if !complete {
-                groups.truncate(start);
+                complete
             }
-            group_ends.push(u32::try_from(groups.len()).map_err(|_| too_many(groups.len()))?);
+            Anchoring::Verified(anchor_groups) => {
+                let mut complete = true;
+                for group in anchor_groups {
+                    complete &= self.add_group(&mut group.iter().map(|a| (a.term.as_str(), a.prefix)))?;
+                }
+                complete
+            }
+            Anchoring::Everywhere => {
+                self.unanchored.push(index);
+                true
+            }
+        };
+        if !complete {
+            self.groups.truncate(start);
         }
-        // Each rule's anchor group is the one whose literals the fewest rules share;
-        // the postings are laid out by counting first, so no list per literal is built.
+        self.end_rule()
+    }
+
+    /// Adds a group of literals; returns false when it is empty, and can never be hit.
+    fn add_group(&mut self, literals: &mut dyn Iterator<Item = (&str, bool)>) -> Result<bool, MatchError> {
+        let first = self.groups.len();
+        for (term, prefix) in literals {
+            let id = self.dictionary.id(term, prefix)?;
+            if !self.groups[first..].contains(&id) {
+                self.groups.push(id);
+            }
+        }
+        if self.groups.len() == first {
+            return Ok(false);
+        }
+        if let Some(last) = self.groups.last_mut() {
+            *last |= LAST_IN_GROUP;
+        }
+        Ok(true)
+    }
+
+    /// Adds rule `rule` of `old`, whose dictionary this draft's extends, as it was.
+    fn keep(&mut self, old: &Prefilter, rule: u32) -> Result<(), MatchError> {
+        if old.unanchored.binary_search(&rule).is_ok() {
+            self.unanchored.push(self.rule_count() as u32);
+        }
+        self.proven.push(old.proven[rule as usize]);
+        self.groups.extend_from_slice(&old.groups[run(&old.group_ends, rule as usize)]);
+        self.end_rule()
+    }
+
+    /// Chooses each rule's anchor group, the one whose literals the fewest rules share,
+    /// and lays out the postings, counting first so that no list per literal is built.
+    fn finish(self) -> Result<Prefilter, MatchError> {
+        let Draft { dictionary, groups, group_ends, proven, unanchored } = self;
+        let count = proven.len();
+        let too_many = |count: usize| MatchError::TooManyRules { count };
+        let mut rules_per_literal = vec![0u32; dictionary.len()];
+        for &id in &groups {
+            rules_per_literal[(id & !LAST_IN_GROUP) as usize] += 1;
+        }
         let mut anchor_groups: Vec<(usize, usize)> = Vec::with_capacity(count);
-        let mut anchor_ends = vec![0u32; dictionary.ends.len()];
+        let mut anchor_ends = vec![0u32; dictionary.len()];
         for rule in 0..count {
             let run = &groups[run(&group_ends, rule)];
             let mut best: Option<(u64, usize, usize)> = None;
@@ -311,6 +348,7 @@ impl Prefilter {
             ordered.extend_from_slice(&run[..from]);
             ordered.extend_from_slice(&run[to..]);
         }
+        let unused_literals = rules_per_literal.iter().filter(|&&rules| rules == 0).count();
         Ok(Prefilter {
             dictionary,
             anchored,
@@ -320,7 +358,46 @@ impl Prefilter {
             rest_starts,
             proven,
             unanchored,
+            unused_literals,
         })
+    }
+}
+
+impl Prefilter {
+    /// Builds the prefilter for `rules`, indexed by their position.
+    pub fn new<'a>(rules: impl Iterator<Item = Anchoring<'a>>) -> Result<Prefilter, MatchError> {
+        let mut draft = Draft::default();
+        for anchoring in rules {
+            draft.add(anchoring)?;
+        }
+        draft.finish()
+    }
+
+    /// Returns the prefilter for the rules of this one at the indexes `kept`, in that
+    /// order, followed by `added`: the kept rules' literals are taken as they are, so
+    /// that replacing one file of a large pack costs little more than that file.
+    ///
+    /// Literals only removed rules had stay in the dictionary, unused; `None` asks for
+    /// a prefilter built anew ([`Prefilter::new`]) once they would be most of it.
+    pub fn rebuilt<'a>(
+        &self,
+        kept: impl Iterator<Item = u32>,
+        added: impl Iterator<Item = Anchoring<'a>>,
+    ) -> Option<Result<Prefilter, MatchError>> {
+        let mut draft = Draft { dictionary: self.dictionary.clone(), ..Draft::default() };
+        let built = (|| {
+            for rule in kept {
+                draft.keep(self, rule)?;
+            }
+            for anchoring in added {
+                draft.add(anchoring)?;
+            }
+            draft.finish()
+        })();
+        match built {
+            Ok(prefilter) if prefilter.unused_literals * 2 > prefilter.pattern_count() => None,
+            built => Some(built),
+        }
     }
 
     /// Returns the number of distinct literals.

@@ -10,7 +10,7 @@
 //! something asks for it ([`Stored::compiled`]: a ticket's triage, an explanation),
 //! once, from the same fields, so it is the rule that was loaded, version included.
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 use std::hash::Hash;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

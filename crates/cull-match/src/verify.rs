@@ -76,20 +76,22 @@ struct Entry {
 /// The tokens of the four text fields in one form, laid out for lookups.
 ///
 /// Terms live in one string (in emission order) rather than one allocation each.
-/// Each field's entries are sorted by (term bytes, position), which is the order of
-/// Tantivy's term dictionary and postings: the entries of a term, or of every term
-/// with a given prefix, form one contiguous run found by binary search, and within a
-/// term the positions are sorted.
+/// Lookups read the entries sorted per field by (term bytes, position), which is the
+/// order of Tantivy's term dictionary and postings: the entries of a term, or of every
+/// term with a given prefix, form one contiguous run found by binary search, and
+/// within a term the positions are sorted. That order is made on the first lookup,
+/// because a mention whose candidates the prefilter proves (most, in brand
+/// monitoring) is never looked up and needs only the terms in emission order.
 #[derive(Debug, Default)]
 struct Tokens {
     arena: String,
-    /// End offset in `arena` of each term, in emission order (position order).
-    term_ends: Vec<usize>,
-    /// The byte range in its field's text of each term, in emission order.
-    term_offsets: Vec<(usize, usize)>,
+    /// Every token in emission order: field by field, in position order.
     entries: Vec<Entry>,
-    /// The range of `entries` holding each text field, by slot.
+    /// The range of `entries` (sorted or not) holding each text field, by slot.
     fields: [(usize, usize); 4],
+    sorted: OnceCell<Vec<Entry>>,
+    /// The vector `sorted` is made in, until it is.
+    spare: RefCell<Vec<Entry>>,
 }
 
 impl Tokens {
@@ -97,9 +99,10 @@ impl Tokens {
     /// index analyzes them, reusing the vectors.
     fn fill(&mut self, mention: &Mention, form: Form, buffers: &mut TokenBuffers) {
         let tokens = self;
+        if let Some(sorted) = tokens.sorted.take() {
+            tokens.spare.replace(sorted);
+        }
         tokens.arena.clear();
-        tokens.term_ends.clear();
-        tokens.term_offsets.clear();
         tokens.entries.clear();
         for (slot, field) in TEXT_FIELDS.into_iter().enumerate() {
             let first = tokens.entries.len();
@@ -107,27 +110,16 @@ impl Tokens {
                 for_each_token_with(text, form, Mode::Index, buffers, |token| {
                     let term_start = tokens.arena.len();
                     tokens.arena.push_str(token.term);
-                    let term_end = tokens.arena.len();
-                    tokens.term_ends.push(term_end);
-                    tokens.term_offsets.push((token.start, token.end));
                     tokens.entries.push(Entry {
                         key: key_of(token.term.as_bytes()),
                         term_start,
-                        term_end,
+                        term_end: tokens.arena.len(),
                         position: token.position,
                         start: token.start,
                         end: token.end,
                     });
                 });
             }
-            let Tokens { arena, entries, .. } = &mut *tokens;
-            let arena = arena.as_bytes();
-            entries[first..].sort_unstable_by(|a, b| {
-                a.key
-                    .cmp(&b.key)
-                    .then_with(|| arena[a.term_start..a.term_end].cmp(&arena[b.term_start..b.term_end]))
-                    .then(a.position.cmp(&b.position))
-            });
             tokens.fields[slot] = (first, tokens.entries.len());
         }
     }
@@ -136,11 +128,29 @@ impl Tokens {
         &self.arena.as_bytes()[entry.term_start..entry.term_end]
     }
 
+    /// Returns the entries sorted for lookups, sorting them on the first call.
+    fn sorted(&self) -> &[Entry] {
+        self.sorted.get_or_init(|| {
+            let mut sorted = self.spare.take();
+            sorted.clear();
+            sorted.extend_from_slice(&self.entries);
+            for &(first, end) in &self.fields {
+                sorted[first..end].sort_unstable_by(|a, b| {
+                    a.key
+                        .cmp(&b.key)
+                        .then_with(|| self.term(a).cmp(self.term(b)))
+                        .then(a.position.cmp(&b.position))
+                });
+            }
+            sorted
+        })
+    }
+
     /// Returns the entries of field `slot` whose term is `term`, or starts with it when
     /// `prefix` is true; sorted by position within each term.
     fn lookup(&self, slot: usize, term: &str, prefix: bool) -> &[Entry] {
         let (first, end) = self.fields[slot];
-        let entries = &self.entries[first..end];
+        let entries = &self.sorted()[first..end];
         let term = term.as_bytes();
         let key = key_of(term);
         let from = entries.partition_point(|e| e.key < key || (e.key == key && self.term(e) < term));
@@ -155,8 +165,7 @@ impl Tokens {
 
     /// Returns the terms in emission order: field by field, in position order.
     fn terms(&self) -> impl Iterator<Item = &str> {
-        let starts = std::iter::once(0).chain(self.term_ends.iter().copied());
-        starts.zip(&self.term_ends).filter_map(|(start, &end)| self.arena.get(start..end))
+        self.entries.iter().map(|entry| &self.arena[entry.term_start..entry.term_end])
     }
 }
 
@@ -281,8 +290,8 @@ impl<'m> Document<'m> {
     /// [`Document::folded_terms`], which must be one of the title's or the text's.
     pub fn default_term_span(&self, index: usize) -> (&'static str, usize, usize) {
         let field = if index < self.folded.fields[0].1 { Field::Title } else { Field::Text };
-        let (start, end) = self.folded.term_offsets[index];
-        (field.name(), start, end)
+        let entry = &self.folded.entries[index];
+        (field.name(), entry.start, entry.end)
     }
 
     /// Returns the set of positions covered by any occurrence of any of `sequences`:

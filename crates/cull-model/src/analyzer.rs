@@ -186,10 +186,11 @@ struct Speller {
 }
 
 impl Speller {
-    /// Returns the term for `written`: `written` itself when it is already spelled.
-    fn spell<'a>(&'a mut self, written: &'a str) -> &'a str {
-        let unchanged = written.is_ascii()
-            && (self.form == Form::Exact || !written.bytes().any(|b| b.is_ascii_uppercase()));
+    /// Returns the term for `written` (`ascii` when it is all ASCII): `written` itself
+    /// when it is already spelled.
+    fn spell<'a>(&'a mut self, written: &'a str, ascii: bool) -> &'a str {
+        let unchanged =
+            ascii && (self.form == Form::Exact || !written.bytes().any(|b| b.is_ascii_uppercase()));
         if unchanged {
             return written;
         }
@@ -199,27 +200,28 @@ impl Speller {
     }
 }
 
-/// Returns `range` of `text` without the format characters at either end, so that a
-/// highlight covers only what is visible.
-fn trim_format(text: &str, range: (usize, usize)) -> (usize, usize) {
-    let piece = &text[range.0..range.1];
-    if piece.is_ascii() {
+/// Returns `range` of `text` (`ascii` when it is all ASCII, which has no format
+/// character) without the format characters at either end, so that a highlight covers
+/// only what is visible.
+fn trim_format(text: &str, range: (usize, usize), ascii: bool) -> (usize, usize) {
+    if ascii {
         return range;
     }
+    let piece = &text[range.0..range.1];
     let trimmed = piece.trim_start_matches(is_format);
     let start = range.0 + (piece.len() - trimmed.len());
     (start, start + trimmed.trim_end_matches(is_format).len())
 }
 
 /// Returns the byte length of the word in `piece` without its trailing possessive or
-/// clitic "'s" ("Slack's", "Apple’s"), if it has one.
-fn without_possessive(piece: &str) -> Option<usize> {
+/// clitic "'s" ("Slack's", "Apple’s"), if it has one; `ascii` when it is all ASCII.
+fn without_possessive(piece: &str, ascii: bool) -> Option<usize> {
     match piece.as_bytes() {
         // ASCII has no format character and one apostrophe: the last two bytes say it.
-        [stem @ .., b'\'', b's' | b'S'] if piece.is_ascii() => {
+        [stem @ .., b'\'', b's' | b'S'] if ascii => {
             stem.iter().any(u8::is_ascii_alphanumeric).then_some(stem.len())
         }
-        _ if piece.is_ascii() => None,
+        _ if ascii => None,
         _ => unicode_without_possessive(piece),
     }
 }
@@ -235,11 +237,11 @@ fn unicode_without_possessive(piece: &str) -> Option<usize> {
 }
 
 /// Returns the byte offset in `piece` after a French or Italian elision ("l'", "dell'");
-/// `article` is a buffer to fold the article into.
-fn after_elision(piece: &str, article: &mut String) -> Option<usize> {
+/// `article` is a buffer to fold the article into; `ascii` when `piece` is all ASCII.
+fn after_elision(piece: &str, ascii: bool, article: &mut String) -> Option<usize> {
     // Most words are ASCII letters and digits: the first byte that is not a letter
     // rules an elision in or out without decoding a character.
-    if piece.is_ascii() && piece.as_bytes().iter().find(|b| !b.is_ascii_alphabetic()) != Some(&b'\'') {
+    if ascii && piece.as_bytes().iter().find(|b| !b.is_ascii_alphabetic()) != Some(&b'\'') {
         return None;
     }
     unicode_after_elision(piece, article)
@@ -258,11 +260,11 @@ fn unicode_after_elision(piece: &str, article: &mut String) -> Option<usize> {
 }
 
 /// Returns the byte ranges (within `word`) of the parts that joiners separate, or
-/// nothing when `word` is one part. A `.` between digits is a decimal point, not a
-/// joiner: "3.5" stays one word.
-fn joined_parts(word: &str, parts: &mut Vec<(usize, usize)>) {
+/// nothing when `word` is one part (`ascii` when it is all ASCII). A `.` between
+/// digits is a decimal point, not a joiner: "3.5" stays one word.
+fn joined_parts(word: &str, ascii: bool, parts: &mut Vec<(usize, usize)>) {
     parts.clear();
-    let joined = if word.is_ascii() {
+    let joined = if ascii {
         word.bytes().any(|b| matches!(b, b'.' | b':' | b'_' | b'/'))
     } else {
         word.contains(is_joiner)
@@ -337,15 +339,19 @@ pub fn for_each_token_with(
             _ => start,
         };
         previous_end = Some(end);
-        let possessive = without_possessive(word);
+        // Whether the word is ASCII is asked once, for every step's fast path; a
+        // piece that starts before the word holds its sigil too.
+        let ascii = word.is_ascii();
+        let possessive = without_possessive(word, ascii);
         let stem = &word[..possessive.unwrap_or(word.len())];
-        joined_parts(stem, parts);
+        joined_parts(stem, ascii, parts);
         let mut emit_piece = |range: (usize, usize), position: u32| {
             if range.1 - range.0 > MAX_WORD_BYTES {
                 return;
             }
-            let (start, end) = trim_format(text, range);
-            emit(TokenRef { term: speller.spell(&text[range.0..range.1]), position, start, end });
+            let ascii = ascii && (range.0 >= start || text.as_bytes()[range.0..start].is_ascii());
+            let (start, end) = trim_format(text, range, ascii);
+            emit(TokenRef { term: speller.spell(&text[range.0..range.1], ascii), position, start, end });
         };
         emit_piece((token_start, end), position);
         if mode == Mode::Index {
@@ -355,7 +361,7 @@ pub fn for_each_token_with(
             if possessive.is_some() {
                 emit_piece((start, start + stem.len()), position);
             }
-            if let Some(rest) = after_elision(stem, article) {
+            if let Some(rest) = after_elision(stem, ascii, article) {
                 emit_piece((start + rest, start + stem.len()), position);
             }
             for (i, &(part_start, part_end)) in parts.iter().enumerate() {
@@ -583,12 +589,18 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn ascii_words_take_the_fast_paths_to_the_same_answers(word in "(l'|L'|qu'|dell'|x')?[a-zA-Z0-9'.:_/#@ -]{0,10}('s|'S|')?") {
-            proptest::prop_assert_eq!(without_possessive(&word), unicode_without_possessive(&word));
+            proptest::prop_assert_eq!(without_possessive(&word, true), unicode_without_possessive(&word));
             let (mut fast, mut general) = (String::new(), String::new());
             proptest::prop_assert_eq!(
-                after_elision(&word, &mut fast),
+                after_elision(&word, true, &mut fast),
                 unicode_after_elision(&word, &mut general)
             );
+            let mut parts = Vec::new();
+            joined_parts(&word, true, &mut parts);
+            let mut general = Vec::new();
+            joined_parts(&word, false, &mut general);
+            proptest::prop_assert_eq!(parts, general);
+            proptest::prop_assert_eq!(trim_format(&word, (0, word.len()), true), trim_format(&word, (0, word.len()), false));
         }
 
         #[test]
