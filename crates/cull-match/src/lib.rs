@@ -593,13 +593,14 @@ impl RuleSet {
 
     fn verdict_with(&self, mention: &Mention, scratch: &mut MatchScratch) -> Verdict {
         self.match_into(mention, scratch);
+        let matched = scratch.hits().iter().filter(|hit| hit.kind == HitKind::Matched).count();
         let mut verdict = Verdict {
             schema: VERDICT_SCHEMA.to_string(),
             mention_id: mention.id.clone(),
             client: mention.client.clone(),
             ruleset_version: self.version.clone(),
-            matched: Vec::new(),
-            culled: Vec::new(),
+            matched: Vec::with_capacity(matched),
+            culled: Vec::with_capacity(scratch.hits().len() - matched),
             mention: None,
         };
         for hit in scratch.hits() {
