@@ -216,7 +216,10 @@ impl Partition {
             let fields = rule.fields();
             names.push(fields.id, fields.version)?;
         }
-        Ok(Partition::with(client, rules, prefilter, names))
+        let hasher = DefaultHashBuilder::default();
+        let mut by_id = HashTable::with_capacity(rules.len());
+        index_ids(&mut by_id, &hasher, &names, 0..rules.len());
+        Ok(Partition { client, rules, names, by_id, hasher, prefilter })
     }
 
     /// Returns this partition with its rules at the indexes `kept`, plus `added`: the
@@ -238,17 +241,20 @@ impl Partition {
             let fields = rule.fields();
             names.push(fields.id, fields.version)?;
         }
-        Ok(Partition::with(self.client.clone(), rules, prefilter?, names))
-    }
-
-    fn with(client: Option<String>, rules: Vec<Stored>, prefilter: Prefilter, names: Names) -> Partition {
-        let hasher = DefaultHashBuilder::default();
-        let mut by_id = HashTable::with_capacity(rules.len());
-        let hash = |i: &u32| hasher.hash_one(names.id(*i as usize));
-        for i in 0..rules.len() as u32 {
-            by_id.insert_unique(hash(&i), i, hash);
+        // The kept ids stay where they hash to: their table is copied with each index
+        // renumbered, and only the added ids are hashed.
+        let mut renumbered = vec![u32::MAX; self.rules.len()];
+        for (new, &old) in kept.iter().enumerate() {
+            renumbered[old as usize] = new as u32;
         }
-        Partition { client, rules, names, by_id, hasher, prefilter }
+        let mut by_id = self.by_id.clone();
+        by_id.retain(|index| {
+            *index = renumbered[*index as usize];
+            *index != u32::MAX
+        });
+        let hasher = self.hasher.clone();
+        index_ids(&mut by_id, &hasher, &names, kept.len()..rules.len());
+        Ok(Partition { client: self.client.clone(), rules, names, by_id, hasher, prefilter: prefilter? })
     }
 
     /// Returns the id of rule `index`.
@@ -300,6 +306,19 @@ impl Partition {
     /// Returns the prefilter.
     pub fn prefilter(&self) -> &Prefilter {
         &self.prefilter
+    }
+}
+
+/// Adds the rules at `indexes` to `by_id`, by the hash of their ids in `names`.
+fn index_ids(
+    by_id: &mut HashTable<u32>,
+    hasher: &DefaultHashBuilder,
+    names: &Names,
+    indexes: std::ops::Range<usize>,
+) {
+    let hash = |i: &u32| hasher.hash_one(names.id(*i as usize));
+    for i in indexes {
+        by_id.insert_unique(hash(&(i as u32)), i as u32, hash);
     }
 }
 
@@ -909,7 +928,10 @@ mod tests {
                     3 => format!("\"{w} outage\""),
                     _ => format!("site:{w}.com OR {w}"),
                 };
-                toml += &format!("[[rule]]\nid = '{path}-{i}'\nquery = '{query}'\n\n");
+                // Ids name the word, so that a changed file drops some ids and keeps
+                // others.
+                let id = format!("{path}-{i}-{w}");
+                toml += &format!("[[rule]]\nid = '{id}'\nquery = '{query}'\n\n");
             }
             (std::path::PathBuf::from(path), toml)
         };
@@ -954,6 +976,21 @@ mod tests {
             assert_eq!(set.version(), anew.version());
             for mention in &mentions {
                 assert_eq!(set.verdict(mention), anew.verdict(mention), "round {round}, {}", mention.text);
+            }
+            let global = set.partitions().next().unwrap();
+            for (index, rule) in anew.rule_refs().enumerate() {
+                assert_eq!(global.position(rule.id), Some(index), "round {round}: {}", rule.id);
+            }
+            assert_eq!(
+                set.rule(None, &format!("b.toml-0-teams{round}")).unwrap().rule.query,
+                format!("teams{round}")
+            );
+            assert!(
+                global.position("b.toml-0-teams").is_none() && global.position("b.toml-0-teams7").is_none()
+            );
+            if round > 0 {
+                let removed = format!("b.toml-0-teams{}", round - 1);
+                assert!(global.position(&removed).is_none(), "{removed} is gone");
             }
             literals.push(set.partitions().next().unwrap().prefilter().pattern_count());
         }
