@@ -38,8 +38,11 @@ What is measured, and why so:
 * matches (the total) and --out come from the first pass; --out is written after timing.
   Each line is {"id": "m1", "matches": [...]}: rule ids sorted as strings for perq, the
   literals hit, sorted, for hyperscan.
-* peak_rss_bytes is the process's high-water mark (ru_maxrss, KiB on Linux), so it covers
-  the interpreter and the parsed inputs as well as the peer: compare peers run the same way.
+* peak_rss_bytes is the process's high-water mark (VmHWM of /proc/self/status), so it
+  covers the interpreter and the parsed inputs as well as the peer: compare peers run the
+  same way. Not ru_maxrss: Linux carries a forking parent's peak into the child's across
+  exec, so a peer started by a benchmark holding a million rules would report the
+  benchmark's memory as its own.
 
 Errors (missing file, bad JSON line, malformed record, a rule the peer rejects) go to
 stderr and exit with status 1.
@@ -47,7 +50,6 @@ stderr and exit with status 1.
 
 import argparse
 import json
-import resource
 import sys
 import time
 
@@ -165,6 +167,15 @@ def run_perq(rules, texts, seconds):
     return build_seconds, [sorted(ids) for ids in first], passes, elapsed
 
 
+def peak_rss_bytes():
+    """The high-water mark of this process's resident memory, from /proc/self/status."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_hyperscan(rules, texts, seconds):
     import hyperscan
 
@@ -242,7 +253,7 @@ def main(argv=None):
         "build_seconds": build_seconds,
         "mentions_per_second": len(texts) * passes / elapsed if elapsed > 0 else 0.0,
         "passes": passes,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
         "matches": sum(map(len, matches)),
     }
     print(json.dumps(summary))
