@@ -258,6 +258,7 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
     assert_eq!(status, 200, "{body}");
     let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reloaded["rules"], 2);
+    assert_eq!(reloaded["compiled_files"], 1, "a.toml is as the start loaded it: {body}");
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0));
 
     std::fs::write(dir.join("rules/c.toml"), "[[rule]]\nid = \"c\"\n").unwrap();
@@ -266,6 +267,18 @@ fn operators_reload_through_the_api_and_analysts_cannot() {
     let refused: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(refused["errors"][0].as_str().unwrap().contains("c.toml:"), "{body}");
     assert_eq!(running.metric("cull_rules_loaded"), Some(2.0), "the running set stays");
+
+    // The refused pack is remembered as it runs: with the broken file gone, nothing
+    // needs compiling.
+    std::fs::remove_file(dir.join("rules/c.toml")).unwrap();
+    let (status, body) = post_reload(&running.address, OPERATOR_TOKEN);
+    assert_eq!(status, 200, "{body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (reloaded["rules"].as_u64(), reloaded["compiled_files"].as_u64()),
+        (Some(2), Some(0)),
+        "{body}"
+    );
     running.stop();
 }
 

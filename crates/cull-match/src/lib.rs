@@ -14,9 +14,11 @@
 
 pub mod explain;
 pub mod prefilter;
+mod reload;
 mod stored;
 pub mod verify;
 
+pub use reload::Reload;
 pub use stored::RuleRef;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,9 +39,6 @@ use crate::verify::{first_mask_hit, matches, merge_spans, spans_into, Document, 
 /// Errors building a rule set.
 #[derive(Debug, thiserror::Error)]
 pub enum MatchError {
-    /// The anchors could not be compiled into an automaton.
-    #[error("cannot build the prefilter automaton: {0}")]
-    Automaton(String),
     /// More rules than the matcher can index.
     #[error("{count} rules is more than the matcher supports (u32::MAX)")]
     TooManyRules {
@@ -380,17 +379,28 @@ impl RuleSet {
     /// Loads the rules at `path` (a rule file or rules directory, as
     /// [`cull_rules::load_path`] does) into a set of those `wanted` keeps, storing each
     /// file's rules as soon as they are compiled, so that a large pack is never held
-    /// compiled all at once; returns the loader's findings (its `rules` are empty) and
-    /// the set, which is built only when there are no errors.
+    /// compiled all at once; returns the loader's findings (its `rules` are empty, its
+    /// `memo` is what a [`RuleSet::reload`] of the directory starts from) and the set,
+    /// which is built only when there are no errors.
     pub fn load(
         path: &std::path::Path,
         wanted: impl Fn(&CompiledRule) -> bool,
     ) -> (cull_rules::Loaded, Option<Result<RuleSet, MatchError>>) {
-        let mut interner = Interner::default();
-        let mut stored = Vec::new();
-        let loaded = cull_rules::load_path_each(path, &mut |rules| {
-            stored.extend(store(rules.into_iter().filter(|r| wanted(r)).collect(), &mut interner));
-        });
+        let (loaded, stored) = if path.is_dir() {
+            let empty = RuleSet::new(Vec::new()).expect("an empty set builds");
+            let packs =
+                empty.load_packs(path, &cull_model::Scope::All, &cull_rules::Memo::default(), &wanted);
+            let mut loaded = cull_rules::Loaded::default();
+            packs.packs.into_iter().for_each(|(_, pack)| loaded.extend(pack));
+            (loaded, packs.stored)
+        } else {
+            let mut interner = Interner::default();
+            let mut stored = Vec::new();
+            let loaded = cull_rules::load_path_each(path, &mut |rules| {
+                stored.extend(store(rules.into_iter().filter(|r| wanted(r)).collect(), &mut interner));
+            });
+            (loaded, stored)
+        };
         let set = loaded.errors.is_empty().then(|| RuleSet::build(None, stored));
         (loaded, set)
     }
@@ -403,12 +413,15 @@ impl RuleSet {
         keep: impl Fn(&RuleRef<'_>) -> bool,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
-        RuleSet::build(Some((self, &keep)), store(added, &mut Interner::default()))
+        RuleSet::build(
+            Some((self, &mut |rule: &RuleRef<'_>| keep(rule))),
+            store(added, &mut Interner::default()),
+        )
     }
 
     #[allow(clippy::type_complexity)]
     fn build(
-        base: Option<(&RuleSet, &dyn Fn(&RuleRef<'_>) -> bool)>,
+        base: Option<(&RuleSet, &mut dyn FnMut(&RuleRef<'_>) -> bool)>,
         added: Vec<Stored>,
     ) -> Result<RuleSet, MatchError> {
         let mut grouped: HashMap<Option<String>, Vec<Stored>> = HashMap::new();

@@ -26,6 +26,7 @@ use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cull_model::{client_name_problem, Channel, Priority};
 use serde::Deserialize;
@@ -34,6 +35,7 @@ use toml::Spanned;
 
 use crate::compiled::{CompiledRule, QueryKey};
 use crate::error::{Located, Refusal, RuleError, Severity};
+use crate::memo::{digest, ClaimOf, FileMemo, Memo};
 use crate::query;
 use crate::rule::{Example, Expect, Rule, SPIKE_PRESETS};
 
@@ -56,9 +58,25 @@ pub struct Loaded {
     /// Every warning (queries that probably do not mean what they say), in file
     /// order; warnings never keep a rule from loading.
     pub warnings: Vec<Located>,
+    /// The files read without errors of their own, to be given to the next load of
+    /// these packs once their rules are taken (see [`Memo`]).
+    pub memo: Memo,
+    /// The files that were as the memo given to the load remembers them: their rules
+    /// were not compiled again and are not in [`Loaded::rules`] (nor given to a
+    /// caller's keeper); those in use stay.
+    pub unchanged: Vec<PathBuf>,
 }
 
 impl Loaded {
+    /// Adds the findings of `other`, a load of other packs, after these.
+    pub fn extend(&mut self, other: Loaded) {
+        self.rules.extend(other.rules);
+        self.errors.extend(other.errors);
+        self.warnings.extend(other.warnings);
+        self.memo.extend(other.memo);
+        self.unchanged.extend(other.unchanged);
+    }
+
     /// Returns the result of a load that failed with `error` before any rule.
     fn failed(error: RuleError) -> Loaded {
         Loaded { errors: vec![error], ..Loaded::default() }
@@ -127,9 +145,7 @@ impl Tree {
     pub fn flatten(self) -> Loaded {
         let mut all = self.global;
         for (_, pack) in self.clients {
-            all.rules.extend(pack.rules);
-            all.errors.extend(pack.errors);
-            all.warnings.extend(pack.warnings);
+            all.extend(pack);
         }
         all
     }
@@ -140,7 +156,15 @@ impl Tree {
 /// with `.` are skipped (a Kubernetes ConfigMap's `..data`). Each pack's files are
 /// read in name order.
 pub fn load_tree(dir: &Path) -> Tree {
-    load_tree_each(dir, &mut collect)
+    load_tree_each(dir, &Memo::default(), &mut collect)
+}
+
+/// As [`load_tree`], for a rules directory last loaded as `memo` remembers: only the
+/// files that changed since are compiled, and their rules handed to `keep` a file at
+/// a time (the [`Loaded::rules`] returned stay empty), so that a caller keeping rules
+/// in a compact form of its own never holds a large pack compiled all at once.
+pub fn load_tree_since(dir: &Path, memo: &Memo, keep: &mut dyn FnMut(Vec<CompiledRule>)) -> Tree {
+    load_tree_each(dir, memo, &mut |_: &mut Loaded, rules: Vec<CompiledRule>| keep(rules))
 }
 
 /// Where a loader puts each file's rules once their ids are claimed: into the pack's
@@ -148,8 +172,9 @@ pub fn load_tree(dir: &Path) -> Tree {
 /// pack of a million rules is never held compiled all at once.
 type Keep<'k> = &'k mut dyn FnMut(&mut Loaded, Vec<CompiledRule>);
 
-/// As [`load_tree`], handing each file's rules to `keep`.
-fn load_tree_each(dir: &Path, keep: Keep<'_>) -> Tree {
+/// As [`load_tree`], for a directory last loaded as `memo` remembers, handing each
+/// changed file's rules to `keep`.
+fn load_tree_each(dir: &Path, memo: &Memo, keep: Keep<'_>) -> Tree {
     let mut tree = Tree::default();
     let (files, packs, root) = match list_dir(dir) {
         Ok(listed) => listed,
@@ -159,7 +184,7 @@ fn load_tree_each(dir: &Path, keep: Keep<'_>) -> Tree {
         }
     };
     let mut taken = Taken::default();
-    tree.global = read_pack(None, &files, &root, &mut taken, keep);
+    tree.global = read_pack(None, &files, &root, &mut taken, memo, keep);
     for (client, pack_dir) in packs {
         if let Some(problem) = client_name_problem(&client) {
             let reason = Refusal::NotAClient(problem);
@@ -168,7 +193,7 @@ fn load_tree_each(dir: &Path, keep: Keep<'_>) -> Tree {
         }
         let pack = match list_dir(&pack_dir) {
             Ok((files, nested, _)) => {
-                let mut pack = read_pack(Some(&client), &files, &root, &mut taken, keep);
+                let mut pack = read_pack(Some(&client), &files, &root, &mut taken, memo, keep);
                 for (_, nested) in nested {
                     let reason = Refusal::NotAClient("a client's pack holds rule files only".into());
                     pack.errors.push(RuleError::Refused { path: nested, reason });
@@ -184,14 +209,23 @@ fn load_tree_each(dir: &Path, keep: Keep<'_>) -> Tree {
 
 /// Loads one client's pack, `dir/<client>/`, for a reload of that pack alone; its ids
 /// must not be taken by `taken`, the global rules (and rules naming the client) that
-/// stay in use beside it. A client without a directory has an empty pack.
-pub fn load_client_pack(dir: &Path, client: &str, taken: Taken) -> Loaded {
+/// stay in use beside it. A client without a directory has an empty pack. As in
+/// [`load_tree_since`], only the files changed since `memo` are compiled, and their
+/// rules handed to `keep`.
+pub fn load_client_pack(
+    dir: &Path,
+    client: &str,
+    taken: Taken,
+    memo: &Memo,
+    keep: &mut dyn FnMut(Vec<CompiledRule>),
+) -> Loaded {
     let pack_dir = dir.join(client);
     if client_name_problem(client).is_none() && !pack_dir.exists() {
         return Loaded::default();
     }
+    let mut keep = |_: &mut Loaded, rules: Vec<CompiledRule>| keep(rules);
     match dir.canonicalize() {
-        Ok(root) => load_pack_at(&pack_dir, client, Some(&root), taken),
+        Ok(root) => load_pack_at(&pack_dir, client, Some(&root), taken, memo, &mut keep),
         Err(source) => Loaded::failed(RuleError::Io { path: dir.to_path_buf(), source }),
     }
 }
@@ -199,12 +233,19 @@ pub fn load_client_pack(dir: &Path, client: &str, taken: Taken) -> Loaded {
 /// Loads a rule file, or the rule files of a directory (not its subdirectories), as
 /// the pack of `client`: a client's draft, whatever directory it sits in.
 pub fn load_as_pack(path: &Path, client: &str) -> Loaded {
-    load_pack_at(path, client, None, Taken::default())
+    load_pack_at(path, client, None, Taken::default(), &Memo::default(), &mut collect)
 }
 
 /// Loads a rule file, or the rule files of directory `path`, as `client`'s pack; the
 /// files must resolve inside `root` (by default, the directory itself).
-fn load_pack_at(path: &Path, client: &str, root: Option<&Path>, mut taken: Taken) -> Loaded {
+fn load_pack_at(
+    path: &Path,
+    client: &str,
+    root: Option<&Path>,
+    mut taken: Taken,
+    memo: &Memo,
+    keep: Keep<'_>,
+) -> Loaded {
     if let Some(problem) = client_name_problem(client) {
         return Loaded::failed(RuleError::Refused {
             path: path.to_path_buf(),
@@ -213,14 +254,12 @@ fn load_pack_at(path: &Path, client: &str, root: Option<&Path>, mut taken: Taken
     }
     if !path.is_dir() {
         return match read_rule_file(path, root) {
-            Ok(bytes) => load_pack(Some(client), [(path, bytes.as_slice())], &mut taken),
+            Ok(bytes) => load_pack_each(Some(client), [(path, bytes.as_slice())], &mut taken, memo, keep),
             Err(error) => Loaded::failed(error),
         };
     }
     match list_dir(path) {
-        Ok((files, _, own)) => {
-            read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken, &mut collect)
-        }
+        Ok((files, _, own)) => read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken, memo, keep),
         Err(error) => Loaded::failed(error),
     }
 }
@@ -261,6 +300,7 @@ fn read_pack(
     paths: &[PathBuf],
     root: &Path,
     taken: &mut Taken,
+    memo: &Memo,
     keep: Keep<'_>,
 ) -> Loaded {
     let mut unread = Vec::new();
@@ -275,6 +315,7 @@ fn read_pack(
         client,
         files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())),
         taken,
+        memo,
         keep,
     );
     unread.append(&mut pack.errors);
@@ -296,10 +337,16 @@ pub fn load_path(path: &Path) -> Loaded {
 pub fn load_path_each(path: &Path, keep: &mut dyn FnMut(Vec<CompiledRule>)) -> Loaded {
     let mut keep = |_: &mut Loaded, rules: Vec<CompiledRule>| keep(rules);
     if path.is_dir() {
-        return load_tree_each(path, &mut keep).flatten();
+        return load_tree_each(path, &Memo::default(), &mut keep).flatten();
     }
     match read_rule_file(path, None) {
-        Ok(bytes) => load_pack_each(None, [(path, bytes.as_slice())], &mut Taken::default(), &mut keep),
+        Ok(bytes) => load_pack_each(
+            None,
+            [(path, bytes.as_slice())],
+            &mut Taken::default(),
+            &Memo::default(),
+            &mut keep,
+        ),
         Err(error) => Loaded::failed(error),
     }
 }
@@ -444,49 +491,104 @@ pub fn load_pack<'a>(
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
     taken: &mut Taken,
 ) -> Loaded {
-    load_pack_each(pack, files, taken, &mut collect)
+    load_pack_each(pack, files, taken, &Memo::default(), &mut collect)
 }
 
-/// As [`load_pack`], handing each file's rules to `keep`.
+/// As [`load_pack`], for a pack last loaded as `memo` remembers, handing each
+/// changed file's rules to `keep`.
 fn load_pack_each<'a>(
     pack: Option<&str>,
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
     taken: &mut Taken,
+    memo: &Memo,
     keep: Keep<'_>,
 ) -> Loaded {
     let files: Vec<(&Path, &[u8])> = files.into_iter().collect();
+    let remembered = memo.pack(pack);
     let mut loaded = Loaded::default();
     // Files are parsed and compiled on every core, a few at a time so that only those
     // are held compiled before `keep` takes them; ids are claimed in file order, so
     // that which of two duplicates is reported does not depend on timing.
     for chunk in files.chunks(rayon::current_num_threads().max(1)) {
-        let parsed: Vec<ParsedFile> =
-            chunk.par_iter().map(|&(path, bytes)| parse_file(path, bytes, pack)).collect();
-        for (&(path, _), file) in chunk.iter().zip(parsed) {
-            loaded.errors.extend(file.errors);
-            loaded.warnings.extend(file.warnings);
-            let Some(source) = file.source else { continue };
-            let mut rules = Vec::with_capacity(file.entries.len());
-            for entry in file.entries {
-                if let Some((first_path, first_line)) =
-                    taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
-                {
-                    let message = format!("duplicate rule id `{}`", entry.id);
-                    let help = format!(
-                        "first defined at {}:{first_line}; ids must be unique among a client's rules and the global ones",
-                        first_path.display()
-                    );
-                    loaded
-                        .errors
-                        .push(RuleError::at(path, source, entry.id_span, message).with_help(Some(help)));
-                    continue;
+        let read: Vec<ReadFile> = chunk
+            .par_iter()
+            .map(|&(path, bytes)| {
+                let digest = digest(bytes);
+                match remembered.and_then(|files| files.get(path)).filter(|file| file.is(&digest)) {
+                    Some(file) => ReadFile::Unchanged(Arc::clone(file)),
+                    None => ReadFile::Parsed(parse_file(path, bytes, pack), digest),
                 }
-                rules.extend(entry.rule);
+            })
+            .collect();
+        for (&(path, bytes), read) in chunk.iter().zip(read) {
+            match read {
+                ReadFile::Unchanged(file) => {
+                    loaded.warnings.extend(file.warnings.iter().cloned());
+                    for claim in file.claims() {
+                        if let Some(first) = taken.claim(claim.client, claim.id, path, claim.line) {
+                            // The bytes are those remembered, which were UTF-8.
+                            let source = std::str::from_utf8(bytes).unwrap_or_default();
+                            loaded.errors.push(duplicate_id(path, source, claim.id, claim.id_span, first));
+                        }
+                    }
+                    loaded.unchanged.push(path.to_path_buf());
+                    loaded.memo.insert(pack, path, file);
+                }
+                ReadFile::Parsed(file, digest) => {
+                    let clean = file.errors.is_empty();
+                    loaded.errors.extend(file.errors);
+                    let Some(source) = file.source else { continue };
+                    if clean {
+                        let claims = file.entries.iter().map(|entry| ClaimOf {
+                            client: entry.client.as_deref(),
+                            id: &entry.id,
+                            id_span: entry.id_span.clone(),
+                            line: entry.line,
+                        });
+                        if let Some(remembered) = FileMemo::new(digest, claims, file.warnings.clone()) {
+                            loaded.memo.insert(pack, path, Arc::new(remembered));
+                        }
+                    }
+                    loaded.warnings.extend(file.warnings);
+                    let mut rules = Vec::with_capacity(file.entries.len());
+                    for entry in file.entries {
+                        if let Some(first) = taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
+                        {
+                            loaded.errors.push(duplicate_id(path, source, &entry.id, entry.id_span, first));
+                            continue;
+                        }
+                        rules.extend(entry.rule);
+                    }
+                    keep(&mut loaded, rules);
+                }
             }
-            keep(&mut loaded, rules);
         }
     }
     loaded
+}
+
+/// The error of a rule at `path`, `span`, whose id `id` was first defined at `first`.
+fn duplicate_id(
+    path: &Path,
+    source: &str,
+    id: &str,
+    span: Range<usize>,
+    first: (PathBuf, usize),
+) -> RuleError {
+    let (first_path, first_line) = first;
+    let help = format!(
+        "first defined at {}:{first_line}; ids must be unique among a client's rules and the global ones",
+        first_path.display()
+    );
+    RuleError::at(path, source, span, format!("duplicate rule id `{id}`")).with_help(Some(help))
+}
+
+/// A rule file of a pack as a load found it.
+enum ReadFile<'a> {
+    /// As the memo remembers it: not parsed again.
+    Unchanged(Arc<FileMemo>),
+    /// Parsed and compiled, with the digest of its bytes.
+    Parsed(ParsedFile<'a>, [u8; 32]),
 }
 
 /// One rule file parsed and compiled, before its ids are claimed.
@@ -1149,11 +1251,77 @@ mod tests {
             ("globex/g.toml", "broken = ["),
         ]);
         let staying = Taken::of(tree.global.rules.iter().map(|r| &r.rule));
-        let pack = load_client_pack(dir.path(), "acme", staying);
+        let client_pack = |client: &str, taken: Taken| {
+            let mut rules = Vec::new();
+            let loaded =
+                load_client_pack(dir.path(), client, taken, &Memo::default(), &mut |more| rules.extend(more));
+            (loaded, rules)
+        };
+        let (pack, rules) = client_pack("acme", staying);
         assert_eq!(pack.errors.len(), 1, "{:?}", pack.errors);
         assert!(pack.errors[0].to_string().contains("duplicate rule id `slack`"));
-        assert_eq!(pack.rules[0].rule.client.as_deref(), Some("acme"), "globex's broken file is not read");
-        assert!(load_client_pack(dir.path(), "initech", Taken::default()).rules.is_empty());
-        assert!(!load_client_pack(dir.path(), "../acme", Taken::default()).errors.is_empty());
+        assert_eq!(rules[0].rule.client.as_deref(), Some("acme"), "globex's broken file is not read");
+        assert!(client_pack("initech", Taken::default()).1.is_empty());
+        assert!(!client_pack("../acme", Taken::default()).0.errors.is_empty());
+    }
+
+    /// Loads `dir` again since `memo`, returning the findings and the ids of the
+    /// rules compiled again.
+    fn since(dir: &Path, memo: &Memo) -> (Loaded, Vec<String>) {
+        let mut compiled = Vec::new();
+        let tree =
+            load_tree_since(dir, memo, &mut |rules| compiled.extend(rules.into_iter().map(|r| r.rule.id)));
+        (tree.flatten(), compiled)
+    }
+
+    fn rendered(findings: &[impl ToString]) -> Vec<String> {
+        findings.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_load_since_a_memo_compiles_only_the_changed_files_and_finds_what_a_full_load_finds() {
+        let (dir, first) = tree(&[
+            ("a.toml", "[[rule]]\nid = 'a'\nquery = 'alpha'\n"),
+            ("b.toml", "[[rule]]\nid = 'b'\nquery = 'beta'\n\n[[rule]]\nid = 'shared'\nquery = 'gamma'\n"),
+            ("c.toml", "[[rule]]\nid = 'c'\nquery = 'sea and sun'\n"),
+            ("acme/x.toml", "[[rule]]\nid = 'x'\nquery = 'acme'\n"),
+        ]);
+        let memo = first.flatten().memo;
+        assert_eq!(memo.files(), 4);
+        assert!(
+            !rendered(&load_tree(dir.path()).flatten().warnings).is_empty(),
+            "c.toml warns of a lowercase operator"
+        );
+
+        let (again, compiled) = since(dir.path(), &memo);
+        assert!(compiled.is_empty(), "nothing changed, nothing compiled: {compiled:?}");
+        assert_eq!(again.unchanged.len(), 4);
+        assert_eq!(rendered(&again.warnings), rendered(&load_tree(dir.path()).flatten().warnings));
+
+        // A changed file is compiled again; a new one that takes an id of an unchanged
+        // file is refused with the error a full load gives, placed at the same rule.
+        std::fs::write(dir.path().join("a.toml"), "[[rule]]\nid = 'a'\nquery = 'alpha OR delta'\n")
+            .expect("a");
+        std::fs::write(dir.path().join("0.toml"), "[[rule]]\nid = 'shared'\nquery = 'zeta'\n").expect("0");
+        let (changed, compiled) = since(dir.path(), &memo);
+        assert_eq!(compiled, ["shared", "a"]);
+        let full = load_tree(dir.path()).flatten();
+        assert_eq!(rendered(&changed.errors), rendered(&full.errors));
+        assert!(rendered(&changed.errors)[0].contains("b.toml"), "{:?}", rendered(&changed.errors));
+        assert_eq!(rendered(&changed.warnings), rendered(&full.warnings));
+        let mut unchanged = changed.unchanged.clone();
+        unchanged.sort();
+        assert_eq!(
+            unchanged,
+            [dir.path().join("acme/x.toml"), dir.path().join("b.toml"), dir.path().join("c.toml")]
+        );
+
+        // A file with errors is never remembered, so its errors are told every time.
+        std::fs::write(dir.path().join("0.toml"), "[[rule]]\nid = 'zero'\nquery = 'zeta AND'\n").expect("0");
+        let (broken, _) = since(dir.path(), &memo);
+        assert_eq!(broken.errors.len(), 1, "{:?}", rendered(&broken.errors));
+        let (broken_again, _) = since(dir.path(), &broken.memo);
+        assert_eq!(rendered(&broken_again.errors), rendered(&broken.errors));
+        assert_eq!(broken.memo.files(), 4, "every file but the broken one is remembered");
     }
 }

@@ -14,7 +14,7 @@ use cull_match::explain::explain as explain_rule;
 use cull_match::{Outcome, RuleSet};
 use cull_model::escape::{escape_controls, escape_controls_but_newlines};
 use cull_model::{Channel, DeadLetter, Mention, Scope};
-use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, RuleError};
+use cull_rules::{load_path, CompiledRule, Expect, Loaded, Located, Memo, RuleError};
 use cull_runtime::{Decided, DecisionSample};
 
 /// Mentions matched together; large enough to keep every core busy, small enough that
@@ -44,15 +44,16 @@ pub(crate) fn load_or_report(dir: &Path) -> Option<Vec<CompiledRule>> {
 }
 
 /// Loads the rules at `dir` that `wanted` keeps straight into a rule set (see
-/// [`RuleSet::load`]), printing the findings; `None` when there are errors.
+/// [`RuleSet::load`]), printing the findings; returns the set with what a reload of
+/// `dir` starts from, `None` when there are errors.
 pub(crate) fn load_set_or_report(
     dir: &Path,
     wanted: impl Fn(&CompiledRule) -> bool,
-) -> Result<Option<RuleSet>> {
+) -> Result<Option<(RuleSet, Memo)>> {
     let (loaded, set) = RuleSet::load(dir, wanted);
     print_findings(&loaded);
     match set {
-        Some(set) => Ok(Some(set?)),
+        Some(set) => Ok(Some((set?, loaded.memo))),
         None => {
             eprintln!("cull: {} error(s) in {}", loaded.errors.len(), dir.display());
             Ok(None)
@@ -539,10 +540,10 @@ pub fn run(pipeline: &Path, once: bool, decisions: usize, log: &LogOptions) -> R
             let loaded = tokio::task::spawn_blocking(move || load_set_or_report(&dir, wanted))
                 .await
                 .context("compiling the rules")??;
-            let Some(rules) = loaded else { return Ok(None) };
-            rules
+            let Some(loaded) = loaded else { return Ok(None) };
+            loaded
         } else {
-            RuleSet::new(Vec::new())?
+            (RuleSet::new(Vec::new())?, Memo::default())
         };
         crate::pipeline::run(config, rules, once, decisions, served).await.map(Some)
     });
@@ -868,7 +869,7 @@ pub fn rule_stats(
 ) -> Result<ExitCode> {
     let config = crate::config::load(pipeline)?;
     let store = cull_quality::Store::read(&config.quality.dir)?;
-    let Some(rules) = load_set_or_report(&config.matcher.rules, |_| true)? else {
+    let Some((rules, _)) = load_set_or_report(&config.matcher.rules, |_| true)? else {
         return Ok(ExitCode::FAILURE);
     };
     let known: Vec<(Option<&str>, &str)> = rules.rule_refs().map(|r| (r.client, r.id)).collect();
@@ -941,7 +942,7 @@ pub fn suggest(
         );
     }
     let store = cull_quality::Store::read(&config.quality.dir)?;
-    let Some(rules) = load_set_or_report(&config.matcher.rules, |rule| rule.rule.id == rule_id)? else {
+    let Some((rules, _)) = load_set_or_report(&config.matcher.rules, |rule| rule.rule.id == rule_id)? else {
         return Ok(ExitCode::FAILURE);
     };
     let rule = rules.rule(client.as_deref(), rule_id).ok_or_else(|| {

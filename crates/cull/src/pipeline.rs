@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use cull_bus::{BusError, BusKind, EmbeddedBus};
 use cull_ingest::{Outlet, Screen, SourceOptions};
 use cull_match::{Matcher, RuleSet};
+use cull_rules::Memo;
 use cull_runtime::reload::{Reloader, TicketTopics};
 use cull_runtime::{
     AdmittedTopics, Batching, Bus, FileSink, Finished, IndexStage, MatchStage, Metrics, QualityStage,
@@ -61,12 +62,13 @@ pub async fn serve(config: &Http) -> Result<Served> {
     Ok(Served { metrics, health, late, stop, server })
 }
 
-/// Runs the pipeline with `rules` (enabled ones) until its finite input is done
-/// (`once`) or a signal stops it, serving HTTP through `served`; returns what it did
-/// and how it ended, with up to `decisions` of its matches and as many of its culls.
+/// Runs the pipeline with `rules` (enabled ones, loaded as `memo` remembers) until
+/// its finite input is done (`once`) or a signal stops it, serving HTTP through
+/// `served`; returns what it did and how it ended, with up to `decisions` of its
+/// matches and as many of its culls.
 pub async fn run(
     pipeline: Pipeline,
-    rules: RuleSet,
+    (rules, memo): (RuleSet, Memo),
     once: bool,
     decisions: usize,
     served: Served,
@@ -252,6 +254,7 @@ pub async fn run(
         || !pipeline.sink.alert.is_empty();
     let reloader = Arc::new(Reloader::new(
         pipeline.matcher.rules.clone(),
+        memo,
         Arc::clone(&matcher),
         Arc::clone(&metrics),
         pipeline.topics.clone(),

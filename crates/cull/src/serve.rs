@@ -49,7 +49,7 @@ pub fn serve(options: ServeOptions) -> Result<ExitCode> {
     if tokens.len() == 0 {
         tracing::warn!("no API tokens (--tokens FILE or {TOKENS_ENV}): every API request will be refused");
     }
-    let Some(rules) = crate::commands::load_set_or_report(&options.rules, |_| true)? else {
+    let Some((rules, _)) = crate::commands::load_set_or_report(&options.rules, |_| true)? else {
         return Ok(ExitCode::FAILURE);
     };
     if !options.index.is_dir() {
