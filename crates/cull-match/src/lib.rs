@@ -45,6 +45,14 @@ pub enum MatchError {
         /// Number of rules given.
         count: usize,
     },
+    /// More distinct words and prefixes in the rules than the prefilter can number.
+    #[error(
+        "the rules have more than {count} distinct words and prefixes, more than the matcher supports (2^30)"
+    )]
+    TooManyLiterals {
+        /// Number of literals numbered when the limit was reached.
+        count: usize,
+    },
 }
 
 /// What one rule did with one mention.

@@ -47,14 +47,13 @@ pub struct Prefilter {
     dictionary: Dictionary,
     /// The rules anchored on each literal, all literals' lists in one vector
     /// (`anchor_ends[p]` ends literal `p`'s), so that a literal reads one run.
-    anchored: Vec<u32>,
+    anchored: Vec<Posting>,
     anchor_ends: Vec<u32>,
     /// Each rule's groups as literal ids, its anchor group first, the last literal of
-    /// each group marked with [`LAST_IN_GROUP`]: `group_ends[r]` ends rule `r`'s run and
-    /// `rest_starts[r]` starts the groups after its anchor group.
+    /// each group marked with [`LAST_IN_GROUP`] and the last of the rule's with
+    /// [`LAST_OF_RULE`]: `group_ends[r]` ends rule `r`'s run.
     groups: Vec<u32>,
     group_ends: Vec<u32>,
-    rest_starts: Vec<u32>,
     /// For each rule, whether its groups are its word clauses (a candidate is a match
     /// and only title and text hits count), see the module documentation.
     proven: Vec<bool>,
@@ -66,6 +65,27 @@ pub struct Prefilter {
 
 /// Marks the last literal of a group in [`Prefilter::groups`].
 const LAST_IN_GROUP: u32 = 1 << 31;
+/// Marks the last literal of a rule's groups in [`Prefilter::groups`].
+const LAST_OF_RULE: u32 = 1 << 30;
+/// The bits of a literal id in [`Prefilter::groups`].
+const LITERAL: u32 = LAST_OF_RULE - 1;
+
+/// A rule anchored on a literal, with what deciding whether it is a candidate needs,
+/// so that a rule the mention touches costs one read of its other groups (none when
+/// it has one group) rather than a read of each of a million-long per-rule table.
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    /// The rule, with [`PROVEN`] set when the prefilter proves it.
+    rule: u32,
+    /// Where the rule's groups after its anchor group start in
+    /// [`Prefilter::groups`], or [`NO_REST`].
+    rest: u32,
+}
+
+/// Marks a proven rule in a [`Posting`].
+const PROVEN: u32 = 1 << 31;
+/// A [`Posting`]'s rule has no group but its anchor group.
+const NO_REST: u32 = u32::MAX;
 /// Ends a list of occurrences in [`Scratch`].
 const NO_OCCURRENCE: u32 = u32::MAX;
 
@@ -108,8 +128,8 @@ impl Dictionary {
 
     /// Adds a literal of the next id, which must be new.
     fn add(&mut self, term: &str, prefix: bool) -> Result<u32, MatchError> {
-        let too_many = || MatchError::TooManyRules { count: self.ends.len() };
-        let id = u32::try_from(self.ends.len()).map_err(|_| too_many())?;
+        let too_many = || MatchError::TooManyLiterals { count: self.ends.len() };
+        let id = u32::try_from(self.ends.len()).ok().filter(|&id| id <= LITERAL).ok_or_else(too_many)?;
         self.text.extend_from_slice(term.as_bytes());
         self.ends.push(u32::try_from(self.text.len()).map_err(|_| too_many())?);
         let Dictionary { text, ends, words, prefixes, prefix_lengths, hasher } = self;
@@ -163,9 +183,6 @@ pub struct Scratch {
     /// Occurrences in the title or text: the term's index among the document's folded
     /// terms, and the literal's previous occurrence.
     occurrences: Vec<(u32, u32)>,
-    /// For each rule, the number of the last mention that selected it.
-    selected: Vec<u32>,
-    mention_number: u32,
 }
 
 fn contains(bits: &[u64], literal: u32) -> bool {
@@ -302,7 +319,7 @@ impl Draft {
         let too_many = |count: usize| MatchError::TooManyRules { count };
         let mut rules_per_literal = vec![0u32; dictionary.len()];
         for &id in &groups {
-            rules_per_literal[(id & !LAST_IN_GROUP) as usize] += 1;
+            rules_per_literal[(id & LITERAL) as usize] += 1;
         }
         let mut anchor_groups: Vec<(usize, usize)> = Vec::with_capacity(count);
         let mut anchor_ends = vec![0u32; dictionary.len()];
@@ -312,7 +329,7 @@ impl Draft {
             let mut first = 0;
             let mut weight = 0u64;
             for (i, &id) in run.iter().enumerate() {
-                weight += u64::from(rules_per_literal[(id & !LAST_IN_GROUP) as usize]);
+                weight += u64::from(rules_per_literal[(id & LITERAL) as usize]);
                 if id & LAST_IN_GROUP != 0 {
                     if best.is_none_or(|(w, _, _)| weight < w) {
                         best = Some((weight, first, i + 1));
@@ -323,7 +340,7 @@ impl Draft {
             }
             let (from, to) = best.map_or((0, 0), |(_, from, to)| (from, to));
             for &id in &run[from..to] {
-                anchor_ends[(id & !LAST_IN_GROUP) as usize] += 1;
+                anchor_ends[(id & LITERAL) as usize] += 1;
             }
             anchor_groups.push((from, to));
         }
@@ -333,20 +350,24 @@ impl Draft {
             *end = total;
         }
         let mut fill = anchor_ends.clone();
-        let mut anchored = vec![0u32; total as usize];
-        let mut ordered = Vec::with_capacity(groups.len());
-        let mut rest_starts = Vec::with_capacity(count);
+        let mut anchored = vec![Posting { rule: 0, rest: NO_REST }; total as usize];
+        let mut ordered: Vec<u32> = Vec::with_capacity(groups.len());
         for (rule, &(from, to)) in anchor_groups.iter().enumerate() {
             let run = &groups[run(&group_ends, rule)];
-            for &id in &run[from..to] {
-                let slot = &mut fill[(id & !LAST_IN_GROUP) as usize];
-                *slot -= 1;
-                anchored[*slot as usize] = rule as u32;
+            let start = ordered.len();
+            ordered.extend(run[from..to].iter().map(|&id| id & !LAST_OF_RULE));
+            let rest = u32::try_from(ordered.len()).map_err(|_| too_many(count))?;
+            ordered.extend(run[..from].iter().chain(&run[to..]).map(|&id| id & !LAST_OF_RULE));
+            let rest = if ordered.len() == rest as usize { NO_REST } else { rest };
+            if ordered.len() > start {
+                *ordered.last_mut().expect("a group") |= LAST_OF_RULE;
             }
-            ordered.extend_from_slice(&run[from..to]);
-            rest_starts.push(ordered.len() as u32);
-            ordered.extend_from_slice(&run[..from]);
-            ordered.extend_from_slice(&run[to..]);
+            let rule = rule as u32 | if proven[rule] { PROVEN } else { 0 };
+            for &id in &run[from..to] {
+                let slot = &mut fill[(id & LITERAL) as usize];
+                *slot -= 1;
+                anchored[*slot as usize] = Posting { rule, rest };
+            }
         }
         let unused_literals = rules_per_literal.iter().filter(|&&rules| rules == 0).count();
         Ok(Prefilter {
@@ -355,7 +376,6 @@ impl Draft {
             anchor_ends,
             groups: ordered,
             group_ends,
-            rest_starts,
             proven,
             unanchored,
             unused_literals,
@@ -431,42 +451,43 @@ impl Prefilter {
             self.dictionary
                 .for_each_literal(term.as_bytes(), |id| scratch.hit(id, i as u32, i < default_terms));
         }
-        let Scratch { present, present_in_default, seen, selected, mention_number, .. } = scratch;
-        selected.resize(self.proven.len().max(selected.len()), 0);
-        if *mention_number == u32::MAX {
-            selected.fill(0);
-            *mention_number = 0;
-        }
-        *mention_number += 1;
-        let number = *mention_number;
+        let Scratch { present, present_in_default, seen, .. } = scratch;
         for &literal in seen.iter() {
             let in_default = contains(present_in_default, literal);
             let start = (literal as usize).checked_sub(1).map_or(0, |p| self.anchor_ends[p] as usize);
-            for &rule in &self.anchored[start..self.anchor_ends[literal as usize] as usize] {
-                let proven = self.proven[rule as usize];
-                if (proven && !in_default) || selected[rule as usize] == number {
+            for posting in &self.anchored[start..self.anchor_ends[literal as usize] as usize] {
+                let proven = posting.rule & PROVEN != 0;
+                if proven && !in_default {
                     continue;
                 }
-                selected[rule as usize] = number;
                 let bits = if proven { &present_in_default[..] } else { &present[..] };
-                if self.rest_is_hit(rule, bits) {
-                    out.push(rule);
+                if self.rest_is_hit(posting.rest, bits) {
+                    out.push(posting.rule & !PROVEN);
                 }
             }
         }
+        // A rule is selected once per literal of its anchor group the mention has; a
+        // per-rule mark would cost a read and a write of a million-long table per
+        // rule touched, where duplicates are rare and sorting finds them.
         out.sort_unstable();
+        out.dedup();
     }
 
-    /// Returns whether each group of `rule` but its anchor group has a literal in
-    /// `bits`.
-    fn rest_is_hit(&self, rule: u32, bits: &[u64]) -> bool {
-        let rest = self.rest_starts[rule as usize] as usize..self.group_ends[rule as usize] as usize;
+    /// Returns whether each group from `rest` to the end of its rule's groups has a
+    /// literal in `bits`.
+    fn rest_is_hit(&self, rest: u32, bits: &[u64]) -> bool {
+        if rest == NO_REST {
+            return true;
+        }
         let mut hit = false;
-        for &id in &self.groups[rest] {
-            hit |= contains(bits, id & !LAST_IN_GROUP);
+        for &id in &self.groups[rest as usize..] {
+            hit |= contains(bits, id & LITERAL);
             if id & LAST_IN_GROUP != 0 {
                 if !hit {
                     return false;
+                }
+                if id & LAST_OF_RULE != 0 {
+                    return true;
                 }
                 hit = false;
             }
@@ -487,7 +508,7 @@ impl Prefilter {
         found: &mut Vec<(&'static str, usize, usize)>,
     ) {
         for &id in &self.groups[run(&self.group_ends, rule as usize)] {
-            let mut at = scratch.last_occurrence[(id & !LAST_IN_GROUP) as usize];
+            let mut at = scratch.last_occurrence[(id & LITERAL) as usize];
             while let Some(&(term, previous)) = scratch.occurrences.get(at as usize) {
                 found.push(doc.default_term_span(term as usize));
                 at = previous;
@@ -571,23 +592,22 @@ mod tests {
     }
 
     #[test]
-    fn candidates_stay_right_when_the_mention_numbers_wrap() {
-        let pack = "[[rule]]\nid = 'a'\nquery = 'slack stock'\n\n[[rule]]\nid = 'b'\nquery = 'outage'\n";
+    fn a_rule_is_a_candidate_once_and_its_groups_end_where_it_does() {
+        let pack = "[[rule]]\nid = 'a'\nquery = 'slack stock'\n\n[[rule]]\nid = 'b'\nquery = 'outage'\n\n[[rule]]\nid = 'c'\nquery = '(slack OR zoom OR teams) (down OR outage)'\n";
         let loaded = cull_rules::load_files([(Path::new("t.toml"), pack.as_bytes())]);
         let prefilter = Prefilter::new(loaded.rules.iter().map(Anchoring::of)).expect("prefilter");
-        let mut scratch = Scratch { mention_number: u32::MAX - 2, ..Scratch::default() };
-        let mut out = Vec::new();
+        let (mut scratch, mut out) = (Scratch::default(), Vec::new());
         let mut candidates = |text: &str| {
             let mention = Mention::new("m", text);
             prefilter.candidates(&Document::new(&mention), &mut scratch, &mut out);
             out.clone()
         };
-        // Each rule is selected in every mention: a selection left from the mention
-        // before would hide a candidate, or a stale number show one.
-        for _ in 0..3 {
-            assert_eq!(candidates("slack outage"), [1]);
-            assert_eq!(candidates("stock outage"), [1]);
+        for _ in 0..2 {
+            // Rule a's groups are followed by rule b's, which the mention lacks.
             assert_eq!(candidates("slack stock"), [0]);
+            assert_eq!(candidates("slack outage"), [1, 2]);
+            assert_eq!(candidates("slack zoom teams down outage"), [1, 2], "each rule once");
+            assert_eq!(candidates("stock outage"), [1]);
         }
     }
 }
