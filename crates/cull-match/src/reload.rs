@@ -60,7 +60,9 @@ impl RuleSet {
         memo: &Memo,
         wanted: impl Fn(&CompiledRule) -> bool,
     ) -> Reload {
+        let t0 = std::time::Instant::now();
         let LoadedPacks { packs, mut stored } = self.load_packs(dir, scope, memo, &wanted);
+        eprintln!("TIMING load_packs {:?}", t0.elapsed());
         let mut reload = Reload {
             set: None,
             memo: memo.clone(),
@@ -105,7 +107,9 @@ impl RuleSet {
                 }
             }
         };
+        let t1 = std::time::Instant::now();
         let set = RuleSet::build(Some((self, &mut keep)), stored);
+        eprintln!("TIMING build {:?}", t1.elapsed());
         if let Ok(set) = &set {
             reload.rules = set.rule_refs().filter(|rule| is_taken(rule.pack)).count();
         }

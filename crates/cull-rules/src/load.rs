@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
+use std::hash::BuildHasher;
 use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileTypeExt;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cull_model::{client_name_problem, Channel, Priority};
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -382,7 +384,9 @@ pub fn read_rule_file(path: &Path, root: Option<&Path>) -> Result<Vec<u8>, RuleE
     if metadata.len() > MAX_RULE_FILE_BYTES {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    // Sized from the metadata, one byte over, so that reading to the end of a file
+    // that did not grow never reallocates.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize + 1);
     file.take(MAX_RULE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_RULE_FILE_BYTES {
         return Err(too_large());
@@ -422,12 +426,45 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
 /// A rule id is unique among the rules that can match one mention: a client's own
 /// rules and the global ones. Two clients may use the same id; tickets, spikes and
 /// statistics tell their rules apart by the mention's client.
+///
+/// Every load claims every id of the packs it reads, a million for a large pack, and
+/// a reload claims again those of the files it does not compile: the ids are kept in
+/// one string and the claims in hash tables of indexes, rather than a `String` and a
+/// `PathBuf` allocated per claim, which made claiming most of a reload's time.
 #[derive(Debug, Default, Clone)]
 pub struct Taken {
-    global: HashMap<String, (PathBuf, usize)>,
-    clients: HashMap<(String, String), (PathBuf, usize)>,
-    /// Where some client's rule first used each id, which a global rule may not take.
-    any_client: HashMap<String, (PathBuf, usize)>,
+    /// The ids claimed, one after another; [`Claimed::id_end`] cuts them.
+    ids: String,
+    claims: Vec<Claimed>,
+    /// The files claims were made in; claims come a file at a time.
+    paths: Vec<PathBuf>,
+    /// The clients claims were made for, and their indexes.
+    clients: HashMap<String, u32>,
+    /// The first claim of each id; the others follow it through [`Claimed::next`].
+    by_id: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+/// The client of a global claim in [`Taken`].
+const GLOBAL: u32 = u32::MAX;
+/// Ends a list of claims of one id in [`Taken`].
+const NO_CLAIM: u32 = u32::MAX;
+
+/// One id claimed in [`Taken`].
+#[derive(Debug, Clone, Copy)]
+struct Claimed {
+    id_end: usize,
+    client: u32,
+    path: u32,
+    line: usize,
+    /// The next claim of the same id (by another client), or [`NO_CLAIM`].
+    next: u32,
+}
+
+/// Returns the id of claim `claim` of [`Taken`].
+fn claimed_id<'a>(ids: &'a str, claims: &[Claimed], claim: u32) -> &'a str {
+    let start = (claim as usize).checked_sub(1).map_or(0, |c| claims[c].id_end);
+    &ids[start..claims[claim as usize].id_end]
 }
 
 impl Taken {
@@ -451,8 +488,20 @@ impl Taken {
         taken
     }
 
+    /// Makes room for `claims` more claims at once: growing the table a claim at a
+    /// time rehashes every id claimed so far, reading each from memory again.
+    fn reserve(&mut self, claims: usize) {
+        let Taken { ids, claims: made, by_id, hasher, .. } = self;
+        by_id.reserve(claims, |&c| hasher.hash_one(claimed_id(ids, made, c)));
+        made.reserve(claims);
+    }
+
     /// Claims `id` for a rule of `client` defined at `path:line`; returns where it is
-    /// defined already when it is taken.
+    /// defined already when it is taken: by a global rule, by a rule of the same
+    /// client, or, for a global rule, by some client's rule.
+    ///
+    /// One hash lookup per claim: a reload claims a million ids again, and the tables
+    /// are too large for the cache, so each lookup is a memory access that counts.
     fn claim(
         &mut self,
         client: Option<&str>,
@@ -460,25 +509,46 @@ impl Taken {
         path: &Path,
         line: usize,
     ) -> Option<(PathBuf, usize)> {
-        let place = (path.to_path_buf(), line);
-        let earlier = match client {
-            None => self.global.get(id).or_else(|| self.any_client.get(id)),
-            Some(client) => {
-                self.global.get(id).or_else(|| self.clients.get(&(client.to_string(), id.to_string())))
-            }
+        let client = match client {
+            None => GLOBAL,
+            Some(name) => match self.clients.get(name) {
+                Some(&index) => index,
+                None => {
+                    let index = self.clients.len() as u32;
+                    self.clients.insert(name.to_string(), index);
+                    index
+                }
+            },
         };
-        if let Some(earlier) = earlier {
-            return Some(earlier.clone());
-        }
-        match client {
-            None => {
-                self.global.insert(id.to_string(), place);
+        let claim = self.claims.len() as u32;
+        let Taken { ids, claims, by_id, hasher, .. } = self;
+        let same_id = |&c: &u32| claimed_id(ids, claims, c) == id;
+        let rehash = |&c: &u32| hasher.hash_one(claimed_id(ids, claims, c));
+        let mut last = match by_id.entry(hasher.hash_one(id), same_id, rehash) {
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(claim);
+                None
             }
-            Some(client) => {
-                self.clients.insert((client.to_string(), id.to_string()), place.clone());
-                self.any_client.entry(id.to_string()).or_insert(place);
+            hashbrown::hash_table::Entry::Occupied(first) => Some(*first.get()),
+        };
+        let mut at = last.unwrap_or(NO_CLAIM);
+        while at != NO_CLAIM {
+            let earlier = self.claims[at as usize];
+            if earlier.client == GLOBAL || client == GLOBAL || earlier.client == client {
+                return Some((self.paths[earlier.path as usize].clone(), earlier.line));
             }
+            last = Some(at);
+            at = earlier.next;
         }
+        if let Some(last) = last {
+            self.claims[last as usize].next = claim;
+        }
+        if self.paths.last().is_none_or(|known| known.as_os_str() != path.as_os_str()) {
+            self.paths.push(path.to_path_buf());
+        }
+        self.ids.push_str(id);
+        let path = self.paths.len() as u32 - 1;
+        self.claims.push(Claimed { id_end: self.ids.len(), client, path, line, next: NO_CLAIM });
         None
     }
 }
@@ -505,6 +575,7 @@ fn load_pack_each<'a>(
 ) -> Loaded {
     let files: Vec<(&Path, &[u8])> = files.into_iter().collect();
     let remembered = memo.pack(pack);
+    taken.reserve(remembered.map_or(0, |files| files.values().map(|file| file.claim_count()).sum()));
     let mut loaded = Loaded::default();
     // Files are parsed and compiled on every core, a few at a time so that only those
     // are held compiled before `keep` takes them; ids are claimed in file order, so
@@ -1323,5 +1394,28 @@ mod tests {
         let (broken_again, _) = since(dir.path(), &broken.memo);
         assert_eq!(rendered(&broken_again.errors), rendered(&broken.errors));
         assert_eq!(broken.memo.files(), 4, "every file but the broken one is remembered");
+    }
+
+    proptest::proptest! {
+        /// Claims answer as the plain rule says: a global id conflicts with any
+        /// earlier claim of it, a client's with an earlier global claim or the same
+        /// client's, and the answer is where the first conflicting claim was made.
+        #[test]
+        fn claims_answer_as_the_rule_says(claims in proptest::collection::vec((0..3usize, 0..6usize, 0..3usize), 0..60)) {
+            let clients = [None, Some("acme"), Some("globex")];
+            let mut taken = Taken::default();
+            let mut made: Vec<(Option<&str>, String, PathBuf, usize)> = Vec::new();
+            for (line, &(client, id, file)) in claims.iter().enumerate() {
+                let (client, id, path) = (clients[client], format!("id{id}"), PathBuf::from(format!("f{file}.toml")));
+                let conflict = |(other, other_id, _, _): &&(Option<&str>, String, PathBuf, usize)| {
+                    *other_id == id && (other.is_none() || client.is_none() || *other == client)
+                };
+                let expected = made.iter().find(conflict).map(|(_, _, path, line)| (path.clone(), *line));
+                proptest::prop_assert_eq!(taken.claim(client, &id, &path, line), expected.clone());
+                if expected.is_none() {
+                    made.push((client, id, path, line));
+                }
+            }
+        }
     }
 }

@@ -138,6 +138,11 @@ impl FileMemo {
         &self.digest == digest
     }
 
+    /// Returns the number of id claims.
+    pub(crate) fn claim_count(&self) -> usize {
+        self.claims.len()
+    }
+
     /// Returns the id claims, in file order.
     pub(crate) fn claims(&self) -> impl Iterator<Item = ClaimOf<'_>> {
         let starts = std::iter::once(0).chain(self.claims.iter().map(|c| c.id_end as usize));
