@@ -11,7 +11,7 @@
 //! [`RuleSet::replace`]). One file of a million-rule pack is thereby live in well
 //! under a second, with answers identical to a load of everything afresh.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use cull_model::Scope;
@@ -60,9 +60,7 @@ impl RuleSet {
         memo: &Memo,
         wanted: impl Fn(&CompiledRule) -> bool,
     ) -> Reload {
-        let t0 = std::time::Instant::now();
         let LoadedPacks { packs, mut stored } = self.load_packs(dir, scope, memo, &wanted);
-        eprintln!("TIMING load_packs {:?}", t0.elapsed());
         let mut reload = Reload {
             set: None,
             memo: memo.clone(),
@@ -99,7 +97,8 @@ impl RuleSet {
                 return true;
             }
             match &last {
-                Some((path, kept)) if path == rule.path => *kept,
+                // Compared as bytes: `Path`'s equality compares component by component.
+                Some((path, kept)) if path.as_os_str() == rule.path.as_os_str() => *kept,
                 _ => {
                     let kept = unchanged.contains(rule.path);
                     last = Some((rule.path.to_path_buf(), kept));
@@ -107,9 +106,7 @@ impl RuleSet {
                 }
             }
         };
-        let t1 = std::time::Instant::now();
         let set = RuleSet::build(Some((self, &mut keep)), stored);
-        eprintln!("TIMING build {:?}", t1.elapsed());
         if let Ok(set) = &set {
             reload.rules = set.rule_refs().filter(|rule| is_taken(rule.pack)).count();
         }
@@ -141,15 +138,20 @@ impl RuleSet {
                     return LoadedPacks { packs: vec![(None, refused)], stored: Vec::new() };
                 }
                 let tree = load_tree_since(dir, memo, &mut keep);
+                // A client's pack has rules in that client's partition only (the
+                // global pack, always on disk, may have rules in any).
+                let gone: Vec<String> = self
+                    .clients
+                    .iter()
+                    .filter(|(client, _)| !tree.clients.contains_key(*client))
+                    .filter(|(client, partition)| {
+                        partition.rule_refs().any(|rule| rule.pack == Some(client.as_str()))
+                    })
+                    .map(|(client, _)| client.clone())
+                    .collect();
                 let mut packs = vec![(None, tree.global)];
                 packs.extend(tree.clients.into_iter().map(|(client, pack)| (Some(client), pack)));
-                let on_disk: BTreeSet<Option<String>> = packs.iter().map(|(pack, _)| pack.clone()).collect();
-                let gone: BTreeSet<Option<String>> = self
-                    .rule_refs()
-                    .map(|rule| rule.pack.map(str::to_string))
-                    .filter(|pack| !on_disk.contains(pack))
-                    .collect();
-                packs.extend(gone.into_iter().map(|pack| (pack, Loaded::default())));
+                packs.extend(gone.into_iter().map(|client| (Some(client), Loaded::default())));
                 packs
             }
             Scope::Client(client) => {
