@@ -155,12 +155,19 @@ impl RuleSet {
                 packs
             }
             Scope::Client(client) => {
-                // The ids a client's rules may not take: the global rules and the
-                // rules naming the client in the global files, which stay as they are.
-                let staying = self.partitions_for(Some(client)).flat_map(|p| p.rule_refs());
-                let taken = Taken::of_places(
-                    staying.filter(|r| r.pack.is_none()).map(|r| (r.client, r.id, r.path, r.line)),
-                );
+                // The ids a client's rules may not take: those of the global files'
+                // rules, which stay as they are. The memo has them all, disabled rules
+                // too, as a full load claims them; the running set has the enabled
+                // ones, for a reload without a memo.
+                let taken = match memo.claims(None) {
+                    Some(claims) => Taken::of_places(claims),
+                    None => {
+                        let staying = self.partitions_for(Some(client)).flat_map(|p| p.rule_refs());
+                        Taken::of_places(
+                            staying.filter(|r| r.pack.is_none()).map(|r| (r.client, r.id, r.path, r.line)),
+                        )
+                    }
+                };
                 vec![(Some(client.clone()), load_client_pack(dir, client, taken, memo, &mut keep))]
             }
         };
@@ -325,5 +332,24 @@ mod tests {
         assert_eq!(set.rule(None, "a-0").expect("global stays").rule.query, "acme OR \"acme outage\"");
         assert!(set.rule(Some("acme"), "c-1").is_some());
         assert_eq!(reloaded.memo.files(), 3, "the other packs are remembered as they were");
+    }
+
+    #[test]
+    fn a_client_reload_may_not_take_the_id_of_a_disabled_global_rule_as_a_full_reload_may_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "a.toml", "[[rule]]\nid = 'paused'\nquery = 'acme'\nenabled = false\n");
+        write(dir.path(), "acme/c.toml", &file("c", &["initech"]));
+        let (loaded, set) = RuleSet::load(dir.path(), |rule| rule.rule.enabled);
+        let set = set.expect("no errors").expect("builds");
+        assert!(set.rule(None, "paused").is_none(), "disabled rules are not in the set");
+
+        write(dir.path(), "acme/c.toml", "[[rule]]\nid = 'paused'\nquery = 'initech'\n");
+        let (full, _) = reload(&set, dir.path(), &Scope::All, &loaded.memo);
+        let (client, none) = reload(&set, dir.path(), &Scope::Client("acme".into()), &loaded.memo);
+        assert!(none.is_none());
+        assert_eq!(client.refused, [Some("acme".to_string())]);
+        let rendered = |reload: &Reload| reload.errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(rendered(&client), rendered(&full));
+        assert!(rendered(&client)[0].contains("duplicate rule id `paused`"), "{:?}", rendered(&client));
     }
 }

@@ -56,6 +56,18 @@ impl Memo {
         }
     }
 
+    /// Returns the id claims of `pack`'s files as (client, id, file, line), files in
+    /// name order; `None` when nothing is remembered of the pack.
+    pub fn claims(
+        &self,
+        pack: Option<&str>,
+    ) -> Option<impl Iterator<Item = (Option<&str>, &str, &Path, usize)>> {
+        let files = self.pack(pack)?;
+        Some(files.iter().flat_map(|(path, file)| {
+            file.claims().map(move |claim| (claim.client, claim.id, path.as_path(), claim.line))
+        }))
+    }
+
     /// Returns the number of files remembered.
     pub fn files(&self) -> usize {
         self.packs.values().map(BTreeMap::len).sum()
