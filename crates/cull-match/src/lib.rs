@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cull_model::{CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
+use cull_model::{CullReason, Culled, MatchedRule, Mention, PackedStrings, Span, Verdict, VERDICT_SCHEMA};
 use cull_rules::CompiledRule;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use rayon::prelude::*;
@@ -219,10 +219,7 @@ impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
         let mut names = Names::default();
-        for rule in &rules {
-            let fields = rule.fields();
-            names.push(fields.id, fields.version)?;
-        }
+        names.push_rules(&rules);
         let hasher = DefaultHashBuilder::default();
         let mut by_id = HashTable::with_capacity(rules.len());
         index_ids(&mut by_id, &hasher, &names, 0..rules.len());
@@ -242,12 +239,9 @@ impl Partition {
         };
         let mut names = Names::default();
         for &i in kept {
-            names.push(self.names.id(i as usize), self.names.version(i as usize))?;
+            names.push(self.names.id(i as usize), self.names.version(i as usize));
         }
-        for rule in fresh {
-            let fields = rule.fields();
-            names.push(fields.id, fields.version)?;
-        }
+        names.push_rules(fresh);
         // The kept ids stay where they hash to: their table is copied with each index
         // renumbered, and only the added ids are hashed.
         let mut renumbered = vec![u32::MAX; self.rules.len()];
@@ -329,38 +323,37 @@ fn index_ids(
     }
 }
 
-/// Every rule's id then version, in one string: what a verdict names each matched rule
-/// by, read from one place rather than through each rule's pointer, which at hundreds
-/// of thousands of rules is a cache miss or two per match.
+/// Every rule's id then version, packed: what a verdict names each matched rule by,
+/// read from one place rather than through each rule's pointer, which at hundreds of
+/// thousands of rules is a cache miss or two per match.
 #[derive(Debug, Default)]
 struct Names {
-    text: String,
-    /// `ends[i]` ends rule `i`'s id and its version in `text`.
-    ends: Vec<(u32, u32)>,
+    /// Rule `i`'s id is string `2i`, its version string `2i + 1`.
+    packed: PackedStrings,
     /// The partition's share of its set's version (see [`set_version`]).
     version_sum: u64,
 }
 
 impl Names {
-    fn push(&mut self, id: &str, version: &str) -> Result<(), MatchError> {
-        let too_many = |_| MatchError::TooManyRules { count: self.ends.len() };
+    fn push(&mut self, id: &str, version: &str) {
         self.version_sum = self.version_sum.wrapping_add(version_number(version));
-        self.text.push_str(id);
-        let id_end = u32::try_from(self.text.len()).map_err(too_many)?;
-        self.text.push_str(version);
-        let end = u32::try_from(self.text.len()).map_err(too_many)?;
-        self.ends.push((id_end, end));
-        Ok(())
+        self.packed.push(id);
+        self.packed.push(version);
+    }
+
+    fn push_rules(&mut self, rules: &[Stored]) {
+        for rule in rules {
+            let fields = rule.fields();
+            self.push(fields.id, fields.version);
+        }
     }
 
     fn id(&self, index: usize) -> &str {
-        let start = index.checked_sub(1).map_or(0, |i| self.ends[i].1 as usize);
-        &self.text[start..self.ends[index].0 as usize]
+        self.packed.get(2 * index)
     }
 
     fn version(&self, index: usize) -> &str {
-        let (id_end, end) = self.ends[index];
-        &self.text[id_end as usize..end as usize]
+        self.packed.get(2 * index + 1)
     }
 }
 
@@ -394,21 +387,11 @@ impl RuleSet {
         path: &std::path::Path,
         wanted: impl Fn(&CompiledRule) -> bool,
     ) -> (cull_rules::Loaded, Option<Result<RuleSet, MatchError>>) {
-        let (loaded, stored) = if path.is_dir() {
-            let empty = RuleSet::new(Vec::new()).expect("an empty set builds");
-            let packs =
-                empty.load_packs(path, &cull_model::Scope::All, &cull_rules::Memo::default(), &wanted);
-            let mut loaded = cull_rules::Loaded::default();
-            packs.packs.into_iter().for_each(|(_, pack)| loaded.extend(pack));
-            (loaded, packs.stored)
-        } else {
-            let mut interner = Interner::default();
-            let mut stored = Vec::new();
-            let loaded = cull_rules::load_path_each(path, &mut |rules| {
-                stored.extend(store(rules.into_iter().filter(|r| wanted(r)).collect(), &mut interner));
-            });
-            (loaded, stored)
-        };
+        let mut interner = Interner::default();
+        let mut stored = Vec::new();
+        let loaded = cull_rules::load_path_each(path, &mut |rules| {
+            stored.extend(store(rules.into_iter().filter(|r| wanted(r)).collect(), &mut interner));
+        });
         let set = loaded.errors.is_empty().then(|| RuleSet::build(None, stored));
         (loaded, set)
     }

@@ -24,6 +24,7 @@
 //! already found ([`Prefilter::proven_spans`]). At hundreds of thousands of rules this
 //! is most of the matching work saved.
 
+use cull_model::PackedStrings;
 use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -96,9 +97,8 @@ const NO_OCCURRENCE: u32 = u32::MAX;
 /// that the literals' text is one allocation and a lookup borrows the term's bytes.
 #[derive(Debug, Default, Clone)]
 struct Dictionary {
-    text: Vec<u8>,
-    /// `ends[p]` ends literal `p`'s text.
-    ends: Vec<u32>,
+    /// Literal `p` is string `p`.
+    literals: PackedStrings,
     words: HashTable<u32>,
     prefixes: HashTable<u32>,
     /// The distinct byte lengths of the prefixes, ascending: a term is looked up in
@@ -109,12 +109,11 @@ struct Dictionary {
 
 impl Dictionary {
     fn literal(&self, id: u32) -> &[u8] {
-        let start = (id as usize).checked_sub(1).map_or(0, |p| self.ends[p] as usize);
-        &self.text[start..self.ends[id as usize] as usize]
+        self.literals.get(id as usize).as_bytes()
     }
 
     fn len(&self) -> usize {
-        self.ends.len()
+        self.literals.len()
     }
 
     /// Returns the id of a literal, adding it when it is new.
@@ -128,15 +127,14 @@ impl Dictionary {
 
     /// Adds a literal of the next id, which must be new.
     fn add(&mut self, term: &str, prefix: bool) -> Result<u32, MatchError> {
-        let too_many = || MatchError::TooManyLiterals { count: self.ends.len() };
-        let id = u32::try_from(self.ends.len()).ok().filter(|&id| id <= LITERAL).ok_or_else(too_many)?;
-        self.text.extend_from_slice(term.as_bytes());
-        self.ends.push(u32::try_from(self.text.len()).map_err(|_| too_many())?);
-        let Dictionary { text, ends, words, prefixes, prefix_lengths, hasher } = self;
-        let literal = |id: &u32| {
-            let start = (*id as usize).checked_sub(1).map_or(0, |p| ends[p] as usize);
-            hasher.hash_one(&text[start..ends[*id as usize] as usize])
-        };
+        let count = self.literals.len();
+        let id = u32::try_from(count)
+            .ok()
+            .filter(|&id| id <= LITERAL)
+            .ok_or(MatchError::TooManyLiterals { count })?;
+        self.literals.push(term);
+        let Dictionary { literals, words, prefixes, prefix_lengths, hasher } = self;
+        let literal = |id: &u32| hasher.hash_one(literals.get(*id as usize).as_bytes());
         let table = if prefix { prefixes } else { words };
         table.insert_unique(hasher.hash_one(term.as_bytes()), id, literal);
         if prefix {

@@ -42,9 +42,9 @@ pub struct Reload {
 }
 
 /// Packs loaded for a set, with the changed files' rules stored.
-pub(crate) struct LoadedPacks {
-    pub(crate) packs: Vec<(Option<String>, Loaded)>,
-    pub(crate) stored: Vec<Stored>,
+struct LoadedPacks {
+    packs: Vec<(Option<String>, Loaded)>,
+    stored: Vec<Stored>,
 }
 
 impl RuleSet {
@@ -116,7 +116,7 @@ impl RuleSet {
 
     /// Loads the packs `scope` names from `dir`, storing the rules of the files
     /// changed since `memo` that `wanted` keeps.
-    pub(crate) fn load_packs(
+    fn load_packs(
         &self,
         dir: &Path,
         scope: &Scope,

@@ -15,18 +15,10 @@ pub fn short_hash(parts: &[&str], hex_len: usize) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    let digest = hasher.finalize();
-    // Only the digits asked for are written: a rule pack hashes a version per rule,
-    // and a million of them spent a noticeable part of loading on formatting.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let len = hex_len.min(64);
-    let mut hex = String::with_capacity(len + 1);
-    for byte in &digest[..len.div_ceil(2)] {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    hex.truncate(len);
-    hex
+    // The digest's own hex formatting writes the digits asked for (its precision) in
+    // one go: a rule pack hashes a version per rule, and formatting a byte at a time
+    // was a noticeable part of loading a million.
+    format!("{:.*x}", hex_len.min(64), hasher.finalize())
 }
 
 /// Returns the stable id of a mention: a hash of its configured source name and its

@@ -19,6 +19,7 @@ mod contract;
 pub mod escape;
 mod feedback;
 mod id;
+mod packed;
 pub mod sentiment;
 pub mod thread;
 
@@ -30,3 +31,4 @@ pub use contract::{
 };
 pub use feedback::{supersedes, Disposition, Feedback, FEEDBACK_SCHEMA, MAX_FEEDBACK_BYTES};
 pub use id::{mention_id, short_hash, ticket_id};
+pub use packed::PackedStrings;

@@ -29,7 +29,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cull_model::{client_name_problem, Channel, Priority};
+use cull_model::{client_name_problem, Channel, PackedStrings, Priority};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -433,8 +433,8 @@ pub fn load_files<'a>(files: impl IntoIterator<Item = (&'a Path, &'a [u8])>) -> 
 /// `PathBuf` allocated per claim, which made claiming most of a reload's time.
 #[derive(Debug, Default, Clone)]
 pub struct Taken {
-    /// The ids claimed, one after another; [`Claimed::id_end`] cuts them.
-    ids: String,
+    /// The ids claimed: claim `c`'s is string `c`.
+    ids: PackedStrings,
     claims: Vec<Claimed>,
     /// The files claims were made in; claims come a file at a time.
     paths: Vec<PathBuf>,
@@ -453,18 +453,11 @@ const NO_CLAIM: u32 = u32::MAX;
 /// One id claimed in [`Taken`].
 #[derive(Debug, Clone, Copy)]
 struct Claimed {
-    id_end: usize,
     client: u32,
     path: u32,
     line: usize,
     /// The next claim of the same id (by another client), or [`NO_CLAIM`].
     next: u32,
-}
-
-/// Returns the id of claim `claim` of [`Taken`].
-fn claimed_id<'a>(ids: &'a str, claims: &[Claimed], claim: u32) -> &'a str {
-    let start = (claim as usize).checked_sub(1).map_or(0, |c| claims[c].id_end);
-    &ids[start..claims[claim as usize].id_end]
 }
 
 impl Taken {
@@ -492,8 +485,9 @@ impl Taken {
     /// time rehashes every id claimed so far, reading each from memory again.
     fn reserve(&mut self, claims: usize) {
         let Taken { ids, claims: made, by_id, hasher, .. } = self;
-        by_id.reserve(claims, |&c| hasher.hash_one(claimed_id(ids, made, c)));
+        by_id.reserve(claims, |&c| hasher.hash_one(ids.get(c as usize)));
         made.reserve(claims);
+        ids.reserve(claims);
     }
 
     /// Claims `id` for a rule of `client` defined at `path:line`; returns where it is
@@ -521,9 +515,9 @@ impl Taken {
             },
         };
         let claim = self.claims.len() as u32;
-        let Taken { ids, claims, by_id, hasher, .. } = self;
-        let same_id = |&c: &u32| claimed_id(ids, claims, c) == id;
-        let rehash = |&c: &u32| hasher.hash_one(claimed_id(ids, claims, c));
+        let Taken { ids, by_id, hasher, .. } = self;
+        let same_id = |&c: &u32| ids.get(c as usize) == id;
+        let rehash = |&c: &u32| hasher.hash_one(ids.get(c as usize));
         let mut last = match by_id.entry(hasher.hash_one(id), same_id, rehash) {
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert(claim);
@@ -546,9 +540,9 @@ impl Taken {
         if self.paths.last().is_none_or(|known| known.as_os_str() != path.as_os_str()) {
             self.paths.push(path.to_path_buf());
         }
-        self.ids.push_str(id);
+        self.ids.push(id);
         let path = self.paths.len() as u32 - 1;
-        self.claims.push(Claimed { id_end: self.ids.len(), client, path, line, next: NO_CLAIM });
+        self.claims.push(Claimed { client, path, line, next: NO_CLAIM });
         None
     }
 }

@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cull_model::PackedStrings;
 use sha2::{Digest, Sha256};
 
 use crate::error::Located;
@@ -79,8 +80,8 @@ impl Memo {
 #[derive(Debug)]
 pub(crate) struct FileMemo {
     digest: [u8; 32],
-    /// The ids of the file's rules, one after another; [`Claim::id_end`] cuts them.
-    ids: String,
+    /// The ids of the file's rules: claim `c`'s is string `c`.
+    ids: PackedStrings,
     claims: Vec<Claim>,
     /// The clients rules name (`client = "..."` in a global file), which
     /// [`Claim::client`] indexes.
@@ -88,11 +89,10 @@ pub(crate) struct FileMemo {
     pub(crate) warnings: Vec<Located>,
 }
 
-/// One rule's id claim, kept in 20 bytes besides the id so that a memo of a million
+/// One rule's id claim, kept in 16 bytes besides the id so that a memo of a million
 /// rules stays small beside the rules themselves.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
-    id_end: u32,
     id_span: (u32, u32),
     line: u32,
     /// 0 for no client, else 1 + an index of [`FileMemo::clients`].
@@ -121,10 +121,15 @@ impl FileMemo {
         claims: impl IntoIterator<Item = ClaimOf<'a>>,
         warnings: Vec<Located>,
     ) -> Option<FileMemo> {
-        let mut file =
-            FileMemo { digest, ids: String::new(), claims: Vec::new(), clients: Vec::new(), warnings };
+        let mut file = FileMemo {
+            digest,
+            ids: PackedStrings::default(),
+            claims: Vec::new(),
+            clients: Vec::new(),
+            warnings,
+        };
         for claim in claims {
-            file.ids.push_str(claim.id);
+            file.ids.push(claim.id);
             let client = match claim.client {
                 None => 0,
                 Some(client) => match file.clients.iter().position(|known| known == client) {
@@ -136,7 +141,6 @@ impl FileMemo {
                 },
             };
             file.claims.push(Claim {
-                id_end: u32::try_from(file.ids.len()).ok()?,
                 id_span: (u32::try_from(claim.id_span.start).ok()?, u32::try_from(claim.id_span.end).ok()?),
                 line: u32::try_from(claim.line).ok()?,
                 client: u32::try_from(client).ok()?,
@@ -157,10 +161,9 @@ impl FileMemo {
 
     /// Returns the id claims, in file order.
     pub(crate) fn claims(&self) -> impl Iterator<Item = ClaimOf<'_>> {
-        let starts = std::iter::once(0).chain(self.claims.iter().map(|c| c.id_end as usize));
-        self.claims.iter().zip(starts).map(|(claim, start)| ClaimOf {
+        self.claims.iter().enumerate().map(|(index, claim)| ClaimOf {
             client: (claim.client as usize).checked_sub(1).map(|i| self.clients[i].as_str()),
-            id: &self.ids[start..claim.id_end as usize],
+            id: self.ids.get(index),
             id_span: claim.id_span.0 as usize..claim.id_span.1 as usize,
             line: claim.line as usize,
         })
