@@ -592,7 +592,7 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = spec.check("GET", "/api/mentions/{id}", &reply);
     let explanation = &body["explanations"][0];
-    assert_eq!(explanation["rule_id"], matched.matched[0].rule_id);
+    assert_eq!(explanation["rule_id"], matched.matched[0].rule_id.as_str());
     assert_eq!(explanation["outcome"], "matched");
     assert_eq!(explanation["spans"], serde_json::to_value(&matched.matched[0].spans).unwrap());
     assert!(explanation["clauses"].as_array().unwrap().iter().any(|c| c["matched"] == true), "{explanation}");

@@ -104,7 +104,7 @@ fn world(labelled: impl Fn(&str, usize) -> bool) -> World {
                 if ticket.revision > 1 {
                     continue;
                 }
-                let n = tickets_of_rule.entry(matched.rule_id.clone()).or_default();
+                let n = tickets_of_rule.entry(matched.rule_id.to_string()).or_default();
                 if labelled(&matched.rule_id, *n) {
                     let disposition =
                         if truth[&mention.id] { Disposition::Irrelevant } else { Disposition::Resolved };

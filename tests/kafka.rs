@@ -405,7 +405,7 @@ fn outside_client_mentions_become_tickets_and_bad_records_dead_letters() {
     assert!(matched.status.success(), "cull match: {}", text(&matched.stderr));
     let expected: BTreeSet<(String, String)> = parse_lines::<Verdict>(&text(&matched.stdout), "cull match")
         .iter()
-        .flat_map(|v| v.matched.iter().map(move |m| (m.rule_id.clone(), v.mention_id.clone())))
+        .flat_map(|v| v.matched.iter().map(move |m| (m.rule_id.to_string(), v.mention_id.clone())))
         .collect();
     assert!(!expected.is_empty(), "the demo mentions match some rules");
 

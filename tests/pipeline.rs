@@ -99,7 +99,7 @@ fn run_once_turns_demo_mentions_into_tickets_and_bad_lines_into_dead_letters() {
     ticketed.sort();
     let mut matched: Vec<(String, String)> = verdicts
         .iter()
-        .flat_map(|v| v.matched.iter().map(move |m| (m.rule_id.clone(), v.mention_id.clone())))
+        .flat_map(|v| v.matched.iter().map(move |m| (m.rule_id.to_string(), v.mention_id.clone())))
         .collect();
     matched.sort();
     assert_eq!(ticketed, matched, "one ticket per true match");

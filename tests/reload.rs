@@ -372,8 +372,10 @@ fn reloads_during_a_stream_lose_no_mention() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), total as usize, "one verdict per mention, none lost");
-    let versions: std::collections::BTreeSet<String> =
-        verdicts.lines().map(|l| serde_json::from_str::<Verdict>(l).unwrap().ruleset_version).collect();
+    let versions: std::collections::BTreeSet<String> = verdicts
+        .lines()
+        .map(|l| serde_json::from_str::<Verdict>(l).unwrap().ruleset_version.into())
+        .collect();
     assert!(versions.len() >= 2, "verdicts name the versions they were made with: {versions:?}");
     running.stop();
 }

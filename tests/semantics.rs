@@ -88,7 +88,7 @@ fn rules_the_prefilter_proves_equal_tantivy_and_the_verifier_on_real_text() {
             })
             .collect();
         let proven: Vec<(String, Vec<cull_model::Span>)> =
-            verdict.matched.into_iter().map(|m| (m.rule_id, m.spans)).collect();
+            verdict.matched.into_iter().map(|m| (m.rule_id.into(), m.spans.into_vec())).collect();
         assert_eq!(proven, verified, "{}", mention.id);
     }
 }

@@ -27,12 +27,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cull_model::{CullReason, Culled, MatchedRule, Mention, PackedStrings, Span, Verdict, VERDICT_SCHEMA};
+use cull_model::{
+    CompactString, CullReason, Culled, MatchedRule, Mention, PackedStrings, Span, Verdict, VERDICT_SCHEMA,
+};
 use cull_rules::CompiledRule;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use rayon::prelude::*;
 
-use crate::prefilter::{Anchoring, Prefilter, Scratch};
+use crate::prefilter::{Anchoring, Candidate, Prefilter, Scratch};
 use crate::stored::{Interner, Stored};
 use crate::verify::{first_mask_hit, matches, merge_spans, spans_into, Document, DocumentBuffers, Hidden};
 
@@ -174,7 +176,7 @@ pub struct Hit {
 #[derive(Debug, Default)]
 pub struct MatchScratch {
     prefilter: Scratch,
-    candidates: Vec<u32>,
+    candidates: Vec<Candidate>,
     document: DocumentBuffers,
     hits: Vec<Hit>,
     spans: Vec<Span>,
@@ -367,7 +369,7 @@ pub struct RuleSet {
     global: Arc<Partition>,
     /// By client name, so that they list in name order.
     clients: BTreeMap<String, Arc<Partition>>,
-    version: String,
+    version: CompactString,
 }
 
 impl RuleSet {
@@ -451,7 +453,7 @@ impl RuleSet {
         if u32::try_from(count).is_err() {
             return Err(MatchError::TooManyRules { count });
         }
-        let mut set = RuleSet { global, clients, version: String::new() };
+        let mut set = RuleSet { global, clients, version: CompactString::default() };
         set.version = set_version(set.partitions().map(|p| (p.names.version_sum, p.rules.len())));
         Ok(set)
     }
@@ -579,18 +581,20 @@ impl RuleSet {
         let doc = Document::reusing(mention, std::mem::take(document));
         for (own, partition) in self.partitions_for(mention.client.as_deref()).enumerate() {
             partition.prefilter.candidates(&doc, prefilter, candidates);
-            for &index in candidates.iter() {
+            for &candidate in candidates.iter() {
+                let index = candidate.rule();
                 let started = P::TIMED.then(Instant::now);
                 let first = spans.len();
-                let kind = match &partition.rules[index as usize] {
-                    Stored::Full(rule) if !partition.prefilter.proves(index) => {
-                        evaluate_into(rule, &doc, spans)
-                    }
+                // The rule itself is read only when it is verified: for a proven one,
+                // it would be a cache miss per match at a million rules.
+                let verified = (!candidate.proven()).then(|| &partition.rules[index as usize]);
+                let kind = match verified {
+                    Some(Stored::Full(rule)) => evaluate_into(rule, &doc, spans),
                     // A proven candidate (every compact rule is one) is a match: only
                     // its spans are left to find, among the words the prefilter found.
                     _ => {
                         found.clear();
-                        partition.prefilter.proven_spans(index, &doc, prefilter, found);
+                        partition.prefilter.proven_spans(candidate, &doc, prefilter, found);
                         merge_spans(found, spans);
                         HitKind::Matched
                     }
@@ -618,7 +622,7 @@ impl RuleSet {
         self.match_into(mention, scratch);
         let matched = scratch.hits().iter().filter(|hit| hit.kind == HitKind::Matched).count();
         let mut verdict = Verdict {
-            schema: VERDICT_SCHEMA.to_string(),
+            schema: VERDICT_SCHEMA.into(),
             mention_id: mention.id.clone(),
             client: mention.client.clone(),
             ruleset_version: self.version.clone(),
@@ -632,12 +636,12 @@ impl RuleSet {
             match hit.kind {
                 HitKind::NoMatch => {}
                 HitKind::Matched => verdict.matched.push(MatchedRule {
-                    rule_id: partition.rule_id(index).to_string(),
-                    rule_version: partition.rule_version(index).to_string(),
-                    spans: scratch.spans(hit).to_vec(),
+                    rule_id: partition.rule_id(index).into(),
+                    rule_version: partition.rule_version(index).into(),
+                    spans: scratch.spans(hit).into(),
                 }),
                 HitKind::Culled(reason, clause) => verdict.culled.push(Culled {
-                    rule_id: partition.rule_id(index).to_string(),
+                    rule_id: partition.rule_id(index).into(),
                     reason,
                     clause: match &partition.rules[index] {
                         Stored::Full(full) => clause.text(full, mention).to_string(),
@@ -686,13 +690,13 @@ impl<F: FnMut(RuleRef<'_>, HitKind, Duration)> Probe for TimedProbe<F> {
 /// concatenating their versions took most of a second, and each partition's sum is
 /// made while its rules' names are laid out. Two sets differing in any rule differ
 /// unless their mixed numbers happen to cancel (odds of 2⁻⁶⁴).
-fn set_version(partitions: impl Iterator<Item = (u64, usize)>) -> String {
+fn set_version(partitions: impl Iterator<Item = (u64, usize)>) -> CompactString {
     let (mut sum, mut count) = (0u64, 0usize);
     for (partition_sum, rules) in partitions {
         sum = sum.wrapping_add(partition_sum);
         count += rules;
     }
-    cull_model::short_hash(&[&format!("{sum:016x}{count:016x}")], 12)
+    cull_model::short_hash(&[&format!("{sum:016x}{count:016x}")], 12).into()
 }
 
 /// Returns a rule version as the number a set's version sums: its hex digits (a
@@ -877,7 +881,7 @@ mod tests {
     }
 
     fn matched_ids(set: &RuleSet, client: Option<&str>, text: &str) -> Vec<String> {
-        set.verdict(&client_mention(client, text)).matched.into_iter().map(|m| m.rule_id).collect()
+        set.verdict(&client_mention(client, text)).matched.into_iter().map(|m| m.rule_id.into()).collect()
     }
 
     #[test]

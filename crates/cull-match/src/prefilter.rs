@@ -78,9 +78,45 @@ const LITERAL: u32 = LAST_OF_RULE - 1;
 struct Posting {
     /// The rule, with [`PROVEN`] set when the prefilter proves it.
     rule: u32,
+    /// Where the rule's groups start in [`Prefilter::groups`], which a proven rule's
+    /// spans are found from.
+    start: u32,
     /// Where the rule's groups after its anchor group start in
     /// [`Prefilter::groups`], or [`NO_REST`].
     rest: u32,
+}
+
+/// A rule a mention is a candidate for, with whether the prefilter proves it and where
+/// its groups are: all that matching a proven rule reads besides its groups, so that
+/// it costs no read of a million-long per-rule table (each a cache miss).
+///
+/// Candidates order as their rules do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Candidate(u64);
+
+impl Candidate {
+    fn new(posting: &Posting) -> Candidate {
+        Candidate(
+            u64::from(posting.rule & !PROVEN) << 33
+                | u64::from(posting.rule >> 31) << 32
+                | u64::from(posting.start),
+        )
+    }
+
+    /// Returns the rule's index.
+    pub fn rule(self) -> u32 {
+        (self.0 >> 33) as u32
+    }
+
+    /// Returns whether the rule is a match whenever it is a candidate (see the module
+    /// documentation).
+    pub fn proven(self) -> bool {
+        self.0 >> 32 & 1 == 1
+    }
+
+    fn start(self) -> usize {
+        self.0 as u32 as usize
+    }
 }
 
 /// Marks a proven rule in a [`Posting`].
@@ -348,7 +384,7 @@ impl Draft {
             *end = total;
         }
         let mut fill = anchor_ends.clone();
-        let mut anchored = vec![Posting { rule: 0, rest: NO_REST }; total as usize];
+        let mut anchored = vec![Posting { rule: 0, start: 0, rest: NO_REST }; total as usize];
         let mut ordered: Vec<u32> = Vec::with_capacity(groups.len());
         for (rule, &(from, to)) in anchor_groups.iter().enumerate() {
             let run = &groups[run(&group_ends, rule)];
@@ -361,10 +397,11 @@ impl Draft {
                 *ordered.last_mut().expect("a group") |= LAST_OF_RULE;
             }
             let rule = rule as u32 | if proven[rule] { PROVEN } else { 0 };
+            let start = start as u32;
             for &id in &run[from..to] {
                 let slot = &mut fill[(id & LITERAL) as usize];
                 *slot -= 1;
-                anchored[*slot as usize] = Posting { rule, rest };
+                anchored[*slot as usize] = Posting { rule, start, rest };
             }
         }
         let unused_literals = rules_per_literal.iter().filter(|&&rules| rules == 0).count();
@@ -434,12 +471,19 @@ impl Prefilter {
         self.unanchored.len()
     }
 
+    /// Returns rule `rule` as a candidate.
+    fn candidate(&self, rule: u32) -> Candidate {
+        let start = run(&self.group_ends, rule as usize).start as u32;
+        let proven = if self.proven[rule as usize] { PROVEN } else { 0 };
+        Candidate::new(&Posting { rule: rule | proven, start, rest: NO_REST })
+    }
+
     /// Writes the indexes of the candidate rules for `doc` into `out`, in ascending
     /// order. `scratch` then holds the mention's literals for
     /// [`Prefilter::proven_spans`], until it is used for another mention or prefilter.
-    pub fn candidates(&self, doc: &Document<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
+    pub fn candidates(&self, doc: &Document<'_>, scratch: &mut Scratch, out: &mut Vec<Candidate>) {
         out.clear();
-        out.extend_from_slice(&self.unanchored);
+        out.extend(self.unanchored.iter().map(|&rule| self.candidate(rule)));
         scratch.reset(self.anchor_ends.len());
         if self.anchor_ends.is_empty() {
             return;
@@ -460,7 +504,7 @@ impl Prefilter {
                 }
                 let bits = if proven { &present_in_default[..] } else { &present[..] };
                 if self.rest_is_hit(posting.rest, bits) {
-                    out.push(posting.rule & !PROVEN);
+                    out.push(Candidate::new(posting));
                 }
             }
         }
@@ -500,16 +544,19 @@ impl Prefilter {
     /// plan.
     pub fn proven_spans(
         &self,
-        rule: u32,
+        rule: Candidate,
         doc: &Document<'_>,
         scratch: &Scratch,
         found: &mut Vec<(&'static str, usize, usize)>,
     ) {
-        for &id in &self.groups[run(&self.group_ends, rule as usize)] {
+        for &id in &self.groups[rule.start()..] {
             let mut at = scratch.last_occurrence[(id & LITERAL) as usize];
             while let Some(&(term, previous)) = scratch.occurrences.get(at as usize) {
                 found.push(doc.default_term_span(term as usize));
                 at = previous;
+            }
+            if id & LAST_OF_RULE != 0 {
+                break;
             }
         }
     }
@@ -578,7 +625,7 @@ mod tests {
                 ..Mention::new("m", text)
             };
             prefilter.candidates(&Document::new(&mention), &mut scratch, &mut out);
-            out.clone()
+            out.iter().map(|c| c.rule()).collect::<Vec<u32>>()
         };
         assert_eq!(candidates(None, "Slack", None), [0, 1], "a prefix as long as the term");
         assert_eq!(candidates(None, "slackers", None), [1]);
@@ -598,7 +645,7 @@ mod tests {
         let mut candidates = |text: &str| {
             let mention = Mention::new("m", text);
             prefilter.candidates(&Document::new(&mention), &mut scratch, &mut out);
-            out.clone()
+            out.iter().map(|c| c.rule()).collect::<Vec<u32>>()
         };
         for _ in 0..2 {
             // Rule a's groups are followed by rule b's, which the mention lacks.
@@ -607,5 +654,24 @@ mod tests {
             assert_eq!(candidates("slack zoom teams down outage"), [1, 2], "each rule once");
             assert_eq!(candidates("stock outage"), [1]);
         }
+        // Each candidate carries where its own groups are: rule c's spans are its words,
+        // not those of the rules laid out next to it.
+        let mention = Mention::new("m", "slack stock outage");
+        let doc = Document::new(&mention);
+        prefilter.candidates(&doc, &mut scratch, &mut out);
+        let spans = |candidate: &Candidate| {
+            let mut found = Vec::new();
+            prefilter.proven_spans(*candidate, &doc, &scratch, &mut found);
+            found.sort();
+            (candidate.rule(), candidate.proven(), found)
+        };
+        assert_eq!(
+            out.iter().map(spans).collect::<Vec<_>>(),
+            [
+                (0, true, vec![("text", 0, 5), ("text", 6, 11)]),
+                (1, true, vec![("text", 12, 18)]),
+                (2, true, vec![("text", 0, 5), ("text", 12, 18)]),
+            ]
+        );
     }
 }

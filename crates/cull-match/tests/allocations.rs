@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use cull_match::{HitKind, MatchScratch, RuleSet};
 use cull_model::analyzer::{analyze, Form, Mode};
@@ -13,6 +14,9 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// Held by each test while it counts: the counts are the whole process's.
+static COUNTING: Mutex<()> = Mutex::new(());
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/vader")
@@ -75,6 +79,7 @@ fn matching_a_mention_allocates_nothing_once_the_scratch_has_grown() {
     let mentions = real_mentions();
     assert!(mentions.len() > 5000, "the real corpora are missing");
     let set = rules(&mentions);
+    let _counting = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut scratch = MatchScratch::default();
     for mention in &mentions {
         set.match_into(mention, &mut scratch);
@@ -100,6 +105,36 @@ fn matching_a_mention_allocates_nothing_once_the_scratch_has_grown() {
         (change.allocations, change.reallocations),
         (0, 0),
         "allocations while matching {} mentions ({matched} matches, {culled} culls)",
+        mentions.len()
+    );
+}
+
+/// A verdict names each matched rule by its id and version and lists its spans: kept
+/// inline, they cost no allocation, so a batch's verdicts allocate per mention (its id,
+/// its lists of matched and culled rules, a culled rule's clause), never per match.
+#[test]
+fn a_verdict_allocates_per_mention_not_per_matched_rule() {
+    let mentions = real_mentions();
+    let set = rules(&mentions);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let _counting = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pool.install(|| set.verdicts(&mentions));
+    let region = Region::new(GLOBAL);
+    let verdicts = pool.install(|| set.verdicts(&mentions));
+    let change = region.change();
+    let matched: usize = verdicts.iter().map(|v| v.matched.len()).sum();
+    let culled: usize = verdicts.iter().map(|v| v.culled.len()).sum();
+    let spilled = verdicts.iter().flat_map(|v| &v.matched).filter(|m| m.spans.spilled()).count();
+    let lists =
+        verdicts.iter().map(|v| usize::from(!v.matched.is_empty()) + usize::from(!v.culled.is_empty()));
+    // The batch's vector and the pool's bookkeeping.
+    let batch = 16;
+    let expected = mentions.len() + lists.sum::<usize>() + culled + spilled + batch;
+    assert!(matched > 2 * mentions.len(), "the rules must match often: {matched} matches");
+    assert!(
+        change.allocations <= expected,
+        "{} allocations for {} mentions with {matched} matches and {culled} culls: more than {expected}",
+        change.allocations,
         mentions.len()
     );
 }

@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// The schema string every mention carries.
 pub const MENTION_SCHEMA: &str = "cull.mention/v1";
@@ -320,15 +322,24 @@ pub struct Span {
     pub end: usize,
 }
 
+/// The spans of one matched rule: most rules match at one or two places, which are
+/// kept inline.
+pub type Spans = SmallVec<[Span; 2]>;
+
 /// A rule that matched a mention.
+///
+/// A mention can match hundreds of rules at a million rules, and a heap string per id
+/// and version and a vector per rule's spans made building the verdict cost as much
+/// as matching; so ids of up to 24 bytes, the 12-digit versions and up to two spans
+/// are kept inline. They serialize as the strings and arrays they stand for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatchedRule {
     /// The rule id.
-    pub rule_id: String,
+    pub rule_id: CompactString,
     /// Hash of the rule's definition.
-    pub rule_version: String,
+    pub rule_version: CompactString,
     /// Where the rule's positive clauses matched.
-    pub spans: Vec<Span>,
+    pub spans: Spans,
 }
 
 /// Why a rule whose query matched was removed.
@@ -360,8 +371,8 @@ impl CullReason {
 /// A rule whose query matched but which a cull removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Culled {
-    /// The rule id.
-    pub rule_id: String,
+    /// The rule id, inline as in [`MatchedRule`].
+    pub rule_id: CompactString,
     /// Which cull removed it.
     pub reason: CullReason,
     /// The clause that culled: the exclude branch or mask that hit, or the channel or
@@ -372,15 +383,16 @@ pub struct Culled {
 /// The matcher's answer for one mention, emitted whether or not anything matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Always [`VERDICT_SCHEMA`].
-    pub schema: String,
+    /// Always [`VERDICT_SCHEMA`]; inline, as the set's version, so that the strings a
+    /// verdict allocates are the mention's own (its id and client).
+    pub schema: CompactString,
     /// The mention this verdict is about.
     pub mention_id: String,
     /// The mention's client: only its rules and the global ones were tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// The version of the rule set that produced the verdict.
-    pub ruleset_version: String,
+    pub ruleset_version: CompactString,
     /// Rules that matched.
     pub matched: Vec<MatchedRule>,
     /// Rules whose query matched but were culled.
@@ -598,7 +610,7 @@ mod tests {
             matched: vec![MatchedRule {
                 rule_id: "connections-magazine".into(),
                 rule_version: "a1b2".into(),
-                spans: vec![Span { field: "text".into(), start: 12, end: 32 }],
+                spans: smallvec::smallvec![Span { field: "text".into(), start: 12, end: 32 }],
             }],
             culled: vec![Culled {
                 rule_id: "slack-company".into(),
@@ -611,6 +623,21 @@ mod tests {
             serde_json::to_string(&verdict).unwrap(),
             r#"{"schema":"cull.verdict/v1","mention_id":"m-42","ruleset_version":"3f9c","matched":[{"rule_id":"connections-magazine","rule_version":"a1b2","spans":[{"field":"text","start":12,"end":32}]}],"culled":[{"rule_id":"slack-company","reason":"exclude","clause":"adjuster"}]}"#
         );
+    }
+
+    #[test]
+    fn matched_rules_inline_or_not_read_back_as_written() {
+        let long_id = "acme-bank/complaints-mortgage-united-kingdom";
+        let span = |start| Span { field: "title".into(), start, end: start + 4 };
+        let json = format!(
+            r#"{{"rule_id":"{long_id}","rule_version":"0123456789ab","spans":[{}]}}"#,
+            [0, 10, 20].map(|s| format!(r#"{{"field":"title","start":{s},"end":{}}}"#, s + 4)).join(",")
+        );
+        let matched: MatchedRule = serde_json::from_str(&json).unwrap();
+        assert_eq!((matched.rule_id.as_str(), matched.rule_version.as_str()), (long_id, "0123456789ab"));
+        assert_eq!(matched.spans.as_slice(), [span(0), span(10), span(20)]);
+        assert!(matched.rule_id.is_heap_allocated() && matched.spans.spilled(), "past what is kept inline");
+        assert_eq!(serde_json::to_string(&matched).unwrap(), json);
     }
 
     #[test]

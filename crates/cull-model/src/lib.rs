@@ -24,8 +24,9 @@ pub mod sentiment;
 pub mod thread;
 
 pub use client::{check_claim, client_name_problem, Scope, ALL_CLIENTS};
+pub use compact_str::CompactString;
 pub use contract::{
-    Channel, CullReason, Culled, DeadLetter, Factor, MatchedRule, Mention, ModelError, Priority, Span,
+    Channel, CullReason, Culled, DeadLetter, Factor, MatchedRule, Mention, ModelError, Priority, Span, Spans,
     Ticket, TicketKind, TicketRule, Verdict, DEAD_LETTER_SCHEMA, MAX_MENTION_BYTES, MENTION_SCHEMA,
     TICKET_SCHEMA, UNDETERMINED_LANGUAGE, VERDICT_SCHEMA,
 };

@@ -688,15 +688,15 @@ mod tests {
             matched: matched
                 .iter()
                 .map(|id| MatchedRule {
-                    rule_id: id.to_string(),
+                    rule_id: (*id).into(),
                     rule_version: "v".into(),
-                    spans: Vec::new(),
+                    spans: Default::default(),
                 })
                 .collect(),
             culled: culled
                 .iter()
                 .map(|(id, clause)| Culled {
-                    rule_id: id.to_string(),
+                    rule_id: (*id).into(),
                     reason: CullReason::Exclude,
                     clause: clause.to_string(),
                 })

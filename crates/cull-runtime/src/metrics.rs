@@ -103,7 +103,7 @@ fn priority_label(priority: Priority) -> &'static str {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchStats {
     outcomes: BTreeMap<Outcome, u64>,
-    rules: BTreeMap<(String, &'static str), u64>,
+    rules: BTreeMap<(cull_model::CompactString, &'static str), u64>,
 }
 
 impl MatchStats {

@@ -294,24 +294,25 @@ mod tests {
         let mut mention = Mention::new(id, "Slack shares rose; slack wax fell");
         mention.source = Some(source.to_string());
         let verdict = Verdict {
-            schema: cull_model::VERDICT_SCHEMA.to_string(),
+            schema: cull_model::VERDICT_SCHEMA.into(),
             mention_id: id.to_string(),
             client: None,
-            ruleset_version: "v".to_string(),
+            ruleset_version: "v".into(),
             matched: matched
                 .iter()
                 .map(|rule| MatchedRule {
-                    rule_id: rule.to_string(),
-                    rule_version: "1".to_string(),
+                    rule_id: (*rule).into(),
+                    rule_version: "1".into(),
                     spans: [(0, 5), (6, 12), (19, 24)]
                         .map(|(start, end)| Span { field: Cow::Borrowed("text"), start, end })
-                        .to_vec(),
+                        .into_iter()
+                        .collect(),
                 })
                 .collect(),
             culled: culled
                 .iter()
                 .map(|rule| Culled {
-                    rule_id: rule.to_string(),
+                    rule_id: (*rule).into(),
                     reason: CullReason::Exclude,
                     clause: "\"slack wax\"".to_string(),
                 })

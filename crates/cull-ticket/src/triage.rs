@@ -952,7 +952,7 @@ impl Triage {
             name: rule.rule.name.clone(),
             version: rule.version.clone(),
         };
-        self.build(&state, rule_ref, mention, matched.spans.clone(), now, Some(scored))
+        self.build(&state, rule_ref, mention, matched.spans.to_vec(), now, Some(scored))
     }
 
     /// Returns whether `author` is a VIP of everyone or of `client`.
@@ -1000,7 +1000,7 @@ impl Triage {
             priority: state.priority,
             rank_offset_minutes: state.rank_offset_minutes,
         };
-        self.build(state, rule_ref, mention, matched.spans.clone(), state.updated_at, Some(scored))
+        self.build(state, rule_ref, mention, matched.spans.to_vec(), state.updated_at, Some(scored))
     }
 
     /// Returns the first-response target of `priority` in `client`'s `queue` and its

@@ -186,7 +186,7 @@ fn group(rules: &RuleSet, mentions: &[(Mention, String)], window_secs: u64) -> V
             assert!(!triaged.replayed, "every verdict is read once");
             let ticket = triaged.tickets.first().expect("no capacity limit: every match has a ticket");
             grouped.push(Grouped {
-                rule: matched.rule_id.clone(),
+                rule: matched.rule_id.to_string(),
                 ticket: ticket.ticket_id.clone(),
                 story: story.clone(),
             });
