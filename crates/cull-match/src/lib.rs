@@ -23,6 +23,7 @@ pub use stored::RuleRef;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,6 +209,11 @@ pub struct Partition {
     /// Shared with the sets this one was made from or makes, so that replacing one
     /// file's rules copies pointers, not rules; most kept compact (see [`stored`]).
     rules: Vec<Stored>,
+    /// Where each file's rules end in `rules`. A file's rules are stored together (a
+    /// load hands them over a file at a time, and a rebuild keeps or drops them
+    /// whole), so a reload asks whether to keep each file once, not each rule, which
+    /// at a million rules would read every rule for a hundred answers.
+    file_ends: Vec<u32>,
     names: Names,
     /// Each rule's index in `rules`, found by the hash of its id (ids are unique
     /// within a partition): a table of indexes rather than a map of copied ids, which
@@ -220,18 +226,24 @@ pub struct Partition {
 impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
-        let mut names = Names::default();
-        names.push_rules(&rules);
+        let (mut names, mut file_ends) = (Names::default(), Vec::new());
+        lay_out(&rules, 0, &mut names, &mut file_ends);
         let hasher = DefaultHashBuilder::default();
         let mut by_id = HashTable::with_capacity(rules.len());
         index_ids(&mut by_id, &hasher, &names, 0..rules.len());
-        Ok(Partition { client, rules, names, by_id, hasher, prefilter })
+        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter })
     }
 
-    /// Returns this partition with its rules at the indexes `kept`, plus `added`: the
-    /// kept rules' prefilter entries and names are copied rather than derived again
-    /// from each rule (see [`Prefilter::rebuilt`]).
-    fn rebuilt(&self, kept: &[u32], added: Vec<Stored>) -> Result<Partition, MatchError> {
+    /// Returns this partition with the rules of its files `kept_files` (indexes, see
+    /// [`Partition::file`]), plus `added`: the kept rules' prefilter entries and names
+    /// are copied rather than derived again from each rule (see
+    /// [`Prefilter::rebuilt`]).
+    fn rebuilt(&self, kept_files: &[usize], added: Vec<Stored>) -> Result<Partition, MatchError> {
+        let (mut kept, mut file_ends) = (Vec::new(), Vec::with_capacity(kept_files.len()));
+        for &file in kept_files {
+            kept.extend(self.file_rules(file));
+            file_ends.push(kept.len() as u32);
+        }
         let rules: Vec<Stored> = kept.iter().map(|&i| self.rules[i as usize].clone()).chain(added).collect();
         let fresh = &rules[kept.len()..];
         let Some(prefilter) =
@@ -240,10 +252,10 @@ impl Partition {
             return Partition::new(self.client.clone(), rules);
         };
         let mut names = Names::default();
-        for &i in kept {
+        for &i in &kept {
             names.push(self.names.id(i as usize), self.names.version(i as usize));
         }
-        names.push_rules(fresh);
+        lay_out(fresh, kept.len(), &mut names, &mut file_ends);
         // The kept ids stay where they hash to: their table is copied with each index
         // renumbered, and only the added ids are hashed.
         let mut renumbered = vec![u32::MAX; self.rules.len()];
@@ -257,7 +269,25 @@ impl Partition {
         });
         let hasher = self.hasher.clone();
         index_ids(&mut by_id, &hasher, &names, kept.len()..rules.len());
-        Ok(Partition { client: self.client.clone(), rules, names, by_id, hasher, prefilter: prefilter? })
+        let client = self.client.clone();
+        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter: prefilter? })
+    }
+
+    /// Returns the number of rule files the partition has rules of (a file counts once
+    /// for each run of its rules).
+    pub fn file_count(&self) -> usize {
+        self.file_ends.len()
+    }
+
+    /// Returns rule file `file`, `0..file_count()`.
+    pub fn file(&self, file: usize) -> RuleFile<'_> {
+        let first = self.rules[self.file_rules(file).start as usize].fields();
+        RuleFile { path: first.path, pack: first.pack, rules: self.file_rules(file).len() }
+    }
+
+    /// Returns the indexes of the rules of file `file`.
+    fn file_rules(&self, file: usize) -> std::ops::Range<u32> {
+        file.checked_sub(1).map_or(0, |before| self.file_ends[before])..self.file_ends[file]
     }
 
     /// Returns the id of rule `index`.
@@ -325,6 +355,35 @@ fn index_ids(
     }
 }
 
+/// Adds the names of `rules`, which are stored from index `first` on, to `names`, and
+/// the ends of their files' runs to `file_ends`.
+fn lay_out(rules: &[Stored], first: usize, names: &mut Names, file_ends: &mut Vec<u32>) {
+    let mut previous: Option<RuleRef<'_>> = None;
+    for (i, rule) in rules.iter().enumerate() {
+        let fields = rule.fields();
+        names.push(fields.id, fields.version);
+        // Compared as bytes: `Path`'s equality compares component by component.
+        if previous.is_some_and(|p| p.pack != fields.pack || p.path.as_os_str() != fields.path.as_os_str()) {
+            file_ends.push((first + i) as u32);
+        }
+        previous = Some(fields);
+    }
+    if !rules.is_empty() {
+        file_ends.push((first + rules.len()) as u32);
+    }
+}
+
+/// A rule file as a partition has it: what a reload decides to keep or drop it by.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleFile<'a> {
+    /// The file.
+    pub path: &'a Path,
+    /// The client pack the file is in (`None`: the global files).
+    pub pack: Option<&'a str>,
+    /// The number of its rules in the partition.
+    pub rules: usize,
+}
+
 /// Every rule's id then version, packed: what a verdict names each matched rule by,
 /// read from one place rather than through each rule's pointer, which at hundreds of
 /// thousands of rules is a cache miss or two per match.
@@ -341,13 +400,6 @@ impl Names {
         self.version_sum = self.version_sum.wrapping_add(version_number(version));
         self.packed.push(id);
         self.packed.push(version);
-    }
-
-    fn push_rules(&mut self, rules: &[Stored]) {
-        for rule in rules {
-            let fields = rule.fields();
-            self.push(fields.id, fields.version);
-        }
     }
 
     fn id(&self, index: usize) -> &str {
@@ -398,23 +450,24 @@ impl RuleSet {
         (loaded, set)
     }
 
-    /// Returns a set with the rules of this one that `keep` keeps, plus `added`.
-    /// Only the partitions that lose or gain a rule are built again, from the kept
-    /// rules as they are and the added ones; the others are shared with this set.
+    /// Returns a set with the rules of the files of each partition that `keep` keeps
+    /// (it is given the partition's client and the file), plus `added`. Only the
+    /// partitions that lose or gain a rule are built again, from the kept rules as they
+    /// are and the added ones; the others are shared with this set.
     pub fn replace(
         &self,
-        keep: impl Fn(&RuleRef<'_>) -> bool,
+        keep: impl Fn(Option<&str>, &RuleFile<'_>) -> bool,
         added: Vec<CompiledRule>,
     ) -> Result<RuleSet, MatchError> {
         RuleSet::build(
-            Some((self, &mut |rule: &RuleRef<'_>| keep(rule))),
+            Some((self, &mut |client, file| keep(client, file))),
             store(added, &mut Interner::default()),
         )
     }
 
     #[allow(clippy::type_complexity)]
     fn build(
-        base: Option<(&RuleSet, &mut dyn FnMut(&RuleRef<'_>) -> bool)>,
+        base: Option<(&RuleSet, &mut dyn FnMut(Option<&str>, &RuleFile<'_>) -> bool)>,
         added: Vec<Stored>,
     ) -> Result<RuleSet, MatchError> {
         let mut grouped: HashMap<Option<String>, Vec<Stored>> = HashMap::new();
@@ -426,10 +479,10 @@ impl RuleSet {
             for partition in base.partitions() {
                 let client = partition.client.clone();
                 let fresh = grouped.remove(&client);
-                let kept: Vec<u32> = (0..partition.rules.len() as u32)
-                    .filter(|&i| keep(&partition.rule_ref(i as usize)))
+                let kept: Vec<usize> = (0..partition.file_count())
+                    .filter(|&file| keep(partition.client(), &partition.file(file)))
                     .collect();
-                let partition = if fresh.is_none() && kept.len() == partition.rules.len() {
+                let partition = if fresh.is_none() && kept.len() == partition.file_count() {
                     Arc::clone(partition)
                 } else {
                     Arc::new(partition.rebuilt(&kept, fresh.unwrap_or_default())?)
@@ -978,7 +1031,7 @@ mod tests {
             let words: Vec<&str> = words.iter().map(String::as_str).chain(["zoom", "outage"]).collect();
             let changed = file("b.toml", &words);
             set = set
-                .replace(|rule| rule.path != Path::new("b.toml"), load(std::slice::from_ref(&changed)))
+                .replace(|_, file| file.path != Path::new("b.toml"), load(std::slice::from_ref(&changed)))
                 .unwrap();
             let anew = RuleSet::new(load(&[kept.clone(), changed])).unwrap();
             assert_eq!(set.version(), anew.version());
@@ -1010,6 +1063,72 @@ mod tests {
     }
 
     #[test]
+    fn a_replace_asks_about_each_file_once_and_keeps_or_drops_its_rules_whole() {
+        let rules = |path: &str, ids: &[&str]| {
+            let toml: String = ids
+                .iter()
+                .map(|id| {
+                    let client =
+                        id.strip_prefix("acme-").map_or(String::new(), |_| "client = 'acme'\n".into());
+                    format!("[[rule]]\nid = '{id}'\nquery = 'slack'\n{client}\n")
+                })
+                .collect();
+            let loaded = cull_rules::load_files([(Path::new(path), toml.as_bytes())]);
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            loaded.rules
+        };
+        let mut all = rules("a.toml", &["a1", "acme-a2", "a3"]);
+        all.extend(rules("b.toml", &["b1", "b2", "acme-b3"]));
+        let set = RuleSet::new(all).unwrap();
+        let files = |set: &RuleSet| -> Vec<(Option<String>, String, usize)> {
+            set.partitions()
+                .flat_map(|p| {
+                    (0..p.file_count()).map(|f| {
+                        (
+                            p.client().map(str::to_string),
+                            p.file(f).path.display().to_string(),
+                            p.file(f).rules,
+                        )
+                    })
+                })
+                .collect()
+        };
+        let file =
+            |client: Option<&str>, path: &str, rules| (client.map(str::to_string), path.to_string(), rules);
+        assert_eq!(
+            files(&set),
+            [
+                file(None, "a.toml", 2),
+                file(None, "b.toml", 2),
+                file(Some("acme"), "a.toml", 1),
+                file(Some("acme"), "b.toml", 1)
+            ]
+        );
+        let asked = std::cell::RefCell::new(Vec::new());
+        let replaced = set
+            .replace(
+                |client, file| {
+                    asked.borrow_mut().push((client.map(str::to_string), file.path.display().to_string()));
+                    file.path != Path::new("a.toml")
+                },
+                rules("c.toml", &["c1", "acme-c2"]),
+            )
+            .unwrap();
+        assert_eq!(asked.borrow().len(), 4, "once per file and partition: {:?}", asked.borrow());
+        assert_eq!(
+            files(&replaced),
+            [
+                file(None, "b.toml", 2),
+                file(None, "c.toml", 1),
+                file(Some("acme"), "b.toml", 1),
+                file(Some("acme"), "c.toml", 1)
+            ]
+        );
+        let ids: Vec<&str> = replaced.rule_refs().map(|r| r.id).collect();
+        assert_eq!(ids, ["b1", "b2", "c1", "acme-b3", "acme-c2"]);
+    }
+
+    #[test]
     fn replacing_one_clients_rules_shares_the_other_partitions() {
         let set = rule_set(
             "[[rule]]\nid = 'global'\nquery = 'slack'\n\n\
@@ -1018,7 +1137,7 @@ mod tests {
         );
         let new = rule_set("[[rule]]\nid = 'a2'\nquery = 'outage'\nclient = 'acme'\n");
         let added: Vec<CompiledRule> = new.rules().map(|rule| CompiledRule::clone(&rule)).collect();
-        let replaced = set.replace(|rule| rule.client != Some("acme"), added).unwrap();
+        let replaced = set.replace(|client, _| client != Some("acme"), added).unwrap();
         let partition = |set: &RuleSet, client: &str| {
             Arc::clone(set.partitions().find(|p| p.client() == Some(client)).unwrap())
         };
@@ -1030,7 +1149,7 @@ mod tests {
         assert_eq!(matched_ids(&replaced, Some("acme"), "slack outage"), ["global", "a2"]);
         assert_eq!(matched_ids(&replaced, Some("globex"), "slack outage"), ["global", "g"]);
         assert_ne!(set.version(), replaced.version());
-        let emptied = replaced.replace(|rule| rule.client != Some("acme"), Vec::new()).unwrap();
+        let emptied = replaced.replace(|client, _| client != Some("acme"), Vec::new()).unwrap();
         assert_eq!(emptied.clients(), ["globex"], "a client whose rules are all gone has no partition");
     }
 }

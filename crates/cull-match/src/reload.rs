@@ -18,7 +18,7 @@ use cull_model::Scope;
 use cull_rules::{load_client_pack, load_tree_since, CompiledRule, Loaded, Located, Memo, RuleError, Taken};
 
 use crate::stored::{Interner, Stored};
-use crate::{store, MatchError, RuleRef, RuleSet};
+use crate::{store, MatchError, RuleFile, RuleSet};
 
 /// What a reload of packs found and built (see [`RuleSet::reload`]).
 #[derive(Debug)]
@@ -89,26 +89,12 @@ impl RuleSet {
         }
         let is_taken = |pack: Option<&str>| taken.iter().any(|taken| taken.as_deref() == pack);
         stored.retain(|rule| is_taken(rule.fields().pack));
-        // The rules of a file are stored one after another, so the file of the last
-        // rule asked about answers most questions without hashing its path.
-        let mut last: Option<(PathBuf, bool)> = None;
-        let mut keep = |rule: &RuleRef<'_>| {
-            if !is_taken(rule.pack) {
-                return true;
-            }
-            match &last {
-                // Compared as bytes: `Path`'s equality compares component by component.
-                Some((path, kept)) if path.as_os_str() == rule.path.as_os_str() => *kept,
-                _ => {
-                    let kept = unchanged.contains(rule.path);
-                    last = Some((rule.path.to_path_buf(), kept));
-                    kept
-                }
-            }
-        };
+        let mut keep =
+            |_: Option<&str>, file: &RuleFile<'_>| !is_taken(file.pack) || unchanged.contains(file.path);
         let set = RuleSet::build(Some((self, &mut keep)), stored);
         if let Ok(set) = &set {
-            reload.rules = set.rule_refs().filter(|rule| is_taken(rule.pack)).count();
+            let files = set.partitions().flat_map(|p| (0..p.file_count()).map(|file| p.file(file)));
+            reload.rules = files.filter(|file| is_taken(file.pack)).map(|file| file.rules).sum();
         }
         reload.set = Some(set);
         reload
@@ -145,7 +131,8 @@ impl RuleSet {
                     .iter()
                     .filter(|(client, _)| !tree.clients.contains_key(*client))
                     .filter(|(client, partition)| {
-                        partition.rule_refs().any(|rule| rule.pack == Some(client.as_str()))
+                        (0..partition.file_count())
+                            .any(|file| partition.file(file).pack == Some(client.as_str()))
                     })
                     .map(|(client, _)| client.clone())
                     .collect();
