@@ -99,7 +99,7 @@ pub fn explain(set: &RuleSet, rule_id: &str, mention: &Mention) -> Option<Explan
                 |a: &cull_rules::Anchor| if a.prefix { format!("{}*", a.term) } else { a.term.clone() };
             groups.iter().map(|group| group.iter().map(literal).collect::<Vec<_>>().join(" | ")).collect()
         }),
-        candidate: candidates.iter().any(|c| c.rule() == index as u32),
+        candidate: candidates.binary_search_by_key(&(index as u32), |c| c.rule()).is_ok(),
         clauses: clause_reports(rule, &doc, &hidden),
         masks: rule
             .masks

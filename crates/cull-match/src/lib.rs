@@ -234,8 +234,8 @@ impl Partition {
         Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter })
     }
 
-    /// Returns this partition with the rules of its files `kept_files` (indexes, see
-    /// [`Partition::file`]), plus `added`: the kept rules' prefilter entries and names
+    /// Returns this partition with the rules of its files `kept_files` (indexes into
+    /// [`Partition::files`]), plus `added`: the kept rules' prefilter entries and names
     /// are copied rather than derived again from each rule (see
     /// [`Prefilter::rebuilt`]).
     fn rebuilt(&self, kept_files: &[usize], added: Vec<Stored>) -> Result<Partition, MatchError> {
@@ -273,16 +273,14 @@ impl Partition {
         Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter: prefilter? })
     }
 
-    /// Returns the number of rule files the partition has rules of (a file counts once
-    /// for each run of its rules).
-    pub fn file_count(&self) -> usize {
-        self.file_ends.len()
-    }
-
-    /// Returns rule file `file`, `0..file_count()`.
-    pub fn file(&self, file: usize) -> RuleFile<'_> {
-        let first = self.rules[self.file_rules(file).start as usize].fields();
-        RuleFile { path: first.path, pack: first.pack, rules: self.file_rules(file).len() }
+    /// Returns the rule files the partition has rules of, in rule order (a file comes
+    /// once for each run of its rules).
+    pub fn files(&self) -> impl Iterator<Item = RuleFile<'_>> {
+        (0..self.file_ends.len()).map(|file| {
+            let rules = self.file_rules(file);
+            let first = self.rules[rules.start as usize].fields();
+            RuleFile { path: first.path, pack: first.pack, rules: rules.len() }
+        })
     }
 
     /// Returns the indexes of the rules of file `file`.
@@ -479,10 +477,13 @@ impl RuleSet {
             for partition in base.partitions() {
                 let client = partition.client.clone();
                 let fresh = grouped.remove(&client);
-                let kept: Vec<usize> = (0..partition.file_count())
-                    .filter(|&file| keep(partition.client(), &partition.file(file)))
+                let kept: Vec<usize> = partition
+                    .files()
+                    .enumerate()
+                    .filter(|(_, file)| keep(partition.client(), file))
+                    .map(|(index, _)| index)
                     .collect();
-                let partition = if fresh.is_none() && kept.len() == partition.file_count() {
+                let partition = if fresh.is_none() && kept.len() == partition.file_ends.len() {
                     Arc::clone(partition)
                 } else {
                     Arc::new(partition.rebuilt(&kept, fresh.unwrap_or_default())?)
@@ -1083,13 +1084,7 @@ mod tests {
         let files = |set: &RuleSet| -> Vec<(Option<String>, String, usize)> {
             set.partitions()
                 .flat_map(|p| {
-                    (0..p.file_count()).map(|f| {
-                        (
-                            p.client().map(str::to_string),
-                            p.file(f).path.display().to_string(),
-                            p.file(f).rules,
-                        )
-                    })
+                    p.files().map(|f| (p.client().map(str::to_string), f.path.display().to_string(), f.rules))
                 })
                 .collect()
         };

@@ -95,12 +95,10 @@ struct Posting {
 pub struct Candidate(u64);
 
 impl Candidate {
-    fn new(posting: &Posting) -> Candidate {
-        Candidate(
-            u64::from(posting.rule & !PROVEN) << 33
-                | u64::from(posting.rule >> 31) << 32
-                | u64::from(posting.start),
-        )
+    /// Returns rule `rule` (with [`PROVEN`] set when proven) whose groups start at
+    /// `start`.
+    fn new(rule: u32, start: u32) -> Candidate {
+        Candidate(u64::from(rule & !PROVEN) << 33 | u64::from(rule >> 31) << 32 | u64::from(start))
     }
 
     /// Returns the rule's index.
@@ -475,7 +473,7 @@ impl Prefilter {
     fn candidate(&self, rule: u32) -> Candidate {
         let start = run(&self.group_ends, rule as usize).start as u32;
         let proven = if self.proven[rule as usize] { PROVEN } else { 0 };
-        Candidate::new(&Posting { rule: rule | proven, start, rest: NO_REST })
+        Candidate::new(rule | proven, start)
     }
 
     /// Writes the indexes of the candidate rules for `doc` into `out`, in ascending
@@ -504,7 +502,7 @@ impl Prefilter {
                 }
                 let bits = if proven { &present_in_default[..] } else { &present[..] };
                 if self.rest_is_hit(posting.rest, bits) {
-                    out.push(Candidate::new(posting));
+                    out.push(Candidate::new(posting.rule, posting.start));
                 }
             }
         }

@@ -93,7 +93,7 @@ impl RuleSet {
             |_: Option<&str>, file: &RuleFile<'_>| !is_taken(file.pack) || unchanged.contains(file.path);
         let set = RuleSet::build(Some((self, &mut keep)), stored);
         if let Ok(set) = &set {
-            let files = set.partitions().flat_map(|p| (0..p.file_count()).map(|file| p.file(file)));
+            let files = set.partitions().flat_map(|partition| partition.files());
             reload.rules = files.filter(|file| is_taken(file.pack)).map(|file| file.rules).sum();
         }
         reload.set = Some(set);
@@ -131,8 +131,7 @@ impl RuleSet {
                     .iter()
                     .filter(|(client, _)| !tree.clients.contains_key(*client))
                     .filter(|(client, partition)| {
-                        (0..partition.file_count())
-                            .any(|file| partition.file(file).pack == Some(client.as_str()))
+                        partition.files().any(|file| file.pack == Some(client.as_str()))
                     })
                     .map(|(client, _)| client.clone())
                     .collect();
