@@ -28,9 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use cull_model::{
-    CompactString, CullReason, Culled, MatchedRule, Mention, PackedStrings, Span, Verdict, VERDICT_SCHEMA,
-};
+use cull_model::{CompactString, CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
 use cull_rules::CompiledRule;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use rayon::prelude::*;
@@ -226,7 +224,7 @@ pub struct Partition {
 impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
-        let (mut names, mut file_ends) = (Names::default(), Vec::new());
+        let (mut names, mut file_ends) = (Names::with_capacity(rules.len()), Vec::new());
         lay_out(&rules, 0, &mut names, &mut file_ends);
         let hasher = DefaultHashBuilder::default();
         let mut by_id = HashTable::with_capacity(rules.len());
@@ -251,9 +249,9 @@ impl Partition {
         else {
             return Partition::new(self.client.clone(), rules);
         };
-        let mut names = Names::default();
+        let mut names = Names::with_capacity(rules.len());
         for &i in &kept {
-            names.push(self.names.id(i as usize), self.names.version(i as usize));
+            names.push_from(&self.names, i as usize);
         }
         lay_out(fresh, kept.len(), &mut names, &mut file_ends);
         // The kept ids stay where they hash to: their table is copied with each index
@@ -290,12 +288,12 @@ impl Partition {
 
     /// Returns the id of rule `index`.
     pub fn rule_id(&self, index: usize) -> &str {
-        self.names.id(index)
+        self.names.id(index).as_str()
     }
 
     /// Returns the version of rule `index`.
     pub fn rule_version(&self, index: usize) -> &str {
-        self.names.version(index)
+        self.names.version(index).as_str()
     }
 
     /// Returns the client whose mentions the partition's rules match (`None`: every
@@ -382,30 +380,43 @@ pub struct RuleFile<'a> {
     pub rules: usize,
 }
 
-/// Every rule's id then version, packed: what a verdict names each matched rule by,
-/// read from one place rather than through each rule's pointer, which at hundreds of
-/// thousands of rules is a cache miss or two per match.
+/// Every rule's id and version, a fixed-size record per rule: what a verdict names
+/// each matched rule by, read from one place rather than through each rule's pointer.
+///
+/// A record holds both strings inline when they fit (ids up to 24 bytes, and every
+/// version, 12 hex digits), so naming a match reads one record, one cache miss at a
+/// million rules, where packed strings read their end offsets and then their bytes,
+/// two; and a verdict copies the record's strings rather than building them.
 #[derive(Debug, Default)]
 struct Names {
-    /// Rule `i`'s id is string `2i`, its version string `2i + 1`.
-    packed: PackedStrings,
+    records: Vec<[CompactString; 2]>,
     /// The partition's share of its set's version (see [`set_version`]).
     version_sum: u64,
 }
 
 impl Names {
+    fn with_capacity(rules: usize) -> Names {
+        Names { records: Vec::with_capacity(rules), version_sum: 0 }
+    }
+
     fn push(&mut self, id: &str, version: &str) {
         self.version_sum = self.version_sum.wrapping_add(version_number(version));
-        self.packed.push(id);
-        self.packed.push(version);
+        self.records.push([id.into(), version.into()]);
     }
 
-    fn id(&self, index: usize) -> &str {
-        self.packed.get(2 * index)
+    /// Adds rule `index` of `names`, its record copied.
+    fn push_from(&mut self, names: &Names, index: usize) {
+        let record = &names.records[index];
+        self.version_sum = self.version_sum.wrapping_add(version_number(&record[1]));
+        self.records.push(record.clone());
     }
 
-    fn version(&self, index: usize) -> &str {
-        self.packed.get(2 * index + 1)
+    fn id(&self, index: usize) -> &CompactString {
+        &self.records[index][0]
+    }
+
+    fn version(&self, index: usize) -> &CompactString {
+        &self.records[index][1]
     }
 }
 
@@ -690,12 +701,12 @@ impl RuleSet {
             match hit.kind {
                 HitKind::NoMatch => {}
                 HitKind::Matched => verdict.matched.push(MatchedRule {
-                    rule_id: partition.rule_id(index).into(),
-                    rule_version: partition.rule_version(index).into(),
+                    rule_id: partition.names.id(index).clone(),
+                    rule_version: partition.names.version(index).clone(),
                     spans: scratch.spans(hit).into(),
                 }),
                 HitKind::Culled(reason, clause) => verdict.culled.push(Culled {
-                    rule_id: partition.rule_id(index).into(),
+                    rule_id: partition.names.id(index).clone(),
                     reason,
                     clause: match &partition.rules[index] {
                         Stored::Full(full) => clause.text(full, mention).to_string(),
@@ -899,6 +910,23 @@ mod tests {
             assert_eq!(verdict.mention_id, format!("m{i}"));
             assert_eq!((verdict.matched.len(), verdict.culled.len()), [(1, 0), (0, 1), (0, 0)][i % 3]);
         }
+    }
+
+    #[test]
+    fn verdicts_name_rules_whose_ids_do_not_fit_a_record_as_those_that_do() {
+        let long = "brand-monitoring.acme-corporation.slack-outage-2026";
+        let set = rule_set(&format!(
+            "[[rule]]\nid = '{long}'\nquery = 'slack'\nexclude = 'adjuster'\n[[rule]]\nid = 'r'\nquery = 'slack'\n"
+        ));
+        let matched = set.verdict(&Mention::new("m", "slack"));
+        let named: Vec<(&str, &str)> =
+            matched.matched.iter().map(|m| (m.rule_id.as_str(), m.rule_version.as_str())).collect();
+        let version = |id| set.rule(None, id).expect("rule").version.clone();
+        assert_eq!(named, [(long, version(long).as_str()), ("r", version("r").as_str())]);
+        let culled = set.verdict(&Mention::new("m", "slack adjuster"));
+        assert_eq!(culled.culled[0].rule_id, long);
+        let (partition, index) = set.locate(None, long).expect("found by its id");
+        assert_eq!((partition.rule_id(index), partition.rule_version(index)), (long, version(long).as_str()));
     }
 
     #[test]
