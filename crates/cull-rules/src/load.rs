@@ -27,7 +27,7 @@ use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cull_model::{client_name_problem, Channel, PackedStrings, Priority};
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -558,6 +558,29 @@ pub fn load_pack<'a>(
     load_pack_each(pack, files, taken, &Memo::default(), &mut collect)
 }
 
+/// Returns the threads rule files are compiled on: a pool of their own (`None` when
+/// its threads cannot be started, a warning logged; files are then compiled on
+/// rayon's global pool).
+///
+/// Not rayon's global pool, which matching runs on: a rayon thread waiting for part
+/// of a matching batch takes other jobs of its pool meanwhile, and a file's
+/// compilation taken that way (a third of a second for ten thousand rules) would
+/// hold the whole batch back, pausing matching during a reload.
+fn compile_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        if std::env::var_os("NOPOOL").is_some() {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("cull-rules-compile-{i}"))
+            .build()
+            .inspect_err(|e| tracing::warn!("rule files are compiled on one thread: no thread pool: {e}"))
+            .ok()
+    })
+    .as_ref()
+}
+
 /// As [`load_pack`], for a pack last loaded as `memo` remembers, handing each
 /// changed file's rules to `keep`.
 fn load_pack_each<'a>(
@@ -574,17 +597,23 @@ fn load_pack_each<'a>(
     // Files are parsed and compiled on every core, a few at a time so that only those
     // are held compiled before `keep` takes them; ids are claimed in file order, so
     // that which of two duplicates is reported does not depend on timing.
-    for chunk in files.chunks(rayon::current_num_threads().max(1)) {
-        let read: Vec<ReadFile> = chunk
-            .par_iter()
-            .map(|&(path, bytes)| {
-                let digest = digest(bytes);
-                match remembered.and_then(|files| files.get(path)).filter(|file| file.is(&digest)) {
-                    Some(file) => ReadFile::Unchanged(Arc::clone(file)),
-                    None => ReadFile::Parsed(parse_file(path, bytes, pack), digest),
-                }
-            })
-            .collect();
+    let pool = compile_pool();
+    for chunk in
+        files.chunks(pool.map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads))
+    {
+        let read_chunk = || -> Vec<ReadFile> {
+            chunk
+                .par_iter()
+                .map(|&(path, bytes)| {
+                    let digest = digest(bytes);
+                    match remembered.and_then(|files| files.get(path)).filter(|file| file.is(&digest)) {
+                        Some(file) => ReadFile::Unchanged(Arc::clone(file)),
+                        None => ReadFile::Parsed(parse_file(path, bytes, pack), digest),
+                    }
+                })
+                .collect()
+        };
+        let read = pool.map_or_else(read_chunk, |pool| pool.install(read_chunk));
         for (&(path, bytes), read) in chunk.iter().zip(read) {
             match read {
                 ReadFile::Unchanged(file) => {
