@@ -376,8 +376,11 @@ fn recompile_one_file(dir: &Path, memo: &Memo, matcher: &Matcher, batch: &[Menti
             matcher.current().reload(&dir.join("rules"), &Scope::All, memo, |rule| rule.rule.enabled);
         assert!(reload.errors.is_empty(), "{}", reload.errors[0]);
         assert_eq!(reload.compiled_files, 1, "only the changed file is compiled");
-        matcher.swap(reload.set.expect("packs taken").expect("rule set"));
+        let replaced = matcher.swap(reload.set.expect("packs taken").expect("rule set"));
         let took = started.elapsed();
+        // As the pipeline's reload does: the replaced set is freed here, not by the
+        // matching thread.
+        cull_match::retire(replaced, Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(200));
         done.store(true, Ordering::Relaxed);
         let longest = matching.join().expect("matching thread");

@@ -828,6 +828,23 @@ impl Matcher {
     }
 }
 
+/// Frees `replaced`, a set [`Matcher::swap`] took out, on this thread once the batches
+/// still matching against it are done, waiting at most `patience` for them; returns
+/// whether it was freed here (after `patience`, its last holder frees it).
+///
+/// Freeing a set of a million rules takes over ten milliseconds. Left to whichever
+/// thread drops it last, that is usually a matching thread finishing its batch, which
+/// would pause matching at every reload. It waits, so call it off an async runtime.
+pub fn retire(replaced: Arc<RuleSet>, patience: Duration) -> bool {
+    let started = Instant::now();
+    // Polled: the holders are batches, done within a second even at a million rules,
+    // and the set is out of the matcher, so nothing takes a new snapshot of it.
+    while Arc::strong_count(&replaced) > 1 && started.elapsed() < patience {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Arc::into_inner(replaced).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -896,6 +913,24 @@ mod tests {
         let seen: Vec<(&str, bool)> =
             seen.iter().map(|(id, kind)| (id.as_str(), *kind == HitKind::NoMatch)).collect();
         assert_eq!(seen, [("s", false), ("w", false), ("z", true)], "every candidate, the phrase's miss too");
+    }
+
+    #[test]
+    fn a_replaced_set_is_freed_by_its_retirer_once_the_batches_holding_it_are_done() {
+        let matcher = Matcher::new(rule_set("[[rule]]\nid = 'a'\nquery = 'slack'\n"));
+        let in_flight = matcher.current();
+        let replaced = matcher.swap(rule_set("[[rule]]\nid = 'b'\nquery = 'zoom'\n"));
+        let batch = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(in_flight);
+        });
+        assert!(retire(replaced, Duration::from_secs(60)), "freed here once the batch let it go");
+        batch.join().expect("batch");
+
+        let kept = matcher.current();
+        let replaced = matcher.swap(rule_set("[[rule]]\nid = 'c'\nquery = 'slack'\n"));
+        assert!(!retire(replaced, Duration::from_millis(5)), "a holder past the patience frees it");
+        assert_eq!(Arc::strong_count(&kept), 1, "the holder is left the last reference");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cull_bus::KafkaConfig;
-use cull_match::{Matcher, RuleSet};
+use cull_match::{retire, Matcher, RuleSet};
 use cull_model::Scope;
 use cull_rules::Memo;
 use cull_ticket::TicketConfig;
@@ -36,6 +36,10 @@ use crate::tickets::{ticket_topics, AdmittedTopics};
 
 /// How long the rules directory must be quiet before a change is reloaded.
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How long a replaced rule set waits for the batches still matching against it
+/// before the reload's thread frees it (see [`cull_match::retire`]); a batch holding
+/// it longer frees it itself.
+const RETIRE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Where tickets of a new queue or client would go, and whether that topic can be
 /// used.
@@ -154,7 +158,8 @@ impl Reloader {
                         warnings: warnings.clone(),
                     };
                     let total = set.len();
-                    self.matcher.swap(set);
+                    let replaced = self.matcher.swap(set);
+                    tokio::task::spawn_blocking(move || retire(replaced, RETIRE_PATIENCE));
                     *memo = remembered;
                     self.metrics.rules_reloaded(total);
                     self.metrics.rules_reload_warnings(warnings.len());
