@@ -836,11 +836,14 @@ impl Matcher {
 /// thread drops it last, that is usually a matching thread finishing its batch, which
 /// would pause matching at every reload. It waits, so call it off an async runtime.
 pub fn retire(replaced: Arc<RuleSet>, patience: Duration) -> bool {
-    let started = Instant::now();
-    // Polled: the holders are batches, done within a second even at a million rules,
-    // and the set is out of the matcher, so nothing takes a new snapshot of it.
+    let (started, mut nap) = (Instant::now(), Duration::from_millis(1));
+    // Polled, more and more slowly: the holders are mostly batches, done within a
+    // second even at a million rules, and the set is out of the matcher, so nothing
+    // takes a new snapshot of it; a holder that keeps it on purpose (the ticket stage
+    // keeps a few sets, for late verdicts) is outwaited in a few dozen naps.
     while Arc::strong_count(&replaced) > 1 && started.elapsed() < patience {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(nap.min(patience.saturating_sub(started.elapsed())));
+        nap = (nap * 2).min(Duration::from_millis(100));
     }
     Arc::into_inner(replaced).is_some()
 }
