@@ -21,7 +21,8 @@
 //!
 //! `cargo bench -p cull --bench peers`; `CULL_BENCH_RULES=1000,10000` and
 //! `CULL_BENCH_WORKLOADS=dense` narrow the run, `CULL_BENCH_SECONDS` sets the time
-//! each rate is measured over (default 5).
+//! each rate is measured over (default 5), and `CULL_BENCH_ROUNDS` (default 1) runs
+//! the peers that many times, interleaved, and reports the median of each figure.
 
 #[path = "../tests/corpus.rs"]
 mod corpus;
@@ -74,6 +75,8 @@ fn main() {
             other => panic!("CULL_BENCH_WORKLOADS: unknown workload {other}"),
         })
         .collect();
+    let rounds: usize = env_or("CULL_BENCH_ROUNDS", "1").parse().expect("CULL_BENCH_ROUNDS: a number");
+    assert!(rounds > 0, "CULL_BENCH_ROUNDS: at least 1");
     let python = venv_python();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/peers");
     let mentions = joined_mentions();
@@ -89,15 +92,39 @@ fn main() {
             let dir = root.join(format!("{}-{count}", workload.name()));
             let rules = cnf_rules(&vocabulary, workload, count, 7);
             write_workload(&dir, &rules, &mentions_path);
-            let cull = run_child(&dir, seconds);
-            let perq = run_peer(&python, "perq", &dir, seconds);
-            let hyperscan = run_peer(&python, "hyperscan", &dir, seconds);
+            let (mut culls, mut perqs, mut hyperscans) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                culls.push(run_child(&dir, seconds));
+                perqs.push(run_peer(&python, "perq", &dir, seconds));
+                hyperscans.push(run_peer(&python, "hyperscan", &dir, seconds));
+            }
+            let (cull, perq, hyperscan) = (medians(&culls), medians(&perqs), medians(&hyperscans));
             let agreement = compare(&dir, &rules, &mentions, &cull_terms);
             eprintln!("{} {count}: cull {cull}\n  perq {perq}\n  hyperscan {hyperscan}", workload.name());
             rows.push((workload, count, cull, perq, hyperscan, agreement));
         }
     }
     print_tables(&rows);
+}
+
+/// Returns the report of several rounds of one peer: each number the median of its
+/// rounds (of an even count, the upper one), anything else as the first round has it.
+///
+/// The rounds of all peers are interleaved, so that a stretch of noise on a shared
+/// machine slows one round of each rather than every round of one.
+fn medians(rounds: &[Value]) -> Value {
+    let mut report = rounds[0].clone();
+    for (key, value) in report.as_object_mut().expect("a report is an object") {
+        let mut numbers: Vec<(f64, &Value)> = rounds
+            .iter()
+            .filter_map(|round| Some((round[key.as_str()].as_f64()?, &round[key.as_str()])))
+            .collect();
+        if numbers.len() == rounds.len() {
+            numbers.sort_by(|a, b| a.0.total_cmp(&b.0));
+            *value = numbers[numbers.len() / 2].1.clone();
+        }
+    }
+    report
 }
 
 fn env_or(name: &str, default: &str) -> String {
