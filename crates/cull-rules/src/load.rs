@@ -569,13 +569,14 @@ pub fn load_pack<'a>(
 fn compile_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        if std::env::var_os("NOPOOL").is_some() {
-            return None;
-        }
         rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("cull-rules-compile-{i}"))
             .build()
-            .inspect_err(|e| tracing::warn!("rule files are compiled on one thread: no thread pool: {e}"))
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "rule files compile on the threads matching runs on: no pool of their own: {e}"
+                )
+            })
             .ok()
     })
     .as_ref()
@@ -721,6 +722,15 @@ struct Entry {
     rule: Option<CompiledRule>,
 }
 
+/// One `[[rule]]` table of a file, compiled: its entry when it could be read, and its
+/// errors and warnings.
+#[derive(Default)]
+struct BuiltEntry {
+    entry: Option<Entry>,
+    errors: Vec<RuleError>,
+    warnings: Vec<Located>,
+}
+
 /// The byte offsets at which the lines of a file start, for turning offsets into line
 /// numbers without rescanning the file for every rule.
 struct Lines(Vec<usize>);
@@ -783,21 +793,48 @@ fn load_source(
             ));
             continue;
         };
-        for item in items.iter() {
-            let span = item.span();
-            match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
-                Ok(raw) => rules.push(Entry {
-                    id: raw.id.get_ref().clone(),
-                    id_span: raw.id.span(),
-                    line: lines.line(raw.id.span().start),
-                    client: raw.client.as_ref().map(|c| c.get_ref().clone()).or(pack.map(str::to_string)),
-                    rule: build_rule(path, source, &lines, raw, pack, errors, warnings),
-                }),
-                Err(error) => {
-                    let at = error.span().unwrap_or(span);
-                    errors.push(RuleError::at(path, source, at, error.message().trim().to_string()));
+        // The rules of a file compile on every thread of the pool the file is read on,
+        // so that a reload with one changed file of ten thousand rules does not compile
+        // them on one core; each rule's findings are kept apart and then appended in
+        // file order, as one thread would have.
+        let built: Vec<BuiltEntry> = items
+            .par_iter()
+            .map(|item| {
+                let mut built = BuiltEntry::default();
+                match RawRule::deserialize(ValueDeserializer::from(item.clone())) {
+                    Ok(raw) => {
+                        let (id, id_span) = (raw.id.get_ref().clone(), raw.id.span());
+                        let line = lines.line(id_span.start);
+                        let client =
+                            raw.client.as_ref().map(|c| c.get_ref().clone()).or(pack.map(str::to_string));
+                        let rule = build_rule(
+                            path,
+                            source,
+                            &lines,
+                            raw,
+                            pack,
+                            &mut built.errors,
+                            &mut built.warnings,
+                        );
+                        built.entry = Some(Entry { id, id_span, line, client, rule });
+                    }
+                    Err(error) => {
+                        let at = error.span().unwrap_or(item.span());
+                        built.errors.push(RuleError::at(
+                            path,
+                            source,
+                            at,
+                            error.message().trim().to_string(),
+                        ));
+                    }
                 }
-            }
+                built
+            })
+            .collect();
+        for BuiltEntry { entry, errors: found, warnings: noted } in built {
+            rules.extend(entry);
+            errors.extend(found);
+            warnings.extend(noted);
         }
     }
     if table.is_empty() {
@@ -1044,6 +1081,36 @@ mod tests {
             ("slack", "default", Priority::P3, true)
         );
         assert_eq!(rule.line, 2);
+    }
+
+    #[test]
+    fn a_files_rules_and_errors_come_in_file_order_however_many_threads_compile_them() {
+        let (mut source, mut ids, mut error_lines, mut line) = (String::new(), Vec::new(), Vec::new(), 1);
+        for i in 0..600 {
+            let (id, query) = match (i % 7, i % 11) {
+                (0, _) => (format!("'r{i}'"), "'titel:x'"),
+                (_, 0) => (i.to_string(), "'slack'"),
+                _ => (format!("'r{i}'"), "'slack OR zoom'"),
+            };
+            source.push_str(&format!("[[rule]]\nid = {id}\nquery = {query}\n\n"));
+            match (i % 7, i % 11) {
+                (0, _) => error_lines.push(line + 2),
+                (_, 0) => error_lines.push(line + 1),
+                _ => ids.push(format!("r{i}")),
+            }
+            line += 4;
+        }
+        let loaded = load(&[("rules/big.toml", &source)]);
+        let loaded_ids: Vec<&str> = loaded.rules.iter().map(|rule| rule.rule.id.as_str()).collect();
+        assert_eq!(loaded_ids, ids);
+        let reported: Vec<usize> = messages(&loaded)
+            .iter()
+            .map(|message| {
+                let place = message.split("--> rules/big.toml:").nth(1).expect("a place");
+                place.split(':').next().and_then(|line| line.parse().ok()).expect("a line")
+            })
+            .collect();
+        assert_eq!(reported, error_lines, "one error per broken rule, in file order");
     }
 
     #[test]

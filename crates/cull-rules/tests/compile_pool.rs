@@ -37,8 +37,12 @@ fn rule_files_compile_while_every_thread_of_the_global_pool_is_busy() {
         held.recv().expect("a thread of the global pool is held");
     }
 
+    // Files of many rules, whose rules are compiled in parallel too.
     let sources: Vec<(String, String)> = (0..8)
-        .map(|f| (format!("rules/{f}.toml"), format!("[[rule]]\nid = 'r{f}'\nquery = 'slack{f} OR zoom'\n")))
+        .map(|f| {
+            let rules = (0..50).map(|r| format!("[[rule]]\nid = 'r{f}-{r}'\nquery = 'slack{r} OR zoom'\n"));
+            (format!("rules/{f}.toml"), rules.collect())
+        })
         .collect();
     let loaded = cull_rules::load_files(
         sources.iter().map(|(path, text)| (Path::new(path.as_str()), text.as_bytes())),
@@ -49,7 +53,7 @@ fn rule_files_compile_while_every_thread_of_the_global_pool_is_busy() {
     }
 
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    assert_eq!(loaded.rules.len(), 8, "every file compiled");
+    assert_eq!(loaded.rules.len(), 8 * 50, "every rule compiled");
     assert!(
         answered.iter().take(THREADS).all(|released| released),
         "the load waited for the global pool's threads: rule files compile on the pool matching runs on"
