@@ -251,7 +251,7 @@ impl Partition {
         };
         let mut names = Names::with_capacity(rules.len());
         for &i in &kept {
-            names.push_from(&self.names, i as usize);
+            names.push(self.names.id(i as usize), self.names.version(i as usize));
         }
         lay_out(fresh, kept.len(), &mut names, &mut file_ends);
         // The kept ids stay where they hash to: their table is copied with each index
@@ -402,13 +402,6 @@ impl Names {
     fn push(&mut self, id: &str, version: &str) {
         self.version_sum = self.version_sum.wrapping_add(version_number(version));
         self.records.push([id.into(), version.into()]);
-    }
-
-    /// Adds rule `index` of `names`, its record copied.
-    fn push_from(&mut self, names: &Names, index: usize) {
-        let record = &names.records[index];
-        self.version_sum = self.version_sum.wrapping_add(version_number(&record[1]));
-        self.records.push(record.clone());
     }
 
     fn id(&self, index: usize) -> &CompactString {

@@ -582,6 +582,15 @@ fn compile_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// Runs `work` on the compile pool (see [`compile_pool`]), or where it is called when
+/// there is none.
+fn compiling<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    match compile_pool() {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
+}
+
 /// As [`load_pack`], for a pack last loaded as `memo` remembers, handing each
 /// changed file's rules to `keep`.
 fn load_pack_each<'a>(
@@ -598,11 +607,8 @@ fn load_pack_each<'a>(
     // Files are parsed and compiled on every core, a few at a time so that only those
     // are held compiled before `keep` takes them; ids are claimed in file order, so
     // that which of two duplicates is reported does not depend on timing.
-    let pool = compile_pool();
-    for chunk in
-        files.chunks(pool.map_or_else(rayon::current_num_threads, rayon::ThreadPool::current_num_threads))
-    {
-        let read_chunk = || -> Vec<ReadFile> {
+    for chunk in files.chunks(compiling(rayon::current_num_threads)) {
+        let read: Vec<ReadFile> = compiling(|| {
             chunk
                 .par_iter()
                 .map(|&(path, bytes)| {
@@ -613,8 +619,7 @@ fn load_pack_each<'a>(
                     }
                 })
                 .collect()
-        };
-        let read = pool.map_or_else(read_chunk, |pool| pool.install(read_chunk));
+        });
         for (&(path, bytes), read) in chunk.iter().zip(read) {
             match read {
                 ReadFile::Unchanged(file) => {
