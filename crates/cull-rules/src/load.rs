@@ -37,7 +37,7 @@ use toml::Spanned;
 
 use crate::compiled::{CompiledRule, QueryKey};
 use crate::error::{Located, Refusal, RuleError, Severity};
-use crate::memo::{digest, ClaimOf, FileMemo, Memo};
+use crate::memo::{clash, digest, ClaimIndex, ClaimOf, FileMemo, Memo, GLOBAL, NO_CLAIM};
 use crate::query;
 use crate::rule::{Example, Expect, Rule, SPIKE_PRESETS};
 
@@ -185,8 +185,8 @@ fn load_tree_each(dir: &Path, memo: &Memo, keep: Keep<'_>) -> Tree {
             return tree;
         }
     };
-    let mut taken = Taken::default();
-    tree.global = read_pack(None, &files, &root, &mut taken, memo, keep);
+    let mut claiming = Claiming::since(memo, &Taken::default);
+    tree.global = read_pack(None, &files, &root, &mut claiming, memo, keep);
     for (client, pack_dir) in packs {
         if let Some(problem) = client_name_problem(&client) {
             let reason = Refusal::NotAClient(problem);
@@ -195,7 +195,7 @@ fn load_tree_each(dir: &Path, memo: &Memo, keep: Keep<'_>) -> Tree {
         }
         let pack = match list_dir(&pack_dir) {
             Ok((files, nested, _)) => {
-                let mut pack = read_pack(Some(&client), &files, &root, &mut taken, memo, keep);
+                let mut pack = read_pack(Some(&client), &files, &root, &mut claiming, memo, keep);
                 for (_, nested) in nested {
                     let reason = Refusal::NotAClient("a client's pack holds rule files only".into());
                     pack.errors.push(RuleError::Refused { path: nested, reason });
@@ -210,14 +210,16 @@ fn load_tree_each(dir: &Path, memo: &Memo, keep: Keep<'_>) -> Tree {
 }
 
 /// Loads one client's pack, `dir/<client>/`, for a reload of that pack alone; its ids
-/// must not be taken by `taken`, the global rules (and rules naming the client) that
-/// stay in use beside it. A client without a directory has an empty pack. As in
-/// [`load_tree_since`], only the files changed since `memo` are compiled, and their
-/// rules handed to `keep`.
+/// must not be taken by the global rules (and rules naming the client) that stay in
+/// use beside it: those of the global files `memo` remembers, or, when it remembers
+/// none, those `staying` returns. A client without a directory has an empty pack. As
+/// in [`load_tree_since`], only the files changed since `memo` are compiled, and
+/// their rules handed to `keep`; when `memo`'s claims are indexed, the global ids are
+/// claimed only should the pack's clash with one.
 pub fn load_client_pack(
     dir: &Path,
     client: &str,
-    taken: Taken,
+    staying: &dyn Fn() -> Taken,
     memo: &Memo,
     keep: &mut dyn FnMut(Vec<CompiledRule>),
 ) -> Loaded {
@@ -226,8 +228,13 @@ pub fn load_client_pack(
         return Loaded::default();
     }
     let mut keep = |_: &mut Loaded, rules: Vec<CompiledRule>| keep(rules);
+    let remembered = || Taken::of_places(memo.claims(None).into_iter().flatten());
+    let claiming = match memo.pack(None) {
+        Some(_) => Claiming::since(memo, &remembered),
+        None => Claiming::every(staying()),
+    };
     match dir.canonicalize() {
-        Ok(root) => load_pack_at(&pack_dir, client, Some(&root), taken, memo, &mut keep),
+        Ok(root) => load_pack_at(&pack_dir, client, Some(&root), claiming, memo, &mut keep),
         Err(source) => Loaded::failed(RuleError::Io { path: dir.to_path_buf(), source }),
     }
 }
@@ -235,7 +242,7 @@ pub fn load_client_pack(
 /// Loads a rule file, or the rule files of a directory (not its subdirectories), as
 /// the pack of `client`: a client's draft, whatever directory it sits in.
 pub fn load_as_pack(path: &Path, client: &str) -> Loaded {
-    load_pack_at(path, client, None, Taken::default(), &Memo::default(), &mut collect)
+    load_pack_at(path, client, None, Claiming::every(Taken::default()), &Memo::default(), &mut collect)
 }
 
 /// Loads a rule file, or the rule files of directory `path`, as `client`'s pack; the
@@ -244,7 +251,7 @@ fn load_pack_at(
     path: &Path,
     client: &str,
     root: Option<&Path>,
-    mut taken: Taken,
+    mut claiming: Claiming<'_>,
     memo: &Memo,
     keep: Keep<'_>,
 ) -> Loaded {
@@ -256,12 +263,14 @@ fn load_pack_at(
     }
     if !path.is_dir() {
         return match read_rule_file(path, root) {
-            Ok(bytes) => load_pack_each(Some(client), [(path, bytes.as_slice())], &mut taken, memo, keep),
+            Ok(bytes) => load_pack_each(Some(client), [(path, bytes.as_slice())], &mut claiming, memo, keep),
             Err(error) => Loaded::failed(error),
         };
     }
     match list_dir(path) {
-        Ok((files, _, own)) => read_pack(Some(client), &files, root.unwrap_or(&own), &mut taken, memo, keep),
+        Ok((files, _, own)) => {
+            read_pack(Some(client), &files, root.unwrap_or(&own), &mut claiming, memo, keep)
+        }
         Err(error) => Loaded::failed(error),
     }
 }
@@ -301,7 +310,7 @@ fn read_pack(
     client: Option<&str>,
     paths: &[PathBuf],
     root: &Path,
-    taken: &mut Taken,
+    claiming: &mut Claiming<'_>,
     memo: &Memo,
     keep: Keep<'_>,
 ) -> Loaded {
@@ -316,7 +325,7 @@ fn read_pack(
     let mut pack = load_pack_each(
         client,
         files.iter().map(|(path, bytes)| (path.as_path(), bytes.as_slice())),
-        taken,
+        claiming,
         memo,
         keep,
     );
@@ -345,7 +354,7 @@ pub fn load_path_each(path: &Path, keep: &mut dyn FnMut(Vec<CompiledRule>)) -> L
         Ok(bytes) => load_pack_each(
             None,
             [(path, bytes.as_slice())],
-            &mut Taken::default(),
+            &mut Claiming::every(Taken::default()),
             &Memo::default(),
             &mut keep,
         ),
@@ -445,11 +454,6 @@ pub struct Taken {
     hasher: DefaultHashBuilder,
 }
 
-/// The client of a global claim in [`Taken`].
-const GLOBAL: u32 = u32::MAX;
-/// Ends a list of claims of one id in [`Taken`].
-const NO_CLAIM: u32 = u32::MAX;
-
 /// One id claimed in [`Taken`].
 #[derive(Debug, Clone, Copy)]
 struct Claimed {
@@ -528,7 +532,7 @@ impl Taken {
         let mut at = last.unwrap_or(NO_CLAIM);
         while at != NO_CLAIM {
             let earlier = self.claims[at as usize];
-            if earlier.client == GLOBAL || client == GLOBAL || earlier.client == client {
+            if clash(earlier.client, client) {
                 return Some((self.paths[earlier.path as usize].clone(), earlier.line));
             }
             last = Some(at);
@@ -547,6 +551,147 @@ impl Taken {
     }
 }
 
+/// The id claims of a load so far.
+///
+/// A load since a memo whose claims are indexed (see [`Memo::index_claims`]) takes a
+/// shortcut: it claims only the ids of the files it compiles, and checks each file's
+/// ids against the index before claiming them. Should one clash with a claim of a
+/// file the load keeps, or of one it has not reached yet, the shortcut ends: every
+/// claim of the files before is made, in load order, and the load goes on claiming
+/// everything, so that its errors are exactly a full load's. Until then there is
+/// nothing for the skipped claims to report: the index holds no clash among the
+/// remembered files, and none with the compiled files' ids.
+struct Claiming<'m> {
+    /// Every claim so far; only the compiled files' while the shortcut lasts.
+    taken: Taken,
+    /// Returns the claims made before the load, those the shortcut skips too.
+    before: &'m dyn Fn() -> Taken,
+    shortcut: Option<Shortcut<'m>>,
+}
+
+/// What a load on the shortcut of [`Claiming`] needs to leave it.
+struct Shortcut<'m> {
+    index: &'m ClaimIndex,
+    /// Whether each indexed file (by its place in the index) was found compiled (or
+    /// unreadable) by the load so far, its claims in the index no longer standing.
+    replaced: Vec<bool>,
+    /// The files claimed so far, in load order.
+    claimed: Vec<ClaimedFile>,
+}
+
+/// A file whose claims a load on the shortcut has made or skipped.
+enum ClaimedFile {
+    /// A file as the memo remembers it: its claims were skipped.
+    Remembered(PathBuf, Arc<FileMemo>),
+    /// A compiled file's claims, as (client, id, line).
+    Compiled(PathBuf, Vec<(Option<String>, String, usize)>),
+}
+
+impl<'m> Claiming<'m> {
+    /// Claims on top of `taken`, every claim made.
+    fn every(taken: Taken) -> Claiming<'m> {
+        Claiming { taken, before: &Taken::default, shortcut: None }
+    }
+
+    /// Claims for a load since `memo`, after the claims `before` returns, which
+    /// must be claims of files `memo` remembers (and which the load does not read):
+    /// on the shortcut when `memo`'s claims are indexed, `before` called only should
+    /// the shortcut end.
+    fn since(memo: &'m Memo, before: &'m dyn Fn() -> Taken) -> Claiming<'m> {
+        match memo.claim_index() {
+            Some(index) => {
+                let shortcut =
+                    Shortcut { index, replaced: vec![false; index.file_count()], claimed: Vec::new() };
+                Claiming { taken: Taken::default(), before, shortcut: Some(shortcut) }
+            }
+            None => Claiming { taken: before(), before, shortcut: None },
+        }
+    }
+
+    /// Claims the ids of `file`, at `path`, as the memo remembers it (skipped on the
+    /// shortcut); returns the duplicates, each a claim and where its id was first
+    /// claimed.
+    fn remembered<'f>(
+        &mut self,
+        path: &Path,
+        file: &'f Arc<FileMemo>,
+    ) -> Vec<(ClaimOf<'f>, (PathBuf, usize))> {
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.claimed.push(ClaimedFile::Remembered(path.to_path_buf(), Arc::clone(file)));
+            return Vec::new();
+        }
+        file.claims()
+            .filter_map(|claim| {
+                let first = self.taken.claim(claim.client, claim.id, path, claim.line)?;
+                Some((claim, first))
+            })
+            .collect()
+    }
+
+    /// Readies the claims of a file the load compiled (or could not read) at `path`,
+    /// whose rules claim `entries`' ids: its claims in the index no longer stand, and
+    /// when one of its ids clashes with a claim that does (or may yet), the shortcut
+    /// ends.
+    fn compiling(&mut self, path: &Path, entries: &[Entry]) {
+        let Some(shortcut) = &mut self.shortcut else { return };
+        let index = shortcut.index;
+        if let Some(at) = index.file(path) {
+            shortcut.replaced[at as usize] = true;
+        }
+        let replaced = &shortcut.replaced;
+        let clashes = entries.iter().any(|entry| {
+            index.clashing_files(entry.client.as_deref(), &entry.id).any(|file| !replaced[file as usize])
+        });
+        if clashes {
+            self.claim_skipped();
+        }
+    }
+
+    /// Claims `id` for a rule of `client` defined at `path:line` (see
+    /// [`Taken::claim`]), once [`Claiming::compiling`] has readied its file.
+    fn claim(
+        &mut self,
+        client: Option<&str>,
+        id: &str,
+        path: &Path,
+        line: usize,
+    ) -> Option<(PathBuf, usize)> {
+        self.taken.claim(client, id, path, line)
+    }
+
+    /// Records the claims of a compiled file at `path`, made, for leaving the
+    /// shortcut later.
+    fn compiled(&mut self, path: &Path, claims: Vec<(Option<String>, String, usize)>) {
+        if let Some(shortcut) = &mut self.shortcut {
+            shortcut.claimed.push(ClaimedFile::Compiled(path.to_path_buf(), claims));
+        }
+    }
+
+    /// Leaves the shortcut: makes every claim of the files so far, in load order.
+    /// None clashes (else the shortcut would have ended before), so nothing is
+    /// reported.
+    fn claim_skipped(&mut self) {
+        let Some(shortcut) = self.shortcut.take() else { return };
+        let mut taken = (self.before)();
+        taken.reserve(shortcut.index.claim_count() + self.taken.claims.len());
+        for file in &shortcut.claimed {
+            match file {
+                ClaimedFile::Remembered(path, file) => {
+                    for claim in file.claims() {
+                        taken.claim(claim.client, claim.id, path, claim.line);
+                    }
+                }
+                ClaimedFile::Compiled(path, claims) => {
+                    for (client, id, line) in claims {
+                        taken.claim(client.as_deref(), id, path, *line);
+                    }
+                }
+            }
+        }
+        self.taken = taken;
+    }
+}
+
 /// Loads the rule files of one pack, given as (path, contents): the global pack
 /// (`pack` is `None`) or a client's, whose rules are that client's. Ids are checked
 /// against `taken`, which gains the pack's.
@@ -555,7 +700,10 @@ pub fn load_pack<'a>(
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
     taken: &mut Taken,
 ) -> Loaded {
-    load_pack_each(pack, files, taken, &Memo::default(), &mut collect)
+    let mut claiming = Claiming::every(std::mem::take(taken));
+    let loaded = load_pack_each(pack, files, &mut claiming, &Memo::default(), &mut collect);
+    *taken = claiming.taken;
+    loaded
 }
 
 /// Returns the threads rule files are compiled on: a pool of their own (`None` when
@@ -596,13 +744,16 @@ fn compiling<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 fn load_pack_each<'a>(
     pack: Option<&str>,
     files: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
-    taken: &mut Taken,
+    claiming: &mut Claiming<'_>,
     memo: &Memo,
     keep: Keep<'_>,
 ) -> Loaded {
     let files: Vec<(&Path, &[u8])> = files.into_iter().collect();
     let remembered = memo.pack(pack);
-    taken.reserve(remembered.map_or(0, |files| files.values().map(|file| file.claim_count()).sum()));
+    if claiming.shortcut.is_none() {
+        let claims = remembered.map_or(0, |files| files.values().map(|file| file.claim_count()).sum());
+        claiming.taken.reserve(claims);
+    }
     let mut loaded = Loaded::default();
     // Files are parsed and compiled on every core, a few at a time so that only those
     // are held compiled before `keep` takes them; ids are claimed in file order, so
@@ -624,17 +775,16 @@ fn load_pack_each<'a>(
             match read {
                 ReadFile::Unchanged(file) => {
                     loaded.warnings.extend(file.warnings.iter().cloned());
-                    for claim in file.claims() {
-                        if let Some(first) = taken.claim(claim.client, claim.id, path, claim.line) {
-                            // The bytes are those remembered, which were UTF-8.
-                            let source = std::str::from_utf8(bytes).unwrap_or_default();
-                            loaded.errors.push(duplicate_id(path, source, claim.id, claim.id_span, first));
-                        }
+                    for (claim, first) in claiming.remembered(path, &file) {
+                        // The bytes are those remembered, which were UTF-8.
+                        let source = std::str::from_utf8(bytes).unwrap_or_default();
+                        loaded.errors.push(duplicate_id(path, source, claim.id, claim.id_span, first));
                     }
                     loaded.unchanged.push(path.to_path_buf());
                     loaded.memo.insert(pack, path, file);
                 }
                 ReadFile::Parsed(file, digest) => {
+                    claiming.compiling(path, &file.entries);
                     let clean = file.errors.is_empty();
                     loaded.errors.extend(file.errors);
                     let Some(source) = file.source else { continue };
@@ -651,14 +801,22 @@ fn load_pack_each<'a>(
                     }
                     loaded.warnings.extend(file.warnings);
                     let mut rules = Vec::with_capacity(file.entries.len());
+                    let mut claims = Vec::with_capacity(file.entries.len());
                     for entry in file.entries {
-                        if let Some(first) = taken.claim(entry.client.as_deref(), &entry.id, path, entry.line)
-                        {
-                            loaded.errors.push(duplicate_id(path, source, &entry.id, entry.id_span, first));
-                            continue;
+                        let first = claiming.claim(entry.client.as_deref(), &entry.id, path, entry.line);
+                        match first {
+                            Some(first) => loaded.errors.push(duplicate_id(
+                                path,
+                                source,
+                                &entry.id,
+                                entry.id_span,
+                                first,
+                            )),
+                            None => rules.extend(entry.rule),
                         }
-                        rules.extend(entry.rule);
+                        claims.push((entry.client, entry.id, entry.line));
                     }
+                    claiming.compiled(path, claims);
                     keep(&mut loaded, rules);
                 }
             }
@@ -1419,8 +1577,10 @@ mod tests {
         let staying = Taken::of(tree.global.rules.iter().map(|r| &r.rule));
         let client_pack = |client: &str, taken: Taken| {
             let mut rules = Vec::new();
-            let loaded =
-                load_client_pack(dir.path(), client, taken, &Memo::default(), &mut |more| rules.extend(more));
+            let staying = || taken.clone();
+            let loaded = load_client_pack(dir.path(), client, &staying, &Memo::default(), &mut |more| {
+                rules.extend(more)
+            });
             (loaded, rules)
         };
         let (pack, rules) = client_pack("acme", staying);
@@ -1489,6 +1649,140 @@ mod tests {
         let (broken_again, _) = since(dir.path(), &broken.memo);
         assert_eq!(rendered(&broken_again.errors), rendered(&broken.errors));
         assert_eq!(broken.memo.files(), 4, "every file but the broken one is remembered");
+    }
+
+    #[test]
+    fn a_load_since_an_indexed_memo_claims_everything_only_once_an_id_clashes() {
+        let (dir, first) = tree(&[
+            ("a.toml", "[[rule]]\nid = 'a'\nquery = 'alpha'\n"),
+            (
+                "b.toml",
+                "[[rule]]\nid = 'b'\nquery = 'beta'\n\n[[rule]]\nid = 'z'\nquery = 'zed'\nclient = 'zen'\n",
+            ),
+            ("acme/x.toml", "[[rule]]\nid = 'x'\nquery = 'acme'\n"),
+        ]);
+        let memo = first.flatten().memo;
+        assert!(
+            Claiming::since(&memo, &Taken::default).shortcut.is_none(),
+            "a memo is not indexed until asked"
+        );
+        memo.index_claims();
+        let entry = |id: &str, client: Option<&str>| Entry {
+            id: id.to_string(),
+            id_span: 0..0,
+            line: 1,
+            client: client.map(str::to_string),
+            rule: None,
+        };
+        let path = |name: &str| dir.path().join(name);
+        let mut claiming = Claiming::since(&memo, &Taken::default);
+        claiming.compiling(&path("a.toml"), &[entry("a", None), entry("new", None)]);
+        claiming.compiling(&path("0.toml"), &[entry("x", Some("zen")), entry("z", Some("acme"))]);
+        assert!(
+            claiming.shortcut.is_some(),
+            "a recompiled file's own ids, new ids and another client's ids do not clash"
+        );
+        assert_eq!(claiming.claim(None, "new", &path("a.toml"), 3), None);
+        claiming.compiled(&path("a.toml"), vec![(None, "new".to_string(), 3)]);
+        assert!(claiming.remembered(&path("b.toml"), &memo.pack(None).unwrap()[&path("b.toml")]).is_empty());
+        claiming.compiling(&path("acme/y.toml"), &[entry("x", Some("acme"))]);
+        assert!(claiming.shortcut.is_none(), "acme's `x` of x.toml, not reached yet, clashes");
+        assert_eq!(
+            claiming.claim(None, "b", &path("c.toml"), 1),
+            Some((path("b.toml"), 2)),
+            "the claims skipped are made once the shortcut ends"
+        );
+        assert_eq!(claiming.claim(None, "new", &path("c.toml"), 1), Some((path("a.toml"), 3)));
+        assert_eq!(claiming.claim(None, "a", &path("c.toml"), 1), None, "a.toml's old claims do not stand");
+
+        let (_dir, refused) = tree(&[
+            ("a.toml", "[[rule]]\nid = 'a'\nquery = 'alpha'\n"),
+            ("b.toml", "[[rule]]\nid = 'a'\nquery = 'beta'\n"),
+        ]);
+        let clashing = refused.flatten().memo;
+        clashing.index_claims();
+        assert!(
+            Claiming::since(&clashing, &Taken::default).shortcut.is_none(),
+            "no shortcut from claims that clash already"
+        );
+    }
+
+    /// The rule files [`a_load_since_an_indexed_memo_finds_what_a_full_load_finds`]
+    /// edits.
+    const EDITED: [&str; 6] = ["a.toml", "b.toml", "c.toml", "acme/a.toml", "acme/b.toml", "zen/a.toml"];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever the edits (an id moved between files, taken from a kept file
+        /// before or after, reused from a deleted one, clashing across packs or not, in
+        /// a file that is broken), a load since an indexed memo finds what one since the
+        /// memo without its index finds and what a full load finds; and so does a
+        /// client's pack loaded alone.
+        #[test]
+        fn a_load_since_an_indexed_memo_finds_what_a_full_load_finds(
+            edits in proptest::collection::vec(
+                (0..EDITED.len(), proptest::option::of(proptest::collection::vec((0..14usize, 0..3usize, proptest::bool::weighted(0.1)), 1..4))),
+                1..4,
+            )
+        ) {
+            // Before the edits every id is unique: file `f` has ids `r{2f}` and `r{2f+1}`,
+            // one of c.toml's for client zen.
+            let dir = tempfile::tempdir().unwrap();
+            let write = |name: &str, rules: &[(usize, usize, bool)]| {
+                let global = !name.contains('/');
+                let text: String = rules
+                    .iter()
+                    .map(|&(id, client, broken)| {
+                        let client = match client {
+                            1 if global => "client = 'acme'\n",
+                            2 if global => "client = 'zen'\n",
+                            _ => "",
+                        };
+                        let query = if broken { "word AND" } else { "word" };
+                        format!("[[rule]]\nid = 'r{id}'\nquery = '{query}'\n{client}\n")
+                    })
+                    .collect();
+                let path = dir.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            };
+            for (f, name) in EDITED.iter().enumerate() {
+                let client = usize::from(*name == "c.toml") * 2;
+                write(name, &[(2 * f, 0, false), (2 * f + 1, client, false)]);
+            }
+            let indexed = load_tree(dir.path()).flatten();
+            proptest::prop_assert!(indexed.errors.is_empty(), "{:?}", rendered(&indexed.errors));
+            indexed.memo.index_claims();
+            proptest::prop_assert!(Claiming::since(&indexed.memo, &Taken::default).shortcut.is_some());
+            let plain = load_tree(dir.path()).flatten().memo;
+            for (file, rules) in &edits {
+                match rules {
+                    Some(rules) => write(EDITED[*file], rules),
+                    None => {
+                        let _ = std::fs::remove_file(dir.path().join(EDITED[*file]));
+                    }
+                }
+            }
+            let (fast, fast_compiled) = since(dir.path(), &indexed.memo);
+            let (slow, slow_compiled) = since(dir.path(), &plain);
+            let full = load_tree(dir.path()).flatten();
+            proptest::prop_assert_eq!(rendered(&fast.errors), rendered(&slow.errors));
+            proptest::prop_assert_eq!(rendered(&fast.errors), rendered(&full.errors));
+            proptest::prop_assert_eq!(rendered(&fast.warnings), rendered(&slow.warnings));
+            proptest::prop_assert_eq!(fast_compiled, slow_compiled);
+            proptest::prop_assert_eq!(fast.unchanged, slow.unchanged);
+            proptest::prop_assert_eq!(fast.memo.files(), slow.memo.files());
+            // A client's pack reloaded alone, against the global ids remembered.
+            for client in ["acme", "zen"] {
+                let pack = |memo: &Memo| {
+                    let mut compiled = Vec::new();
+                    let keep = &mut |rules: Vec<CompiledRule>| compiled.extend(rules.into_iter().map(|r| r.rule.id));
+                    let loaded = load_client_pack(dir.path(), client, &Taken::default, memo, keep);
+                    (rendered(&loaded.errors), rendered(&loaded.warnings), loaded.unchanged, compiled)
+                };
+                proptest::prop_assert_eq!(pack(&indexed.memo), pack(&plain));
+            }
+        }
     }
 
     proptest::proptest! {

@@ -107,7 +107,8 @@ impl Reloader {
     /// Returns a reloader of `dir` into `matcher`, whose running set was loaded from
     /// `dir` as `memo` remembers (see [`RuleSet::load`]), and whose new ticket topics
     /// (named by `topics`, for the `[tickets]` settings `tickets` and the clients
-    /// `clients`) are admitted as `policy` says and added to `admitted`.
+    /// `clients`) are admitted as `policy` says and added to `admitted`. Called in a
+    /// Tokio runtime: the memo's claims are indexed on a blocking thread.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         dir: PathBuf,
@@ -120,6 +121,7 @@ impl Reloader {
         policy: TicketTopics,
         admitted: AdmittedTopics,
     ) -> Reloader {
+        index_claims_in_background(&memo);
         Reloader {
             dir,
             matcher,
@@ -160,6 +162,7 @@ impl Reloader {
                     let total = set.len();
                     let replaced = self.matcher.swap(set);
                     tokio::task::spawn_blocking(move || retire(replaced, RETIRE_PATIENCE));
+                    index_claims_in_background(&remembered);
                     *memo = remembered;
                     self.metrics.rules_reloaded(total);
                     self.metrics.rules_reload_warnings(warnings.len());
@@ -218,6 +221,15 @@ impl Reloader {
         self.admitted.extend(new);
         Ok(())
     }
+}
+
+/// Indexes the claims of `memo`, the running set's, on a blocking thread, so that the
+/// next reload claims only the changed files' ids (a third of a second less at a
+/// million rules; see [`Memo::index_claims`]). A reload that comes before the index
+/// is built claims every id, as it would without one.
+fn index_claims_in_background(memo: &Memo) {
+    let memo = memo.clone();
+    tokio::task::spawn_blocking(move || memo.index_claims());
 }
 
 /// What loading the packs of a reload gave: the set to install (`None` when no pack
