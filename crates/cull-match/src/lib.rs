@@ -244,15 +244,17 @@ impl Partition {
         }
         let rules: Vec<Stored> = kept.iter().map(|&i| self.rules[i as usize].clone()).chain(added).collect();
         let fresh = &rules[kept.len()..];
-        let Some(prefilter) =
-            self.prefilter.rebuilt(kept.iter().copied(), fresh.iter().map(Stored::anchoring))
-        else {
+        let Some(prefilter) = self.prefilter.rebuilt(
+            kept_files.iter().map(|&file| self.file_rules(file)),
+            fresh.iter().map(Stored::anchoring),
+        ) else {
             return Partition::new(self.client.clone(), rules);
         };
-        let mut names = Names::with_capacity(rules.len());
-        for &i in &kept {
-            names.push(self.names.id(i as usize), self.names.version(i as usize));
-        }
+        let mut names = self.names.keeping(
+            (0..self.file_ends.len())
+                .map(|file| (self.file_rules(file), kept_files.binary_search(&file).is_ok())),
+            rules.len(),
+        );
         lay_out(fresh, kept.len(), &mut names, &mut file_ends);
         // The kept ids stay where they hash to: their table is copied with each index
         // renumbered, and only the added ids are hashed.
@@ -402,6 +404,25 @@ impl Names {
     fn push(&mut self, id: &str, version: &str) {
         self.version_sum = self.version_sum.wrapping_add(version_number(version));
         self.records.push([id.into(), version.into()]);
+    }
+
+    /// Returns the names of the rules of the files `files` gives as (rule range,
+    /// whether it is kept), with room for `capacity` rules: the kept files' records
+    /// copied whole, and the version share less the other files' rules', so that a
+    /// reload keeping a million names reads only the dropped ones' versions.
+    fn keeping(&self, files: impl Iterator<Item = (std::ops::Range<u32>, bool)>, capacity: usize) -> Names {
+        let mut names = Names { records: Vec::with_capacity(capacity), version_sum: self.version_sum };
+        for (rules, kept) in files {
+            let rules = rules.start as usize..rules.end as usize;
+            if kept {
+                names.records.extend_from_slice(&self.records[rules]);
+            } else {
+                for dropped in &self.records[rules] {
+                    names.version_sum = names.version_sum.wrapping_sub(version_number(&dropped[1]));
+                }
+            }
+        }
+        names
     }
 
     fn id(&self, index: usize) -> &CompactString {
@@ -1082,8 +1103,15 @@ mod tests {
         })
         .collect();
         let kept = file("a.toml", &["acme", "globex", "initech", "umbrella", "hooli"]);
-        let mut set =
-            RuleSet::new(load(&[kept.clone(), file("b.toml", &["teams", "wonka", "stark"])])).unwrap();
+        // A kept file after the replaced one moves up, its unanchored rule (`site:`)
+        // with it.
+        let kept_after = file("c.toml", &["wonka", "stark", "teams", "outage", "zoom"]);
+        let mut set = RuleSet::new(load(&[
+            kept.clone(),
+            file("b.toml", &["teams", "wonka", "stark"]),
+            kept_after.clone(),
+        ]))
+        .unwrap();
         let mut literals = Vec::new();
         for round in 0..6 {
             let words: Vec<String> =
@@ -1093,7 +1121,7 @@ mod tests {
             set = set
                 .replace(|_, file| file.path != Path::new("b.toml"), load(std::slice::from_ref(&changed)))
                 .unwrap();
-            let anew = RuleSet::new(load(&[kept.clone(), changed])).unwrap();
+            let anew = RuleSet::new(load(&[kept.clone(), kept_after.clone(), changed])).unwrap();
             assert_eq!(set.version(), anew.version());
             for mention in &mentions {
                 assert_eq!(set.verdict(mention), anew.verdict(mention), "round {round}, {}", mention.text);

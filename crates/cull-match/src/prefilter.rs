@@ -24,6 +24,8 @@
 //! already found ([`Prefilter::proven_spans`]). At hundreds of thousands of rules this
 //! is most of the matching work saved.
 
+use std::ops::Range;
+
 use cull_model::PackedStrings;
 use cull_rules::compiled::{Anchor, MAX_ANCHOR_GROUPS};
 use cull_rules::CompiledRule;
@@ -333,14 +335,29 @@ impl Draft {
         Ok(true)
     }
 
-    /// Adds rule `rule` of `old`, whose dictionary this draft's extends, as it was.
-    fn keep(&mut self, old: &Prefilter, rule: u32) -> Result<(), MatchError> {
-        if old.unanchored.binary_search(&rule).is_ok() {
-            self.unanchored.push(self.rule_count() as u32);
+    /// Adds rules `rules` of `old`, whose dictionary this draft's extends, as they
+    /// were: a run of rules has one run of groups, copied whole, so that a reload
+    /// keeping a million rules copies a hundred slices, not a million.
+    fn keep(&mut self, old: &Prefilter, rules: Range<u32>) -> Result<(), MatchError> {
+        if rules.is_empty() {
+            return Ok(());
         }
-        self.proven.push(old.proven[rule as usize]);
-        self.groups.extend_from_slice(&old.groups[run(&old.group_ends, rule as usize)]);
-        self.end_rule()
+        let first = self.rule_count();
+        let unanchored = old.unanchored.partition_point(|&r| r < rules.start)
+            ..old.unanchored.partition_point(|&r| r < rules.end);
+        self.unanchored
+            .extend(old.unanchored[unanchored].iter().map(|&r| (first + (r - rules.start) as usize) as u32));
+        self.proven.extend_from_slice(&old.proven[rules.start as usize..rules.end as usize]);
+        let from = run(&old.group_ends, rules.start as usize).start;
+        let to = old.group_ends[rules.end as usize - 1] as usize;
+        let at = self.groups.len();
+        self.groups.extend_from_slice(&old.groups[from..to]);
+        for &end in &old.group_ends[rules.start as usize..rules.end as usize] {
+            let end = u32::try_from(at + (end as usize - from))
+                .map_err(|_| MatchError::TooManyRules { count: self.groups.len() })?;
+            self.group_ends.push(end);
+        }
+        Ok(())
     }
 
     /// Chooses each rule's anchor group, the one whose literals the fewest rules share,
@@ -426,21 +443,21 @@ impl Prefilter {
         draft.finish()
     }
 
-    /// Returns the prefilter for the rules of this one at the indexes `kept`, in that
-    /// order, followed by `added`: the kept rules' literals are taken as they are, so
-    /// that replacing one file of a large pack costs little more than that file.
+    /// Returns the prefilter for the rules of this one in the index ranges `kept`, in
+    /// that order, followed by `added`: the kept rules' literals are taken as they are,
+    /// so that replacing one file of a large pack costs little more than that file.
     ///
     /// Literals only removed rules had stay in the dictionary, unused; `None` asks for
     /// a prefilter built anew ([`Prefilter::new`]) once they would be most of it.
     pub fn rebuilt<'a>(
         &self,
-        kept: impl Iterator<Item = u32>,
+        kept: impl Iterator<Item = Range<u32>>,
         added: impl Iterator<Item = Anchoring<'a>>,
     ) -> Option<Result<Prefilter, MatchError>> {
         let mut draft = Draft { dictionary: self.dictionary.clone(), ..Draft::default() };
         let built = (|| {
-            for rule in kept {
-                draft.keep(self, rule)?;
+            for rules in kept {
+                draft.keep(self, rules)?;
             }
             for anchoring in added {
                 draft.add(anchoring)?;
