@@ -628,9 +628,10 @@ impl<'m> Claiming<'m> {
             .collect()
     }
 
-    /// Readies the claims of a file the load compiled (or could not read) at `path`,
-    /// whose rules claim `entries`' ids: its claims in the index no longer stand, and
-    /// when one of its ids clashes with a claim that does (or may yet), the shortcut
+    /// Readies the claims of a file at `path` that the load parsed again (new,
+    /// changed, or with errors of its own), whose rules claim `entries`' ids: its
+    /// claims in the index no longer stand, and when one of its ids clashes with a
+    /// claim that does (or may yet: a file not reached, or not readable), the shortcut
     /// ends.
     fn compiling(&mut self, path: &Path, entries: &[Entry]) {
         let Some(shortcut) = &mut self.shortcut else { return };
@@ -668,8 +669,9 @@ impl<'m> Claiming<'m> {
     }
 
     /// Leaves the shortcut: makes every claim of the files so far, in load order.
-    /// None clashes (else the shortcut would have ended before), so nothing is
-    /// reported.
+    /// Nothing is reported: no skipped claim clashes (else the shortcut would have
+    /// ended before), and the compiled files' duplicates among themselves were
+    /// reported when their claims were made, against the same earlier claims.
     fn claim_skipped(&mut self) {
         let Some(shortcut) = self.shortcut.take() else { return };
         let mut taken = (self.before)();
