@@ -562,7 +562,9 @@ impl Taken {
 /// nothing for the skipped claims to report: the index holds no clash among the
 /// remembered files, and none with the compiled files' ids.
 struct Claiming<'m> {
-    /// Every claim so far; only the compiled files' while the shortcut lasts.
+    /// Every claim so far; only the compiled files' while the shortcut lasts. A parsed
+    /// file's ids are claimed here directly, once [`Claiming::parsed_again`] has
+    /// readied the file.
     taken: Taken,
     /// Returns the claims made before the load, those the shortcut skips too.
     before: &'m dyn Fn() -> Taken,
@@ -633,7 +635,7 @@ impl<'m> Claiming<'m> {
     /// claims in the index no longer stand, and when one of its ids clashes with a
     /// claim that does (or may yet: a file not reached, or not readable), the shortcut
     /// ends.
-    fn compiling(&mut self, path: &Path, entries: &[Entry]) {
+    fn parsed_again(&mut self, path: &Path, entries: &[Entry]) {
         let Some(shortcut) = &mut self.shortcut else { return };
         let index = shortcut.index;
         if let Some(at) = index.file(path) {
@@ -646,18 +648,6 @@ impl<'m> Claiming<'m> {
         if clashes {
             self.claim_skipped();
         }
-    }
-
-    /// Claims `id` for a rule of `client` defined at `path:line` (see
-    /// [`Taken::claim`]), once [`Claiming::compiling`] has readied its file.
-    fn claim(
-        &mut self,
-        client: Option<&str>,
-        id: &str,
-        path: &Path,
-        line: usize,
-    ) -> Option<(PathBuf, usize)> {
-        self.taken.claim(client, id, path, line)
     }
 
     /// Records the claims of a compiled file at `path`, made, for leaving the
@@ -786,7 +776,7 @@ fn load_pack_each<'a>(
                     loaded.memo.insert(pack, path, file);
                 }
                 ReadFile::Parsed(file, digest) => {
-                    claiming.compiling(path, &file.entries);
+                    claiming.parsed_again(path, &file.entries);
                     let clean = file.errors.is_empty();
                     loaded.errors.extend(file.errors);
                     let Some(source) = file.source else { continue };
@@ -805,7 +795,8 @@ fn load_pack_each<'a>(
                     let mut rules = Vec::with_capacity(file.entries.len());
                     let mut claims = Vec::with_capacity(file.entries.len());
                     for entry in file.entries {
-                        let first = claiming.claim(entry.client.as_deref(), &entry.id, path, entry.line);
+                        let first =
+                            claiming.taken.claim(entry.client.as_deref(), &entry.id, path, entry.line);
                         match first {
                             Some(first) => loaded.errors.push(duplicate_id(
                                 path,
@@ -1678,24 +1669,28 @@ mod tests {
         };
         let path = |name: &str| dir.path().join(name);
         let mut claiming = Claiming::since(&memo, &Taken::default);
-        claiming.compiling(&path("a.toml"), &[entry("a", None), entry("new", None)]);
-        claiming.compiling(&path("0.toml"), &[entry("x", Some("zen")), entry("z", Some("acme"))]);
+        claiming.parsed_again(&path("a.toml"), &[entry("a", None), entry("new", None)]);
+        claiming.parsed_again(&path("0.toml"), &[entry("x", Some("zen")), entry("z", Some("acme"))]);
         assert!(
             claiming.shortcut.is_some(),
             "a recompiled file's own ids, new ids and another client's ids do not clash"
         );
-        assert_eq!(claiming.claim(None, "new", &path("a.toml"), 3), None);
+        assert_eq!(claiming.taken.claim(None, "new", &path("a.toml"), 3), None);
         claiming.compiled(&path("a.toml"), vec![(None, "new".to_string(), 3)]);
         assert!(claiming.remembered(&path("b.toml"), &memo.pack(None).unwrap()[&path("b.toml")]).is_empty());
-        claiming.compiling(&path("acme/y.toml"), &[entry("x", Some("acme"))]);
+        claiming.parsed_again(&path("acme/y.toml"), &[entry("x", Some("acme"))]);
         assert!(claiming.shortcut.is_none(), "acme's `x` of x.toml, not reached yet, clashes");
         assert_eq!(
-            claiming.claim(None, "b", &path("c.toml"), 1),
+            claiming.taken.claim(None, "b", &path("c.toml"), 1),
             Some((path("b.toml"), 2)),
             "the claims skipped are made once the shortcut ends"
         );
-        assert_eq!(claiming.claim(None, "new", &path("c.toml"), 1), Some((path("a.toml"), 3)));
-        assert_eq!(claiming.claim(None, "a", &path("c.toml"), 1), None, "a.toml's old claims do not stand");
+        assert_eq!(claiming.taken.claim(None, "new", &path("c.toml"), 1), Some((path("a.toml"), 3)));
+        assert_eq!(
+            claiming.taken.claim(None, "a", &path("c.toml"), 1),
+            None,
+            "a.toml's old claims do not stand"
+        );
 
         let (_dir, refused) = tree(&[
             ("a.toml", "[[rule]]\nid = 'a'\nquery = 'alpha'\n"),
