@@ -52,10 +52,11 @@ fn keyword_slot(field: Field) -> Option<usize> {
 
 /// Returns the ordering key of a term, see [`Entry::key`].
 fn key_of(term: &[u8]) -> u64 {
-    let mut key = [0u8; 8];
-    let len = term.len().min(8);
-    key[..len].copy_from_slice(&term[..len]);
-    u64::from_be_bytes(key)
+    // Without a copy of a variable length: that is a call to `memcpy` per token.
+    match term.first_chunk::<8>() {
+        Some(first) => u64::from_be_bytes(*first),
+        None => term.iter().enumerate().fold(0, |key, (i, &b)| key | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 /// One token of a field: where its term lies in the arena, its position and the bytes

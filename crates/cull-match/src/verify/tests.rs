@@ -5,7 +5,7 @@ use cull_model::{Channel, Mention, Span};
 use cull_rules::plan::{Field, Plan, Sequence, TextField, Word};
 use cull_rules::Mask;
 
-use super::{first_mask_hit, intersection_exists_with_slop, matches, spans, Document, Hidden};
+use super::{first_mask_hit, intersection_exists_with_slop, key_of, matches, spans, Document, Hidden};
 
 fn words(text: &str, form: Form) -> Vec<Word> {
     let tokens = analyze(text, form, Mode::Query);
@@ -494,4 +494,14 @@ fn phrases_agree_with_tantivy() -> tantivy::Result<()> {
     }
     assert!(checked_matches > 1000, "the random cases should match often, got {checked_matches}");
     Ok(())
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_terms_key_is_its_first_eight_bytes_zero_padded(term in proptest::collection::vec(1u8.., 0..12)) {
+        let mut padded = [0u8; 8];
+        let len = term.len().min(8);
+        padded[..len].copy_from_slice(&term[..len]);
+        proptest::prop_assert_eq!(key_of(&term), u64::from_be_bytes(padded));
+    }
 }
