@@ -366,14 +366,9 @@ pub fn for_each_token_with(
     let mut speller = Speller { form, buffer: std::mem::take(spelling) };
     let mut position: u32 = 0;
     let mut previous_end: Option<usize> = None;
-    // Whether the text is ASCII is asked once: then so is every word, and its words
-    // are found by the ASCII segmenter.
+    // Whether the text is ASCII is asked once: then so is every word.
     let text_ascii = text.is_ascii();
-    let mut words = if text_ascii {
-        Words::Ascii(AsciiWords { text, at: 0 })
-    } else {
-        Words::Unicode(text.unicode_word_indices())
-    };
+    let mut words = Words::new(text);
     while let Some((start, word)) = words.next() {
         let end = start + word.len();
         // A `#` or `@` right before the word makes a hashtag or handle, unless it is
@@ -433,18 +428,80 @@ pub fn for_each_token_with(
     *spelling = speller.buffer;
 }
 
-/// The words of a text (as [`UnicodeSegmentation::unicode_word_indices`] gives them),
-/// by the segmenter for its script.
-enum Words<'a> {
+/// The words of a text, with their byte offsets: those
+/// [`UnicodeSegmentation::unicode_word_indices`] gives, found piece by piece, each
+/// piece by the segmenter for what it holds.
+///
+/// Most posts that are not all ASCII are ASCII but for a curly quote or an emoji,
+/// and Unicode segmentation costs several times the ASCII segmenter. So the text is
+/// cut where a space is followed by an ASCII character other than a space: UAX #29
+/// always breaks there, and no rule looks across such a space, so that each piece
+/// segments as it does within the whole text. (A space followed by a character that
+/// is not ASCII is not a cut: an extending mark would join the space, WB4.) Pieces
+/// that are all ASCII go to [`AsciiWords`], the others to unicode-segmentation.
+struct Words<'a> {
+    text: &'a str,
+    /// Where the piece being read starts in `text`, and where the next one does.
+    piece_start: usize,
+    next_piece: usize,
+    piece: Piece<'a>,
+}
+
+enum Piece<'a> {
     Ascii(AsciiWords<'a>),
     Unicode(unicode_segmentation::UnicodeWordIndices<'a>),
 }
 
 impl<'a> Words<'a> {
+    fn new(text: &'a str) -> Words<'a> {
+        Words { text, piece_start: 0, next_piece: 0, piece: Piece::Ascii(AsciiWords { text: "", at: 0 }) }
+    }
+
+    /// Whether UAX #29 breaks before byte `at` of `bytes` whatever comes before the
+    /// space that precedes it (see [`Words`]).
+    fn is_cut(bytes: &[u8], at: usize) -> bool {
+        bytes[at - 1] == b' ' && bytes[at] != b' ' && bytes[at].is_ascii()
+    }
+
+    /// Starts the piece at `next_piece`: the ASCII up to the last cut before the next
+    /// character that is not ASCII, or, when there is no such cut, up to the first cut
+    /// after that character.
+    fn next_piece(&mut self) {
+        let rest = &self.text[self.next_piece..];
+        let bytes = rest.as_bytes();
+        let (end, ascii) = match bytes.iter().position(|b| !b.is_ascii()) {
+            None => (bytes.len(), true),
+            Some(first) => match (1..first).rev().find(|&at| Self::is_cut(bytes, at)) {
+                Some(cut) => (cut, true),
+                None => (
+                    (first + 1..bytes.len()).find(|&at| Self::is_cut(bytes, at)).unwrap_or(bytes.len()),
+                    false,
+                ),
+            },
+        };
+        let text = &rest[..end];
+        self.piece = if ascii {
+            Piece::Ascii(AsciiWords { text, at: 0 })
+        } else {
+            Piece::Unicode(text.unicode_word_indices())
+        };
+        self.piece_start = self.next_piece;
+        self.next_piece += end;
+    }
+
     fn next(&mut self) -> Option<(usize, &'a str)> {
-        match self {
-            Words::Ascii(words) => words.next(),
-            Words::Unicode(words) => words.next(),
+        loop {
+            let word = match &mut self.piece {
+                Piece::Ascii(words) => words.next(),
+                Piece::Unicode(words) => words.next(),
+            };
+            if let Some((start, word)) = word {
+                return Some((self.piece_start + start, word));
+            }
+            if self.next_piece == self.text.len() {
+                return None;
+            }
+            self.next_piece();
         }
     }
 }
@@ -455,32 +512,47 @@ impl<'a> Words<'a> {
 /// Hand-written because that crate's ASCII path makes a segment of every space and
 /// punctuation mark between words, which its word filter then reads and drops: about
 /// half of its work on prose. This one skips to the next letter, digit or `_` and
-/// takes the same run the crate's would (UAX #29 for ASCII, see [`AsciiWords::joins`]);
+/// takes the same run the crate's would (UAX #29 for ASCII, see [`ASCII_WORD_CLASS`]);
 /// a property test holds it to the crate's answers.
 struct AsciiWords<'a> {
     text: &'a str,
     at: usize,
 }
 
-impl<'a> AsciiWords<'a> {
-    /// Letters, digits and `_` (UAX #29's ALetter, Numeric and ExtendNumLet), which
-    /// any two of join (WB5, WB8–WB10, WB13a–b).
-    fn is_core(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || b == b'_'
+/// What UAX #29 makes of each ASCII byte, as bits, see [`AsciiWords::next`].
+const ASCII_WORD_CLASS: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match b as u8 {
+            b'a'..=b'z' | b'A'..=b'Z' => AsciiWords::LETTER,
+            b'0'..=b'9' => AsciiWords::DIGIT,
+            b'_' => AsciiWords::UNDERSCORE,
+            b'.' | b'\'' => AsciiWords::MID_LETTER | AsciiWords::MID_NUMBER,
+            b':' => AsciiWords::MID_LETTER,
+            b',' | b';' => AsciiWords::MID_NUMBER,
+            _ => 0,
+        };
+        b += 1;
     }
+    table
+};
 
-    /// Whether `b` between `before` and `after` stays inside the word: `.`, `'` or `:`
-    /// between letters (WB6–WB7), `.`, `'`, `,` or `;` between digits (WB11–WB12).
-    fn joins(before: u8, b: u8, after: u8) -> bool {
-        match b {
-            b'.' | b'\'' => {
-                before.is_ascii_alphabetic() && after.is_ascii_alphabetic()
-                    || before.is_ascii_digit() && after.is_ascii_digit()
-            }
-            b':' => before.is_ascii_alphabetic() && after.is_ascii_alphabetic(),
-            b',' | b';' => before.is_ascii_digit() && after.is_ascii_digit(),
-            _ => false,
-        }
+impl<'a> AsciiWords<'a> {
+    /// ALetter and Numeric.
+    const LETTER: u8 = 1;
+    const DIGIT: u8 = 2;
+    /// ExtendNumLet. Any two of letters, digits and `_` join (WB5, WB8–WB10,
+    /// WB13a–b): they are a word's core.
+    const UNDERSCORE: u8 = 4;
+    const CORE: u8 = Self::LETTER | Self::DIGIT | Self::UNDERSCORE;
+    /// Joins two letters (WB6–WB7: `.`, `'`, `:`).
+    const MID_LETTER: u8 = 8;
+    /// Joins two digits (WB11–WB12: `.`, `'`, `,`, `;`).
+    const MID_NUMBER: u8 = 16;
+
+    fn class(b: u8) -> u8 {
+        ASCII_WORD_CLASS[usize::from(b & 0x7F)]
     }
 }
 
@@ -490,20 +562,30 @@ impl<'a> Iterator for AsciiWords<'a> {
     fn next(&mut self) -> Option<(usize, &'a str)> {
         let bytes = self.text.as_bytes();
         loop {
-            let start = self.at + bytes[self.at..].iter().position(|&b| Self::is_core(b))?;
-            let mut end = start + 1;
-            while end < bytes.len() {
-                if Self::is_core(bytes[end])
-                    || end + 1 < bytes.len() && Self::joins(bytes[end - 1], bytes[end], bytes[end + 1])
-                {
+            let start = self.at + bytes[self.at..].iter().position(|&b| Self::class(b) & Self::CORE != 0)?;
+            let (mut end, mut seen) = (start + 1, Self::class(bytes[start]));
+            while let Some(&b) = bytes.get(end) {
+                let class = Self::class(b);
+                if class & Self::CORE != 0 {
+                    seen |= class;
                     end += 1;
+                    continue;
+                }
+                let Some(&after) = bytes.get(end + 1) else { break };
+                let after = Self::class(after);
+                let both = Self::class(bytes[end - 1]) & after;
+                if class & Self::MID_LETTER != 0 && both & Self::LETTER != 0
+                    || class & Self::MID_NUMBER != 0 && both & Self::DIGIT != 0
+                {
+                    seen |= after;
+                    end += 2;
                 } else {
                     break;
                 }
             }
             self.at = end;
             // A run of `_` alone is a segment, but not a word.
-            if bytes[start..end].iter().any(u8::is_ascii_alphanumeric) {
+            if seen & (Self::LETTER | Self::DIGIT) != 0 {
                 return Some((start, &self.text[start..end]));
             }
         }
@@ -758,6 +840,30 @@ mod tests {
             let ascii: Vec<(usize, &str)> = AsciiWords { text: &text, at: 0 }.collect();
             let general: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(ascii, general);
+        }
+
+        #[test]
+        fn a_text_cut_into_pieces_has_the_words_unicode_segmentation_finds(
+            chars in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "Z", "9", "_", ".", ",", ":", ";", "'", "\"", "#", " ", " ", "  ", "\t", "\r\n", "-",
+                "\u{e9}", "\u{301}", "\u{93e}", "\u{915}", "\u{200d}", "\u{200e}", "\u{ad}", "\u{2019}",
+                "\u{a0}", "\u{3000}", "\u{1f1fa}", "\u{1f1f8}", "\u{1f44d}", "\u{1f3fb}", "\u{65e5}",
+                "\u{30a2}", "\u{5d0}", "\u{660}", "\u{ff0e}", "\u{2024}",
+            ]), 0..40)
+        ) {
+            let text = chars.concat();
+            let mut words = Words::new(&text);
+            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).collect();
+            let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
+            proptest::prop_assert_eq!(pieces, whole);
+        }
+
+        #[test]
+        fn any_text_cut_into_pieces_has_the_words_unicode_segmentation_finds(text in "([a-z ]|\\PC){0,60}") {
+            let mut words = Words::new(&text);
+            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).collect();
+            let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
+            proptest::prop_assert_eq!(pieces, whole);
         }
 
         #[test]
