@@ -204,27 +204,46 @@ impl Speller {
     }
 }
 
-/// Bits of what an ASCII word holds, see [`ascii_class`].
+/// Bits of what an ASCII byte is, to UAX #29 and to the analyzer's steps; a word's
+/// class is the union of its bytes' ([`ascii_class`]).
 struct Class;
 
 impl Class {
-    const UPPER: u8 = 1;
+    /// ALetter.
+    const LETTER: u8 = 1;
+    /// Numeric.
+    const DIGIT: u8 = 2;
+    /// ExtendNumLet. Any two of letters, digits and `_` join (WB5, WB8–WB10,
+    /// WB13a–b): they are a word's core.
+    const UNDERSCORE: u8 = 4;
+    const CORE: u8 = Class::LETTER | Class::DIGIT | Class::UNDERSCORE;
+    /// Joins two letters (WB6–WB7: `.`, `'`, `:`).
+    const MID_LETTER: u8 = 8;
+    /// Joins two digits (WB11–WB12: `.`, `'`, `,`, `;`).
+    const MID_NUMBER: u8 = 16;
+    const UPPER: u8 = 32;
     /// `. : _ /`, see [`is_joiner`].
-    const JOINER: u8 = 2;
-    const APOSTROPHE: u8 = 4;
+    const JOINER: u8 = 64;
+    const APOSTROPHE: u8 = 128;
     /// What a word not known to be ASCII may hold.
-    const ANY: u8 = Class::UPPER | Class::JOINER | Class::APOSTROPHE;
+    const ANY: u8 = u8::MAX;
 }
 
-/// The [`Class`] bits of each ASCII byte.
+/// The [`Class`] of each ASCII byte.
 const ASCII_CLASS: [u8; 128] = {
     let mut table = [0u8; 128];
     let mut b = 0;
     while b < 128 {
         table[b] = match b as u8 {
-            b'A'..=b'Z' => Class::UPPER,
-            b'.' | b':' | b'_' | b'/' => Class::JOINER,
-            b'\'' => Class::APOSTROPHE,
+            b'a'..=b'z' => Class::LETTER,
+            b'A'..=b'Z' => Class::LETTER | Class::UPPER,
+            b'0'..=b'9' => Class::DIGIT,
+            b'_' => Class::UNDERSCORE | Class::JOINER,
+            b'.' => Class::MID_LETTER | Class::MID_NUMBER | Class::JOINER,
+            b'\'' => Class::MID_LETTER | Class::MID_NUMBER | Class::APOSTROPHE,
+            b':' => Class::MID_LETTER | Class::JOINER,
+            b',' | b';' => Class::MID_NUMBER,
+            b'/' => Class::JOINER,
             _ => 0,
         };
         b += 1;
@@ -232,9 +251,14 @@ const ASCII_CLASS: [u8; 128] = {
     table
 };
 
-/// Returns the [`Class`] bits of what ASCII `word` holds.
+/// Returns the [`Class`] of ASCII byte `b`.
+fn byte_class(b: u8) -> u8 {
+    ASCII_CLASS[usize::from(b & 0x7F)]
+}
+
+/// Returns the [`Class`] of ASCII `word`.
 fn ascii_class(word: &str) -> u8 {
-    word.bytes().fold(0, |class, b| class | ASCII_CLASS[usize::from(b & 0x7F)])
+    word.bytes().fold(0, |class, b| class | byte_class(b))
 }
 
 /// Returns `range` of `text` (`ascii` when it is all ASCII, which has no format
@@ -369,7 +393,7 @@ pub fn for_each_token_with(
     // Whether the text is ASCII is asked once: then so is every word.
     let text_ascii = text.is_ascii();
     let mut words = Words::new(text);
-    while let Some((start, word)) = words.next() {
+    while let Some((start, word, class)) = words.next() {
         let end = start + word.len();
         // A `#` or `@` right before the word makes a hashtag or handle, unless it is
         // glued to the previous word ("a#b").
@@ -382,10 +406,14 @@ pub fn for_each_token_with(
         // Whether the word is ASCII is asked once, for every step's fast path; a
         // piece that starts before the word holds its sigil too.
         let ascii = text_ascii || word.is_ascii();
-        // What an ASCII word holds, read in one pass, rules out most steps below
+        // What an ASCII word holds, read as it was found, rules out most steps below
         // without each reading the word again.
-        let class = if ascii { ascii_class(word) } else { Class::ANY };
-        let possessive = without_possessive(word, ascii);
+        let class = match class {
+            Some(class) => class,
+            None if ascii => ascii_class(word),
+            None => Class::ANY,
+        };
+        let possessive = if class & Class::APOSTROPHE == 0 { None } else { without_possessive(word, ascii) };
         let stem = &word[..possessive.unwrap_or(word.len())];
         if class & Class::JOINER == 0 {
             parts.clear();
@@ -489,14 +517,16 @@ impl<'a> Words<'a> {
         self.next_piece += end;
     }
 
-    fn next(&mut self) -> Option<(usize, &'a str)> {
+    /// Returns the next word's offset, the word, and its [`Class`] when the ASCII
+    /// segmenter found it.
+    fn next(&mut self) -> Option<(usize, &'a str, Option<u8>)> {
         loop {
             let word = match &mut self.piece {
-                Piece::Ascii(words) => words.next(),
-                Piece::Unicode(words) => words.next(),
+                Piece::Ascii(words) => words.next().map(|(start, word, class)| (start, word, Some(class))),
+                Piece::Unicode(words) => words.next().map(|(start, word)| (start, word, None)),
             };
-            if let Some((start, word)) = word {
-                return Some((self.piece_start + start, word));
+            if let Some((start, word, class)) = word {
+                return Some((self.piece_start + start, word, class));
             }
             if self.next_piece == self.text.len() {
                 return None;
@@ -512,72 +542,36 @@ impl<'a> Words<'a> {
 /// Hand-written because that crate's ASCII path makes a segment of every space and
 /// punctuation mark between words, which its word filter then reads and drops: about
 /// half of its work on prose. This one skips to the next letter, digit or `_` and
-/// takes the same run the crate's would (UAX #29 for ASCII, see [`ASCII_WORD_CLASS`]);
+/// takes the same run the crate's would (UAX #29 for ASCII, see [`Class`]);
 /// a property test holds it to the crate's answers.
 struct AsciiWords<'a> {
     text: &'a str,
     at: usize,
 }
 
-/// What UAX #29 makes of each ASCII byte, as bits, see [`AsciiWords::next`].
-const ASCII_WORD_CLASS: [u8; 128] = {
-    let mut table = [0u8; 128];
-    let mut b = 0;
-    while b < 128 {
-        table[b] = match b as u8 {
-            b'a'..=b'z' | b'A'..=b'Z' => AsciiWords::LETTER,
-            b'0'..=b'9' => AsciiWords::DIGIT,
-            b'_' => AsciiWords::UNDERSCORE,
-            b'.' | b'\'' => AsciiWords::MID_LETTER | AsciiWords::MID_NUMBER,
-            b':' => AsciiWords::MID_LETTER,
-            b',' | b';' => AsciiWords::MID_NUMBER,
-            _ => 0,
-        };
-        b += 1;
-    }
-    table
-};
-
-impl<'a> AsciiWords<'a> {
-    /// ALetter and Numeric.
-    const LETTER: u8 = 1;
-    const DIGIT: u8 = 2;
-    /// ExtendNumLet. Any two of letters, digits and `_` join (WB5, WB8–WB10,
-    /// WB13a–b): they are a word's core.
-    const UNDERSCORE: u8 = 4;
-    const CORE: u8 = Self::LETTER | Self::DIGIT | Self::UNDERSCORE;
-    /// Joins two letters (WB6–WB7: `.`, `'`, `:`).
-    const MID_LETTER: u8 = 8;
-    /// Joins two digits (WB11–WB12: `.`, `'`, `,`, `;`).
-    const MID_NUMBER: u8 = 16;
-
-    fn class(b: u8) -> u8 {
-        ASCII_WORD_CLASS[usize::from(b & 0x7F)]
-    }
-}
-
 impl<'a> Iterator for AsciiWords<'a> {
-    type Item = (usize, &'a str);
+    /// A word's offset, the word, and its [`Class`], read on the way.
+    type Item = (usize, &'a str, u8);
 
-    fn next(&mut self) -> Option<(usize, &'a str)> {
+    fn next(&mut self) -> Option<(usize, &'a str, u8)> {
         let bytes = self.text.as_bytes();
         loop {
-            let start = self.at + bytes[self.at..].iter().position(|&b| Self::class(b) & Self::CORE != 0)?;
-            let (mut end, mut seen) = (start + 1, Self::class(bytes[start]));
+            let start = self.at + bytes[self.at..].iter().position(|&b| byte_class(b) & Class::CORE != 0)?;
+            let (mut end, mut seen) = (start + 1, byte_class(bytes[start]));
             while let Some(&b) = bytes.get(end) {
-                let class = Self::class(b);
-                if class & Self::CORE != 0 {
+                let class = byte_class(b);
+                if class & Class::CORE != 0 {
                     seen |= class;
                     end += 1;
                     continue;
                 }
                 let Some(&after) = bytes.get(end + 1) else { break };
-                let after = Self::class(after);
-                let both = Self::class(bytes[end - 1]) & after;
-                if class & Self::MID_LETTER != 0 && both & Self::LETTER != 0
-                    || class & Self::MID_NUMBER != 0 && both & Self::DIGIT != 0
+                let after = byte_class(after);
+                let both = byte_class(bytes[end - 1]) & after;
+                if class & Class::MID_LETTER != 0 && both & Class::LETTER != 0
+                    || class & Class::MID_NUMBER != 0 && both & Class::DIGIT != 0
                 {
-                    seen |= after;
+                    seen |= class | after;
                     end += 2;
                 } else {
                     break;
@@ -585,8 +579,8 @@ impl<'a> Iterator for AsciiWords<'a> {
             }
             self.at = end;
             // A run of `_` alone is a segment, but not a word.
-            if seen & (Self::LETTER | Self::DIGIT) != 0 {
-                return Some((start, &self.text[start..end]));
+            if seen & (Class::LETTER | Class::DIGIT) != 0 {
+                return Some((start, &self.text[start..end], seen));
             }
         }
     }
@@ -805,6 +799,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_space_before_a_mark_is_not_a_cut() {
+        // The mark joins the space (WB4), and the Devanagari vowel sign is alphabetic,
+        // so the space starts a word.
+        for text in ["\u{e9} \u{93e}", "a \u{301}b c", "\u{1f44d} \u{200d}x y"] {
+            let mut words = Words::new(text);
+            let pieces: Vec<(usize, &str)> =
+                std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
+            assert_eq!(pieces, text.unicode_word_indices().collect::<Vec<_>>(), "{text:?}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn ascii_words_take_the_fast_paths_to_the_same_answers(word in "(l'|L'|qu'|dell'|x')?[a-zA-Z0-9'.:_/#@ -]{0,10}('s|'S|')?") {
@@ -827,6 +833,7 @@ mod tests {
             }
             if class & Class::APOSTROPHE == 0 {
                 proptest::prop_assert_eq!(after_elision(&word, true, &mut fast), None);
+                proptest::prop_assert_eq!(without_possessive(&word, true), None);
             }
             if class & Class::UPPER == 0 {
                 proptest::prop_assert_eq!(fold(&word), word.clone());
@@ -837,7 +844,11 @@ mod tests {
         fn the_ascii_segmenter_finds_the_words_unicode_segmentation_finds(
             text in "([a-zA-Z0-9_.,;:'\"#@/ \t\r\n-]|[aZ9][.,;:'][aZ9_]){0,40}"
         ) {
-            let ascii: Vec<(usize, &str)> = AsciiWords { text: &text, at: 0 }.collect();
+            let ascii: Vec<(usize, &str, u8)> = AsciiWords { text: &text, at: 0 }.collect();
+            for &(_, word, class) in &ascii {
+                proptest::prop_assert_eq!(class, ascii_class(word));
+            }
+            let ascii: Vec<(usize, &str)> = ascii.into_iter().map(|(start, word, _)| (start, word)).collect();
             let general: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(ascii, general);
         }
@@ -853,7 +864,7 @@ mod tests {
         ) {
             let text = chars.concat();
             let mut words = Words::new(&text);
-            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).collect();
+            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
             let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(pieces, whole);
         }
@@ -861,7 +872,7 @@ mod tests {
         #[test]
         fn any_text_cut_into_pieces_has_the_words_unicode_segmentation_finds(text in "([a-z ]|\\PC){0,60}") {
             let mut words = Words::new(&text);
-            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).collect();
+            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
             let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(pieces, whole);
         }
