@@ -359,8 +359,8 @@ fn joined_parts(word: &str, ascii: bool, parts: &mut Vec<(usize, usize)>) {
 /// This is the analyzer; [`analyze`] and [`CullTokenizer`] are views of it. It is on
 /// the matcher's hot path, so it allocates nothing per token: ASCII words that are
 /// already lowercase are handed out as slices of `text`, others are spelled into one
-/// reused buffer. Word segmentation is `unicode-segmentation`'s, which has a fast path
-/// for ASCII text.
+/// reused buffer. Words are those of `unicode-segmentation`, whose segmenter reads the
+/// parts of the text that are not ASCII, and a hand-written one the rest.
 ///
 /// A word of joined parts ("NASDAQ:WORK") takes one position per part in both modes,
 /// so that a phrase of the query lines up with the text whichever way each writes it;
