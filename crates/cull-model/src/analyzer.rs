@@ -390,8 +390,6 @@ pub fn for_each_token_with(
     let mut speller = Speller { form, buffer: std::mem::take(spelling) };
     let mut position: u32 = 0;
     let mut previous_end: Option<usize> = None;
-    // Whether the text is ASCII is asked once: then so is every word.
-    let text_ascii = text.is_ascii();
     let mut words = Words::new(text);
     while let Some((start, word, class)) = words.next() {
         let end = start + word.len();
@@ -403,9 +401,10 @@ pub fn for_each_token_with(
             _ => start,
         };
         previous_end = Some(end);
-        // Whether the word is ASCII is asked once, for every step's fast path; a
-        // piece that starts before the word holds its sigil too.
-        let ascii = text_ascii || word.is_ascii();
+        // Whether the word is ASCII is asked once, for every step's fast path (a word
+        // the ASCII segmenter found is); a piece that starts before the word holds its
+        // sigil too.
+        let ascii = class.is_some() || word.is_ascii();
         // What an ASCII word holds, read as it was found, rules out most steps below
         // without each reading the word again.
         let class = match class {
