@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use cull_model::{CompactString, CullReason, Culled, MatchedRule, Mention, Span, Verdict, VERDICT_SCHEMA};
 use cull_rules::CompiledRule;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 use rayon::prelude::*;
 
 use crate::prefilter::{Anchoring, Candidate, Prefilter, Scratch};
@@ -219,17 +219,21 @@ pub struct Partition {
     by_id: HashTable<u32>,
     hasher: DefaultHashBuilder,
     prefilter: Prefilter,
+    /// The ids of the rules that opted in to a metric series of their own
+    /// (`metrics = true`): a few, so that a million rules never make a million series.
+    measured: HashSet<CompactString>,
 }
 
 impl Partition {
     fn new(client: Option<String>, rules: Vec<Stored>) -> Result<Partition, MatchError> {
         let prefilter = Prefilter::new(rules.iter().map(Stored::anchoring))?;
-        let (mut names, mut file_ends) = (Names::with_capacity(rules.len()), Vec::new());
-        lay_out(&rules, 0, &mut names, &mut file_ends);
+        let (mut names, mut file_ends, mut measured) =
+            (Names::with_capacity(rules.len()), Vec::new(), HashSet::new());
+        lay_out(&rules, 0, &mut names, &mut file_ends, &mut measured);
         let hasher = DefaultHashBuilder::default();
         let mut by_id = HashTable::with_capacity(rules.len());
         index_ids(&mut by_id, &hasher, &names, 0..rules.len());
-        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter })
+        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter, measured })
     }
 
     /// Returns this partition with the rules of its files `kept_files` (indexes into
@@ -255,7 +259,20 @@ impl Partition {
                 .map(|file| (self.file_rules(file), kept_files.binary_search(&file).is_ok())),
             rules.len(),
         );
-        lay_out(fresh, kept.len(), &mut names, &mut file_ends);
+        // A kept rule still opts in; a rule of a replaced file opts in again only if its
+        // new definition does (its id is found in the old set, but in a dropped file).
+        let mut measured: HashSet<CompactString> = self
+            .measured
+            .iter()
+            .filter(|id| {
+                self.position(id).is_some_and(|index| {
+                    let file = self.file_ends.partition_point(|&end| end as usize <= index);
+                    kept_files.binary_search(&file).is_ok()
+                })
+            })
+            .cloned()
+            .collect();
+        lay_out(fresh, kept.len(), &mut names, &mut file_ends, &mut measured);
         // The kept ids stay where they hash to: their table is copied with each index
         // renumbered, and only the added ids are hashed.
         let mut renumbered = vec![u32::MAX; self.rules.len()];
@@ -270,7 +287,7 @@ impl Partition {
         let hasher = self.hasher.clone();
         index_ids(&mut by_id, &hasher, &names, kept.len()..rules.len());
         let client = self.client.clone();
-        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter: prefilter? })
+        Ok(Partition { client, rules, file_ends, names, by_id, hasher, prefilter: prefilter?, measured })
     }
 
     /// Returns the rule files the partition has rules of, in rule order (a file comes
@@ -353,13 +370,23 @@ fn index_ids(
     }
 }
 
-/// Adds the names of `rules`, which are stored from index `first` on, to `names`, and
-/// the ends of their files' runs to `file_ends`.
-fn lay_out(rules: &[Stored], first: usize, names: &mut Names, file_ends: &mut Vec<u32>) {
+/// Adds the names of `rules`, which are stored from index `first` on, to `names`, the
+/// ends of their files' runs to `file_ends`, and the ids of those that opt in to a
+/// metric series of their own to `measured`.
+fn lay_out(
+    rules: &[Stored],
+    first: usize,
+    names: &mut Names,
+    file_ends: &mut Vec<u32>,
+    measured: &mut HashSet<CompactString>,
+) {
     let mut previous: Option<RuleRef<'_>> = None;
     for (i, rule) in rules.iter().enumerate() {
         let fields = rule.fields();
         names.push(fields.id, fields.version);
+        if fields.metrics {
+            measured.insert(fields.id.into());
+        }
         // Compared as bytes: `Path`'s equality compares component by component.
         if previous.is_some_and(|p| p.pack != fields.pack || p.path.as_os_str() != fields.path.as_os_str()) {
             file_ends.push((first + i) as u32);
@@ -573,6 +600,12 @@ impl RuleSet {
     pub fn partitions_for(&self, client: Option<&str>) -> impl Iterator<Item = &Partition> {
         let own = client.and_then(|client| self.clients.get(client));
         std::iter::once(self.global.as_ref()).chain(own.map(Arc::as_ref))
+    }
+
+    /// Whether rule `id`, met by a mention of `client`, opted in to a metric series of
+    /// its own (`metrics = true`); the others are counted by the index, not in series.
+    pub fn measures(&self, client: Option<&str>, id: &str) -> bool {
+        self.partitions_for(client).any(|partition| partition.measured.contains(id))
     }
 
     /// Returns the clients that have rules, in name order.
@@ -1220,6 +1253,53 @@ mod tests {
         );
         let ids: Vec<&str> = replaced.rule_refs().map(|r| r.id).collect();
         assert_eq!(ids, ["b1", "b2", "c1", "acme-b3", "acme-c2"]);
+    }
+
+    #[test]
+    fn only_rules_that_opt_in_are_measured_and_a_replace_follows_their_new_definition() {
+        let rules = |path: &str, toml: &str| {
+            let loaded = cull_rules::load_files([(Path::new(path), toml.as_bytes())]);
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            loaded.rules
+        };
+        // Compact rules (plain words) and a whole one (an exclusion), global and a client's.
+        let mut all = rules(
+            "a.toml",
+            "[[rule]]\nid = 'kept'\nquery = 'slack'\nmetrics = true\n\n\
+             [[rule]]\nid = 'quiet'\nquery = 'slack'\n\n\
+             [[rule]]\nid = 'whole'\nquery = 'slack'\nexclude = 'adjuster'\nmetrics = true\n",
+        );
+        all.extend(rules(
+            "b.toml",
+            "[[rule]]\nid = 'changed'\nquery = 'zoom'\nmetrics = true\n\n\
+             [[rule]]\nid = 'acme'\nquery = 'zoom'\nclient = 'acme'\nmetrics = true\n",
+        ));
+        let set = RuleSet::new(all).unwrap();
+        let measured = |set: &RuleSet, client: Option<&str>| -> Vec<&str> {
+            ["kept", "quiet", "whole", "changed", "acme", "absent"]
+                .into_iter()
+                .filter(|id| set.measures(client, id))
+                .collect()
+        };
+        assert_eq!(measured(&set, None), ["kept", "whole", "changed"]);
+        assert_eq!(measured(&set, Some("acme")), ["kept", "whole", "changed", "acme"]);
+        assert_eq!(measured(&set, Some("globex")), ["kept", "whole", "changed"], "not acme's own rule");
+
+        // b.toml is edited: `changed` no longer opts in, `added` does; a.toml is kept.
+        let edited = rules(
+            "b.toml",
+            "[[rule]]\nid = 'changed'\nquery = 'zoom'\n\n\
+             [[rule]]\nid = 'added'\nquery = 'zoom'\nmetrics = true\n",
+        );
+        let replaced = set.replace(|_, file| file.path != Path::new("b.toml"), edited).unwrap();
+        let measured_now = |client| {
+            ["kept", "whole", "changed", "added", "acme"]
+                .into_iter()
+                .filter(|id| replaced.measures(client, id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(measured_now(None), ["kept", "whole", "added"]);
+        assert_eq!(measured_now(Some("acme")), ["kept", "whole", "added"], "acme's file was dropped");
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct RuleRef<'a> {
     pub line: usize,
     /// The rule's queue.
     pub queue: &'a str,
+    /// Whether the rule opted in to a metric series of its own (`metrics = true`).
+    pub metrics: bool,
 }
 
 impl Stored {
@@ -275,6 +277,7 @@ impl Stored {
                 path: &rule.rule.path,
                 line: rule.rule.line,
                 queue: &rule.rule.queue,
+                metrics: rule.rule.metrics,
             },
             Stored::Compact(compact) => RuleRef {
                 id: compact.id(),
@@ -284,6 +287,7 @@ impl Stored {
                 path: &compact.path,
                 line: compact.line as usize,
                 queue: &compact.queue,
+                metrics: compact.metrics,
             },
         }
     }

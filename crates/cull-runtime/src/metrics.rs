@@ -107,13 +107,14 @@ pub struct MatchStats {
 }
 
 impl MatchStats {
-    /// Counts what one verdict says about each rule: matched, or culled (and why).
-    pub fn verdict(&mut self, verdict: &cull_model::Verdict) {
-        for matched in &verdict.matched {
-            *self.rules.entry((matched.rule_id.clone(), "matched")).or_default() += 1;
-        }
-        for culled in &verdict.culled {
-            *self.rules.entry((culled.rule_id.clone(), culled.reason.as_str())).or_default() += 1;
+    /// Counts what one verdict says about each rule that `measured` (the rules that
+    /// opted in to a series of their own: label values stay a bounded set, and a
+    /// million rules never make a million series): matched, or culled (and why).
+    pub fn verdict(&mut self, verdict: &cull_model::Verdict, measured: impl Fn(&str) -> bool) {
+        let matched = verdict.matched.iter().map(|matched| (&matched.rule_id, "matched"));
+        let culled = verdict.culled.iter().map(|culled| (&culled.rule_id, culled.reason.as_str()));
+        for (rule, outcome) in matched.chain(culled).filter(|(rule, _)| measured(rule)) {
+            *self.rules.entry((rule.clone(), outcome)).or_default() += 1;
         }
     }
 
@@ -250,7 +251,7 @@ impl Metrics {
             ),
             rule_outcomes: counter(
                 "cull_rule_mentions_total",
-                "Mentions each rule matched, or culled by exclude, mask, channel or lang (the per-rule noise).",
+                "Mentions each rule that opts in (metrics = true) matched, or culled by exclude, mask, channel or lang (the per-rule noise).",
                 &["rule", "outcome"],
             ),
             dead_letters: counter(
