@@ -390,8 +390,7 @@ pub fn for_each_token_with(
     let mut speller = Speller { form, buffer: std::mem::take(spelling) };
     let mut position: u32 = 0;
     let mut previous_end: Option<usize> = None;
-    let mut words = Words::new(text);
-    while let Some((start, word, class)) = words.next() {
+    for (start, word, class) in Words::new(text) {
         let end = start + word.len();
         // A `#` or `@` right before the word makes a hashtag or handle, unless it is
         // glued to the previous word ("a#b").
@@ -515,9 +514,12 @@ impl<'a> Words<'a> {
         self.piece_start = self.next_piece;
         self.next_piece += end;
     }
+}
 
-    /// Returns the next word's offset, the word, and its [`Class`] when the ASCII
-    /// segmenter found it.
+impl<'a> Iterator for Words<'a> {
+    /// A word's offset, the word, and its [`Class`] when the ASCII segmenter found it.
+    type Item = (usize, &'a str, Option<u8>);
+
     fn next(&mut self) -> Option<(usize, &'a str, Option<u8>)> {
         loop {
             let word = match &mut self.piece {
@@ -803,9 +805,7 @@ mod tests {
         // The mark joins the space (WB4), and the Devanagari vowel sign is alphabetic,
         // so the space starts a word.
         for text in ["\u{e9} \u{93e}", "a \u{301}b c", "\u{1f44d} \u{200d}x y"] {
-            let mut words = Words::new(text);
-            let pieces: Vec<(usize, &str)> =
-                std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
+            let pieces: Vec<(usize, &str)> = Words::new(text).map(|(start, word, _)| (start, word)).collect();
             assert_eq!(pieces, text.unicode_word_indices().collect::<Vec<_>>(), "{text:?}");
         }
     }
@@ -862,16 +862,14 @@ mod tests {
             ]), 0..40)
         ) {
             let text = chars.concat();
-            let mut words = Words::new(&text);
-            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
+            let pieces: Vec<(usize, &str)> = Words::new(&text).map(|(start, word, _)| (start, word)).collect();
             let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(pieces, whole);
         }
 
         #[test]
         fn any_text_cut_into_pieces_has_the_words_unicode_segmentation_finds(text in "([a-z ]|\\PC){0,60}") {
-            let mut words = Words::new(&text);
-            let pieces: Vec<(usize, &str)> = std::iter::from_fn(|| words.next()).map(|(start, word, _)| (start, word)).collect();
+            let pieces: Vec<(usize, &str)> = Words::new(&text).map(|(start, word, _)| (start, word)).collect();
             let whole: Vec<(usize, &str)> = text.unicode_word_indices().collect();
             proptest::prop_assert_eq!(pieces, whole);
         }
